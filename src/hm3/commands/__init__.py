@@ -1,0 +1,1 @@
+"""Sub-commands of the `hm3` command line."""
