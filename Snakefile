@@ -1,0 +1,27 @@
+# hm3: hierarchical multi-objective model merging (HM3) as a Snakemake workflow.
+#   snakemake --cores all                          # the embedded tiny suite, offline
+#   snakemake --cores all --configfile FILE.yaml   # another suite / overrides
+# The stages live in workflow/rules/, one file each; the code they run is the hm3
+# package (src/hm3), which is unit-tested on its own.
+
+import os
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    input:
+        "results/tables/experts.csv",
+        "results/tables/experts.md",
+    default_target: True

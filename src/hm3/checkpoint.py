@@ -1,0 +1,40 @@
+"""Saving and describing Hugging Face checkpoints (safetensors, sharded, with a model card)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+
+import yaml
+
+from hm3 import __version__
+from hm3.io import atomic_dir
+
+
+def save_checkpoint(model, tokenizer, out_dir: str | Path, card: str, max_shard_size: str = "2GB") -> None:
+    """Write model + tokenizer + README.md atomically; weights are safetensors only."""
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+
+
+def model_card(title: str, summary: str, details: dict, tags: list[str] | None = None,
+               base_model: str | None = None) -> str:
+    """A model card: HF metadata front matter, a summary, and the recipe as YAML."""
+    front = {"library_name": "transformers", "tags": ["hm3", *(tags or [])]}
+    if base_model:
+        front["base_model"] = base_model
+    recipe = yaml.safe_dump(details, sort_keys=False, allow_unicode=True)
+    return (
+        f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n"
+        f"# {title}\n\n{summary}\n\n"
+        f"Made by hm3 {__version__} on {_dt.date.today().isoformat()}.\n\n"
+        f"## How it was made\n\n```yaml\n{recipe}```\n"
+    )
+
+
+def read_config(model_dir: str | Path) -> dict:
+    return json.loads((Path(model_dir) / "config.json").read_text())

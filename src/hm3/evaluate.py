@@ -1,0 +1,140 @@
+"""Scoring models on the suite's tasks with lm-eval.
+
+Every score hm3 reports goes through lm-eval's task machinery (prompts, generation,
+filters, metrics), for the embedded tiny tasks exactly as for lm-eval's standard ones.
+`Scorer` builds the task objects once and scores any number of models with them, so
+search loops pay lm-eval's set-up cost once per process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hm3.tasks
+from hm3.errors import ConfigError, HM3Error
+
+TINY_TASKS_DIR = Path(hm3.tasks.__file__).parent / "tiny"
+
+# lm-eval is chatty at INFO (one line per request batch); our logs keep WARNING and up
+for _name in ("lm_eval", "lm-eval"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One objective: an lm-eval task per split, and which of its metrics to use."""
+
+    name: str
+    lm_eval_task: dict[str, str]  # split -> lm-eval task name
+    metric: str                   # lm-eval result key, "metric,filter"
+    scale: float = 1.0            # divide by this to get a 0..1 score (chrF, BLEU: 100)
+    extra_metrics: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, name: str, cfg: dict) -> "TaskSpec":
+        return cls(name=name, lm_eval_task=dict(cfg["lm_eval_task"]), metric=cfg["metric"],
+                   scale=float(cfg.get("scale", 1.0)), extra_metrics=list(cfg.get("extra_metrics", [])))
+
+    def task_for(self, split: str) -> str:
+        if split not in self.lm_eval_task:
+            raise ConfigError(f"tasks.{self.name}.lm_eval_task has no entry for split {split!r}")
+        return self.lm_eval_task[split]
+
+
+def task_specs(config: dict) -> list[TaskSpec]:
+    return [TaskSpec.from_config(name, cfg) for name, cfg in config["tasks"].items()]
+
+
+def include_paths(config: dict) -> list[str]:
+    """Task folders lm-eval should index: hm3's tiny tasks plus any the config adds."""
+    extra = config.get("evaluation", {}).get("include_path") or []
+    return [str(TINY_TASKS_DIR), *[str(Path(p)) for p in extra]]
+
+
+class Scorer:
+    """lm-eval task objects for one split, built once; `score` evaluates a live model."""
+
+    def __init__(self, specs: list[TaskSpec], split: str, data_dir: str | Path,
+                 include_path: list[str] | None = None, batch_size: int = 64,
+                 limit: int | None = None, include_defaults: bool = False):
+        from lm_eval.tasks import TaskManager
+
+        self.specs, self.split, self.batch_size, self.limit = specs, split, batch_size, limit
+        self.task_manager = TaskManager(
+            include_path=include_path or [str(TINY_TASKS_DIR)],
+            include_defaults=include_defaults,
+            metadata={"data_dir": str(Path(data_dir).resolve())},
+        )
+        names = [spec.task_for(split) for spec in specs]
+        unknown = [n for n in names if n not in self.task_manager.all_tasks]
+        if unknown:
+            raise HM3Error(f"lm-eval task(s) not found: {', '.join(unknown)} "
+                           f"(searched {include_path or [str(TINY_TASKS_DIR)]}"
+                           f"{' and lm-eval defaults' if include_defaults else ''})")
+        self.task_dict = self.task_manager.load(names)
+
+    def score(self, model, tokenizer, device: str = "cpu") -> dict:
+        """Scores in 0..1 per task, plus the raw lm-eval metrics and example counts."""
+        from lm_eval.evaluator import evaluate
+        from lm_eval.models.huggingface import HFLM
+
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, device=device,
+                  max_length=getattr(model.config, "max_position_embeddings", None))
+        started = time.time()
+        output = evaluate(lm=lm, task_dict=self.task_dict, limit=self.limit, bootstrap_iters=0,
+                          log_samples=False, verbosity="WARNING")
+        return self._collect(output, time.time() - started)
+
+    def _collect(self, output: dict, seconds: float) -> dict:
+        scores, metrics, counts = {}, {}, {}
+        for spec in self.specs:
+            task = spec.task_for(self.split)
+            result = output["results"][task]
+            if spec.metric not in result:
+                raise ConfigError(f"tasks.{spec.name}.metric {spec.metric!r} is not among lm-eval's "
+                                  f"results for {task}: {sorted(k for k in result if ',' in k)}")
+            scores[spec.name] = float(result[spec.metric]) / spec.scale
+            metrics[spec.name] = {k: float(result[k]) for k in [spec.metric, *spec.extra_metrics] if k in result}
+            counts[spec.name] = int(output.get("n-samples", {}).get(task, {}).get("effective", 0))
+        return {"split": self.split, "scores": scores, "metrics": metrics, "examples": counts,
+                "seconds": round(seconds, 2), "lm_eval_version": _lm_eval_version()}
+
+
+def _lm_eval_version() -> str:
+    from importlib.metadata import version
+
+    return version("lm_eval")
+
+
+def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
+    """A checkpoint for scoring: safetensors only, no remote code unless allowed."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    if not any(model_dir.glob("*.safetensors")):
+        raise HM3Error(f"{model_dir}: no *.safetensors weights (pickled weights are not loaded)")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True,
+                                                 trust_remote_code=trust_remote_code)
+    return model.to(device).eval(), tokenizer
+
+
+def offline_environment() -> None:
+    """The default run never reaches a hub: scores must come from local files only."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def score_checkpoint(config: dict, model_dir: str | Path, split: str, data_dir: str | Path) -> dict:
+    """Score a checkpoint folder on every task of the config (one lm-eval run)."""
+    evaluation = config["evaluation"]
+    model, tokenizer = load_model(model_dir, evaluation["device"], config["security"]["trust_remote_code"])
+    scorer = Scorer(task_specs(config), split, data_dir, include_path=include_paths(config),
+                    batch_size=evaluation["batch_size"], limit=evaluation.get("limit"))
+    return scorer.score(model, tokenizer, device=evaluation["device"])

@@ -1,0 +1,97 @@
+"""Small, seeded training loops for the tiny suite's base model and experts.
+
+Written by hand rather than with `transformers.Trainer`: the models are ~1M parameters
+and train for a minute on a CPU, where Trainer's set-up cost and its accelerate
+dependency would dominate, and we need exact control of seeds and loss masking.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+IGNORE_INDEX = -100  # label value the causal-LM loss skips
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int = 20
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    seq_len: int = 128
+    seed: int = 0
+    log_every: int = 25
+
+
+def packed_batches(token_ids: torch.Tensor, settings: TrainSettings) -> Iterator[dict]:
+    """Random windows of a packed token stream (pretraining: loss on every token)."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    span = settings.seq_len
+    if token_ids.numel() <= span + 1:
+        raise ValueError(f"pretraining corpus has {token_ids.numel()} tokens, fewer than seq_len={span}")
+    offsets = torch.arange(span)
+    while True:
+        starts = torch.randint(0, token_ids.numel() - span, (settings.batch_size,), generator=generator)
+        window = token_ids[starts[:, None] + offsets]
+        yield {"input_ids": window, "labels": window}
+
+
+def sft_batches(examples: list[tuple[list[int], list[int]]], pad_id: int,
+                settings: TrainSettings) -> Iterator[dict]:
+    """Right-padded (prompt, target) batches; the loss covers the target tokens only."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    while True:
+        picks = torch.randint(0, len(examples), (settings.batch_size,), generator=generator)
+        rows = [examples[i] for i in picks.tolist()]
+        width = min(settings.seq_len, max(len(p) + len(t) for p, t in rows))
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, (prompt, target) in enumerate(rows):
+            ids = (prompt + target)[:width]
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention[row, : len(ids)] = 1
+            target_start = min(len(prompt), width)
+            labels[row, target_start : len(ids)] = torch.tensor(ids[target_start:])
+        yield {"input_ids": input_ids, "labels": labels, "attention_mask": attention}
+
+
+def _lr_at(step: int, settings: TrainSettings) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < settings.warmup_steps:
+        return settings.learning_rate * (step + 1) / settings.warmup_steps
+    progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
+    return settings.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+
+
+def train(model, batches: Iterator[dict], settings: TrainSettings, desc: str) -> list[dict]:
+    """Run AdamW for ``settings.steps``; returns the loss log (one row per log interval)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
+                                  weight_decay=settings.weight_decay, betas=(0.9, 0.98))
+    model.train()
+    log, window, started = [], [], time.time()
+    bar = tqdm(range(settings.steps), desc=desc, mininterval=2.0)
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, settings)
+        loss = model(**next(batches)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        window.append(loss.item())
+        if len(window) == settings.log_every or step == settings.steps - 1:
+            mean = sum(window) / len(window)
+            log.append({"step": step + 1, "loss": round(mean, 4), "seconds": round(time.time() - started, 1)})
+            bar.set_postfix(loss=f"{mean:.3f}")
+            window = []
+    model.eval()
+    return log

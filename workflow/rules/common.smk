@@ -1,0 +1,53 @@
+# Shared set-up: config validation (first thing, so a bad key fails at once),
+# offline defaults, wildcard constraints and per-rule resources.
+
+import os
+import re
+
+from hm3.config import base_model, expert_models, validate_config
+from hm3.errors import ConfigError
+from hm3.evaluate import offline_environment
+from hm3.seeds import derive_seed
+
+offline_environment()
+
+try:
+    validate_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+except ConfigError as err:
+    raise WorkflowError(f"hm3: {err}") from None
+
+SPLITS = ["train", "search", "test"]
+BASE = base_model(config)
+EXPERTS = expert_models(config)
+MODELS = [BASE, *EXPERTS]
+BUILT_MODELS = [m for m in MODELS if config["models"][m]["source"] == "build"]
+BUILT_EXPERTS = [m for m in EXPERTS if m in BUILT_MODELS]
+GENERATED_TASKS = [t for t, spec in config["tasks"].items() if "generator" in spec]
+
+
+def _alternatives(names):
+    """A wildcard regex matching exactly these names (or nothing when empty)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+wildcard_constraints:
+    model=_alternatives(MODELS),
+    task=_alternatives(GENERATED_TASKS),
+
+
+def rule_resources(rule_name):
+    """Resources for a rule: its own entry in config['resources'] over the default."""
+    table = config["resources"]
+    return {**table["default"], **table.get(rule_name, {})}
+
+
+def threads_for(rule_name):
+    return rule_resources(rule_name)["threads"]
+
+
+def mem_mb_for(rule_name):
+    return rule_resources(rule_name)["mem_mb"]
+
+
+def generated_split_files(split):
+    return expand("results/data/{task}/{split}.jsonl", task=GENERATED_TASKS, split=split)

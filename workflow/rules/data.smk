@@ -1,0 +1,18 @@
+# Task data: the tiny suite's seeded generators write disjoint train/search/test
+# JSONL splits per task (lm-eval's hub tasks need no rule here).
+
+
+rule generate_task_data:
+    output:
+        expand("results/data/{{task}}/{split}.jsonl", split=SPLITS),
+    params:
+        generator=lambda wc: config["tasks"][wc.task]["generator"],
+        sizes=config.get("tiny", {}).get("data", {}).get("sizes", {}),
+        seed=config["seed"],
+    log:
+        "logs/data/{task}.log",
+    threads: threads_for("generate_task_data")
+    resources:
+        mem_mb=mem_mb_for("generate_task_data"),
+    script:
+        "../scripts/generate_task_data.py"

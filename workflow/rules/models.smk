@@ -1,0 +1,87 @@
+# Models: every model of the suite ends at results/models/{model} as a checked HF
+# checkpoint, whatever its source (build: trained here by the tiny suite; hub: pinned
+# download; local: a folder on disk). Only `acquire_model` writes there.
+
+
+rule train_tokenizer:
+    input:
+        generated_split_files("train"),
+    output:
+        directory("results/tiny/tokenizer"),
+    params:
+        tasks=GENERATED_TASKS,
+        vocab_size=config.get("tiny", {}).get("tokenizer", {}).get("vocab_size"),
+    log:
+        "logs/tiny/tokenizer.log",
+    benchmark:
+        "results/benchmarks/train_tokenizer.tsv"
+    threads: threads_for("train_tokenizer")
+    resources:
+        mem_mb=mem_mb_for("train_tokenizer"),
+    script:
+        "../scripts/train_tokenizer.py"
+
+
+rule train_base:
+    input:
+        tokenizer="results/tiny/tokenizer",
+        data=generated_split_files("train"),
+    output:
+        directory("results/tiny/models/{model}"),
+    wildcard_constraints:
+        model=_alternatives([BASE] if BASE in BUILT_MODELS else []),
+    params:
+        tasks=GENERATED_TASKS,
+        seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
+    log:
+        "logs/tiny/train_{model}.log",
+    benchmark:
+        "results/benchmarks/train_{model}.tsv"
+    threads: threads_for("train_base")
+    resources:
+        mem_mb=mem_mb_for("train_base"),
+    script:
+        "../scripts/train_base.py"
+
+
+rule train_expert:
+    input:
+        base=f"results/tiny/models/{BASE}",
+        data=lambda wc: f"results/data/{config['models'][wc.model]['task']}/train.jsonl",
+    output:
+        directory("results/tiny/models/{model}"),
+    wildcard_constraints:
+        model=_alternatives(BUILT_EXPERTS),
+    params:
+        task=lambda wc: config["models"][wc.model]["task"],
+        seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
+    log:
+        "logs/tiny/train_{model}.log",
+    benchmark:
+        "results/benchmarks/train_{model}.tsv"
+    threads: threads_for("train_expert")
+    resources:
+        mem_mb=mem_mb_for("train_expert"),
+    script:
+        "../scripts/train_expert.py"
+
+
+rule acquire_model:
+    input:
+        built=lambda wc: (
+            [f"results/tiny/models/{wc.model}"]
+            if config["models"][wc.model]["source"] == "build"
+            else []
+        ),
+    output:
+        directory("results/models/{model}"),
+    params:
+        spec=lambda wc: config["models"][wc.model],
+        allow_pickle=config["security"]["allow_pickle"],
+    log:
+        "logs/models/acquire_{model}.log",
+    threads: threads_for("acquire_model")
+    resources:
+        mem_mb=mem_mb_for("acquire_model"),
+    script:
+        "../scripts/acquire_model.py"

@@ -1,0 +1,9 @@
+"""Rule expert_table: the family's test scores as CSV and Markdown."""
+
+from hm3.pipeline import job
+from hm3.tables import score_table, write_table
+
+with job(snakemake):
+    table = score_table(snakemake.input, snakemake.config)
+    write_table(table, csv_path=snakemake.output.csv, md_path=snakemake.output.md)
+    print(table.to_string())
