@@ -79,11 +79,16 @@ class Scorer:
 
     def score(self, model, tokenizer, device: str = "cpu") -> dict:
         """Scores in 0..1 per task, plus the raw lm-eval metrics and example counts."""
-        from lm_eval.evaluator import evaluate
         from lm_eval.models.huggingface import HFLM
 
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, device=device,
                   max_length=getattr(model.config, "max_position_embeddings", None))
+        return self.score_lm(lm)
+
+    def score_lm(self, lm) -> dict:
+        """Score any lm-eval `LM` (the HF wrapper above, or another backend)."""
+        from lm_eval.evaluator import evaluate
+
         started = time.time()
         output = evaluate(lm=lm, task_dict=self.task_dict, limit=self.limit, bootstrap_iters=0,
                           log_samples=False, verbosity="WARNING")

@@ -9,6 +9,8 @@ rule generate_task_data:
         generator=lambda wc: config["tasks"][wc.task]["generator"],
         sizes=config.get("tiny", {}).get("data", {}).get("sizes", {}),
         seed=config["seed"],
+    conda:
+        "../../envs/hm3.yaml"
     log:
         "logs/data/{task}.log",
     threads: threads_for("generate_task_data")

@@ -10,6 +10,8 @@ rule score_model:
         "results/scores/{model}.json",
     params:
         split="test",
+    conda:
+        "../../envs/hm3.yaml"
     log:
         "logs/scores/{model}.log",
     benchmark:
@@ -27,6 +29,8 @@ rule expert_table:
     output:
         csv="results/tables/experts.csv",
         md="results/tables/experts.md",
+    conda:
+        "../../envs/hm3.yaml"
     log:
         "logs/tables/experts.log",
     threads: threads_for("expert_table")

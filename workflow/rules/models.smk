@@ -11,6 +11,8 @@ rule train_tokenizer:
     params:
         tasks=GENERATED_TASKS,
         vocab_size=config.get("tiny", {}).get("tokenizer", {}).get("vocab_size"),
+    conda:
+        "../../envs/hm3.yaml"
     log:
         "logs/tiny/tokenizer.log",
     benchmark:
@@ -33,6 +35,8 @@ rule train_base:
     params:
         tasks=GENERATED_TASKS,
         seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
+    conda:
+        "../../envs/hm3.yaml"
     log:
         "logs/tiny/train_{model}.log",
     benchmark:
@@ -55,6 +59,8 @@ rule train_expert:
     params:
         task=lambda wc: config["models"][wc.model]["task"],
         seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
+    conda:
+        "../../envs/hm3.yaml"
     log:
         "logs/tiny/train_{model}.log",
     benchmark:
@@ -78,6 +84,8 @@ rule acquire_model:
     params:
         spec=lambda wc: config["models"][wc.model],
         allow_pickle=config["security"]["allow_pickle"],
+    conda:
+        "../../envs/hm3.yaml"
     log:
         "logs/models/acquire_{model}.log",
     threads: threads_for("acquire_model")
