@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO, SCHEMA
+from _paths import REPO, SCHEMA
 from hm3.config import validate_config
 from hm3.errors import ConfigError
 

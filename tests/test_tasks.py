@@ -59,10 +59,10 @@ def test_scores_reference_answers_perfectly(data_dir, monkeypatch):
     """Feeding each task its own references through lm-eval's metrics gives 1.0 (100 for chrF)."""
     from hm3.evaluate import task_specs
     import yaml
-    from conftest import REPO
+    from _paths import REPO
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    scorer = Scorer(task_specs(config), "test", data_dir)
+    scorer = Scorer(task_specs(config["tasks"]), "test", data_dir)
     result = scorer.score_lm(_OracleLM(data_dir))
     assert result["scores"] == {"math": 1.0, "code": 1.0, "translation": 1.0}
     assert result["examples"] == {"math": 6, "code": 6, "translation": 6}

@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from _paths import REPO
 
 pytestmark = pytest.mark.slow
 

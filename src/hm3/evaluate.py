@@ -45,13 +45,14 @@ class TaskSpec:
         return self.lm_eval_task[split]
 
 
-def task_specs(config: dict) -> list[TaskSpec]:
-    return [TaskSpec.from_config(name, cfg) for name, cfg in config["tasks"].items()]
+def task_specs(tasks: dict) -> list[TaskSpec]:
+    """The `tasks:` section of the config as TaskSpecs, in config order."""
+    return [TaskSpec.from_config(name, cfg) for name, cfg in tasks.items()]
 
 
-def include_paths(config: dict) -> list[str]:
+def include_paths(evaluation: dict) -> list[str]:
     """Task folders lm-eval should index: hm3's tiny tasks plus any the config adds."""
-    extra = config.get("evaluation", {}).get("include_path") or []
+    extra = evaluation.get("include_path") or []
     return [str(TINY_TASKS_DIR), *[str(Path(p)) for p in extra]]
 
 
@@ -136,10 +137,11 @@ def offline_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def score_checkpoint(config: dict, model_dir: str | Path, split: str, data_dir: str | Path) -> dict:
-    """Score a checkpoint folder on every task of the config (one lm-eval run)."""
-    evaluation = config["evaluation"]
-    model, tokenizer = load_model(model_dir, evaluation["device"], config["security"]["trust_remote_code"])
-    scorer = Scorer(task_specs(config), split, data_dir, include_path=include_paths(config),
-                    batch_size=evaluation["batch_size"], limit=evaluation.get("limit"))
+def score_checkpoint(tasks: dict, evaluation: dict, model_dir: str | Path, split: str,
+                     data_dir: str | Path, trust_remote_code: bool = False) -> dict:
+    """Score a checkpoint folder on every configured task (one lm-eval run)."""
+    model, tokenizer = load_model(model_dir, evaluation["device"], trust_remote_code)
+    scorer = Scorer(task_specs(tasks), split, data_dir,
+                    include_path=include_paths(evaluation), batch_size=evaluation["batch_size"],
+                    limit=evaluation.get("limit"))
     return scorer.score(model, tokenizer, device=evaluation["device"])

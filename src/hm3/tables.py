@@ -10,15 +10,15 @@ import pandas as pd
 from hm3.io import write_text
 
 
-def score_table(score_files, config: dict) -> pd.DataFrame:
-    """One row per model (base first), one column per task, scores on 0..1."""
+def score_table(score_files, models: dict, tasks: list[str]) -> pd.DataFrame:
+    """One row per model (base first), one column per task in config order, scores on 0..1."""
     rows = []
     for path in score_files:
         result = json.loads(Path(path).read_text())
         name = result["model"]
-        spec = config["models"][name]
+        spec = models[name]
         row = {"model": name, "role": spec["role"], "expert_for": spec.get("task", "")}
-        row.update({task: round(score, 4) for task, score in result["scores"].items()})
+        row.update({task: round(result["scores"][task], 4) for task in tasks})
         rows.append(row)
     order = {"base": 0, "expert": 1}
     return pd.DataFrame(rows).sort_values(by="role", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)

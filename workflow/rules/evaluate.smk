@@ -10,6 +10,9 @@ rule score_model:
         "results/scores/{model}.json",
     params:
         split="test",
+        tasks=config["tasks"],
+        evaluation=config["evaluation"],
+        trust_remote_code=config["security"]["trust_remote_code"],
     conda:
         "../../envs/hm3.yaml"
     log:
@@ -29,6 +32,9 @@ rule expert_table:
     output:
         csv="results/tables/experts.csv",
         md="results/tables/experts.md",
+    params:
+        models=config["models"],
+        tasks=list(config["tasks"]),
     conda:
         "../../envs/hm3.yaml"
     log:

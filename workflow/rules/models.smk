@@ -35,6 +35,9 @@ rule train_base:
     params:
         tasks=GENERATED_TASKS,
         seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
+        architecture=config.get("tiny", {}).get("architecture"),
+        training=config.get("tiny", {}).get("base_training"),
+        max_shard_size=config.get("tiny", {}).get("max_shard_size", "2GB"),
     conda:
         "../../envs/hm3.yaml"
     log:
@@ -57,8 +60,10 @@ rule train_expert:
     wildcard_constraints:
         model=_alternatives(BUILT_EXPERTS),
     params:
-        task=lambda wc: config["models"][wc.model]["task"],
+        generator=lambda wc: config["tasks"][config["models"][wc.model]["task"]]["generator"],
         seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
+        training=config.get("tiny", {}).get("expert_training"),
+        max_shard_size=config.get("tiny", {}).get("max_shard_size", "2GB"),
     conda:
         "../../envs/hm3.yaml"
     log:

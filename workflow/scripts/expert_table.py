@@ -4,6 +4,6 @@ from hm3.pipeline import job
 from hm3.tables import score_table, write_table
 
 with job(snakemake):
-    table = score_table(snakemake.input, snakemake.config)
+    table = score_table(snakemake.input, snakemake.params.models, snakemake.params.tasks)
     write_table(table, csv_path=snakemake.output.csv, md_path=snakemake.output.md)
     print(table.to_string())

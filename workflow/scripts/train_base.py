@@ -6,15 +6,14 @@ from hm3.pipeline import job
 from hm3.tiny.build import build_base
 
 with job(snakemake):
-    tiny = snakemake.config["tiny"]
     details = build_base(
         data_dir=Path(snakemake.input.data[0]).parents[1],
         tokenizer_dir=snakemake.input.tokenizer,
         out_dir=snakemake.output[0],
         tasks=snakemake.params.tasks,
-        arch=tiny["architecture"],
-        training=tiny["base_training"],
+        arch=dict(snakemake.params.architecture),
+        training=dict(snakemake.params.training),
         seed=snakemake.params.seed,
-        max_shard_size=tiny.get("max_shard_size", "2GB"),
+        max_shard_size=snakemake.params.max_shard_size,
     )
     print({k: details[k] for k in ("parameters", "losses")})

@@ -24,7 +24,8 @@ def run(args) -> int:
 
     offline_environment()
     config = load_config(args.config, args.schema)
-    result = score_checkpoint(config, args.model_dir, args.split, args.data_dir)
+    result = score_checkpoint(config["tasks"], config["evaluation"], args.model_dir, args.split,
+                              args.data_dir, config["security"]["trust_remote_code"])
     if args.out:
         write_json(args.out, {"model": args.model_dir.name, **result})
     print(json.dumps(result["scores"], indent=2))

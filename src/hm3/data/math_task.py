@@ -141,9 +141,9 @@ def _operands(kind: str, rng: random.Random) -> dict[str, int]:
     if kind == "add":
         a, b = rng.randint(lo, hi), rng.randint(lo, hi)
         return {"a": a, "b": b, "r": a + b}
-    if kind == "sub":
-        a = rng.randint(lo + 1, hi)
-        b = rng.randint(lo, a - 1)
+    if kind == "sub":   # results stay >= 2, so every count reads as a plural
+        a = rng.randint(lo + 2, hi)
+        b = rng.randint(lo, a - 2)
         return {"a": a, "b": b, "r": a - b}
     if kind == "mul":
         a, b = rng.randint(mlo, mhi), rng.randint(mlo, mhi)
@@ -154,7 +154,7 @@ def _operands(kind: str, rng: random.Random) -> dict[str, int]:
     if kind in ("add_sub", "add_add"):
         a, b = rng.randint(lo, hi), rng.randint(lo, hi)
         s = a + b
-        c = rng.randint(lo, min(hi, s - 1)) if kind == "add_sub" else rng.randint(lo, hi)
+        c = rng.randint(lo, min(hi, s - 2)) if kind == "add_sub" else rng.randint(lo, hi)
         return {"a": a, "b": b, "c": c, "s": s, "r": s - c if kind == "add_sub" else s + c}
     if kind in ("mul_add", "mul_sub"):
         a, b = rng.randint(mlo, mhi), rng.randint(mlo, mhi)
@@ -162,7 +162,7 @@ def _operands(kind: str, rng: random.Random) -> dict[str, int]:
         if kind == "mul_add":
             c = rng.randint(lo, min(hi, MAX_RESULT - s)) if s + lo <= MAX_RESULT else None
             return {"a": a, "b": b, "c": c, "s": s, "r": None if c is None else s + c}
-        c = rng.randint(lo, min(hi, s - 1))
+        c = rng.randint(lo, min(hi, s - 2))
         return {"a": a, "b": b, "c": c, "s": s, "r": s - c}
     raise ValueError(kind)
 

@@ -1,0 +1,339 @@
+"""Reading checkpoints tensor by tensor, and writing sharded safetensors as a stream.
+
+Reading: shapes and dtypes come from the safetensors headers alone (a few KB
+per file), so compatibility is checked before any weight is read. Pickled
+weights (``.bin``, ``.pt``) are refused unless a recipe allows them, and are
+then loaded with ``torch.load(weights_only=True)``.
+
+Writing: all output shapes are known before the first tensor is merged, so
+each shard's header is written first and tensors are appended as they are
+produced. Memory holds one output tensor at a time, never a whole shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from safetensors import safe_open
+
+from hm3.errors import HM3Error
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
+                   "chat_template.jinja", "chat_template.json", "vocab.txt", "spiece.model")
+
+_SAFE_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+    "U8": torch.uint8, "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+}
+_SAFE_NAMES = {v: k for k, v in _SAFE_DTYPES.items()}
+
+
+def parse_size(text: str | int) -> int:
+    """'5GB', '500MB', '2GiB', '1000000' -> bytes (decimal units as in transformers)."""
+    if isinstance(text, int):
+        return text
+    units = {"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "KB": 10**3, "MB": 10**6, "GB": 10**9,
+             "K": 10**3, "M": 10**6, "G": 10**9, "B": 1}
+    value = str(text).strip().upper()
+    for unit, factor in units.items():
+        if value.endswith(unit):
+            return int(float(value[: -len(unit)]) * factor)
+    return int(value)
+
+
+def resolve_model_dir(reference: str) -> Path:
+    """A local directory, or a Hugging Face model id already in the local cache."""
+    path = Path(reference).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise HM3Error(f"model {reference!r} is a file; expected a checkpoint directory")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(reference, local_files_only=True))
+    except Exception as err:  # not a valid id, not cached, offline: all mean "not found"
+        raise HM3Error(f"model {reference!r} is neither a local directory nor in the "
+                       f"Hugging Face cache ({type(err).__name__})") from None
+
+
+def read_safetensors_header(path: Path) -> dict:
+    """The JSON header of a safetensors file, without reading any tensor data."""
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > 100 * 1024 * 1024:
+                raise ValueError("header larger than 100 MB")
+            header = json.loads(handle.read(length))
+    except (OSError, ValueError, struct.error) as err:
+        raise HM3Error(f"{path}: not a readable safetensors file ({err})") from None
+    header.pop("__metadata__", None)
+    return header
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    file: str
+
+    @property
+    def nbytes(self) -> int:
+        numel = 1
+        for size in self.shape:
+            numel *= size
+        return numel * torch.empty((), dtype=self.dtype).element_size()
+
+
+class CheckpointReader:
+    """The tensors of one checkpoint directory, listed cheaply and loaded one by one."""
+
+    def __init__(self, directory: str | Path, *, allow_pickle: bool = False, label: str | None = None):
+        self.directory = Path(directory)
+        self.label = label or str(directory)
+        self._handles: dict[str, object] = {}
+        self._pickled: dict[str, dict] = {}
+        files = self._safetensors_files()
+        if files:
+            self.tensors = self._index_safetensors(files)
+        else:
+            pickled = self._pickle_files()
+            if not pickled:
+                raise HM3Error(f"model {self.label}: no *.safetensors weights in {self.directory}")
+            if not allow_pickle:
+                raise HM3Error(
+                    f"model {self.label}: weights are pickled ({pickled[0].name}); hm3 only reads "
+                    "safetensors unless the config sets 'hm3: {allow_pickle: true}'")
+            self.tensors = self._index_pickles(pickled)
+
+    # -- listing
+    def _safetensors_files(self) -> list[Path]:
+        index = self.directory / SAFETENSORS_INDEX
+        if index.exists():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            return [self.directory / name for name in dict.fromkeys(weight_map.values())]
+        return sorted(self.directory.glob("*.safetensors"))
+
+    def _pickle_files(self) -> list[Path]:
+        index = self.directory / "pytorch_model.bin.index.json"
+        if index.exists():
+            weight_map = json.loads(index.read_text())["weight_map"]
+            return [self.directory / name for name in dict.fromkeys(weight_map.values())]
+        return sorted(p for p in self.directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+
+    def _index_safetensors(self, files: list[Path]) -> dict[str, TensorInfo]:
+        tensors: dict[str, TensorInfo] = {}
+        for path in files:
+            header = read_safetensors_header(path)
+            # storage order, so reading walks each file front to back
+            for name, entry in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+                dtype = _SAFE_DTYPES.get(entry["dtype"])
+                if dtype is None:
+                    raise HM3Error(f"model {self.label}: tensor {name} has unsupported dtype {entry['dtype']}")
+                tensors[name] = TensorInfo(name, tuple(entry["shape"]), dtype, str(path))
+        return tensors
+
+    def _index_pickles(self, files: list[Path]) -> dict[str, TensorInfo]:
+        tensors: dict[str, TensorInfo] = {}
+        for path in files:
+            state = self._load_pickle(path)
+            self._pickled[str(path)] = state
+            for name, value in state.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[name] = TensorInfo(name, tuple(value.shape), value.dtype, str(path))
+        return tensors
+
+    def _load_pickle(self, path: Path) -> dict:
+        try:
+            try:  # memory-mapped: tensors are paged in only when used
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # legacy (non-zip) format cannot be mapped
+                return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise HM3Error(f"model {self.label}: cannot load {path.name} safely ({err})") from None
+
+    # -- access
+    @property
+    def names(self) -> list[str]:
+        return list(self.tensors)
+
+    def get(self, name: str) -> torch.Tensor:
+        info = self.tensors[name]
+        if info.file in self._pickled:
+            return self._pickled[info.file][name]
+        handle = self._handles.get(info.file)
+        if handle is None:
+            handle = safe_open(info.file, framework="pt", device="cpu")
+            self._handles[info.file] = handle
+        return handle.get_tensor(name)
+
+    def config(self) -> dict:
+        path = self.directory / "config.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def close(self) -> None:
+        self._handles.clear()
+        self._pickled.clear()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class StateDictReader:
+    """The reader interface over tensors already in memory (tests, notebooks)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], label: str, config: dict | None = None):
+        self.label = label
+        self._tensors = tensors
+        self._config = dict(config or {})
+        self.tensors = {name: TensorInfo(name, tuple(t.shape), t.dtype, "") for name, t in tensors.items()}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.tensors)
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._tensors[name]
+
+    def config(self) -> dict:
+        return dict(self._config)
+
+    def close(self) -> None:
+        pass
+
+
+def num_hidden_layers(config: dict, tensor_names: Iterable[str]) -> int:
+    """Layer count for gradients: from config.json, else from the tensor names."""
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    text_config = config.get("text_config")
+    if isinstance(text_config, dict):
+        return num_hidden_layers(text_config, tensor_names)
+    from hm3.merge.params import layer_index
+
+    indices = [layer_index(name) for name in tensor_names]
+    indices = [i for i in indices if i is not None]
+    return max(indices) + 1 if indices else 1
+
+
+# --------------------------------------------------------------------------------------
+# writing
+
+
+def plan_shards(infos: list[TensorInfo], max_shard_bytes: int) -> list[list[TensorInfo]]:
+    """Greedy split in order; a tensor larger than the limit gets a shard of its own."""
+    shards: list[list[TensorInfo]] = [[]]
+    size = 0
+    for info in infos:
+        if shards[-1] and size + info.nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(info)
+        size += info.nbytes
+    return shards
+
+
+def shard_filename(index: int, count: int) -> str:
+    return f"model-{index + 1:05d}-of-{count:05d}.safetensors"
+
+
+def _header_bytes(tensors: list[TensorInfo], metadata: dict) -> bytes:
+    header: dict = {"__metadata__": metadata}
+    offset = 0
+    for info in tensors:
+        header[info.name] = {"dtype": _SAFE_NAMES[info.dtype], "shape": list(info.shape),
+                             "data_offsets": [offset, offset + info.nbytes]}
+        offset += info.nbytes
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # data starts 8-byte aligned, as safetensors pads
+    return struct.pack("<Q", len(encoded)) + encoded
+
+
+class ShardedWriter:
+    """Writes planned tensors, in plan order, into sharded safetensors files.
+
+    Each shard's header is written when its first tensor arrives; each tensor's
+    bytes are appended and the tensor can be released. ``finish`` checks that
+    every planned tensor was written and writes ``model.safetensors.index.json``.
+    """
+
+    def __init__(self, directory: Path, infos: list[TensorInfo], max_shard_bytes: int):
+        self.directory = Path(directory)
+        self.shards = plan_shards(infos, max_shard_bytes)
+        self._queue = [(s, info) for s, shard in enumerate(self.shards) for info in shard]
+        self._position = 0
+        self._open_shard = -1
+        self._handle = None
+
+    def write(self, name: str, tensor: torch.Tensor) -> None:
+        if self._position >= len(self._queue):
+            raise HM3Error(f"tensor {name} was not planned for output")
+        shard, info = self._queue[self._position]
+        if info.name != name or tuple(tensor.shape) != info.shape or tensor.dtype != info.dtype:
+            raise HM3Error(f"output tensor {name} {tuple(tensor.shape)} {tensor.dtype} does not "
+                           f"match the plan ({info.name} {info.shape} {info.dtype})")
+        if shard != self._open_shard:
+            self._start_shard(shard)
+        data = tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8)
+        self._handle.write(memoryview(data.numpy()))
+        self._position += 1
+
+    def _start_shard(self, shard: int) -> None:
+        self._close_handle()
+        path = self.directory / shard_filename(shard, len(self.shards))
+        self._handle = open(path, "wb")
+        self._handle.write(_header_bytes(self.shards[shard], {"format": "pt"}))
+        self._open_shard = shard
+
+    def _close_handle(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
+
+    def finish(self) -> dict:
+        self._close_handle()
+        if self._position != len(self._queue):
+            missing = self._queue[self._position][1].name
+            raise HM3Error(f"output incomplete: tensor {missing} was never written")
+        weight_map = {info.name: shard_filename(s, len(self.shards))
+                      for s, shard in enumerate(self.shards) for info in shard}
+        total = sum(info.nbytes for shard in self.shards for info in shard)
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        from hm3.io import write_json
+
+        write_json(self.directory / SAFETENSORS_INDEX, index)
+        return index
+
+    def abort(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def copy_tokenizer_files(source: Path, destination: Path) -> list[str]:
+    """Copy the tokenizer files found in ``source``; returns their names."""
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, destination / name)
+            copied.append(name)
+    return copied

@@ -1,0 +1,55 @@
+"""Checks that stop a bad merge early, with messages that name what is wrong."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import torch
+
+from hm3.errors import HM3Error
+
+
+def _shape_text(shape) -> str:
+    return "[" + ", ".join(str(s) for s in shape) + "]"
+
+
+def check_same_tensors(reference_label: str, reference: Mapping[str, Sequence[int]],
+                       others: Sequence[tuple[str, Mapping[str, Sequence[int]]]]) -> None:
+    """All models must have the same tensor names with the same shapes.
+
+    ``reference`` and each of ``others`` map tensor names to shapes (read from
+    the safetensors headers). The first offending tensor is reported, in the
+    reference's order, with both shapes.
+    """
+    for label, shapes in others:
+        for name, shape in reference.items():
+            if name not in shapes:
+                raise HM3Error(f"tensor {name} is in {reference_label} but missing from {label} "
+                               "(different architecture?)")
+            if tuple(shapes[name]) != tuple(shape):
+                hint = _mismatch_hint(name, shape, shapes[name])
+                raise HM3Error(f"tensor {name} has shape {_shape_text(shapes[name])} in {label} "
+                               f"but {_shape_text(shape)} in {reference_label}{hint}")
+        for name in shapes:
+            if name not in reference:
+                raise HM3Error(f"tensor {name} is in {label} but not in {reference_label} "
+                               "(different architecture?)")
+
+
+def _mismatch_hint(name: str, a, b) -> str:
+    if len(a) == len(b) == 2 and a[1] == b[1] and ("embed" in name or "lm_head" in name):
+        return " (different vocabulary sizes: align the tokenizers first)"
+    return " (different architecture?)"
+
+
+def is_finite(tensor: torch.Tensor) -> bool:
+    """All elements finite; one read pass, no temporary of the tensor's size."""
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        return True
+    # the max-norm is NaN if any element is NaN and inf if any is infinite
+    return bool(torch.isfinite(torch.linalg.vector_norm(tensor.reshape(-1), float("inf"))))
+
+
+def check_finite(tensor: torch.Tensor, tensor_name: str, where: str) -> None:
+    if not is_finite(tensor):
+        raise HM3Error(f"tensor {tensor_name} in {where} contains NaN or Inf")

@@ -1,0 +1,176 @@
+"""Masks for pruning task vectors: by magnitude rank, at random, or both (DELLA).
+
+Two conventions make the streaming export and the in-memory search produce the
+very same masks:
+
+- Magnitude ranks are *stable*: equal magnitudes are ordered by position, so
+  "keep the top k" has one answer even when many magnitudes tie (common when
+  the weights were stored in bfloat16).
+- Random masks compare seeded uniforms with the keep probability. The uniforms
+  of a tensor come from a generator seeded by (seed, tensor name, row), so a
+  mask depends neither on the order tensors are processed in nor on the other
+  tensors; and for a fixed seed a mask at density d contains the mask at any
+  lower density (a smooth landscape for a search over densities).
+
+Streaming computes a magnitude mask by a two-level radix select on the float
+bits (linear time); the in-memory merger instead keeps each element's rank,
+computed once by a stable sort, and compares it with the window's bounds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from hm3.merge.methods import Workspace, l1_norm
+
+_HIGH_BUCKETS = 1 << 15  # |x| has a zero sign bit: bits >> 16 < 2**15
+_LOW_BUCKETS = 1 << 16
+
+
+def tensor_seed(seed: int, tensor_name: str, row: int) -> int:
+    """A 63-bit seed for one tensor of one input, stable across runs and machines."""
+    digest = hashlib.blake2b(f"{seed}\0{tensor_name}\0{row}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def uniforms(seed: int, tensor_name: str, row: int, out: torch.Tensor) -> torch.Tensor:
+    """Fill ``out`` (float32) with this tensor's uniforms in [0, 1), generated on CPU."""
+    generator = torch.Generator(device="cpu").manual_seed(tensor_seed(seed, tensor_name, row))
+    if out.device.type == "cpu":
+        return torch.rand(out.shape, generator=generator, out=out)
+    out.copy_(torch.rand(out.shape, generator=generator))
+    return out
+
+
+def magnitude_keys(delta: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """|delta| as int32 bit patterns: for non-negative floats they sort like the values."""
+    torch.abs(delta.reshape(-1), out=scratch)
+    return scratch.view(torch.int32)
+
+
+def _bucket_of(counts: torch.Tensor, rank: int) -> tuple[int, int]:
+    """(bucket holding the element of this rank, number of elements below it)."""
+    cumulative = torch.cumsum(counts, 0)
+    bucket = int(torch.searchsorted(cumulative, rank, right=True))
+    below = int(cumulative[bucket - 1]) if bucket > 0 else 0
+    return bucket, below
+
+
+def select_rank(keys: torch.Tensor, rank: int, scratch: torch.Tensor, flags: torch.Tensor):
+    """Key of the element of ascending rank ``rank``, with counts of smaller and equal keys.
+
+    Two counting passes over 16-bit digits instead of a sort: linear time.
+    ``scratch`` (int32) and ``flags`` (bool) are buffers of the keys' size.
+    """
+    torch.bitwise_right_shift(keys, 16, out=scratch)
+    high, below_high = _bucket_of(torch.bincount(scratch, minlength=_HIGH_BUCKETS), rank)
+    torch.eq(scratch, high, out=flags)
+    low_digits = torch.masked_select(keys, flags).bitwise_and_(0xFFFF)
+    low_counts = torch.bincount(low_digits, minlength=_LOW_BUCKETS)
+    low, below_low = _bucket_of(low_counts, rank - below_high)
+    return (high << 16) | low, below_high + below_low, int(low_counts[low])
+
+
+def rank_at_least(keys: torch.Tensor, rank: int, out: torch.Tensor, scratch: torch.Tensor):
+    """Bool mask of the elements whose stable ascending rank is >= ``rank``."""
+    n = keys.numel()
+    if rank <= 0:
+        return out.fill_(True)
+    if rank >= n:
+        return out.fill_(False)
+    value, smaller, equal = select_rank(keys, rank, scratch, out)
+    wanted_ties = smaller + equal - rank  # ties rank by position: keep the last ones
+    if wanted_ties == equal:
+        return torch.ge(keys, value, out=out)
+    torch.gt(keys, value, out=out)
+    ties = torch.nonzero(keys == value).reshape(-1)
+    out[ties[equal - wanted_ties:]] = True
+    return out
+
+
+def rank_window(keys: torch.Tensor, lo: int, hi: int, out: torch.Tensor, flags: torch.Tensor,
+                scratch: torch.Tensor) -> torch.Tensor:
+    """Bool mask of the elements whose stable ascending rank lies in [lo, hi)."""
+    n = keys.numel()
+    lo, hi = max(lo, 0), min(hi, n)
+    if hi <= lo:
+        return out.fill_(False)
+    rank_at_least(keys, lo, out, scratch)
+    if hi < n:
+        rank_at_least(keys, hi, flags, scratch)
+        out.logical_and_(flags.logical_not_())
+    return out
+
+
+def stable_ranks(keys: torch.Tensor) -> torch.Tensor:
+    """Stable ascending rank of every element (int32), by one sort; for caching."""
+    order = torch.argsort(keys.reshape(-1), stable=True)
+    ranks = torch.empty(keys.numel(), dtype=torch.int32, device=keys.device)
+    ranks.scatter_(0, order, torch.arange(keys.numel(), dtype=torch.int32, device=keys.device))
+    return ranks
+
+
+def della_rank_fraction(delta: torch.Tensor, shape, out: torch.Tensor,
+                        scratch: torch.Tensor) -> torch.Tensor:
+    """Per row (mergekit: along dim 1; a 1-D tensor is one row), the stable rank of
+    |delta| scaled to [0, 1]: 0 for the smallest magnitude, 1 for the largest."""
+    shape = tuple(shape) if len(shape) >= 2 else (1, max(1, delta.numel()))
+    keys = magnitude_keys(delta, scratch).view(shape)
+    order = torch.argsort(keys, dim=1, stable=True)
+    positions = torch.arange(shape[1], dtype=torch.float32, device=delta.device)
+    positions = positions.view((1, shape[1]) + (1,) * (len(shape) - 2)).expand(shape)
+    out_view = out.view(shape)
+    out_view.scatter_(1, order, positions)
+    return out.div_(shape[1] - 1) if shape[1] > 1 else out.zero_()
+
+
+def della_keep_probability(rank_fraction: torch.Tensor, density: float, epsilon: float,
+                           out: torch.Tensor) -> torch.Tensor:
+    """DELLA: p = density - epsilon + 2 epsilon * rank fraction (larger kept more often)."""
+    torch.mul(rank_fraction, 2 * epsilon, out=out)
+    return out.add_(density - epsilon)
+
+
+class ComputedMasks:
+    """Masks computed from the task vectors of one tensor, on demand.
+
+    Used by the streaming export, and by the in-memory merger when caches would
+    not fit in memory. ``deltas`` are the task-vector rows of this tensor (read,
+    never written); a row's index is its position among the recipe's inputs,
+    which seeds its uniforms.
+    """
+
+    def __init__(self, deltas, shape, tensor_name: str, seed: int, ws: Workspace):
+        self.deltas = deltas
+        self.numel = deltas[0].numel()
+        self.shape = shape
+        self.tensor_name = tensor_name
+        self.seed = seed
+        self.ws = ws
+
+    def _scratch(self):
+        return self.ws.get("scratch_a", self.numel), self.ws.get("scratch_b", self.numel, torch.int32)
+
+    def magnitude_window(self, row, lo, hi, out):
+        magnitudes, scratch = self._scratch()
+        keys = magnitude_keys(self.deltas[row], magnitudes)
+        flags = self.ws.get("flags", keys.numel(), torch.bool)
+        return rank_window(keys, lo, hi, out, flags, scratch)
+
+    def bernoulli(self, row, p, out):
+        noise, _ = self._scratch()
+        uniforms(self.seed, self.tensor_name, row, noise)
+        return torch.lt(noise, p, out=out)
+
+    def della(self, row, density, epsilon, out):
+        fraction, scratch = self._scratch()
+        della_rank_fraction(self.deltas[row], self.shape, fraction, scratch.view(torch.float32))
+        della_keep_probability(fraction, density, epsilon, fraction)
+        noise = self.ws.get("noise", self.numel)
+        uniforms(self.seed, self.tensor_name, row, noise)
+        return torch.lt(noise, fraction, out=out)
+
+    def l1(self, row):
+        return l1_norm(self.deltas[row], self.ws.get("scratch_a", self.numel))

@@ -1,0 +1,242 @@
+"""Streaming export: merge tensor by tensor from safetensors to sharded safetensors.
+
+Memory holds one tensor per input (as float32) plus scratch of the same size,
+never a whole model: inputs are read one tensor at a time, output shards are
+written as a stream (their headers are planned up front). Everything that can
+be checked without reading weights (recipe, files, tensor names and shapes,
+parameters for every tensor) is checked before the output directory is
+created; the output appears under its final name only when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import torch
+
+from hm3.errors import ConfigError, HM3Error
+from hm3.io import atomic_dir, write_json, write_text
+from hm3.merge.card import card_title, model_card
+from hm3.merge.checkpoint import (
+    CheckpointReader,
+    ShardedWriter,
+    StateDictReader,
+    TensorInfo,
+    copy_tokenizer_files,
+    num_hidden_layers,
+    parse_size,
+    resolve_model_dir,
+)
+from hm3.merge.checks import check_finite, check_same_tensors
+from hm3.merge.cli import DEFAULT_SHARD_SIZE
+from hm3.merge.config import MergeRecipe, recipe_to_yaml
+from hm3.merge.methods import (
+    Workspace,
+    check_tensor_params,
+    merge_gta,
+    merge_linear,
+    merge_model_stock,
+    merge_slerp,
+    model_stock_t,
+    slerp_stats,
+)
+from hm3.merge.plan import MergePlan, ParameterResolver, make_plan
+from hm3.merge.sparsify import ComputedMasks
+
+log = logging.getLogger("hm3.merge")
+
+RECIPE_FILE = "mergekit_config.yml"  # the name mergekit gives the recipe it embeds
+
+
+@dataclass
+class MergeSummary:
+    out_dir: str
+    tensors: int
+    shards: int
+    bytes_read: int
+    bytes_written: int
+    seconds: float
+    files: list[str] = field(default_factory=list)
+
+
+class _Inputs:
+    """Readers of every input model, checked against each other before merging."""
+
+    def __init__(self, plan: MergePlan, readers: dict | None = None):
+        if readers is None:
+            allow_pickle = plan.recipe.allow_pickle
+            self.dirs = {ref: resolve_model_dir(ref) for ref in plan.inputs}
+            readers = {ref: CheckpointReader(self.dirs[ref], allow_pickle=allow_pickle, label=ref)
+                       for ref in plan.inputs}
+        self.readers = readers
+        self.anchor = self.readers[plan.anchor]
+        shapes = {ref: {n: info.shape for n, info in r.tensors.items()} for ref, r in self.readers.items()}
+        check_same_tensors(plan.anchor, shapes[plan.anchor], [(ref, shapes[ref]) for ref in plan.rows])
+
+    def bytes_total(self) -> int:
+        return sum(info.nbytes for r in self.readers.values() for info in r.tensors.values())
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            reader.close()
+
+
+def run_merge(recipe: MergeRecipe, out_dir: str | Path, *, max_shard_size: str | int = DEFAULT_SHARD_SIZE,
+              check_outputs: bool = True) -> MergeSummary:
+    """Merge the recipe's models into a Hugging Face checkpoint at ``out_dir``."""
+    start = time.perf_counter()
+    plan = make_plan(recipe)
+    inputs = _Inputs(plan)
+    try:
+        names = inputs.anchor.names
+        resolver = ParameterResolver(plan, num_hidden_layers(inputs.anchor.config(), names))
+        for name in names:  # every parameter error surfaces before writing
+            check_tensor_params(plan.method, resolver(name), name, plan.rows)
+        outputs = _output_infos(inputs.anchor, recipe)
+        tokenizer_dir = _tokenizer_dir(recipe, plan, inputs)
+        with atomic_dir(out_dir) as tmp:
+            writer = ShardedWriter(tmp, outputs, parse_size(max_shard_size))
+            merger = _TensorMerger(plan, inputs, resolver, check_outputs)
+            try:
+                for info in outputs:
+                    writer.write(info.name, merger.merge(info))
+                writer.finish()
+            finally:
+                writer.abort()
+            _write_metadata(tmp, recipe, plan, inputs, tokenizer_dir, card_title(out_dir))
+        files = sorted(p.name for p in Path(out_dir).iterdir())
+    finally:
+        inputs.close()
+    return MergeSummary(out_dir=str(out_dir), tensors=len(outputs), shards=len(writer.shards),
+                        bytes_read=inputs.bytes_total(), bytes_written=sum(i.nbytes for i in outputs),
+                        seconds=time.perf_counter() - start, files=files)
+
+
+def merge_state_dicts(recipe: MergeRecipe, models: Mapping[str, Mapping[str, torch.Tensor]], *,
+                      num_layers: int | None = None, check_outputs: bool = True) -> dict[str, torch.Tensor]:
+    """Merge tensors held in memory, by the streaming engine's code path.
+
+    ``models`` maps each model reference of the recipe to its state dict.
+    ``num_layers`` sets the layer count for gradients (default: from the names).
+    """
+    plan = make_plan(recipe)
+    missing = [ref for ref in plan.inputs if ref not in models]
+    if missing:
+        raise HM3Error(f"no tensors given for model {missing[0]!r}")
+    config = {"num_hidden_layers": num_layers} if num_layers else {}
+    readers = {ref: StateDictReader(dict(models[ref]), ref, config) for ref in plan.inputs}
+    inputs = _Inputs(plan, readers)
+    names = inputs.anchor.names
+    resolver = ParameterResolver(plan, num_hidden_layers(inputs.anchor.config(), names))
+    for name in names:
+        check_tensor_params(plan.method, resolver(name), name, plan.rows)
+    merger = _TensorMerger(plan, inputs, resolver, check_outputs)
+    # results may live in reused buffers: copy each one out
+    return {info.name: merger.merge(info).clone() for info in _output_infos(inputs.anchor, recipe)}
+
+
+def _output_infos(anchor: CheckpointReader, recipe: MergeRecipe) -> list[TensorInfo]:
+    dtype = recipe.output_dtype()
+    return [TensorInfo(info.name, info.shape,
+                       dtype if (dtype is not None and info.dtype.is_floating_point) else info.dtype, "")
+            for info in anchor.tensors.values()]
+
+
+class _TensorMerger:
+    """Loads one tensor of every input and merges it; buffers are reused across tensors."""
+
+    def __init__(self, plan: MergePlan, inputs: _Inputs, resolver: ParameterResolver, check_outputs: bool):
+        self.plan = plan
+        self.inputs = inputs
+        self.resolver = resolver
+        self.check_outputs = check_outputs
+        self.ws = Workspace()
+
+    def merge(self, info: TensorInfo) -> torch.Tensor:
+        anchor_tensor = self.inputs.anchor.get(info.name)
+        if not anchor_tensor.is_floating_point():
+            return anchor_tensor  # integer buffers are copied from the anchor
+        n = anchor_tensor.numel()
+        anchor = self.ws.get("anchor", n)
+        anchor.copy_(anchor_tensor.reshape(-1))
+        del anchor_tensor
+        check_finite(anchor, info.name, self.plan.anchor)
+        deltas, stats = self._load_rows(info.name, anchor)
+        result = self._dispatch(info, anchor, deltas, stats).view(info.shape).to(info.dtype)
+        if self.check_outputs:  # after the cast: float16 overflows to inf
+            check_finite(result, info.name, "the merged model")
+        return result
+
+    def _load_rows(self, name: str, anchor: torch.Tensor):
+        """Task vectors of the other inputs as float32 rows (slerp also needs cosines)."""
+        rows = self.plan.rows
+        n = anchor.numel()
+        deltas = self.ws.get("deltas", len(rows) * n).view(len(rows), n)
+        stats = []
+        for i, ref in enumerate(rows):
+            tensor = self.inputs.readers[ref].get(name)
+            deltas[i].copy_(tensor.reshape(-1))
+            del tensor
+            check_finite(deltas[i], name, ref)
+            if self.plan.method.family == "slerp":
+                stats.append(slerp_stats(anchor, deltas[i]))
+            deltas[i].sub_(anchor)
+        return deltas, stats
+
+    def _dispatch(self, info: TensorInfo, anchor, deltas, stats):
+        method = self.plan.method
+        params = self.resolver(info.name)
+        out = anchor  # kernels may write their result over the anchor
+        if method.family == "linear":
+            return merge_linear(anchor, deltas, params, out, info.name)
+        if method.family == "slerp":
+            return merge_slerp(anchor, deltas, params, stats[0], out)
+        if method.family == "model_stock":
+            t = model_stock_t(deltas, info.shape, params.shared["filter_wise"])
+            return merge_model_stock(anchor, deltas, t, info.shape, self.ws, out)
+        masks = ComputedMasks(deltas, info.shape, info.name, self.plan.recipe.seed, self.ws)
+        return merge_gta(method, anchor, deltas, params, masks, self.ws, out, writable=True,
+                         tensor_name=info.name, who=self.plan.rows)
+
+
+def _tokenizer_dir(recipe: MergeRecipe, plan: MergePlan, inputs: _Inputs) -> Path | None:
+    """Where tokenizer files come from: tokenizer_source, else the base (as mergekit)."""
+    source = recipe.tokenizer_source
+    if source is None:
+        return inputs.dirs[plan.anchor]
+    if source == "base":
+        if not recipe.base_model:
+            raise ConfigError("tokenizer_source: base needs a base_model")
+        return inputs.dirs[recipe.base_model]
+    if source == "union":
+        raise ConfigError("tokenizer_source: union (merging vocabularies) is not supported by hm3 merge; "
+                          "name the model whose tokenizer to copy")
+    directory = inputs.dirs.get(source) or resolve_model_dir(source)
+    if not any(directory.glob("tokenizer*")) and not (directory / "vocab.json").exists():
+        raise HM3Error(f"tokenizer_source {source!r} has no tokenizer files in {directory}")
+    return directory
+
+
+def _write_metadata(tmp: Path, recipe: MergeRecipe, plan: MergePlan, inputs: _Inputs,
+                    tokenizer_dir: Path | None, title: str) -> None:
+    config = inputs.anchor.config()
+    if config:
+        dtype = recipe.output_dtype()
+        if dtype is not None:
+            name = str(dtype).removeprefix("torch.")
+            config["dtype"] = name
+            if "torch_dtype" in config:
+                config["torch_dtype"] = name
+        write_json(tmp / "config.json", config)
+    generation = inputs.dirs[plan.anchor] / "generation_config.json"
+    if generation.exists():
+        write_json(tmp / "generation_config.json", json.loads(generation.read_text()))
+    if tokenizer_dir is not None:
+        copy_tokenizer_files(tokenizer_dir, tmp)
+    write_text(tmp / RECIPE_FILE, recipe_to_yaml(recipe))
+    write_text(tmp / "README.md", model_card(recipe, title))
