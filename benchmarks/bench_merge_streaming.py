@@ -149,9 +149,12 @@ class MemorySampler(threading.Thread):
         return max(self.peak_kb, status_kb("RssAnon"))
 
 
-def child_merge(config: str, out: str) -> None:
+def child_merge(config: str, out: str, threads: int) -> None:
     """Run in a fresh process: merge, then print the memory figures as JSON."""
-    import torch  # noqa: F401  (imported before sampling: the baseline includes it)
+    import torch  # imported before sampling: the baseline includes it
+
+    if threads:
+        torch.set_num_threads(threads)
 
     from hm3.merge import load_recipe, run_merge
 
@@ -165,10 +168,11 @@ def child_merge(config: str, out: str) -> None:
     peak_kb = sampler.stop()
     print(json.dumps(dict(seconds=seconds, bytes_read=summary.bytes_read, peak_rss_anon_kb=peak_kb,
                           baseline_rss_anon_kb=baseline_kb, peak_rss_kb=status_kb("VmHWM"),
-                          shards=summary.shards, tensors=summary.tensors)))
+                          shards=summary.shards, tensors=summary.tensors,
+                          threads=torch.get_num_threads())))
 
 
-def measure(models: list[Path], workdir: Path, cold: bool) -> dict:
+def measure(models: list[Path], workdir: Path, cold: bool, threads: int) -> dict:
     from hm3.merge import make_recipe, recipe_to_yaml
 
     files = input_files(models)
@@ -183,7 +187,7 @@ def measure(models: list[Path], workdir: Path, cold: bool) -> dict:
     out = workdir / "merged"
     if cold:
         drop_page_cache()
-    result = subprocess.run([sys.executable, __file__, "--child-merge", str(config), str(out)],
+    result = subprocess.run([sys.executable, __file__, "--child-merge", str(config), str(out), str(threads)],
                             capture_output=True, text=True, check=True)
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     shutil.rmtree(out)
@@ -194,7 +198,7 @@ def measure(models: list[Path], workdir: Path, cold: bool) -> dict:
 def report(label: str, f: dict) -> None:
     merge_rate = f["bytes_read"] / f["seconds"] / 1e6
     copy_rate = f["file_bytes"] / f["copy_seconds"] / 1e6
-    print(f"\n== page cache {label}: ties of 3 experts + base, "
+    print(f"\n== page cache {label}, {f['threads']} torch thread(s): ties of 3 experts + base, "
           f"{f['bytes_read'] / 1e9:.2f} GB of bf16 input, {f['tensors']} tensors, {f['shards']} output shards")
     print("| figure | value |\n|---|---|")
     print(f"| merge wall time | {f['seconds']:.1f} s |")
@@ -211,10 +215,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/hm3-bench-streaming"))
     parser.add_argument("--cache", choices=["warm", "cold", "both"], default="both")
     parser.add_argument("--keep", action="store_true", help="keep the generated checkpoints")
-    parser.add_argument("--child-merge", nargs=2, metavar=("CONFIG", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for the merge (default: torch's)")
+    parser.add_argument("--child-merge", nargs=3, metavar=("CONFIG", "OUT", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_merge:
-        child_merge(*args.child_merge)
+        child_merge(args.child_merge[0], args.child_merge[1], int(args.child_merge[2]))
         return
     if Path(__file__).resolve().parents[1] in args.workdir.resolve().parents:
         parser.error("--workdir must be outside the repository")
@@ -224,7 +229,7 @@ def main() -> None:
         for label in (["warm", "cold"] if args.cache == "both" else [args.cache]):
             if label == "warm":  # read once so the files are cached
                 read_and_copy(input_files(models), args.workdir / "copy.tmp")
-            results[label] = measure(models, args.workdir, cold=label == "cold")
+            results[label] = measure(models, args.workdir, cold=label == "cold", threads=args.threads)
             report(label, results[label])
         (args.workdir.parent / "hm3-bench-streaming.json").write_text(json.dumps(results, indent=2))
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 
@@ -27,11 +26,11 @@ def model_card(title: str, summary: str, details: dict, tags: list[str] | None =
     front = {"library_name": "transformers", "tags": ["hm3", *(tags or [])]}
     if base_model:
         front["base_model"] = base_model
-    recipe = yaml.safe_dump(details, sort_keys=False, allow_unicode=True)
+    recipe = yaml.safe_dump(details, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100)
     return (
         f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n"
         f"# {title}\n\n{summary}\n\n"
-        f"Made by hm3 {__version__} on {_dt.date.today().isoformat()}.\n\n"
+        f"Made by hm3 {__version__}.\n\n"
         f"## How it was made\n\n```yaml\n{recipe}```\n"
     )
 

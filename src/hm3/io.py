@@ -15,6 +15,12 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
 def _tmp_sibling(path: Path, kind: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     maker = tempfile.mkdtemp if kind == "dir" else tempfile.mkstemp
@@ -22,6 +28,8 @@ def _tmp_sibling(path: Path, kind: str) -> Path:
     if isinstance(made, tuple):  # mkstemp returns (fd, name)
         os.close(made[0])
         made = made[1]
+    # mkstemp/mkdtemp create private (0600/0700) entries; outputs get the usual mode
+    os.chmod(made, (0o777 if kind == "dir" else 0o666) & ~_umask())
     return Path(made)
 
 

@@ -1,27 +1,35 @@
-"""Masks: the radix select of the export equals the cached ranks of the search loop."""
+"""Pruning: the export's radix select equals the search loop's cached ranks, and a
+stable sort, also when magnitudes tie."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hm3.merge.sparsify import magnitude_keys, rank_window, stable_ranks, tensor_seed, uniforms
+from hm3.merge.methods import Workspace
+from hm3.merge.sparsify import ComputedMasks, magnitude_keys, stable_ranks, tensor_seed, uniforms
 
 
-def windows(values: torch.Tensor, lo: int, hi: int):
-    n = values.numel()
-    keys = magnitude_keys(values, torch.empty(n))
-    selected = rank_window(keys, lo, hi, torch.empty(n, dtype=torch.bool), torch.empty(n, dtype=torch.bool),
-                           torch.empty(n, dtype=torch.int32))
-    ranks = stable_ranks(keys)
-    by_rank = (ranks >= lo) & (ranks < hi)
-    by_sort = torch.zeros(n, dtype=torch.bool)
-    by_sort[torch.sort(values.abs(), stable=True).indices[max(lo, 0):max(hi, 0)]] = True
-    return selected, by_rank, by_sort
+def by_sort(values: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    keep = torch.zeros(values.numel(), dtype=torch.bool)
+    keep[torch.sort(values.abs(), stable=True).indices[max(lo, 0):max(hi, 0)]] = True
+    return torch.where(keep, values, 0.0)
+
+
+def by_ranks(values: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    ranks = stable_ranks(magnitude_keys(values, torch.empty(values.numel())))
+    return torch.where((ranks >= lo) & (ranks < hi), values, 0.0)
+
+
+def by_selection(values: torch.Tensor, lo: int, hi: int, in_place: bool) -> torch.Tensor:
+    rows = values.clone().unsqueeze(0)
+    masks = ComputedMasks(rows, values.shape, "w", 0, Workspace())
+    target = rows[0] if in_place else torch.empty_like(values)
+    return masks.prune_window(0, lo, hi, rows[0], target).clone()
 
 
 @pytest.mark.parametrize("kind", ["continuous", "bfloat16 ties", "many zeros", "constant"])
-def test_radix_select_equals_stable_sort(kind):
+def test_selection_equals_cached_ranks_and_stable_sort(kind):
     torch.manual_seed(1)
     n = 5000
     if kind == "continuous":
@@ -32,10 +40,12 @@ def test_radix_select_equals_stable_sort(kind):
         values = torch.randn(n) * (torch.rand(n) < 0.2)
     else:
         values = torch.full((n,), -0.5)
-    for lo, hi in [(0, n), (n - 1, n), (n - 1500, n), (1000, 3500), (0, 1), (2500, 2500), (-3, 10), (4990, n + 5)]:
-        selected, by_rank, by_sort = windows(values, lo, hi)
-        assert torch.equal(selected, by_sort), (lo, hi)
-        assert torch.equal(by_rank, by_sort), (lo, hi)
+    for lo, hi in [(0, n), (n - 1, n), (n - 1500, n), (1000, 3500), (0, 1), (2500, 2500), (-3, 10),
+                   (4990, n + 5), (0, 4000)]:
+        expected = by_sort(values, lo, hi)
+        assert torch.equal(by_ranks(values, lo, hi), expected), (lo, hi)
+        for in_place in (False, True):
+            assert torch.equal(by_selection(values, lo, hi, in_place), expected), (lo, hi, in_place)
 
 
 def test_uniforms_are_seeded_per_tensor_and_row():

@@ -30,7 +30,7 @@ rule expert_table:
     input:
         expand("results/scores/{model}.json", model=MODELS),
     output:
-        csv="results/tables/experts.csv",
+        csv=report("results/tables/experts.csv", caption="../report/experts.rst", category="Model family"),
         md="results/tables/experts.md",
     params:
         models=config["models"],

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -69,8 +70,9 @@ def resolve_model_dir(reference: str) -> Path:
                        f"Hugging Face cache ({type(err).__name__})") from None
 
 
-def read_safetensors_header(path: Path) -> dict:
-    """The JSON header of a safetensors file, without reading any tensor data."""
+def read_safetensors_header(path: Path, with_data_start: bool = False):
+    """The JSON header of a safetensors file, without reading any tensor data
+    (and, if asked, the file offset where the data begins)."""
     try:
         with open(path, "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
@@ -80,7 +82,7 @@ def read_safetensors_header(path: Path) -> dict:
     except (OSError, ValueError, struct.error) as err:
         raise HM3Error(f"{path}: not a readable safetensors file ({err})") from None
     header.pop("__metadata__", None)
-    return header
+    return (header, 8 + length) if with_data_start else header
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class TensorInfo:
     shape: tuple[int, ...]
     dtype: torch.dtype
     file: str
+    offset: int = -1  # where the data starts in a safetensors file
 
     @property
     def nbytes(self) -> int:
@@ -137,13 +140,18 @@ class CheckpointReader:
     def _index_safetensors(self, files: list[Path]) -> dict[str, TensorInfo]:
         tensors: dict[str, TensorInfo] = {}
         for path in files:
-            header = read_safetensors_header(path)
+            header, data_start = read_safetensors_header(path, with_data_start=True)
             # storage order, so reading walks each file front to back
             for name, entry in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
                 dtype = _SAFE_DTYPES.get(entry["dtype"])
                 if dtype is None:
                     raise HM3Error(f"model {self.label}: tensor {name} has unsupported dtype {entry['dtype']}")
-                tensors[name] = TensorInfo(name, tuple(entry["shape"]), dtype, str(path))
+                begin, end = entry["data_offsets"]
+                info = TensorInfo(name, tuple(entry["shape"]), dtype, str(path), data_start + begin)
+                if end - begin != info.nbytes:
+                    raise HM3Error(f"model {self.label}: tensor {name} in {path.name} has "
+                                   f"{end - begin} bytes for shape {list(info.shape)} {entry['dtype']}")
+                tensors[name] = info
         return tensors
 
     def _index_pickles(self, files: list[Path]) -> dict[str, TensorInfo]:
@@ -170,21 +178,48 @@ class CheckpointReader:
     def names(self) -> list[str]:
         return list(self.tensors)
 
-    def get(self, name: str) -> torch.Tensor:
+    def get(self, name: str, buffer: torch.Tensor | None = None) -> torch.Tensor:
+        """The tensor, read with one positioned read (no memory map, so the pages
+        read do not stay in this process's resident set); into ``buffer`` (uint8,
+        large enough) when given, so repeated reads allocate nothing."""
         info = self.tensors[name]
         if info.file in self._pickled:
             return self._pickled[info.file][name]
+        if sys.byteorder != "little":  # safetensors data is little-endian
+            return self._safe_open(info.file).get_tensor(name)
+        nbytes = info.nbytes
+        if buffer is None:
+            buffer = torch.empty(nbytes, dtype=torch.uint8)
+        data = buffer[:nbytes]
+        self._read_exactly(info, memoryview(data.numpy()))
+        return data.view(info.dtype).view(info.shape)
+
+    def _read_exactly(self, info: TensorInfo, target: memoryview) -> None:
         handle = self._handles.get(info.file)
         if handle is None:
-            handle = safe_open(info.file, framework="pt", device="cpu")
+            handle = open(info.file, "rb", buffering=0)
             self._handles[info.file] = handle
-        return handle.get_tensor(name)
+        done = 0
+        while done < len(target):  # one read returns at most ~2 GB
+            count = os.preadv(handle.fileno(), [target[done:]], info.offset + done)
+            if count <= 0:
+                raise HM3Error(f"model {self.label}: {Path(info.file).name} ends inside tensor {info.name}")
+            done += count
+
+    def _safe_open(self, file: str):
+        key = "safe_open:" + file
+        if key not in self._handles:
+            self._handles[key] = safe_open(file, framework="pt", device="cpu")
+        return self._handles[key]
 
     def config(self) -> dict:
         path = self.directory / "config.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
     def close(self) -> None:
+        for handle in self._handles.values():
+            if hasattr(handle, "close"):
+                handle.close()
         self._handles.clear()
         self._pickled.clear()
 
@@ -208,7 +243,7 @@ class StateDictReader:
     def names(self) -> list[str]:
         return list(self.tensors)
 
-    def get(self, name: str) -> torch.Tensor:
+    def get(self, name: str, buffer: torch.Tensor | None = None) -> torch.Tensor:
         return self._tensors[name]
 
     def config(self) -> dict:

@@ -129,7 +129,10 @@ class InMemoryMerger:
         try:
             self._setup(target, shapes[0], base_name, expert_names,
                         num_hidden_layers(readers[0].config(), shapes[0]))
-            self._fill(readers[0].get, [r.get for r in readers[1:]])
+            largest = max(info.nbytes for info in readers[0].tensors.values())
+            buffer = torch.empty(largest, dtype=torch.uint8)  # one read buffer for all tensors
+            self._fill(*[lambda name, r=r: r.get(name, buffer) for r in readers][:1],
+                       [lambda name, r=r: r.get(name, buffer) for r in readers[1:]])
         finally:
             for reader in readers:
                 reader.close()
@@ -429,14 +432,15 @@ class _CachedMasks:
         self.rows = rows
         self.slot = slot
 
-    def magnitude_window(self, row, lo, hi, out):
+    def prune_window(self, row, lo, hi, values, target):
         ranks = self.merger.ranks(self.rows[row])[self.slot.span]
-        torch.ge(ranks, lo, out=out)
+        keep = self.merger.ws.get("mask", self.slot.numel, torch.bool)
+        torch.ge(ranks, lo, out=keep)
         if hi < self.slot.numel:
             below = self.merger.ws.get("flags", self.slot.numel, torch.bool)
             torch.lt(ranks, hi, out=below)
-            out.logical_and_(below)
-        return out
+            keep.logical_and_(below)
+        return torch.where(keep, values, torch.zeros((), device=values.device), out=target)
 
     def bernoulli(self, row, p, out):
         return torch.lt(self.merger.noise(self.seed, row)[self.slot.span], p, out=out)

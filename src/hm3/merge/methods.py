@@ -33,6 +33,8 @@ from hm3.merge.params import ParamSpec
 # Elements per pass of fused weighted sums: large enough that per-op overhead is
 # negligible, small enough that the partial output stays in cache between terms.
 CHUNK = 1 << 20
+# Elements per chunk of the TIES sign election: its k + 4 float32 buffers stay in cache.
+CONSENSUS_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,10 @@ class TensorParams:
 class MaskSource(Protocol):
     """Where sparsification masks come from (computed from the tensor, or cached)."""
 
-    def magnitude_window(self, row: int, lo: int, hi: int, out: torch.Tensor) -> torch.Tensor:
-        """Elements whose stable ascending rank of |delta| lies in [lo, hi)."""
+    def prune_window(self, row: int, lo: int, hi: int, values: torch.Tensor,
+                     target: torch.Tensor) -> torch.Tensor:
+        """``values`` kept where the stable ascending rank of |delta| lies in [lo, hi),
+        zero elsewhere, written to ``target`` (which may be ``values``)."""
 
     def bernoulli(self, row: int, p: float, out: torch.Tensor) -> torch.Tensor:
         """Seeded uniforms u < p."""
@@ -261,28 +265,33 @@ def sparsify_bounds(method: str, numel: int, density: float, gamma: float = 0.0)
     raise ValueError(method)
 
 
-def sparsify_mask(method: MergeMethod, row: int, numel: int, row_params: dict,
-                  masks: MaskSource, out: torch.Tensor, tensor_name: str, who: str):
-    """Bool keep-mask of one row, or None when the row is kept whole (density >= 1)."""
+def prune_row(method: MergeMethod, index: int, row: torch.Tensor, row_params: dict,
+              masks: MaskSource, ws: Workspace, target: torch.Tensor, tensor_name: str, who: str):
+    """Write the pruned row into ``target`` (which may be the row itself) and return
+    it, or return None when the row is kept whole (density >= 1)."""
     density = row_params["density"]
     kind = method.sparsification
+    n = row.numel()
     if kind in ("magnitude", "magnitude_outliers"):
-        bounds = sparsify_bounds(kind, numel, density, row_params.get("gamma", 0.0))
-        return None if bounds is None else masks.magnitude_window(row, bounds[0], bounds[1], out)
+        bounds = sparsify_bounds(kind, n, density, row_params.get("gamma", 0.0))
+        return None if bounds is None else masks.prune_window(index, bounds[0], bounds[1], row, target)
+    if density >= 1:
+        return None
+    keep = ws.get("mask", n, torch.bool)
     if kind == "random":
-        return None if density >= 1 else masks.bernoulli(row, density, out)
-    if kind == "della":
-        if density >= 1:
-            return None
+        masks.bernoulli(index, density, keep)
+    elif kind == "della":
         if density <= 0:
-            return out.zero_()
+            return target.zero_()
         epsilon = row_params["epsilon"]
         if density + epsilon >= 1 or density - epsilon <= 0:
             raise ConfigError(
                 f"della: density +/- epsilon must lie in (0, 1); got density={density}, "
                 f"epsilon={epsilon} for {who} (tensor {tensor_name})")
-        return masks.della(row, density, epsilon, out)
-    raise ValueError(kind)
+        masks.della(index, density, epsilon, keep)
+    else:
+        raise ValueError(kind)
+    return torch.where(keep, row, torch.zeros((), dtype=row.dtype, device=row.device), out=target)
 
 
 def rescale_factor(before: float, after: float, eps: float = 1e-7) -> float:
@@ -316,14 +325,12 @@ def _sparsified_row(method, i, deltas, params, masks, ws, target, writable, tens
     """
     n = deltas[0].numel()
     row = deltas[i]
-    mask = sparsify_mask(method, i, n, params.rows[i], masks, ws.get("mask", n, torch.bool),
-                         tensor_name, who[i])
-    if mask is None:
+    rescale = params.shared["rescale"]
+    before = masks.l1(i) if rescale else 0.0  # before pruning: the row may be pruned in place
+    pruned = prune_row(method, i, row, params.rows[i], masks, ws, target, tensor_name, who[i])
+    if pruned is None:
         return row, 1.0
-    before = masks.l1(i) if params.shared["rescale"] else 0.0
-    torch.mul(row, mask, out=target)
-    scale = rescale_factor(before, l1_norm(target, ws.get("scratch_a", n))) if params.shared["rescale"] else 1.0
-    return target, scale
+    return pruned, rescale_factor(before, l1_norm(pruned, ws.get("scratch_a", n))) if rescale else 1.0
 
 
 def merge_gta(method: MergeMethod, anchor, deltas, params: TensorParams, masks: MaskSource,
@@ -370,38 +377,57 @@ def _accumulate_sparse_rows(method, anchor, deltas, params, masks, ws, out, writ
 def _merge_consensus(method, anchor, deltas, params, masks, ws, out, writable, tensor_name,
                      who, weights, lam):
     k, n = len(deltas), deltas[0].numel()
-    work = deltas if writable else ws.get("rows", k * n).view(k, n)
+    pruned, coeffs = [], []
     for i in range(k):
-        row, scale = _sparsified_row(method, i, deltas, params, masks, ws, work[i], writable,
+        target = deltas[i] if writable else ws.get("rows", k * n).view(k, n)[i]
+        row, scale = _sparsified_row(method, i, deltas, params, masks, ws, target, writable,
                                      tensor_name, who)
-        # mergekit weights the (rescaled) deltas before electing signs
-        torch.mul(row, weights[i] * scale, out=work[i])
-    # the scratch buffers of mask computation are free again: reuse them
-    mixed = ws.get("scratch_a", n)
-    torch.sum(work, dim=0, out=mixed)
-    majority = ws.get("majority", n, torch.bool)
-    torch.ge(mixed, 0, out=majority)  # a zero sum elects +
-    agree = ws.get("agree", n, torch.bool)
-    nonzero = ws.get("mask", n, torch.bool)
-    divisor = ws.get("scratch_b", n)
-    divisor.zero_()
-    for i in range(k):
-        # sign(delta) == majority sign: positive with a + majority, negative with a -,
-        # never a zero delta
-        torch.gt(work[i], 0, out=agree)
-        torch.eq(agree, majority, out=agree)
-        torch.ne(work[i], 0, out=nonzero)
-        agree.logical_and_(nonzero)
-        work[i].mul_(agree)
-        divisor.add_(agree, alpha=weights[i])
-    torch.sum(work, dim=0, out=mixed)
-    if params.shared["normalize"]:
-        torch.eq(divisor, 0, out=agree)
-        divisor.masked_fill_(agree, 1.0)
-        mixed.div_(divisor)
-    if lam != 1:
-        mixed.mul_(lam)
-    return torch.add(anchor, mixed, out=out)
+        pruned.append(row)
+        coeffs.append(weights[i] * scale)  # mergekit weights the rescaled deltas, then elects
+    return elect_and_mix(anchor, pruned, coeffs, weights, params.shared["normalize"], lam, ws, out)
+
+
+def elect_and_mix(anchor, rows, coeffs, weights, normalize: bool, lam: float, ws: Workspace, out):
+    """TIES sign election and disjoint mean, chunk by chunk (it is all elementwise).
+
+    With W_i = c_i * row_i and S = sum_i W_i, an entry W_i agrees when it is
+    non-zero and has the sign of S (a zero S elects +). Then
+    out = anchor + lam * sum_i W_i [agree_i] / sum_i w_i [agree_i] (the division only
+    when normalizing, and by 1 where nothing agrees). Agreement is computed with
+    arithmetic (W_i * sign(S) clamped at 0, then its sign: 1 or 0), which is several
+    times faster than boolean masks, and chunks keep the work in cache.
+    """
+    k, n = len(rows), anchor.numel()
+    size = min(n, CONSENSUS_CHUNK)
+    weighted = ws.get("consensus_rows", k * size).view(k, size)
+    sign, agree = ws.get("consensus_sign", size), ws.get("consensus_agree", size)
+    mixed, divisor = ws.get("consensus_mixed", size), ws.get("consensus_divisor", size)
+    one = torch.ones((), dtype=anchor.dtype, device=anchor.device)
+    for start in range(0, n, size):
+        stop = min(n, start + size)
+        m = stop - start
+        w_rows, s, p, mix, div = weighted[:, :m], sign[:m], agree[:m], mixed[:m], divisor[:m]
+        for i in range(k):
+            torch.mul(rows[i][start:stop], coeffs[i], out=w_rows[i])
+        torch.sum(w_rows, dim=0, out=s)
+        torch.copysign(one, s, out=s)
+        for i in range(k):
+            torch.mul(w_rows[i], s, out=p)
+            p.clamp_(min=0).sign_()
+            if i == 0:
+                torch.mul(w_rows[i], p, out=mix)
+                torch.mul(p, weights[i], out=div)
+            else:
+                mix.addcmul_(w_rows[i], p)
+                div.add_(p, alpha=weights[i])
+        if normalize:
+            # divide by 1 where no weight agrees: div += 1 - |sign(div)| (exact: adds 0 or 1)
+            torch.sign(div, out=p)
+            p.abs_().neg_().add_(1.0)
+            div.add_(p)
+            mix.div_(div)
+        torch.add(anchor[start:stop], mix, alpha=lam, out=out[start:stop])
+    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ computed once by a stable sort, and compares it with the window's bounds.
 from __future__ import annotations
 
 import hashlib
+import struct
+from dataclasses import dataclass
 
 import torch
 
@@ -27,6 +29,7 @@ from hm3.merge.methods import Workspace, l1_norm
 
 _HIGH_BUCKETS = 1 << 15  # |x| has a zero sign bit: bits >> 16 < 2**15
 _LOW_BUCKETS = 1 << 16
+_BINCOUNT_SLICE = 1 << 22
 
 
 def tensor_seed(seed: int, tensor_name: str, row: int) -> int:
@@ -58,50 +61,76 @@ def _bucket_of(counts: torch.Tensor, rank: int) -> tuple[int, int]:
     return bucket, below
 
 
+def _bincount(values: torch.Tensor, buckets: int) -> torch.Tensor:
+    """Histogram in slices, so bincount's int64 temporaries stay small."""
+    counts = torch.zeros(buckets, dtype=torch.int64, device=values.device)
+    for start in range(0, values.numel(), _BINCOUNT_SLICE):
+        counts += torch.bincount(values[start:start + _BINCOUNT_SLICE], minlength=buckets)
+    return counts
+
+
 def select_rank(keys: torch.Tensor, rank: int, scratch: torch.Tensor, flags: torch.Tensor):
-    """Key of the element of ascending rank ``rank``, with counts of smaller and equal keys.
+    """The element of ascending rank ``rank``: (its key, count of smaller keys, and the
+    positions of the keys equal to it, in order).
 
     Two counting passes over 16-bit digits instead of a sort: linear time.
     ``scratch`` (int32) and ``flags`` (bool) are buffers of the keys' size.
     """
     torch.bitwise_right_shift(keys, 16, out=scratch)
-    high, below_high = _bucket_of(torch.bincount(scratch, minlength=_HIGH_BUCKETS), rank)
+    high, below_high = _bucket_of(_bincount(scratch, _HIGH_BUCKETS), rank)
     torch.eq(scratch, high, out=flags)
-    low_digits = torch.masked_select(keys, flags).bitwise_and_(0xFFFF)
-    low_counts = torch.bincount(low_digits, minlength=_LOW_BUCKETS)
-    low, below_low = _bucket_of(low_counts, rank - below_high)
-    return (high << 16) | low, below_high + below_low, int(low_counts[low])
+    positions = torch.nonzero(flags).reshape(-1)  # the bucket: few elements
+    low_digits = keys[positions].bitwise_and_(0xFFFF)
+    low, below_low = _bucket_of(torch.bincount(low_digits, minlength=_LOW_BUCKETS), rank - below_high)
+    return (high << 16) | low, below_high + below_low, positions[low_digits == low]
 
 
-def rank_at_least(keys: torch.Tensor, rank: int, out: torch.Tensor, scratch: torch.Tensor):
-    """Bool mask of the elements whose stable ascending rank is >= ``rank``."""
-    n = keys.numel()
-    if rank <= 0:
-        return out.fill_(True)
-    if rank >= n:
-        return out.fill_(False)
-    value, smaller, equal = select_rank(keys, rank, scratch, out)
-    wanted_ties = smaller + equal - rank  # ties rank by position: keep the last ones
-    if wanted_ties == equal:
-        return torch.ge(keys, value, out=out)
-    torch.gt(keys, value, out=out)
-    ties = torch.nonzero(keys == value).reshape(-1)
-    out[ties[equal - wanted_ties:]] = True
-    return out
+@dataclass(frozen=True)
+class Cut:
+    """Where stable rank ``rank`` falls: every |x| above ``value`` ranks above it, and
+    of the elements equal to it, those at ``upper_ties`` (positions) do too."""
+
+    value: float
+    threshold: float  # hardshrink keeps |x| > threshold: exactly the elements ranking >= rank
+    upper_ties: torch.Tensor | None  # positions to add back when only some ties rank >= rank
 
 
-def rank_window(keys: torch.Tensor, lo: int, hi: int, out: torch.Tensor, flags: torch.Tensor,
-                scratch: torch.Tensor) -> torch.Tensor:
-    """Bool mask of the elements whose stable ascending rank lies in [lo, hi)."""
-    n = keys.numel()
-    lo, hi = max(lo, 0), min(hi, n)
-    if hi <= lo:
-        return out.fill_(False)
-    rank_at_least(keys, lo, out, scratch)
-    if hi < n:
-        rank_at_least(keys, hi, flags, scratch)
-        out.logical_and_(flags.logical_not_())
-    return out
+def select_cut(keys: torch.Tensor, rank: int, scratch: torch.Tensor, flags: torch.Tensor) -> Cut:
+    """The magnitude cut separating stable ranks below ``rank`` from ranks >= it."""
+    value_bits, smaller, ties = select_rank(keys, rank, scratch, flags)
+    value = _float_of_bits(value_bits)
+    wanted = smaller + ties.numel() - rank  # ties rank by position: the last ones rank higher
+    if wanted == ties.numel():  # all ties rank >= rank: keep |x| >= value
+        below = _float_of_bits(value_bits - 1) if value_bits > 0 else -1.0
+        return Cut(value, below, None)
+    return Cut(value, value, ties[ties.numel() - wanted:])
+
+
+def _float_of_bits(bits: int) -> float:
+    return struct.unpack("<f", struct.pack("<i", bits))[0]
+
+
+def apply_cuts(values: torch.Tensor, low: Cut | None, high: Cut | None, target: torch.Tensor,
+               scratch: torch.Tensor) -> torch.Tensor:
+    """``values`` where low <= rank < high, else 0, by hardshrink (one fused pass per cut).
+
+    Exact: kept elements are copied, dropped ones become 0.
+    """
+    saved = values[low.upper_ties] if low is not None and low.upper_ties is not None else None
+    if low is None:
+        if target.data_ptr() != values.data_ptr():
+            target.copy_(values)
+    else:
+        torch.hardshrink(values, low.threshold, out=target)
+        if saved is not None:
+            target[low.upper_ties] = saved
+    if high is not None:
+        # remove |x| ranking >= high: target - hardshrink(target) zeroes exactly those
+        torch.hardshrink(target, high.threshold, out=scratch)
+        target.sub_(scratch)
+        if high.upper_ties is not None:
+            target[high.upper_ties] = 0.0
+    return target
 
 
 def stable_ranks(keys: torch.Tensor) -> torch.Tensor:
@@ -153,11 +182,18 @@ class ComputedMasks:
     def _scratch(self):
         return self.ws.get("scratch_a", self.numel), self.ws.get("scratch_b", self.numel, torch.int32)
 
-    def magnitude_window(self, row, lo, hi, out):
+    def prune_window(self, row, lo, hi, values, target):
+        n = self.numel
+        lo, hi = max(lo, 0), min(hi, n)
+        if hi <= lo:
+            return target.zero_()
         magnitudes, scratch = self._scratch()
         keys = magnitude_keys(self.deltas[row], magnitudes)
-        flags = self.ws.get("flags", keys.numel(), torch.bool)
-        return rank_window(keys, lo, hi, out, flags, scratch)
+        flags = self.ws.get("flags", n, torch.bool)
+        low = select_cut(keys, lo, scratch, flags) if lo > 0 else None
+        high = select_cut(keys, hi, scratch, flags) if hi < n else None
+        # the keys are no longer needed: their buffer becomes the scratch of the high cut
+        return apply_cuts(values, low, high, target, magnitudes)
 
     def bernoulli(self, row, p, out):
         noise, _ = self._scratch()

@@ -157,17 +157,22 @@ class _TensorMerger:
         self.check_outputs = check_outputs
         self.ws = Workspace()
 
+    def _read(self, reader, name: str) -> torch.Tensor:
+        return reader.get(name, self.ws.get("io", reader.tensors[name].nbytes, torch.uint8))
+
     def merge(self, info: TensorInfo) -> torch.Tensor:
-        anchor_tensor = self.inputs.anchor.get(info.name)
+        anchor_tensor = self._read(self.inputs.anchor, info.name)
         if not anchor_tensor.is_floating_point():
-            return anchor_tensor  # integer buffers are copied from the anchor
+            return anchor_tensor.clone()  # integer buffers are copied from the anchor
         n = anchor_tensor.numel()
         anchor = self.ws.get("anchor", n)
         anchor.copy_(anchor_tensor.reshape(-1))
         del anchor_tensor
         check_finite(anchor, info.name, self.plan.anchor)
         deltas, stats = self._load_rows(info.name, anchor)
-        result = self._dispatch(info, anchor, deltas, stats).view(info.shape).to(info.dtype)
+        merged = self._dispatch(info, anchor, deltas, stats)
+        result = self.ws.get("output", n, info.dtype).view(info.shape)
+        result.copy_(merged.view(info.shape))
         if self.check_outputs:  # after the cast: float16 overflows to inf
             check_finite(result, info.name, "the merged model")
         return result
@@ -179,7 +184,7 @@ class _TensorMerger:
         deltas = self.ws.get("deltas", len(rows) * n).view(len(rows), n)
         stats = []
         for i, ref in enumerate(rows):
-            tensor = self.inputs.readers[ref].get(name)
+            tensor = self._read(self.inputs.readers[ref], name)
             deltas[i].copy_(tensor.reshape(-1))
             del tensor
             check_finite(deltas[i], name, ref)
