@@ -10,13 +10,17 @@ is timed apart; then the median over several candidates with different
 parameters, in ms and ms per million parameters, next to the time of one plain
 copy of the same tensors (base -> live parameters, tensor by tensor): the
 memory-bandwidth floor. ratio = candidate time / copy time (target: <= 3 for
-linear and task_arithmetic).
+linear and task_arithmetic). Both are timed back to back (caches hot: a 2.5M
+model's base and parameters fit in the 32 MiB L3, its task vectors do not) and
+after a cache flush (as after the evaluation of the previous candidate).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
+import sys
 import hashlib
 import json
 import statistics
@@ -26,6 +30,9 @@ from collections.abc import Mapping
 import torch
 
 from hm3.merge import InMemoryMerger
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _quiet import busy_fraction, wait_for_quiet  # noqa: E402
 
 SIZES = {
     # hidden, intermediate, layers, heads, kv heads, vocab
@@ -90,16 +97,30 @@ def build(size: str, experts: int = 3) -> InMemoryMerger:
     return InMemoryMerger(base, models, target, num_layers=config.num_hidden_layers)
 
 
-def timed(function, repeats: int) -> list[float]:
+_FLUSH = None
+
+
+def flush_caches() -> None:
+    """Evict the CPU caches (L3 is 32 MiB here) by writing 128 MiB elsewhere, as the
+    forward passes of an evaluation would between two candidates of a search."""
+    global _FLUSH
+    if _FLUSH is None:
+        _FLUSH = torch.zeros(32 << 20)
+    _FLUSH.add_(1.0)
+
+
+def timed(function, repeats: int, cold: bool = False) -> list[float]:
     times = []
     for _ in range(repeats):
+        if cold:
+            flush_caches()
         start = time.perf_counter()
         function()
         times.append(time.perf_counter() - start)
     return times
 
 
-def copy_floor(merger: InMemoryMerger, repeats: int) -> float:
+def copy_floor(merger: InMemoryMerger, repeats: int, cold: bool) -> float:
     """One plain copy of the same tensors: base -> live parameters, tensor by tensor."""
     params = dict(merger.target.named_parameters(remove_duplicate=False))
 
@@ -109,7 +130,7 @@ def copy_floor(merger: InMemoryMerger, repeats: int) -> float:
                 params[slot.name].copy_(merger.anchor[slot.span].view(slot.shape))
 
     copy()
-    return statistics.median(timed(copy, repeats))
+    return statistics.median(timed(copy, repeats, cold))
 
 
 def candidate(merger: InMemoryMerger, method: str, step: int, seed: int = 0):
@@ -121,33 +142,44 @@ def candidate(merger: InMemoryMerger, method: str, step: int, seed: int = 0):
     return merger.recipe(method, [dict(model_params) for _ in merger.expert_names], shared, seed=seed)
 
 
-def bench_size(size: str, repeats: int, methods: list[str]) -> dict:
+def bench_size(size: str, repeats: int, methods: list[str], quiet: bool) -> dict:
     start = time.perf_counter()
     merger = build(size)
     build_seconds = time.perf_counter() - start
     params_m = sum(s.numel for s in merger.slots) / 1e6
-    floor = copy_floor(merger, repeats)
+    if quiet:
+        wait_for_quiet()
+    floor = copy_floor(merger, repeats, cold=False)
+    floor_cold = copy_floor(merger, repeats, cold=True)
     print(f"\n== {size}: {params_m:.1f} M parameters, 3 experts; build {build_seconds:.1f} s; "
-          f"copy floor {floor * 1e3:.2f} ms ({floor * 1e3 / params_m:.3f} ms/M)", flush=True)
+          f"copy floor {floor * 1e3:.2f} ms ({floor * 1e3 / params_m:.3f} ms/M), "
+          f"after a cache flush {floor_cold * 1e3:.2f} ms", flush=True)
     print("| method | first candidate (builds caches) ms | candidate ms (median) | ms / M params | "
-          "ratio to copy | masks |")
-    print("|---|---|---|---|---|---|")
+          "ratio to copy | after a cache flush: ms, ratio | masks |")
+    print("|---|---|---|---|---|---|---|")
     rows = {}
     for method in methods:
+        if quiet:
+            wait_for_quiet()
         first = timed(lambda: merger.apply(candidate(merger, method, 0)), 1)[0]
         steps = iter(range(1, 10 ** 6))
-        times = timed(lambda: merger.apply(candidate(merger, method, next(steps))), repeats)
-        median = statistics.median(times)
+        median = statistics.median(timed(lambda: merger.apply(candidate(merger, method, next(steps))), repeats))
+        cold = statistics.median(timed(lambda: merger.apply(candidate(merger, method, next(steps))), repeats,
+                                       cold=True))
         masks = "cached" if merger._caching else "computed"
         if method in ("linear", "task_arithmetic", "slerp", "model_stock"):
             masks = "-"
         rows[method] = dict(first_ms=first * 1e3, ms=median * 1e3, ms_per_m=median * 1e3 / params_m,
-                            ratio=median / floor, masks=masks)
+                            ratio=median / floor, cold_ms=cold * 1e3, cold_ratio=cold / floor_cold,
+                            masks=masks)
         print(f"| {method} | {first * 1e3:.1f} | {median * 1e3:.2f} | {median * 1e3 / params_m:.3f} | "
-              f"{median / floor:.2f} | {masks} |", flush=True)
+              f"{median / floor:.2f} | {cold * 1e3:.2f}, {cold / floor_cold:.2f} | {masks} |", flush=True)
+        if quiet and busy_fraction(0.5) > 0.6:
+            print(f"  (other processes became busy while timing {method}: figures may be skewed)")
         merger.release_caches()
         gc.collect()
-    return dict(params_m=params_m, build_s=build_seconds, copy_ms=floor * 1e3, methods=rows)
+    return dict(params_m=params_m, build_s=build_seconds, copy_ms=floor * 1e3,
+                copy_cold_ms=floor_cold * 1e3, methods=rows)
 
 
 def main() -> None:
@@ -157,13 +189,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=0, help="candidates timed per method (default: 30 small, 5 large)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="do not wait for idle CPUs before each measurement")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads")
+    print(f"torch {torch.__version__}, {args.threads} threads, load average {open('/proc/loadavg').read().split()[0]}")
     results = {}
     for size in args.sizes:
         repeats = args.repeats or (30 if size == "small" else 5)
-        results[size] = bench_size(size, repeats, args.methods)
+        results[size] = bench_size(size, repeats, args.methods, quiet=not args.no_wait)
         gc.collect()
     if args.json:
         with open(args.json, "w") as handle:

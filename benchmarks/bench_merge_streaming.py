@@ -39,6 +39,9 @@ EXPERTS = 3
 SHARD = "2GB"
 BLOCK = 64 << 20
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _quiet import wait_for_quiet  # noqa: E402
+
 
 # ------------------------------------------------------------------ synthetic checkpoints
 
@@ -172,11 +175,13 @@ def child_merge(config: str, out: str, threads: int) -> None:
                           threads=torch.get_num_threads())))
 
 
-def measure(models: list[Path], workdir: Path, cold: bool, threads: int) -> dict:
+def measure(models: list[Path], workdir: Path, cold: bool, threads: int, quiet: bool) -> dict:
     from hm3.merge import make_recipe, recipe_to_yaml
 
     files = input_files(models)
     total = sum(p.stat().st_size for p in files)
+    if quiet:
+        wait_for_quiet()
     if cold:
         drop_page_cache()
     copy_seconds = read_and_copy(files, workdir / "copy.tmp")
@@ -185,6 +190,8 @@ def measure(models: list[Path], workdir: Path, cold: bool, threads: int) -> dict
     config = workdir / "ties.yaml"
     config.write_text(recipe_to_yaml(recipe))
     out = workdir / "merged"
+    if quiet:
+        wait_for_quiet()
     if cold:
         drop_page_cache()
     result = subprocess.run([sys.executable, __file__, "--child-merge", str(config), str(out), str(threads)],
@@ -215,6 +222,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/hm3-bench-streaming"))
     parser.add_argument("--cache", choices=["warm", "cold", "both"], default="both")
     parser.add_argument("--keep", action="store_true", help="keep the generated checkpoints")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="do not wait for idle CPUs before each measurement")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for the merge (default: torch's)")
     parser.add_argument("--child-merge", nargs=3, metavar=("CONFIG", "OUT", "THREADS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -229,7 +238,8 @@ def main() -> None:
         for label in (["warm", "cold"] if args.cache == "both" else [args.cache]):
             if label == "warm":  # read once so the files are cached
                 read_and_copy(input_files(models), args.workdir / "copy.tmp")
-            results[label] = measure(models, args.workdir, cold=label == "cold", threads=args.threads)
+            results[label] = measure(models, args.workdir, cold=label == "cold", threads=args.threads,
+                                     quiet=not args.no_wait)
             report(label, results[label])
         (args.workdir.parent / "hm3-bench-streaming.json").write_text(json.dumps(results, indent=2))
     finally:

@@ -96,3 +96,15 @@ def test_snakemake_rejects_bad_key_within_seconds(tmp_path):
     assert proc.returncode != 0
     assert "tiny.base_training.stpes" in proc.stdout + proc.stderr
     assert time.time() - started < 30
+
+
+def test_ci_config_keeps_every_training_small(default_config):
+    """Configs merge key by key, so CI must override every per-task default too."""
+    from snakemake.utils import update_config
+
+    update_config(default_config, yaml.safe_load((REPO / "config" / "ci.yaml").read_text()))
+    tiny = default_config["tiny"]
+    assert tiny["base_training"]["steps"] <= 50
+    for task in default_config["tasks"]:
+        steps = {**tiny["expert_training"], **tiny.get("expert_training_overrides", {}).get(task, {})}["steps"]
+        assert steps <= 50, task

@@ -107,6 +107,14 @@ def test_ties_zero_sum_elects_positive_sign():
     close(out, [11.0])
 
 
+def test_ties_agreeing_weights_that_cancel_divide_by_one():
+    # weighted deltas 1 * 2 = 2 and -1 * -3 = 3 agree, but their weights sum to 0
+    out = merge("ties", [("a", {"weight": 1.0}), ("b", {"weight": -1.0})], base_model="base",
+                base=T([0.0, 0.0]), a=T([2.0, 1.0]), b=T([-3.0, 1.0]))
+    # element 1: weighted 1 and -1 sum to 0, + wins: only a agrees, divisor 1
+    close(out, [5.0, 1.0])
+
+
 def test_ties_keeps_ties_in_magnitude_by_position():
     # four equal magnitudes, keep 2: the stable order keeps the last two positions
     out = merge("ties", [("a", {"weight": 1.0, "density": 0.5})], base_model="base",

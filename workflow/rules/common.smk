@@ -51,3 +51,9 @@ def mem_mb_for(rule_name):
 
 def generated_split_files(split):
     return expand("results/data/{task}/{split}.jsonl", task=GENERATED_TASKS, split=split)
+
+
+def expert_training(task):
+    """tiny.expert_training, with the task's entry of expert_training_overrides over it."""
+    tiny = config.get("tiny", {})
+    return {**tiny.get("expert_training", {}), **tiny.get("expert_training_overrides", {}).get(task, {})}

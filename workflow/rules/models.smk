@@ -37,6 +37,7 @@ rule train_base:
         seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
         architecture=config.get("tiny", {}).get("architecture"),
         training=config.get("tiny", {}).get("base_training"),
+        task_format_fraction=config.get("tiny", {}).get("base_task_format_fraction", 0.0),
         max_shard_size=config.get("tiny", {}).get("max_shard_size", "2GB"),
     conda:
         "../../envs/hm3.yaml"
@@ -62,7 +63,7 @@ rule train_expert:
     params:
         generator=lambda wc: config["tasks"][config["models"][wc.model]["task"]]["generator"],
         seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
-        training=config.get("tiny", {}).get("expert_training"),
+        training=lambda wc: expert_training(config["models"][wc.model]["task"]),
         max_shard_size=config.get("tiny", {}).get("max_shard_size", "2GB"),
     conda:
         "../../envs/hm3.yaml"

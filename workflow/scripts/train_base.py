@@ -15,5 +15,6 @@ with job(snakemake):
         training=dict(snakemake.params.training),
         seed=snakemake.params.seed,
         max_shard_size=snakemake.params.max_shard_size,
+        task_format_fraction=snakemake.params.task_format_fraction,
     )
     print({k: details[k] for k in ("parameters", "losses")})

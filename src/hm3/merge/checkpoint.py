@@ -98,7 +98,7 @@ class TensorInfo:
         numel = 1
         for size in self.shape:
             numel *= size
-        return numel * torch.empty((), dtype=self.dtype).element_size()
+        return numel * self.dtype.itemsize
 
 
 class CheckpointReader:

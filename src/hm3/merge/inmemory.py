@@ -40,11 +40,12 @@ from hm3.merge.methods import (
     check_tensor_params,
     l1_norm,
     linear_coefficients,
-    merge_gta,
+    combine_rows,
     merge_model_stock,
     model_stock_t,
     slerp_coefficients,
     slerp_stats,
+    weighted_rows,
     weighted_sum,
 )
 from hm3.merge.plan import MergePlan, ParameterResolver, make_plan
@@ -52,6 +53,8 @@ from hm3.merge.sparsify import (
     ComputedMasks,
     della_keep_probability,
     della_rank_fraction,
+    keep_below,
+    keep_rank_window,
     magnitude_keys,
     stable_ranks,
     uniforms,
@@ -59,6 +62,7 @@ from hm3.merge.sparsify import (
 
 _ALIGN = 16  # elements: every tensor starts 64-byte aligned in the flat buffers
 _MEMORY_RESERVE = 2 << 30  # bytes left free when deciding to build a mask cache
+_GROUP_ELEMENTS = 1 << 22  # elements of the tensors combined at once by the pruning methods
 
 
 @dataclass
@@ -239,8 +243,10 @@ class InMemoryMerger:
             coefficients = self._coefficients(plan, rows, params)
             if coefficients is not None:
                 self._weighted_segments(coefficients)
-            else:
+            elif plan.method.family == "gta":
                 self._caching = self._decide_caching(plan, rows)
+                self._merge_gta(plan, rows, params)
+            else:
                 for slot, p in zip(self.slots, params):
                     self._merge_slot(plan, rows, slot, p)
             if check_outputs:
@@ -323,22 +329,59 @@ class InMemoryMerger:
 
     # ---------------------------------------------------------------- per-tensor methods
     def _merge_slot(self, plan: MergePlan, rows, slot: Slot, p: TensorParams) -> None:
-        if any(r is None for r in rows):
-            raise ConfigError(f"{plan.method.name}: the base cannot also be a merged model")
+        """A filter-wise model stock merge of one tensor (one t per row)."""
         direct = self.output.dtype == torch.float32
         out = self.output[slot.span] if direct else self.ws.get("result", slot.numel)
-        anchor = self.anchor[slot.span]
         deltas = [self.deltas[r, slot.span] for r in rows]
-        if plan.method.family == "model_stock":
-            t = self._stock_t(rows, p.shared["filter_wise"])[slot.index]
-            merge_model_stock(anchor, deltas, t, slot.shape, self.ws, out)
-        else:
-            masks = (_CachedMasks(self, plan, rows, slot) if self._caching
-                     else ComputedMasks(deltas, slot.shape, slot.name, plan.recipe.seed, self.ws))
-            merge_gta(plan.method, anchor, deltas, p, masks, self.ws, out, writable=False,
-                      tensor_name=slot.name, who=plan.rows)
+        t = self._stock_t(rows, p.shared["filter_wise"])[slot.index]
+        merge_model_stock(self.anchor[slot.span], deltas, t, slot.shape, self.ws, out)
         if not direct:
             self.output[slot.span].copy_(out)
+
+    def _merge_gta(self, plan: MergePlan, rows, params: list[TensorParams]) -> None:
+        """Pruning methods: weighted pruned rows per tensor, then one elementwise
+        combination over each group of consecutive tensors (few large operations
+        instead of many small ones)."""
+        if any(r is None for r in rows):
+            raise ConfigError(f"{plan.method.name}: the base cannot also be a merged model")
+        k = len(rows)
+        for group in self._groups(plan, params):
+            first, last = group[0][0], group[-1][0]
+            span = slice(first.offset, last.offset + last.numel)
+            length = span.stop - span.start
+            buffer = self.ws.get("group_rows", k * length).view(k, length)
+            for slot, p in group:
+                local = slice(slot.offset - first.offset, slot.offset - first.offset + slot.numel)
+                masks = (_CachedMasks(self, plan, rows, slot) if self._caching
+                         else ComputedMasks([self.deltas[r, slot.span] for r in rows], slot.shape,
+                                            slot.name, plan.recipe.seed, self.ws))
+                weighted_rows(plan.method, [self.deltas[r, slot.span] for r in rows], p, masks, self.ws,
+                              [buffer[i, local] for i in range(k)], tensor_name=slot.name, who=plan.rows)
+            direct = self.output.dtype == torch.float32
+            out = self.output[span] if direct else self.ws.get("result", length)
+            combine_rows(plan.method, self.anchor[span], list(buffer), group[0][1], self.ws, out)
+            if not direct:
+                self.output[span].copy_(out)
+
+    def _groups(self, plan: MergePlan, params: list[TensorParams]):
+        """Runs of consecutive slots whose combination step is identical (weights,
+        normalize, lambda), of at most _GROUP_ELEMENTS elements (or one slot)."""
+        def key(p: TensorParams):
+            if not plan.method.consensus:
+                return None  # rows carry all coefficients: any slots combine alike
+            return tuple(r["weight"] for r in p.rows), p.shared["normalize"], p.shared["lambda"]
+
+        group, start = [], 0
+        for slot, p in zip(self.slots, params):
+            if group and (key(p) != key(group[0][1])
+                          or slot.offset + slot.numel - start > _GROUP_ELEMENTS):
+                yield group
+                group = []
+            if not group:
+                start = slot.offset
+            group.append((slot, p))
+        if group:
+            yield group
 
     def _stock_t(self, rows, filter_wise: bool) -> list:
         key = (tuple(rows), filter_wise)
@@ -432,24 +475,24 @@ class _CachedMasks:
         self.rows = rows
         self.slot = slot
 
+    def _scratch(self, key: str) -> torch.Tensor:
+        return self.merger.ws.get(key, self.slot.numel)
+
     def prune_window(self, row, lo, hi, values, target):
         ranks = self.merger.ranks(self.rows[row])[self.slot.span]
-        keep = self.merger.ws.get("mask", self.slot.numel, torch.bool)
-        torch.ge(ranks, lo, out=keep)
-        if hi < self.slot.numel:
-            below = self.merger.ws.get("flags", self.slot.numel, torch.bool)
-            torch.lt(ranks, hi, out=below)
-            keep.logical_and_(below)
-        return torch.where(keep, values, torch.zeros((), device=values.device), out=target)
+        return keep_rank_window(ranks, lo, hi, values, target, self._scratch("scratch_a"),
+                                self._scratch("scratch_b"))
 
-    def bernoulli(self, row, p, out):
-        return torch.lt(self.merger.noise(self.seed, row)[self.slot.span], p, out=out)
+    def prune_bernoulli(self, row, p, values, target):
+        noise = self.merger.noise(self.seed, row)[self.slot.span]
+        return keep_below(noise, p, values, target, self._scratch("scratch_a"))
 
-    def della(self, row, density, epsilon, out):
+    def prune_della(self, row, density, epsilon, values, target):
         fractions = self.merger.della_fractions(self.rows[row])[self.slot.span]
-        probability = self.merger.ws.get("scratch_a", self.slot.numel)
+        probability = self._scratch("scratch_a")
         della_keep_probability(fractions, density, epsilon, probability)
-        return torch.lt(self.merger.noise(self.seed, row)[self.slot.span], probability, out=out)
+        noise = self.merger.noise(self.seed, row)[self.slot.span]
+        return keep_below(noise, probability, values, target, probability)
 
     def l1(self, row):
         return self.merger.l1(self.rows[row])[self.slot.index]

@@ -34,7 +34,7 @@ from hm3.merge.params import ParamSpec
 # negligible, small enough that the partial output stays in cache between terms.
 CHUNK = 1 << 20
 # Elements per chunk of the TIES sign election: its k + 4 float32 buffers stay in cache.
-CONSENSUS_CHUNK = 1 << 16
+CONSENSUS_CHUNK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -141,11 +141,13 @@ class MaskSource(Protocol):
         """``values`` kept where the stable ascending rank of |delta| lies in [lo, hi),
         zero elsewhere, written to ``target`` (which may be ``values``)."""
 
-    def bernoulli(self, row: int, p: float, out: torch.Tensor) -> torch.Tensor:
-        """Seeded uniforms u < p."""
+    def prune_bernoulli(self, row: int, p: float, values: torch.Tensor,
+                        target: torch.Tensor) -> torch.Tensor:
+        """``values`` kept where the row's seeded uniform u < p, zero elsewhere."""
 
-    def della(self, row: int, density: float, epsilon: float, out: torch.Tensor) -> torch.Tensor:
-        """Seeded uniforms below DELLA's magnitude-ranked keep probabilities."""
+    def prune_della(self, row: int, density: float, epsilon: float, values: torch.Tensor,
+                    target: torch.Tensor) -> torch.Tensor:
+        """``values`` kept where u < DELLA's magnitude-ranked keep probability."""
 
     def l1(self, row: int) -> float:
         """L1 norm of the unsparsified task vector of this row."""
@@ -164,7 +166,7 @@ class Workspace:
         self._buffers: dict[str, torch.Tensor] = {}
 
     def get(self, key: str, numel: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        itemsize = torch.empty((), dtype=dtype).element_size()
+        itemsize = dtype.itemsize
         nbytes = max(numel * itemsize, itemsize)
         buffer = self._buffers.get(key)
         if buffer is None or buffer.numel() < nbytes:
@@ -277,10 +279,9 @@ def prune_row(method: MergeMethod, index: int, row: torch.Tensor, row_params: di
         return None if bounds is None else masks.prune_window(index, bounds[0], bounds[1], row, target)
     if density >= 1:
         return None
-    keep = ws.get("mask", n, torch.bool)
     if kind == "random":
-        masks.bernoulli(index, density, keep)
-    elif kind == "della":
+        return masks.prune_bernoulli(index, density, row, target)
+    if kind == "della":
         if density <= 0:
             return target.zero_()
         epsilon = row_params["epsilon"]
@@ -288,10 +289,8 @@ def prune_row(method: MergeMethod, index: int, row: torch.Tensor, row_params: di
             raise ConfigError(
                 f"della: density +/- epsilon must lie in (0, 1); got density={density}, "
                 f"epsilon={epsilon} for {who} (tensor {tensor_name})")
-        masks.della(index, density, epsilon, keep)
-    else:
-        raise ValueError(kind)
-    return torch.where(keep, row, torch.zeros((), dtype=row.dtype, device=row.device), out=target)
+        return masks.prune_della(index, density, epsilon, row, target)
+    raise ValueError(kind)
 
 
 def rescale_factor(before: float, after: float, eps: float = 1e-7) -> float:
@@ -318,7 +317,7 @@ def dot64(x: torch.Tensor, y: torch.Tensor) -> float:
     return total
 
 
-def _sparsified_row(method, i, deltas, params, masks, ws, target, writable, tensor_name, who):
+def _sparsified_row(method, i, deltas, params, masks, ws, target, tensor_name, who):
     """Write row i, pruned and rescaled, into ``target``; return (tensor, scale).
 
     When the row is kept whole the original row is returned untouched.
@@ -333,95 +332,101 @@ def _sparsified_row(method, i, deltas, params, masks, ws, target, writable, tens
     return pruned, rescale_factor(before, l1_norm(pruned, ws.get("scratch_a", n))) if rescale else 1.0
 
 
+def gta_row_coefficients(method: MergeMethod, params: TensorParams) -> list[float]:
+    """What multiplies each pruned (and rescaled) task vector before they are combined:
+    the weights, and for the methods without sign election also lambda / divisor."""
+    weights = [row["weight"] for row in params.rows]
+    if method.consensus:
+        return weights  # mergekit weights the rescaled deltas, then elects signs
+    divisor = sum(weights) if params.shared["normalize"] else 1.0
+    divisor = 1.0 if abs(divisor) < 1e-8 else divisor
+    return [params.shared["lambda"] * w / divisor for w in weights]
+
+
+def weighted_rows(method: MergeMethod, deltas, params: TensorParams, masks: MaskSource,
+                  ws: Workspace, targets, *, tensor_name: str, who: Sequence[str]) -> list:
+    """Stage 1 of the task-arithmetic family: W_i = c_i * rescale_i * pruned(tau_i),
+    written into ``targets[i]`` (which may be ``deltas[i]`` itself)."""
+    coeffs = gta_row_coefficients(method, params)
+    for i, target in enumerate(targets):
+        row, scale = _sparsified_row(method, i, deltas, params, masks, ws, target, tensor_name, who)
+        torch.mul(row, coeffs[i] * scale, out=target)
+    return targets
+
+
+def combine_rows(method: MergeMethod, anchor, rows, params: TensorParams, ws: Workspace, out):
+    """Stage 2 (elementwise, so it may run over many tensors at once): the anchor plus
+    the sum of the weighted rows, or their TIES election and disjoint mean."""
+    if not method.consensus:
+        return weighted_sum(anchor, 1.0, rows, [1.0] * len(rows), out)
+    weights = [row["weight"] for row in params.rows]
+    return elect_and_mix(anchor, rows, weights, params.shared["normalize"], params.shared["lambda"], ws, out)
+
+
 def merge_gta(method: MergeMethod, anchor, deltas, params: TensorParams, masks: MaskSource,
               ws: Workspace, out, *, writable: bool, tensor_name: str, who: Sequence[str]):
     """Generalised task arithmetic, as mergekit's GeneralizedTaskArithmeticMerge.
 
-    delta_i = w_i * rescale_i * (tau_i * mask_i); with consensus, keep at each
-    element only the deltas whose sign agrees with the sign of their sum and
-    divide by the sum of the agreeing weights (when normalizing); without it,
-    divide by the total weight. Then base + lambda * mixed.
-    ``writable`` lets the kernel prune the rows in place (streaming owns them).
+    W_i = w_i * rescale_i * (tau_i * mask_i); with consensus, keep at each element
+    only the W_i whose sign agrees with the sign of their sum and divide by the sum
+    of the agreeing weights (when normalizing); without it, divide by the total
+    weight. Then base + lambda * mixed. ``writable`` lets the kernel prune the
+    rows in place (the export owns them).
     """
-    shared = params.shared
-    weights = [row["weight"] for row in params.rows]
-    lam = shared["lambda"]
-    if len(deltas) == 0:  # nothing but the base
+    k = len(deltas)
+    if k == 0:  # nothing but the base
         return out.copy_(anchor)
-    if not method.consensus:
-        divisor = sum(weights) if shared["normalize"] else 1.0
-        if abs(divisor) < 1e-8:
-            divisor = 1.0
-        if method.sparsification is None:
-            return weighted_sum(anchor, 1.0, deltas, [lam * w / divisor for w in weights], out)
-        _accumulate_sparse_rows(method, anchor, deltas, params, masks, ws, out, writable,
-                                tensor_name, who, [lam * w / divisor for w in weights])
-        return out
-    return _merge_consensus(method, anchor, deltas, params, masks, ws, out, writable,
-                            tensor_name, who, weights, lam)
+    if method.sparsification is None and not method.consensus:  # task arithmetic: one fused pass
+        return weighted_sum(anchor, 1.0, deltas, gta_row_coefficients(method, params), out)
+    n = deltas[0].numel()
+    targets = list(deltas) if writable else list(ws.get("rows", k * n).view(k, n))
+    weighted_rows(method, deltas, params, masks, ws, targets, tensor_name=tensor_name, who=who)
+    return combine_rows(method, anchor, targets, params, ws, out)
 
 
-def _accumulate_sparse_rows(method, anchor, deltas, params, masks, ws, out, writable,
-                            tensor_name, who, coeffs):
-    """out = anchor + sum_i c_i * rescale_i * pruned_i, one scratch row at a time."""
-    k, n = len(deltas), deltas[0].numel()
-    pruned = []
-    for i in range(k):
-        target = deltas[i] if writable else ws.get("rows", k * n).view(k, n)[i]
-        row, scale = _sparsified_row(method, i, deltas, params, masks, ws, target, writable,
-                                     tensor_name, who)
-        pruned.append((row, coeffs[i] * scale))
-    return weighted_sum(anchor, 1.0, [r for r, _ in pruned], [c for _, c in pruned], out)
+def elect_and_mix(anchor, rows, weights, normalize: bool, lam: float, ws: Workspace, out):
+    """TIES sign election and disjoint mean of weighted rows W_i, chunk by chunk.
 
-
-def _merge_consensus(method, anchor, deltas, params, masks, ws, out, writable, tensor_name,
-                     who, weights, lam):
-    k, n = len(deltas), deltas[0].numel()
-    pruned, coeffs = [], []
-    for i in range(k):
-        target = deltas[i] if writable else ws.get("rows", k * n).view(k, n)[i]
-        row, scale = _sparsified_row(method, i, deltas, params, masks, ws, target, writable,
-                                     tensor_name, who)
-        pruned.append(row)
-        coeffs.append(weights[i] * scale)  # mergekit weights the rescaled deltas, then elects
-    return elect_and_mix(anchor, pruned, coeffs, weights, params.shared["normalize"], lam, ws, out)
-
-
-def elect_and_mix(anchor, rows, coeffs, weights, normalize: bool, lam: float, ws: Workspace, out):
-    """TIES sign election and disjoint mean, chunk by chunk (it is all elementwise).
-
-    With W_i = c_i * row_i and S = sum_i W_i, an entry W_i agrees when it is
-    non-zero and has the sign of S (a zero S elects +). Then
-    out = anchor + lam * sum_i W_i [agree_i] / sum_i w_i [agree_i] (the division only
-    when normalizing, and by 1 where nothing agrees). Agreement is computed with
-    arithmetic (W_i * sign(S) clamped at 0, then its sign: 1 or 0), which is several
-    times faster than boolean masks, and chunks keep the work in cache.
+    With S = sum_i W_i, an entry W_i agrees when it is non-zero and has the sign of
+    S (a zero S elects +). Then out = anchor + lam * sum_i W_i [agree_i] /
+    sum_i w_i [agree_i] (the division only when normalizing, and by 1 where the
+    divisor is 0). Agreement is computed with arithmetic (W_i * sign(S) clamped at
+    0, then its sign: 1 or 0), several times faster than boolean masks on CPU, and
+    chunks keep the work in cache.
     """
     k, n = len(rows), anchor.numel()
     size = min(n, CONSENSUS_CHUNK)
-    weighted = ws.get("consensus_rows", k * size).view(k, size)
     sign, agree = ws.get("consensus_sign", size), ws.get("consensus_agree", size)
     mixed, divisor = ws.get("consensus_mixed", size), ws.get("consensus_divisor", size)
     one = torch.ones((), dtype=anchor.dtype, device=anchor.device)
+    positive_weights = all(w >= 0 for w in weights)
     for start in range(0, n, size):
         stop = min(n, start + size)
         m = stop - start
-        w_rows, s, p, mix, div = weighted[:, :m], sign[:m], agree[:m], mixed[:m], divisor[:m]
-        for i in range(k):
-            torch.mul(rows[i][start:stop], coeffs[i], out=w_rows[i])
-        torch.sum(w_rows, dim=0, out=s)
+        w_rows = [row[start:stop] for row in rows]
+        s, p, mix, div = sign[:m], agree[:m], mixed[:m], divisor[:m]
+        if k > 1:
+            torch.add(w_rows[0], w_rows[1], out=s)
+        else:
+            s.copy_(w_rows[0])
+        for row in w_rows[2:]:
+            s.add_(row)
         torch.copysign(one, s, out=s)
-        for i in range(k):
-            torch.mul(w_rows[i], s, out=p)
+        for i, row in enumerate(w_rows):
+            torch.mul(row, s, out=p)
             p.clamp_(min=0).sign_()
             if i == 0:
-                torch.mul(w_rows[i], p, out=mix)
+                torch.mul(row, p, out=mix)
                 torch.mul(p, weights[i], out=div)
             else:
-                mix.addcmul_(w_rows[i], p)
+                mix.addcmul_(row, p)
                 div.add_(p, alpha=weights[i])
-        if normalize:
-            # divide by 1 where no weight agrees: div += 1 - |sign(div)| (exact: adds 0 or 1)
+        if normalize and positive_weights:
+            # a zero divisor means nothing agreed, so mix is 0 there: 0/0 -> 0
+            mix.div_(div).nan_to_num_(nan=0.0)
+        elif normalize:
+            # weights may cancel: divide by 1 where the divisor is 0 (mergekit), via
+            # div += 1 - |sign(div)|, which adds exactly 0 or 1
             torch.sign(div, out=p)
             p.abs_().neg_().add_(1.0)
             div.add_(p)

@@ -133,6 +133,36 @@ def apply_cuts(values: torch.Tensor, low: Cut | None, high: Cut | None, target: 
     return target
 
 
+def keep_below(noise: torch.Tensor, probability, values: torch.Tensor, target: torch.Tensor,
+               scratch: torch.Tensor) -> torch.Tensor:
+    """``values`` where noise < probability (a float or a tensor), else 0.
+
+    By arithmetic rather than a boolean mask (several times faster on CPU):
+    sign(u - p) clamped at 0 from above is exactly -1 where u < p (a float
+    difference is 0 only for equal operands) and 0 elsewhere; multiplying twice
+    by -1 restores the kept values exactly. ``scratch`` may be ``probability``.
+    """
+    torch.sub(noise, probability, out=scratch)
+    scratch.sign_().clamp_(max=0)
+    return torch.mul(values, scratch, out=target).neg_()
+
+
+def keep_rank_window(ranks: torch.Tensor, lo: int, hi: int, values: torch.Tensor, target: torch.Tensor,
+                     scratch: torch.Tensor, scratch_high: torch.Tensor) -> torch.Tensor:
+    """``values`` where lo <= rank < hi, else 0, from cached integer ranks.
+
+    rank - lo + 1 clamped to [0, 1] is 1 exactly where rank >= lo (and likewise
+    hi - rank for the upper bound): arithmetic again instead of boolean masks.
+    """
+    torch.sub(ranks, lo - 1, out=scratch)
+    scratch.clamp_(0, 1)
+    if hi < ranks.numel():
+        torch.sub(ranks, hi, out=scratch_high)
+        scratch_high.neg_().clamp_(0, 1)
+        scratch.mul_(scratch_high)
+    return torch.mul(values, scratch, out=target)
+
+
 def stable_ranks(keys: torch.Tensor) -> torch.Tensor:
     """Stable ascending rank of every element (int32), by one sort; for caching."""
     order = torch.argsort(keys.reshape(-1), stable=True)
@@ -195,18 +225,18 @@ class ComputedMasks:
         # the keys are no longer needed: their buffer becomes the scratch of the high cut
         return apply_cuts(values, low, high, target, magnitudes)
 
-    def bernoulli(self, row, p, out):
+    def prune_bernoulli(self, row, p, values, target):
         noise, _ = self._scratch()
         uniforms(self.seed, self.tensor_name, row, noise)
-        return torch.lt(noise, p, out=out)
+        return keep_below(noise, p, values, target, noise)
 
-    def della(self, row, density, epsilon, out):
+    def prune_della(self, row, density, epsilon, values, target):
         fraction, scratch = self._scratch()
         della_rank_fraction(self.deltas[row], self.shape, fraction, scratch.view(torch.float32))
         della_keep_probability(fraction, density, epsilon, fraction)
         noise = self.ws.get("noise", self.numel)
         uniforms(self.seed, self.tensor_name, row, noise)
-        return torch.lt(noise, fraction, out=out)
+        return keep_below(noise, fraction, values, target, fraction)
 
     def l1(self, row):
         return l1_norm(self.deltas[row], self.ws.get("scratch_a", self.numel))

@@ -99,6 +99,8 @@ def run_merge(recipe: MergeRecipe, out_dir: str | Path, *, max_shard_size: str |
             check_tensor_params(plan.method, resolver(name), name, plan.rows)
         outputs = _output_infos(inputs.anchor, recipe)
         tokenizer_dir = _tokenizer_dir(recipe, plan, inputs)
+        log.info("merging %d tensors of %d models (%s) into %s", len(outputs), len(plan.inputs),
+                 recipe.merge_method, out_dir)
         with atomic_dir(out_dir) as tmp:
             writer = ShardedWriter(tmp, outputs, parse_size(max_shard_size))
             merger = _TensorMerger(plan, inputs, resolver, check_outputs)

@@ -60,14 +60,32 @@ def _summary(log: list[dict]) -> dict:
             "loss_curve": [[row["step"], row["loss"]] for row in log]}
 
 
+def _pretraining_documents(data_dir, tasks: list[str], task_format_fraction: float, rng: random.Random) -> list[str]:
+    """Mostly raw domain text; a small share of records in task format.
+
+    Real pretraining corpora hold some question/answer and docstring/code text, which
+    gives a base model weak task abilities that fine-tuning sharpens. That keeps the
+    experts' task vectors small relative to the weights, as with real LLMs, so that
+    merges of them are meaningful (with raw text only, each expert has to learn its
+    task's format from scratch and the experts drift too far apart to merge).
+    """
+    documents = []
+    for task in tasks:
+        for record in load_split(data_dir, task, "train"):
+            if rng.random() < task_format_fraction:
+                documents.append(data.prompt(task, record) + data.target(task, record))
+            else:
+                documents.append(data.domain_text(task, record))
+    rng.shuffle(documents)
+    return documents
+
+
 def build_base(data_dir, tokenizer_dir, out_dir, tasks: list[str], arch: dict, training: dict,
-               seed: int, max_shard_size: str = "2GB") -> dict:
-    """Pretrain a small Llama on a shuffled mixture of the tasks' raw domain text."""
+               seed: int, max_shard_size: str = "2GB", task_format_fraction: float = 0.0) -> dict:
+    """Pretrain a small Llama on a shuffled mixture of the tasks' domain text."""
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    documents = [data.domain_text(task, record) for task in tasks
-                 for record in load_split(data_dir, task, "train")]
-    random.Random(seed).shuffle(documents)
+    documents = _pretraining_documents(data_dir, tasks, task_format_fraction, random.Random(seed))
     stream: list[int] = []
     for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
         stream.extend(ids + [tokenizer.eos_token_id])
@@ -76,7 +94,8 @@ def build_base(data_dir, tokenizer_dir, out_dir, tasks: list[str], arch: dict, t
     log = train(model, packed_batches(torch.tensor(stream), settings), settings, desc="base")
     details = {
         "role": "base", "architecture": "LlamaForCausalLM", "parameters": model.num_parameters(),
-        "data": {"tasks": tasks, "split": "train", "form": "raw domain text (no task format)",
+        "data": {"tasks": tasks, "split": "train", "task_format_fraction": task_format_fraction,
+                 "form": "raw domain text, with that fraction of records in task format",
                  "documents": len(documents), "tokens": len(stream)},
         "training": {**training, "seed": seed}, "losses": _summary(log),
     }
