@@ -9,8 +9,8 @@ written to disk). For each method the first candidate (which builds mask caches)
 is timed apart; then the median over several candidates with different
 parameters, in ms and ms per million parameters, next to the time of one plain
 copy of the same tensors (base -> live parameters, tensor by tensor): the
-memory-bandwidth floor. ratio = candidate time / copy time (target: <= 3 for
-linear and task_arithmetic). Both are timed back to back (caches hot: a 2.5M
+memory-bandwidth floor. ratio = median over pairs of (candidate time / time of a
+copy timed just before it) (target: <= 3 for linear and task_arithmetic). Both are timed back to back (caches hot: a 2.5M
 model's base and parameters fit in the 32 MiB L3, its task vectors do not) and
 after a cache flush (as after the evaluation of the previous candidate).
 """
@@ -120,7 +120,7 @@ def timed(function, repeats: int, cold: bool = False) -> list[float]:
     return times
 
 
-def copy_floor(merger: InMemoryMerger, repeats: int, cold: bool) -> float:
+def copier(merger: InMemoryMerger):
     """One plain copy of the same tensors: base -> live parameters, tensor by tensor."""
     params = dict(merger.target.named_parameters(remove_duplicate=False))
 
@@ -129,8 +129,18 @@ def copy_floor(merger: InMemoryMerger, repeats: int, cold: bool) -> float:
             for slot in merger.slots:
                 params[slot.name].copy_(merger.anchor[slot.span].view(slot.shape))
 
-    copy()
-    return statistics.median(timed(copy, repeats, cold))
+    return copy
+
+
+def paired(merge, copy, repeats: int, cold: bool) -> tuple[float, float, float]:
+    """Median merge time, median copy time, and median of the per-pair ratios:
+    each merge is timed right after a copy, so slow drifts of the machine cancel."""
+    merges, copies = [], []
+    for _ in range(repeats):
+        copies += timed(copy, 1, cold)
+        merges += timed(merge, 1, cold)
+    ratios = [m / c for m, c in zip(merges, copies)]
+    return statistics.median(merges), statistics.median(copies), statistics.median(ratios)
 
 
 def candidate(merger: InMemoryMerger, method: str, step: int, seed: int = 0):
@@ -147,39 +157,38 @@ def bench_size(size: str, repeats: int, methods: list[str], quiet: bool) -> dict
     merger = build(size)
     build_seconds = time.perf_counter() - start
     params_m = sum(s.numel for s in merger.slots) / 1e6
-    if quiet:
-        wait_for_quiet()
-    floor = copy_floor(merger, repeats, cold=False)
-    floor_cold = copy_floor(merger, repeats, cold=True)
-    print(f"\n== {size}: {params_m:.1f} M parameters, 3 experts; build {build_seconds:.1f} s; "
-          f"copy floor {floor * 1e3:.2f} ms ({floor * 1e3 / params_m:.3f} ms/M), "
-          f"after a cache flush {floor_cold * 1e3:.2f} ms", flush=True)
-    print("| method | first candidate (builds caches) ms | candidate ms (median) | ms / M params | "
-          "ratio to copy | after a cache flush: ms, ratio | masks |")
-    print("|---|---|---|---|---|---|---|")
+    copy = copier(merger)
+    copy()
+    print(f"\n== {size}: {params_m:.1f} M parameters, 3 experts; build {build_seconds:.1f} s", flush=True)
+    print("| method | first candidate (builds caches) ms | candidate ms | ms / M params | copy ms | "
+          "ratio to copy | after a cache flush: candidate ms, copy ms, ratio | masks |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = {}
     for method in methods:
         if quiet:
             wait_for_quiet()
         first = timed(lambda: merger.apply(candidate(merger, method, 0)), 1)[0]
         steps = iter(range(1, 10 ** 6))
-        median = statistics.median(timed(lambda: merger.apply(candidate(merger, method, next(steps))), repeats))
-        cold = statistics.median(timed(lambda: merger.apply(candidate(merger, method, next(steps))), repeats,
-                                       cold=True))
+
+        def merge():
+            merger.apply(candidate(merger, method, next(steps)))
+
+        median, floor, ratio = paired(merge, copy, repeats, cold=False)
+        cold, floor_cold, cold_ratio = paired(merge, copy, repeats, cold=True)
         masks = "cached" if merger._caching else "computed"
         if method in ("linear", "task_arithmetic", "slerp", "model_stock"):
             masks = "-"
         rows[method] = dict(first_ms=first * 1e3, ms=median * 1e3, ms_per_m=median * 1e3 / params_m,
-                            ratio=median / floor, cold_ms=cold * 1e3, cold_ratio=cold / floor_cold,
-                            masks=masks)
+                            copy_ms=floor * 1e3, ratio=ratio, cold_ms=cold * 1e3,
+                            cold_copy_ms=floor_cold * 1e3, cold_ratio=cold_ratio, masks=masks)
         print(f"| {method} | {first * 1e3:.1f} | {median * 1e3:.2f} | {median * 1e3 / params_m:.3f} | "
-              f"{median / floor:.2f} | {cold * 1e3:.2f}, {cold / floor_cold:.2f} | {masks} |", flush=True)
+              f"{floor * 1e3:.2f} | {ratio:.2f} | {cold * 1e3:.2f}, {floor_cold * 1e3:.2f}, {cold_ratio:.2f} "
+              f"| {masks} |", flush=True)
         if quiet and busy_fraction(0.5) > 0.6:
             print(f"  (other processes became busy while timing {method}: figures may be skewed)")
         merger.release_caches()
         gc.collect()
-    return dict(params_m=params_m, build_s=build_seconds, copy_ms=floor * 1e3,
-                copy_cold_ms=floor_cold * 1e3, methods=rows)
+    return dict(params_m=params_m, build_s=build_seconds, methods=rows)
 
 
 def main() -> None:
@@ -196,7 +205,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, load average {open('/proc/loadavg').read().split()[0]}")
     results = {}
     for size in args.sizes:
-        repeats = args.repeats or (30 if size == "small" else 5)
+        repeats = args.repeats or (101 if size == "small" else 7)
         results[size] = bench_size(size, repeats, args.methods, quiet=not args.no_wait)
         gc.collect()
     if args.json:
