@@ -18,10 +18,16 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/merge.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         "results/tables/experts.csv",
         "results/tables/experts.md",
+        "results/moo/preferences.csv",
+        "results/pareto/param_front.csv",
+        "results/plots/param_front.png",
     default_target: True

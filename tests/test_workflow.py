@@ -32,9 +32,46 @@ def test_workflow_produces_expert_table(finished_run):
     assert table[["math", "code", "translation"]].apply(lambda c: c.between(0, 1).all()).all()
     assert (finished_run / "results" / "tables" / "experts.md").exists()
     for name in ("base", "math", "code", "translation"):
-        assert (finished_run / "results" / "scores" / f"{name}.json").exists()
+        assert (finished_run / "results" / "scores" / "test" / f"{name}.json").exists()
+        assert (finished_run / "results" / "scores" / "search" / f"{name}.json").exists()
         assert (finished_run / "results" / "models" / name / "SOURCE.json").exists()
         assert (finished_run / "logs").exists()
+
+
+PREFERENCES = ["w00", "w01", "w02"]  # ci.yaml: Das-Dennis with 1 partition
+
+
+def test_upper_level_outputs(finished_run):
+    results = finished_run / "results"
+    for pref in PREFERENCES:
+        candidates = pd.read_csv(results / "param" / pref / "candidates.csv")
+        assert len(candidates) == 4 and candidates["recipe"].str.contains("merge_method: dare_ties").all()
+        assert (results / "param" / pref / "best.yaml").read_text().startswith("merge_method: dare_ties")
+        model = results / "param" / pref / "model"
+        assert (model / "config.json").exists() and (model / "README.md").exists()
+        assert list(model.glob("*.safetensors"))
+        assert "scores" in (results / "param" / pref / "test_scores.json").read_text()
+    front = pd.read_csv(results / "pareto" / "param_front.csv")
+    assert set(front["method"]) == {"hm3-param", "task_arithmetic", "ties", "dare_ties"}
+    assert len(front) == 4 * len(PREFERENCES) and front["nondominated"].any()
+    hv = pd.read_csv(results / "pareto" / "param_hv.csv")
+    assert (hv["hv_test"] >= 0).all()
+    assert (results / "plots" / "param_front.png").read_bytes()[:4] == b"\x89PNG"
+    assert (results / "cache" / "evaluations.sqlite").exists()
+
+
+def test_rerun_of_the_search_is_served_by_the_cache(finished_run, tmp_path):
+    import json
+    import shutil
+
+    copy = tmp_path / "copy"  # a copy, so the finished run stays untouched for the other tests
+    shutil.copytree(finished_run, copy, symlinks=True)
+    targets = [f"results/param/{p}/search.json" for p in PREFERENCES]
+    proc = _snakemake(copy, "--cores", "2", "--forcerun", "search_params", *targets)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    for pref in PREFERENCES:
+        summary = json.loads((copy / "results" / "param" / pref / "search.json").read_text())
+        assert summary["evaluated"] == 0 and summary["from_cache"] == 4
 
 
 def test_second_run_has_nothing_to_do(finished_run):

@@ -78,26 +78,33 @@ class Scorer:
                            f"{' and lm-eval defaults' if include_defaults else ''})")
         self.task_dict = self.task_manager.load(names)
 
-    def score(self, model, tokenizer, device: str = "cpu") -> dict:
-        """Scores in 0..1 per task, plus the raw lm-eval metrics and example counts."""
+    def score(self, model, tokenizer, device: str = "cpu", tasks: list[str] | None = None) -> dict:
+        """Scores in 0..1 per task, plus the raw lm-eval metrics and example counts.
+
+        ``tasks``: only these objectives (names from the config), default all.
+        """
         from lm_eval.models.huggingface import HFLM
 
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, device=device,
                   max_length=getattr(model.config, "max_position_embeddings", None))
-        return self.score_lm(lm)
+        return self.score_lm(lm, tasks)
 
-    def score_lm(self, lm) -> dict:
+    def score_lm(self, lm, tasks: list[str] | None = None) -> dict:
         """Score any lm-eval `LM` (the HF wrapper above, or another backend)."""
         from lm_eval.evaluator import evaluate
 
+        specs = [s for s in self.specs if tasks is None or s.name in tasks]
+        # TaskManager.load's layout: {"tasks": {name: Task}, "groups": ..., "group_map": ...}
+        wanted = {s.task_for(self.split) for s in specs}
+        task_dict = {**self.task_dict, "tasks": {n: t for n, t in self.task_dict["tasks"].items() if n in wanted}}
         started = time.time()
-        output = evaluate(lm=lm, task_dict=self.task_dict, limit=self.limit, bootstrap_iters=0,
+        output = evaluate(lm=lm, task_dict=task_dict, limit=self.limit, bootstrap_iters=0,
                           log_samples=False, verbosity="WARNING")
-        return self._collect(output, time.time() - started)
+        return self._collect(output, time.time() - started, specs)
 
-    def _collect(self, output: dict, seconds: float) -> dict:
+    def _collect(self, output: dict, seconds: float, specs: list[TaskSpec]) -> dict:
         scores, metrics, counts = {}, {}, {}
-        for spec in self.specs:
+        for spec in specs:
             task = spec.task_for(self.split)
             result = output["results"][task]
             if spec.metric not in result:
@@ -145,3 +152,62 @@ def score_checkpoint(tasks: dict, evaluation: dict, model_dir: str | Path, split
                     include_path=include_paths(evaluation), batch_size=evaluation["batch_size"],
                     limit=evaluation.get("limit"))
     return scorer.score(model, tokenizer, device=evaluation["device"])
+
+
+class CachedEvaluator:
+    """Scores candidates for search loops: each (candidate, task) at most once.
+
+    ``candidate`` is a text that determines the model completely (a merge recipe's
+    YAML, an inference path); ``build`` makes the live model only when some task
+    is not in the cache yet. ``context`` is the fingerprint of everything else a
+    score depends on (see :func:`evaluation_context`).
+    """
+
+    def __init__(self, scorer: Scorer, tokenizer, cache, context: str, seed: int, device: str = "cpu"):
+        self.scorer, self.tokenizer, self.cache = scorer, tokenizer, cache
+        self.context, self.seed, self.device = context, int(seed), device
+        self.version = _lm_eval_version()
+        self.evaluations = 0      # candidates actually scored (at least one task missing)
+        self.seconds = 0.0        # time spent scoring them
+
+    def evaluate(self, candidate: str, build) -> dict:
+        """{scores, metrics, cached, seconds} for the candidate on the scorer's split."""
+        split = self.scorer.split
+        found = {spec.name: self.cache.get(candidate, spec.name, split, self.version, self.seed, self.context)
+                 for spec in self.scorer.specs}
+        missing = [name for name, entry in found.items() if entry is None]
+        seconds = 0.0
+        if missing:
+            started = time.time()
+            result = self.scorer.score(build(), self.tokenizer, self.device, tasks=missing)
+            seconds = time.time() - started
+            self.evaluations += 1
+            self.seconds += seconds
+            for name in missing:
+                entry = {"score": result["scores"][name], "metrics": result["metrics"][name],
+                         "seconds": seconds / len(missing)}
+                self.cache.put(candidate, name, split, self.version, self.seed, self.context, **entry)
+                found[name] = entry
+        return {"scores": {n: e["score"] for n, e in found.items()},
+                "metrics": {n: e["metrics"] for n, e in found.items()},
+                "cached": not missing, "seconds": round(seconds, 3)}
+
+
+def evaluation_context(model_dirs: list[str | Path], data_dir: str | Path, split: str, tasks: dict,
+                       evaluation: dict) -> str:
+    """Fingerprint of what, besides the candidate, decides its scores: the model
+    files, the split's task data, the task definitions and the evaluation settings."""
+    import hashlib
+    import json
+
+    from hm3.cache import tree_fingerprint
+
+    data_files = sorted(Path(data_dir).glob(f"*/{split}.jsonl"))
+    payload = {
+        "models": {str(d): tree_fingerprint(d) for d in model_dirs},
+        "data": tree_fingerprint(*data_files) if data_files else "",
+        "task_definitions": tree_fingerprint(*include_paths(evaluation)),
+        "tasks": tasks,
+        "settings": {k: evaluation.get(k) for k in ("batch_size", "limit", "device", "dtype")},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

@@ -8,6 +8,7 @@ from hm3.config import base_model, expert_models, validate_config
 from hm3.errors import ConfigError
 from hm3.evaluate import offline_environment
 from hm3.seeds import derive_seed
+from hm3.upper import preferences
 
 offline_environment()
 
@@ -23,6 +24,8 @@ MODELS = [BASE, *EXPERTS]
 BUILT_MODELS = [m for m in MODELS if config["models"][m]["source"] == "build"]
 BUILT_EXPERTS = [m for m in EXPERTS if m in BUILT_MODELS]
 GENERATED_TASKS = [t for t, spec in config["tasks"].items() if "generator" in spec]
+PREFERENCES = list(preferences(config))  # reporting weight vectors: w00, w01, ...
+BASELINES = list(config["baselines"])
 
 
 def _alternatives(names):
@@ -33,6 +36,9 @@ def _alternatives(names):
 wildcard_constraints:
     model=_alternatives(MODELS),
     task=_alternatives(GENERATED_TASKS),
+    pref=_alternatives(PREFERENCES),
+    baseline=_alternatives(BASELINES),
+    split="search|test",
 
 
 def rule_resources(rule_name):
@@ -57,3 +63,13 @@ def expert_training(task):
     """tiny.expert_training, with the task's entry of expert_training_overrides over it."""
     tiny = config.get("tiny", {})
     return {**tiny.get("expert_training", {}), **tiny.get("expert_training_overrides", {}).get(task, {})}
+
+
+def upper_config():
+    """The config sections the upper-level jobs read (their params: a change reruns them)."""
+    keys = ("seed", "tasks", "models", "moo", "search", "baselines", "evaluation", "security")
+    return {key: config[key] for key in keys}
+
+
+def model_dirs():
+    return expand("results/models/{model}", model=MODELS)

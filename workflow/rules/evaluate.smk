@@ -1,13 +1,37 @@
-# Scoring: every model on every task's test split through lm-eval, then the table
-# of the family (base and experts).
+# Scoring: every model of the family on each task's search and test splits through
+# lm-eval, the table of the family (base and experts), and the test scores of the
+# exported searched merges.
 
 
 rule score_model:
     input:
         model="results/models/{model}",
+        data=lambda wc: generated_split_files(wc.split),
+    output:
+        "results/scores/{split}/{model}.json",
+    params:
+        tasks=config["tasks"],
+        evaluation=config["evaluation"],
+        trust_remote_code=config["security"]["trust_remote_code"],
+    conda:
+        "../../envs/hm3.yaml"
+    log:
+        "logs/scores/{split}/{model}.log",
+    benchmark:
+        "results/benchmarks/score_{split}_{model}.tsv"
+    threads: threads_for("score_model")
+    resources:
+        mem_mb=mem_mb_for("score_model"),
+    script:
+        "../scripts/score_model.py"
+
+
+rule score_param_model:
+    input:
+        model="results/param/{pref}/model",
         data=generated_split_files("test"),
     output:
-        "results/scores/{model}.json",
+        "results/param/{pref}/test_scores.json",
     params:
         split="test",
         tasks=config["tasks"],
@@ -16,19 +40,19 @@ rule score_model:
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/scores/{model}.log",
+        "logs/param/{pref}/score.log",
     benchmark:
-        "results/benchmarks/score_{model}.tsv"
-    threads: threads_for("score_model")
+        "results/benchmarks/score_param_{pref}.tsv"
+    threads: threads_for("score_param_model")
     resources:
-        mem_mb=mem_mb_for("score_model"),
+        mem_mb=mem_mb_for("score_param_model"),
     script:
         "../scripts/score_model.py"
 
 
 rule expert_table:
     input:
-        expand("results/scores/{model}.json", model=MODELS),
+        expand("results/scores/test/{model}.json", model=MODELS),
     output:
         csv=report("results/tables/experts.csv", caption="../report/experts.rst", category="Model family"),
         md="results/tables/experts.md",

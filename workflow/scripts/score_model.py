@@ -1,17 +1,19 @@
-"""Rule score_model: score one model on every task's split through lm-eval."""
+"""Rules score_model and score_param_model: score one checkpoint on every task's split."""
 
 from hm3.evaluate import score_checkpoint
 from hm3.io import write_json
 from hm3.pipeline import job
 
 with job(snakemake):
+    split = snakemake.wildcards.get("split") or snakemake.params.split
     result = score_checkpoint(
         tasks=snakemake.params.tasks,
         evaluation=snakemake.params.evaluation,
         model_dir=snakemake.input.model,
-        split=snakemake.params.split,
+        split=split,
         data_dir="results/data",
         trust_remote_code=snakemake.params.trust_remote_code,
     )
-    write_json(snakemake.output[0], {"model": snakemake.wildcards.model, **result})
+    name = snakemake.wildcards.get("model") or f"param/{snakemake.wildcards.pref}"
+    write_json(snakemake.output[0], {"model": name, **result})
     print(result["scores"])

@@ -1,0 +1,137 @@
+"""The evaluation cache: no candidate is ever scored twice, across jobs and runs.
+
+One SQLite file holds one row per (candidate, task, split, lm-eval version, seed,
+context). SQLite gives atomic commits and file locking, so per-λ jobs running side
+by side share the file safely and a killed job never leaves a half-written entry.
+The "context" folds in everything else a score depends on (fingerprints of the
+models and task data, the task definitions), so a rebuilt model family or edited
+task never reuses stale scores.
+
+SQLite's locking needs a file system with working POSIX locks: on a cluster, point
+`evaluation.cache` at node-local or a lock-capable shared file system (not NFSv3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Mapping
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS evaluations (
+    key TEXT PRIMARY KEY,
+    candidate TEXT NOT NULL,
+    task TEXT NOT NULL,
+    split TEXT NOT NULL,
+    lm_eval_version TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    context TEXT NOT NULL,
+    score REAL NOT NULL,
+    metrics TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+def entry_key(candidate: str, task: str, split: str, lm_eval_version: str, seed: int, context: str) -> str:
+    payload = json.dumps([candidate, task, split, lm_eval_version, int(seed), context])
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class EvaluationCache:
+    """Scores by (candidate description, task, split, lm-eval version, seed, context)."""
+
+    def __init__(self, path: str | Path, timeout: float = 120.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN ourselves so each put is one transaction
+        self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self._db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
+        self._db.execute(SCHEMA)
+        self.hits = self.misses = 0
+
+    def get(self, candidate: str, task: str, split: str, lm_eval_version: str, seed: int,
+            context: str) -> dict | None:
+        row = self._db.execute(
+            "SELECT score, metrics, seconds FROM evaluations WHERE key = ?",
+            (entry_key(candidate, task, split, lm_eval_version, seed, context),)).fetchone()
+        if row is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return {"score": row[0], "metrics": json.loads(row[1]), "seconds": row[2]}
+
+    def put(self, candidate: str, task: str, split: str, lm_eval_version: str, seed: int, context: str,
+            score: float, metrics: Mapping, seconds: float) -> None:
+        key = entry_key(candidate, task, split, lm_eval_version, seed, context)
+        # INSERT OR IGNORE: two jobs that scored the same candidate at once keep the
+        # first row (both computed the same deterministic value)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(
+                "INSERT OR IGNORE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, candidate, task, split, lm_eval_version, int(seed), context, float(score),
+                 json.dumps(dict(metrics), sort_keys=True), float(seconds), time.time()))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+
+    @property
+    def hit_rate(self) -> float:
+        asked = self.hits + self.misses
+        return self.hits / asked if asked else 0.0
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "EvaluationCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------ fingerprints
+FULL_HASH_LIMIT = 256 << 20  # bytes; larger files are sampled (7B checkpoints: minutes to hash)
+SAMPLE_BLOCKS, SAMPLE_BYTES = 16, 1 << 20
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """sha256 of a file; for files above FULL_HASH_LIMIT, of its size and 16 evenly
+    spaced 1 MiB blocks (safetensors headers and configs are always fully inside)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with open(path, "rb") as handle:
+        if size <= FULL_HASH_LIMIT:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        else:
+            step = (size - SAMPLE_BYTES) // (SAMPLE_BLOCKS - 1)
+            for i in range(SAMPLE_BLOCKS):
+                handle.seek(i * step)
+                digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def tree_fingerprint(*paths: str | Path, suffixes: tuple[str, ...] = (".safetensors", ".json", ".jsonl",
+                                                                      ".yaml", ".py", ".bin")) -> str:
+    """One hash over the files (by relative name and content) under each path."""
+    digest = hashlib.sha256()
+    for root in paths:
+        root = Path(root)
+        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()
+                                                     and p.suffix in suffixes)
+        for file in files:
+            digest.update(str(file.relative_to(root) if file != root else file.name).encode())
+            digest.update(file_fingerprint(file).encode())
+    return digest.hexdigest()

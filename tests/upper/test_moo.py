@@ -1,0 +1,127 @@
+"""Weight vectors, normalisation, scalarisation, non-dominated filtering, hypervolume."""
+
+import numpy as np
+import pytest
+
+from hm3.errors import ConfigError
+from hm3.moo import (Normalizer, Scalarizer, check_weights, hv_reference, hypervolume, nondominated_mask,
+                     reporting_weights, tchebycheff, training_weights, weight_ids, weighted_sum)
+
+
+def test_das_dennis_count_and_simplex():
+    w = reporting_weights(3, 3)
+    assert w.shape == (10, 3)  # C(3 + 2, 2)
+    assert np.allclose(w.sum(axis=1), 1) and (w >= 0).all()
+    assert any(np.allclose(row, [1, 0, 0]) for row in w)
+
+
+def test_shrink_pulls_corners_inside():
+    w = reporting_weights(3, 3, shrink=0.25)
+    assert np.allclose(w.sum(axis=1), 1)
+    assert w.min() == pytest.approx(0.25 / 3)
+    assert any(np.allclose(row, [0.75 + 0.25 / 3, 0.25 / 3, 0.25 / 3]) for row in w)
+    assert any(np.allclose(row, [1 / 3, 1 / 3, 1 / 3]) for row in w)  # the centre stays
+
+
+@pytest.mark.parametrize("args", [(1, 3), (3, 0), (3, 3, 1.0), (3, 3, -0.1)])
+def test_reporting_weights_reject_bad_settings(args):
+    with pytest.raises(ConfigError):
+        reporting_weights(*args)
+
+
+def test_training_weights_seeded_dirichlet():
+    a, b = training_weights(50, 3, seed=7), training_weights(50, 3, seed=7)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, training_weights(50, 3, seed=8))
+    assert np.allclose(a.sum(axis=1), 1) and (a > 0).all()
+
+
+def test_weight_ids_sortable():
+    assert weight_ids(np.zeros((3, 2))) == ["w00", "w01", "w02"]
+    assert weight_ids(np.zeros((120, 2)))[-1] == "w119"
+
+
+@pytest.mark.parametrize("weights, message", [
+    ([0.5, 0.6, -0.1], "negative"),
+    ([0.5, 0.4, 0.0], "sums to 0.9"),
+    ([0.5, 0.5], "one entry per task"),
+    ([float("nan"), 0.5, 0.5], "non-finite"),
+])
+def test_check_weights_off_simplex(weights, message):
+    with pytest.raises(ConfigError, match=message):
+        check_weights(weights, ["math", "code", "translation"])
+
+
+def test_normalizers():
+    ideal, base = {"a": 0.8, "b": 0.5}, {"a": 0.2, "b": 0.0}
+    scores = {"a": 0.4, "b": 0.5}
+    assert np.allclose(Normalizer.build("ideal", ["a", "b"], ideal)(scores), [0.5, 1.0])
+    assert np.allclose(Normalizer.build("range", ["a", "b"], ideal, base)(scores), [1 / 3, 1.0])
+    assert np.allclose(Normalizer.build("none", ["a", "b"], ideal)(scores), [0.4, 0.5])
+    n = Normalizer.build("range", ["a", "b"], ideal, base)
+    assert Normalizer.from_dict(n.to_dict()) == n
+    assert np.allclose(n.ideal_point, [1, 1])
+
+
+def test_normalizer_errors_name_the_task():
+    with pytest.raises(ConfigError, match="task b"):
+        Normalizer.build("ideal", ["a", "b"], {"a": 0.5, "b": 0.0})
+    with pytest.raises(ConfigError, match="base"):
+        Normalizer.build("range", ["a", "b"], {"a": 0.5, "b": 0.5})
+    with pytest.raises(ConfigError, match="normalization"):
+        Normalizer.build("zscore", ["a"], {"a": 1.0})
+
+
+def test_tchebycheff_and_weighted_sum_by_hand():
+    f, w, z = np.array([0.5, 0.9, 0.2]), np.array([0.2, 0.3, 0.5]), np.ones(3)
+    assert tchebycheff(f, w, z) == pytest.approx(max(0.2 * 0.5, 0.3 * 0.1, 0.5 * 0.8))
+    assert weighted_sum(f, w) == pytest.approx(0.1 + 0.27 + 0.1)
+    rows = np.array([f, [1.0, 1.0, 1.0]])
+    assert np.allclose(tchebycheff(rows, w, z), [0.4, 0.0])
+
+
+def test_scalarizer_minimises():
+    n = Normalizer.build("ideal", ["a", "b"], {"a": 1.0, "b": 0.5})
+    tch, ws = Scalarizer(n, "tchebycheff"), Scalarizer(n, "weighted_sum")
+    good, bad = {"a": 0.9, "b": 0.5}, {"a": 0.3, "b": 0.1}
+    for s in (tch, ws):
+        assert s(good, [0.5, 0.5]) < s(bad, [0.5, 0.5])
+    assert tch(good, [0.5, 0.5]) == pytest.approx(0.05)
+    assert ws(good, [0.5, 0.5]) == pytest.approx(-0.95)
+    with pytest.raises(ConfigError):
+        Scalarizer(n, "chebyshev")
+
+
+def test_nondominated_mask_maximises():
+    points = np.array([[1, 0], [0, 1], [0.5, 0.5], [0.4, 0.4], [1, 0]])
+    assert nondominated_mask(points).tolist() == [True, True, True, False, True]
+    assert nondominated_mask(np.zeros((0, 2))).tolist() == []
+
+
+def test_hypervolume_by_hand():
+    assert hypervolume([[1, 1]], [0, 0]) == pytest.approx(1)
+    assert hypervolume([[1, 0.5], [0.5, 1]], [0, 0]) == pytest.approx(0.75)
+    assert hypervolume([[1, 1, 1]], [0.5, 0.5, 0.5]) == pytest.approx(0.125)
+    # a point that does not beat the reference on every objective adds nothing
+    assert hypervolume([[2, -1], [0.5, 0.5]], [0, 0]) == pytest.approx(0.25)
+    assert hypervolume([[-1, -1]], [0, 0]) == 0.0
+
+
+def test_hv_reference_forms():
+    assert hv_reference(0.0, 3).tolist() == [0, 0, 0]
+    assert hv_reference([0.1, 0.2], 2).tolist() == [0.1, 0.2]
+    with pytest.raises(ConfigError):
+        hv_reference([0.1], 2)
+
+
+def test_augmented_tchebycheff_breaks_ties():
+    n = Normalizer.build("ideal", ["a", "b", "c"], {"a": 1.0, "b": 1.0, "c": 1.0})
+    plain, augmented = Scalarizer(n), Scalarizer(n, augmentation=0.05)
+    w = [0.8, 0.1, 0.1]
+    lost, kept = {"a": 0.95, "b": 0.0, "c": 0.0}, {"a": 0.95, "b": 0.3, "c": 0.0}
+    assert plain(lost, w) == plain(kept, w) == pytest.approx(0.1)  # the same worst gap
+    assert augmented(kept, w) < augmented(lost, w)
+    assert augmented(kept, w) == pytest.approx(0.1 + 0.05 * (0.8 * 0.05 + 0.1 * 0.7 + 0.1))
+    assert augmented.plain() == plain
+    with pytest.raises(ConfigError, match="augmentation"):
+        Scalarizer(n, augmentation=-1)

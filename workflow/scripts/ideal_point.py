@@ -1,0 +1,10 @@
+"""Rule ideal_point: z* (best expert score per task, search split) and the normaliser."""
+
+from hm3.io import write_json
+from hm3.pipeline import job
+from hm3.upper import ideal_point
+
+with job(snakemake):
+    result = ideal_point(snakemake.params.config, dict(zip(snakemake.params.models, snakemake.input)))
+    write_json(snakemake.output[0], result)
+    print(result)

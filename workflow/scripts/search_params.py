@@ -1,0 +1,9 @@
+"""Rule search_params: the per-preference hyper-parameter search of the merge method."""
+
+from hm3.pipeline import job
+from hm3.upper import run_param_search
+
+with job(snakemake):
+    summary = run_param_search(snakemake.params.config, snakemake.wildcards.pref, snakemake.input.ideal,
+                               snakemake.output.candidates, snakemake.output.recipe, snakemake.output.summary)
+    print(summary)
