@@ -36,6 +36,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.chdir(args.workdir)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's per-request bars would drown the figures
     if not Path("results/models").is_dir():
         sys.exit(f"{args.workdir}/results/models is missing: run `snakemake --cores all` there first")
 

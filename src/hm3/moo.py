@@ -86,10 +86,15 @@ class Normalizer:
     ideal: tuple[float, ...]
     floor: tuple[float, ...]
     kind: str = "ideal"
+    span: tuple[float, ...] | None = None  # default: ideal - floor
+    raw: tuple[str, ...] = ()              # tasks kept on raw scores (see build)
 
     @classmethod
     def build(cls, kind: str, tasks: Sequence[str], ideal: Mapping[str, float],
-              base: Mapping[str, float] | None = None) -> "Normalizer":
+              base: Mapping[str, float] | None = None, strict: bool = True) -> "Normalizer":
+        """``strict=False``: a task whose ideal is not above its floor (no expert is
+        any good at it) keeps raw scores (floor 0, span 1) instead of failing;
+        :func:`degenerate_tasks` names such tasks so callers can warn."""
         if kind not in NORMALIZATIONS:
             raise ConfigError(f"moo.normalization must be one of {', '.join(NORMALIZATIONS)}, got {kind!r}")
         tasks = tuple(tasks)
@@ -100,12 +105,19 @@ class Normalizer:
             raise ConfigError("moo.normalization 'range' needs the base model's score on every task")
         z = tuple(float(ideal[t]) for t in tasks)
         b = tuple(float(base[t]) if kind == "range" else 0.0 for t in tasks)
+        floors, spans, raw = [], [], []
         for task, zt, bt in zip(tasks, z, b):
-            if kind != "none" and zt - bt <= 0:
+            if kind == "none":
+                floors.append(0.0), spans.append(1.0)
+            elif zt - bt > 0:
+                floors.append(bt), spans.append(zt - bt)
+            elif strict:
                 raise ConfigError(f"cannot normalise task {task}: its ideal score {zt:g} is not above "
                                   f"{'the base score ' + format(bt, 'g') if kind == 'range' else 'zero'} "
                                   "(no expert is any good at it on the search split)")
-        return cls(tasks, z, b, kind)
+            else:  # degenerate: keep raw scores
+                floors.append(0.0), spans.append(1.0), raw.append(task)
+        return cls(tasks, z, tuple(floors), kind, tuple(spans), tuple(raw))
 
     def vector(self, scores: Mapping[str, float]) -> np.ndarray:
         return np.array([float(scores[t]) for t in self.tasks])
@@ -115,23 +127,32 @@ class Normalizer:
         f = self.vector(scores) if isinstance(scores, Mapping) else np.asarray(scores, dtype=float)
         if self.kind == "none":
             return f.copy()
-        z, b = np.array(self.ideal), np.array(self.floor)
-        return (f - b) / (z - b)
+        b = np.array(self.floor)
+        return (f - b) / self._spans()
+
+    def _spans(self) -> np.ndarray:
+        return np.array(self.span) if self.span is not None else np.array(self.ideal) - np.array(self.floor)
+
+    def degenerate_tasks(self) -> list[str]:
+        """Tasks kept on raw scores (strict=False) because no expert beats the floor."""
+        return list(self.raw)
 
     @property
     def ideal_point(self) -> np.ndarray:
-        """z* in normalised units (1 everywhere unless ``none``)."""
+        """z* in normalised units (1 everywhere for ideal/range, except raw tasks)."""
         return self(np.array(self.ideal))
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "tasks": list(self.tasks),
-                "ideal": dict(zip(self.tasks, self.ideal)), "floor": dict(zip(self.tasks, self.floor))}
+        return {"kind": self.kind, "tasks": list(self.tasks), "ideal": dict(zip(self.tasks, self.ideal)),
+                "floor": dict(zip(self.tasks, self.floor)), "span": dict(zip(self.tasks, self._spans().tolist())),
+                "raw": list(self.raw)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Normalizer":
         tasks = tuple(data["tasks"])
+        span = tuple(float(data["span"][t]) for t in tasks) if "span" in data else None
         return cls(tasks, tuple(float(data["ideal"][t]) for t in tasks),
-                   tuple(float(data["floor"][t]) for t in tasks), data["kind"])
+                   tuple(float(data["floor"][t]) for t in tasks), data["kind"], span, tuple(data.get("raw", ())))
 
 
 # ------------------------------------------------------------------ scalarisation

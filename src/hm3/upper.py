@@ -57,9 +57,16 @@ def ideal_point(config: Mapping, score_files: Mapping[str, str | Path]) -> dict:
         best = max(experts, key=lambda m: (scores[m][task], -experts.index(m)))
         ideal[task], holder[task] = scores[best][task], best
     base = base_model(config)
-    normalizer = Normalizer.build(config["moo"]["normalization"], tasks, ideal, scores.get(base))
+    normalizer = Normalizer.build(config["moo"]["normalization"], tasks, ideal, scores.get(base), strict=False)
+    degenerate = normalizer.degenerate_tasks()
+    if degenerate:
+        # not an error: small test configs have experts that score 0; but say it loudly
+        log.warning("no expert beats the %s on task(s) %s on the search split: these keep raw scores, "
+                    "and the search cannot trade them off meaningfully", "base" if normalizer.kind == "range"
+                    else "zero score", ", ".join(degenerate))
     return {"split": "search", "ideal": ideal, "held_by": holder, "base": scores.get(base),
-            "normalizer": normalizer.to_dict(), "scalarization": config["moo"]["scalarization"]}
+            "normalizer": normalizer.to_dict(), "unnormalised_tasks": degenerate,
+            "scalarization": config["moo"]["scalarization"]}
 
 
 def scalarizer(ideal: Mapping, augmentation: float = 0.0) -> Scalarizer:

@@ -125,3 +125,12 @@ def test_augmented_tchebycheff_breaks_ties():
     assert augmented.plain() == plain
     with pytest.raises(ConfigError, match="augmentation"):
         Scalarizer(n, augmentation=-1)
+
+
+def test_lenient_normalizer_keeps_raw_scores_for_hopeless_tasks():
+    n = Normalizer.build("ideal", ["a", "b"], {"a": 0.5, "b": 0.0}, strict=False)
+    assert n.degenerate_tasks() == ["b"]
+    assert np.allclose(n({"a": 0.25, "b": 0.3}), [0.5, 0.3])
+    assert Normalizer.from_dict(n.to_dict()) == n
+    r = Normalizer.build("range", ["a", "b"], {"a": 0.5, "b": 0.1}, {"a": 0.1, "b": 0.2}, strict=False)
+    assert r.degenerate_tasks() == ["b"] and np.allclose(r({"a": 0.3, "b": 0.3}), [0.5, 0.3])
