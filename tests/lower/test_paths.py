@@ -1,0 +1,140 @@
+"""Inference paths: live assembly, identity, cache handling, export, compatibility."""
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+from hm3.errors import HM3Error
+from hm3.paths import LayerPool, Step, as_path, describe
+
+VOCAB = 64
+
+
+def tiny_llama(layers: int, seed: int, hidden: int = 32, intermediate: int = 64) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=intermediate,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=64, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # break the default init's symmetry so layers differ visibly
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def pool():
+    # depths differ on purpose: 2, 3 and 4 layers
+    return LayerPool({"math": tiny_llama(2, 1), "code": tiny_llama(3, 2), "M": tiny_llama(4, 3)}, anchor="M")
+
+
+TOKENS = torch.tensor([[1, 5, 9, 2, 33, 7], [3, 3, 8, 60, 1, 0]])
+
+
+def logits(model, tokens=TOKENS):
+    with torch.no_grad():
+        return model(tokens).logits
+
+
+def hand_built(pool: LayerPool, path) -> LlamaForCausalLM:
+    """The path built the slow, obvious way: a fresh model, tensors copied by name."""
+    anchor = pool.anchor
+    config = LlamaConfig(**{**anchor.config.to_dict(), "num_hidden_layers": len(path)})
+    model = LlamaForCausalLM(config).eval()
+    state = model.state_dict()
+    for name in state:
+        if not name.startswith("model.layers."):
+            state[name] = anchor.state_dict()[name].clone()
+    for i, (m, l) in enumerate(path):
+        source = pool.models[m].state_dict()
+        for name in list(state):
+            prefix = f"model.layers.{i}."
+            if name.startswith(prefix):
+                state[name] = source[f"model.layers.{l}." + name[len(prefix):]].clone()
+    model.load_state_dict(state)
+    return model
+
+
+def test_identity_path_reproduces_the_anchor_exactly(pool):
+    assembled = pool.assemble(pool.identity_path())
+    assert torch.equal(logits(assembled), logits(pool.anchor))
+
+
+@pytest.mark.parametrize("path", [
+    [(0, 0), (1, 2), (2, 3)],
+    [(2, 0), (0, 1), (0, 1), (1, 0), (2, 3)],   # a repeated layer
+    [(1, 2)],
+    [(2, 0), (2, 1), (0, 0), (1, 1), (1, 2), (2, 2), (2, 3)],
+])
+def test_assembly_equals_the_hand_built_model(pool, path):
+    assert torch.allclose(logits(pool.assemble(as_path(path))), logits(hand_built(pool, path)), atol=1e-6)
+
+
+def test_assembly_shares_modules(pool):
+    assembled = pool.assemble(as_path([(0, 1), (2, 0)]))
+    assert assembled.model.layers[0].layer is pool.models[0].model.layers[1]
+    assert assembled.lm_head is pool.anchor.lm_head
+    assert assembled.model.embed_tokens is pool.anchor.model.embed_tokens
+
+
+def test_generation_with_cache_matches_without_for_repeated_layers(pool):
+    path = as_path([(2, 0), (0, 1), (0, 1), (2, 3)])
+    model = pool.assemble(path)
+    kwargs = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        cached = model.generate(TOKENS[:1], use_cache=True, **kwargs)
+        uncached = model.generate(TOKENS[:1], use_cache=False, **kwargs)
+    assert torch.equal(cached, uncached)
+
+
+def test_export_then_reload_gives_the_same_logits(pool, tmp_path):
+    path = as_path([(2, 0), (1, 1), (0, 1), (2, 3)])
+    pool.export(path, tmp_path / "out", card="---\nlicense: apache-2.0\n---\n# path\n", max_shard_size="20KB")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    assert reloaded.config.num_hidden_layers == 4
+    assert len(list((tmp_path / "out").glob("*.safetensors"))) > 1  # sharded
+    assert torch.allclose(logits(reloaded), logits(pool.assemble(path)), atol=1e-6)
+
+
+def test_invalid_steps_are_refused(pool):
+    with pytest.raises(HM3Error, match="has layers 0..1"):
+        pool.assemble(as_path([(0, 2)]))
+    with pytest.raises(HM3Error, match="not in the pool"):
+        pool.assemble(as_path([(5, 0)]))
+    with pytest.raises(HM3Error, match="at least one"):
+        pool.assemble(())
+    with pytest.raises(HM3Error, match="T_max"):
+        pool.check_path(as_path([(2, 0)] * 5), max_length=4)
+
+
+def test_incompatible_pools_fail_with_the_field():
+    with pytest.raises(HM3Error, match="hidden_size"):
+        LayerPool({"a": tiny_llama(2, 1), "b": tiny_llama(2, 2, hidden=48)}, anchor="a")
+    with pytest.raises(HM3Error, match="anchor"):
+        LayerPool({"a": tiny_llama(2, 1)}, anchor="z")
+
+
+def test_mixed_mlp_widths_run_live_but_do_not_export(tmp_path):
+    pool = LayerPool({"a": tiny_llama(2, 1), "b": tiny_llama(2, 2, intermediate=96)}, anchor="a")
+    path = as_path([(0, 0), (1, 1)])
+    assert logits(pool.assemble(path)).shape == (2, 6, VOCAB)
+    with pytest.raises(HM3Error, match="MLP widths"):
+        pool.export(path, tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_passthrough_yaml(pool):
+    refs = ["results/models/math", "results/models/code", "results/param/w05/model"]
+    text = pool.passthrough_yaml(as_path([(2, 0), (2, 1), (0, 1), (1, 0), (1, 1), (2, 3)]), refs)
+    config = yaml.safe_load(text)
+    assert config["merge_method"] == "passthrough"
+    assert [s["sources"][0]["layer_range"] for s in config["slices"]] == [[0, 2], [1, 2], [0, 2], [3, 4]]
+    assert config["slices"][0]["sources"][0]["model"] == refs[2]
+    # mergekit takes embeddings from the first slice and the head from the last
+    assert pool.passthrough_yaml(as_path([(0, 0), (2, 3)]), refs) is None
+
+
+def test_describe_is_stable(pool):
+    assert describe(as_path([(0, 1), (2, 0)]), pool.names) == "math:1 M:0"
+    assert as_path([Step(1, 2)]) == (Step(1, 2),)

@@ -1,0 +1,79 @@
+"""The actor-critic: masks, Wolpertinger selection, behaviour policy, PPO on toy MDPs."""
+
+import numpy as np
+import pytest
+import torch
+
+from hm3.errors import ConfigError
+from hm3.rl import ActionSpace, PathAgent, RLSettings, action_probabilities, nearest, wolpertinger_pick
+
+
+def test_action_space_and_masks():
+    space = ActionSpace([2, 3], t_max=3)
+    assert space.steps == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)] and space.stop == 5
+    assert not space.mask(0)[space.stop] and space.mask(0)[:5].all()       # no empty path
+    assert space.mask(2).all()
+    only_stop = space.mask(3)
+    assert only_stop[space.stop] and only_stop.sum() == 1                   # T_max reached
+    # neighbouring layers of one model are nearer than other models' layers
+    e = space.embeddings
+    assert ((e[2] - e[3]) ** 2).sum() < ((e[2] - e[1]) ** 2).sum()
+
+
+def test_wolpertinger_returns_the_critics_best_of_the_nearest():
+    embeddings = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    valid = torch.tensor([True, True, True, True])
+    q = torch.tensor([5.0, 1.0, 9.0, 100.0])
+    assert set(nearest(torch.tensor([0.9]), embeddings, valid, 2).tolist()) == {0, 1}
+    assert wolpertinger_pick(torch.tensor([0.9]), q, embeddings, valid, k=2) == 0
+    assert wolpertinger_pick(torch.tensor([0.9]), q, embeddings, valid, k=3) == 2
+    assert wolpertinger_pick(torch.tensor([0.9]), q, embeddings, valid, k=4) == 3
+    valid[0] = False  # invalid actions are never candidates
+    assert wolpertinger_pick(torch.tensor([0.9]), q, embeddings, valid, k=2) == 2
+
+
+def test_behaviour_policy_is_a_distribution_over_valid_actions():
+    space = ActionSpace([3, 3], t_max=4)
+    settings = RLSettings(neighbours=2, epsilon=0.2)
+    valid = space.mask(0)
+    probs = action_probabilities(torch.zeros(space.embeddings.shape[1]), space.embeddings, valid, settings)
+    assert probs.sum().item() == pytest.approx(1.0)
+    assert probs[space.stop] == 0
+    assert (probs[valid] >= 0.2 / valid.sum() - 1e-7).all()
+    assert (probs > 0.2 / valid.sum() + 1e-6).sum() == 2  # only the M' nearest get more than ε
+
+
+def test_settings_are_checked():
+    with pytest.raises(ConfigError, match="t_max"):
+        RLSettings(t_max=0)
+    with pytest.raises(ConfigError, match="epsilon"):
+        RLSettings(epsilon=1.0)
+
+
+def _toy_value(path, weights):
+    """A known optimum that depends on λ: [(1,0), (2,1)] when the first task
+    weighs more, else [(0,1)]; partial credit per matching position."""
+    target = [(1, 0), (2, 1)] if weights[0] > 0.5 else [(0, 1)]
+    matches = sum(a == b for a, b in zip(path, target))
+    return matches / len(target) - 0.3 * abs(len(path) - len(target))
+
+
+def test_ppo_converges_to_the_known_optimum_of_a_toy_mdp():
+    settings = RLSettings(t_max=3, neighbours=7, epsilon=0.1, learning_rate=1e-2, episodes_per_update=16,
+                          entropy_coef=0.01, seed=0)
+    agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
+    sample = lambda rng: np.array([0.9, 0.1]) if rng.random() < 0.5 else np.array([0.1, 0.9])
+    log = []
+    agent.train(sample, _toy_value, episodes=1200, log=lambda i, ep, stats: log.append(ep.reward))
+    assert agent.rollout([0.9, 0.1], greedy=True).path(agent.space) == [(1, 0), (2, 1)]
+    assert agent.rollout([0.1, 0.9], greedy=True).path(agent.space) == [(0, 1)]
+    assert np.mean(log[-100:]) > np.mean(log[:100])
+
+
+def test_training_is_deterministic_under_the_seed():
+    def run():
+        agent = PathAgent([2, 2], n_tasks=2, settings=RLSettings(t_max=2, seed=3, episodes_per_update=4))
+        episodes = agent.train(lambda rng: rng.dirichlet([1, 1]), _toy_value, episodes=12)
+        return [e.actions for e in episodes], [p.detach().clone() for p in agent.actor.parameters()]
+    (a1, p1), (a2, p2) = run(), run()
+    assert a1 == a2 and all(torch.equal(x, y) for x, y in zip(p1, p2))
