@@ -5,11 +5,11 @@ action appends a (model, layer) step of the pool or stops; an episode ends on st
 at T_max; its reward R = Σ_k λ_k f_k − β·T is spread evenly over its decisions.
 
 Policy discretisation (Wolpertinger). The actor emits a continuous proto-action µ(s)
-in the space of the actions' embeddings. Its stochastic policy is the softmax of
-−‖µ(s) − e_a‖²/τ over the valid actions, restricted to the M' actions nearest µ(s)
-(renormalised) and mixed with ε-uniform exploration over all valid actions: a proper
-distribution with exact log-probabilities, which PPO needs. Greedy decisions take
-the critic's best Q(s, a) among the M' nearest. The critic has a state value V(s)
+in the space of the actions' embeddings. Exploring (training, sampled rollouts), it
+acts by the softmax of −‖µ(s) − e_a‖²/τ over the valid actions mixed with ε-uniform
+exploration: a proper distribution with exact log-probabilities, which PPO needs.
+Deciding (greedy rollouts, online search), it takes the M' valid actions nearest
+µ(s) and the critic picks the best Q(s, a) among them. The critic has a state value V(s)
 (for GAE) and a state-action value Q(s, a) (for the Wolpertinger pick), both
 regressed on the same returns.
 
@@ -183,15 +183,14 @@ def wolpertinger_pick(proto: torch.Tensor, q_values: torch.Tensor, embeddings: t
 
 def action_probabilities(proto: torch.Tensor, embeddings: torch.Tensor, valid: torch.Tensor,
                          settings: RLSettings) -> torch.Tensor:
-    """The behaviour policy over all actions: ε-uniform over the valid ones, plus
-    (1-ε)·softmax(−‖µ − e_a‖²/τ) restricted to the M' nearest valid actions."""
+    """The behaviour policy over all actions: (1-ε)·softmax(−‖µ − e_a‖²/τ) over the
+    valid actions plus ε-uniform over them. It is a smooth function of µ for every
+    action, so the policy gradient reaches actions outside the current M' nearest
+    (restricting the softmax to them leaves the others without any signal)."""
     distance = ((embeddings - proto) ** 2).sum(-1)
-    candidates = torch.zeros_like(valid)
-    candidates[nearest(proto.detach(), embeddings, valid, settings.neighbours)] = True
-    logits = (-distance / settings.temperature).masked_fill(~candidates, float("-inf"))
-    near = torch.softmax(logits, dim=-1)
+    logits = (-distance / settings.temperature).masked_fill(~valid, float("-inf"))
     uniform = valid.float() / valid.sum()
-    return settings.epsilon * uniform + (1 - settings.epsilon) * near
+    return settings.epsilon * uniform + (1 - settings.epsilon) * torch.softmax(logits, dim=-1)
 
 
 @dataclass
@@ -232,8 +231,16 @@ class PathAgent:
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def rollout(self, weights: Sequence[float], greedy: bool = False) -> Episode:
-        """One episode: sampled from the behaviour policy, or greedy (Wolpertinger)."""
+    def rollout(self, weights: Sequence[float], greedy: bool = False, decide: str = "critic") -> Episode:
+        """One episode: sampled from the behaviour policy, or greedy.
+
+        Greedy ``decide="critic"`` is the Wolpertinger decision (the critic's best
+        Q among the M' actions nearest the proto-action); ``decide="actor"`` takes
+        the policy's most probable action. The critic's Q is only as good as the
+        visits of each action, so online search evaluates both and keeps the better.
+        """
+        if decide not in ("critic", "actor"):
+            raise ValueError(f"decide must be 'critic' or 'actor', not {decide!r}")
         w = torch.as_tensor(np.asarray(weights, dtype=np.float32)).unsqueeze(0)
         episode = Episode(np.asarray(weights, dtype=np.float64), [])
         while True:
@@ -244,12 +251,16 @@ class PathAgent:
             prefix = list(episode.actions)
             proto = self.actor([prefix], w)[0]
             value, q_all = self.critic([prefix], w)
-            if greedy:
+            if greedy and decide == "critic":
                 action = wolpertinger_pick(proto, q_all[0], self.space.embeddings, valid, self.settings.neighbours)
+                log_prob = 0.0
+            elif greedy:
+                action = int(torch.argmax(action_probabilities(proto, self.space.embeddings, valid, self.settings)))
                 log_prob = 0.0
             else:
                 probs = action_probabilities(proto, self.space.embeddings, valid, self.settings)
-                action = int(self.rng.choice(len(probs), p=(probs / probs.sum()).double().numpy()))
+                p = probs.double().numpy()
+                action = int(self.rng.choice(len(p), p=p / p.sum()))
                 log_prob = float(torch.log(probs[action]))
             episode.transitions.append(Transition(prefix, episode.weights, action, log_prob, float(value[0])))
             episode.actions.append(action)
@@ -313,7 +324,7 @@ class PathAgent:
             loss.backward()
             nn.utils.clip_grad_norm_([*self.actor.parameters(), *self.critic.parameters()], s.grad_clip)
             self.optimizer.step()
-            stats = {"policy_loss": float(policy_loss), "value_loss": float(value_loss), "entropy": float(entropy)}
+            stats = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy.item()}
         return stats
 
     def train(self, sample_weights: Callable[[np.random.Generator], np.ndarray],

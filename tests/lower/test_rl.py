@@ -40,7 +40,11 @@ def test_behaviour_policy_is_a_distribution_over_valid_actions():
     assert probs.sum().item() == pytest.approx(1.0)
     assert probs[space.stop] == 0
     assert (probs[valid] >= 0.2 / valid.sum() - 1e-7).all()
-    assert (probs > 0.2 / valid.sum() + 1e-6).sum() == 2  # only the M' nearest get more than ε
+    # more probable the nearer the proto-action
+    proto = space.embeddings[4] + 0.01
+    probs = action_probabilities(proto, space.embeddings, space.mask(1), settings)
+    assert int(torch.argmax(probs)) == 4
+    assert probs[3] > probs[0]  # a neighbouring layer of the same model beats another model's
 
 
 def test_settings_are_checked():
@@ -59,15 +63,28 @@ def _toy_value(path, weights):
 
 
 def test_ppo_converges_to_the_known_optimum_of_a_toy_mdp():
-    settings = RLSettings(t_max=3, neighbours=7, epsilon=0.1, learning_rate=1e-2, episodes_per_update=16,
-                          entropy_coef=0.01, seed=0)
+    """A contextual toy MDP: the optimum is a different path for each λ."""
+    settings = RLSettings(t_max=3, neighbours=2, epsilon=0.1, learning_rate=3e-3, episodes_per_update=16,
+                          temperature=0.5, seed=0)
     agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
     sample = lambda rng: np.array([0.9, 0.1]) if rng.random() < 0.5 else np.array([0.1, 0.9])
     log = []
-    agent.train(sample, _toy_value, episodes=1200, log=lambda i, ep, stats: log.append(ep.reward))
-    assert agent.rollout([0.9, 0.1], greedy=True).path(agent.space) == [(1, 0), (2, 1)]
+    agent.train(sample, _toy_value, episodes=1600, log=lambda i, ep, stats: log.append(ep.reward))
+    assert agent.rollout([0.9, 0.1], greedy=True, decide="actor").path(agent.space) == [(1, 0), (2, 1)]
+    assert agent.rollout([0.1, 0.9], greedy=True, decide="actor").path(agent.space) == [(0, 1)]
+    assert np.mean(log[-200:]) > 0.8 > np.mean(log[:200])  # the optimum's reward is 1 - 2β
+
+
+def test_one_step_bandit_is_solved_by_the_wolpertinger_decision():
+    settings = RLSettings(t_max=1, neighbours=2, learning_rate=3e-3, episodes_per_update=16, seed=0)
+    agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
+    value = lambda path, w: float(path == ([(1, 0)] if w[0] > 0.5 else [(0, 1)]))
+    sample = lambda rng: np.array([0.9, 0.1]) if rng.random() < 0.5 else np.array([0.1, 0.9])
+    agent.train(sample, value, episodes=800)
+    assert agent.rollout([0.9, 0.1], greedy=True).path(agent.space) == [(1, 0)]
     assert agent.rollout([0.1, 0.9], greedy=True).path(agent.space) == [(0, 1)]
-    assert np.mean(log[-100:]) > np.mean(log[:100])
+    with pytest.raises(ValueError):
+        agent.rollout([0.5, 0.5], greedy=True, decide="oracle")
 
 
 def test_training_is_deterministic_under_the_seed():
