@@ -148,14 +148,15 @@ def run_param_search(config: Mapping, preference: str, ideal_file: str | Path, o
 
     def progress(candidate):
         bar.update(1)
-        bar.set_postfix(g=f"{candidate.value:.4f}", cached=candidate.cached)
-        log.info("candidate %d: g=%.4f scores=%s%s", candidate.index, candidate.value,
+        bar.set_postfix(objective=f"{candidate.value:.4f}", cached=candidate.cached)
+        log.info("candidate %d: objective=%.4f scores=%s%s", candidate.index, candidate.value,
                  {k: round(v, 4) for k, v in candidate.scores.items()}, " (cached)" if candidate.cached else "")
 
+    objective = scalarizer(ideal, config["moo"].get("augmentation", 0.0))
     try:
         candidates = search_preference(
             session.evaluate, lambda params: session.recipe(space.method, params, space.fixed, seed),
-            space, weights, scalarizer(ideal, config["moo"].get("augmentation", 0.0)), budget=section["budget"], algorithm=section["algorithm"],
+            space, weights, objective, budget=section["budget"], algorithm=section["algorithm"],
             seed=seed, sigma=section.get("sigma", 0.25), popsize=section.get("popsize", 8),
             defaults=section.get("start", {}), progress=progress)
     finally:
