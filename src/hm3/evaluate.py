@@ -123,18 +123,25 @@ def _lm_eval_version() -> str:
     return version("lm_eval")
 
 
-def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
-    """A checkpoint for scoring: safetensors only, no remote code unless allowed."""
+def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
+    """A checkpoint's model in float32, eval mode: safetensors only, no remote code unless allowed."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     model_dir = Path(model_dir)
     if not any(model_dir.glob("*.safetensors")):
         raise HM3Error(f"{model_dir}: no *.safetensors weights (pickled weights are not loaded)")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True,
                                                  trust_remote_code=trust_remote_code)
-    return model.to(device).eval(), tokenizer
+    return model.to(device).eval()
+
+
+def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
+    """A checkpoint and its tokenizer, for scoring."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    return load_causal_lm(model_dir, device, trust_remote_code), tokenizer
 
 
 def offline_environment() -> None:

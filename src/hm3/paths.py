@@ -205,3 +205,29 @@ def check_compatible(configs: Mapping[str, object]) -> None:
             if a != b:
                 raise HM3Error(f"incompatible pool: {names[0]} has {field} = {a!r}, {name} has {b!r}; "
                                "layers of one cannot run in the other's hidden stream")
+
+
+def load_pool(model_dirs: Mapping[str, str | FilePath], anchor: str, device: str = "cpu",
+              trust_remote_code: bool = False) -> LayerPool:
+    """A pool from checkpoint folders (safetensors only), in float32 on ``device``."""
+    from hm3.evaluate import load_causal_lm
+
+    models = {name: load_causal_lm(path, device, trust_remote_code) for name, path in model_dirs.items()}
+    return LayerPool(models, anchor)
+
+
+class PathEvaluator:
+    """Scores paths of one pool through the evaluation cache.
+
+    The candidate text is the path (`describe`); the evaluator's context must
+    fingerprint the pool's checkpoints (`hm3.evaluate.evaluation_context`), so the
+    same path over another M_λ is another candidate.
+    """
+
+    def __init__(self, pool: LayerPool, evaluator):
+        self.pool, self.evaluator = pool, evaluator
+
+    def evaluate(self, path) -> dict:
+        path = as_path(path)
+        self.pool.check_path(path)
+        return self.evaluator.evaluate("path: " + describe(path, self.pool.names), lambda: self.pool.assemble(path))

@@ -138,3 +138,40 @@ def test_passthrough_yaml(pool):
 def test_describe_is_stable(pool):
     assert describe(as_path([(0, 1), (2, 0)]), pool.names) == "math:1 M:0"
     assert as_path([Step(1, 2)]) == (Step(1, 2),)
+
+
+def test_path_evaluator_scores_each_path_once(pool, tmp_path):
+    from hm3.cache import EvaluationCache
+    from hm3.evaluate import CachedEvaluator, TaskSpec
+    from hm3.paths import PathEvaluator
+
+    class DepthScorer:  # a stand-in for lm-eval: the score is the path's depth
+        split = "search"
+        specs = [TaskSpec("depth", {"search": "depth"}, "m")]
+        calls = 0
+
+        def score(self, model, tokenizer, device, tasks=None):
+            DepthScorer.calls += 1
+            depth = float(model.config.num_hidden_layers)
+            return {"scores": {"depth": depth}, "metrics": {"depth": {"m": depth}}}
+
+    with EvaluationCache(tmp_path / "c.sqlite") as cache:
+        evaluator = PathEvaluator(pool, CachedEvaluator(DepthScorer(), None, cache, context="pool", seed=0))
+        first = evaluator.evaluate([(0, 1), (2, 3), (2, 3)])
+        again = evaluator.evaluate([(0, 1), (2, 3), (2, 3)])
+        other = evaluator.evaluate([(1, 0)])
+    assert first["scores"] == again["scores"] == {"depth": 3.0} and other["scores"] == {"depth": 1.0}
+    assert (first["cached"], again["cached"], DepthScorer.calls) == (False, True, 2)
+    with pytest.raises(HM3Error):
+        evaluator.evaluate([(0, 9)])
+
+
+def test_load_pool_from_checkpoints(tmp_path):
+    from hm3.paths import load_pool
+
+    for name, (layers, seed) in {"a": (2, 1), "b": (3, 2)}.items():
+        tiny_llama(layers, seed).save_pretrained(tmp_path / name)
+    pool = load_pool({"a": tmp_path / "a", "b": tmp_path / "b"}, anchor="b")
+    assert pool.depths == [2, 3] and pool.anchor_index == 1
+    assert torch.equal(logits(pool.assemble(pool.identity_path())),
+                       logits(LlamaForCausalLM.from_pretrained(tmp_path / "b").eval()))
