@@ -215,6 +215,6 @@ def evaluation_context(model_dirs: list[str | Path], data_dir: str | Path, split
         "data": tree_fingerprint(*data_files) if data_files else "",
         "task_definitions": tree_fingerprint(*include_paths(evaluation)),
         "tasks": tasks,
-        "settings": {k: evaluation.get(k) for k in ("batch_size", "limit", "device", "dtype")},
+        "settings": {k: evaluation.get(k) for k in ("batch_size", "limit", "device")},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

@@ -85,8 +85,8 @@ def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path) -> None:
     markers = itertools.cycle("o^sDvP*")
     for method, group in points.groupby("method", sort=False):
         marker = next(markers)
+        front = group[group["nondominated"]]
         for ax, (a, b) in zip(axes[0], pairs):
-            front = group[group["nondominated"]]
             ax.scatter(group[f"norm.{a}"], group[f"norm.{b}"], marker=marker, alpha=0.35 if method != SEARCHED else 0.9,
                        s=36 if method == SEARCHED else 24, label=f"{method} ({len(front)} non-dominated)")
     for ax, (a, b) in zip(axes[0], pairs):

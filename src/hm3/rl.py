@@ -187,9 +187,9 @@ def action_probabilities(proto: torch.Tensor, embeddings: torch.Tensor, valid: t
     valid actions plus ε-uniform over them. It is a smooth function of µ for every
     action, so the policy gradient reaches actions outside the current M' nearest
     (restricting the softmax to them leaves the others without any signal)."""
-    distance = ((embeddings - proto) ** 2).sum(-1)
+    distance = ((embeddings - proto.unsqueeze(-2)) ** 2).sum(-1)  # (n,) or, for a batch (B, d), (B, n)
     logits = (-distance / settings.temperature).masked_fill(~valid, float("-inf"))
-    uniform = valid.float() / valid.sum()
+    uniform = valid.float() / valid.sum(-1, keepdim=True)
     return settings.epsilon * uniform + (1 - settings.epsilon) * torch.softmax(logits, dim=-1)
 
 
@@ -310,8 +310,7 @@ class PathAgent:
         stats = {}
         for _ in range(s.epochs):
             protos = self.actor(prefixes, weights)
-            probs = torch.stack([action_probabilities(protos[i], self.space.embeddings, valid[i], s)
-                                 for i in range(len(transitions))])
+            probs = action_probabilities(protos, self.space.embeddings, valid, s)
             log_probs = torch.log(probs.gather(1, actions.unsqueeze(1)).squeeze(1) + 1e-12)
             ratio = torch.exp(log_probs - old_log_probs)
             surrogate = torch.min(ratio * norm_adv, ratio.clamp(1 - s.clip, 1 + s.clip) * norm_adv)

@@ -136,8 +136,7 @@ def run_param_search(config: Mapping, preference: str, ideal_file: str | Path, o
     from hm3.merge import recipe_to_yaml
     from hm3.search import ParamSpace, best_candidate, search_preference
 
-    check_preference_id(config, preference)
-    weights = check_weights(preferences(config)[preference], list(config["tasks"]))
+    weights = check_weights(preference_weights(config, preference), list(config["tasks"]))
     ideal = json.loads(Path(ideal_file).read_text())
     section = config["search"]
     seed = derive_seed(config["seed"], "search", preference)
@@ -223,6 +222,9 @@ def export_model(recipe_file: str | Path, out_dir: str | Path, max_shard_size: s
             "seconds": round(summary.seconds, 2)}
 
 
-def check_preference_id(config: Mapping, preference: str) -> None:
-    if preference not in preferences(config):
-        raise HM3Error(f"unknown preference {preference!r}; the config defines {', '.join(preferences(config))}")
+def preference_weights(config: Mapping, preference: str) -> np.ndarray:
+    """The weight vector of a reporting preference id, or a clear error."""
+    table = preferences(config)
+    if preference not in table:
+        raise HM3Error(f"unknown preference {preference!r}; the config defines {', '.join(table)}")
+    return table[preference]
