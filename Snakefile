@@ -20,6 +20,7 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/merge.smk"
+include: "workflow/rules/lower.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -30,4 +31,8 @@ rule all:
         "results/moo/preferences.csv",
         "results/pareto/param_front.csv",
         "results/plots/param_front.png",
+        "results/pareto/hv.csv",
+        "results/tables/paths_vs_param.csv",
+        "results/plots/front.png",
+        "results/plots/rl_training.png",
     default_target: True

@@ -60,6 +60,37 @@ def test_upper_level_outputs(finished_run):
     assert (results / "cache" / "evaluations.sqlite").exists()
 
 
+def test_lower_level_outputs(finished_run):
+    import json
+
+    results = finished_run / "results"
+    training = json.loads((results / "rl" / "training.json").read_text())
+    assert training["episodes"] == 8 and training["training_preferences"] == 2
+    log = pd.read_csv(results / "rl" / "train_log.csv")
+    assert len(log) == 8 and set(log["preference"]) <= {"t00", "t01"}
+    assert {"reward", "path", "score.math", "policy_loss", "value_loss", "entropy"} <= set(log.columns)
+    assert (results / "rl" / "policy" / "networks.safetensors").exists()
+    assert (results / "plots" / "rl_training.png").read_bytes()[:4] == b"\x89PNG"
+    for pref in ["t00", "t01"]:  # the training preferences got their own M_λ
+        assert (results / "param" / pref / "model" / "config.json").exists()
+    for pref in PREFERENCES:
+        summary = json.loads((results / "paths" / pref / "search.json").read_text())
+        # the identity path (M_λ itself) is a candidate, so the path is never worse on search
+        assert summary["best"]["g_search"] <= summary["identity"]["g_search"] + 1e-12
+        assert json.loads((results / "paths" / pref / "random.json").read_text())["budget"] == summary["budget"]
+        model = results / "paths" / pref / "model"
+        assert (model / "config.json").exists() and "inference path" in (model / "README.md").read_text()
+    front = pd.read_csv(results / "pareto" / "front.csv")
+    assert {"hm3", "hm3-param", "hm3-path", "random-paths"} <= set(front["method"])
+    hv = pd.read_csv(results / "pareto" / "hv.csv").set_index("method")["hv_test"]
+    assert hv["hm3"] >= hv["hm3-param"]  # the combined front contains the parameter-only one
+    table = pd.read_csv(results / "tables" / "paths_vs_param.csv")
+    assert list(table["preference"]) == [*PREFERENCES, "mean"]
+    proc = subprocess.run([sys.executable, "-m", "hm3.cli", "policy", "--weights", "math=1,code=1",
+                           "--policy-dir", str(results / "rl" / "policy")], capture_output=True, text=True)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["weights"] == {"math": 0.5, "code": 0.5, "translation": 0.0}
+
+
 def test_rerun_of_the_search_is_served_by_the_cache(finished_run, tmp_path):
     import json
     import shutil

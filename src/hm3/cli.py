@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = [
     "hm3.commands.data",
     "hm3.commands.models",
     "hm3.commands.evaluate",
+    "hm3.commands.policy",
     "hm3.merge.cli",
 ]
 

@@ -72,8 +72,10 @@ def comparison_table(points: pd.DataFrame) -> pd.DataFrame:
     return wide[[SEARCHED, *baselines, "best_baseline", "searched_better"]].reset_index()
 
 
-def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path) -> None:
-    """Pairwise 2D projections of the normalised test scores, fronts joined."""
+def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path,
+               title: str = "Test-split scores per preference: searched merges vs naive baselines",
+               highlight: Sequence[str] = (SEARCHED,)) -> None:
+    """Pairwise 2D projections of the normalised test scores, HM3's methods in bold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -87,14 +89,15 @@ def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path) -> None:
         marker = next(markers)
         front = group[group["nondominated"]]
         for ax, (a, b) in zip(axes[0], pairs):
-            ax.scatter(group[f"norm.{a}"], group[f"norm.{b}"], marker=marker, alpha=0.35 if method != SEARCHED else 0.9,
-                       s=36 if method == SEARCHED else 24, label=f"{method} ({len(front)} non-dominated)")
+            bold = method in highlight
+            ax.scatter(group[f"norm.{a}"], group[f"norm.{b}"], marker=marker, alpha=0.9 if bold else 0.35,
+                       s=36 if bold else 24, label=f"{method} ({len(front)} non-dominated)")
     for ax, (a, b) in zip(axes[0], pairs):
         ax.set_xlabel(f"{a} (normalised)")
         ax.set_ylabel(f"{b} (normalised)")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8, loc="best")
-    fig.suptitle("Test-split scores per preference: searched merges vs naive baselines")
+    fig.suptitle(title)
     fig.tight_layout()
     with atomic_file(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120)
@@ -116,3 +119,64 @@ def param_front(config: Mapping, ideal_file, test_files: Mapping[str, str | Path
     plot_front(points, config, out_plot)
     return {"hv": hv.set_index("method")["hv_test"].to_dict(),
             "searched_better_fraction": float(np.mean(comparison["searched_better"]))}
+
+
+# ------------------------------------------------------------------ with the lower level
+PATHS = "hm3-path"            # the best inference path per λ (architecture level over M_λ)
+COMBINED = "hm3"              # every upper- and lower-level point: HM3's front
+RANDOM_PATHS = "random-paths"  # best of as many random valid paths as HM3's online search scored
+
+
+def path_points(config: Mapping, summaries: Mapping[str, str | Path], method: str) -> pd.DataFrame:
+    """One row per preference from a path search's summary: its best path's test scores."""
+    rows = []
+    for pid, path in summaries.items():
+        best = json.loads(Path(path).read_text())["best"]
+        rows.append({"method": method, "preference": pid, "path": best["path"],
+                     **{f"score.{t}": best["scores_test"][t] for t in config["tasks"]}})
+    return pd.DataFrame(rows)
+
+
+def paths_table(points: pd.DataFrame, summaries: Mapping[str, str | Path],
+                random_summaries: Mapping[str, str | Path]) -> pd.DataFrame:
+    """Per preference: g on test of M_λ alone, HM3's path and the random-path
+    baseline (same number of evaluations), the chosen path and its g on search."""
+    wide = points[points["method"].isin([SEARCHED, PATHS, RANDOM_PATHS])].pivot(
+        index="preference", columns="method", values="g")
+    rows = []
+    for pid in wide.index:
+        found = json.loads(Path(summaries[pid]).read_text())
+        rows.append({"preference": pid, "g_test.M_lambda": wide.loc[pid, SEARCHED], "g_test.hm3_path": wide.loc[pid, PATHS],
+                     "g_test.random_paths": wide.loc[pid, RANDOM_PATHS],
+                     "g_search.M_lambda": found["identity"]["g_search"], "g_search.hm3_path": found["best"]["g_search"],
+                     "g_search.random_paths": json.loads(Path(random_summaries[pid]).read_text())["best"]["g_search"],
+                     "evaluations": found["budget"], "path": found["best"]["path"], "found_by": found["best"]["origin"]})
+    table = pd.DataFrame(rows)
+    mean = {"preference": "mean", **table.select_dtypes("number").mean().to_dict(), "path": "", "found_by": ""}
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+
+
+def lower_front(config: Mapping, ideal_file, test_files: Mapping[str, str | Path], path_summaries: Mapping,
+                random_summaries: Mapping, baseline_files, out_points, out_hv: Sequence[str],
+                out_table: Sequence[str], out_plot) -> dict:
+    """HM3's front (upper + lower level points) against the parameter-only front,
+    the paths alone, the random-path baseline and the naive baselines."""
+    ideal = json.loads(Path(ideal_file).read_text())
+    param = searched_points(config, test_files)
+    paths = path_points(config, path_summaries, PATHS)
+    combined = pd.concat([param, paths], ignore_index=True).assign(method=COMBINED)
+    points = pd.concat([combined, param, paths, path_points(config, random_summaries, RANDOM_PATHS),
+                        baseline_points(baseline_files)], ignore_index=True)
+    points = annotate(points, config, ideal)
+    with atomic_file(out_points) as handle:
+        points.to_csv(handle, index=False, float_format="%.6f")
+    hv = hv_table(points, config)
+    write_table(hv, *out_hv)
+    table = paths_table(points, path_summaries, random_summaries)
+    write_table(table.round(6), *out_table)
+    plot_front(points[points["method"] != COMBINED], config, out_plot,
+               title="Test-split scores per preference: HM3 (merges M_λ and paths) vs baselines",
+               highlight=(SEARCHED, PATHS))
+    mean = table.iloc[-1]
+    return {"hv": hv.set_index("method")["hv_test"].to_dict(),
+            "mean_g_test": {k: float(mean[k]) for k in table.columns if k.startswith("g_")}}

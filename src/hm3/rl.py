@@ -229,6 +229,11 @@ class PathAgent:
         self.optimizer = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()],
                                           lr=settings.learning_rate)
 
+    def reseed(self, seed: int) -> None:
+        """A fresh random stream (online search: one per preference, same results in any order)."""
+        torch.manual_seed(seed)
+        self.rng = np.random.default_rng(seed)
+
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
     def rollout(self, weights: Sequence[float], greedy: bool = False, decide: str = "critic") -> Episode:
@@ -330,13 +335,17 @@ class PathAgent:
               evaluate: Callable[[list[tuple[int, int]], np.ndarray], float], episodes: int,
               log: Callable[[int, Episode, dict], None] | None = None) -> list[Episode]:
         """Offline training: ``episodes`` episodes in PPO batches; ``evaluate(path, λ)``
-        returns Σ λ_k f_k of the path's model (the length penalty is added here)."""
+        returns Σ λ_k f_k of the path's model (the length penalty is added here),
+        or (that value, a dict of details stored as the episode's ``scores``)."""
         done: list[Episode] = []
         batch: list[Episode] = []
         while len(done) < episodes:
             weights = sample_weights(self.rng)
             episode = self.rollout(weights)
-            self.finish(episode, evaluate(episode.path(self.space), weights))
+            value = evaluate(episode.path(self.space), weights)
+            if isinstance(value, tuple):  # (value, details kept on the episode for the log)
+                value, episode.scores = value
+            self.finish(episode, value)
             batch.append(episode)
             done.append(episode)
             if len(batch) == self.settings.episodes_per_update or len(done) == episodes:

@@ -17,7 +17,7 @@ import numpy as np
 from hm3.config import base_model
 from hm3.errors import HM3Error
 from hm3.io import atomic_file, write_json, write_text
-from hm3.moo import Normalizer, Scalarizer, check_weights, reporting_weights, weight_ids
+from hm3.moo import Normalizer, Scalarizer, check_weights, reporting_weights, training_weights, weight_ids
 from hm3.seeds import derive_seed
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,24 @@ def preferences(config: Mapping) -> dict[str, np.ndarray]:
     return dict(zip(weight_ids(weights), weights))
 
 
+def training_preferences(config: Mapping) -> dict[str, np.ndarray]:
+    """The N training weight vectors by id (t00, t01, ...): Dirichlet(1, ..., 1),
+    seeded, and disjoint from the reporting set so reports measure generalisation."""
+    count = config.get("rl", {}).get("training", {}).get("preferences", 0)
+    if not count:
+        return {}
+    weights = training_weights(count, len(config["tasks"]), derive_seed(config["seed"], "training_weights"))
+    width = max(2, len(str(count - 1)))
+    return {f"t{i:0{width}d}": w for i, w in enumerate(weights)}
+
+
 def write_preferences(config: Mapping, path: str | Path) -> None:
     import pandas as pd
 
     tasks = list(config["tasks"])
-    rows = [{"preference": pid, **dict(zip(tasks, w))} for pid, w in preferences(config).items()]
+    rows = [{"preference": pid, **dict(zip(tasks, w)), "set": kind}
+            for kind, table in (("reporting", preferences(config)), ("training", training_preferences(config)))
+            for pid, w in table.items()]
     with atomic_file(path) as handle:
         pd.DataFrame(rows).to_csv(handle, index=False, float_format="%.6f")
 
@@ -223,8 +236,8 @@ def export_model(recipe_file: str | Path, out_dir: str | Path, max_shard_size: s
 
 
 def preference_weights(config: Mapping, preference: str) -> np.ndarray:
-    """The weight vector of a reporting preference id, or a clear error."""
-    table = preferences(config)
+    """The weight vector of a reporting (w..) or training (t..) preference id, or a clear error."""
+    table = {**preferences(config), **training_preferences(config)}
     if preference not in table:
         raise HM3Error(f"unknown preference {preference!r}; the config defines {', '.join(table)}")
     return table[preference]

@@ -8,7 +8,7 @@ from hm3.config import base_model, expert_models, validate_config
 from hm3.errors import ConfigError
 from hm3.evaluate import offline_environment
 from hm3.seeds import derive_seed
-from hm3.upper import preferences
+from hm3.upper import preferences, training_preferences
 
 offline_environment()
 
@@ -25,6 +25,7 @@ BUILT_MODELS = [m for m in MODELS if config["models"][m]["source"] == "build"]
 BUILT_EXPERTS = [m for m in EXPERTS if m in BUILT_MODELS]
 GENERATED_TASKS = [t for t, spec in config["tasks"].items() if "generator" in spec]
 PREFERENCES = list(preferences(config))  # reporting weight vectors: w00, w01, ...
+TRAINING_PREFERENCES = list(training_preferences(config))  # the policy's training set: t00, t01, ...
 BASELINES = list(config["baselines"])
 
 
@@ -36,7 +37,8 @@ def _alternatives(names):
 wildcard_constraints:
     model=_alternatives(MODELS),
     task=_alternatives(GENERATED_TASKS),
-    pref=_alternatives(PREFERENCES),
+    pref=_alternatives(PREFERENCES + TRAINING_PREFERENCES),
+    report_pref=_alternatives(PREFERENCES),
     baseline=_alternatives(BASELINES),
     split="search|test",
 
@@ -69,6 +71,22 @@ def upper_config():
     """The config sections the upper-level jobs read (their params: a change reruns them)."""
     keys = ("seed", "tasks", "models", "moo", "search", "baselines", "evaluation", "security")
     return {key: config[key] for key in keys}
+
+
+def search_config(wildcards):
+    """upper_config, plus the training set's definition for a training preference
+    (so a change to the RL section reruns only the searches it concerns)."""
+    extra = {"rl": {"training": config["rl"]["training"]}} if wildcards.pref in TRAINING_PREFERENCES else {}
+    return {**upper_config(), **extra}
+
+
+def lower_config():
+    """The config sections the lower-level jobs read."""
+    return {**upper_config(), "rl": config["rl"]}
+
+
+def max_shard_size():
+    return config.get("tiny", {}).get("max_shard_size", "2GB")
 
 
 def model_dirs():

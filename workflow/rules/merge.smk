@@ -9,7 +9,7 @@ rule export_param_model:
     output:
         directory("results/param/{pref}/model"),
     params:
-        max_shard_size=config.get("tiny", {}).get("max_shard_size", "2GB"),
+        max_shard_size=max_shard_size(),
     conda:
         "../../envs/hm3.yaml"
     log:

@@ -26,3 +26,31 @@ rule param_front:
         mem_mb=mem_mb_for("param_front"),
     script:
         "../scripts/param_front.py"
+
+
+rule front:
+    input:
+        ideal="results/moo/ideal.json",
+        tests=expand("results/param/{pref}/test_scores.json", pref=PREFERENCES),
+        paths=expand("results/paths/{pref}/search.json", pref=PREFERENCES),
+        random=expand("results/paths/{pref}/random.json", pref=PREFERENCES),
+        baselines=expand("results/baselines/{baseline}.csv", baseline=BASELINES),
+    output:
+        points="results/pareto/front.csv",
+        hv=report("results/pareto/hv.csv", caption="../report/hv.rst", category="HM3"),
+        hv_md="results/pareto/hv.md",
+        table=report("results/tables/paths_vs_param.csv", caption="../report/paths_vs_param.rst", category="HM3"),
+        table_md="results/tables/paths_vs_param.md",
+        plot=report("results/plots/front.png", caption="../report/front.rst", category="HM3"),
+    params:
+        config=lower_config(),
+        preferences=PREFERENCES,
+    conda:
+        "../../envs/hm3.yaml"
+    log:
+        "logs/pareto/front.log",
+    threads: threads_for("front")
+    resources:
+        mem_mb=mem_mb_for("front"),
+    script:
+        "../scripts/front.py"

@@ -48,7 +48,7 @@ rule search_params:
         recipe="results/param/{pref}/best.yaml",
         summary="results/param/{pref}/search.json",
     params:
-        config=upper_config(),
+        config=search_config,
     conda:
         "../../envs/hm3.yaml"
     log:

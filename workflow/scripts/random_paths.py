@@ -1,0 +1,9 @@
+"""Rule random_paths: random valid paths on the online search's budget (baseline)."""
+
+from hm3.lower import random_paths
+from hm3.pipeline import job
+
+with job(snakemake):
+    out = snakemake.output
+    print(random_paths(snakemake.params.config, snakemake.wildcards.report_pref, snakemake.input.ideal,
+                       snakemake.input.anchor, snakemake.input.budget, out.summary, out.candidates))

@@ -1,0 +1,11 @@
+"""Rule search_path: the trained policy's online path search for one reporting preference."""
+
+import os
+
+from hm3.lower import search_path
+from hm3.pipeline import job
+
+with job(snakemake):
+    print(search_path(snakemake.params.config, snakemake.wildcards.report_pref, snakemake.input.ideal,
+                      snakemake.input.policy, snakemake.input.anchor, os.path.dirname(snakemake.output.summary),
+                      snakemake.params.max_shard_size))

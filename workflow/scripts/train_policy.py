@@ -1,0 +1,9 @@
+"""Rule train_policy: offline PPO training of the path policy over the training preferences."""
+
+from hm3.lower import train_policy
+from hm3.pipeline import job
+
+with job(snakemake):
+    out = snakemake.output
+    print(train_policy(snakemake.params.config, snakemake.input.ideal, snakemake.params.anchors,
+                       out.policy, out.log_csv, out.plot, out.summary))
