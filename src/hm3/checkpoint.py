@@ -11,13 +11,17 @@ from hm3 import __version__
 from hm3.io import atomic_dir
 
 
-def save_checkpoint(model, tokenizer, out_dir: str | Path, card: str, max_shard_size: str = "2GB") -> None:
-    """Write model + tokenizer + README.md atomically; weights are safetensors only."""
+def save_checkpoint(model, tokenizer, out_dir: str | Path, card: str, max_shard_size: str = "2GB",
+                    extra=None) -> None:
+    """Write model + tokenizer + README.md atomically; weights are safetensors only.
+    ``extra(folder)`` may add files before the folder is moved into place."""
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(card, encoding="utf-8")
+        if extra is not None:
+            extra(tmp)
 
 
 def model_card(title: str, summary: str, details: dict, tags: list[str] | None = None,

@@ -22,6 +22,8 @@ TINY_TASKS_DIR = Path(hm3.tasks.__file__).parent / "tiny"
 # lm-eval is chatty at INFO (one line per request batch); our logs keep WARNING and up
 for _name in ("lm_eval", "lm-eval"):
     logging.getLogger(_name).setLevel(logging.WARNING)
+# ...and it warns on every call that a live model (not a hub name) was passed: that is our design
+logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,16 @@ class Scorer:
                            f"{' and lm-eval defaults' if include_defaults else ''})")
         self.task_dict = self.task_manager.load(names)
 
+    def prompts(self, per_task: int) -> list[str]:
+        """The first ``per_task`` prompts of every task on this split, as the model sees them."""
+        out = []
+        for task in self.task_dict["tasks"].values():
+            for index, doc in enumerate(task.eval_docs):
+                if index >= per_task:
+                    break
+                out.append(str(task.doc_to_text(doc)))
+        return out
+
     def score(self, model, tokenizer, device: str = "cpu", tasks: list[str] | None = None) -> dict:
         """Scores in 0..1 per task, plus the raw lm-eval metrics and example counts.
 
@@ -124,7 +136,8 @@ def _lm_eval_version() -> str:
 
 
 def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
-    """A checkpoint's model in float32, eval mode: safetensors only, no remote code unless allowed."""
+    """A checkpoint's model in float32, eval mode: safetensors only, no remote code unless allowed.
+    An inference path exported with layer alignment gets its scales applied (`hm3.align`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -133,7 +146,13 @@ def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code
         raise HM3Error(f"{model_dir}: no *.safetensors weights (pickled weights are not loaded)")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True,
                                                  trust_remote_code=trust_remote_code)
-    return model.to(device).eval()
+    from hm3.align import apply_alignment, load_alignment
+
+    alignment = load_alignment(model_dir)
+    model = model.to(device)
+    if alignment:
+        apply_alignment(model, alignment)
+    return model.eval()
 
 
 def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):

@@ -138,6 +138,7 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
         raise HM3Error(f"no searched merge M_λ for training preference(s) {', '.join(missing)}")
     ideal = json.loads(Path(ideal_file).read_text())
     reward, objective = reward_function(config, ideal), scalarizer(ideal)
+    relative = config["rl"].get("relative_to_identity", True)
     settings = rl_settings(config, "train")
     episodes = config["rl"]["training"]["episodes"]
     factory = PoolFactory(config)
@@ -145,7 +146,14 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
     evaluators = {pid: factory.evaluator(pools[pid], anchor_dirs[pid], "search") for pid in table}
     depths = pools[next(iter(table))].depths
     agent = PathAgent(depths, len(factory.tasks), settings)
+    imitation = agent.imitate([(table[pid], pools[pid].identity_path()) for pid in table])
+    log.info("behaviour cloning of the identity paths: %d steps, final NLL %.4f", settings.imitation_steps, imitation)
     ids = list(table)
+    # M_λ's own value per training λ: rewards are measured from it (a per-λ constant,
+    # so each λ's optimal path is unchanged), which spares the critic learning how
+    # good each M_λ is and makes "better than M_λ" the sign of the reward
+    baseline = {pid: reward(evaluators[pid].evaluate(pools[pid].identity_path())["scores"], table[pid])
+                if relative else 0.0 for pid in ids}
     bar = tqdm(total=episodes, desc="train policy", mininterval=2.0)
 
     def sample(rng):
@@ -156,8 +164,8 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
         result = evaluators[pid].evaluate(path)
         value = reward(result["scores"], weights)
         bar.update(1)
-        return value, {"preference": pid, "scores": result["scores"], "cached": result["cached"],
-                       "g": float(objective(result["scores"], weights))}
+        return value - baseline[pid], {"preference": pid, "scores": result["scores"], "cached": result["cached"],
+                                       "g": float(objective(result["scores"], weights)), "value": value}
 
     rows = []
 
@@ -166,7 +174,7 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
         rows.append({"episode": index, "preference": info["preference"],
                      **{f"weight.{t}": w for t, w in zip(factory.tasks, episode.weights)},
                      "path": describe_actions(agent, episode, factory.names), "length": len(episode.path(agent.space)),
-                     "reward": episode.reward, "g": info["g"], **{f"score.{t}": s for t, s in info["scores"].items()},
+                     "reward": episode.reward, "value": info["value"], "g": info["g"], **{f"score.{t}": s for t, s in info["scores"].items()},
                      "cached": info["cached"], **stats})
 
     try:
@@ -191,7 +199,7 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
         "wall_seconds": round(time.time() - started, 1),
         "reward_first_batch": float(frame["reward"].head(settings.episodes_per_update).mean()),
         "reward_last_batch": float(frame["reward"].tail(settings.episodes_per_update).mean()),
-        "distinct_paths": int(frame["path"].nunique()), "seed": settings.seed,
+        "distinct_paths": int(frame["path"].nunique()), "imitation_nll": round(imitation, 4), "seed": settings.seed,
     }
     write_json(out_summary, summary)
     return summary
@@ -266,23 +274,36 @@ def load_policy(policy_dir: str | Path):
 
 
 # ------------------------------------------------------------------ online search
-def online_paths(agent, weights: np.ndarray, settings: Mapping, score: Callable[[str, list], float]) -> None:
+def online_paths(agent, weights: np.ndarray, settings: Mapping, score: Callable[[str, list], float],
+                 seen: set | None = None) -> None:
     """Score the paths the online search proposes for one λ (the caller scores the
-    identity path first): the greedy critic and actor decisions, ``samples``
-    sampled rollouts, then per extra PPO update (``updates``) a batch of sampled
-    episodes, the update on their rewards, and fresh greedy decisions.
-    ``score(origin, path)`` evaluates a path and returns its reward."""
+    identity path first and passes it in ``seen``): the greedy critic and actor
+    decisions, ``samples`` sampled rollouts that are new paths (a policy trained
+    from M_λ's identity path resamples it often; re-drawing, which costs no
+    evaluation, keeps the budget for distinct candidates), then per extra PPO update
+    (``updates``) a batch of sampled episodes, the update on their rewards, and fresh
+    greedy decisions. ``score(origin, path)`` evaluates a path and returns its reward."""
+    seen = set() if seen is None else seen
+
+    def propose(origin, path):
+        seen.add(tuple(path))
+        return score(origin, path)
+
     def greedy(tag):
         for decide in ("critic", "actor"):
-            score(f"{tag}greedy-{decide}", agent.rollout(weights, greedy=True, decide=decide).path(agent.space))
+            propose(f"{tag}greedy-{decide}", agent.rollout(weights, greedy=True, decide=decide).path(agent.space))
 
     greedy("")
     for _ in range(settings.get("samples", 0)):
-        score("sample", agent.rollout(weights).path(agent.space))
+        for _attempt in range(50):
+            path = agent.rollout(weights).path(agent.space)
+            if tuple(path) not in seen:
+                break
+        propose("sample", path)
     for update in range(settings.get("updates", 0)):
         batch = [agent.rollout(weights) for _ in range(agent.settings.episodes_per_update)]
         for episode in batch:
-            agent.finish(episode, score(f"update{update}-sample", episode.path(agent.space)))
+            agent.finish(episode, propose(f"update{update}-sample", episode.path(agent.space)))
         agent.update(batch)
         greedy(f"update{update}-")
 
@@ -321,16 +342,25 @@ def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy
                          "cached": result["cached"]})
             return value
 
-        score("identity", list(pool.identity_path()))
-        online_paths(agent, weights, config["rl"].get("online", {}), score)
+        identity = [(s.model, s.layer) for s in pool.identity_path()]
+        identity_value = score("identity", identity)  # always the first candidate
+        identity_value *= bool(config["rl"].get("relative_to_identity", True))
+        online_paths(agent, weights, config["rl"].get("online", {}),
+                     lambda origin, path: score(origin, path) - identity_value, seen={tuple(identity)})
         frame = pd.DataFrame(rows)
         best = frame.loc[frame["objective"].idxmin()]  # first minimum: the identity path wins ties
         best_path = parse_path(best["path"], pool.names)
+        alignment = {}
+        if config["rl"].get("alignment", {}).get("enabled", False):
+            alignment = align_best(config, preference, factory, pool, search, best_path, weights, objective, plain,
+                                   rows, float(best["objective"]))
+            frame = pd.DataFrame(rows)
+            best = frame.iloc[-1] if alignment else best
         on_test = factory.evaluator(pool, anchor_dir, "test")
-        test, identity_test = on_test.evaluate(best_path), on_test.evaluate(pool.identity_path())
+        test, identity_test = on_test.evaluate(best_path, alignment), on_test.evaluate(pool.identity_path())
         distinct = int(frame["path"].nunique())
         export_path(pool, best_path, Path(out_dir) / "model", factory.tokenizer, preference, weights,
-                    config, anchor_dir, str(best["origin"]), max_shard_size)
+                    config, anchor_dir, str(best["origin"]), max_shard_size, alignment)
         with atomic_file(Path(out_dir) / "candidates.csv") as handle:
             frame.to_csv(handle, index=False, float_format="%.6f")
         yaml_text = pool.passthrough_yaml(best_path, [*factory.expert_dirs.values(), str(anchor_dir)]) or \
@@ -344,6 +374,7 @@ def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy
                      "scores_test": test["scores"], "g_test": float(plain(test["scores"], weights))},
             "identity": {"g_search": float(frame.loc[0, "g"]), "scores_test": identity_test["scores"],
                          "g_test": float(plain(identity_test["scores"], weights))},
+            "aligned_layers": sorted(alignment),
             "candidates": len(frame), "distinct_paths": distinct, "budget": distinct,
             "evaluations": search.evaluator.evaluations, "seconds_evaluating": round(search.evaluator.seconds, 2),
             "wall_seconds": round(time.time() - started, 1),
@@ -352,6 +383,37 @@ def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy
         factory.close()
     write_json(Path(out_dir) / "search.json", summary)
     return summary
+
+
+def alignment_settings(config: Mapping, preference: str):
+    from hm3.align import AlignmentSettings
+
+    section = {k: v for k, v in config["rl"].get("alignment", {}).items() if k != "enabled"}
+    return AlignmentSettings(**section, seed=derive_seed(config["seed"], "alignment", preference))
+
+
+def align_best(config, preference, factory, pool, search, path, weights, objective, plain, rows, best_value) -> dict:
+    """Fit the layer alignment of the best path and score the aligned path on the
+    search split as one more candidate; keep the alignment only if it scores better."""
+    from hm3.align import encode_prompts, fit_alignment
+    from hm3.paths import describe
+
+    settings = alignment_settings(config, preference)
+    batch = encode_prompts(factory.tokenizer, factory.scorer("search").prompts(settings.prompts), settings.max_tokens)
+    alignment = fit_alignment(pool, path, batch, settings)
+    if not alignment:
+        log.info("best path %s runs every layer at home: nothing to align", describe(path, pool.names))
+        return {}
+    result = search.evaluate(path, alignment)
+    value = float(objective(result["scores"], weights))
+    log.info("aligned path: objective %.4f (unaligned %.4f)", value, best_value)
+    rows.append({"candidate": len(rows), "origin": "aligned", "path": describe(path, pool.names), "length": len(path),
+                 "objective": value, "g": float(plain(result["scores"], weights)), "value": float("nan"),
+                 **{f"score.{t}": s for t, s in result["scores"].items()}, "cached": result["cached"]})
+    if value < best_value:
+        return alignment
+    rows[-1]["origin"] = "aligned (rejected)"
+    return {}
 
 
 def random_paths(config: Mapping, preference: str, ideal_file: str | Path, anchor_dir: str | Path,
@@ -420,7 +482,7 @@ def _check_layout(pool, meta: Mapping) -> None:
 
 
 def export_path(pool, path, out_dir: Path, tokenizer, preference: str, weights: np.ndarray, config: Mapping,
-                anchor_dir: str | Path, origin: str, max_shard_size: str) -> None:
+                anchor_dir: str | Path, origin: str, max_shard_size: str, alignment=None) -> None:
     from hm3.checkpoint import model_card
     from hm3.paths import describe
 
@@ -428,12 +490,15 @@ def export_path(pool, path, out_dir: Path, tokenizer, preference: str, weights: 
         f"hm3 inference path for preference {preference}",
         "A frankenmerge: decoder layers taken from the experts and from M_λ (the searched parameter-space "
         "merge for this preference), run in the order below between M_λ's embeddings, final norm and head. "
-        "It loads with plain transformers.",
+        "It loads with plain transformers" + (
+            "; its layer alignment (hm3_alignment.safetensors: a scale and shift on the hidden state entering "
+            f"layers {sorted(alignment)}) is applied when it is loaded through hm3 (hm3 evaluate), not by plain "
+            "transformers." if alignment else "."),
         {"preference": preference, "weights": dict(zip(config["tasks"], [float(w) for w in weights])),
-         "path": describe(path, pool.names), "found_by": origin,
+         "path": describe(path, pool.names), "found_by": origin, "aligned_layers": sorted(alignment or {}),
          "pool": {**{n: f"results/models/{n}" for n in pool.names[:-1]}, ANCHOR: str(anchor_dir)}},
         tags=["merge", "frankenmerge", "inference-path"])
-    pool.export(path, out_dir, tokenizer, card, max_shard_size=max_shard_size)
+    pool.export(path, out_dir, tokenizer, card, max_shard_size=max_shard_size, alignment=alignment)
 
 
 # ------------------------------------------------------------------ amortised answer

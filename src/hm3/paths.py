@@ -64,17 +64,26 @@ class _PathLayer(nn.Module):
     HF attention layers write their key/value cache at their own ``layer_idx``; a
     path may place a layer anywhere, or twice, so the index is set to the position
     just before each call (calls are sequential within a forward pass).
+    ``alignment``: an optional (scale, shift) applied to the entering hidden state
+    (`hm3.align`).
     """
 
-    def __init__(self, layer: nn.Module, position: int):
+    def __init__(self, layer: nn.Module, position: int, alignment=None):
         super().__init__()
         self.layer = layer
         self.position = position
+        self.alignment = alignment
 
     def forward(self, *args, **kwargs):
         attention = getattr(self.layer, "self_attn", None)
         if attention is not None:
             attention.layer_idx = self.position
+        if self.alignment is not None:
+            scale, shift = self.alignment
+            if args:
+                args = ((args[0] * scale + shift).to(args[0].dtype), *args[1:])
+            else:
+                kwargs["hidden_states"] = (kwargs["hidden_states"] * scale + shift).to(kwargs["hidden_states"].dtype)
         return self.layer(*args, **kwargs)
 
 
@@ -115,8 +124,9 @@ class LayerPool:
                 raise HM3Error(f"step {position}: {self.names[step.model]} has layers 0..{self.depths[step.model] - 1}, "
                                f"not {step.layer}")
 
-    def assemble(self, path: Path) -> nn.Module:
-        """A live model running ``path``; it shares every module with the pool."""
+    def assemble(self, path: Path, alignment=None) -> nn.Module:
+        """A live model running ``path``; it shares every module with the pool.
+        ``alignment``: {position: (scale, shift)} from `hm3.align.fit_alignment`."""
         path = as_path(path)
         self.check_path(path)
         anchor = self.anchor
@@ -131,7 +141,8 @@ class LayerPool:
             if name != "layers":
                 setattr(inner, name, module)
         shell.lm_head = anchor.lm_head
-        inner.layers = nn.ModuleList(_PathLayer(_decoder(self.models[s.model]).layers[s.layer], i)
+        alignment = alignment or {}
+        inner.layers = nn.ModuleList(_PathLayer(_decoder(self.models[s.model]).layers[s.layer], i, alignment.get(i))
                                      for i, s in enumerate(path))
         shell.generation_config = copy.deepcopy(anchor.generation_config)
         left = [n for n, t in [*shell.named_parameters(), *shell.named_buffers()] if t.is_meta]
@@ -150,8 +161,9 @@ class LayerPool:
         return state
 
     def export(self, path: Path, out_dir: str | FilePath, tokenizer=None, card: str = "",
-               max_shard_size: str = "2GB") -> None:
-        """Write the path as a Hugging Face checkpoint (num_hidden_layers = T), atomically."""
+               max_shard_size: str = "2GB", alignment=None) -> None:
+        """Write the path as a Hugging Face checkpoint (num_hidden_layers = T), atomically;
+        with ``alignment``, its scales go beside the weights (`hm3.align`)."""
         from hm3.checkpoint import save_checkpoint
 
         path = as_path(path)
@@ -168,7 +180,12 @@ class LayerPool:
             model = type(self.anchor)(config)
         model.load_state_dict({k: v.detach().clone() for k, v in self.state_dict_for(path).items()},
                               strict=True, assign=True)
-        save_checkpoint(model, tokenizer, out_dir, card, max_shard_size=max_shard_size)
+        extra = None
+        if alignment:
+            from hm3.align import save_alignment
+
+            extra = lambda folder: save_alignment(alignment, folder)
+        save_checkpoint(model, tokenizer, out_dir, card, max_shard_size=max_shard_size, extra=extra)
 
     def passthrough_yaml(self, path: Path, references: Sequence[str], dtype: str = "float32") -> str | None:
         """The path as a mergekit `passthrough` config, or None when it has no such form.
@@ -227,7 +244,12 @@ class PathEvaluator:
     def __init__(self, pool: LayerPool, evaluator):
         self.pool, self.evaluator = pool, evaluator
 
-    def evaluate(self, path) -> dict:
+    def evaluate(self, path, alignment=None) -> dict:
         path = as_path(path)
         self.pool.check_path(path)
-        return self.evaluator.evaluate("path: " + describe(path, self.pool.names), lambda: self.pool.assemble(path))
+        text = "path: " + describe(path, self.pool.names)
+        if alignment:
+            from hm3.align import alignment_fingerprint
+
+            text += f" | aligned {alignment_fingerprint(alignment)}"
+        return self.evaluator.evaluate(text, lambda: self.pool.assemble(path, alignment))

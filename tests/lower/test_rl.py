@@ -94,3 +94,14 @@ def test_training_is_deterministic_under_the_seed():
         return [e.actions for e in episodes], [p.detach().clone() for p in agent.actor.parameters()]
     (a1, p1), (a2, p2) = run(), run()
     assert a1 == a2 and all(torch.equal(x, y) for x, y in zip(p1, p2))
+
+
+def test_imitation_makes_the_demonstrated_paths_greedy():
+    """Behaviour cloning of one path per λ (offline training starts from M_λ's identity path)."""
+    agent = PathAgent([3, 3, 4], n_tasks=2, settings=RLSettings(t_max=5, seed=2))
+    demos = [([0.8, 0.2], [(2, 0), (2, 1), (2, 2), (2, 3)]), ([0.2, 0.8], [(0, 0), (1, 1), (0, 2)])]
+    nll = agent.imitate(demos, steps=150)
+    assert nll < 0.25
+    for weights, path in demos:
+        assert agent.rollout(weights, greedy=True, decide="actor").path(agent.space) == path
+    assert np.isnan(agent.imitate([], steps=10))
