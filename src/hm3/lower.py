@@ -274,6 +274,38 @@ def load_policy(policy_dir: str | Path):
 
 
 # ------------------------------------------------------------------ online search
+class CandidateLog:
+    """Scores paths of one pool for one λ on the search split and keeps a row per
+    candidate (origin, path, objective, g, reward value, per-task scores)."""
+
+    def __init__(self, evaluator, names: Sequence[str], weights: np.ndarray, objective, plain, reward=None):
+        self.evaluator, self.names, self.weights = evaluator, list(names), weights
+        self.objective, self.plain, self.reward = objective, plain, reward
+        self.rows: list[dict] = []
+
+    def score(self, origin: str, path, alignment=None) -> dict:
+        from hm3.paths import as_path, describe
+
+        result = self.evaluator.evaluate(path, alignment) if alignment else self.evaluator.evaluate(path)
+        scores = result["scores"]
+        value = self.reward(scores, self.weights) if self.reward else float("nan")
+        self.rows.append({"candidate": len(self.rows), "origin": origin, "path": describe(as_path(path), self.names),
+                          "length": len(path), "objective": float(self.objective(scores, self.weights)),
+                          "g": float(self.plain(scores, self.weights)), "value": value,
+                          **{f"score.{t}": v for t, v in scores.items()}, "cached": result["cached"]})
+        return {**result, "value": value}
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
+
+    def best(self):
+        """The best row by the objective; the first of equals (the identity path, when scored first)."""
+        frame = self.frame()
+        return frame.loc[frame["objective"].idxmin()]
+
+
 def online_paths(agent, weights: np.ndarray, settings: Mapping, score: Callable[[str, list], float],
                  seen: set | None = None) -> None:
     """Score the paths the online search proposes for one λ (the caller scores the
@@ -313,16 +345,11 @@ def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy
     """Online search for one reporting λ: roll the trained policy out over the pool
     (experts + M_λ), keep the best path on the search split (the identity path, M_λ
     itself, is always a candidate), score it on the test split and export it."""
-    import pandas as pd
-
-    from hm3.paths import as_path, describe
     from hm3.upper import preference_weights
 
     started = time.time()
     weights = check_weights(preference_weights(config, preference), list(config["tasks"]))
     ideal = json.loads(Path(ideal_file).read_text())
-    objective, plain, reward = scalarizer(ideal, config["moo"].get("augmentation", 0.0)), scalarizer(ideal), \
-        reward_function(config, ideal)
     agent, meta = load_policy(policy_dir)
     agent.reseed(derive_seed(config["seed"], "online", preference))
     factory = PoolFactory(config)
@@ -330,34 +357,24 @@ def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy
         pool = factory.pool(anchor_dir)
         _check_layout(pool, meta)
         search = factory.evaluator(pool, anchor_dir, "search")
-        rows = []
-
-        def score(origin, path):
-            result = search.evaluate(path)
-            value = reward(result["scores"], weights)
-            rows.append({"candidate": len(rows), "origin": origin, "path": describe(as_path(path), pool.names),
-                         "length": len(path), "objective": float(objective(result["scores"], weights)),
-                         "g": float(plain(result["scores"], weights)),
-                         "value": value, **{f"score.{t}": s for t, s in result["scores"].items()},
-                         "cached": result["cached"]})
-            return value
-
+        plain = scalarizer(ideal)
+        candidates = CandidateLog(search, pool.names, weights, scalarizer(ideal, config["moo"].get("augmentation", 0.0)),
+                                  plain, reward_function(config, ideal))
         identity = [(s.model, s.layer) for s in pool.identity_path()]
-        identity_value = score("identity", identity)  # always the first candidate
+        identity_value = candidates.score("identity", identity)["value"]  # always the first candidate
         identity_value *= bool(config["rl"].get("relative_to_identity", True))
         online_paths(agent, weights, config["rl"].get("online", {}),
-                     lambda origin, path: score(origin, path) - identity_value, seen={tuple(identity)})
-        frame = pd.DataFrame(rows)
-        best = frame.loc[frame["objective"].idxmin()]  # first minimum: the identity path wins ties
+                     lambda origin, path: candidates.score(origin, path)["value"] - identity_value,
+                     seen={tuple(identity)})
+        best = candidates.best()
         best_path = parse_path(best["path"], pool.names)
         alignment = {}
         if config["rl"].get("alignment", {}).get("enabled", False):
-            alignment = align_best(config, preference, factory, pool, search, best_path, weights, objective, plain,
-                                   rows, float(best["objective"]))
-            frame = pd.DataFrame(rows)
-            best = frame.iloc[-1] if alignment else best
+            alignment = align_best(config, preference, factory, pool, candidates, best_path, float(best["objective"]))
+            best = candidates.frame().iloc[-1] if alignment else best
         on_test = factory.evaluator(pool, anchor_dir, "test")
         test, identity_test = on_test.evaluate(best_path, alignment), on_test.evaluate(pool.identity_path())
+        frame = candidates.frame()
         distinct = int(frame["path"].nunique())
         export_path(pool, best_path, Path(out_dir) / "model", factory.tokenizer, preference, weights,
                     config, anchor_dir, str(best["origin"]), max_shard_size, alignment)
@@ -392,7 +409,7 @@ def alignment_settings(config: Mapping, preference: str):
     return AlignmentSettings(**section, seed=derive_seed(config["seed"], "alignment", preference))
 
 
-def align_best(config, preference, factory, pool, search, path, weights, objective, plain, rows, best_value) -> dict:
+def align_best(config, preference, factory, pool, candidates: CandidateLog, path, best_value: float) -> dict:
     """Fit the layer alignment of the best path and score the aligned path on the
     search split as one more candidate; keep the alignment only if it scores better."""
     from hm3.align import encode_prompts, fit_alignment
@@ -404,15 +421,12 @@ def align_best(config, preference, factory, pool, search, path, weights, objecti
     if not alignment:
         log.info("best path %s runs every layer at home: nothing to align", describe(path, pool.names))
         return {}
-    result = search.evaluate(path, alignment)
-    value = float(objective(result["scores"], weights))
+    candidates.score("aligned", path, alignment)
+    value = candidates.rows[-1]["objective"]
     log.info("aligned path: objective %.4f (unaligned %.4f)", value, best_value)
-    rows.append({"candidate": len(rows), "origin": "aligned", "path": describe(path, pool.names), "length": len(path),
-                 "objective": value, "g": float(plain(result["scores"], weights)), "value": float("nan"),
-                 **{f"score.{t}": s for t, s in result["scores"].items()}, "cached": result["cached"]})
     if value < best_value:
         return alignment
-    rows[-1]["origin"] = "aligned (rejected)"
+    candidates.rows[-1]["origin"] = "aligned (rejected)"
     return {}
 
 
@@ -420,41 +434,35 @@ def random_paths(config: Mapping, preference: str, ideal_file: str | Path, ancho
                  budget_file: str | Path, out_json: str | Path, out_csv: str | Path) -> dict:
     """The random-path baseline: as many distinct uniformly random valid paths as the
     online search scored for this λ, best on the search split, scored on test."""
-    import pandas as pd
-
-    from hm3.paths import as_path, describe
+    from hm3.paths import as_path
     from hm3.upper import preference_weights
 
     weights = check_weights(preference_weights(config, preference), list(config["tasks"]))
     ideal = json.loads(Path(ideal_file).read_text())
-    objective, plain = scalarizer(ideal, config["moo"].get("augmentation", 0.0)), scalarizer(ideal)
     budget = int(json.loads(Path(budget_file).read_text())["budget"])
     t_max = rl_settings(config).t_max
     rng = np.random.default_rng(derive_seed(config["seed"], "random_paths", preference))
     factory = PoolFactory(config)
     try:
         pool = factory.pool(anchor_dir)
-        search = factory.evaluator(pool, anchor_dir, "search")
+        plain = scalarizer(ideal)
+        candidates = CandidateLog(factory.evaluator(pool, anchor_dir, "search"), pool.names, weights,
+                                  scalarizer(ideal, config["moo"].get("augmentation", 0.0)), plain)
         steps = [(m, l) for m, depth in enumerate(pool.depths) for l in range(depth)]
-        seen, rows = set(), []
-        while len(rows) < budget:
+        possible = sum(len(steps) ** length for length in range(1, t_max + 1))
+        seen = set()
+        while len(seen) < min(budget, possible):
             length = int(rng.integers(1, t_max + 1))
             path = as_path([steps[i] for i in rng.integers(len(steps), size=length)])
-            if path in seen:
-                continue
-            seen.add(path)
-            result = search.evaluate(path)
-            rows.append({"candidate": len(rows), "path": describe(path, pool.names), "length": length,
-                         "objective": float(objective(result["scores"], weights)),
-                         "g": float(plain(result["scores"], weights)),
-                         **{f"score.{t}": s for t, s in result["scores"].items()}, "cached": result["cached"]})
-        frame = pd.DataFrame(rows)
-        best = frame.loc[frame["objective"].idxmin()]
+            if path not in seen:
+                seen.add(path)
+                candidates.score("random", path)
+        best = candidates.best()
         test = factory.evaluator(pool, anchor_dir, "test").evaluate(parse_path(best["path"], pool.names))
     finally:
         factory.close()
     with atomic_file(out_csv) as handle:
-        frame.to_csv(handle, index=False, float_format="%.6f")
+        candidates.frame().to_csv(handle, index=False, float_format="%.6f")
     summary = {"preference": preference, "budget": budget, "best": {
         "path": best["path"], "g_search": float(best["g"]), "scores_test": test["scores"],
         "g_test": float(plain(test["scores"], weights))}}

@@ -76,7 +76,8 @@ def upper_config():
 def search_config(wildcards):
     """upper_config, plus the training set's definition for a training preference
     (so a change to the RL section reruns only the searches it concerns)."""
-    extra = {"rl": {"training": config["rl"]["training"]}} if wildcards.pref in TRAINING_PREFERENCES else {}
+    count = config["rl"]["training"]["preferences"]  # with the seed, all that fixes the training λ
+    extra = {"rl": {"training": {"preferences": count}}} if wildcards.pref in TRAINING_PREFERENCES else {}
     return {**upper_config(), **extra}
 
 
