@@ -35,8 +35,11 @@ def main() -> int:
     if not policy_dir.is_dir():
         print(f"no trained policy at {policy_dir}: run `snakemake --cores all` first", file=sys.stderr)
         return 2
+    started = time.perf_counter()
+    import hm3.rl  # noqa: F401  (torch and the networks' code)
     from hm3.lower import load_policy
 
+    import_seconds = time.perf_counter() - started
     started = time.perf_counter()
     agent, meta = load_policy(policy_dir)
     load_seconds = time.perf_counter() - started
@@ -56,7 +59,7 @@ def main() -> int:
         print(proc.stderr, file=sys.stderr)
         return 1
     median, worst = statistics.median(times), max(times)
-    print(f"policy load (networks from safetensors, after imports): {load_seconds:.3f} s")
+    print(f"imports (torch, hm3): {import_seconds:.2f} s; policy load (safetensors + settings): {load_seconds:.3f} s")
     print(f"answer per preference (greedy critic + actor paths), {args.queries} unseen λ: "
           f"median {median * 1000:.1f} ms, max {worst * 1000:.1f} ms; {len(paths)} distinct paths")
     print(f"whole `hm3 policy` command (interpreter, imports, load, answer): {command_seconds:.2f} s")

@@ -91,6 +91,19 @@ def test_lower_level_outputs(finished_run):
     assert proc.returncode == 0 and json.loads(proc.stdout)["weights"] == {"math": 0.5, "code": 0.5, "translation": 0.0}
 
 
+def test_suggested_model_matches_the_front_table(finished_run):
+    from hm3.suggest import suggest
+
+    results = finished_run / "results"
+    front = pd.read_csv(results / "pareto" / "front.csv")
+    for weights in ("math=1", "code=0.5,translation=0.5", "math=0.2,code=0.3,translation=0.5"):
+        chosen = suggest(results, weights)
+        row = front[(front["method"] == chosen["method"]) & (front["preference"] == chosen["preference"])].iloc[0]
+        for task, score in chosen["scores_test"].items():
+            assert row[f"score.{task}"] == pytest.approx(score, abs=1e-6)
+        assert (results / chosen["checkpoint"].split("results/", 1)[1]).is_dir()
+
+
 def test_rerun_of_the_search_is_served_by_the_cache(finished_run, tmp_path):
     import json
     import shutil

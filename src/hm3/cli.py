@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = [
     "hm3.commands.models",
     "hm3.commands.evaluate",
     "hm3.commands.policy",
+    "hm3.commands.suggest",
     "hm3.merge.cli",
 ]
 

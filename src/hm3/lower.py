@@ -224,7 +224,7 @@ def plot_training(frame, path: str | Path) -> None:
     axes[0].plot(frame["episode"], frame["reward"].rolling(window, min_periods=1).mean(), color="C1",
                  label=f"moving mean ({window})")
     axes[0].set_xlabel("episode")
-    axes[0].set_ylabel("reward (Σ λ f̃ − β T)")
+    axes[0].set_ylabel("episode reward R")
     axes[0].legend(fontsize=8)
     for column in ("policy_loss", "value_loss", "entropy"):
         if column in frame:
@@ -536,7 +536,8 @@ def parse_weights(text: str, tasks: Sequence[str]) -> np.ndarray:
 
 def policy_answer(policy_dir: str | Path, weights_text: str) -> dict:
     """The trained policy's greedy paths for a λ it may never have seen (no
-    retraining, no evaluation): the Wolpertinger (critic) and actor decisions."""
+    retraining, no evaluation): the Wolpertinger (critic) and actor decisions, and
+    the searched preference nearest λ whose M_λ can stand in as the pool's `M`."""
     started = time.perf_counter()
     agent, meta = load_policy(policy_dir)
     loaded = time.perf_counter()
@@ -548,7 +549,25 @@ def policy_answer(policy_dir: str | Path, weights_text: str) -> dict:
         episode = agent.rollout(weights, greedy=True, decide=decide)
         answer[decide] = describe(as_path(episode.path(agent.space)), meta["pool"])
     done = time.perf_counter()
-    return {"weights": dict(zip(meta["tasks"], weights.round(6).tolist())), "path": answer["critic"],
-            "path_actor": answer["actor"], "pool": meta["pool"],
-            "note": f"{ANCHOR} is M_λ, the searched merge for this λ (see `hm3 suggest`)",
+    return {"weights": dict(zip(meta["tasks"], weights.round(6).tolist())), "path": answer["actor"],
+            "path_critic": answer["critic"], "pool": meta["pool"],
+            "anchor": nearest_searched(Path(policy_dir).resolve().parents[1], meta["tasks"], weights),
             "seconds_load": round(loaded - started, 4), "seconds_answer": round(done - loaded, 4)}
+
+
+def nearest_searched(results_dir: Path, tasks: Sequence[str], weights: np.ndarray) -> dict:
+    """The searched preference (reporting or training) nearest ``weights`` (L1) whose
+    merge M_λ exists under ``results_dir``, or a note saying there is none."""
+    import pandas as pd
+
+    table = results_dir / "moo" / "preferences.csv"
+    if not table.exists():
+        return {"note": f"no {table}: M is the M_λ of a searched preference"}
+    frame = pd.read_csv(table)
+    frame["distance"] = np.abs(frame[list(tasks)].to_numpy(float) - weights).sum(1)
+    for row in frame.sort_values("distance").itertuples():
+        model = results_dir / "param" / row.preference / "model"
+        if model.is_dir():
+            return {"preference": row.preference, "l1_distance": round(float(row.distance), 4),
+                    "M": str(model), "recipe": str(model.parent / "best.yaml")}
+    return {"note": "no searched merge M_λ under " + str(results_dir / "param")}

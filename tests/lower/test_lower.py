@@ -91,3 +91,18 @@ def test_online_proposals_follow_the_configured_schedule():
                  lambda origin, path: seen.append(origin) or float(len(path)))
     assert seen == ["greedy-critic", "greedy-actor", "sample", "sample", *["update0-sample"] * 3,
                     "update0-greedy-critic", "update0-greedy-actor"]
+
+
+def test_nearest_searched_preference_stands_in_for_m(tmp_path):
+    from hm3.lower import nearest_searched
+
+    (tmp_path / "moo").mkdir()
+    (tmp_path / "moo" / "preferences.csv").write_text(
+        "preference,math,code,translation,set\nw00,0.8,0.1,0.1,reporting\nw01,0.1,0.8,0.1,reporting\n"
+        "t00,0.2,0.7,0.1,training\n")
+    for pid in ("w00", "t00"):  # w01 has no merge on disk
+        (tmp_path / "param" / pid / "model").mkdir(parents=True)
+    found = nearest_searched(tmp_path, TASKS, np.array([0.1, 0.8, 0.1]))
+    assert found["preference"] == "t00" and found["M"].endswith("param/t00/model")
+    assert found["l1_distance"] == pytest.approx(0.2)
+    assert "note" in nearest_searched(tmp_path / "elsewhere", TASKS, np.array([1.0, 0, 0]))
