@@ -35,4 +35,5 @@ rule all:
         "results/tables/paths_vs_param.csv",
         "results/plots/front.png",
         "results/plots/rl_training.png",
+        "results/tables/cost.csv",
     default_target: True

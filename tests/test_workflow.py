@@ -84,6 +84,9 @@ def test_lower_level_outputs(finished_run):
     assert {"hm3", "hm3-param", "hm3-path", "random-paths"} <= set(front["method"])
     hv = pd.read_csv(results / "pareto" / "hv.csv").set_index("method")["hv_test"]
     assert hv["hm3"] >= hv["hm3-param"]  # the combined front contains the parameter-only one
+    cost = pd.read_csv(results / "tables" / "cost.csv").set_index("stage")
+    assert cost.loc["lower level: offline RL training", "evaluations"] == training["evaluations"]
+    assert cost.loc["total (sum over jobs)", "jobs"] >= 40 and (results / "tables" / "cost.tex").exists()
     table = pd.read_csv(results / "tables" / "paths_vs_param.csv")
     assert list(table["preference"]) == [*PREFERENCES, "mean"]
     proc = subprocess.run([sys.executable, "-m", "hm3.cli", "policy", "--weights", "math=1,code=1",

@@ -393,7 +393,8 @@ def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy
                          "g_test": float(plain(identity_test["scores"], weights))},
             "aligned_layers": sorted(alignment),
             "candidates": len(frame), "distinct_paths": distinct, "budget": distinct,
-            "evaluations": search.evaluator.evaluations, "seconds_evaluating": round(search.evaluator.seconds, 2),
+            "evaluations": search.evaluator.evaluations, "test_evaluations": on_test.evaluator.evaluations,
+            "seconds_evaluating": round(search.evaluator.seconds, 2),
             "wall_seconds": round(time.time() - started, 1),
         }
     finally:
@@ -458,12 +459,14 @@ def random_paths(config: Mapping, preference: str, ideal_file: str | Path, ancho
                 seen.add(path)
                 candidates.score("random", path)
         best = candidates.best()
-        test = factory.evaluator(pool, anchor_dir, "test").evaluate(parse_path(best["path"], pool.names))
+        on_test = factory.evaluator(pool, anchor_dir, "test")
+        test = on_test.evaluate(parse_path(best["path"], pool.names))
     finally:
         factory.close()
     with atomic_file(out_csv) as handle:
         candidates.frame().to_csv(handle, index=False, float_format="%.6f")
-    summary = {"preference": preference, "budget": budget, "best": {
+    summary = {"preference": preference, "budget": budget, "evaluations": candidates.evaluator.evaluator.evaluations,
+               "test_evaluations": on_test.evaluator.evaluations, "best": {
         "path": best["path"], "g_search": float(best["g"]), "scores_test": test["scores"],
         "g_test": float(plain(test["scores"], weights))}}
     write_json(out_json, summary)

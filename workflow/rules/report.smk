@@ -54,3 +54,26 @@ rule front:
         mem_mb=mem_mb_for("front"),
     script:
         "../scripts/front.py"
+
+
+rule cost_table:
+    input:
+        # everything whose benchmark it reads comes before these
+        "results/pareto/hv.csv",
+        "results/tables/experts.csv",
+        "results/pareto/param_front.csv",
+    output:
+        csv=report("results/tables/cost.csv", caption="../report/cost.rst", category="HM3"),
+        md="results/tables/cost.md",
+        tex="results/tables/cost.tex",
+    params:
+        evaluation=config["evaluation"],
+    conda:
+        "../../envs/hm3.yaml"
+    log:
+        "logs/tables/cost.log",
+    threads: threads_for("cost_table")
+    resources:
+        mem_mb=mem_mb_for("cost_table"),
+    script:
+        "../scripts/cost_table.py"

@@ -1,0 +1,104 @@
+"""The cost table: wall time, CPU time, peak memory and evaluations per stage.
+
+Snakemake's `benchmark:` files (one TSV per job under results/benchmarks/) give the
+time and memory; the stages' own summaries give how many candidates they really
+scored (cache hits cost nothing and are not counted). The paper is thin on compute
+cost; this table is how we report it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Mapping
+
+import pandas as pd
+
+# stage label by benchmark file name (first match wins)
+STAGES = [
+    (r"train_tokenizer$", "tiny suite: tokenizer"),
+    (r"train_policy$", "lower level: offline RL training"),
+    (r"train_\w+$", "tiny suite: base and experts"),
+    (r"score_(search|test)_\w+$", "scoring the family (lm-eval)"),
+    (r"search_params_w\d+$", "upper level: searches (reporting λ)"),
+    (r"search_params_t\d+$", "upper level: searches (training λ)"),
+    (r"export_param_\w+$", "upper level: export M_λ"),
+    (r"score_param_\w+$", "upper level: test scores of M_λ"),
+    (r"baseline_\w+$", "naive baselines"),
+    (r"search_path_\w+$", "lower level: online path search"),
+    (r"random_paths_\w+$", "random-path baseline"),
+]
+
+
+# table order: the pipeline's
+ORDER = ["tiny suite: tokenizer", "tiny suite: base and experts", "scoring the family (lm-eval)",
+         "upper level: searches (reporting λ)", "upper level: searches (training λ)", "upper level: export M_λ",
+         "upper level: test scores of M_λ", "naive baselines", "lower level: offline RL training",
+         "lower level: online path search", "random-path baseline", "other"]
+SCORED_ONCE_PER_JOB = ("scoring the family (lm-eval)", "upper level: test scores of M_λ")
+
+
+def stage_of(name: str) -> str:
+    for pattern, label in STAGES:
+        if re.match(pattern, name):
+            return label
+    return "other"
+
+
+def _evaluations(results: Path) -> dict[str, int]:
+    """Candidates really scored, per stage, from the stages' summaries."""
+    counts: dict[str, int] = {}
+
+    def add(stage, n):
+        counts[stage] = counts.get(stage, 0) + int(n)
+
+    for summary in sorted(results.glob("param/*/search.json")):
+        data = json.loads(summary.read_text())
+        kind = "reporting" if summary.parent.name.startswith("w") else "training"
+        add(f"upper level: searches ({kind} λ)", data.get("evaluated", 0))
+    training = results / "rl" / "training.json"
+    if training.exists():
+        add("lower level: offline RL training", json.loads(training.read_text()).get("evaluations", 0))
+    for pattern, stage in (("paths/*/search.json", "lower level: online path search"),
+                           ("paths/*/random.json", "random-path baseline")):
+        for summary in sorted(results.glob(pattern)):
+            data = json.loads(summary.read_text())
+            if "evaluations" in data:  # search split, plus the test split where recorded
+                add(stage, data["evaluations"] + data.get("test_evaluations", 0))
+    for table in sorted(results.glob("baselines/*.csv")):
+        add("naive baselines", int((~pd.read_csv(table)["cached"].astype(bool)).sum()))
+    return counts
+
+
+def cost_table(results: str | Path, evaluation: Mapping) -> pd.DataFrame:
+    """One row per stage plus the total: jobs, wall and CPU time, peak RSS, evaluations."""
+    results = Path(results)
+    rows = []
+    for tsv in sorted((results / "benchmarks").glob("*.tsv")):
+        frame = pd.read_csv(tsv, sep="\t")
+        if frame.empty:
+            continue
+        rows.append({"stage": stage_of(tsv.stem), "wall_s": float(frame["s"].iloc[-1]),
+                     "cpu_s": float(frame["cpu_time"].iloc[-1]), "max_rss_mb": float(frame["max_rss"].iloc[-1])})
+    if not rows:
+        return pd.DataFrame(columns=["stage", "jobs", "wall_s", "cpu_hours", "gpu_hours", "max_rss_mb", "evaluations"])
+    jobs = pd.DataFrame(rows)
+    order = ORDER
+    table = (jobs.groupby("stage").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
+                                       max_rss_mb=("max_rss_mb", "max"))
+             .reindex([s for s in order if s in set(jobs["stage"])]).reset_index())
+    evaluations = _evaluations(results)
+    table["evaluations"] = [row.jobs if row.stage in SCORED_ONCE_PER_JOB else evaluations.get(row.stage)
+                            for row in table.itertuples()]
+    on_gpu = str(evaluation.get("device", "cpu")).startswith("cuda")
+    table["cpu_hours"] = table["cpu_s"] / 3600
+    table["gpu_hours"] = table["wall_s"] / 3600 if on_gpu else 0.0
+    total = {"stage": "total (sum over jobs)", "jobs": int(table["jobs"].sum()), "wall_s": table["wall_s"].sum(),
+             "cpu_s": table["cpu_s"].sum(), "max_rss_mb": table["max_rss_mb"].max(),
+             "evaluations": sum(v for v in table["evaluations"] if pd.notna(v)),
+             "cpu_hours": table["cpu_hours"].sum(), "gpu_hours": table["gpu_hours"].sum()}
+    table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+    table["evaluations"] = table["evaluations"].astype("Int64")
+    return table[["stage", "jobs", "evaluations", "wall_s", "cpu_hours", "gpu_hours", "max_rss_mb"]].round(
+        {"wall_s": 1, "cpu_hours": 4, "gpu_hours": 4, "max_rss_mb": 0})

@@ -1,0 +1,10 @@
+"""Rule cost_table: wall time, CPU hours, peak memory and evaluations per stage."""
+
+from hm3.cost import cost_table
+from hm3.pipeline import job
+from hm3.tables import write_table
+
+with job(snakemake):
+    table = cost_table("results", snakemake.params.evaluation)
+    write_table(table, snakemake.output.csv, snakemake.output.md, snakemake.output.tex)
+    print(table.to_string(index=False))
