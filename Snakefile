@@ -36,4 +36,5 @@ rule all:
         "results/plots/front.png",
         "results/plots/rl_training.png",
         "results/tables/cost.csv",
+        "results/tables/main.csv",
     default_target: True

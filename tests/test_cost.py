@@ -41,3 +41,12 @@ def test_cost_table_sums_jobs_and_counts_evaluations(tmp_path):
     on_gpu = cost_table(results, {"device": "cuda:0"}).set_index("stage")
     assert on_gpu.loc["total (sum over jobs)", "gpu_hours"] == round(105.0 / 3600, 4)
     assert list(table.index)[:2] == ["scoring the family (lm-eval)", "upper level: searches (reporting λ)"]
+
+
+def test_headline_preferences_are_the_balanced_and_the_leaning_ones():
+    from hm3.paper import headline_preferences
+
+    config = {"tasks": {"math": {}, "code": {}, "translation": {}},
+              "moo": {"reporting_weights": {"partitions": 3, "shrink": 0.25}}}
+    assert headline_preferences(config) == {"w05": "balanced", "w09": "leaning math", "w03": "leaning code",
+                                            "w00": "leaning translation"}

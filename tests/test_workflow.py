@@ -87,6 +87,12 @@ def test_lower_level_outputs(finished_run):
     cost = pd.read_csv(results / "tables" / "cost.csv").set_index("stage")
     assert cost.loc["lower level: offline RL training", "evaluations"] == training["evaluations"]
     assert cost.loc["total (sum over jobs)", "jobs"] >= 40 and (results / "tables" / "cost.tex").exists()
+    main = pd.read_csv(results / "tables" / "main.csv")
+    assert {"base", "expert: math", "hm3-param", "hm3-path", "ties"} <= set(main["method"])
+    anytime = pd.read_csv(results / "tables" / "anytime_hv.csv")
+    assert anytime["evaluations_per_lambda"].max() > 4 and (anytime["hv_search"] >= 0).all()
+    for plot in ("anytime_hv.png", "front_3d.png"):
+        assert (results / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
     table = pd.read_csv(results / "tables" / "paths_vs_param.csv")
     assert list(table["preference"]) == [*PREFERENCES, "mean"]
     proc = subprocess.run([sys.executable, "-m", "hm3.cli", "policy", "--weights", "math=1,code=1",

@@ -62,6 +62,7 @@ rule cost_table:
         "results/pareto/hv.csv",
         "results/tables/experts.csv",
         "results/pareto/param_front.csv",
+        "results/tables/main.csv",
     output:
         csv=report("results/tables/cost.csv", caption="../report/cost.rst", category="HM3"),
         md="results/tables/cost.md",
@@ -77,3 +78,29 @@ rule cost_table:
         mem_mb=mem_mb_for("cost_table"),
     script:
         "../scripts/cost_table.py"
+
+
+rule paper_views:
+    input:
+        ideal="results/moo/ideal.json",
+        front="results/pareto/front.csv",
+        family=expand("results/scores/test/{model}.json", model=MODELS),
+    output:
+        main=report("results/tables/main.csv", caption="../report/main.rst", category="HM3"),
+        main_md="results/tables/main.md",
+        main_tex="results/tables/main.tex",
+        anytime="results/tables/anytime_hv.csv",
+        anytime_plot=report("results/plots/anytime_hv.png", caption="../report/anytime_hv.rst", category="HM3"),
+        front_3d=report("results/plots/front_3d.png", caption="../report/front.rst", category="HM3"),
+    params:
+        config=lower_config(),
+        models=MODELS,
+    conda:
+        "../../envs/hm3.yaml"
+    log:
+        "logs/tables/paper_views.log",
+    threads: threads_for("paper_views")
+    resources:
+        mem_mb=mem_mb_for("paper_views"),
+    script:
+        "../scripts/paper_views.py"
