@@ -30,6 +30,7 @@ rule all:
         "results/tables/experts.md",
         "results/moo/preferences.csv",
         "results/pareto/param_front.csv",
+        "results/tables/param_vs_baselines.csv",
         "results/plots/param_front.png",
         "results/pareto/hv.csv",
         "results/tables/paths_vs_param.csv",
