@@ -100,8 +100,8 @@ def materialize(suggestion: dict, out_dir: str | Path) -> Path:
 
 
 def format_suggestion(s: dict) -> str:
-    def scores(d):
-        return ", ".join(f"{k} {v:.4f}" for k, v in d.items()) if d else "n/a"
+    def scores(d):  # in the config's task order
+        return ", ".join(f"{k} {d[k]:.4f}" for k in s["weights"] if k in d) if d else "n/a"
 
     lines = [f"preference: {', '.join(f'{k}={v:g}' for k, v in s['weights'].items())}",
              f"recommended: {s['method']} from preference {s['preference']} "
