@@ -174,8 +174,8 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
         rows.append({"episode": index, "preference": info["preference"],
                      **{f"weight.{t}": w for t, w in zip(factory.tasks, episode.weights)},
                      "path": describe_actions(agent, episode, factory.names), "length": len(episode.path(agent.space)),
-                     "reward": episode.reward, "value": info["value"], "g": info["g"], **{f"score.{t}": s for t, s in info["scores"].items()},
-                     "cached": info["cached"], **stats})
+                     "reward": episode.reward, "value": info["value"], "g": info["g"],
+                     **{f"score.{t}": s for t, s in info["scores"].items()}, "cached": info["cached"], **stats})
 
     try:
         agent.train(sample, evaluate, episodes, log=record)
@@ -199,7 +199,8 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
         "wall_seconds": round(time.time() - started, 1),
         "reward_first_batch": float(frame["reward"].head(settings.episodes_per_update).mean()),
         "reward_last_batch": float(frame["reward"].tail(settings.episodes_per_update).mean()),
-        "distinct_paths": int(frame["path"].nunique()), "imitation_nll": round(imitation, 4), "seed": settings.seed,
+        "distinct_paths": int(frame["path"].nunique()), "seed": settings.seed,
+        "imitation_nll": round(imitation, 4) if np.isfinite(imitation) else None,  # None: no cloning
     }
     write_json(out_summary, summary)
     return summary
