@@ -145,12 +145,14 @@ def fit_alignment(pool, path, batch: dict, settings: AlignmentSettings) -> dict[
     net = AlignmentNet(len(pool.models), max(pool.depths), len(path), hidden, settings.width)
     codes = torch.stack([net.code(path[i].model, path[i].layer, i) for i in foreign])
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
+    model = pool.assemble(path)  # once: each step only swaps the foreign layers' (scale, shift)
+    wrappers = {i: _decoder(model).layers[i] for i in foreign}
     for _ in range(settings.steps):
         with torch.no_grad():
             scale, shift = net(codes)
-        current = {i: (scale[k], shift[k]) for k, i in enumerate(foreign)}
-        model = pool.assemble(path, alignment=current)
-        inputs = _layer_inputs(model, {i: _decoder(model).layers[i] for i in foreign}, batch)
+        for k, i in enumerate(foreign):
+            wrappers[i].alignment = (scale[k], shift[k])
+        inputs = _layer_inputs(model, wrappers, batch)
         scale, shift = net(codes)
         loss = torch.zeros(())
         for k, i in enumerate(foreign):

@@ -15,27 +15,21 @@ from typing import Mapping
 
 import pandas as pd
 
-# stage label by benchmark file name (first match wins)
+# stage label by benchmark file name, in the pipeline's order (the table's row order)
 STAGES = [
     (r"train_tokenizer$", "tiny suite: tokenizer"),
-    (r"train_policy$", "lower level: offline RL training"),
-    (r"train_\w+$", "tiny suite: base and experts"),
+    (r"train_(?!policy$)\w+$", "tiny suite: base and experts"),
     (r"score_(search|test)_\w+$", "scoring the family (lm-eval)"),
     (r"search_params_w\d+$", "upper level: searches (reporting λ)"),
     (r"search_params_t\d+$", "upper level: searches (training λ)"),
     (r"export_param_\w+$", "upper level: export M_λ"),
     (r"score_param_\w+$", "upper level: test scores of M_λ"),
     (r"baseline_\w+$", "naive baselines"),
+    (r"train_policy$", "lower level: offline RL training"),
     (r"search_path_\w+$", "lower level: online path search"),
     (r"random_paths_\w+$", "random-path baseline"),
 ]
-
-
-# table order: the pipeline's
-ORDER = ["tiny suite: tokenizer", "tiny suite: base and experts", "scoring the family (lm-eval)",
-         "upper level: searches (reporting λ)", "upper level: searches (training λ)", "upper level: export M_λ",
-         "upper level: test scores of M_λ", "naive baselines", "lower level: offline RL training",
-         "lower level: online path search", "random-path baseline", "other"]
+ORDER = [label for _, label in STAGES] + ["other"]
 SCORED_ONCE_PER_JOB = ("scoring the family (lm-eval)", "upper level: test scores of M_λ")
 
 
@@ -84,10 +78,9 @@ def cost_table(results: str | Path, evaluation: Mapping) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=["stage", "jobs", "wall_s", "cpu_hours", "gpu_hours", "max_rss_mb", "evaluations"])
     jobs = pd.DataFrame(rows)
-    order = ORDER
     table = (jobs.groupby("stage").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
                                        max_rss_mb=("max_rss_mb", "max"))
-             .reindex([s for s in order if s in set(jobs["stage"])]).reset_index())
+             .reindex([s for s in ORDER if s in set(jobs["stage"])]).reset_index())
     evaluations = _evaluations(results)
     table["evaluations"] = [row.jobs if row.stage in SCORED_ONCE_PER_JOB else evaluations.get(row.stage)
                             for row in table.itertuples()]

@@ -104,16 +104,23 @@ def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path,
     plt.close(fig)
 
 
+def write_front(points: pd.DataFrame, config: Mapping, ideal: Mapping, out_points,
+                out_hv: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Annotate the points, write them and their HV table; returns both."""
+    points = annotate(points, config, ideal)
+    with atomic_file(out_points) as handle:
+        points.to_csv(handle, index=False, float_format="%.6f")
+    hv = hv_table(points, config)
+    write_table(hv, *out_hv)
+    return points, hv
+
+
 def param_front(config: Mapping, ideal_file, test_files: Mapping[str, str | Path], baseline_files,
                 out_points, out_hv, out_comparison: Sequence[str], out_plot) -> dict:
     """The whole report of the upper level; returns the headline figures."""
     ideal = json.loads(Path(ideal_file).read_text())
     points = pd.concat([searched_points(config, test_files), baseline_points(baseline_files)], ignore_index=True)
-    points = annotate(points, config, ideal)
-    with atomic_file(out_points) as handle:
-        points.to_csv(handle, index=False, float_format="%.6f")
-    hv = hv_table(points, config)
-    write_table(hv, out_hv[0], *out_hv[1:])
+    points, hv = write_front(points, config, ideal, out_points, out_hv)
     comparison = comparison_table(points)
     write_table(comparison.round(6), *out_comparison)
     plot_front(points, config, out_plot)
@@ -167,11 +174,7 @@ def lower_front(config: Mapping, ideal_file, test_files: Mapping[str, str | Path
     combined = pd.concat([param, paths], ignore_index=True).assign(method=COMBINED)
     points = pd.concat([combined, param, paths, path_points(config, random_summaries, RANDOM_PATHS),
                         baseline_points(baseline_files)], ignore_index=True)
-    points = annotate(points, config, ideal)
-    with atomic_file(out_points) as handle:
-        points.to_csv(handle, index=False, float_format="%.6f")
-    hv = hv_table(points, config)
-    write_table(hv, *out_hv)
+    points, hv = write_front(points, config, ideal, out_points, out_hv)
     table = paths_table(points, path_summaries, random_summaries)
     write_table(table.round(6), *out_table)
     plot_front(points[points["method"] != COMBINED], config, out_plot,

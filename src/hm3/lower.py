@@ -287,7 +287,7 @@ class CandidateLog:
     def score(self, origin: str, path, alignment=None) -> dict:
         from hm3.paths import as_path, describe
 
-        result = self.evaluator.evaluate(path, alignment) if alignment else self.evaluator.evaluate(path)
+        result = self.evaluator.evaluate(path, alignment)
         scores = result["scores"]
         value = self.reward(scores, self.weights) if self.reward else float("nan")
         self.rows.append({"candidate": len(self.rows), "origin": origin, "path": describe(as_path(path), self.names),
@@ -378,7 +378,7 @@ def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy
         frame = candidates.frame()
         distinct = int(frame["path"].nunique())
         export_path(pool, best_path, Path(out_dir) / "model", factory.tokenizer, preference, weights,
-                    config, anchor_dir, str(best["origin"]), max_shard_size, alignment)
+                    config, factory.expert_dirs, anchor_dir, str(best["origin"]), max_shard_size, alignment)
         with atomic_file(Path(out_dir) / "candidates.csv") as handle:
             frame.to_csv(handle, index=False, float_format="%.6f")
         yaml_text = pool.passthrough_yaml(best_path, [*factory.expert_dirs.values(), str(anchor_dir)]) or \
@@ -494,7 +494,8 @@ def _check_layout(pool, meta: Mapping) -> None:
 
 
 def export_path(pool, path, out_dir: Path, tokenizer, preference: str, weights: np.ndarray, config: Mapping,
-                anchor_dir: str | Path, origin: str, max_shard_size: str, alignment=None) -> None:
+                expert_dirs: Mapping[str, str], anchor_dir: str | Path, origin: str, max_shard_size: str,
+                alignment=None) -> None:
     from hm3.checkpoint import model_card
     from hm3.paths import describe
 
@@ -508,7 +509,7 @@ def export_path(pool, path, out_dir: Path, tokenizer, preference: str, weights: 
             "transformers." if alignment else "."),
         {"preference": preference, "weights": dict(zip(config["tasks"], [float(w) for w in weights])),
          "path": describe(path, pool.names), "found_by": origin, "aligned_layers": sorted(alignment or {}),
-         "pool": {**{n: f"results/models/{n}" for n in pool.names[:-1]}, ANCHOR: str(anchor_dir)}},
+         "pool": {**expert_dirs, ANCHOR: str(anchor_dir)}},
         tags=["merge", "frankenmerge", "inference-path"])
     pool.export(path, out_dir, tokenizer, card, max_shard_size=max_shard_size, alignment=alignment)
 

@@ -94,10 +94,12 @@ def anytime_hv(config: Mapping, ideal: Mapping, results: str | Path) -> pd.DataF
             file = results / pattern.format(pid=pid)
             if file.exists():
                 frame = pd.read_csv(file)
-                best = frame["objective"].cummin()
-                chosen = [frame.loc[frame["objective"][:i + 1].idxmin()] for i in range(len(frame))]
-                out[pid] = [(float(b), normalizer(np.array([[c[f"score.{t}"] for t in tasks]]))[0])
-                            for b, c in zip(best, chosen)]
+                points = normalizer(frame[[f"score.{t}" for t in tasks]].to_numpy(float))
+                trace, best = [], 0
+                for i, value in enumerate(frame["objective"]):
+                    best = i if value < frame["objective"].iloc[best] else best  # the first of equals stays
+                    trace.append((float(frame["objective"].iloc[best]), points[best]))
+                out[pid] = trace
         return out
 
     rows = []
