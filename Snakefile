@@ -21,6 +21,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/merge.smk"
 include: "workflow/rules/lower.smk"
+include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -32,10 +33,11 @@ rule all:
         "results/pareto/param_front.csv",
         "results/tables/param_vs_baselines.csv",
         "results/plots/param_front.png",
-        "results/pareto/hv.csv",
+        "results/tables/hv.csv",
         "results/tables/paths_vs_param.csv",
         "results/plots/front.png",
         "results/plots/rl_training.png",
         "results/tables/cost.csv",
         "results/tables/main.csv",
+        "results/report/explorer.html",
     default_target: True

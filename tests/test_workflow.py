@@ -82,7 +82,7 @@ def test_lower_level_outputs(finished_run):
         assert (model / "config.json").exists() and "inference path" in (model / "README.md").read_text()
     front = pd.read_csv(results / "pareto" / "front.csv")
     assert {"hm3", "hm3-param", "hm3-path", "random-paths"} <= set(front["method"])
-    hv = pd.read_csv(results / "pareto" / "hv.csv").set_index("method")["hv_test"]
+    hv = pd.read_csv(results / "tables" / "hv.csv").set_index("method")["hv_test"]
     assert hv["hm3"] >= hv["hm3-param"]  # the combined front contains the parameter-only one
     cost = pd.read_csv(results / "tables" / "cost.csv").set_index("stage")
     assert cost.loc["lower level: offline RL training", "evaluations"] == training["evaluations"]
@@ -99,6 +99,57 @@ def test_lower_level_outputs(finished_run):
     proc = subprocess.run([sys.executable, "-m", "hm3.cli", "policy", "--weights", "math=1,code=1",
                            "--policy-dir", str(results / "rl" / "policy")], capture_output=True, text=True)
     assert proc.returncode == 0 and json.loads(proc.stdout)["weights"] == {"math": 0.5, "code": 0.5, "translation": 0.0}
+
+
+def test_comparison_methods_run_on_hm3s_budget_and_join_every_table(finished_run):
+    import json
+
+    results, budget = finished_run / "results", 4  # ci.yaml: search.budget
+    for method in ("random-search", "evo-dataflow", "hm3-no-param"):
+        for pref in PREFERENCES:
+            summary = json.loads((results / "compare" / method / pref / "search.json").read_text())
+            assert set(summary["best"]["scores_test"]) == {"math", "code", "translation"}
+            if method != "hm3-no-param":  # the path search proposes its own (fewer) candidates
+                assert len(pd.read_csv(results / "compare" / method / pref / "candidates.csv")) == budget
+    assert (results / "compare" / "hm3-no-param" / "w00" / "model" / "config.json").exists()
+    nsga2 = json.loads((results / "compare" / "nsga2" / "search.json").read_text())
+    assert nsga2["budget"] == budget * len(PREFERENCES) and set(nsga2["picks"]) == set(PREFERENCES)
+    assert len(pd.read_csv(results / "compare" / "nsga2" / "candidates.csv")) == budget * len(PREFERENCES)
+    methods = {"hm3", "hm3-param", "hm3-path", "hm3-no-param", "random-search", "nsga2", "evo-dataflow",
+               "random-paths", "best single model", "task_arithmetic", "ties", "dare_ties"}
+    front = pd.read_csv(results / "pareto" / "front.csv")
+    assert set(front["method"]) == methods and (front.groupby("method").size()[list(methods - {"hm3"})] == 3).all()
+    hv = pd.read_csv(results / "tables" / "hv.csv")
+    assert set(hv["method"]) == methods and hv["kind"].notna().all()
+    assert (results / "tables" / "hv.tex").exists() and (results / "tables" / "hv.md").exists()
+    main = pd.read_csv(results / "tables" / "main.csv")
+    assert {"nsga2", "evo-dataflow", "random-search", "hm3-no-param"} <= set(main["method"])
+    anytime = set(pd.read_csv(results / "tables" / "anytime_hv.csv")["method"])
+    assert {"random search", "evolutionary data-flow (CMA-ES)", "NSGA-II (one run for all λ)"} <= anytime
+    cost = pd.read_csv(results / "tables" / "cost.csv").set_index("stage")
+    assert cost.loc["baseline: NSGA-II", "jobs"] == 1 and cost.loc["baseline: random search", "jobs"] == 3
+
+
+@pytest.mark.browser
+def test_html_report_and_the_explorer_page(finished_run, tmp_path):
+    import html
+    import json
+
+    from _browser import console_errors, render
+
+    report = tmp_path / "report.html"
+    proc = _snakemake(finished_run, "--report", str(report))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = report.read_text(errors="replace")
+    for name in ("hv.csv", "main.csv", "cost.csv", "front.png", "anytime_hv.png", "rl_training.png", "explorer.html"):
+        assert name in text, name
+    front = pd.read_csv(finished_run / "results" / "pareto" / "front.csv")
+    attrs, dom, stderr = render(finished_run / "results" / "report" / "explorer.html", "hover=0,0")
+    assert attrs.get("ready") == "1" and json.loads(html.unescape(attrs["errors"])) == []
+    assert not console_errors(stderr)
+    assert int(attrs["marks"]) == int(attrs["points"]) == int((front["method"] != "hm3").sum())
+    details = html.unescape(dom.split('id="details"', 1)[1].split("</div>", 1)[0])
+    assert "merge_method: dare_ties" in details and "results/param/w00/model" in details  # hm3-param at w00
 
 
 def test_suggested_model_matches_the_front_table(finished_run):

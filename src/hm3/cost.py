@@ -28,6 +28,10 @@ STAGES = [
     (r"train_policy$", "lower level: offline RL training"),
     (r"search_path_\w+$", "lower level: online path search"),
     (r"random_paths_\w+$", "random-path baseline"),
+    (r"compare_no_param_\w+$", "ablation: HM3 without parameter level"),
+    (r"compare_random_search_\w+$", "baseline: random search"),
+    (r"compare_nsga2$", "baseline: NSGA-II"),
+    (r"compare_dataflow_\w+$", "baseline: evolutionary data-flow"),
 ]
 ORDER = [label for _, label in STAGES] + ["other"]
 SCORED_ONCE_PER_JOB = ("scoring the family (lm-eval)", "upper level: test scores of M_λ")
@@ -55,11 +59,16 @@ def _evaluations(results: Path) -> dict[str, int]:
     if training.exists():
         add("lower level: offline RL training", json.loads(training.read_text()).get("evaluations", 0))
     for pattern, stage in (("paths/*/search.json", "lower level: online path search"),
-                           ("paths/*/random.json", "random-path baseline")):
+                           ("paths/*/random.json", "random-path baseline"),
+                           ("compare/hm3-no-param/*/search.json", "ablation: HM3 without parameter level"),
+                           ("compare/random-search/*/search.json", "baseline: random search"),
+                           ("compare/nsga2/search.json", "baseline: NSGA-II"),
+                           ("compare/evo-dataflow/*/search.json", "baseline: evolutionary data-flow")):
         for summary in sorted(results.glob(pattern)):
             data = json.loads(summary.read_text())
-            if "evaluations" in data:  # search split, plus the test split where recorded
-                add(stage, data["evaluations"] + data.get("test_evaluations", 0))
+            scored = data.get("evaluations", data.get("evaluated"))  # the merge searches say "evaluated"
+            if scored is not None:  # search split, plus the test split where recorded
+                add(stage, scored + data.get("test_evaluations", 0))
     for table in sorted(results.glob("baselines/*.csv")):
         add("naive baselines", int((~pd.read_csv(table)["cached"].astype(bool)).sum()))
     return counts

@@ -57,7 +57,7 @@ def hv_table(points: pd.DataFrame, config: Mapping) -> pd.DataFrame:
     rows = []
     for method, group in points.groupby("method", sort=False):
         normalized = group[[f"norm.{t}" for t in tasks]].to_numpy(float)
-        rows.append({"method": method, "points": len(group), "nondominated": int(group["nondominated"].sum()),
+        rows.append({"method": method, "kind": KINDS.get(method, ""), "points": len(group), "nondominated": int(group["nondominated"].sum()),
                      "hv_test": round(hypervolume(normalized, reference), 6),
                      "mean_g_test": round(float(group["g"].mean()), 6)})
     return pd.DataFrame(rows)
@@ -84,7 +84,7 @@ def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path,
     tasks = list(config["tasks"])
     pairs = list(itertools.combinations(tasks, 2))
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4), squeeze=False)
-    markers = itertools.cycle("o^sDvP*")
+    markers = itertools.cycle("o^sDvP*Xh<>p")
     for method, group in points.groupby("method", sort=False):
         marker = next(markers)
         front = group[group["nondominated"]]
@@ -163,16 +163,59 @@ def paths_table(points: pd.DataFrame, summaries: Mapping[str, str | Path],
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
 
 
+FAMILY = "best single model"  # per λ, the base or expert with the best g on the search split
+
+# what each method is, for the HV table (the paper's ablation table)
+KINDS = {COMBINED: "HM3", SEARCHED: "ablation: no architecture level", "hm3-no-param": "ablation: no parameter level",
+         PATHS: "HM3 (paths only)", RANDOM_PATHS: "baseline: random paths over M_λ",
+         "random-search": "baseline: random search", "nsga2": "baseline: NSGA-II", "evo-dataflow": "baseline: evolutionary data-flow",
+         FAMILY: "baseline: one of the family", "task_arithmetic": "naive merge", "ties": "naive merge",
+         "dare_ties": "naive merge"}
+
+
+def family_points(config: Mapping, ideal: Mapping, search_files: Mapping[str, str | Path],
+                  test_files: Mapping[str, str | Path]) -> pd.DataFrame:
+    """Per λ, the model of the family (base or an expert) a user would pick on the
+    search split, with its test scores: the "just use an expert" baseline."""
+    if not search_files:
+        return pd.DataFrame()
+    scalar = scalarizer(ideal)
+    search = {m: json.loads(Path(p).read_text())["scores"] for m, p in search_files.items()}
+    test = {m: json.loads(Path(p).read_text())["scores"] for m, p in test_files.items()}
+    rows = []
+    for pid, weights in preferences(config).items():
+        pick = min(search, key=lambda m: (float(scalar(search[m], weights)), list(search).index(m)))
+        rows.append({"method": FAMILY, "preference": pid, "path": pick,
+                     **{f"score.{t}": test[pick][t] for t in config["tasks"]}})
+    return pd.DataFrame(rows)
+
+
+def compare_points(config: Mapping, summaries: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
+    """The comparison methods' picks per λ (src/hm3/baselines.py) with their test scores."""
+    rows = []
+    for method, files in summaries.items():
+        for file in files:
+            data = json.loads(Path(file).read_text())
+            picks = data["picks"] if "picks" in data else {data["preference"]: data["best"]}
+            for pid, best in picks.items():
+                rows.append({"method": method, "preference": pid, "path": best.get("path", ""),
+                             **{f"score.{t}": best["scores_test"][t] for t in config["tasks"]}})
+    return pd.DataFrame(rows)
+
+
 def lower_front(config: Mapping, ideal_file, test_files: Mapping[str, str | Path], path_summaries: Mapping,
                 random_summaries: Mapping, baseline_files, out_points, out_hv: Sequence[str],
-                out_table: Sequence[str], out_plot) -> dict:
+                out_table: Sequence[str], out_plot, compare_summaries: Mapping | None = None,
+                family: tuple[Mapping, Mapping] = ({}, {})) -> dict:
     """HM3's front (upper + lower level points) against the parameter-only front,
-    the paths alone, the random-path baseline and the naive baselines."""
+    the paths alone, the random-path baseline, the comparison methods and the
+    naive baselines."""
     ideal = json.loads(Path(ideal_file).read_text())
     param = searched_points(config, test_files)
     paths = path_points(config, path_summaries, PATHS)
     combined = pd.concat([param, paths], ignore_index=True).assign(method=COMBINED)
     points = pd.concat([combined, param, paths, path_points(config, random_summaries, RANDOM_PATHS),
+                        compare_points(config, compare_summaries or {}), family_points(config, ideal, *family),
                         baseline_points(baseline_files)], ignore_index=True)
     points, hv = write_front(points, config, ideal, out_points, out_hv)
     table = paths_table(points, path_summaries, random_summaries)

@@ -51,9 +51,10 @@ def main_table(config: Mapping, ideal: Mapping, front: pd.DataFrame, family_file
     return pd.DataFrame(rows)
 
 
-def plot_front_3d(front: pd.DataFrame, config: Mapping, path: str | Path,
-                  methods: Sequence[str] = ("hm3-param", "hm3-path", "task_arithmetic", "ties", "dare_ties")) -> None:
-    """The normalised test scores of the first three tasks in 3D, one colour per method."""
+def plot_front_3d(front: pd.DataFrame, config: Mapping, path: str | Path, methods: Sequence[str] | None = None) -> None:
+    """The normalised test scores of the first three tasks in 3D, one colour per
+    method (every method but the combined "hm3", whose points are its parts')."""
+    methods = methods or [m for m in dict.fromkeys(front["method"]) if m != "hm3"]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,13 +63,14 @@ def plot_front_3d(front: pd.DataFrame, config: Mapping, path: str | Path,
     tasks = list(config["tasks"])[:3]
     fig = plt.figure(figsize=(7, 6))
     ax = fig.add_subplot(projection="3d")
+    markers = iter("o^sDvP*Xh<>pd" * 3)
     if len(tasks) == 3:
         for method in methods:
             group = front[front["method"] == method]
             ax.scatter(*(group[f"norm.{t}"] for t in tasks), label=method, s=30 if method.startswith("hm3") else 16,
-                       alpha=0.9 if method.startswith("hm3") else 0.5)
+                       alpha=0.9 if method.startswith("hm3") else 0.5, marker=next(markers))
         ax.set_xlabel(tasks[0]), ax.set_ylabel(tasks[1]), ax.set_zlabel(tasks[2])
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=7, loc="upper left")
     else:
         ax.text2D(0.1, 0.5, f"a 3D view needs 3 tasks, this suite has {len(config['tasks'])}", transform=ax.transAxes)
     ax.set_title("Test-split scores (normalised) per preference", fontsize=10)
@@ -82,7 +84,7 @@ def anytime_hv(config: Mapping, ideal: Mapping, results: str | Path) -> pd.DataF
     """HV on the **search** split of the best-so-far candidate of every reporting λ
     (by the search objective), after n evaluations per λ: the parameter search
     (n = 1..budget), then the path search continuing from M_λ, and the random paths
-    continuing from M_λ on the same budget."""
+    continuing from M_λ on the same budget; and each comparison method on its own."""
     results = Path(results)
     tasks = list(config["tasks"])
     normalizer = scalarizer(ideal).normalizer
@@ -124,7 +126,35 @@ def anytime_hv(config: Mapping, ideal: Mapping, results: str | Path) -> pd.DataF
                 points.append(point if value < base_value else base_point)
             rows.append({"method": label, "evaluations_per_lambda": length + k,
                          "hv_search": hypervolume(np.stack(points), reference)})
+    # the comparison methods, each on its own from its first evaluation
+    for label, pattern in (("random search", "compare/random-search/{pid}/candidates.csv"),
+                           ("evolutionary data-flow (CMA-ES)", "compare/evo-dataflow/{pid}/candidates.csv"),
+                           ("HM3 without parameter level", "compare/hm3-no-param/{pid}/candidates.csv")):
+        own = traces(pattern)
+        if len(own) == len(param):
+            for n in range(1, min(len(t) for t in own.values()) + 1):
+                rows.append({"method": label, "evaluations_per_lambda": n,
+                             "hv_search": hypervolume(np.stack([own[p][n - 1][1] for p in own]), reference)})
+    rows += _nsga2_trace(config, ideal, results / "compare" / "nsga2" / "candidates.csv", reference)
     return pd.DataFrame(rows)
+
+
+def _nsga2_trace(config: Mapping, ideal: Mapping, file: Path, reference) -> list[dict]:
+    """NSGA-II's single run seen per λ: after n evaluations in all, each λ's best
+    candidate so far by the searches' objective; x = n / (number of λ)."""
+    if not file.exists():
+        return []
+    prefs = preferences(config)
+    objective = scalarizer(ideal, config["moo"].get("augmentation", 0.0))
+    raw = pd.read_csv(file)[[f"score.{t}" for t in config["tasks"]]].to_numpy(float)
+    values = np.stack([objective(raw, w) for w in prefs.values()])  # (λ, candidates)
+    points = objective.normalizer(raw)
+    rows = []
+    for n in range(len(prefs), len(raw) + 1, len(prefs)):
+        best = np.argmin(values[:, :n], axis=1)  # the first of equals
+        rows.append({"method": "NSGA-II (one run for all λ)", "evaluations_per_lambda": n // len(prefs),
+                     "hv_search": hypervolume(points[best], reference)})
+    return rows
 
 
 def plot_anytime(table: pd.DataFrame, path: str | Path) -> None:

@@ -141,8 +141,11 @@ def split_parameters(method: str, parameters: Mapping) -> tuple[dict, dict]:
 
 # ------------------------------------------------------------------ per-λ search
 def run_param_search(config: Mapping, preference: str, ideal_file: str | Path, out_candidates: str | Path,
-                     out_recipe: str | Path, out_summary: str | Path) -> dict:
-    """Search the configured method's hyper-parameters for one reporting preference."""
+                     out_recipe: str | Path, out_summary: str | Path, algorithm: str | None = None,
+                     label: str = "search") -> dict:
+    """Search the configured method's hyper-parameters for one preference, with
+    `search.algorithm` (or ``algorithm``: the random-search baseline reuses this
+    with its own sampler seed, ``label``, and the same merge seeds as HM3's search)."""
     import pandas as pd
     from tqdm import tqdm
 
@@ -152,11 +155,13 @@ def run_param_search(config: Mapping, preference: str, ideal_file: str | Path, o
     weights = check_weights(preference_weights(config, preference), list(config["tasks"]))
     ideal = json.loads(Path(ideal_file).read_text())
     section = config["search"]
-    seed = derive_seed(config["seed"], "search", preference)
+    algorithm = algorithm or section["algorithm"]
+    seed = derive_seed(config["seed"], "search", preference)  # the merges' own seed (DARE's drops)
+    sampler_seed = seed if label == "search" else derive_seed(config["seed"], label, preference)
     session = MergeSession(config, "search")
     space = ParamSpace(section["method"], tuple(session.tasks),
                        {k: tuple(v) for k, v in section["space"].items()}, dict(section.get("parameters", {})))
-    bar = tqdm(total=section["budget"], desc=f"search {preference}", mininterval=2.0)
+    bar = tqdm(total=section["budget"], desc=f"{label} {preference}", mininterval=2.0)
 
     def progress(candidate):
         bar.update(1)
@@ -168,8 +173,8 @@ def run_param_search(config: Mapping, preference: str, ideal_file: str | Path, o
     try:
         candidates = search_preference(
             session.evaluate, lambda params: session.recipe(space.method, params, space.fixed, seed),
-            space, weights, objective, budget=section["budget"], algorithm=section["algorithm"],
-            seed=seed, sigma=section.get("sigma", 0.25), popsize=section.get("popsize", 8),
+            space, weights, objective, budget=section["budget"], algorithm=algorithm,
+            seed=sampler_seed, sigma=section.get("sigma", 0.25), popsize=section.get("popsize", 8),
             defaults=section.get("start", {}), progress=progress)
     finally:
         bar.close()
@@ -183,7 +188,7 @@ def run_param_search(config: Mapping, preference: str, ideal_file: str | Path, o
     evaluated = session.evaluator.evaluations
     summary = {
         "preference": preference, "weights": dict(zip(config["tasks"], weights.tolist())),
-        "method": space.method, "algorithm": section["algorithm"], "budget": section["budget"],
+        "method": space.method, "algorithm": algorithm, "budget": section["budget"],
         "objective": "augmented tchebycheff" if plain.kind == "tchebycheff" and config["moo"].get("augmentation")
         else plain.kind,
         "best": {"candidate": best.index, "objective": best.value, "g": float(plain(best.scores, weights)),
@@ -193,7 +198,7 @@ def run_param_search(config: Mapping, preference: str, ideal_file: str | Path, o
         "candidates": len(candidates), "evaluated": evaluated, "from_cache": len(candidates) - evaluated,
         "cache_lookups": {"hits": hits, "misses": misses},
         "seconds_per_evaluation": round(session.evaluator.seconds / evaluated, 3) if evaluated else None,
-        "seed": seed,
+        "seed": sampler_seed,
     }
     write_json(out_summary, summary)
     return summary

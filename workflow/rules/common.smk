@@ -27,6 +27,7 @@ GENERATED_TASKS = [t for t, spec in config["tasks"].items() if "generator" in sp
 PREFERENCES = list(preferences(config))  # reporting weight vectors: w00, w01, ...
 TRAINING_PREFERENCES = list(training_preferences(config))  # the policy's training set: t00, t01, ...
 BASELINES = list(config["baselines"])
+COMPARE_METHODS = list(config.get("compare", {}).get("methods", []))
 
 
 def _alternatives(names):
@@ -84,6 +85,20 @@ def search_config(wildcards):
 def lower_config():
     """The config sections the lower-level jobs read."""
     return {**upper_config(), "rl": config["rl"]}
+
+
+def compare_config():
+    """What the evolutionary data-flow baseline reads: the upper level's sections,
+    its own, and rl.agent.t_max (its default longest path)."""
+    return {**upper_config(), "compare": config.get("compare", {}),
+            "rl": {"agent": {"t_max": config["rl"]["agent"].get("t_max", 6)}}}
+
+
+def compare_outputs():
+    """The summaries of the configured comparison methods, by method."""
+    per_preference = "results/compare/{method}/{pref}/search.json"
+    return {method: ["results/compare/nsga2/search.json"] if method == "nsga2"
+            else expand(per_preference, method=method, pref=PREFERENCES) for method in COMPARE_METHODS}
 
 
 def max_shard_size():

@@ -35,16 +35,22 @@ rule front:
         paths=expand("results/paths/{pref}/search.json", pref=PREFERENCES),
         random=expand("results/paths/{pref}/random.json", pref=PREFERENCES),
         baselines=expand("results/baselines/{baseline}.csv", baseline=BASELINES),
+        compare=[file for files in compare_outputs().values() for file in files],
+        family_search=expand("results/scores/search/{model}.json", model=MODELS),
+        family_test=expand("results/scores/test/{model}.json", model=MODELS),
     output:
         points="results/pareto/front.csv",
-        hv=report("results/pareto/hv.csv", caption="../report/hv.rst", category="HM3"),
-        hv_md="results/pareto/hv.md",
+        hv=report("results/tables/hv.csv", caption="../report/hv.rst", category="HM3"),
+        hv_md="results/tables/hv.md",
+        hv_tex="results/tables/hv.tex",
         table=report("results/tables/paths_vs_param.csv", caption="../report/paths_vs_param.rst", category="HM3"),
         table_md="results/tables/paths_vs_param.md",
         plot=report("results/plots/front.png", caption="../report/front.rst", category="HM3"),
     params:
         config=lower_config(),
         preferences=PREFERENCES,
+        compare=compare_outputs(),
+        models=MODELS,
     conda:
         "../../envs/hm3.yaml"
     log:
@@ -59,7 +65,7 @@ rule front:
 rule cost_table:
     input:
         # everything whose benchmark it reads comes before these
-        "results/pareto/hv.csv",
+        "results/tables/hv.csv",
         "results/tables/experts.csv",
         "results/pareto/param_front.csv",
         "results/tables/main.csv",
@@ -104,3 +110,22 @@ rule paper_views:
         mem_mb=mem_mb_for("paper_views"),
     script:
         "../scripts/paper_views.py"
+
+
+rule explorer:
+    input:
+        front="results/pareto/front.csv",
+    output:
+        report("results/report/explorer.html", caption="../report/explorer.rst", category="HM3",
+               labels={"page": "Pareto explorer"}),
+    params:
+        config=lower_config(),
+    conda:
+        "../../envs/hm3.yaml"
+    log:
+        "logs/report/explorer.log",
+    threads: threads_for("explorer")
+    resources:
+        mem_mb=mem_mb_for("explorer"),
+    script:
+        "../scripts/explorer.py"

@@ -1,0 +1,11 @@
+"""Rule no_param_paths: HM3 without its parameter level (the path search with the base as M_λ)."""
+
+import os
+
+from hm3.lower import search_path
+from hm3.pipeline import job
+
+with job(snakemake):
+    print(search_path(snakemake.params.config, snakemake.wildcards.report_pref, snakemake.input.ideal,
+                      snakemake.input.policy, snakemake.params.base, os.path.dirname(snakemake.output.summary),
+                      snakemake.params.max_shard_size))
