@@ -206,7 +206,7 @@ def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, ba
     try:
         pool = factory.pool(base_dir)
         sequence = layer_sequence(pool.depths, int(settings.get("repeats", 1)))
-        max_length = settings.get("max_length") or rl_settings(config).t_max * 2
+        max_length = settings.get("max_length") or rl_settings(config).t_max  # as long as HM3's paths
         favourite = factory.names.index(experts_by_task(config)[int(np.argmax(weights))][1])
         x0 = np.array([0.5 if m == favourite else -0.5 for m, _ in sequence])
         problem = Problem(n_var=len(sequence), n_obj=1, xl=-np.ones(len(sequence)), xu=np.ones(len(sequence)))

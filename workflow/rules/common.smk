@@ -75,11 +75,15 @@ def upper_config():
 
 
 def search_config(wildcards):
-    """upper_config, plus the training set's definition for a training preference
-    (so a change to the RL section reruns only the searches it concerns)."""
-    count = config["rl"]["training"]["preferences"]  # with the seed, all that fixes the training λ
-    extra = {"rl": {"training": {"preferences": count}}} if wildcards.pref in TRAINING_PREFERENCES else {}
-    return {**upper_config(), **extra}
+    """upper_config; for a training preference, plus the training set's definition
+    and its own search budget (so a change to the RL section reruns only the
+    searches it concerns)."""
+    if wildcards.pref not in TRAINING_PREFERENCES:
+        return upper_config()
+    training = config["rl"]["training"]
+    budget = training.get("search_budget") or config["search"]["budget"]
+    return {**upper_config(), "search": {**config["search"], "budget": budget},
+            "rl": {"training": {"preferences": training["preferences"]}}}  # with the seed, all that fixes the training λ
 
 
 def lower_config():
