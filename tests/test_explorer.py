@@ -76,5 +76,6 @@ def test_page_in_headless_chromium_draws_one_mark_per_point_and_shows_a_hovered_
     assert int(attrs["points"]) == points and int(attrs["marks"]) == points
     details = dom.split('id="details"', 1)[1].split("</div>", 1)[0]
     assert 'data-method="hm3-param"' in details and 'data-preference="w01"' in details
+    assert 'data-x="0.2366' in details  # where it is drawn: norm.math of hm3-param (curve 0) at w01
     assert "merge_method: dare_ties  # w01" in html.unescape(details) and "param/w01/model" in details
     assert "math 0.100, code 0.100, translation 0.800" in details  # λ of w01

@@ -141,8 +141,12 @@ Axes: <select id="pair"></select></p>
     var pre = document.createElement("pre"); pre.id = "recipe"; pre.textContent = p.recipe || "(none)";
     panel.appendChild(h); panel.appendChild(table); panel.appendChild(document.createTextNode("Recipe:"));
     panel.appendChild(pre); panel.dataset.method = name; panel.dataset.preference = p.preference;
+    // where the shown point is drawn (points of several methods may coincide)
+    panel.dataset.x = p.normalized[pairs[current][0]]; panel.dataset.y = p.normalized[pairs[current][1]];
   }}
+  var current = 0;
   function draw(i) {{
+    current = i;
     return Plotly.react(gd, traces(pairs[i]), layout(pairs[i]), {{ responsive: true, displaylogo: false }});
   }}
   select.addEventListener("change", function () {{ draw(+select.value); }});

@@ -83,7 +83,7 @@ def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path,
 
     tasks = list(config["tasks"])
     pairs = list(itertools.combinations(tasks, 2))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4.8), squeeze=False)
     markers = itertools.cycle("o^sDvP*Xh<>p")
     for method, group in points.groupby("method", sort=False):
         marker = next(markers)
@@ -96,9 +96,11 @@ def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path,
         ax.set_xlabel(f"{a} (normalised)")
         ax.set_ylabel(f"{b} (normalised)")
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8, loc="best")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    rows = -(-len(labels) // 4)  # the legend goes under the panels, four entries a row
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
     with atomic_file(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)

@@ -54,6 +54,7 @@ rule nsga2:
 
 rule dataflow_search:
     input:
+        base=f"results/models/{BASE}",
         models=model_dirs(),
         data=generated_split_files("search") + generated_split_files("test"),
         ideal="results/moo/ideal.json",
@@ -62,7 +63,6 @@ rule dataflow_search:
         summary="results/compare/evo-dataflow/{report_pref}/search.json",
     params:
         config=compare_config(),
-        base=f"results/models/{BASE}",
     conda:
         "../../envs/hm3.yaml"
     log:
@@ -79,6 +79,7 @@ rule dataflow_search:
 rule no_param_paths:
     input:
         policy="results/rl/policy",
+        base=f"results/models/{BASE}",
         models=model_dirs(),
         data=generated_split_files("search") + generated_split_files("test"),
         ideal="results/moo/ideal.json",
@@ -89,7 +90,6 @@ rule no_param_paths:
         summary="results/compare/hm3-no-param/{report_pref}/search.json",
     params:
         config=lower_config(),
-        base=f"results/models/{BASE}",
         max_shard_size=max_shard_size(),
     conda:
         "../../envs/hm3.yaml"

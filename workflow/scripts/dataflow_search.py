@@ -7,4 +7,4 @@ from hm3.pipeline import job
 
 with job(snakemake):
     print(dataflow_search(snakemake.params.config, snakemake.wildcards.report_pref, snakemake.input.ideal,
-                          snakemake.params.base, os.path.dirname(snakemake.output.summary)))
+                          snakemake.input.base, os.path.dirname(snakemake.output.summary)))
