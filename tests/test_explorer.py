@@ -24,7 +24,12 @@ def front(methods=("hm3", "hm3-param", "hm3-path", "ties", "nsga2")) -> pd.DataF
                 row |= {f"weight.{task}": [0.8, 0.1, 0.1][(k + i) % 3], f"score.{task}": 0.1 * (i + k),
                         f"norm.{task}": 0.1 + 0.07 * m + 0.2 * i * (k + 1) / 3}
             rows.append(row | {"g": 0.5 - 0.1 * i, "nondominated": i != 1})
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    # nsga2 at w02 lands exactly where ties at w02 does (points of methods often coincide)
+    norms = [f"norm.{t}" for t in TASKS]
+    ties = frame[(frame["method"] == "ties") & (frame["preference"] == "w02")][norms].to_numpy()
+    frame.loc[(frame["method"] == "nsga2") & (frame["preference"] == "w02"), norms] = ties
+    return frame
 
 
 @pytest.fixture
@@ -79,3 +84,13 @@ def test_page_in_headless_chromium_draws_one_mark_per_point_and_shows_a_hovered_
     assert 'data-x="0.2366' in details  # where it is drawn: norm.math of hm3-param (curve 0) at w01
     assert "merge_method: dare_ties  # w01" in html.unescape(details) and "param/w01/model" in details
     assert "math 0.100, code 0.100, translation 0.800" in details  # λ of w01
+
+
+@pytest.mark.browser
+def test_a_hovered_point_names_the_points_drawn_at_the_same_place(results, tmp_path):
+    out = tmp_path / "explorer.html"
+    write_explorer(front(), CONFIG, results, out)
+    attrs, dom, _ = render(out, "hover=2,2")  # ties at w02, with nsga2 at w02 on the same spot
+    details = html.unescape(dom.split('id="details"', 1)[1].split("</div>", 1)[0])
+    assert 'data-preference="w02"' in details and "drawn at the same place" in details
+    assert ("nsga2 w02" in details) != ('data-method="nsga2"' in details)  # the other one is named

@@ -130,6 +130,15 @@ Axes: <select id="pair"></select></p>
     var tr = document.createElement("tr"), th = document.createElement("th"), td = document.createElement("td");
     th.textContent = label; th.style.textAlign = "left"; td.textContent = value;
     tr.appendChild(th); tr.appendChild(td); return tr; }}
+  // points of other methods (or preferences) with the same scores in this view:
+  // the mark on top hides them, the panel names them
+  function coinciding(name, p) {{
+    var pair = pairs[current], out = [];
+    names.forEach(function (other) {{ data.methods[other].forEach(function (q) {{
+      if (q !== p && q.normalized[pair[0]] === p.normalized[pair[0]] && q.normalized[pair[1]] === p.normalized[pair[1]])
+        out.push(other + " " + q.preference); }}); }});
+    return out;
+  }}
   function show(curve, index) {{
     var name = names[curve], p = data.methods[name][index], panel = document.getElementById("details");
     panel.innerHTML = ""; var h = document.createElement("h3"); h.textContent = name + " at " + p.preference;
@@ -138,6 +147,8 @@ Axes: <select id="pair"></select></p>
     table.appendChild(row("normalised", fmt(p.normalized))); table.appendChild(row("g(·|λ)", p.g.toFixed(4)));
     table.appendChild(row("non-dominated", p.nondominated ? "yes" : "no"));
     table.appendChild(row("checkpoint", p.checkpoint));
+    var same = coinciding(name, p);
+    if (same.length) table.appendChild(row("drawn at the same place", same.join(", ")));
     var pre = document.createElement("pre"); pre.id = "recipe"; pre.textContent = p.recipe || "(none)";
     panel.appendChild(h); panel.appendChild(table); panel.appendChild(document.createTextNode("Recipe:"));
     panel.appendChild(pre); panel.dataset.method = name; panel.dataset.preference = p.preference;
