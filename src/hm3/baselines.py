@@ -84,7 +84,8 @@ def random_search(config: Mapping, preference: str, ideal_file: str | Path, out_
     recipe = load_recipe(out_dir / "best.yaml")
     scores = _test_scores(config, {"best": recipe})["best"]
     weights = np.array(list(summary["weights"].values()))
-    summary["best"].update(scores_test=scores, g_test=float(scalarizer(json.loads(Path(ideal_file).read_text()))(scores, weights)))
+    plain = scalarizer(json.loads(Path(ideal_file).read_text()))
+    summary["best"].update(scores_test=scores, g_test=float(plain(scores, weights)))
     summary["test_evaluations"] = 1
     write_json(out_dir / "search.json", summary)
     return summary
@@ -157,7 +158,8 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
     tested = _test_scores(config, {i: recipes[i] for i in sorted({p["candidate"] for p in picks.values()})})
     for pid, pick in picks.items():
         pick.update(scores_test=tested[pick["candidate"]], g_test=float(plain(tested[pick["candidate"]], prefs[pid])))
-    summary = {"method": NSGA2, "budget": budget, "population": len(starts), "generations": int(frame["generation"].max()) + 1,
+    summary = {"method": NSGA2, "budget": budget, "population": len(starts),
+               "generations": int(frame["generation"].max()) + 1,
                "evaluated": session.evaluator.evaluations, "test_evaluations": len(tested), "seed": seed,
                "wall_seconds": round(time.time() - started, 1), "picks": picks}
     _write(frame, summary, out_dir)
@@ -238,9 +240,11 @@ def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, ba
         factory.close()
     summary = {"method": DATAFLOW, "preference": preference, "weights": dict(zip(tasks, weights.tolist())),
                "budget": budget, "sequence_length": len(sequence), "max_length": max_length, "seed": seed,
-               "evaluations": candidates.evaluator.evaluator.evaluations, "test_evaluations": on_test.evaluator.evaluations,
+               "evaluations": candidates.evaluator.evaluator.evaluations,
+               "test_evaluations": on_test.evaluator.evaluations,
                "wall_seconds": round(time.time() - started, 1),
-               "best": {"path": best["path"], "objective_search": float(best["objective"]), "g_search": float(best["g"]),
+               "best": {"path": best["path"], "objective_search": float(best["objective"]),
+                        "g_search": float(best["g"]),
                         "scores_test": test["scores"], "g_test": float(plain(test["scores"], weights))}}
     _write(candidates.frame(), summary, out_dir)
     return summary

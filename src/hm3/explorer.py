@@ -36,7 +36,8 @@ def point_details(results: Path, method: str, preference: str, path_text: str) -
     if method == "hm3-param":
         return _read(pdir / "best.yaml") or "", str(pdir / "model")
     if method == "hm3-path":
-        return _read(results / "paths" / preference / "path.yaml") or path_text, str(results / "paths" / preference / "model")
+        found = results / "paths" / preference
+        return _read(found / "path.yaml") or path_text, str(found / "model")
     if method == "hm3-no-param":
         return _read(cdir / "path.yaml") or path_text, str(cdir / "model")
     if method == "random-search":
@@ -177,7 +178,8 @@ Axes: <select id="pair"></select></p>
     document.body.dataset.marks = gd.querySelectorAll(".scatterlayer .point").length;
     document.body.dataset.errors = JSON.stringify(window.hm3Errors);
     document.body.dataset.ready = "1";
-  }}).catch(function (err) {{ window.hm3Errors.push(String(err)); document.body.dataset.errors = JSON.stringify(window.hm3Errors); }});
+  }}).catch(function (err) {{
+    window.hm3Errors.push(String(err)); document.body.dataset.errors = JSON.stringify(window.hm3Errors); }});
 }})();
 </script>
 </body></html>

@@ -57,7 +57,8 @@ def hv_table(points: pd.DataFrame, config: Mapping) -> pd.DataFrame:
     rows = []
     for method, group in points.groupby("method", sort=False):
         normalized = group[[f"norm.{t}" for t in tasks]].to_numpy(float)
-        rows.append({"method": method, "kind": KINDS.get(method, ""), "points": len(group), "nondominated": int(group["nondominated"].sum()),
+        rows.append({"method": method, "kind": KINDS.get(method, ""), "points": len(group),
+                     "nondominated": int(group["nondominated"].sum()),
                      "hv_test": round(hypervolume(normalized, reference), 6),
                      "mean_g_test": round(float(group["g"].mean()), 6)})
     return pd.DataFrame(rows)
@@ -165,13 +166,16 @@ def paths_table(points: pd.DataFrame, summaries: Mapping[str, str | Path],
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
 
 
-FAMILY = "best single model"  # per λ, the base or expert with the best g on the search split
+# per λ, the base or expert with the best g on the search split (front.csv's `path`
+# column names the model picked)
+FAMILY = "best single model"
 
 # what each method is, for the HV table (the paper's ablation table)
 KINDS = {COMBINED: "HM3", SEARCHED: "ablation: no architecture level", "hm3-no-param": "ablation: no parameter level",
          PATHS: "HM3 (paths only)", RANDOM_PATHS: "baseline: random paths over M_λ",
-         "random-search": "baseline: random search", "nsga2": "baseline: NSGA-II", "evo-dataflow": "baseline: evolutionary data-flow",
-         FAMILY: "baseline: one of the family", "task_arithmetic": "naive merge", "ties": "naive merge",
+         "random-search": "baseline: random search", "nsga2": "baseline: NSGA-II",
+         "evo-dataflow": "baseline: evolutionary data-flow", FAMILY: "baseline: one of the family",
+         "task_arithmetic": "naive merge", "ties": "naive merge",
          "dare_ties": "naive merge"}
 
 
