@@ -80,5 +80,19 @@ def write_jsonl(path: str | os.PathLike, records) -> None:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """One JSON object per line (blank lines skipped); a bad line is named by file and number."""
+    from hm3.errors import HM3Error
+
+    records = []
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise HM3Error(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
+            if not isinstance(record, dict):
+                raise HM3Error(f"{path}:{number}: expected one JSON object per line, got a {type(record).__name__}")
+            records.append(record)
+    return records

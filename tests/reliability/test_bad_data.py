@@ -1,0 +1,59 @@
+"""Bad task data and weight vectors fail at once, naming the file and line or the
+offending entry."""
+
+import numpy as np
+import pytest
+
+from hm3.errors import ConfigError, HM3Error
+from hm3.io import read_jsonl
+from hm3.moo import check_weights
+
+TASKS = ["math", "code", "translation"]
+
+
+@pytest.mark.parametrize("text,message", [
+    ('{"question": "1+1"}\n{"question": \n', r"test.jsonl:2: not valid JSON"),
+    ('{"a": 1}\n\n[1, 2]\n', r"test.jsonl:3: expected one JSON object per line, got a list"),
+    ('"just a string"\n', r"test.jsonl:1: expected one JSON object"),
+])
+def test_malformed_jsonl_names_file_and_line(tmp_path, text, message):
+    path = tmp_path / "test.jsonl"
+    path.write_text(text)
+    with pytest.raises(HM3Error, match=message):
+        read_jsonl(path)
+
+
+def test_empty_split_is_refused_naming_the_file(tmp_path):
+    from hm3.tasks.tiny.utils import load_math
+
+    (tmp_path / "math").mkdir()
+    (tmp_path / "math" / "test.jsonl").write_text("\n\n")
+    with pytest.raises(ValueError, match=r"task 'math': no records in .*math/test.jsonl"):
+        load_math(data_dir=str(tmp_path))
+
+
+def test_missing_splits_are_named(tmp_path):
+    from hm3.tasks.tiny.utils import load_code
+
+    with pytest.raises(FileNotFoundError, match=r"no JSONL splits for task 'code'"):
+        load_code(data_dir=str(tmp_path))
+
+
+def test_unknown_lm_eval_task_is_named():
+    from hm3.evaluate import Scorer, task_specs
+
+    tasks = {"math": {"lm_eval_task": {"search": "tiny_math_typo", "test": "tiny_math"}, "metric": "exact_match,none"}}
+    with pytest.raises(HM3Error, match="lm-eval task.*not found: tiny_math_typo"):
+        Scorer(task_specs(tasks), "search", "results/data")
+
+
+@pytest.mark.parametrize("weights,message", [
+    ([0.5, 0.6, -0.1], "negative entry"),
+    ([0.5, 0.6, 0.1], "sums to 1.2, not 1"),
+    ([0.0, 0.0, 0.0], "sums to 0"),
+    ([np.nan, 0.5, 0.5], "non-finite"),
+    ([0.5, 0.5], "one entry per task"),
+])
+def test_weights_off_the_simplex_are_refused_with_the_task_names(weights, message):
+    with pytest.raises(ConfigError, match=message):
+        check_weights(weights, TASKS)
