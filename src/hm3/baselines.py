@@ -20,26 +20,20 @@ candidate's test scores) for one method, atomically.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from hm3.errors import ConfigError
 from hm3.io import atomic_file, write_json
 from hm3.moo import check_weights
 from hm3.seeds import derive_seed
 from hm3.upper import MergeSession, experts_by_task, preference_weights, preferences, scalarizer
 
-log = logging.getLogger(__name__)
-
 RANDOM_SEARCH = "random-search"
 NSGA2 = "nsga2"
 DATAFLOW = "evo-dataflow"
-NO_PARAM = "hm3-no-param"
-METHODS = (RANDOM_SEARCH, NSGA2, DATAFLOW, NO_PARAM)
 
 
 def _progress(total: int, desc: str):
@@ -98,13 +92,12 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
     each λ then picks its best candidate by the searches' objective."""
     import pandas as pd
     from pymoo.algorithms.moo.nsga2 import NSGA2 as NSGA2Algorithm
-    from pymoo.core.evaluator import Evaluator
     from pymoo.core.population import Population
     from pymoo.core.problem import Problem
     from pymoo.core.termination import NoTermination
-    from pymoo.problems.static import StaticProblem
 
     from hm3.merge import recipe_to_yaml
+    from hm3.search import ask_tell
 
     started = time.time()
     ideal = json.loads(Path(ideal_file).read_text())
@@ -121,40 +114,32 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
     algorithm = NSGA2Algorithm(pop_size=len(starts), sampling=Population.new(X=starts), eliminate_duplicates=True)
     algorithm.setup(problem, termination=NoTermination(), seed=seed, verbose=False)
     rows, recipes = [], []
+
+    def evaluate(x, generation):
+        recipe = session.recipe(space.method, space.decode(x), space.fixed, seed)
+        result = session.evaluate(recipe)
+        recipes.append(recipe)
+        rows.append({"candidate": len(rows), "generation": generation,
+                     **{f"score.{t}": v for t, v in result["scores"].items()}, "cached": result["cached"],
+                     "recipe": recipe_to_yaml(recipe)})
+        bar.update(1)
+        return -objective.normalizer.vector(result["scores"])
+
     bar = _progress(budget, "nsga2")
     try:
-        generation = 0
-        while len(rows) < budget:
-            population = algorithm.ask()
-            values = []
-            for x in population.get("X")[: budget - len(rows)]:
-                params = space.decode(x)
-                recipe = session.recipe(space.method, params, space.fixed, seed)
-                result = session.evaluate(recipe)
-                scores = result["scores"]
-                values.append(-objective.normalizer.vector(scores))
-                recipes.append(recipe)
-                rows.append({"candidate": len(rows), "generation": generation,
-                             **{f"score.{t}": v for t, v in scores.items()}, "cached": result["cached"],
-                             "recipe": recipe_to_yaml(recipe)})
-                bar.update(1)
-            if len(values) < len(population):
-                break
-            Evaluator().eval(StaticProblem(problem, F=np.stack(values)), population)
-            algorithm.tell(infills=population)
-            generation += 1
+        ask_tell(algorithm, problem, budget, lambda: len(rows), evaluate)
     finally:
         bar.close()
         session.close()
     frame = pd.DataFrame(rows)
-    columns = [f"score.{t}" for t in session.tasks]
-    scored = [dict(zip(session.tasks, values)) for values in frame[columns].to_numpy(float)]
+    raw = frame[[f"score.{t}" for t in session.tasks]].to_numpy(float)
     picks = {}
     for pid, weights in prefs.items():
-        index = int(np.argmin([objective(scores, weights) for scores in scored]))  # the first of equals
-        picks[pid] = {"candidate": index, "objective": float(objective(scored[index], weights)),
-                      "g_search": float(plain(scored[index], weights)), "scores_search": scored[index],
-                      "recipe": rows[index]["recipe"]}
+        values = objective(raw, weights)
+        index = int(np.argmin(values))  # the first of equals
+        scores = dict(zip(session.tasks, raw[index].tolist()))
+        picks[pid] = {"candidate": index, "objective": float(values[index]), "g_search": float(plain(scores, weights)),
+                      "scores_search": scores, "recipe": rows[index]["recipe"]}
     tested = _test_scores(config, {i: recipes[i] for i in sorted({p["candidate"] for p in picks.values()})})
     for pid, pick in picks.items():
         pick.update(scores_test=tested[pick["candidate"]], g_test=float(plain(tested[pick["candidate"]], prefs[pid])))
@@ -190,12 +175,11 @@ def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, ba
     base's embeddings and head frame every path), HM3's per-λ budget. It starts from
     the stack of the expert λ leans to most."""
     from pymoo.algorithms.soo.nonconvex.cmaes import CMAES
-    from pymoo.core.evaluator import Evaluator
     from pymoo.core.problem import Problem
     from pymoo.core.termination import NoTermination
-    from pymoo.problems.static import StaticProblem
 
     from hm3.lower import CandidateLog, PoolFactory, parse_path, rl_settings
+    from hm3.search import ask_tell
 
     started = time.time()
     tasks = list(config["tasks"])
@@ -218,19 +202,15 @@ def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, ba
         plain = scalarizer(ideal)
         candidates = CandidateLog(factory.evaluator(pool, base_dir, "search"), pool.names, weights,
                                   scalarizer(ideal, config["moo"].get("augmentation", 0.0)), plain)
+
+        def evaluate(x, _generation):
+            candidates.score("cma-es", indicator_path(x, sequence, max_length))
+            bar.update(1)
+            return candidates.rows[-1]["objective"]
+
         bar = _progress(budget, f"{DATAFLOW} {preference}")
         try:
-            while len(candidates.rows) < budget:
-                population = algorithm.ask()
-                values = []
-                for x in population.get("X")[: budget - len(candidates.rows)]:
-                    candidates.score("cma-es", indicator_path(x, sequence, max_length))
-                    values.append(candidates.rows[-1]["objective"])
-                    bar.update(1)
-                if len(values) < len(population):
-                    break
-                Evaluator().eval(StaticProblem(problem, F=np.array(values).reshape(-1, 1)), population)
-                algorithm.tell(infills=population)
+            ask_tell(algorithm, problem, budget, lambda: len(candidates.rows), evaluate)
         finally:
             bar.close()
         best = candidates.best()

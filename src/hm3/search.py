@@ -130,41 +130,48 @@ def search_preference(evaluate: Callable[[MergeRecipe], dict], make_recipe: Call
     x0 = space.start(weights, defaults or {})
     candidates: list[Candidate] = []
 
-    def run(points: np.ndarray, generation: int) -> np.ndarray:
-        values = []
-        for x in points:
-            if len(candidates) >= budget:
-                break
-            params = space.decode(x)
-            recipe = make_recipe(params)
-            started = time.time()
-            result = evaluate(recipe)
-            value = float(scalarizer(result["scores"], weights))
-            candidate = Candidate(len(candidates), generation, params, recipe, result["scores"], value,
-                                  bool(result["cached"]), round(time.time() - started, 3))
-            candidates.append(candidate)
-            values.append(value)
-            if progress:
-                progress(candidate)
-        return np.array(values)
+    def evaluate_point(x: np.ndarray, generation: int) -> float:
+        params = space.decode(x)
+        recipe = make_recipe(params)
+        started = time.time()
+        result = evaluate(recipe)
+        value = float(scalarizer(result["scores"], weights))
+        candidate = Candidate(len(candidates), generation, params, recipe, result["scores"], value,
+                              bool(result["cached"]), round(time.time() - started, 3))
+        candidates.append(candidate)
+        if progress:
+            progress(candidate)
+        return value
 
     if algorithm == "random":
-        run(np.vstack([x0, _uniform(space, budget - 1, seed)]), 0)
+        for x in np.vstack([x0, _uniform(space, budget - 1, seed)]):
+            evaluate_point(x, 0)
         return candidates
+    problem, method = _optimizer(algorithm, space, x0, seed, sigma, popsize)
+    ask_tell(method, problem, budget, lambda: len(candidates), evaluate_point)
+    return candidates
+
+
+def ask_tell(method, problem, budget: int, spent: Callable[[], int],
+             evaluate: Callable[[np.ndarray, int], float | np.ndarray]) -> None:
+    """Drive a pymoo algorithm (set up on ``problem``) by ask/tell until ``budget``
+    points are evaluated in all (``spent()`` says how many so far), so that every
+    point goes through the caller's ``evaluate(x, generation)`` (cache, log) and the
+    budget is exact. A generation the budget cuts short is not told: nothing more
+    to learn. ``evaluate`` returns the objective value, or the vector of objectives."""
     from pymoo.core.evaluator import Evaluator
     from pymoo.problems.static import StaticProblem
 
-    problem, method = _optimizer(algorithm, space, x0, seed, sigma, popsize)
     generation = 0
-    while len(candidates) < budget:
+    while spent() < budget:
         population = method.ask()
-        values = run(population.get("X"), generation)
+        points = population.get("X")[: budget - spent()]
+        values = np.array([evaluate(x, generation) for x in points], dtype=float)
         if len(values) < len(population):
-            break  # budget spent part-way through a generation: nothing more to learn
-        Evaluator().eval(StaticProblem(problem, F=values.reshape(-1, 1)), population)
+            break
+        Evaluator().eval(StaticProblem(problem, F=values.reshape(len(values), -1)), population)
         method.tell(infills=population)
         generation += 1
-    return candidates
 
 
 def best_candidate(candidates: Sequence[Candidate]) -> Candidate:
