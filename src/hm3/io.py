@@ -7,9 +7,11 @@ into place only when complete (rename is atomic within one filesystem).
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -21,10 +23,51 @@ def _umask() -> int:
     return current
 
 
+PARTIAL = ".partial"
+
+
+def _owner_tag() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def remove_dead_partials(path: Path) -> list[Path]:
+    """Delete the temporary siblings of ``path`` that a killed process left behind.
+
+    A SIGKILL skips the clean-up below, and a half-written 7B export is 14 GB of disk;
+    the next writer of the same output removes them. A sibling is removed only when its
+    name says it belongs to a process of this host that no longer exists.
+    """
+    removed = []
+    host = socket.gethostname()
+    for sibling in path.parent.glob(f".{glob.escape(path.name)}.*{PARTIAL}"):
+        owner = sibling.name[len(path.name) + 2:-len(PARTIAL)].rsplit(".", 1)[0]
+        pid, _, owner_host = owner.partition("@")
+        if owner_host != host or not pid.isdigit() or pid_exists(int(pid)):
+            continue
+        if sibling.is_dir():
+            shutil.rmtree(sibling, ignore_errors=True)
+        else:
+            sibling.unlink(missing_ok=True)
+        removed.append(sibling)
+    return removed
+
+
+def pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _tmp_sibling(path: Path, kind: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_partials(path)
     maker = tempfile.mkdtemp if kind == "dir" else tempfile.mkstemp
-    made = maker(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    # the owner in the name lets a later run tell a killed writer's leftovers from live ones
+    made = maker(prefix=f".{path.name}.{_owner_tag()}.", suffix=PARTIAL, dir=path.parent)
     if isinstance(made, tuple):  # mkstemp returns (fd, name)
         os.close(made[0])
         made = made[1]

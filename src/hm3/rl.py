@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from hm3.errors import ConfigError
+from hm3.faults import pause_point
 
 
 @dataclass(frozen=True)
@@ -390,6 +391,7 @@ class PathAgent:
                     if log:
                         log(len(done) - len(batch) + offset, ep, stats)
                 batch = []
+                pause_point("rl.update")  # reliability tests kill the training here
         return done
 
     def state_dict(self) -> dict:

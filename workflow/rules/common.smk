@@ -7,6 +7,7 @@ import re
 from hm3.config import base_model, expert_models, validate_config
 from hm3.errors import ConfigError
 from hm3.evaluate import offline_environment
+from hm3.resume import claim_locks, clear_stale_locks
 from hm3.seeds import derive_seed
 from hm3.upper import preferences, training_preferences
 
@@ -16,6 +17,15 @@ try:
     validate_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
 except ConfigError as err:
     raise WorkflowError(f"hm3: {err}") from None
+
+# a run killed by SIGKILL leaves Snakemake's locks behind: remove those of dead runs
+# (recorded at onstart) so that the next `snakemake --cores all` simply resumes
+clear_stale_locks()
+
+
+onstart:
+    claim_locks()
+
 
 SPLITS = ["train", "search", "test"]
 BASE = base_model(config)

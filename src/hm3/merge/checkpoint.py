@@ -25,6 +25,7 @@ import torch
 from safetensors import safe_open
 
 from hm3.errors import HM3Error
+from hm3.faults import pause_point
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
@@ -332,6 +333,8 @@ class ShardedWriter:
 
     def _start_shard(self, shard: int) -> None:
         self._close_handle()
+        if shard > 0:
+            pause_point("export.shard")  # reliability tests kill the export here
         path = self.directory / shard_filename(shard, len(self.shards))
         self._handle = open(path, "wb")
         self._handle.write(_header_bytes(self.shards[shard], {"format": "pt"}))
