@@ -37,3 +37,28 @@ def reliability(request):
         request.node.user_properties.append(("reliability", json.dumps(row)))
 
     return record
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """The whole workflow on the small CI config, from an empty directory (about 2.5 min)."""
+    from _snakemake import run_snakemake
+
+    workdir = tmp_path_factory.mktemp("workflow")
+    proc = run_snakemake(workdir, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def prepared_run(tmp_path_factory):
+    """The CI config's suite built and scored, preferences and ideal point set, the training
+    preferences' merges exported: the common start of the interruption and concurrency tests."""
+    from _snakemake import run_snakemake
+
+    workdir = tmp_path_factory.mktemp("prepared")
+    targets = ["results/moo/preferences.csv", "results/moo/ideal.json", "results/param/t00/model",
+               "results/param/t01/model"]
+    proc = run_snakemake(workdir, "--cores", "2", *targets)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir

@@ -63,20 +63,23 @@ def test_hub_failure_names_repo_and_leaves_nothing(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
-def test_pickled_weights_refused_unless_allowed(tmp_path):
+def test_pickled_weights_refused_unless_allowed(tmp_path, reliability):
     src = _fake_checkpoint(tmp_path / "src", pickled=True)
-    with pytest.raises(HM3Error, match="pickled"):
+    with pytest.raises(HM3Error, match="pickled") as err:
         acquire("m", {"source": "local", "path": str(src)}, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    reliability("untrusted models", "pickled pytorch_model.bin (model acquisition)", saw=err.value,
+                done="local model with pickled weights, security.allow_pickle false")
     info = acquire("m", {"source": "local", "path": str(src)}, tmp_path / "out", allow_pickle=True)
     assert info["weight_files"] == ["pytorch_model.bin"]
 
 
-def test_missing_shard_is_named(tmp_path):
+def test_missing_shard_is_named(tmp_path, reliability):
     src = _fake_checkpoint(tmp_path / "src", sharded=True)
     (src / "model-00002-of-00002.safetensors").unlink()
-    with pytest.raises(HM3Error, match="model-00002-of-00002.safetensors"):
+    with pytest.raises(HM3Error, match="model-00002-of-00002.safetensors") as err:
         check_checkpoint(src)
+    reliability("bad input", "shard named by the index is missing", saw=err.value, done="model acquisition")
 
 
 def test_local_and_build_sources_link_files(tmp_path):
@@ -87,7 +90,8 @@ def test_local_and_build_sources_link_files(tmp_path):
         acquire("x", {"source": "local", "path": str(tmp_path / "nowhere")}, tmp_path / "x")
 
 
-def test_not_a_checkpoint(tmp_path):
+def test_not_a_checkpoint(tmp_path, reliability):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(HM3Error, match="no config.json"):
+    with pytest.raises(HM3Error, match="no config.json") as err:
         check_checkpoint(tmp_path / "empty")
+    reliability("bad input", "model directory that is no checkpoint", saw=err.value, done="empty folder")

@@ -6,23 +6,9 @@ import sys
 import pandas as pd
 import pytest
 
-from _paths import REPO
+from _snakemake import run_snakemake as _snakemake
 
 pytestmark = pytest.mark.slow
-
-
-def _snakemake(workdir, *args, timeout=900):
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--configfile", str(REPO / "config" / "ci.yaml"), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    proc = _snakemake(workdir, "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return workdir
 
 
 def test_workflow_produces_expert_table(finished_run):

@@ -196,21 +196,30 @@ def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, ba
         favourite = factory.names.index(experts_by_task(config)[int(np.argmax(weights))][1])
         x0 = np.array([0.5 if m == favourite else -0.5 for m, _ in sequence])
         problem = Problem(n_var=len(sequence), n_obj=1, xl=-np.ones(len(sequence)), xu=np.ones(len(sequence)))
-        algorithm = CMAES(x0=x0, sigma=float(settings.get("sigma", 0.3)), popsize=config["search"].get("popsize", 8),
-                          restarts=0)
-        algorithm.setup(problem, termination=NoTermination(), seed=seed, verbose=False)
+        def cmaes(start: np.ndarray, algorithm_seed: int):
+            algorithm = CMAES(x0=start, sigma=float(settings.get("sigma", 0.3)),
+                              popsize=config["search"].get("popsize", 8), restarts=0)
+            algorithm.setup(problem, termination=NoTermination(), seed=algorithm_seed, verbose=False)
+            return algorithm
+
+        def restart(count: int):  # CMA-ES stopped on flat scores: again from the best point
+            best = min(range(len(points)), key=lambda i: (candidates.rows[i]["objective"], i))
+            return cmaes(points[best], derive_seed(seed, "restart", str(count)))
+
+        points: list[np.ndarray] = []
         plain = scalarizer(ideal)
         candidates = CandidateLog(factory.evaluator(pool, base_dir, "search"), pool.names, weights,
                                   scalarizer(ideal, config["moo"].get("augmentation", 0.0)), plain)
 
         def evaluate(x, _generation):
+            points.append(np.asarray(x, dtype=float))
             candidates.score("cma-es", indicator_path(x, sequence, max_length))
             bar.update(1)
             return candidates.rows[-1]["objective"]
 
         bar = _progress(budget, f"{DATAFLOW} {preference}")
         try:
-            ask_tell(algorithm, problem, budget, lambda: len(candidates.rows), evaluate)
+            ask_tell(cmaes(x0, seed), problem, budget, lambda: len(candidates.rows), evaluate, restart)
         finally:
             bar.close()
         best = candidates.best()

@@ -8,6 +8,7 @@ search loops pay lm-eval's set-up cost once per process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -136,17 +137,35 @@ def _lm_eval_version() -> str:
     return version("lm_eval")
 
 
+@contextlib.contextmanager
+def remote_code_refused(model_dir: str | Path):
+    """transformers refuses a checkpoint that brings its own Python code (``auto_map``)
+    unless trust_remote_code is set; say so in hm3's terms, naming the folder and the key."""
+    try:
+        yield
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise HM3Error(f"{model_dir}: this checkpoint needs its own Python code (auto_map in config.json); "
+                       "hm3 runs a model's code only with security.trust_remote_code: true") from None
+
+
 def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
     """A checkpoint's model in float32, eval mode: safetensors only, no remote code unless allowed.
     An inference path exported with layer alignment gets its scales applied (`hm3.align`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from hm3.models import check_safetensors_complete
+
     model_dir = Path(model_dir)
     if not any(model_dir.glob("*.safetensors")):
         raise HM3Error(f"{model_dir}: no *.safetensors weights (pickled weights are not loaded)")
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True,
-                                                 trust_remote_code=trust_remote_code)
+    for weights in model_dir.glob("*.safetensors"):  # a clear message, not safetensors' own
+        check_safetensors_complete(weights)
+    with remote_code_refused(model_dir):
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True,
+                                                     trust_remote_code=trust_remote_code)
     from hm3.align import apply_alignment, load_alignment
 
     alignment = load_alignment(model_dir)
@@ -160,7 +179,8 @@ def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bo
     """A checkpoint and its tokenizer, for scoring."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    with remote_code_refused(model_dir):
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     return load_causal_lm(model_dir, device, trust_remote_code), tokenizer
 
 

@@ -35,9 +35,25 @@ def check_checkpoint(model_dir: str | Path, allow_pickle: bool = False) -> dict:
     has_tokenizer = any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer.model", "vocab.json"))
     if not has_tokenizer:
         raise HM3Error(f"{model_dir}: no tokenizer files (tokenizer.json, tokenizer.model or vocab.json)")
+    for weight in weights:
+        if weight.suffix == ".safetensors":
+            check_safetensors_complete(weight)
     config = json.loads((model_dir / "config.json").read_text())
     return {"architectures": config.get("architectures"), "weight_files": [w.name for w in weights],
             "bytes": sum(w.stat().st_size for w in weights)}
+
+
+def check_safetensors_complete(path: Path) -> None:
+    """Refuse a truncated safetensors file (an interrupted download or copy), from its
+    header alone: the tensors' byte ranges must fit in the file."""
+    from hm3.merge.checkpoint import read_safetensors_header
+
+    header, data_start = read_safetensors_header(path, with_data_start=True)
+    needed = data_start + max((entry["data_offsets"][1] for entry in header.values()), default=0)
+    size = path.stat().st_size
+    if size < needed:
+        raise HM3Error(f"{path}: truncated safetensors file ({size} bytes, its header needs {needed}); "
+                       "download or copy it again")
 
 
 def _weight_files(model_dir: Path, allow_pickle: bool) -> list[Path]:

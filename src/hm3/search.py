@@ -18,6 +18,7 @@ import numpy as np
 from hm3.errors import ConfigError
 from hm3.merge.config import MergeRecipe, recipe_to_yaml
 from hm3.moo import Scalarizer
+from hm3.seeds import derive_seed
 
 ALGORITHMS = ("cmaes", "ga", "random")
 
@@ -54,6 +55,10 @@ class ParamSpace:
         x = np.clip(np.asarray(x, dtype=float), self.lower, self.upper)
         values = iter(np.round(x, 6).tolist())
         return [{param: next(values) for param in self.bounds} for _ in self.experts]
+
+    def encode(self, parameters: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """The point of ``decode``'s parameter dicts."""
+        return np.array([expert[param] for expert in parameters for param in self.bounds], dtype=float)
 
     def start(self, weights: Sequence[float], defaults: Mapping[str, float]) -> np.ndarray:
         """The search's first point: weight_k = λ_k, other parameters at ``defaults``
@@ -148,22 +153,38 @@ def search_preference(evaluate: Callable[[MergeRecipe], dict], make_recipe: Call
             evaluate_point(x, 0)
         return candidates
     problem, method = _optimizer(algorithm, space, x0, seed, sigma, popsize)
-    ask_tell(method, problem, budget, lambda: len(candidates), evaluate_point)
+
+    def restart(count: int):  # from the best point so far, with a seed of its own
+        best = min(candidates, key=lambda c: (c.value, c.index))
+        return _optimizer(algorithm, space, space.encode(best.parameters), derive_seed(seed, "restart", str(count)),
+                          sigma, popsize)[1]
+
+    ask_tell(method, problem, budget, lambda: len(candidates), evaluate_point, restart)
     return candidates
 
 
 def ask_tell(method, problem, budget: int, spent: Callable[[], int],
-             evaluate: Callable[[np.ndarray, int], float | np.ndarray]) -> None:
+             evaluate: Callable[[np.ndarray, int], float | np.ndarray],
+             restart: Callable[[int], object] | None = None) -> int:
     """Drive a pymoo algorithm (set up on ``problem``) by ask/tell until ``budget``
     points are evaluated in all (``spent()`` says how many so far), so that every
     point goes through the caller's ``evaluate(x, generation)`` (cache, log) and the
     budget is exact. A generation the budget cuts short is not told: nothing more
-    to learn. ``evaluate`` returns the objective value, or the vector of objectives."""
+    to learn. ``evaluate`` returns the objective value, or the vector of objectives.
+
+    An algorithm may stop on its own before the budget (CMA-ES does when every point
+    of a generation scores the same); ``restart(n)`` then gives the n-th fresh one, or,
+    without it, the search ends early. Returns the number of restarts."""
     from pymoo.core.evaluator import Evaluator
     from pymoo.problems.static import StaticProblem
 
-    generation = 0
+    generation = restarts = 0
     while spent() < budget:
+        if not method.has_next():
+            if restart is None:
+                break
+            restarts += 1
+            method = restart(restarts)
         population = method.ask()
         points = population.get("X")[: budget - spent()]
         values = np.array([evaluate(x, generation) for x in points], dtype=float)
@@ -172,6 +193,7 @@ def ask_tell(method, problem, budget: int, spent: Callable[[], int],
         Evaluator().eval(StaticProblem(problem, F=values.reshape(len(values), -1)), population)
         method.tell(infills=population)
         generation += 1
+    return restarts
 
 
 def best_candidate(candidates: Sequence[Candidate]) -> Candidate:

@@ -53,10 +53,12 @@ def with_value(path, value) -> dict:
 
 
 @pytest.mark.parametrize("name,path,value", CASES, ids=[name for name, _, _ in CASES])
-def test_a_wrong_type_is_refused_naming_the_key(name, path, value):
+def test_a_wrong_type_is_refused_naming_the_key(name, path, value, reliability):
     with pytest.raises(ConfigError) as caught:
         validate_config(with_value(path, value), SCHEMA)
     assert f"config key {name}" in str(caught.value), str(caught.value)  # the key, or its offending sub-key
+    reliability("bad input", "config key with a value of the wrong type", saw=caught.value,
+                done="every key of the default config, one at a time")
 
 
 VALUES = dict(leaves(DEFAULT))
@@ -66,7 +68,9 @@ NUMBERS = [(name, path) for name, path, _ in CASES if name != "moo.hv_reference"
 
 
 @pytest.mark.parametrize("name,path", NUMBERS, ids=[name for name, _ in NUMBERS])
-def test_a_negative_number_is_out_of_range_naming_the_key(name, path):
+def test_a_negative_number_is_out_of_range_naming_the_key(name, path, reliability):
     # no count, size, rate, weight or seed of hm3 may be negative
-    with pytest.raises(ConfigError, match=f"config key {name}:"):
+    with pytest.raises(ConfigError, match=f"config key {name}:") as caught:
         validate_config(with_value(path, -1e9), SCHEMA)
+    reliability("bad input", "numeric config key out of range (-1e9)", saw=caught.value,
+                done="every numeric key of the default config, one at a time")

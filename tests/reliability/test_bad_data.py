@@ -16,35 +16,39 @@ TASKS = ["math", "code", "translation"]
     ('{"a": 1}\n\n[1, 2]\n', r"test.jsonl:3: expected one JSON object per line, got a list"),
     ('"just a string"\n', r"test.jsonl:1: expected one JSON object"),
 ])
-def test_malformed_jsonl_names_file_and_line(tmp_path, text, message):
+def test_malformed_jsonl_names_file_and_line(tmp_path, text, message, reliability):
     path = tmp_path / "test.jsonl"
     path.write_text(text)
-    with pytest.raises(HM3Error, match=message):
+    with pytest.raises(HM3Error, match=message) as caught:
         read_jsonl(path)
+    reliability("bad input", "malformed JSONL task file", saw=caught.value, done="broken JSON, non-object lines")
 
 
-def test_empty_split_is_refused_naming_the_file(tmp_path):
+def test_empty_split_is_refused_naming_the_file(tmp_path, reliability):
     from hm3.tasks.tiny.utils import load_math
 
     (tmp_path / "math").mkdir()
     (tmp_path / "math" / "test.jsonl").write_text("\n\n")
-    with pytest.raises(ValueError, match=r"task 'math': no records in .*math/test.jsonl"):
+    with pytest.raises(ValueError, match=r"task 'math': no records in .*math/test.jsonl") as caught:
         load_math(data_dir=str(tmp_path))
+    reliability("bad input", "empty JSONL split", saw=caught.value, done="test.jsonl with blank lines only")
 
 
-def test_missing_splits_are_named(tmp_path):
+def test_missing_splits_are_named(tmp_path, reliability):
     from hm3.tasks.tiny.utils import load_code
 
-    with pytest.raises(FileNotFoundError, match=r"no JSONL splits for task 'code'"):
+    with pytest.raises(FileNotFoundError, match=r"no JSONL splits for task 'code'") as caught:
         load_code(data_dir=str(tmp_path))
+    reliability("bad input", "task data folder missing", saw=caught.value, done="no code/ folder")
 
 
-def test_unknown_lm_eval_task_is_named():
+def test_unknown_lm_eval_task_is_named(reliability):
     from hm3.evaluate import Scorer, task_specs
 
     tasks = {"math": {"lm_eval_task": {"search": "tiny_math_typo", "test": "tiny_math"}, "metric": "exact_match,none"}}
-    with pytest.raises(HM3Error, match="lm-eval task.*not found: tiny_math_typo"):
+    with pytest.raises(HM3Error, match="lm-eval task.*not found: tiny_math_typo") as caught:
         Scorer(task_specs(tasks), "search", "results/data")
+    reliability("bad input", "lm-eval task name that does not exist", saw=caught.value, done="tiny_math_typo")
 
 
 @pytest.mark.parametrize("weights,message", [
@@ -54,6 +58,8 @@ def test_unknown_lm_eval_task_is_named():
     ([np.nan, 0.5, 0.5], "non-finite"),
     ([0.5, 0.5], "one entry per task"),
 ])
-def test_weights_off_the_simplex_are_refused_with_the_task_names(weights, message):
-    with pytest.raises(ConfigError, match=message):
+def test_weights_off_the_simplex_are_refused_with_the_task_names(weights, message, reliability):
+    with pytest.raises(ConfigError, match=message) as caught:
         check_weights(weights, TASKS)
+    reliability("bad input", "weight vector off the simplex", saw=caught.value,
+                done="negative, sum ≠ 1, all zero, NaN, wrong length")

@@ -7,8 +7,6 @@ The kill lands at a named pause point (hm3.faults), not after a guessed sleep.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import shutil
 import signal
@@ -18,12 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from _results import result_content
 from _snakemake import job_stats, run_snakemake, start_snakemake
 
 pytestmark = pytest.mark.slow
 
-PREPARED = ["results/moo/preferences.csv", "results/moo/ideal.json", "results/param/t00/model",
-            "results/param/t01/model"]
 MERGE, POLICY = "results/param/w00/model", "results/rl/training.json"
 CACHE = "results/cache/evaluations.sqlite"
 
@@ -35,30 +32,15 @@ SCENARIOS = {
     "RL training": ("rl.update", POLICY, {"train_policy": 1}, "results/rl/policy"),
 }
 
-# run facts (timings, cache counters) legitimately differ after a resume; results may not
-RUN_FACTS = {"cached", "seconds", "cache_lookups", "evaluated", "from_cache", "seconds_per_evaluation",
-             "cache_hits", "cache_misses", "episode_cache_hit_rate", "evaluations", "seconds_evaluating",
-             "wall_seconds"}
-
-
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    """The tiny CI suite built, scored and the training preferences' merges exported."""
-    workdir = tmp_path_factory.mktemp("prepared")
-    proc = run_snakemake(workdir, "--cores", "2", *PREPARED)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return workdir
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(prepared, tmp_path_factory):
-    """target -> a copy of ``prepared`` where the target was made without interruption."""
+def uninterrupted(prepared_run, tmp_path_factory):
+    """target -> a copy of ``prepared_run`` where the target was made without interruption."""
     runs = {}
 
     def run(target: str) -> Path:
         if target not in runs:
             workdir = tmp_path_factory.mktemp("uninterrupted") / "run"
-            shutil.copytree(prepared, workdir, symlinks=True)
+            shutil.copytree(prepared_run, workdir, symlinks=True)
             proc = run_snakemake(workdir, "--cores", "2", target)
             assert proc.returncode == 0, proc.stderr[-4000:]
             runs[target] = workdir
@@ -108,14 +90,8 @@ def _results(workdir: Path, target: str) -> dict[str, object]:
     root = workdir / Path(target).parent
     found = {}
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        name = str(path.relative_to(workdir))
-        if path.suffix == ".json":
-            found[name] = {k: v for k, v in json.loads(path.read_text()).items() if k not in RUN_FACTS}
-        elif path.suffix == ".csv":
-            with open(path) as handle:
-                found[name] = [{k: v for k, v in row.items() if k not in RUN_FACTS} for row in csv.DictReader(handle)]
-        elif path.suffix != ".png":  # matplotlib stamps nothing, but fonts may differ: plots aside
-            found[name] = path.read_bytes()
+        if path.suffix != ".png":  # plots aside: they draw the same data
+            found[str(path.relative_to(workdir))] = result_content(path)
     return found
 
 
@@ -125,11 +101,11 @@ def _leftovers(workdir: Path) -> list[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_killed_run_resumes_to_the_uninterrupted_results(scenario, sig, prepared, uninterrupted, tmp_path,
+def test_killed_run_resumes_to_the_uninterrupted_results(scenario, sig, prepared_run, uninterrupted, tmp_path,
                                                          reliability):
     point, target, rerun, unfinished = SCENARIOS[scenario]
     workdir = tmp_path / "run"
-    shutil.copytree(prepared, workdir, symlinks=True)
+    shutil.copytree(prepared_run, workdir, symlinks=True)
     rows_before = _cache_rows(workdir)
 
     returncode, killed_log = _kill_at(workdir, point, target, sig)

@@ -72,3 +72,31 @@ def test_best_candidate_ties_go_to_the_earliest():
     for c in cands:
         c.value = 1.0
     assert best_candidate(cands).index == 0
+
+
+def test_flat_scores_stop_cma_es_which_restarts_until_the_budget_is_spent():
+    """Every candidate scoring the same makes CMA-ES stop after a generation or two
+    (it was found by a seed change: the tiny models' scores were all 0); the search
+    restarts from the best point with a seed of its own and spends the exact budget."""
+    flat = lambda recipe: {"scores": {"a": 0.0, "b": 0.0}, "cached": False, "seconds": 0.0}  # noqa: E731
+    first = search_preference(flat, lambda params: params, SPACE, (0.5, 0.5), SCALAR, budget=20,
+                              algorithm="cmaes", seed=1, popsize=3)
+    again = search_preference(flat, lambda params: params, SPACE, (0.5, 0.5), SCALAR, budget=20,
+                              algorithm="cmaes", seed=1, popsize=3)
+    assert len(first) == 20
+    assert [c.parameters for c in first] == [c.parameters for c in again]
+
+
+def test_ask_tell_ends_early_without_a_restart():
+    from pymoo.algorithms.soo.nonconvex.cmaes import CMAES
+    from pymoo.core.problem import Problem
+    from pymoo.core.termination import NoTermination
+
+    from hm3.search import ask_tell
+
+    problem = Problem(n_var=4, n_obj=1, xl=np.zeros(4), xu=np.ones(4))
+    method = CMAES(x0=np.full(4, 0.5), sigma=0.25, popsize=3, restarts=0)
+    method.setup(problem, termination=NoTermination(), seed=1, verbose=False)
+    points = []
+    restarts = ask_tell(method, problem, 50, lambda: len(points), lambda x, g: points.append(x) or 1.0)
+    assert restarts == 0 and 0 < len(points) < 50

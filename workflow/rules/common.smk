@@ -37,6 +37,9 @@ GENERATED_TASKS = [t for t, spec in config["tasks"].items() if "generator" in sp
 PREFERENCES = list(preferences(config))  # reporting weight vectors: w00, w01, ...
 TRAINING_PREFERENCES = list(training_preferences(config))  # the policy's training set: t00, t01, ...
 BASELINES = list(config["baselines"])
+# the tiny suite is the method's input, not part of it: its own seed keeps the models and
+# data fixed while `seed` varies the searches (null: derived from `seed`)
+SUITE_SEED = config.get("tiny", {}).get("seed") if config.get("tiny", {}).get("seed") is not None else config["seed"]
 COMPARE_METHODS = list(config.get("compare", {}).get("methods", []))
 
 

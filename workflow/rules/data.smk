@@ -8,7 +8,7 @@ rule generate_task_data:
     params:
         generator=lambda wc: config["tasks"][wc.task]["generator"],
         sizes=config.get("tiny", {}).get("data", {}).get("sizes", {}),
-        seed=config["seed"],
+        seed=SUITE_SEED,
     conda:
         "../../envs/hm3.yaml"
     log:

@@ -34,7 +34,7 @@ rule train_base:
         model=_alternatives([BASE] if BASE in BUILT_MODELS else []),
     params:
         tasks=GENERATED_TASKS,
-        seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
+        seed=lambda wc: derive_seed(SUITE_SEED, "train", wc.model),
         architecture=config.get("tiny", {}).get("architecture"),
         training=config.get("tiny", {}).get("base_training"),
         task_format_fraction=config.get("tiny", {}).get("base_task_format_fraction", 0.0),
@@ -62,7 +62,7 @@ rule train_expert:
         model=_alternatives(BUILT_EXPERTS),
     params:
         generator=lambda wc: config["tasks"][config["models"][wc.model]["task"]]["generator"],
-        seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
+        seed=lambda wc: derive_seed(SUITE_SEED, "train", wc.model),
         training=lambda wc: expert_training(config["models"][wc.model]["task"]),
         max_shard_size=config.get("tiny", {}).get("max_shard_size", "2GB"),
     conda:

@@ -113,6 +113,7 @@ class CheckpointReader:
         files = self._safetensors_files()
         if files:
             self.tensors = self._index_safetensors(files)
+            self._check_index()
         else:
             pickled = self._pickle_files()
             if not pickled:
@@ -128,8 +129,33 @@ class CheckpointReader:
         index = self.directory / SAFETENSORS_INDEX
         if index.exists():
             weight_map = json.loads(index.read_text())["weight_map"]
-            return [self.directory / name for name in dict.fromkeys(weight_map.values())]
+            shards = [self.directory / name for name in dict.fromkeys(weight_map.values())]
+            missing = [shard.name for shard in shards if not shard.is_file()]
+            if missing:
+                raise HM3Error(f"model {self.label}: {SAFETENSORS_INDEX} names shard(s) that are missing: "
+                               f"{', '.join(missing)}")
+            return shards
         return sorted(self.directory.glob("*.safetensors"))
+
+    def _check_index(self) -> None:
+        """The index and the shards must agree: transformers loads by the index, and a
+        tensor missing from it would be left randomly initialised, without an error."""
+        index = self.directory / SAFETENSORS_INDEX
+        if not index.exists():
+            return
+        weight_map = json.loads(index.read_text())["weight_map"]
+        for name, info in self.tensors.items():
+            shard = Path(info.file).name
+            if name not in weight_map:
+                raise HM3Error(f"model {self.label}: tensor {name} is in {shard} but missing from "
+                               f"{SAFETENSORS_INDEX} (transformers would leave it randomly initialised)")
+            if weight_map[name] != shard:
+                raise HM3Error(f"model {self.label}: tensor {name} is in {shard} but {SAFETENSORS_INDEX} "
+                               f"maps it to {weight_map[name]}")
+        for name, shard in weight_map.items():
+            if name not in self.tensors:
+                raise HM3Error(f"model {self.label}: {SAFETENSORS_INDEX} maps tensor {name} to {shard}, "
+                               "which does not hold it")
 
     def _pickle_files(self) -> list[Path]:
         index = self.directory / "pytorch_model.bin.index.json"

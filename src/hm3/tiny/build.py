@@ -84,7 +84,7 @@ def build_base(data_dir, tokenizer_dir, out_dir, tasks: list[str], arch: dict, t
                seed: int, max_shard_size: str = "2GB", task_format_fraction: float = 0.0) -> dict:
     """Pretrain a small Llama on a shuffled mixture of the tasks' domain text."""
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     documents = _pretraining_documents(data_dir, tasks, task_format_fraction, random.Random(seed))
     stream: list[int] = []
     for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
@@ -111,8 +111,8 @@ def build_expert(base_dir, data_dir, task: str, out_dir, training: dict, seed: i
                  max_shard_size: str = "2GB") -> dict:
     """Fine-tune all weights of the base on one task in its evaluation format."""
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, trust_remote_code=False)
     records = load_split(data_dir, task, "train")
     prompts = tokenizer([data.prompt(task, r) for r in records], add_special_tokens=False)["input_ids"]
     targets = tokenizer([data.target(task, r) for r in records], add_special_tokens=False)["input_ids"]

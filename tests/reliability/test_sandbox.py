@@ -41,6 +41,11 @@ def _assert_no_leftover_processes() -> None:
         assert _live_processes(lambda s: int(s["Uid"].split()[0]) == NOBODY) == []
 
 
+def _contained(reliability, source: str, result, limit: str) -> None:
+    reliability("sandbox", f"adversarial completion: {limit}", saw=f"{result.status}: {result.detail}",
+                done=" ; ".join(line for line in source.strip().splitlines()), lost="nothing (contained)")
+
+
 def test_correct_solution_passes():
     result = run_program(GOOD)
     assert result.passed and result.status == "passed"
@@ -66,7 +71,7 @@ def test_check_program_assembles_a_humaneval_program():
 
 @pytest.mark.parametrize("source", ["while True:\n    pass\n", "import time\ntime.sleep(60)\n"],
                          ids=["busy-loop", "sleep"])
-def test_endless_program_times_out_within_the_limit(source):
+def test_endless_program_times_out_within_the_limit(source, reliability):
     run_program("pass")  # the server is warm, so only the program is timed
     start = time.monotonic()
     result = run_program(source, timeout=1.0)
@@ -74,21 +79,26 @@ def test_endless_program_times_out_within_the_limit(source):
     assert result.status == "timeout" and not result.passed
     assert elapsed < 1.0 + 0.75
     _assert_no_leftover_processes()
+    _contained(reliability, source, result, "time limit 1 s")
 
 
-def test_fork_bomb_is_contained():
-    result = run_program("import os\nwhile True:\n    os.fork()\n", timeout=2.0)
+def test_fork_bomb_is_contained(reliability):
+    source = "import os\nwhile True:\n    os.fork()\n"
+    result = run_program(source, timeout=2.0)
     assert not result.passed and result.status == "violation"
     _assert_no_leftover_processes()
+    _contained(reliability, source, result, "fork loop")
 
 
-def test_new_threads_and_processes_are_refused_by_the_process_limit():
+def test_new_threads_and_processes_are_refused_by_the_process_limit(reliability):
     # The audit hook allows threads; RLIMIT_NPROC = 0 is what stops them.
-    result = run_program("import threading\nthreading.Thread(target=print).start()\n")
+    source = "import threading\nthreading.Thread(target=print).start()\n"
+    result = run_program(source)
     assert result.status == "error" and "can't start new thread" in result.detail
+    _contained(reliability, source, result, "process limit")
 
 
-def test_write_outside_the_temp_dir_is_contained(tmp_path):
+def test_write_outside_the_temp_dir_is_contained(tmp_path, reliability):
     target = tmp_path / "escaped.txt"
     programs = [
         f"open({str(target)!r}, 'w').write('x')\n",
@@ -96,19 +106,21 @@ def test_write_outside_the_temp_dir_is_contained(tmp_path):
         f"import pathlib\npathlib.Path({str(target)!r}).write_text('x')\n",
         f"import shutil\nopen('mine', 'w').close()\nshutil.copyfile('mine', {str(target)!r})\n",
     ]
-    for result in run_programs(programs):
+    for source, result in zip(programs, run_programs(programs)):
         assert result.status == "violation", result
+        _contained(reliability, source, result, "write outside the temporary directory")
     assert not target.exists()
 
 
-def test_reading_a_file_outside_the_temp_dir_is_denied(tmp_path):
+def test_reading_a_file_outside_the_temp_dir_is_denied(tmp_path, reliability):
     planted = tmp_path / "secret.txt"
     planted.write_text("the secret")
     planted.chmod(0o644)
     reads = [f"print(open({str(planted)!r}).read())\n", "open('/etc/passwd').read()\n",
              f"import os\nos.listdir({str(tmp_path)!r})\n"]
-    for result in run_programs(reads):
+    for source, result in zip(reads, run_programs(reads)):
         assert result.status == "violation", result
+        _contained(reliability, source, result, "read outside the temporary directory (planted file)")
 
 
 def test_files_inside_the_own_temp_dir_work_and_start_empty():
@@ -131,30 +143,38 @@ def test_temp_dirs_are_removed_afterwards():
     "import os\nos.posix_spawn('/usr/bin/touch', ['touch', '{marker}'], {{}})\n",
     "import os\ntry:\n    os.system('touch {marker}')\nexcept BaseException:\n    pass\nassert True\n",
 ], ids=["os.system", "subprocess", "exec", "posix_spawn", "swallowed"])
-def test_process_creation_is_denied(tmp_path, source):
+def test_process_creation_is_denied(tmp_path, source, reliability):
     marker = tmp_path / "ran"
     result = run_program(source.format(marker=marker))
     assert result.status == "violation", result
     assert not marker.exists()
+    _contained(reliability, source.format(marker="ran"), result, "new process")
 
 
 @pytest.mark.parametrize("source", ["import socket\n", "import ctypes\n", "import _posixsubprocess\n",
                                     "import os\nos.kill(1, 0)\n"])
-def test_network_foreign_code_and_signals_are_denied(source):
-    assert run_program(source).status == "violation"
+def test_network_foreign_code_and_signals_are_denied(source, reliability):
+    result = run_program(source)
+    assert result.status == "violation"
+    _contained(reliability, source, result, "network, foreign code, signals")
 
 
-def test_huge_allocation_is_contained():
-    result = run_program("x = bytearray(10**10)\n", memory_mb=512)
+def test_huge_allocation_is_contained(reliability):
+    source = "x = bytearray(10**10)\n"
+    result = run_program(source, memory_mb=512)
     assert not result.passed and result.status == "error" and "MemoryError" in result.detail
+    _contained(reliability, source, result, "memory limit 512 MB")
 
 
-def test_environment_is_not_inherited(monkeypatch):
+def test_environment_is_not_inherited(monkeypatch, reliability):
     monkeypatch.setenv("HM3_TEST_SECRET", "do-not-leak")
     sandbox._shutdown_server()   # the next call starts a server under this environment
     result = run_program("import os\nassert 'HM3_TEST_SECRET' not in os.environ\n"
                          "assert set(os.environ) <= {'PATH', 'LANG', 'LC_ALL', 'PYTHONHASHSEED'}\n")
     assert result.passed, result
+    reliability("sandbox", "program looking for the parent's environment variables",
+                saw="only PATH, LANG, LC_ALL, PYTHONHASHSEED visible; a planted HM3_TEST_SECRET is not",
+                done="os.environ read in the sandbox")
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="privileges are only dropped when running as root")
