@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -26,10 +27,17 @@ def run_snakemake(workdir, *args, configfile=CI_CONFIG, env=None, timeout=900):
                           text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def _as_from_a_terminal() -> None:
+    # a background shell (`cmd &`, some CI runners) starts jobs with SIGINT ignored, and
+    # that is inherited: Ctrl-C must reach the run as it would from a terminal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_snakemake(workdir, *args, log: Path, env=None) -> subprocess.Popen:
     """Start a run in a session of its own, so that the test can signal all its processes."""
     return subprocess.Popen(snakemake_command(workdir, *args), env={**os.environ, **(env or {})},
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_as_from_a_terminal)
 
 
 def job_stats(output: str) -> dict[str, int]:

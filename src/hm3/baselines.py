@@ -196,6 +196,7 @@ def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, ba
         favourite = factory.names.index(experts_by_task(config)[int(np.argmax(weights))][1])
         x0 = np.array([0.5 if m == favourite else -0.5 for m, _ in sequence])
         problem = Problem(n_var=len(sequence), n_obj=1, xl=-np.ones(len(sequence)), xu=np.ones(len(sequence)))
+
         def cmaes(start: np.ndarray, algorithm_seed: int):
             algorithm = CMAES(x0=start, sigma=float(settings.get("sigma", 0.3)),
                               popsize=config["search"].get("popsize", 8), restarts=0)

@@ -155,9 +155,8 @@ def search_preference(evaluate: Callable[[MergeRecipe], dict], make_recipe: Call
     problem, method = _optimizer(algorithm, space, x0, seed, sigma, popsize)
 
     def restart(count: int):  # from the best point so far, with a seed of its own
-        best = min(candidates, key=lambda c: (c.value, c.index))
-        return _optimizer(algorithm, space, space.encode(best.parameters), derive_seed(seed, "restart", str(count)),
-                          sigma, popsize)[1]
+        start = space.encode(best_candidate(candidates).parameters)
+        return _optimizer(algorithm, space, start, derive_seed(seed, "restart", str(count)), sigma, popsize)[1]
 
     ask_tell(method, problem, budget, lambda: len(candidates), evaluate_point, restart)
     return candidates
