@@ -25,6 +25,13 @@ include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
 
 
+onstart:
+    # own the lock files this run holds, so a later run can clear them if this one is killed
+    from hm3.resume import claim_locks
+
+    claim_locks()
+
+
 rule all:
     input:
         "results/tables/experts.csv",

@@ -7,7 +7,7 @@ import re
 from hm3.config import base_model, expert_models, validate_config
 from hm3.errors import ConfigError
 from hm3.evaluate import offline_environment
-from hm3.resume import claim_locks, clear_stale_locks
+from hm3.resume import clear_stale_locks
 from hm3.seeds import derive_seed
 from hm3.upper import preferences, training_preferences
 
@@ -19,13 +19,8 @@ except ConfigError as err:
     raise WorkflowError(f"hm3: {err}") from None
 
 # a run killed by SIGKILL leaves Snakemake's locks behind: remove those of dead runs
-# (recorded at onstart) so that the next `snakemake --cores all` simply resumes
+# (recorded by the Snakefile's onstart) so that the next `snakemake --cores all` resumes
 clear_stale_locks()
-
-
-onstart:
-    claim_locks()
-
 
 SPLITS = ["train", "search", "test"]
 BASE = base_model(config)
@@ -67,8 +62,16 @@ def threads_for(rule_name):
     return rule_resources(rule_name)["threads"]
 
 
-def mem_mb_for(rule_name):
-    return rule_resources(rule_name)["mem_mb"]
+def resources_for(rule_name):
+    """Snakemake resources from the config (mem_mb; runtime in minutes and gpu when
+    set), which executors map to their requests (SLURM --mem, --time, --gpus)."""
+    table = rule_resources(rule_name)
+    found = {"mem_mb": table["mem_mb"]}
+    if table.get("runtime"):
+        found["runtime"] = table["runtime"]
+    if table.get("gpu"):
+        found["gpu"] = table["gpu"]
+    return found
 
 
 def generated_split_files(split):

@@ -24,7 +24,7 @@ rule random_search:
         "results/benchmarks/compare_random_search_{report_pref}.tsv"
     threads: threads_for("random_search")
     resources:
-        mem_mb=mem_mb_for("random_search"),
+        **resources_for("random_search"),
     script:
         "../scripts/random_search.py"
 
@@ -47,7 +47,7 @@ rule nsga2:
         "results/benchmarks/compare_nsga2.tsv"
     threads: threads_for("nsga2")
     resources:
-        mem_mb=mem_mb_for("nsga2"),
+        **resources_for("nsga2"),
     script:
         "../scripts/nsga2.py"
 
@@ -71,7 +71,7 @@ rule dataflow_search:
         "results/benchmarks/compare_dataflow_{report_pref}.tsv"
     threads: threads_for("dataflow_search")
     resources:
-        mem_mb=mem_mb_for("dataflow_search"),
+        **resources_for("dataflow_search"),
     script:
         "../scripts/dataflow_search.py"
 
@@ -99,6 +99,6 @@ rule no_param_paths:
         "results/benchmarks/compare_no_param_{report_pref}.tsv"
     threads: threads_for("no_param_paths")
     resources:
-        mem_mb=mem_mb_for("no_param_paths"),
+        **resources_for("no_param_paths"),
     script:
         "../scripts/no_param_paths.py"

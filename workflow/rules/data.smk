@@ -15,6 +15,6 @@ rule generate_task_data:
         "logs/data/{task}.log",
     threads: threads_for("generate_task_data")
     resources:
-        mem_mb=mem_mb_for("generate_task_data"),
+        **resources_for("generate_task_data"),
     script:
         "../scripts/generate_task_data.py"

@@ -21,7 +21,7 @@ rule score_model:
         "results/benchmarks/score_{split}_{model}.tsv"
     threads: threads_for("score_model")
     resources:
-        mem_mb=mem_mb_for("score_model"),
+        **resources_for("score_model"),
     script:
         "../scripts/score_model.py"
 
@@ -45,7 +45,7 @@ rule score_param_model:
         "results/benchmarks/score_param_{pref}.tsv"
     threads: threads_for("score_param_model")
     resources:
-        mem_mb=mem_mb_for("score_param_model"),
+        **resources_for("score_param_model"),
     script:
         "../scripts/score_model.py"
 
@@ -65,6 +65,6 @@ rule expert_table:
         "logs/tables/experts.log",
     threads: threads_for("expert_table")
     resources:
-        mem_mb=mem_mb_for("expert_table"),
+        **resources_for("expert_table"),
     script:
         "../scripts/expert_table.py"

@@ -25,7 +25,7 @@ rule train_policy:
         "results/benchmarks/train_policy.tsv"
     threads: threads_for("train_policy")
     resources:
-        mem_mb=mem_mb_for("train_policy"),
+        **resources_for("train_policy"),
     script:
         "../scripts/train_policy.py"
 
@@ -53,7 +53,7 @@ rule search_path:
         "results/benchmarks/search_path_{report_pref}.tsv"
     threads: threads_for("search_path")
     resources:
-        mem_mb=mem_mb_for("search_path"),
+        **resources_for("search_path"),
     script:
         "../scripts/search_path.py"
 
@@ -78,6 +78,6 @@ rule random_paths:
         "results/benchmarks/random_paths_{report_pref}.tsv"
     threads: threads_for("random_paths")
     resources:
-        mem_mb=mem_mb_for("random_paths"),
+        **resources_for("random_paths"),
     script:
         "../scripts/random_paths.py"

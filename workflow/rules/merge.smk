@@ -18,7 +18,7 @@ rule export_param_model:
         "results/benchmarks/export_param_{pref}.tsv"
     threads: threads_for("export_param_model")
     resources:
-        mem_mb=mem_mb_for("export_param_model"),
+        **resources_for("export_param_model"),
     script:
         "../scripts/export_model.py"
 
@@ -39,6 +39,6 @@ rule naive_baseline:
         "results/benchmarks/baseline_{baseline}.tsv"
     threads: threads_for("naive_baseline")
     resources:
-        mem_mb=mem_mb_for("naive_baseline"),
+        **resources_for("naive_baseline"),
     script:
         "../scripts/naive_baseline.py"

@@ -19,7 +19,7 @@ rule train_tokenizer:
         "results/benchmarks/train_tokenizer.tsv"
     threads: threads_for("train_tokenizer")
     resources:
-        mem_mb=mem_mb_for("train_tokenizer"),
+        **resources_for("train_tokenizer"),
     script:
         "../scripts/train_tokenizer.py"
 
@@ -47,7 +47,7 @@ rule train_base:
         "results/benchmarks/train_{model}.tsv"
     threads: threads_for("train_base")
     resources:
-        mem_mb=mem_mb_for("train_base"),
+        **resources_for("train_base"),
     script:
         "../scripts/train_base.py"
 
@@ -73,7 +73,7 @@ rule train_expert:
         "results/benchmarks/train_{model}.tsv"
     threads: threads_for("train_expert")
     resources:
-        mem_mb=mem_mb_for("train_expert"),
+        **resources_for("train_expert"),
     script:
         "../scripts/train_expert.py"
 
@@ -96,6 +96,6 @@ rule acquire_model:
         "logs/models/acquire_{model}.log",
     threads: threads_for("acquire_model")
     resources:
-        mem_mb=mem_mb_for("acquire_model"),
+        **resources_for("acquire_model"),
     script:
         "../scripts/acquire_model.py"

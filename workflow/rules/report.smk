@@ -23,7 +23,7 @@ rule param_front:
         "logs/pareto/param_front.log",
     threads: threads_for("param_front")
     resources:
-        mem_mb=mem_mb_for("param_front"),
+        **resources_for("param_front"),
     script:
         "../scripts/param_front.py"
 
@@ -57,7 +57,7 @@ rule front:
         "logs/pareto/front.log",
     threads: threads_for("front")
     resources:
-        mem_mb=mem_mb_for("front"),
+        **resources_for("front"),
     script:
         "../scripts/front.py"
 
@@ -81,7 +81,7 @@ rule cost_table:
         "logs/tables/cost.log",
     threads: threads_for("cost_table")
     resources:
-        mem_mb=mem_mb_for("cost_table"),
+        **resources_for("cost_table"),
     script:
         "../scripts/cost_table.py"
 
@@ -107,7 +107,7 @@ rule paper_views:
         "logs/tables/paper_views.log",
     threads: threads_for("paper_views")
     resources:
-        mem_mb=mem_mb_for("paper_views"),
+        **resources_for("paper_views"),
     script:
         "../scripts/paper_views.py"
 
@@ -126,6 +126,6 @@ rule explorer:
         "logs/report/explorer.log",
     threads: threads_for("explorer")
     resources:
-        mem_mb=mem_mb_for("explorer"),
+        **resources_for("explorer"),
     script:
         "../scripts/explorer.py"

@@ -14,7 +14,7 @@ rule preferences:
         "logs/moo/preferences.log",
     threads: threads_for("preferences")
     resources:
-        mem_mb=mem_mb_for("preferences"),
+        **resources_for("preferences"),
     script:
         "../scripts/preferences.py"
 
@@ -33,7 +33,7 @@ rule ideal_point:
         "logs/moo/ideal.log",
     threads: threads_for("ideal_point")
     resources:
-        mem_mb=mem_mb_for("ideal_point"),
+        **resources_for("ideal_point"),
     script:
         "../scripts/ideal_point.py"
 
@@ -57,6 +57,6 @@ rule search_params:
         "results/benchmarks/search_params_{pref}.tsv"
     threads: threads_for("search_params")
     resources:
-        mem_mb=mem_mb_for("search_params"),
+        **resources_for("search_params"),
     script:
         "../scripts/search_params.py"
