@@ -32,6 +32,7 @@ SCENARIOS = {
     "RL training": ("rl.update", POLICY, {"train_policy": 1}, "results/rl/policy"),
 }
 
+
 @pytest.fixture(scope="module")
 def uninterrupted(prepared_run, tmp_path_factory):
     """target -> a copy of ``prepared_run`` where the target was made without interruption."""
