@@ -33,9 +33,10 @@ def _as_from_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def start_snakemake(workdir, *args, log: Path, env=None) -> subprocess.Popen:
+def start_snakemake(workdir, *args, log: Path, env=None, configfile=CI_CONFIG) -> subprocess.Popen:
     """Start a run in a session of its own, so that the test can signal all its processes."""
-    return subprocess.Popen(snakemake_command(workdir, *args), env={**os.environ, **(env or {})},
+    return subprocess.Popen(snakemake_command(workdir, *args, configfile=configfile),
+                            env={**os.environ, **(env or {})},
                             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=_as_from_a_terminal)
 

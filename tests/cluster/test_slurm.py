@@ -64,3 +64,49 @@ def test_a_target_runs_through_sbatch_and_equals_the_local_run(cluster, finished
         assert path.read_bytes() == (workdir / path.relative_to(finished_run)).read_bytes(), path
     for path in sorted((finished_run / "results" / "data").rglob("*.jsonl")):
         assert path.read_bytes() == (workdir / path.relative_to(finished_run)).read_bytes(), path
+
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+printf '%s\\n' "$*" >> "$FAKE_SBATCH_RECORD"
+echo 4242
+"""
+
+
+def test_sbatch_request_of_a_gpu_rule_comes_from_the_config(tmp_path):
+    """No cluster needed: a stand-in sbatch records what the executor asks for a rule
+    that the config gives 2 threads, 3000 MB, 45 minutes and a GPU."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    import signal
+    import time
+
+    import yaml
+
+    from _snakemake import start_snakemake
+
+    bin_dir, record = tmp_path / "bin", tmp_path / "sbatch_calls"
+    bin_dir.mkdir()
+    for name, text in {"sbatch": FAKE_SBATCH, "squeue": "#!/usr/bin/env bash\nexit 0\n"}.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    override = tmp_path / "gpu.yaml"
+    override.write_text(yaml.safe_dump({"resources": {"generate_task_data": {
+        "threads": 2, "mem_mb": 3000, "runtime": 45, "gpu": 1}}}))
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    proc = start_snakemake(workdir, "--configfile", REPO / "config" / "ci.yaml", override,
+                           "--workflow-profile", REPO / "profiles" / "slurm", "--default-resources",
+                           "slurm_partition=gpu-partition", "--slurm-no-account", "results/data/math/test.jsonl",
+                           log=tmp_path / "run.log", configfile=None,
+                           env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_SBATCH_RECORD": str(record)})
+    try:
+        deadline = time.monotonic() + 120
+        while not record.exists() or not record.read_text().strip():
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    call = record.read_text().splitlines()[0].split(" --wrap=")[0]
+    for wanted in ("--comment rule_generate_task_data", "-p gpu-partition", "-t 45", "--mem 3000",
+                   "--cpus-per-task=2", "--gpus=1"):
+        assert wanted in call, f"{wanted!r} not in: {call}"
