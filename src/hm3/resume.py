@@ -24,14 +24,22 @@ from hm3.io import pid_exists, write_json
 OWNERS = "hm3_lock_owners.json"
 
 
-def process_alive(pid: int) -> bool:
-    """True when ``pid`` runs here and is a Snakemake process (a reused pid is not)."""
-    if not pid_exists(pid):
-        return False
+def start_time(pid: int) -> int | None:
+    """When the process started (clock ticks since boot), or None without /proc."""
     try:
-        return b"snakemake" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return True  # no /proc (or not ours to read): assume it may be the owner
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22; the name may hold spaces
+
+
+def process_alive(owner: dict) -> bool:
+    """True when the recorded owner still runs: its pid exists and, where /proc tells,
+    started when recorded (a reused pid belongs to another process)."""
+    if not pid_exists(owner["pid"]):
+        return False
+    recorded, now = owner.get("started"), start_time(owner["pid"])
+    return recorded is None or now is None or recorded == now
 
 
 @contextmanager
@@ -56,7 +64,8 @@ def _lock_files(state_dir: Path) -> list[str]:
 
 def claim_locks(state_dir: str | Path = ".snakemake") -> list[str]:
     """Record this process as the owner of every lock file nobody alive owns yet."""
-    state_dir, me = Path(state_dir), {"host": socket.gethostname(), "pid": os.getpid()}
+    state_dir = Path(state_dir)
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": start_time(os.getpid())}
     with _owners(state_dir) as table:
         present = _lock_files(state_dir)
         for name in list(table):
@@ -65,7 +74,7 @@ def claim_locks(state_dir: str | Path = ".snakemake") -> list[str]:
         claimed = []
         for name in present:
             owner = table.get(name)
-            if owner is None or (owner["host"] == me["host"] and not process_alive(owner["pid"])):
+            if owner is None or (owner["host"] == me["host"] and not process_alive(owner)):
                 table[name] = me
                 claimed.append(name)
     return claimed
@@ -80,7 +89,7 @@ def clear_stale_locks(state_dir: str | Path = ".snakemake", stream=None) -> list
     with _owners(state_dir) as table:
         for name in _lock_files(state_dir):
             owner = table.get(name)
-            if owner and owner["host"] == host and not process_alive(owner["pid"]):
+            if owner and owner["host"] == host and not process_alive(owner):
                 (state_dir / "locks" / name).unlink(missing_ok=True)
                 del table[name]
                 removed.append((name, owner["pid"]))

@@ -12,7 +12,7 @@ import pytest
 from hm3.errors import HM3Error
 from hm3.faults import pause_point
 from hm3.io import atomic_dir, remove_dead_partials
-from hm3.resume import OWNERS, claim_locks, clear_stale_locks
+from hm3.resume import OWNERS, claim_locks, clear_stale_locks, start_time
 
 
 def _dead_pid() -> int:
@@ -43,10 +43,10 @@ def test_locks_of_a_killed_run_are_removed_and_named(tmp_path, capsys, reliabili
 def test_locks_of_a_live_run_another_host_or_no_record_are_kept(tmp_path):
     state = tmp_path / ".snakemake"
     _locks(state, "0.input.lock", "1.input.lock", "2.input.lock")
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)  # snakemake"])
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         table = {"0.input.lock": {"host": "elsewhere", "pid": _dead_pid()},
-                 "1.input.lock": {"host": socket.gethostname(), "pid": live.pid}}
+                 "1.input.lock": {"host": socket.gethostname(), "pid": live.pid, "started": start_time(live.pid)}}
         (state / OWNERS).write_text(json.dumps(table))
         assert clear_stale_locks(state) == []
         assert len(list((state / "locks").iterdir())) == 3
@@ -54,13 +54,14 @@ def test_locks_of_a_live_run_another_host_or_no_record_are_kept(tmp_path):
         live.kill()
 
 
-def test_a_reused_pid_that_is_no_snakemake_counts_as_dead(tmp_path):
+def test_a_reused_pid_counts_as_dead(tmp_path):
+    """The pid exists, but the process started at another time than the recorded owner."""
     state = tmp_path / ".snakemake"
     _locks(state, "0.input.lock")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        (state / OWNERS).write_text(json.dumps({"0.input.lock": {"host": socket.gethostname(),
-                                                                 "pid": other.pid}}))
+        owner = {"host": socket.gethostname(), "pid": other.pid, "started": start_time(other.pid) - 1}
+        (state / OWNERS).write_text(json.dumps({"0.input.lock": owner}))
         assert clear_stale_locks(state) == ["0.input.lock"]
     finally:
         other.kill()
@@ -74,6 +75,7 @@ def test_claiming_records_this_process_for_unowned_locks_only(tmp_path):
     assert claim_locks(state) == ["0.input.lock"]
     table = json.loads((state / OWNERS).read_text())
     assert table["0.input.lock"]["pid"] == os.getpid()
+    assert table["0.input.lock"]["started"] == start_time(os.getpid())
     assert table["0.output.lock"]["host"] == "elsewhere" and "gone.lock" not in table
 
 
