@@ -159,10 +159,11 @@ def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code
     from hm3.models import check_safetensors_complete
 
     model_dir = Path(model_dir)
-    if not any(model_dir.glob("*.safetensors")):
+    shards = sorted(model_dir.glob("*.safetensors"))
+    if not shards:
         raise HM3Error(f"{model_dir}: no *.safetensors weights (pickled weights are not loaded)")
-    for weights in model_dir.glob("*.safetensors"):  # a clear message, not safetensors' own
-        check_safetensors_complete(weights)
+    for shard in shards:  # a clear message, not safetensors' own
+        check_safetensors_complete(shard)
     with remote_code_refused(model_dir):
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True,
                                                      trust_remote_code=trust_remote_code)

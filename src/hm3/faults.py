@@ -5,7 +5,9 @@ Timing a kill by sleeping is flaky on a shared machine; a named point is not. Wi
 ``HM3_TEST_PAUSE_AT=<point>[:<n>]`` and ``HM3_TEST_PAUSE_MARKER=<file>`` in the
 environment, the n-th time (default 1) a process reaches ``<point>`` it writes its pid
 to the marker file and waits to be killed. Without them (every normal run) a pause point
-costs one environment look-up.
+costs one environment look-up. The points: ``export.shard`` (a merge export starts
+its second shard), ``evaluate.scored`` (a candidate's scores were committed to the
+cache), ``rl.update`` (a PPO update of the policy finished).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from pathlib import Path
 
 from hm3.errors import HM3Error
 
-POINTS = ("export.shard", "evaluate.scored", "rl.update")
 _reached: Counter = Counter()
 
 

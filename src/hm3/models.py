@@ -57,13 +57,11 @@ def check_safetensors_complete(path: Path) -> None:
 
 
 def _weight_files(model_dir: Path, allow_pickle: bool) -> list[Path]:
-    index = model_dir / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        missing = [s for s in shards if not (model_dir / s).is_file()]
-        if missing:
-            raise HM3Error(f"{model_dir}: index names shard(s) that are missing: {', '.join(missing)}")
-        return [model_dir / s for s in shards]
+    from hm3.merge.checkpoint import indexed_shards
+
+    indexed = indexed_shards(model_dir, str(model_dir))
+    if indexed:
+        return sorted(indexed[0])
     single = model_dir / "model.safetensors"
     if single.is_file():
         return [single]

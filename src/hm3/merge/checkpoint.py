@@ -86,6 +86,20 @@ def read_safetensors_header(path: Path, with_data_start: bool = False):
     return (header, 8 + length) if with_data_start else header
 
 
+def indexed_shards(directory: Path, label: str) -> tuple[list[Path], dict[str, str]] | None:
+    """The shards a safetensors index names (in order) and its weight map, or None
+    without an index; a shard the index names but the folder lacks is refused."""
+    index = Path(directory) / SAFETENSORS_INDEX
+    if not index.is_file():
+        return None
+    weight_map = json.loads(index.read_text())["weight_map"]
+    shards = [Path(directory) / name for name in dict.fromkeys(weight_map.values())]
+    missing = [shard.name for shard in shards if not shard.is_file()]
+    if missing:
+        raise HM3Error(f"{label}: {SAFETENSORS_INDEX} names shard(s) that are missing: {', '.join(missing)}")
+    return shards, weight_map
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     name: str
@@ -110,6 +124,7 @@ class CheckpointReader:
         self.label = label or str(directory)
         self._handles: dict[str, object] = {}
         self._pickled: dict[str, dict] = {}
+        self._weight_map: dict[str, str] | None = None  # the safetensors index's, if any
         files = self._safetensors_files()
         if files:
             self.tensors = self._index_safetensors(files)
@@ -126,24 +141,18 @@ class CheckpointReader:
 
     # -- listing
     def _safetensors_files(self) -> list[Path]:
-        index = self.directory / SAFETENSORS_INDEX
-        if index.exists():
-            weight_map = json.loads(index.read_text())["weight_map"]
-            shards = [self.directory / name for name in dict.fromkeys(weight_map.values())]
-            missing = [shard.name for shard in shards if not shard.is_file()]
-            if missing:
-                raise HM3Error(f"model {self.label}: {SAFETENSORS_INDEX} names shard(s) that are missing: "
-                               f"{', '.join(missing)}")
+        indexed = indexed_shards(self.directory, f"model {self.label}")
+        if indexed:
+            shards, self._weight_map = indexed
             return shards
         return sorted(self.directory.glob("*.safetensors"))
 
     def _check_index(self) -> None:
         """The index and the shards must agree: transformers loads by the index, and a
         tensor missing from it would be left randomly initialised, without an error."""
-        index = self.directory / SAFETENSORS_INDEX
-        if not index.exists():
+        weight_map = self._weight_map
+        if weight_map is None:
             return
-        weight_map = json.loads(index.read_text())["weight_map"]
         for name, info in self.tensors.items():
             shard = Path(info.file).name
             if name not in weight_map:
