@@ -17,7 +17,7 @@ def _fake_checkpoint(folder, sharded=False, pickled=False):
     (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
     (folder / "tokenizer.json").write_text("{}")
     if pickled:
-        (folder / "pytorch_model.bin").write_bytes(b"not really a pickle")
+        torch.save({"a": torch.arange(3.0)}, folder / "pytorch_model.bin")
     elif sharded:
         save_file({"a": torch.zeros(2)}, str(folder / "model-00001-of-00002.safetensors"))
         save_file({"b": torch.ones(2)}, str(folder / "model-00002-of-00002.safetensors"))
@@ -71,7 +71,8 @@ def test_pickled_weights_refused_unless_allowed(tmp_path, reliability):
     reliability("untrusted models", "pickled pytorch_model.bin (model acquisition)", saw=err.value,
                 done="local model with pickled weights, security.allow_pickle false")
     info = acquire("m", {"source": "local", "path": str(src)}, tmp_path / "out", allow_pickle=True)
-    assert info["weight_files"] == ["pytorch_model.bin"]
+    assert info["weight_files"] == ["model-00001-of-00001.safetensors"]  # converted: nothing later unpickles
+    assert not (tmp_path / "out" / "pytorch_model.bin").exists()
 
 
 def test_missing_shard_is_named(tmp_path, reliability):

@@ -28,7 +28,7 @@ EXPERTS = expert_models(config)
 MODELS = [BASE, *EXPERTS]
 BUILT_MODELS = [m for m in MODELS if config["models"][m]["source"] == "build"]
 BUILT_EXPERTS = [m for m in EXPERTS if m in BUILT_MODELS]
-GENERATED_TASKS = [t for t, spec in config["tasks"].items() if "generator" in spec]
+GENERATED_TASKS = [t for t, spec in config["tasks"].items() if spec.get("generator")]  # null: hub data
 PREFERENCES = list(preferences(config))  # reporting weight vectors: w00, w01, ...
 TRAINING_PREFERENCES = list(training_preferences(config))  # the policy's training set: t00, t01, ...
 BASELINES = list(config["baselines"])

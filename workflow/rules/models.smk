@@ -85,11 +85,15 @@ rule acquire_model:
             if config["models"][wc.model]["source"] == "build"
             else []
         ),
+        # an expert is checked against the base (tokenizer, vocabulary) before any merge
+        base=lambda wc: [] if wc.model == BASE else [f"results/models/{BASE}"],
     output:
         directory("results/models/{model}"),
     params:
         spec=lambda wc: config["models"][wc.model],
         allow_pickle=config["security"]["allow_pickle"],
+        trust_remote_code=config["security"]["trust_remote_code"],
+        vocabulary=config["vocabulary"],
     conda:
         "../../envs/hm3.yaml"
     log:

@@ -1,4 +1,4 @@
-"""`hm3 acquire` and `hm3 check-config`: models and configuration from the command line."""
+"""`hm3 acquire`, `hm3 pin` and `hm3 check-config`: models and configuration from the command line."""
 
 from __future__ import annotations
 
@@ -17,6 +17,11 @@ def register(subparsers) -> None:
     acquire.add_argument("out_dir", type=Path)
     acquire.set_defaults(func=run_acquire)
 
+    pin = subparsers.add_parser("pin", help="write the hub's current commit into a config's unpinned hub models")
+    pin.add_argument("config", type=Path)
+    pin.add_argument("--all", action="store_true", help="re-pin every hub model, not only those with revision: null")
+    pin.set_defaults(func=run_pin)
+
     check = subparsers.add_parser("check-config", help="validate a workflow config file")
     check.add_argument("config", type=Path)
     check.add_argument("--schema", type=Path, default=DEFAULT_SCHEMA)
@@ -34,6 +39,16 @@ def run_acquire(args) -> int:
     else:
         spec = {"source": "local", "path": args.path}
     print(acquire(args.out_dir.name, spec, args.out_dir, allow_pickle=args.allow_pickle))
+    return 0
+
+
+def run_pin(args) -> int:
+    from hm3.models import pin_revisions
+
+    pinned = pin_revisions(args.config, update_all=args.all)
+    for name, sha in pinned.items():
+        print(f"models.{name}: revision {sha}")
+    print(f"{args.config}: {len(pinned)} revision(s) written" if pinned else f"{args.config}: nothing to pin")
     return 0
 
 

@@ -136,7 +136,7 @@ class CheckpointReader:
             if not allow_pickle:
                 raise HM3Error(
                     f"model {self.label}: weights are pickled ({pickled[0].name}); hm3 only reads "
-                    "safetensors unless the config sets 'hm3: {allow_pickle: true}'")
+                    "safetensors unless the config sets security.allow_pickle: true")
             self.tensors = self._index_pickles(pickled)
 
     # -- listing
