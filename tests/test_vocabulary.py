@@ -2,12 +2,14 @@
 or given the base's, at acquisition, before any merge."""
 
 import json
+import re
 import shutil
 from fnmatch import fnmatch
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 from hm3.errors import HM3Error
@@ -15,6 +17,7 @@ from hm3.models import FamilyCheck, acquire
 from hm3.vocabulary import VocabularyPlan, adapt_rows, adapted_config, plan_vocabulary
 
 WORDS = [f"w{i}" for i in range(40)]
+MERGING_RULES = {"search_params", "export_param_model", "naive_baseline", "train_policy", "search_path"}
 
 
 def _checkpoint(folder, words, rows=None, extra_config=None, pickled=False, seed=0):
@@ -180,3 +183,32 @@ def test_row_helpers():
     assert out.tolist() == [[0, 0], [0, 0], [1, 1], [1, 1]]
     assert adapted_config({"vocab_size": 5, "pad_token_id": 4, "eos_token_id": 2}, {"eos_token_id": 2}, plan) == \
         {"vocab_size": 3, "pad_token_id": None, "eos_token_id": 2}
+
+
+def test_workflow_stops_at_the_expert_before_any_merge(tmp_path, reliability):
+    """The policy in the DAG: an expert with an extra token stops its own acquisition;
+    no scoring or merge job starts."""
+    from _paths import REPO
+    from _snakemake import run_snakemake
+
+    base = _checkpoint(tmp_path / "base", WORDS)
+    padded = _checkpoint(tmp_path / "padded", [*WORDS, "[PAD]"], seed=5)
+    same = [_checkpoint(tmp_path / name, WORDS, seed=6 + i) for i, name in enumerate(("code", "chat"))]
+    config = tmp_path / "local.yaml"
+    small = yaml.safe_load((REPO / "config" / "ci.yaml").read_text())
+    config.write_text(yaml.safe_dump({**small, "models": {
+        "base": {"source": "local", "path": str(base)},
+        "math": {"source": "local", "path": str(padded)},
+        "code": {"source": "local", "path": str(same[0])},
+        "translation": {"source": "local", "path": str(same[1])}}}))
+    proc = run_snakemake(tmp_path / "work", "--cores", "1", "results/tables/param_vs_baselines.csv", "--prioritize", "results/models/math",
+                         configfile=config, timeout=300)
+    assert proc.returncode != 0
+    logs = (tmp_path / "work" / "logs" / "models" / "acquire_math.log").read_text()
+    assert "models.math: vocabulary of 44 tokens, the base's has 43" in logs
+    assert not (tmp_path / "work" / "results" / "models" / "math").exists()
+    started = set(re.findall(r"rule (\w+):", proc.stderr + proc.stdout))
+    assert "acquire_model" in started and not started & MERGING_RULES, started  # nothing was merged
+    reliability("bad input", "expert with an extra token, through the workflow",
+                saw="models.math: vocabulary of 44 tokens, the base's has 43 (its extra tokens: [PAD]); ...",
+                done="snakemake on local models, vocabulary: reject; no merge job started")

@@ -35,6 +35,10 @@ def job(smk) -> Iterator[None]:
             print(f"[hm3] rule {smk.rule} started; threads={smk.threads}", flush=True)
             yield
             print(f"[hm3] rule {smk.rule} finished in {time.time() - started:.1f} s", flush=True)
+        except BaseException as err:  # the reason belongs in the log too (a cluster job's only record)
+            print(f"[hm3] rule {smk.rule} failed after {time.time() - started:.1f} s: "
+                  f"{type(err).__name__}: {err}", flush=True)
+            raise
         finally:
             sys.stdout.flush(), sys.stderr.flush()
             os.dup2(saved[0], 1)
