@@ -20,6 +20,7 @@ from hm3.errors import ConfigError, HM3Error
 from hm3.faults import pause_point
 
 TINY_TASKS_DIR = Path(hm3.tasks.__file__).parent / "tiny"
+HUB_TASKS_DIR = Path(hm3.tasks.__file__).parent / "hub"   # search/test splits of hub datasets
 
 # lm-eval is chatty at INFO (one line per request batch); our logs keep WARNING and up
 for _name in ("lm_eval", "lm-eval"):
@@ -55,9 +56,9 @@ def task_specs(tasks: dict) -> list[TaskSpec]:
 
 
 def include_paths(evaluation: dict) -> list[str]:
-    """Task folders lm-eval should index: hm3's tiny tasks plus any the config adds."""
+    """Task folders lm-eval should index: hm3's tiny and hub tasks plus any the config adds."""
     extra = evaluation.get("include_path") or []
-    return [str(TINY_TASKS_DIR), *[str(Path(p)) for p in extra]]
+    return [str(TINY_TASKS_DIR), str(HUB_TASKS_DIR), *[str(Path(p)) for p in extra]]
 
 
 class Scorer:
@@ -69,18 +70,24 @@ class Scorer:
         from lm_eval.tasks import TaskManager
 
         self.specs, self.split, self.batch_size, self.limit = specs, split, batch_size, limit
-        self.task_manager = TaskManager(
-            include_path=include_path or [str(TINY_TASKS_DIR)],
-            include_defaults=include_defaults,
-            metadata={"data_dir": str(Path(data_dir).resolve())},
-        )
+        paths = include_path or include_paths({})
+        metadata = {"data_dir": str(Path(data_dir).resolve())}
         names = [spec.task_for(split) for spec in specs]
+        self.task_manager = TaskManager(include_path=paths, include_defaults=include_defaults, metadata=metadata)
+        if not include_defaults and any(n not in self.task_manager.all_tasks for n in names):
+            # lm-eval's own tasks (gsm8k, wmt16-de-en, ...): indexed only when asked for (takes seconds)
+            self.task_manager = TaskManager(include_path=paths, include_defaults=True, metadata=metadata)
         unknown = [n for n in names if n not in self.task_manager.all_tasks]
         if unknown:
             raise HM3Error(f"lm-eval task(s) not found: {', '.join(unknown)} "
-                           f"(searched {include_path or [str(TINY_TASKS_DIR)]}"
-                           f"{' and lm-eval defaults' if include_defaults else ''})")
-        self.task_dict = self.task_manager.load(names)
+                           f"(searched {paths} and lm-eval's own tasks)")
+        try:
+            self.task_dict = self.task_manager.load(names)
+        except ConnectionError as err:  # an lm-eval task's hub dataset, not cached on an offline machine
+            from hm3.tasks.hub.utils import fetch_hint
+
+            raise HM3Error(f"lm-eval task(s) {', '.join(names)}: a dataset is not available ({err}). "
+                           f"{fetch_hint()}") from err
 
     def prompts(self, per_task: int) -> list[str]:
         """The first ``per_task`` prompts of every task on this split, as the model sees them."""
@@ -150,12 +157,15 @@ def remote_code_refused(model_dir: str | Path):
                        "hm3 runs a model's code only with security.trust_remote_code: true") from None
 
 
-def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
-    """A checkpoint's model in float32, eval mode: safetensors only, no remote code unless allowed.
-    An inference path exported with layer alignment gets its scales applied (`hm3.align`)."""
-    import torch
+def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False,
+                   dtype=None):
+    """A checkpoint's model in ``dtype`` (`evaluation.dtype`: a name, ``auto`` or a torch
+    dtype; default float32), eval mode, on ``device``: safetensors only, no remote code
+    unless allowed. An inference path exported with layer alignment gets its scales
+    applied (`hm3.align`)."""
     from transformers import AutoModelForCausalLM
 
+    from hm3.memory import resolve_dtype
     from hm3.models import check_safetensors_complete
 
     model_dir = Path(model_dir)
@@ -165,8 +175,8 @@ def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code
     for shard in shards:  # a clear message, not safetensors' own
         check_safetensors_complete(shard)
     with remote_code_refused(model_dir):
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, use_safetensors=True,
-                                                     trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=resolve_dtype(dtype, device),
+                                                     use_safetensors=True, trust_remote_code=trust_remote_code)
     from hm3.align import apply_alignment, load_alignment
 
     alignment = load_alignment(model_dir)
@@ -176,13 +186,13 @@ def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code
     return model.eval()
 
 
-def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False):
+def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False, dtype=None):
     """A checkpoint and its tokenizer, for scoring."""
     from transformers import AutoTokenizer
 
     with remote_code_refused(model_dir):
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    return load_causal_lm(model_dir, device, trust_remote_code), tokenizer
+    return load_causal_lm(model_dir, device, trust_remote_code, dtype), tokenizer
 
 
 def offline_environment() -> None:
@@ -195,7 +205,10 @@ def offline_environment() -> None:
 def score_checkpoint(tasks: dict, evaluation: dict, model_dir: str | Path, split: str,
                      data_dir: str | Path, trust_remote_code: bool = False) -> dict:
     """Score a checkpoint folder on every configured task (one lm-eval run)."""
-    model, tokenizer = load_model(model_dir, evaluation["device"], trust_remote_code)
+    from hm3.memory import evaluation_dtype
+
+    # experts, exported merges and paths are scored in the dtype the searches score candidates in
+    model, tokenizer = load_model(model_dir, evaluation["device"], trust_remote_code, evaluation_dtype(evaluation))
     scorer = Scorer(task_specs(tasks), split, data_dir,
                     include_path=include_paths(evaluation), batch_size=evaluation["batch_size"],
                     limit=evaluation.get("limit"))
@@ -257,6 +270,16 @@ def evaluation_context(model_dirs: list[str | Path], data_dir: str | Path, split
         "data": tree_fingerprint(*data_files) if data_files else "",
         "task_definitions": tree_fingerprint(*include_paths(evaluation)),
         "tasks": tasks,
-        "settings": {k: evaluation.get(k) for k in ("batch_size", "limit", "device")},
+        "settings": {**{k: evaluation.get(k) for k in ("batch_size", "limit", "device")}, **_dtype_setting(evaluation)},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _dtype_setting(evaluation: dict) -> dict:
+    """The dtype models are scored in, for the fingerprint: absent when float32 (the
+    only dtype before `evaluation.dtype` existed), so float32 scores already cached
+    stay valid; `auto` counts as the dtype it resolves to."""
+    from hm3.memory import dtype_name, evaluation_dtype
+
+    name = dtype_name(evaluation_dtype(evaluation))
+    return {} if name == "float32" else {"dtype": name}

@@ -63,12 +63,20 @@ class PoolFactory:
 
         from hm3.cache import EvaluationCache
         from hm3.evaluate import load_causal_lm
+        from hm3.memory import evaluation_dtype
 
         evaluation, security = self.config["evaluation"], self.config["security"]
         self.device, self.trust = evaluation["device"], security["trust_remote_code"]
+        # whole models in evaluation.dtype on evaluation.device: K experts + one M_λ per pool
+        # (docs/memory.md has the bytes; hm3.memory.lower_level_bytes computes them)
+        self.dtype = evaluation_dtype(evaluation)
         self.tasks = [task for task, _ in experts_by_task(self.config)]
         self.expert_dirs = {name: f"{self.models_dir}/{name}" for _, name in experts_by_task(self.config)}
-        self.experts = {name: load_causal_lm(d, self.device, self.trust) for name, d in self.expert_dirs.items()}
+        self.experts = {name: load_causal_lm(d, self.device, self.trust, self.dtype)
+                        for name, d in self.expert_dirs.items()}
+        size = sum(t.numel() * t.element_size() for t in next(iter(self.experts.values())).parameters())
+        log.info("layer pools: %d experts in %s on %s, %.2f GiB each; each pool adds its M_λ",
+                 len(self.experts), str(self.dtype).removeprefix("torch."), self.device, size / 2 ** 30)
         if ANCHOR in self.experts:
             raise ConfigError(f"an expert is named {ANCHOR!r}, the pool's name for M_λ: rename it")
         first = next(iter(self.expert_dirs.values()))
@@ -94,7 +102,8 @@ class PoolFactory:
         from hm3.evaluate import load_causal_lm
         from hm3.paths import LayerPool
 
-        return LayerPool({**self.experts, ANCHOR: load_causal_lm(anchor_dir, self.device, self.trust)}, ANCHOR)
+        return LayerPool({**self.experts, ANCHOR: load_causal_lm(anchor_dir, self.device, self.trust, self.dtype)},
+                         ANCHOR)
 
     def evaluator(self, pool, anchor_dir: str | Path, split: str):
         from hm3.evaluate import CachedEvaluator, evaluation_context

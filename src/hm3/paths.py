@@ -225,11 +225,12 @@ def check_compatible(configs: Mapping[str, object]) -> None:
 
 
 def load_pool(model_dirs: Mapping[str, str | FilePath], anchor: str, device: str = "cpu",
-              trust_remote_code: bool = False) -> LayerPool:
-    """A pool from checkpoint folders (safetensors only), in float32 on ``device``."""
+              trust_remote_code: bool = False, dtype=None) -> LayerPool:
+    """A pool from checkpoint folders (safetensors only), in ``dtype`` (default float32;
+    `evaluation.dtype` names and ``auto`` accepted) on ``device``."""
     from hm3.evaluate import load_causal_lm
 
-    models = {name: load_causal_lm(path, device, trust_remote_code) for name, path in model_dirs.items()}
+    models = {name: load_causal_lm(path, device, trust_remote_code, dtype) for name, path in model_dirs.items()}
     return LayerPool(models, anchor)
 
 

@@ -97,7 +97,7 @@ class MergeSession:
 
         from hm3.cache import EvaluationCache
         from hm3.evaluate import CachedEvaluator, Scorer, evaluation_context, include_paths, task_specs
-        from hm3.merge import InMemoryMerger
+        from hm3.memory import open_merger
 
         self.config = config
         evaluation, security = config["evaluation"], config["security"]
@@ -105,9 +105,9 @@ class MergeSession:
         base_dir = f"{models_dir}/{base_model(config)}"
         expert_dirs = [f"{models_dir}/{name}" for _, name in experts_by_task(config)]
         log.info("loading %s and %d experts into memory", base_dir, len(expert_dirs))
-        self.merger = InMemoryMerger.from_pretrained(
-            base_dir, expert_dirs, allow_pickle=security["allow_pickle"],
-            trust_remote_code=security["trust_remote_code"], device=evaluation["device"])
+        # in-memory on the device, host memory, or merged on disk per candidate: hm3.memory
+        # plans it from the checkpoint headers and logs the mode with the bytes it weighed
+        self.merger, self.memory_plan = open_merger(base_dir, expert_dirs, evaluation, security, config["search"])
         tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=security["trust_remote_code"])
         scorer = Scorer(task_specs(config["tasks"]), split, data_dir, include_path=include_paths(evaluation),
                         batch_size=evaluation["batch_size"], limit=evaluation.get("limit"))

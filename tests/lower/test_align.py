@@ -5,7 +5,7 @@ import torch
 
 from hm3.align import (AlignmentSettings, _layer_inputs, _statistics, apply_alignment, coral_loss, fit_alignment,
                        foreign_positions, load_alignment)
-from hm3.paths import LayerPool, Step, _decoder, as_path
+from hm3.paths import LayerPool, _decoder, as_path
 
 from test_paths import logits, tiny_llama
 

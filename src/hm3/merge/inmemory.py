@@ -18,6 +18,21 @@ once the work buffers have grown to size on the first candidate.
 
 For the same recipe the result equals the streaming export's (masks are
 identical; sums agree to float32 rounding).
+
+Storage. By default the base and the task vectors are float32 on the live
+model's device (the layout above). With ``storage_dtype`` bfloat16 or float16
+(``evaluation.dtype``), or with ``storage_device`` "cpu" under a CUDA model
+(the "host" mode of ``hm3.memory``), the merger stores the base and the
+experts' *own weights* in that dtype on that device instead, and stages each
+group of tensors before computing it: the stored values are copied to the
+live model's device and upcast to float32, and the task vectors are formed
+there (theta_i - base, in float32, exactly as the streaming export forms them
+from the checkpoints). Every kernel, mask and cache then sees the same float32
+numbers as the streaming export of the stored models; only the final cast
+into the live model's dtype rounds. When the checkpoints are already in the
+storage dtype (Qwen2.5 ships bfloat16 weights, Llama-2 float16 ones) a
+candidate is bit-identical to the export of its recipe with ``out_dtype`` set
+to the live model's dtype; otherwise the inputs are rounded once, on loading.
 """
 
 from __future__ import annotations
@@ -63,6 +78,7 @@ from hm3.merge.sparsify import (
 _ALIGN = 16  # elements: every tensor starts 64-byte aligned in the flat buffers
 _MEMORY_RESERVE = 2 << 30  # bytes left free when deciding to build a mask cache
 _GROUP_ELEMENTS = 1 << 22  # elements of the tensors combined at once by the pruning methods
+_STAGE_ELEMENTS = 1 << 22  # elements staged at once (in float32) for the weighted-sum methods
 
 
 @dataclass
@@ -93,7 +109,8 @@ class InMemoryMerger:
     def __init__(self, base: Mapping[str, torch.Tensor], experts: Sequence[Mapping[str, torch.Tensor]],
                  target: torch.nn.Module, *, base_name: str = "base",
                  expert_names: Sequence[str] | None = None, num_layers: int | None = None,
-                 cache_masks: bool | str = "auto"):
+                 cache_masks: bool | str = "auto", storage_dtype: torch.dtype | None = None,
+                 storage_device: str | torch.device | None = None):
         expert_names = list(expert_names or [f"expert{i}" for i in range(len(experts))])
         if len(expert_names) != len(experts):
             raise HM3Error("one name per expert is needed")
@@ -102,7 +119,7 @@ class InMemoryMerger:
                                                for label, e in zip(expert_names, experts)])
         self.cache_masks = cache_masks
         self._setup(target, shapes, base_name, expert_names,
-                    num_layers or num_hidden_layers({}, shapes))
+                    num_layers or num_hidden_layers({}, shapes), storage_dtype, storage_device)
         self._fill(lambda name: base[name], [lambda name, e=e: e[name] for e in experts])
 
     @classmethod
@@ -110,13 +127,17 @@ class InMemoryMerger:
                         target: torch.nn.Module | None = None, *, allow_pickle: bool = False,
                         trust_remote_code: bool = False, dtype: torch.dtype = torch.float32,
                         device: str | torch.device = "cpu",
-                        cache_masks: bool | str = "auto") -> "InMemoryMerger":
+                        cache_masks: bool | str = "auto", storage_dtype: torch.dtype | None = None,
+                        storage_device: str | torch.device | None = None) -> "InMemoryMerger":
         """Read checkpoints tensor by tensor (safetensors; pickles only if allowed).
 
         Without ``target``, the base checkpoint is loaded with transformers'
         AutoModelForCausalLM in ``dtype`` on ``device``. ``cache_masks``: keep
         the pruning methods' mask caches (True), recompute masks for every
         candidate (False), or cache while memory allows ("auto").
+        ``storage_dtype`` / ``storage_device``: where and how the base and the
+        experts are kept (default float32 task vectors on the model's device;
+        see the module docstring for the staged storage).
         """
         base_name, expert_names = str(base_dir), [str(e) for e in expert_dirs]
         readers = [CheckpointReader(resolve_model_dir(ref), allow_pickle=allow_pickle, label=ref)
@@ -132,7 +153,7 @@ class InMemoryMerger:
         self.cache_masks = cache_masks
         try:
             self._setup(target, shapes[0], base_name, expert_names,
-                        num_hidden_layers(readers[0].config(), shapes[0]))
+                        num_hidden_layers(readers[0].config(), shapes[0]), storage_dtype, storage_device)
             largest = max(info.nbytes for info in readers[0].tensors.values())
             buffer = torch.empty(largest, dtype=torch.uint8)  # one read buffer for all tensors
             self._fill(*[lambda name, r=r: r.get(name, buffer) for r in readers][:1],
@@ -143,7 +164,8 @@ class InMemoryMerger:
         return self
 
     # ---------------------------------------------------------------- building
-    def _setup(self, target, shapes: Mapping[str, tuple], base_name, expert_names, num_layers):
+    def _setup(self, target, shapes: Mapping[str, tuple], base_name, expert_names, num_layers,
+               storage_dtype: torch.dtype | None = None, storage_device=None):
         self.target = target
         self.base_name = base_name
         self.expert_names = list(expert_names)
@@ -161,16 +183,35 @@ class InMemoryMerger:
             offset += -(-numel // _ALIGN) * _ALIGN
         self.numel = offset
         k = len(expert_names)
-        self.anchor = torch.zeros(offset, dtype=torch.float32, device=self.device)
-        self.deltas = torch.zeros(k, offset, dtype=torch.float32, device=self.device)
+        storage_dtype = storage_dtype or torch.float32
+        if not storage_dtype.is_floating_point:
+            raise HM3Error(f"the merger's storage dtype must be a float dtype, not {storage_dtype}")
+        storage_device = self.device if storage_device is None else torch.device(storage_device)
+        if storage_device.type == self.device.type and storage_device.index is None:
+            storage_device = self.device  # "cuda" means the model's own cuda:N
+        self.storage_dtype, self.storage_device = storage_dtype, storage_device
+        # the output buffer first: the target's own tensors are freed as they are re-pointed,
+        # so the peak is one model plus the storage, not two models plus the storage
         self.output = torch.zeros(offset, dtype=next(iter(dtypes)), device=self.device)
         with torch.no_grad():
             for slot in self.slots:
                 view = self.output[slot.span].view(slot.shape)
                 view.copy_(params[slot.name])
                 params[slot.name].data = view  # the live model now reads the output buffer
+        # staged: the stored values are not the float32 task vectors the kernels read on this device
+        self.staged = storage_dtype != torch.float32 or storage_device != self.device
+        if self.staged:
+            pin = storage_device.type == "cpu" and self.device.type == "cuda"
+            self.anchor = _zeros((offset,), storage_dtype, storage_device, pin)  # the base
+            self.stored = _zeros((k, offset), storage_dtype, storage_device, pin)  # the experts' weights
+            self.deltas = None
+        else:
+            self.anchor = torch.zeros(offset, dtype=torch.float32, device=self.device)
+            self.deltas = torch.zeros(k, offset, dtype=torch.float32, device=self.device)
+            self.stored = None
         self.ws = Workspace(self.device)
         self._caching = True
+        self._cache_device = self.device  # where new mask caches go (host memory when the GPU is full)
         self._slerp: list[list[SlerpStats]] = [[] for _ in range(k)]
         self._ranks: dict[int, torch.Tensor] = {}
         self._della: dict[int, torch.Tensor] = {}
@@ -202,6 +243,8 @@ class InMemoryMerger:
 
     def _fill(self, get_base: Callable, get_experts: Sequence[Callable]) -> None:
         """Copy the base and the task vectors in, checking every input is finite."""
+        if self.staged:
+            return self._fill_staged(get_base, get_experts)
         with torch.no_grad():
             for slot in self.slots:
                 anchor = self.anchor[slot.span]
@@ -213,6 +256,49 @@ class InMemoryMerger:
                     check_finite(row, slot.name, self.expert_names[i])
                     self._slerp[i].append(slerp_stats(anchor, row))
                     row.sub_(anchor)
+
+    def _fill_staged(self, get_base: Callable, get_experts: Sequence[Callable]) -> None:
+        """Store the base and the experts' weights (cast to the storage dtype: a value
+        that overflows it is reported like a non-finite input), and SLERP's cosines of
+        the stored values, computed in float32 on the model's device."""
+        with torch.no_grad():
+            for slot in self.slots:
+                stored = self.anchor[slot.span]
+                stored.copy_(get_base(slot.name).reshape(-1))
+                check_finite(stored, slot.name, self.base_name)
+                for i, get in enumerate(get_experts):
+                    row = self.stored[i, slot.span]
+                    row.copy_(get(slot.name).reshape(-1))
+                    check_finite(row, slot.name, self.expert_names[i])
+                anchor = self.ws.get("fill_anchor", slot.numel)
+                anchor.copy_(stored)
+                theta = self.ws.get("fill_row", slot.numel)
+                for i in range(len(get_experts)):
+                    theta.copy_(self.stored[i, slot.span])
+                    self._slerp[i].append(slerp_stats(anchor, theta))
+            self.ws.clear()
+
+    def _stage(self, span: slice, rows, key: str = "stage") -> tuple[torch.Tensor, dict]:
+        """Float32 base and task vectors (theta_i - base) of ``span`` for the storage
+        ``rows``, on the model's device, in work buffers named by ``key`` (the
+        streaming export's numbers: the same upcast and subtraction)."""
+        n = span.stop - span.start
+        rows = sorted(set(rows))
+        anchor = self.ws.get(f"{key}_anchor", n)
+        anchor.copy_(self.anchor[span], non_blocking=True)
+        buffer = self.ws.get(f"{key}_rows", max(1, len(rows)) * n).view(-1, n)
+        staged = {}
+        for j, row in enumerate(rows):
+            staged[row] = buffer[j]
+            staged[row].copy_(self.stored[row, span], non_blocking=True)
+            staged[row].sub_(anchor)
+        return anchor, staged
+
+    def _task_vector(self, row: int, slot: Slot) -> torch.Tensor:
+        """One expert's float32 task vector of one tensor (for building caches)."""
+        if not self.staged:
+            return self.deltas[row, slot.span]
+        return self._stage(slot.span, [row], "cache")[1][row]
 
     # ---------------------------------------------------------------- candidates
     def recipe(self, merge_method: str, model_parameters: Sequence[Mapping] | None = None,
@@ -323,13 +409,33 @@ class InMemoryMerger:
                 continue
             span = slice(self.slots[start].offset, self.slots[i - 1].offset + self.slots[i - 1].numel)
             c0, *coeffs = coefficients[start]
-            weighted_sum(self.anchor[span], c0, [self.deltas[k, span] for k in range(len(coeffs))],
-                         coeffs, self.output[span], scratch)
+            if self.staged:
+                self._weighted_staged(span, c0, coeffs)
+            else:
+                weighted_sum(self.anchor[span], c0, [self.deltas[k, span] for k in range(len(coeffs))],
+                             coeffs, self.output[span], scratch)
             start = i
+
+    def _weighted_staged(self, span: slice, c0: float, coeffs: Sequence[float]) -> None:
+        """A weighted sum over staged pieces of ``span``: only the rows with a
+        non-zero coefficient are staged (the kernel skips the others)."""
+        needed = [k for k, c in enumerate(coeffs) if c != 0.0]
+        for start in range(span.start, span.stop, _STAGE_ELEMENTS):
+            piece = slice(start, min(span.stop, start + _STAGE_ELEMENTS))
+            anchor, staged = self._stage(piece, needed)
+            rows = [staged.get(k, anchor) for k in range(len(coeffs))]  # unstaged rows have c == 0
+            weighted_sum(anchor, c0, rows, coeffs, anchor)  # in place over the staged anchor
+            self.output[piece].copy_(anchor)
 
     # ---------------------------------------------------------------- per-tensor methods
     def _merge_slot(self, plan: MergePlan, rows, slot: Slot, p: TensorParams) -> None:
         """A filter-wise model stock merge of one tensor (one t per row)."""
+        if self.staged:
+            t = self._stock_t(rows, p.shared["filter_wise"])[slot.index]
+            anchor, staged = self._stage(slot.span, rows)
+            merge_model_stock(anchor, [staged[r] for r in rows], t, slot.shape, self.ws, anchor)
+            self.output[slot.span].copy_(anchor)
+            return
         direct = self.output.dtype == torch.float32
         out = self.output[slot.span] if direct else self.ws.get("result", slot.numel)
         deltas = [self.deltas[r, slot.span] for r in rows]
@@ -344,6 +450,8 @@ class InMemoryMerger:
         instead of many small ones)."""
         if any(r is None for r in rows):
             raise ConfigError(f"{plan.method.name}: the base cannot also be a merged model")
+        if self.staged:
+            return self._merge_gta_staged(plan, rows, params)
         k = len(rows)
         for group in self._groups(plan, params):
             first, last = group[0][0], group[-1][0]
@@ -362,6 +470,29 @@ class InMemoryMerger:
             combine_rows(plan.method, self.anchor[span], list(buffer), group[0][1], self.ws, out)
             if not direct:
                 self.output[span].copy_(out)
+
+    def _merge_gta_staged(self, plan: MergePlan, rows, params: list[TensorParams]) -> None:
+        """As :meth:`_merge_gta` over staged groups. The staged task vectors are this
+        candidate's own copies, so (as in the streaming export) they are pruned and
+        weighted in place, and the result is formed over the staged base."""
+        k = len(rows)
+        in_place = len(set(rows)) == k
+        for group in self._groups(plan, params):
+            first, last = group[0][0], group[-1][0]
+            span = slice(first.offset, last.offset + last.numel)
+            length = span.stop - span.start
+            anchor, staged = self._stage(span, rows)
+            sources = [staged[r] for r in rows]
+            targets = sources if in_place else list(self.ws.get("group_rows", k * length).view(k, length))
+            for slot, p in group:
+                local = slice(slot.offset - first.offset, slot.offset - first.offset + slot.numel)
+                deltas = [row[local] for row in sources]
+                masks = (_CachedMasks(self, plan, rows, slot) if self._caching
+                         else ComputedMasks(deltas, slot.shape, slot.name, plan.recipe.seed, self.ws))
+                weighted_rows(plan.method, deltas, p, masks, self.ws, [row[local] for row in targets],
+                              tensor_name=slot.name, who=plan.rows)
+            combine_rows(plan.method, anchor, targets, group[0][1], self.ws, anchor)
+            self.output[span].copy_(anchor)
 
     def _groups(self, plan: MergePlan, params: list[TensorParams]):
         """Runs of consecutive slots whose combination step is identical (weights,
@@ -386,8 +517,12 @@ class InMemoryMerger:
     def _stock_t(self, rows, filter_wise: bool) -> list:
         key = (tuple(rows), filter_wise)
         if key not in self._stock:
-            self._stock[key] = [model_stock_t([self.deltas[r, s.span] for r in rows], s.shape, filter_wise)
-                                for s in self.slots]
+            if self.staged:
+                self._stock[key] = [model_stock_t([staged[r] for r in rows], s.shape, filter_wise)
+                                    for s in self.slots for staged in [self._stage(s.span, rows, "cache")[1]]]
+            else:
+                self._stock[key] = [model_stock_t([self.deltas[r, s.span] for r in rows], s.shape, filter_wise)
+                                    for s in self.slots]
         return self._stock[key]
 
     # ---------------------------------------------------------------- caches
@@ -405,21 +540,37 @@ class InMemoryMerger:
         return count * self.numel * 4
 
     def _decide_caching(self, plan: MergePlan, rows) -> bool:
+        """Whether this candidate reads its masks from caches, and where caches still
+        missing go: on the model's device while it has room; else, under a CUDA
+        model, in pinned host memory (each tensor's masks copied over per
+        candidate: far cheaper than regenerating seeded uniforms on the CPU);
+        else nowhere (masks computed per candidate)."""
         if self.cache_masks != "auto":
+            self._cache_device = self.device
             return bool(self.cache_masks)
         missing = self._missing_cache_bytes(plan, rows)
-        if missing == 0 or self.device.type != "cpu":
+        if missing == 0:
             return True
-        import psutil
+        from hm3.memory import free_bytes, host_available
 
-        return missing + _MEMORY_RESERVE < psutil.virtual_memory().available
+        self._cache_device = self.device
+        if missing + _MEMORY_RESERVE < free_bytes(self.device):
+            return True
+        if self.device.type == "cuda" and missing + _MEMORY_RESERVE < host_available():
+            self._cache_device = torch.device("cpu")
+            return True
+        return False
+
+    def _new_cache(self, dtype: torch.dtype) -> torch.Tensor:
+        device = self._cache_device
+        return _zeros((self.numel,), dtype, device, device.type == "cpu" and self.device.type == "cuda")
 
     def ranks(self, row: int) -> torch.Tensor:
         """Stable ascending magnitude rank of every element of one expert, per tensor."""
         if row not in self._ranks:
-            ranks = torch.zeros(self.numel, dtype=torch.int32, device=self.device)
+            ranks = self._new_cache(torch.int32)
             for slot in self.slots:
-                keys = magnitude_keys(self.deltas[row, slot.span], self.ws.get("scratch_a", slot.numel))
+                keys = magnitude_keys(self._task_vector(row, slot), self.ws.get("scratch_a", slot.numel))
                 ranks[slot.span] = stable_ranks(keys)
             self._ranks[row] = ranks
         return self._ranks[row]
@@ -428,7 +579,7 @@ class InMemoryMerger:
         """The seeded uniforms of input ``position`` of a recipe, for every tensor."""
         key = (seed, position)
         if key not in self._noise:
-            noise = torch.zeros(self.numel, dtype=torch.float32, device=self.device)
+            noise = self._new_cache(torch.float32)
             for slot in self.slots:
                 uniforms(seed, slot.name, position, noise[slot.span])
             self._noise[key] = noise
@@ -436,17 +587,21 @@ class InMemoryMerger:
 
     def della_fractions(self, row: int) -> torch.Tensor:
         if row not in self._della:
-            fractions = torch.zeros(self.numel, dtype=torch.float32, device=self.device)
+            fractions = self._new_cache(torch.float32)
+            elsewhere = fractions.device != self.device  # a host cache: computed on the device, then stored
             for slot in self.slots:
-                della_rank_fraction(self.deltas[row, slot.span], slot.shape, fractions[slot.span],
+                target = self.ws.get("della_fraction", slot.numel) if elsewhere else fractions[slot.span]
+                della_rank_fraction(self._task_vector(row, slot), slot.shape, target,
                                     self.ws.get("scratch_a", slot.numel))
+                if elsewhere:
+                    fractions[slot.span].copy_(target)
             self._della[row] = fractions
         return self._della[row]
 
     def l1(self, row: int) -> list[float]:
         if row not in self._l1:
             scratch = self.ws.get("scratch_a", max(s.numel for s in self.slots))
-            self._l1[row] = [l1_norm(self.deltas[row, s.span], scratch) for s in self.slots]
+            self._l1[row] = [l1_norm(self._task_vector(row, s), scratch) for s in self.slots]
         return self._l1[row]
 
     def release_caches(self) -> None:
@@ -461,9 +616,22 @@ class InMemoryMerger:
     def memory_bytes(self) -> dict:
         caches = sum(t.numel() * t.element_size() for d in (self._ranks, self._della, self._noise)
                      for t in d.values())
-        return {"anchor": self.anchor.numel() * 4, "task_vectors": self.deltas.numel() * 4,
+        stored = self.deltas if self.stored is None else self.stored
+        return {"anchor": self.anchor.numel() * self.anchor.element_size(),
+                "task_vectors": stored.numel() * stored.element_size(),
                 "output": self.output.numel() * self.output.element_size(), "caches": caches,
                 "workspace": self.ws.nbytes()}
+
+
+def _zeros(shape: tuple, dtype: torch.dtype, device: torch.device, pin: bool) -> torch.Tensor:
+    """Zeroed storage; page-locked (pinned) host memory when asked, so copies to the
+    GPU run at full bandwidth (plain host memory when pinning is refused)."""
+    if pin:
+        try:
+            return torch.zeros(shape, dtype=dtype, pin_memory=True)
+        except RuntimeError:
+            pass
+    return torch.zeros(shape, dtype=dtype, device=device)
 
 
 class _CachedMasks:
@@ -478,20 +646,28 @@ class _CachedMasks:
     def _scratch(self, key: str) -> torch.Tensor:
         return self.merger.ws.get(key, self.slot.numel)
 
+    def _here(self, cached: torch.Tensor, key: str) -> torch.Tensor:
+        """This tensor's part of a cache, on the model's device (a copy when the cache
+        lives in host memory)."""
+        part = cached[self.slot.span]
+        if part.device == self.merger.device:
+            return part
+        return self.merger.ws.get(key, self.slot.numel, part.dtype).copy_(part, non_blocking=True)
+
     def prune_window(self, row, lo, hi, values, target):
-        ranks = self.merger.ranks(self.rows[row])[self.slot.span]
+        ranks = self._here(self.merger.ranks(self.rows[row]), "cached_ranks")
         return keep_rank_window(ranks, lo, hi, values, target, self._scratch("scratch_a"),
                                 self._scratch("scratch_b"))
 
     def prune_bernoulli(self, row, p, values, target):
-        noise = self.merger.noise(self.seed, row)[self.slot.span]
+        noise = self._here(self.merger.noise(self.seed, row), "cached_noise")
         return keep_below(noise, p, values, target, self._scratch("scratch_a"))
 
     def prune_della(self, row, density, epsilon, values, target):
-        fractions = self.merger.della_fractions(self.rows[row])[self.slot.span]
+        fractions = self._here(self.merger.della_fractions(self.rows[row]), "cached_fractions")
         probability = self._scratch("scratch_a")
         della_keep_probability(fractions, density, epsilon, probability)
-        noise = self.merger.noise(self.seed, row)[self.slot.span]
+        noise = self._here(self.merger.noise(self.seed, row), "cached_noise")
         return keep_below(noise, probability, values, target, probability)
 
     def l1(self, row):
