@@ -25,7 +25,8 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = ["tests/reliability", "tests/test_config.py", "tests/test_models.py", "tests/merge/test_merge_bad_input.py"]
+TESTS = ["tests/reliability", "tests/test_config.py", "tests/test_models.py", "tests/test_vocabulary.py",
+         "tests/merge/test_merge_bad_input.py"]
 AREAS = {  # area -> (title, what it covers)
     "bad input": ("Bad input", "fails fast, names the offending thing, writes nothing"),
     "untrusted models": ("Untrusted models", "no pickle, no repository code unless the config allows it"),
