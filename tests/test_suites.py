@@ -91,3 +91,14 @@ def test_suites_use_no_pickles_or_remote_code_unless_said_so():
 
 def test_offline_is_the_default_in_tests():
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_pin_offline_names_the_repository(tmp_path, monkeypatch):
+    from hm3.errors import HM3Error
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    suite = tmp_path / "llama2-7b.yaml"
+    shutil.copy(REPO / "config" / "suites" / "llama2-7b.yaml", suite)
+    with pytest.raises(HM3Error, match="could not ask the hub for WizardLMTeam/WizardMath-7B-V1.0's commit.*HF_HUB_OFFLINE"):
+        pin_revisions(suite)
+    assert suite.read_text() == (REPO / "config" / "suites" / "llama2-7b.yaml").read_text()

@@ -193,9 +193,14 @@ def _download(download, repo_id: str, revision: str, staging: Path, patterns: li
     try:
         download(repo_id=repo_id, revision=revision, allow_patterns=patterns, local_dir=str(staging))
     except Exception as err:  # the hub client raises many kinds; the user needs the repo and why
-        offline = " (HF_HUB_OFFLINE is set: export HF_HUB_OFFLINE=0 to download)" \
-            if os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0") else ""
-        raise HM3Error(f"could not download {repo_id}@{revision}: {type(err).__name__}: {err}{offline}") from err
+        raise HM3Error(f"could not download {repo_id}@{revision}: {type(err).__name__}: {err}"
+                       f"{_offline_hint()}") from err
+
+
+def _offline_hint() -> str:
+    if os.environ.get("HF_HUB_OFFLINE", "0") in ("", "0"):
+        return ""
+    return " (HF_HUB_OFFLINE is set: export HF_HUB_OFFLINE=0 to reach the hub)"
 
 
 def acquire(name: str, spec: dict, out_dir: str | Path, built_dir: str | Path | None = None,
@@ -242,7 +247,11 @@ def pin_revisions(config_path: str | Path, resolve=None, update_all: bool = Fals
         api = HfApi()
 
         def resolve(repo_id):
-            return api.model_info(repo_id).sha
+            try:
+                return api.model_info(repo_id).sha
+            except Exception as err:  # offline, gated, missing: say which repository and why
+                raise HM3Error(f"could not ask the hub for {repo_id}'s commit: {type(err).__name__}: {err}"
+                               f"{_offline_hint()}") from err
     pinned = {}
     for name, spec in models.items():
         if (spec or {}).get("source") != "hub" or (spec.get("revision") and not update_all):
