@@ -212,3 +212,15 @@ def test_workflow_stops_at_the_expert_before_any_merge(tmp_path, reliability):
     reliability("bad input", "expert with an extra token, through the workflow",
                 saw="models.math: vocabulary of 44 tokens, the base's has 43 (its extra tokens: [PAD]); ...",
                 done="snakemake on local models, vocabulary: reject; no merge job started")
+
+
+def test_a_tokenizer_that_cannot_load_is_named_with_the_fix(family, monkeypatch):
+    tmp, base_dir = family
+    import transformers
+
+    def missing_sentencepiece(*args, **kwargs):
+        raise ImportError("LlamaTokenizer requires the SentencePiece library")
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", missing_sentencepiece)
+    with pytest.raises(HM3Error, match=r"cannot load its tokenizer .*SentencePiece.*\.\[hub\]"):
+        plan_vocabulary("math", base_dir, base_dir, "base")

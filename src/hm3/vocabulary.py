@@ -60,8 +60,12 @@ def _tokens(model_dir: Path, trust_remote_code: bool) -> list[str]:
 
     from hm3.evaluate import remote_code_refused
 
-    with remote_code_refused(model_dir):
-        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    try:
+        with remote_code_refused(model_dir):
+            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    except (ImportError, OSError) as err:  # e.g. a SentencePiece-only tokenizer (tokenizer.model, no tokenizer.json)
+        raise HM3Error(f"{model_dir}: cannot load its tokenizer ({type(err).__name__}: {err}); a tokenizer.model "
+                       "without tokenizer.json needs `pip install -e '.[hub]'` (sentencepiece, protobuf)") from err
     return tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
 
 
