@@ -101,9 +101,12 @@ class FamilyCheck:
 
 
 def _materialise(source_dir: Path, out_dir: Path, provenance: dict, allow_pickle: bool,
-                 family: FamilyCheck | None = None) -> dict:
+                 family: FamilyCheck | None = None, plan=None) -> dict:
+    """Check ``source_dir`` and place it at ``out_dir``; ``plan``: the expert's vocabulary
+    plan when the caller already made it (else made here from ``family``)."""
     description = check_checkpoint(source_dir, allow_pickle)
-    plan = family.plan(source_dir) if family else None
+    if plan is None and family is not None:
+        plan = family.plan(source_dir)
     pickled = not any(name.endswith(".safetensors") for name in description["weight_files"])
     with atomic_dir(out_dir) as tmp:
         if pickled or (plan and plan.changes_rows):
@@ -179,12 +182,13 @@ def acquire_hub(repo_id: str, revision: str | None, out_dir: str | Path, allow_p
     staging = out_dir.parent / f".{out_dir.name}.download"
     patterns = HUB_ALLOW_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
     try:
-        if family is not None:
+        plan = None
+        if family is not None:  # configs and tokenizer first: the plan needs nothing else
             _download(download, repo_id, revision, staging, [p for p in patterns if "*" not in p])
-            family.plan(staging)
+            plan = family.plan(staging)
         _download(download, repo_id, revision, staging, patterns)
         return _materialise(staging, out_dir, {"source": "hub", "repo_id": repo_id, "revision": revision},
-                            allow_pickle, family)
+                            allow_pickle, family, plan)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
