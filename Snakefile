@@ -27,9 +27,14 @@ include: "workflow/rules/report.smk"
 
 onstart:
     # own the lock files this run holds, so a later run can clear them if this one is killed
+    from hm3.orphans import record_run
     from hm3.resume import claim_locks
 
     claim_locks()
+    # name this run in its local jobs' environment: they stop if it is killed, and a later
+    # run keeps its locks while one survives (cluster jobs are left to their scheduler)
+    if workflow.local_exec:
+        record_run()
 
 
 rule all:

@@ -106,7 +106,8 @@ def render(areas: dict[str, list[dict]], passed: int, seconds: float, fast: bool
         f"- **Untrusted-model checks: {total('untrusted models')}**: no pickle and no repository code "
         "runs unless `security.allow_pickle` / `security.trust_remote_code` say so.",
         f"- **Interruptions survived: {kills}** workflow kills (SIGINT and SIGKILL in a merge export, "
-        "an evaluation batch and RL training), each resumed by a plain `snakemake` to the "
+        "an evaluation batch and RL training; SIGKILL of snakemake alone, its job left running), "
+        "each resumed by a plain `snakemake` to the "
         "uninterrupted run's results, plus "
         f"{total('interruption') - kills} checks of the clean-up behind it.",
         f"- **Adversarial completions contained: {adversarial}** in the code task's sandbox.",

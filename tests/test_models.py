@@ -12,10 +12,17 @@ from hm3.models import HUB_ALLOW_PATTERNS, acquire, check_checkpoint
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+def _tokenizer_json() -> str:
+    """The smallest tokenizer.json the tokenizers library loads (acquisition loads it)."""
+    from tokenizers import Tokenizer, models
+
+    return Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")).to_str()
+
+
 def _fake_checkpoint(folder, sharded=False, pickled=False):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
-    (folder / "tokenizer.json").write_text("{}")
+    (folder / "tokenizer.json").write_text(_tokenizer_json())
     if pickled:
         torch.save({"a": torch.arange(3.0)}, folder / "pytorch_model.bin")
     elif sharded:

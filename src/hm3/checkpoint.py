@@ -12,10 +12,11 @@ from hm3.io import atomic_dir
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path, card: str, max_shard_size: str = "2GB",
-                    extra=None) -> None:
+                    extra=None, overwrite: bool = False) -> None:
     """Write model + tokenizer + README.md atomically; weights are safetensors only.
-    ``extra(folder)`` may add files before the folder is moved into place."""
-    with atomic_dir(out_dir) as tmp:
+    ``extra(folder)`` may add files before the folder is moved into place; ``overwrite``:
+    an existing folder may be replaced (`hm3.io.check_output_dir`)."""
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         model.save_pretrained(tmp, safe_serialization=True, max_shard_size=max_shard_size)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

@@ -166,14 +166,20 @@ def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code
     from transformers import AutoModelForCausalLM
 
     from hm3.memory import resolve_dtype
+    from hm3.modelfiles import check_config, check_links
     from hm3.models import check_safetensors_complete
 
     model_dir = Path(model_dir)
     shards = sorted(model_dir.glob("*.safetensors"))
     if not shards:
         raise HM3Error(f"{model_dir}: no *.safetensors weights (pickled weights are not loaded)")
+    check_links(model_dir)
+    shapes = {}
     for shard in shards:  # a clear message, not safetensors' own
-        check_safetensors_complete(shard)
+        shapes.update({name: entry["shape"] for name, entry in check_safetensors_complete(shard).items()})
+    # from_pretrained allocates what config.json says before it reads a weight: the sizes
+    # must be sane and match the headers first
+    check_config(model_dir, shapes)
     with remote_code_refused(model_dir):
         model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=resolve_dtype(dtype, device),
                                                      use_safetensors=True, trust_remote_code=trust_remote_code)
@@ -188,6 +194,9 @@ def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code
 
 def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False, dtype=None):
     """A checkpoint and its tokenizer, for scoring."""
+    from hm3.modelfiles import check_before_tokenizer_load
+
+    check_before_tokenizer_load(model_dir)  # before transformers is even imported: a bad file fails fast
     from transformers import AutoTokenizer
 
     with remote_code_refused(model_dir):
@@ -205,6 +214,10 @@ def offline_environment() -> None:
 def score_checkpoint(tasks: dict, evaluation: dict, model_dir: str | Path, split: str,
                      data_dir: str | Path, trust_remote_code: bool = False) -> dict:
     """Score a checkpoint folder on every configured task (one lm-eval run)."""
+    from hm3.modelfiles import check_before_tokenizer_load
+
+    # a bad model file is refused in a second, before torch is imported (load_model loads the tokenizer)
+    check_before_tokenizer_load(model_dir, load=False)
     from hm3.memory import evaluation_dtype
 
     # experts, exported merges and paths are scored in the dtype the searches score candidates in

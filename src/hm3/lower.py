@@ -64,6 +64,7 @@ class PoolFactory:
         from hm3.cache import EvaluationCache
         from hm3.evaluate import load_causal_lm
         from hm3.memory import evaluation_dtype
+        from hm3.modelfiles import check_before_tokenizer_load
 
         evaluation, security = self.config["evaluation"], self.config["security"]
         self.device, self.trust = evaluation["device"], security["trust_remote_code"]
@@ -80,6 +81,7 @@ class PoolFactory:
         if ANCHOR in self.experts:
             raise ConfigError(f"an expert is named {ANCHOR!r}, the pool's name for M_λ: rename it")
         first = next(iter(self.expert_dirs.values()))
+        check_before_tokenizer_load(first)  # a bad tokenizer file named, not a transformers traceback
         self.tokenizer = AutoTokenizer.from_pretrained(first, trust_remote_code=self.trust)
         self.cache = EvaluationCache(evaluation.get("cache", "results/cache/evaluations.sqlite"))
         self._scorers: dict[str, object] = {}
@@ -133,8 +135,10 @@ def reward_function(config: Mapping, ideal: Mapping) -> Callable[[Mapping[str, f
 
 # ------------------------------------------------------------------ offline training
 def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[str, str | Path],
-                 out_policy: str | Path, out_log: str | Path, out_plot: str | Path, out_summary: str | Path) -> dict:
-    """Offline training over the training preferences (one pool per (λ, M_λ))."""
+                 out_policy: str | Path, out_log: str | Path, out_plot: str | Path, out_summary: str | Path,
+                 overwrite: bool = False) -> dict:
+    """Offline training over the training preferences (one pool per (λ, M_λ)); ``overwrite``:
+    an existing ``out_policy`` folder may be replaced."""
     import pandas as pd
     from tqdm import tqdm
 
@@ -197,7 +201,7 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
     plot_training(frame, out_plot)
     save_policy(agent, out_policy, names=factory.names, tasks=factory.tasks,
                 meta={"training_preferences": {p: w.tolist() for p, w in table.items()},
-                      "reward": config.get("rl", {}).get("reward", "weighted_sum")})
+                      "reward": config.get("rl", {}).get("reward", "weighted_sum")}, overwrite=overwrite)
     evaluated = sum(e.evaluator.evaluations for e in evaluators.values())
     seconds = sum(e.evaluator.seconds for e in evaluators.values())
     summary = {
@@ -251,14 +255,15 @@ def plot_training(frame, path: str | Path) -> None:
 
 
 # ------------------------------------------------------------------ saving the policy (no pickle)
-def save_policy(agent, out_dir: str | Path, names: Sequence[str], tasks: Sequence[str], meta: Mapping) -> None:
+def save_policy(agent, out_dir: str | Path, names: Sequence[str], tasks: Sequence[str], meta: Mapping,
+                overwrite: bool = False) -> None:
     """Networks as safetensors, settings and pool layout as JSON: loading runs no pickle."""
     from safetensors.torch import save_file
 
     tensors = {f"{part}.{k}": v.detach().contiguous()
                for part, module in (("actor", agent.actor), ("critic", agent.critic))
                for k, v in module.state_dict().items()}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         save_file(tensors, str(Path(tmp) / POLICY_WEIGHTS))
         (Path(tmp) / POLICY_META).write_text(json.dumps(
             {"settings": agent.settings.__dict__, "depths": agent.space.depths, "pool": list(names),
@@ -351,10 +356,12 @@ def online_paths(agent, weights: np.ndarray, settings: Mapping, score: Callable[
 
 
 def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy_dir: str | Path,
-                anchor_dir: str | Path, out_dir: str | Path, max_shard_size: str = "2GB") -> dict:
+                anchor_dir: str | Path, out_dir: str | Path, max_shard_size: str = "2GB",
+                overwrite: bool = False) -> dict:
     """Online search for one reporting λ: roll the trained policy out over the pool
     (experts + M_λ), keep the best path on the search split (the identity path, M_λ
-    itself, is always a candidate), score it on the test split and export it."""
+    itself, is always a candidate), score it on the test split and export it (``overwrite``:
+    an existing ``out_dir/model`` may be replaced)."""
     from hm3.upper import preference_weights
 
     started = time.time()
@@ -387,7 +394,8 @@ def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy
         frame = candidates.frame()
         distinct = int(frame["path"].nunique())
         export_path(pool, best_path, Path(out_dir) / "model", factory.tokenizer, preference, weights,
-                    config, factory.expert_dirs, anchor_dir, str(best["origin"]), max_shard_size, alignment)
+                    config, factory.expert_dirs, anchor_dir, str(best["origin"]), max_shard_size, alignment,
+                    overwrite)
         with atomic_file(Path(out_dir) / "candidates.csv") as handle:
             frame.to_csv(handle, index=False, float_format="%.6f")
         yaml_text = pool.passthrough_yaml(best_path, [*factory.expert_dirs.values(), str(anchor_dir)]) or \
@@ -504,7 +512,7 @@ def _check_layout(pool, meta: Mapping) -> None:
 
 def export_path(pool, path, out_dir: Path, tokenizer, preference: str, weights: np.ndarray, config: Mapping,
                 expert_dirs: Mapping[str, str], anchor_dir: str | Path, origin: str, max_shard_size: str,
-                alignment=None) -> None:
+                alignment=None, overwrite: bool = False) -> None:
     from hm3.checkpoint import model_card
     from hm3.paths import describe
 
@@ -520,7 +528,8 @@ def export_path(pool, path, out_dir: Path, tokenizer, preference: str, weights: 
          "path": describe(path, pool.names), "found_by": origin, "aligned_layers": sorted(alignment or {}),
          "pool": {**expert_dirs, ANCHOR: str(anchor_dir)}},
         tags=["merge", "frankenmerge", "inference-path"])
-    pool.export(path, out_dir, tokenizer, card, max_shard_size=max_shard_size, alignment=alignment)
+    pool.export(path, out_dir, tokenizer, card, max_shard_size=max_shard_size, alignment=alignment,
+                overwrite=overwrite)
 
 
 # ------------------------------------------------------------------ amortised answer

@@ -9,14 +9,13 @@ The result is written atomically, with a `SOURCE.json` saying where it came from
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from hm3.errors import HM3Error
-from hm3.io import atomic_dir, write_json
+from hm3.io import atomic_dir, check_output_dir, write_json
 
 # What a hub download fetches: weights as safetensors, configs, tokenizer files, card.
 HUB_ALLOW_PATTERNS = [
@@ -30,33 +29,37 @@ REWRITE_SHARD_SIZE = "5GB"  # shards of a checkpoint hm3 writes again (pickles c
 
 
 def check_checkpoint(model_dir: str | Path, allow_pickle: bool = False) -> dict:
-    """Verify a checkpoint folder is complete; returns a short description."""
+    """Verify a checkpoint folder is complete and sane (no link out of it; config,
+    tokenizer and safetensors headers parse and agree: `hm3.modelfiles`), from its
+    JSON files and headers alone; returns a short description."""
+    from hm3.modelfiles import check_config, check_links, check_tokenizer
+
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise HM3Error(f"{model_dir}: not a model checkpoint (no config.json)")
+    check_links(model_dir)
+    check_config(model_dir)  # its bounds first, before torch is even imported; against the weights below
     weights = _weight_files(model_dir, allow_pickle)
     has_tokenizer = any((model_dir / f).exists() for f in ("tokenizer.json", "tokenizer.model", "vocab.json"))
     if not has_tokenizer:
         raise HM3Error(f"{model_dir}: no tokenizer files (tokenizer.json, tokenizer.model or vocab.json)")
+    check_tokenizer(model_dir)
+    shapes = {}
     for weight in weights:
         if weight.suffix == ".safetensors":
-            check_safetensors_complete(weight)
-    config = json.loads((model_dir / "config.json").read_text())
+            shapes.update({name: entry["shape"] for name, entry in check_safetensors_complete(weight).items()})
+    config = check_config(model_dir, shapes)
     return {"architectures": config.get("architectures"), "weight_files": [w.name for w in weights],
             "bytes": sum(w.stat().st_size for w in weights)}
 
 
-def check_safetensors_complete(path: Path) -> None:
-    """Refuse a truncated safetensors file (an interrupted download or copy), from its
-    header alone: the tensors' byte ranges must fit in the file."""
+def check_safetensors_complete(path: Path) -> dict:
+    """Refuse a truncated or corrupt safetensors file (an interrupted download or copy, a
+    hostile header) from its header alone; returns the header. Reading it checks every
+    tensor's byte range against its shape and the file (`hm3.modelfiles`)."""
     from hm3.merge.checkpoint import read_safetensors_header
 
-    header, data_start = read_safetensors_header(path, with_data_start=True)
-    needed = data_start + max((entry["data_offsets"][1] for entry in header.values()), default=0)
-    size = path.stat().st_size
-    if size < needed:
-        raise HM3Error(f"{path}: truncated safetensors file ({size} bytes, its header needs {needed}); "
-                       "download or copy it again")
+    return read_safetensors_header(path)
 
 
 def _weight_files(model_dir: Path, allow_pickle: bool) -> list[Path]:
@@ -78,9 +81,14 @@ def _weight_files(model_dir: Path, allow_pickle: bool) -> list[Path]:
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link when on the same filesystem (no extra disk for multi-GB weights)."""
+    """Hard-link when on the same filesystem (no extra disk for multi-GB weights). A
+    symlink is followed (once checked to stay in its folder): the output gets the regular
+    file, never a link that could be pointed elsewhere later."""
+    from hm3.modelfiles import real_file
+
+    src = real_file(src)
     try:
-        os.link(src, dst)
+        os.link(src, dst, follow_symlinks=False)
     except OSError:
         shutil.copy2(src, dst)
 
@@ -101,14 +109,14 @@ class FamilyCheck:
 
 
 def _materialise(source_dir: Path, out_dir: Path, provenance: dict, allow_pickle: bool,
-                 family: FamilyCheck | None = None, plan=None) -> dict:
+                 family: FamilyCheck | None = None, plan=None, overwrite: bool = False) -> dict:
     """Check ``source_dir`` and place it at ``out_dir``; ``plan``: the expert's vocabulary
     plan when the caller already made it (else made here from ``family``)."""
     description = check_checkpoint(source_dir, allow_pickle)
     if plan is None and family is not None:
         plan = family.plan(source_dir)
     pickled = not any(name.endswith(".safetensors") for name in description["weight_files"])
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, inputs=[source_dir]) as tmp:
         if pickled or (plan and plan.changes_rows):
             description = _rewrite(source_dir, tmp, allow_pickle, plan, family.base_dir if family else None)
             provenance = {**provenance, "rewritten": "pickled weights converted to safetensors" if pickled
@@ -129,6 +137,7 @@ def _rewrite(source_dir: Path, tmp: Path, allow_pickle: bool, plan, base_dir: Pa
     nothing downstream ever unpickles; vocabulary-sized tensors get the base's rows."""
     from hm3.merge.checkpoint import (SAFETENSORS_INDEX, TOKENIZER_FILES, CheckpointReader, ShardedWriter,
                                       TensorInfo, copy_tokenizer_files, parse_size)
+    from hm3.modelfiles import read_json_object, real_file
     from hm3.vocabulary import adapt_rows, adapted_config, is_vocabulary_tensor
 
     adapt = plan is not None and plan.changes_rows
@@ -137,8 +146,8 @@ def _rewrite(source_dir: Path, tmp: Path, allow_pickle: bool, plan, base_dir: Pa
                *(TOKENIZER_FILES if adapt else ())}
     for item in source_dir.iterdir():
         if item.is_file() and not item.name.startswith(".") and item.suffix not in weights and item.name not in skipped:
-            shutil.copy2(item, tmp / item.name)
-    config = json.loads((source_dir / "config.json").read_text())
+            shutil.copy2(real_file(item, source_dir), tmp / item.name)  # the checked file, not a link
+    config = read_json_object(source_dir / "config.json", source_dir)
     with CheckpointReader(source_dir, allow_pickle=allow_pickle) as reader:
         base = CheckpointReader(base_dir) if adapt else None
         try:
@@ -160,7 +169,7 @@ def _rewrite(source_dir: Path, tmp: Path, allow_pickle: bool, plan, base_dir: Pa
             if base is not None:
                 base.close()
     if adapt:
-        base_config = json.loads((base_dir / "config.json").read_text())
+        base_config = read_json_object(base_dir / "config.json", base_dir)
         config = adapted_config(config, base_config, plan)
         copy_tokenizer_files(base_dir, tmp)
     write_json(tmp / "config.json", config)
@@ -168,8 +177,9 @@ def _rewrite(source_dir: Path, tmp: Path, allow_pickle: bool, plan, base_dir: Pa
 
 
 def acquire_hub(repo_id: str, revision: str | None, out_dir: str | Path, allow_pickle: bool = False,
-                download=None, family: FamilyCheck | None = None) -> dict:
-    """Download ``repo_id`` at ``revision`` into ``out_dir`` (atomically).
+                download=None, family: FamilyCheck | None = None, overwrite: bool = False) -> dict:
+    """Download ``repo_id`` at ``revision`` into ``out_dir`` (atomically; an existing folder
+    only with ``overwrite``, see `hm3.io.check_output_dir`).
 
     An expert's config and tokenizer come first, so a vocabulary the policy refuses
     stops the job before gigabytes of weights are fetched."""
@@ -178,7 +188,7 @@ def acquire_hub(repo_id: str, revision: str | None, out_dir: str | Path, allow_p
                        "to write the current commit into the config (branches move, so hm3 needs the commit)")
     if download is None:
         from huggingface_hub import snapshot_download as download
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, overwrite=overwrite)  # before gigabytes are downloaded
     staging = out_dir.parent / f".{out_dir.name}.download"
     patterns = HUB_ALLOW_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
     try:
@@ -188,7 +198,7 @@ def acquire_hub(repo_id: str, revision: str | None, out_dir: str | Path, allow_p
             plan = family.plan(staging)
         _download(download, repo_id, revision, staging, patterns)
         return _materialise(staging, out_dir, {"source": "hub", "repo_id": repo_id, "revision": revision},
-                            allow_pickle, family, plan)
+                            allow_pickle, family, plan, overwrite)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -208,24 +218,29 @@ def _offline_hint() -> str:
 
 
 def acquire(name: str, spec: dict, out_dir: str | Path, built_dir: str | Path | None = None,
-            allow_pickle: bool = False, download=None, family: FamilyCheck | None = None) -> dict:
+            allow_pickle: bool = False, download=None, family: FamilyCheck | None = None,
+            overwrite: bool = False) -> dict:
     """Put model ``name`` (a `models:` entry of the config) at ``out_dir``.
 
-    ``family``: for an expert, the base to check it against (tokenizer, vocabulary)."""
+    ``family``: for an expert, the base to check it against (tokenizer, vocabulary);
+    ``overwrite``: an existing ``out_dir`` may be replaced (never the source itself)."""
     source = spec["source"]
     if source == "hub":
-        return acquire_hub(spec["repo_id"], spec.get("revision"), out_dir, allow_pickle, download, family)
+        return acquire_hub(spec["repo_id"], spec.get("revision"), out_dir, allow_pickle, download, family,
+                           overwrite)
     if source == "local":
         path = Path(spec["path"]).expanduser()
         if not path.is_dir():
             raise HM3Error(f"models.{name}.path: {path} is not a directory")
-        return _materialise(path, Path(out_dir), {"source": "local", "path": str(path.resolve())}, allow_pickle,
-                            family)
+        out_dir = check_output_dir(out_dir, overwrite=overwrite, inputs=[path])  # before the source is read
+        return _materialise(path, out_dir, {"source": "local", "path": str(path.resolve())}, allow_pickle,
+                            family, overwrite=overwrite)
     if source == "build":
         if built_dir is None:
             raise HM3Error(f"models.{name}: source 'build' needs the built checkpoint folder")
-        return _materialise(Path(built_dir), Path(out_dir), {"source": "build", "path": str(built_dir)},
-                            allow_pickle, family)
+        out_dir = check_output_dir(out_dir, overwrite=overwrite, inputs=[built_dir])
+        return _materialise(Path(built_dir), out_dir, {"source": "build", "path": str(built_dir)},
+                            allow_pickle, family, overwrite=overwrite)
     raise HM3Error(f"models.{name}.source: unknown source {source!r} (build, hub or local)")
 
 

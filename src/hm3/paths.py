@@ -161,7 +161,7 @@ class LayerPool:
         return state
 
     def export(self, path: Path, out_dir: str | FilePath, tokenizer=None, card: str = "",
-               max_shard_size: str = "2GB", alignment=None) -> None:
+               max_shard_size: str = "2GB", alignment=None, overwrite: bool = False) -> None:
         """Write the path as a Hugging Face checkpoint (num_hidden_layers = T), atomically;
         with ``alignment``, its scales go beside the weights (`hm3.align`)."""
         from hm3.checkpoint import save_checkpoint
@@ -185,7 +185,8 @@ class LayerPool:
             from hm3.align import save_alignment
 
             extra = lambda folder: save_alignment(alignment, folder)
-        save_checkpoint(model, tokenizer, out_dir, card, max_shard_size=max_shard_size, extra=extra)
+        save_checkpoint(model, tokenizer, out_dir, card, max_shard_size=max_shard_size, extra=extra,
+                        overwrite=overwrite)
 
     def passthrough_yaml(self, path: Path, references: Sequence[str], dtype: str = "float32") -> str | None:
         """The path as a mergekit `passthrough` config, or None when it has no such form.

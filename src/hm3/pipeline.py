@@ -1,7 +1,8 @@
 """Glue for Snakemake `script:` files: logging to the rule's log, threads, timing.
 
 The scripts in workflow/scripts stay a few lines long: they open `job(snakemake)`
-and call one library function.
+and call one library function. Every job is started this way, so `job` is also where a
+job learns to die with its Snakemake run (hm3.orphans).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import time
 from typing import Iterator
 
 from hm3.evaluate import offline_environment
+from hm3.orphans import watch_run
 
 
 @contextlib.contextmanager
 def job(smk) -> Iterator[None]:
-    """Send all output (Python and native, incl. tqdm) to the rule's log file."""
+    """Send all output (Python and native, incl. tqdm) to the rule's log file; stop the
+    job if its Snakemake run is killed (hm3.orphans: it would go on writing otherwise)."""
+    watch_run()  # prints to fd 2, which is the rule's log from below on
     offline_environment()
     log_path = smk.log[0] if smk.log else os.devnull
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)

@@ -17,6 +17,7 @@ import numpy as np
 
 from hm3.errors import ConfigError
 from hm3.merge.config import MergeRecipe, recipe_to_yaml
+from hm3.merge.methods import get_method
 from hm3.moo import Scalarizer
 from hm3.seeds import derive_seed
 
@@ -34,9 +35,14 @@ class ParamSpace:
     fixed: Mapping = field(default_factory=dict)
 
     def __post_init__(self):
+        method = get_method(self.method)
         for name, (low, high) in self.bounds.items():
             if not low < high:
                 raise ConfigError(f"search.space.{name}: lower bound {low} is not below upper bound {high}")
+            if name not in method.param_names or method.param(name).scope == "shared":
+                raise ConfigError(f"search.space.{name}: {method.name} takes no {name} per expert")
+            for index, end in enumerate((low, high)):  # an interval: its ends bound every candidate
+                method.param(name).check_value(end, f"search.space.{name}[{index}]")
 
     @property
     def names(self) -> list[str]:

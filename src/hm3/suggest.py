@@ -86,14 +86,13 @@ def suggest(results: str | Path, weights_text: str) -> dict:
     return {"weights": dict(zip(tasks, weights.round(6).tolist())), **best, "candidates": len(pool)}
 
 
-def materialize(suggestion: dict, out_dir: str | Path) -> Path:
-    """Copy the suggested checkpoint to ``out_dir`` (atomically; refuses to overwrite)."""
-    source, out_dir = Path(suggestion["checkpoint"]), Path(out_dir)
+def materialize(suggestion: dict, out_dir: str | Path, overwrite: bool = False) -> Path:
+    """Copy the suggested checkpoint to ``out_dir`` (atomically; an existing folder only
+    with ``overwrite``, and never the run's results: see `hm3.io.check_output_dir`)."""
+    source = Path(suggestion["checkpoint"])
     if not (source / "config.json").is_file():
         raise HM3Error(f"the suggested checkpoint {source} is missing: re-run `snakemake --cores all`")
-    if out_dir.exists():
-        raise HM3Error(f"{out_dir} exists: give a new folder")
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, inputs=[source]) as tmp:
         for item in source.iterdir():
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
     return out_dir

@@ -98,6 +98,7 @@ class MergeSession:
         from hm3.cache import EvaluationCache
         from hm3.evaluate import CachedEvaluator, Scorer, evaluation_context, include_paths, task_specs
         from hm3.memory import open_merger
+        from hm3.modelfiles import check_before_tokenizer_load
 
         self.config = config
         evaluation, security = config["evaluation"], config["security"]
@@ -108,6 +109,7 @@ class MergeSession:
         # in-memory on the device, host memory, or merged on disk per candidate: hm3.memory
         # plans it from the checkpoint headers and logs the mode with the bytes it weighed
         self.merger, self.memory_plan = open_merger(base_dir, expert_dirs, evaluation, security, config["search"])
+        check_before_tokenizer_load(base_dir)  # a bad tokenizer file named, not a transformers traceback
         tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=security["trust_remote_code"])
         scorer = Scorer(task_specs(config["tasks"]), split, data_dir, include_path=include_paths(evaluation),
                         batch_size=evaluation["batch_size"], limit=evaluation.get("limit"))
@@ -231,11 +233,13 @@ def run_baseline(config: Mapping, method: str, split: str, out_csv: str | Path) 
     return rows
 
 
-def export_model(recipe_file: str | Path, out_dir: str | Path, max_shard_size: str = "2GB") -> dict:
+def export_model(recipe_file: str | Path, out_dir: str | Path, max_shard_size: str = "2GB",
+                 overwrite: bool = False) -> dict:
     """Write a recipe's merge as a Hugging Face checkpoint (streaming merge)."""
     from hm3.merge import load_recipe, run_merge
 
-    summary = run_merge(load_recipe(recipe_file), out_dir, max_shard_size=max_shard_size)
+    summary = run_merge(load_recipe(recipe_file), out_dir, max_shard_size=max_shard_size, overwrite=overwrite,
+                        extra_inputs=[recipe_file])
     return {"out_dir": summary.out_dir, "tensors": summary.tensors, "shards": summary.shards,
             "seconds": round(summary.seconds, 2)}
 

@@ -20,7 +20,6 @@ and head, which must mean the same ids for every expert's layers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,8 +46,11 @@ class VocabularyPlan:
 
 
 def vocabulary_rows(model_dir: Path) -> int:
-    config = json.loads((Path(model_dir) / "config.json").read_text())
-    size = config.get("vocab_size", config.get("text_config", {}).get("vocab_size"))
+    from hm3.modelfiles import check_config
+
+    config = check_config(model_dir)
+    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    size = config.get("vocab_size", text_config.get("vocab_size"))
     if not isinstance(size, int):
         raise HM3Error(f"{model_dir}/config.json: no vocab_size")
     return size
@@ -59,7 +61,9 @@ def _tokens(model_dir: Path, trust_remote_code: bool) -> list[str]:
     from transformers import AutoTokenizer
 
     from hm3.evaluate import remote_code_refused
+    from hm3.modelfiles import check_before_tokenizer_load
 
+    check_before_tokenizer_load(model_dir)  # a hub expert's weights are not here yet: files, config alone
     try:
         with remote_code_refused(model_dir):
             tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)

@@ -11,6 +11,13 @@ import pytest
 from hm3.errors import HM3Error
 
 
+def _tokenizer_json() -> str:
+    """The smallest tokenizer.json the tokenizers library loads (acquisition loads it)."""
+    from tokenizers import Tokenizer, models
+
+    return Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>")).to_str()
+
+
 def _save(folder: Path, shards: bool = True) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -20,7 +27,7 @@ def _save(folder: Path, shards: bool = True) -> Path:
 
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder, max_shard_size="20KB" if shards else "1GB")
-    (folder / "tokenizer.json").write_text("{}")
+    (folder / "tokenizer.json").write_text(_tokenizer_json())
     return folder
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -53,7 +54,17 @@ def uninterrupted(prepared_run, tmp_path_factory):
 def _kill_at(workdir: Path, point: str, target: str, sig: signal.Signals) -> tuple[int, str]:
     """Run ``target`` until a job reaches ``point``, then send ``sig`` to every process of
     the run, as Ctrl-C (SIGINT) or `kill -9` / the OOM killer (SIGKILL) would."""
-    marker, log = workdir / "paused.pid", workdir / "killed_run.log"
+    log = workdir / "killed_run.log"
+    proc, job_pid = _start_paused(workdir, point, target, log)
+    os.killpg(proc.pid, sig)
+    returncode = proc.wait(timeout=120)
+    _wait_gone(job_pid)
+    return returncode, log.read_text()
+
+
+def _start_paused(workdir: Path, point: str, target: str, log: Path) -> tuple[subprocess.Popen, int]:
+    """Run ``target`` until a job reaches ``point``; the run and the paused job's pid."""
+    marker = workdir / "paused.pid"
     proc = start_snakemake(workdir, "--cores", "2", target, log=log,
                            env={"HM3_TEST_PAUSE_AT": point, "HM3_TEST_PAUSE_MARKER": str(marker)})
     deadline = time.monotonic() + 300
@@ -61,11 +72,7 @@ def _kill_at(workdir: Path, point: str, target: str, sig: signal.Signals) -> tup
         assert proc.poll() is None, f"the run ended before reaching {point}: {log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, f"{point} was never reached"
         time.sleep(0.1)
-    job_pid = int(marker.read_text())
-    os.killpg(proc.pid, sig)
-    returncode = proc.wait(timeout=120)
-    _wait_gone(job_pid)
-    return returncode, log.read_text()
+    return proc, int(marker.read_text())
 
 
 def _wait_gone(pid: int, seconds: float = 30) -> None:
@@ -135,3 +142,61 @@ def test_killed_run_resumes_to_the_uninterrupted_results(scenario, sig, prepared
     reliability("interruption", f"{sig.name} during {scenario}", saw=f"{saw} / resumed run redid: "
                 f"{', '.join(sorted(rerun))}", done=f"killed at {point}; then plain `snakemake`",
                 lost=f"nothing ({kept} cache rows written before the kill kept)")
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def _stopped(pid: int) -> bool:
+    """Gone, or dead and waiting to be reaped (an orphan's new parent reaps when it will)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
+def test_snakemake_killed_alone_stops_its_job(prepared_run, uninterrupted, tmp_path, reliability):
+    """`kill -9 PID` of snakemake alone (not its process group) leaves the job it ran alive,
+    still writing. The job must stop by itself, and the next run, started at once, must
+    redo it alone (never beside it) and reach the uninterrupted results."""
+    point, target, rerun, _ = SCENARIOS["merge export"]
+    workdir = tmp_path / "run"
+    shutil.copytree(prepared_run, workdir, symlinks=True)
+    proc, job_pid = _start_paused(workdir, point, target, workdir / "killed_run.log")
+    os.kill(proc.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    proc.wait()
+    resumed_log, export_log = workdir / "resumed_run.log", workdir / "logs/param/w00/export.log"
+    resumed = start_snakemake(workdir, "--cores", "2", target, log=resumed_log)  # at once, as a user would
+    stopped_at = started_again_at = saw = None
+    while resumed.poll() is None:
+        now = time.monotonic()
+        if stopped_at is None and _stopped(job_pid):
+            stopped_at = now
+            # the job's last words, before the rerun of the job replaces its log
+            saw = next((line for line in _text(export_log).splitlines() if "is gone" in line), None)
+        if started_again_at is None and "rule export_param_model:" in _text(resumed_log):
+            started_again_at = now
+        if stopped_at is None and now - killed > 10:
+            os.kill(job_pid, signal.SIGKILL)
+            resumed.kill()
+            pytest.fail(f"the orphaned job (pid {job_pid}) outlived its snakemake by 10 s")
+        time.sleep(0.01)
+    output = resumed_log.read_text()
+    assert resumed.returncode == 0, output[-4000:]
+    assert stopped_at is not None and stopped_at - killed < 3
+    assert started_again_at is not None and stopped_at < started_again_at, "the job ran twice at once"
+    assert job_stats(output) == rerun
+    assert _leftovers(workdir) == []
+    assert _results(workdir, target) == _results(uninterrupted(target), target)
+    assert _cache_rows(workdir) == _cache_rows(uninterrupted(target))
+    assert saw, "the stopped job left no word in its log"
+    reliability("interruption", "SIGKILL of snakemake only (its job lives on) during merge export",
+                saw=f"{saw.removeprefix('[hm3] ')} (in the job's log, {stopped_at - killed:.1f} s after the "
+                f"kill) / resumed run redid: {', '.join(sorted(rerun))}",
+                done=f"paused at {point}; `kill -9` of the snakemake pid alone; plain `snakemake` at once",
+                lost="nothing")

@@ -38,7 +38,8 @@ def _assert_no_leftover_processes() -> None:
     assert server is not None
     assert _live_processes(lambda s: int(s["PPid"]) == server) == []
     if AS_ROOT:
-        assert _live_processes(lambda s: int(s["Uid"].split()[0]) == NOBODY) == []
+        block = sandbox._UID_BASE + os.getpid() * sandbox._UID_BLOCK   # this test process's uids
+        assert _live_processes(lambda s: block <= int(s["Uid"].split()[0]) < block + sandbox._UID_BLOCK) == []
 
 
 def _contained(reliability, source: str, result, limit: str) -> None:
@@ -133,7 +134,8 @@ def test_files_inside_the_own_temp_dir_work_and_start_empty():
 
 def test_temp_dirs_are_removed_afterwards():
     run_programs(["open('left_behind', 'w').write('x' * 1000)\n"] * 3)
-    assert os.listdir(sandbox._SERVER.base_dir) == []
+    base = sandbox._SERVER.base_dir
+    assert os.listdir(base) == ["tests"] and os.listdir(os.path.join(base, "tests")) == []
 
 
 @pytest.mark.parametrize("source", [
@@ -178,8 +180,11 @@ def test_environment_is_not_inherited(monkeypatch, reliability):
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="privileges are only dropped when running as root")
-def test_programs_run_unprivileged():
-    assert run_program(f"import os\nassert os.getuid() == {NOBODY} and os.getgid() == {NOBODY}\n").passed
+def test_programs_run_unprivileged_each_under_its_own_uid():
+    source = f"import os\nassert os.getuid() >= {sandbox._UID_BASE} and os.getgid() == {NOBODY}\nraise SystemExit(os.getuid())\n"
+    results = run_programs([source] * 4, workers=4)
+    uids = {r.detail for r in results}
+    assert all(r.detail.startswith("SystemExit: ") for r in results) and len(uids) == 4, results
 
 
 def test_sixty_programs_are_fast_and_keep_their_order():

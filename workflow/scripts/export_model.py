@@ -4,4 +4,5 @@ from hm3.pipeline import job
 from hm3.upper import export_model
 
 with job(snakemake):
-    print(export_model(snakemake.input.recipe, snakemake.output[0], snakemake.params.max_shard_size))
+    print(export_model(snakemake.input.recipe, snakemake.output[0], snakemake.params.max_shard_size,
+                       overwrite=True))  # the rule's own output (Snakemake-managed)

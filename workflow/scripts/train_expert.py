@@ -14,5 +14,6 @@ with job(snakemake):
         training=dict(snakemake.params.training),
         seed=snakemake.params.seed,
         max_shard_size=snakemake.params.max_shard_size,
+        overwrite=True,  # the rule's own output (Snakemake-managed)
     )
     print(details["losses"])

@@ -6,4 +6,5 @@ from hm3.pipeline import job
 with job(snakemake):
     out = snakemake.output
     print(train_policy(snakemake.params.config, snakemake.input.ideal, snakemake.params.anchors,
-                       out.policy, out.log_csv, out.plot, out.summary))
+                       out.policy, out.log_csv, out.plot, out.summary,
+                       overwrite=True))  # the rule's own output (Snakemake-managed)

@@ -13,13 +13,17 @@ def register(subparsers) -> None:
     parser.add_argument("--train", type=int, default=3000)
     parser.add_argument("--search", type=int, default=60)
     parser.add_argument("--test", type=int, default=150)
+    parser.add_argument("--overwrite", action="store_true", help="replace split files already in OUT_DIR")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     from hm3 import data
+    from hm3.io import check_output_file
 
     sizes = {"train": args.train, "search": args.search, "test": args.test}
+    for split in sizes:  # a file of the user's with a split's name is kept unless asked
+        check_output_file(args.out_dir / f"{split}.jsonl", overwrite=args.overwrite)
     for split, path in data.write_splits(args.task, args.out_dir, sizes, seed=args.seed).items():
         print(f"{split}: {path}")
     return 0

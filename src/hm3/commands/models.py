@@ -14,7 +14,9 @@ def register(subparsers) -> None:
     source.add_argument("--path", help="a local checkpoint folder")
     acquire.add_argument("--revision", help="full commit hash (required with --repo-id)")
     acquire.add_argument("--allow-pickle", action="store_true", help="accept pickled .bin weights")
-    acquire.add_argument("out_dir", type=Path)
+    acquire.add_argument("--overwrite", action="store_true",
+                         help="replace an existing OUT_DIR (never the current folder, an ancestor of it, or --path)")
+    acquire.add_argument("out_dir", type=Path, help="where the checkpoint goes: new or empty unless --overwrite")
     acquire.set_defaults(func=run_acquire)
 
     pin = subparsers.add_parser("pin", help="write the hub's current commit into a config's unpinned hub models")
@@ -38,7 +40,7 @@ def run_acquire(args) -> int:
         spec = {"source": "hub", "repo_id": args.repo_id, "revision": args.revision}
     else:
         spec = {"source": "local", "path": args.path}
-    print(acquire(args.out_dir.name, spec, args.out_dir, allow_pickle=args.allow_pickle))
+    print(acquire(args.out_dir.name, spec, args.out_dir, allow_pickle=args.allow_pickle, overwrite=args.overwrite))
     return 0
 
 

@@ -11,6 +11,9 @@ def register(subparsers) -> None:
     parser.add_argument("--weights", required=True, help="preference, e.g. math=0.6,code=0.3,translation=0.1")
     parser.add_argument("--results", type=Path, default=Path("results"), help="a finished run's results folder")
     parser.add_argument("--materialize", type=Path, metavar="OUT_DIR", help="write the model here (HF checkpoint)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="with --materialize: replace an existing OUT_DIR (never the current folder, an "
+                             "ancestor of it, or the checkpoint copied)")
     parser.add_argument("--policy", action="store_true",
                         help="also ask the trained path policy for a path for this λ (no evaluation)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -18,15 +21,18 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    from hm3.io import check_output_dir
     from hm3.suggest import format_suggestion, materialize, suggest
 
+    if args.materialize:  # refused before any work; the run's results are never replaced
+        check_output_dir(args.materialize, overwrite=args.overwrite, inputs=[args.results])
     result = suggest(args.results, args.weights)
     if args.policy:
         from hm3.lower import policy_answer
 
         result["policy"] = policy_answer(args.results / "rl" / "policy", args.weights)
     if args.materialize:
-        result["materialized"] = str(materialize(result, args.materialize))
+        result["materialized"] = str(materialize(result, args.materialize, overwrite=args.overwrite))
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

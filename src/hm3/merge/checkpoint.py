@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import sys
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Iterable
 
 import torch
 from safetensors import safe_open
 
-from hm3.errors import HM3Error
+from hm3.errors import ConfigError, HM3Error
 from hm3.faults import pause_point
+from hm3.modelfiles import (check_config, check_links, check_safetensors_entries, check_tokenizer, read_json_object,
+                            real_file)
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
@@ -42,47 +46,81 @@ _SAFE_DTYPES = {
 _SAFE_NAMES = {v: k for k, v in _SAFE_DTYPES.items()}
 
 
-def parse_size(text: str | int) -> int:
-    """'5GB', '500MB', '2GiB', '1000000' -> bytes (decimal units as in transformers)."""
-    if isinstance(text, int):
-        return text
-    units = {"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "KB": 10**3, "MB": 10**6, "GB": 10**9,
-             "K": 10**3, "M": 10**6, "G": 10**9, "B": 1}
-    value = str(text).strip().upper()
-    for unit, factor in units.items():
-        if value.endswith(unit):
-            return int(float(value[: -len(unit)]) * factor)
-    return int(value)
+_SIZE_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
+               "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+# digits with an optional fraction, then an optional unit: no sign, exponent, nan or inf
+_SIZE_PATTERN = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([A-Z]*)")
+
+
+def parse_size(text: str | int, option: str = "max_shard_size", minimum: int = 1) -> int:
+    """'5GB', '500MB', '2GiB', '1000000' -> bytes (decimal units as in transformers).
+
+    ``minimum``: the smallest size accepted. Library callers keep the default (any
+    positive size: the tests and the tiny CI models shard at a few KB); ``hm3 merge``
+    asks for 1 MB, where a smaller size is surely a typo (``1B`` for ``1GB``).
+    """
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise ConfigError(f"{option} must be a size such as 500MB, 2GB or 5GiB, got {text!r}")
+    size = text if isinstance(text, int) else _size_in_bytes(text, option)
+    if size <= 0:
+        raise ConfigError(f"{option} must be a positive size such as 500MB, 2GB or 5GiB, got {text!r}")
+    if size < minimum:
+        raise ConfigError(f"{option} {text} is below the minimum of {minimum:,} bytes: every tensor "
+                          f"would get a shard of its own (a typo, such as 1B for 1GB?)")
+    return size
+
+
+def _size_in_bytes(text: str, option: str) -> int:
+    match = _SIZE_PATTERN.fullmatch(text.strip().upper())
+    if match is None or match.group(2) not in _SIZE_UNITS:
+        raise ConfigError(f"{option}: cannot read {text!r} as a size; give bytes (1000000) or a number "
+                          f"with a unit: 500MB, 2GB, 5GiB (B, KB, MB, GB, KiB, MiB, GiB)")
+    return int(Fraction(match.group(1)) * _SIZE_UNITS[match.group(2)])  # exact: no float overflow
 
 
 def resolve_model_dir(reference: str) -> Path:
     """A local directory, or a Hugging Face model id already in the local cache."""
     path = Path(reference).expanduser()
     if path.is_dir():
-        return path
+        return _checked_folder(path)
     if path.exists():
         raise HM3Error(f"model {reference!r} is a file; expected a checkpoint directory")
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(reference, local_files_only=True))
+        snapshot = Path(snapshot_download(reference, local_files_only=True))
     except Exception as err:  # not a valid id, not cached, offline: all mean "not found"
         raise HM3Error(f"model {reference!r} is neither a local directory nor in the "
                        f"Hugging Face cache ({type(err).__name__})") from None
+    return _checked_folder(snapshot)  # its links lead into the cache repository's blobs only
+
+
+def _checked_folder(directory: Path) -> Path:
+    """Merges and memory plans reach model folders here: no file may lead out of the
+    folder, and the JSON files copied into a merged model must parse (checked now, not
+    after every tensor is merged)."""
+    check_links(directory)
+    check_tokenizer(directory, load=False)
+    return directory
 
 
 def read_safetensors_header(path: Path, with_data_start: bool = False):
     """The JSON header of a safetensors file, without reading any tensor data
     (and, if asked, the file offset where the data begins)."""
     try:
-        with open(path, "rb") as handle:
+        with open(real_file(path), "rb") as handle:
             (length,) = struct.unpack("<Q", handle.read(8))
             if length > 100 * 1024 * 1024:
                 raise ValueError("header larger than 100 MB")
             header = json.loads(handle.read(length))
-    except (OSError, ValueError, struct.error) as err:
+            size = os.fstat(handle.fileno()).st_size
+        if not isinstance(header, dict):
+            raise ValueError("its header is not a JSON object")
+    except (OSError, ValueError, struct.error, RecursionError) as err:
         raise HM3Error(f"{path}: not a readable safetensors file ({err})") from None
     header.pop("__metadata__", None)
+    # offsets are checked here, once for every reader, before any buffer is sized by them
+    check_safetensors_entries(Path(path), header, 8 + length, size)
     return (header, 8 + length) if with_data_start else header
 
 
@@ -92,7 +130,12 @@ def indexed_shards(directory: Path, label: str) -> tuple[list[Path], dict[str, s
     index = Path(directory) / SAFETENSORS_INDEX
     if not index.is_file():
         return None
-    weight_map = json.loads(index.read_text())["weight_map"]
+    weight_map = read_json_object(index, directory).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise HM3Error(f"{index}: no weight_map of tensor names to shard files")
+    outside = [name for name in weight_map.values() if Path(name).name != name or name in ("", ".", "..")]
+    if outside:  # a shard is a file of this folder, never a path to another model's
+        raise HM3Error(f"{index}: shard {outside[0]!r} is not a file name in the model folder")
     shards = [Path(directory) / name for name in dict.fromkeys(weight_map.values())]
     missing = [shard.name for shard in shards if not shard.is_file()]
     if missing:
@@ -125,6 +168,7 @@ class CheckpointReader:
         self._handles: dict[str, object] = {}
         self._pickled: dict[str, dict] = {}
         self._weight_map: dict[str, str] | None = None  # the safetensors index's, if any
+        check_links(self.directory)  # a direct reader (not through resolve_model_dir) checks too
         files = self._safetensors_files()
         if files:
             self.tensors = self._index_safetensors(files)
@@ -138,6 +182,9 @@ class CheckpointReader:
                     f"model {self.label}: weights are pickled ({pickled[0].name}); hm3 only reads "
                     "safetensors unless the config sets security.allow_pickle: true")
             self.tensors = self._index_pickles(pickled)
+        if (self.directory / "config.json").exists():
+            # a config promising more layers or rows than the weights hold is refused before any load
+            check_config(self.directory, {name: info.shape for name, info in self.tensors.items()})
 
     # -- listing
     def _safetensors_files(self) -> list[Path]:
@@ -169,7 +216,7 @@ class CheckpointReader:
     def _pickle_files(self) -> list[Path]:
         index = self.directory / "pytorch_model.bin.index.json"
         if index.exists():
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = read_json_object(index, self.directory)["weight_map"]
             return [self.directory / name for name in dict.fromkeys(weight_map.values())]
         return sorted(p for p in self.directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
 
@@ -250,7 +297,7 @@ class CheckpointReader:
 
     def config(self) -> dict:
         path = self.directory / "config.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        return read_json_object(path, self.directory) if path.exists() else {}
 
     def close(self) -> None:
         for handle in self._handles.values():
@@ -407,6 +454,9 @@ def copy_tokenizer_files(source: Path, destination: Path) -> list[str]:
     copied = []
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
-            shutil.copyfile(source / name, destination / name)
+            if name.endswith(".json"):  # a merged model must not carry a file its loader cannot parse
+                read_json_object(source / name, source)
+            # the checked link target: a link leading out of the folder is refused, none is recreated
+            shutil.copyfile(real_file(source / name, source), destination / name)
             copied.append(name)
     return copied

@@ -56,3 +56,17 @@ def is_finite(tensor: torch.Tensor) -> bool:
 def check_finite(tensor: torch.Tensor, tensor_name: str, where: str) -> None:
     if not is_finite(tensor):
         raise HM3Error(f"tensor {tensor_name} in {where} contains NaN or Inf")
+
+
+def check_merged(tensor: torch.Tensor, tensor_name: str) -> None:
+    """A merged tensor; its inputs were checked, so a NaN or Inf here is an overflow
+    that the parameters caused (parameters themselves are finite, checked up front)."""
+    if not is_finite(tensor):
+        dtype = _dtype_name(tensor)
+        raise HM3Error(f"tensor {tensor_name} in the merged model contains NaN or Inf: its inputs are "
+                       f"finite, so the merge overflowed {dtype} (weights or lambda too large, or values "
+                       f"beyond {dtype}'s range)")
+
+
+def _dtype_name(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")

@@ -35,7 +35,7 @@ import yaml
 
 from hm3.errors import ConfigError
 from hm3.merge.methods import MergeMethod, get_method
-from hm3.merge.params import check_setting_shape
+from hm3.merge.params import check_setting_shape, check_setting_values
 
 HM3_KEY = "hm3"
 HM3_OPTIONS = {"seed": int, "allow_pickle": bool, "trust_remote_code": bool}
@@ -203,9 +203,12 @@ def _hm3_options(value: Any) -> dict:
 
 
 def validate_recipe(recipe: MergeRecipe) -> None:
-    """Structural checks that need no model files: method, inputs, parameter names."""
+    """Checks that need no model files: method, inputs, parameter names, and every
+    parameter value (type, finite, in its method's range), naming the key."""
     method = get_method(recipe.merge_method)
     refs = recipe.model_refs()
+    if not refs:
+        raise ConfigError("config key 'models' must list at least one model")
     duplicates = sorted({ref for ref in refs if refs.count(ref) > 1})
     if duplicates:
         raise ConfigError(f"model {duplicates[0]!r} is listed more than once")
@@ -218,18 +221,58 @@ def validate_recipe(recipe: MergeRecipe) -> None:
     if method.max_other is not None and len(others) > method.max_other:
         raise ConfigError(f"merge_method {method.name!r} takes exactly {method.max_other} "
                           f"model(s) besides the base, got {len(others)}")
-    _check_parameter_names(method, recipe.parameters, "parameters")
+    _check_parameters(method, recipe.parameters, "parameters")
     for index, entry in enumerate(recipe.models):
-        _check_parameter_names(method, entry.parameters, f"models[{index}].parameters")
+        where = f"models[{index}].parameters"
+        _check_parameters(method, entry.parameters, where)
+        _check_scope(method, entry.parameters, where, is_base=entry.model == recipe.base_model)
+    _check_required(method, recipe)
     dtype_from_name(recipe.dtype)
     dtype_from_name(recipe.out_dtype)
 
 
-def _check_parameter_names(method: MergeMethod, parameters: Mapping, where: str) -> None:
-    for name in parameters:
+def _check_parameters(method: MergeMethod, parameters: Mapping, where: str) -> None:
+    """Names, types and ranges of every value, before any tensor is read."""
+    for name, setting in parameters.items():
         if name not in method.param_names:
             raise ConfigError(f"{where}: {method.name} has no parameter {name!r}; "
                               f"its parameters are {', '.join(method.param_names)}")
+        check_setting_shape(f"{where}.{name}", setting)  # again: make_recipe's values skip _parameters
+        check_setting_values(method.param(name), setting, f"{where}.{name}")
+
+
+def _check_scope(method: MergeMethod, parameters: Mapping, where: str, is_base: bool) -> None:
+    """Settings a model entry gives but the merge would ignore (mergekit ignores them
+    silently; a user who wrote them expects them to matter)."""
+    for name in parameters:
+        scope = method.param(name).scope
+        if scope == "shared":
+            raise ConfigError(f"{where}.{name}: {name} applies to the whole merge; set it under "
+                              f"the top-level parameters")
+        if scope == "non_base" and is_base:
+            raise ConfigError(f"{where}.{name}: this model is the base_model, which {method.name} "
+                              f"does not take a {name} for (task vectors are taken from it)")
+
+
+def _check_required(method: MergeMethod, recipe: MergeRecipe) -> None:
+    """A required parameter (weight) must be set for every model that takes one, in its
+    entry or globally; a per-tensor filter that matches nothing is reported per tensor."""
+    for spec in method.params:
+        if not spec.required or spec.name in recipe.parameters:
+            continue
+        if spec.scope == "shared":
+            raise ConfigError(f"missing required parameter {spec.name!r}: {method.name} needs "
+                              f"parameters.{spec.name}")
+        for index, entry in enumerate(recipe.models):
+            takes = spec.scope == "input" or entry.model != recipe.base_model
+            if takes and spec.name not in entry.parameters:
+                raise ConfigError(f"missing required parameter {spec.name!r}: set models[{index}]"
+                                  f".parameters.{spec.name} (or a global parameters.{spec.name})")
+        base = recipe.base_model
+        if spec.scope == "input" and base and recipe.entry(base) is None:
+            raise ConfigError(f"{method.name} also averages the base_model {base!r}, which has no "
+                              f"{spec.name}: list it under models with a {spec.name}, or set "
+                              f"parameters.{spec.name}")
 
 
 # --------------------------------------------------------------------------------------

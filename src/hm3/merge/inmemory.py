@@ -45,14 +45,13 @@ import torch
 
 from hm3.errors import ConfigError, HM3Error
 from hm3.merge.checkpoint import CheckpointReader, num_hidden_layers, resolve_model_dir
-from hm3.merge.checks import check_finite, check_same_tensors
+from hm3.merge.checks import check_finite, check_merged, check_same_tensors
 from hm3.merge.config import MergeRecipe, make_recipe
 from hm3.merge.methods import (
     CHUNK,
     SlerpStats,
     TensorParams,
     Workspace,
-    check_tensor_params,
     l1_norm,
     linear_coefficients,
     combine_rows,
@@ -63,7 +62,7 @@ from hm3.merge.methods import (
     weighted_rows,
     weighted_sum,
 )
-from hm3.merge.plan import MergePlan, ParameterResolver, make_plan
+from hm3.merge.plan import MergePlan, ParameterResolver, check_parameters, make_plan
 from hm3.merge.sparsify import (
     ComputedMasks,
     della_keep_probability,
@@ -322,9 +321,8 @@ class InMemoryMerger:
         plan = make_plan(recipe)
         rows = self._storage_rows(plan)
         resolver = ParameterResolver(plan, self.num_layers)
+        check_parameters(plan, resolver, [slot.name for slot in self.slots])
         params = [resolver(slot.name) for slot in self.slots]
-        for slot, p in zip(self.slots, params):
-            check_tensor_params(plan.method, p, slot.name, plan.rows)
         with torch.no_grad():
             coefficients = self._coefficients(plan, rows, params)
             if coefficients is not None:
@@ -341,7 +339,7 @@ class InMemoryMerger:
 
     def check_outputs(self) -> None:
         for slot in self.slots:
-            check_finite(self.output[slot.span], slot.name, "the merged model")
+            check_merged(self.output[slot.span], slot.name)
 
     def _storage_rows(self, plan: MergePlan) -> list[int | None]:
         """Index of each recipe row in the expert storage (None for the base)."""

@@ -28,7 +28,16 @@ from typing import Protocol, Sequence
 import torch
 
 from hm3.errors import ConfigError
-from hm3.merge.params import ParamSpec
+from hm3.merge.params import ParamSpec, Range
+
+# Ranges by each method's definition. Weights and lambda may be negative (task
+# negation, as mergekit allows); the others are fractions. mergekit accepts density > 1
+# (as 1) and negative gamma / epsilon / t outside [0, 1] without complaint: hm3 refuses
+# them, as they are typos or meaningless (density 0 would silently return the base).
+DENSITY = Range(0.0, 1.0, low_open=True, meaning="the fraction of each task vector kept")
+GAMMA = Range(0.0, 1.0, meaning="the fraction of largest magnitudes dropped")
+EPSILON = Range(0.0, meaning="the spread of keep probabilities around density")
+SLERP_T = Range(0.0, 1.0, meaning="0 is the base, 1 the other model")
 
 # Elements per pass of fused weighted sums: large enough that per-op overhead is
 # negligible, small enough that the partial output stays in cache between terms.
@@ -74,13 +83,14 @@ def _gta(name, pretty, reference, sparsification, consensus, normalize, rescale)
         ParamSpec("rescale", bool, "shared", rescale),
         ParamSpec("lambda", float, "shared", 1.0),
         ParamSpec("weight", float, "non_base", required=True),
-        ParamSpec("density", float, "non_base", 1.0),
+        ParamSpec("density", float, "non_base", 1.0, range=DENSITY),
     ]
     if sparsification == "magnitude_outliers":
-        params.append(ParamSpec("gamma", float, "non_base", 0.01))
+        params.append(ParamSpec("gamma", float, "non_base", 0.01, range=GAMMA))
     if sparsification == "della":
-        params.append(ParamSpec("epsilon", float, "non_base", 0.15))
-    return MergeMethod(name, pretty, reference, tuple(params), "gta",
+        params.append(ParamSpec("epsilon", float, "non_base", 0.15, range=EPSILON))
+    # min_other: a task vector to add (with the base alone the streaming export had none to mask)
+    return MergeMethod(name, pretty, reference, tuple(params), "gta", min_other=1,
                        sparsification=sparsification, consensus=consensus)
 
 
@@ -103,7 +113,7 @@ METHODS: dict[str, MergeMethod] = {
         _gta("della", "DELLA", "https://arxiv.org/abs/2406.11617", "della", True, True, True),
         _gta("della_linear", "Linear DELLA", "https://arxiv.org/abs/2406.11617", "della", False, False, True),
         MergeMethod("slerp", "SLERP", "https://en.wikipedia.org/wiki/Slerp",
-                    (ParamSpec("t", float, "shared", required=True),), "slerp",
+                    (ParamSpec("t", float, "shared", required=True, range=SLERP_T),), "slerp",
                     min_other=1, max_other=1),
         MergeMethod("model_stock", "Model Stock", "https://arxiv.org/abs/2403.19522",
                     (ParamSpec("filter_wise", bool, "shared", False),), "model_stock",
@@ -520,13 +530,15 @@ def merge_model_stock(anchor, deltas, t, shape, ws: Workspace, out):
 
 
 def check_tensor_params(method: MergeMethod, params: TensorParams, tensor_name: str,
-                        who: Sequence[str]) -> None:
+                        who: Sequence[str], weight_keys: Sequence[str] | None = None) -> None:
     """Raise the errors a kernel would raise for these parameters, without computing.
 
     Run over every tensor before a merge starts, so that a bad setting (a
-    della density too close to 0 or 1 for its epsilon, linear weights summing
-    to zero) is reported before anything is written.
+    della density too close to 0 or 1 for its epsilon, weights that cannot be
+    normalized) is reported before anything is written. ``weight_keys`` name
+    where each weight comes from (the anchor's first when it has one).
     """
+    check_weight_sum(method, params, tensor_name, weight_keys)
     if method.family == "linear":
         linear_coefficients(params.anchor.get("weight"), [r["weight"] for r in params.rows],
                             params.shared["normalize"], tensor_name)
@@ -537,3 +549,33 @@ def check_tensor_params(method: MergeMethod, params: TensorParams, tensor_name: 
                 raise ConfigError(
                     f"della: density +/- epsilon must lie in (0, 1); got density={density}, "
                     f"epsilon={epsilon} for {who[row]} (tensor {tensor_name})")
+
+
+def check_weight_sum(method: MergeMethod, params: TensorParams, tensor_name: str,
+                     keys: Sequence[str] | None = None) -> None:
+    """Refuse weights that normalize cannot divide by, for this tensor.
+
+    Linear and the methods without sign election divide by the sum of the weights:
+    a sum that is 0 (or cancels to rounding) divides by zero, or, in mergekit's task
+    arithmetic, silently by 1. With sign election the divisor is per element and may
+    cancel (mergekit divides by 1 there), but when every weight is 0 nothing is
+    elected and the merge is silently the base.
+    """
+    if not params.shared.get("normalize"):
+        return
+    weights = [params.anchor["weight"]] if "weight" in params.anchor else []
+    weights += [row["weight"] for row in params.rows]
+    if not weights:  # the base alone: nothing is divided
+        return
+    if method.consensus:
+        if any(w != 0 for w in weights):
+            return
+        problem = "every weight is 0, so the merge would be the base unchanged"
+    else:
+        if abs(sum(weights)) > 1e-8 * sum(abs(w) for w in weights):
+            return
+        problem = "the weights sum to 0, and normalize divides by their sum"
+    keys = keys or [f"input {i}'s weight" for i in range(len(weights))]
+    settings = ", ".join(dict.fromkeys(f"{key} = {w:g}" for key, w in zip(keys, weights)))  # a global once
+    raise ConfigError(f"tensor {tensor_name}: {problem} ({settings}); change a weight or set "
+                      f"parameters.normalize: false")

@@ -9,6 +9,7 @@ outside the layers), exactly as mergekit resolves it.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -98,6 +99,32 @@ def to_bool(value: Any) -> bool:
 CONVERTERS = {float: to_float, bool: to_bool}
 
 
+# Beyond this a value is Inf in the kernels, which compute in float32.
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a float parameter may take; open ends exclude the bound."""
+
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+    meaning: str = ""  # why, for the message
+
+    def __contains__(self, x: float) -> bool:
+        above = x > self.low if self.low_open else x >= self.low
+        below = x < self.high if self.high_open else x <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        """What a value must do: 'lie in (0, 1]' or 'be >= 0'."""
+        if self.high == math.inf:
+            return f"be {'>' if self.low_open else '>='} {self.low:g}"
+        return f"lie in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One parameter of a method: its type, who it applies to, its default.
@@ -112,12 +139,37 @@ class ParamSpec:
     scope: str
     default: Any = None
     required: bool = False
+    range: Range | None = None  # float parameters: beyond finiteness
 
     def convert(self, value: Any) -> Any:
         try:
             return CONVERTERS[self.kind](value)
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, OverflowError) as err:  # OverflowError: float(10**400)
             raise ConfigError(f"parameter {self.name!r}: {err}") from None
+
+    def check_value(self, value: Any, where: str) -> None:
+        """One scalar of a setting (gradients interpolate between such values, so
+        checking each end keeps every resolved value in range)."""
+        try:
+            x = CONVERTERS[self.kind](value)
+        except (TypeError, ValueError, OverflowError):
+            expected = "true or false" if self.kind is bool else "a number"
+            raise ConfigError(f"{where} must be {expected}, got {shown(value)}") from None
+        if self.kind is not float:
+            return
+        if not math.isfinite(x):
+            raise ConfigError(f"{where} must be a finite number, got {shown(value)}")
+        if abs(x) > FLOAT32_MAX:
+            raise ConfigError(f"{where} = {shown(value)} is too large: the merge computes in float32")
+        if self.range is not None and x not in self.range:
+            why = f" ({self.range.meaning})" if self.range.meaning else ""
+            raise ConfigError(f"{where} must {self.range.describe()}{why}, got {shown(value)}")
+
+
+def shown(value: Any) -> str:
+    """A setting as the YAML user wrote it (true, not True), cut short when huge."""
+    text = str(value).lower() if isinstance(value, bool) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def check_setting_shape(name: str, setting: Any) -> None:
@@ -137,6 +189,18 @@ def check_setting_shape(name: str, setting: Any) -> None:
             check_setting_shape(name, item["value"])
         elif not _is_scalar(item):
             raise ConfigError(f"parameter {name!r}: unexpected entry {item!r}")
+
+
+def check_setting_values(spec: ParamSpec, setting: Any, where: str) -> None:
+    """Check every scalar of a setting (already shape-checked), naming its key:
+    ``weight``, ``density[1]``, ``weight[0].value``."""
+    if _is_scalar(setting):
+        spec.check_value(setting, where)
+    elif isinstance(setting, Mapping):
+        check_setting_values(spec, setting["value"], f"{where}.value")
+    else:
+        for index, item in enumerate(setting):
+            check_setting_values(spec, item, f"{where}[{index}]")
 
 
 def resolve(spec: ParamSpec, scopes: Sequence[Mapping[str, Any] | None], tensor_name: str,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hm3.merge.config import MergeRecipe, validate_recipe
-from hm3.merge.methods import MergeMethod, TensorParams, get_method
+from hm3.merge.methods import MergeMethod, TensorParams, check_tensor_params, get_method
 from hm3.merge.params import is_conditional, layer_position, resolve
 
 
@@ -39,6 +39,24 @@ def make_plan(recipe: MergeRecipe) -> MergePlan:
     else:  # only linear runs without a base (validated above)
         anchor, rows = refs[0], refs[1:]
     return MergePlan(recipe, method, anchor, rows, anchor_is_input=method.family == "linear")
+
+
+def setting_key(recipe: MergeRecipe, ref: str, name: str) -> str:
+    """The config key a model's parameter comes from: its own entry's, else the global one
+    (an own conditional setting that matches no filter also falls back to the global)."""
+    for index, entry in enumerate(recipe.models):
+        if entry.model == ref and name in entry.parameters:
+            return f"models[{index}].parameters.{name}"
+    return f"parameters.{name}"
+
+
+def check_parameters(plan: MergePlan, resolver: "ParameterResolver", names) -> None:
+    """Every per-tensor parameter error (a filter matching nothing, della's density +/-
+    epsilon, weights normalize cannot divide by), before any tensor is read."""
+    weighted = plan.inputs if plan.anchor_is_input else plan.rows
+    keys = [setting_key(plan.recipe, ref, "weight") for ref in weighted]
+    for name in names:
+        check_tensor_params(plan.method, resolver(name), name, plan.rows, keys)
 
 
 class ParameterResolver:

@@ -15,12 +15,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 
 from hm3.errors import ConfigError, HM3Error
-from hm3.io import atomic_dir, write_json, write_text
+from hm3.io import atomic_dir, check_output_dir, write_json, write_text
 from hm3.merge.card import card_title, model_card
 from hm3.merge.checkpoint import (
     CheckpointReader,
@@ -32,12 +32,11 @@ from hm3.merge.checkpoint import (
     parse_size,
     resolve_model_dir,
 )
-from hm3.merge.checks import check_finite, check_same_tensors
+from hm3.merge.checks import check_finite, check_merged, check_same_tensors
 from hm3.merge.cli import DEFAULT_SHARD_SIZE
 from hm3.merge.config import MergeRecipe, recipe_to_yaml
 from hm3.merge.methods import (
     Workspace,
-    check_tensor_params,
     merge_gta,
     merge_linear,
     merge_model_stock,
@@ -45,7 +44,7 @@ from hm3.merge.methods import (
     model_stock_t,
     slerp_stats,
 )
-from hm3.merge.plan import MergePlan, ParameterResolver, make_plan
+from hm3.merge.plan import MergePlan, ParameterResolver, check_parameters, make_plan
 from hm3.merge.sparsify import ComputedMasks
 
 log = logging.getLogger("hm3.merge")
@@ -87,21 +86,28 @@ class _Inputs:
 
 
 def run_merge(recipe: MergeRecipe, out_dir: str | Path, *, max_shard_size: str | int = DEFAULT_SHARD_SIZE,
-              check_outputs: bool = True) -> MergeSummary:
-    """Merge the recipe's models into a Hugging Face checkpoint at ``out_dir``."""
+              check_outputs: bool = True, overwrite: bool = False,
+              extra_inputs: Sequence[str | Path] = ()) -> MergeSummary:
+    """Merge the recipe's models into a Hugging Face checkpoint at ``out_dir``.
+
+    ``overwrite``: an existing folder may be replaced, but never one the merge reads (the
+    recipe's local models, its tokenizer source, ``extra_inputs`` such as the config file)."""
     start = time.perf_counter()
+    max_shard_size = parse_size(max_shard_size)  # a bad size fails before any work
+    protected = [*recipe_inputs(recipe), *extra_inputs]
+    target = check_output_dir(out_dir, overwrite=overwrite, inputs=protected)  # before any tensor is read
     plan = make_plan(recipe)
     inputs = _Inputs(plan)
     try:
         names = inputs.anchor.names
         resolver = ParameterResolver(plan, num_hidden_layers(inputs.anchor.config(), names))
-        for name in names:  # every parameter error surfaces before writing
-            check_tensor_params(plan.method, resolver(name), name, plan.rows)
+        check_parameters(plan, resolver, names)  # every parameter error surfaces before writing
         outputs = _output_infos(inputs.anchor, recipe)
         tokenizer_dir = _tokenizer_dir(recipe, plan, inputs)
         log.info("merging %d tensors of %d models (%s) into %s", len(outputs), len(plan.inputs),
                  recipe.merge_method, out_dir)
-        with atomic_dir(out_dir) as tmp:
+        protected += [*inputs.dirs.values(), *([tokenizer_dir] if tokenizer_dir else [])]  # hub models too
+        with atomic_dir(target, overwrite=overwrite, inputs=protected) as tmp:
             writer = ShardedWriter(tmp, outputs, parse_size(max_shard_size))
             merger = _TensorMerger(plan, inputs, resolver, check_outputs)
             try:
@@ -110,13 +116,19 @@ def run_merge(recipe: MergeRecipe, out_dir: str | Path, *, max_shard_size: str |
                 writer.finish()
             finally:
                 writer.abort()
-            _write_metadata(tmp, recipe, plan, inputs, tokenizer_dir, card_title(out_dir))
-        files = sorted(p.name for p in Path(out_dir).iterdir())
+            _write_metadata(tmp, recipe, plan, inputs, tokenizer_dir, card_title(target))
+        files = sorted(p.name for p in target.iterdir())
     finally:
         inputs.close()
     return MergeSummary(out_dir=str(out_dir), tensors=len(outputs), shards=len(writer.shards),
                         bytes_read=inputs.bytes_total(), bytes_written=sum(i.nbytes for i in outputs),
                         seconds=time.perf_counter() - start, files=files)
+
+
+def recipe_inputs(recipe: MergeRecipe) -> list[Path]:
+    """The recipe's models and tokenizer source that are paths on this machine (hub ids are not)."""
+    refs = [recipe.base_model, *recipe.model_refs(), recipe.tokenizer_source]
+    return [Path(ref).expanduser() for ref in refs if ref and Path(ref).expanduser().exists()]
 
 
 def merge_state_dicts(recipe: MergeRecipe, models: Mapping[str, Mapping[str, torch.Tensor]], *,
@@ -135,8 +147,7 @@ def merge_state_dicts(recipe: MergeRecipe, models: Mapping[str, Mapping[str, tor
     inputs = _Inputs(plan, readers)
     names = inputs.anchor.names
     resolver = ParameterResolver(plan, num_hidden_layers(inputs.anchor.config(), names))
-    for name in names:
-        check_tensor_params(plan.method, resolver(name), name, plan.rows)
+    check_parameters(plan, resolver, names)
     merger = _TensorMerger(plan, inputs, resolver, check_outputs)
     # results may live in reused buffers: copy each one out
     return {info.name: merger.merge(info).clone() for info in _output_infos(inputs.anchor, recipe)}
@@ -176,7 +187,7 @@ class _TensorMerger:
         result = self.ws.get("output", n, info.dtype).view(info.shape)
         result.copy_(merged.view(info.shape))
         if self.check_outputs:  # after the cast: float16 overflows to inf
-            check_finite(result, info.name, "the merged model")
+            check_merged(result, info.name)
         return result
 
     def _load_rows(self, name: str, anchor: torch.Tensor):
@@ -242,7 +253,9 @@ def _write_metadata(tmp: Path, recipe: MergeRecipe, plan: MergePlan, inputs: _In
         write_json(tmp / "config.json", config)
     generation = inputs.dirs[plan.anchor] / "generation_config.json"
     if generation.exists():
-        write_json(tmp / "generation_config.json", json.loads(generation.read_text()))
+        from hm3.modelfiles import read_json_object  # no link out of the folder (checked on input too)
+
+        write_json(tmp / "generation_config.json", read_json_object(generation, generation.parent))
     if tokenizer_dir is not None:
         copy_tokenizer_files(tokenizer_dir, tmp)
     write_text(tmp / RECIPE_FILE, recipe_to_yaml(recipe))

@@ -20,7 +20,7 @@ def load_split(data_dir: str | Path, task: str, split: str) -> list[dict]:
     return read_jsonl(path)
 
 
-def build_tokenizer(data_dir, tasks: list[str], vocab_size: int, out_dir) -> dict:
+def build_tokenizer(data_dir, tasks: list[str], vocab_size: int, out_dir, overwrite: bool = False) -> dict:
     """Train on both forms of every training record: raw domain text and task format."""
     texts = []
     for task in tasks:
@@ -28,7 +28,7 @@ def build_tokenizer(data_dir, tasks: list[str], vocab_size: int, out_dir) -> dic
             texts.append(data.domain_text(task, record))
             texts.append(data.prompt(task, record) + data.target(task, record))
     tokenizer = train_tokenizer(texts, vocab_size)
-    save_tokenizer(tokenizer, out_dir)
+    save_tokenizer(tokenizer, out_dir, overwrite)
     return {"vocab_size": len(tokenizer), "documents": len(texts)}
 
 
@@ -80,7 +80,8 @@ def _pretraining_documents(data_dir, tasks: list[str], task_format_fraction: flo
 
 
 def build_base(data_dir, tokenizer_dir, out_dir, tasks: list[str], arch: dict, training: dict,
-               seed: int, max_shard_size: str = "2GB", task_format_fraction: float = 0.0) -> dict:
+               seed: int, max_shard_size: str = "2GB", task_format_fraction: float = 0.0,
+               overwrite: bool = False) -> dict:
     """Pretrain a small Llama on a shuffled mixture of the tasks' domain text."""
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
@@ -102,12 +103,12 @@ def build_base(data_dir, tokenizer_dir, out_dir, tasks: list[str], arch: dict, t
                       "A small Llama-architecture model pretrained from scratch on a mixture of "
                       "the tiny suite's three synthetic domains (math, code, translation).",
                       details, tags=["tiny-suite", "base"])
-    save_checkpoint(model, tokenizer, out_dir, card, max_shard_size)
+    save_checkpoint(model, tokenizer, out_dir, card, max_shard_size, overwrite=overwrite)
     return details
 
 
 def build_expert(base_dir, data_dir, task: str, out_dir, training: dict, seed: int,
-                 max_shard_size: str = "2GB") -> dict:
+                 max_shard_size: str = "2GB", overwrite: bool = False) -> dict:
     """Fine-tune all weights of the base on one task in its evaluation format."""
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False)
@@ -127,5 +128,5 @@ def build_expert(base_dir, data_dir, task: str, out_dir, training: dict, seed: i
     card = model_card(f"hm3 tiny {task} expert",
                       f"The hm3 tiny base model, fully fine-tuned on the tiny `{task}` task.",
                       details, tags=["tiny-suite", "expert", task], base_model=str(base_dir))
-    save_checkpoint(model, tokenizer, out_dir, card, max_shard_size)
+    save_checkpoint(model, tokenizer, out_dir, card, max_shard_size, overwrite=overwrite)
     return details

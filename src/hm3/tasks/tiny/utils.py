@@ -61,14 +61,14 @@ def run_unit_tests(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
     Replaces each response by the sandbox status ("passed", "failed", "timeout", ...),
     so the metric below is a plain comparison.
     """
-    from hm3.sandbox import check_program, run_programs
+    from hm3.sandbox import CodeCheck, run_checks
 
-    programs, owners = [], []
+    checks, owners = [], []
     for index, (doc, responses) in enumerate(zip(docs, resps)):
         for completion in responses:
-            programs.append(check_program(doc["prompt"], completion, doc["test"], doc["entry_point"]))
+            checks.append(CodeCheck(doc["prompt"], completion, doc["test"], doc["entry_point"]))
             owners.append(index)
-    outcomes = run_programs(programs)
+    outcomes = run_checks(checks)
     statuses: list[list[str]] = [[] for _ in docs]
     for owner, outcome in zip(owners, outcomes):
         statuses[owner].append(outcome.status)
