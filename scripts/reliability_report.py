@@ -29,6 +29,8 @@ TESTS = ["tests/reliability", "tests/test_config.py", "tests/test_models.py", "t
          "tests/merge/test_merge_bad_input.py"]
 AREAS = {  # area -> (title, what it covers)
     "bad input": ("Bad input", "fails fast, names the offending thing, writes nothing"),
+    "data loss": ("Data loss", "an output that exists is kept unless --overwrite; never an input, "
+                  "the current folder or a link"),
     "untrusted models": ("Untrusted models", "no pickle, no repository code unless the config allows it"),
     "interruption": ("Interruption and resume", "a killed run resumes with the plain command"),
     "determinism": ("Determinism", "same config, same results"),
@@ -110,7 +112,11 @@ def render(areas: dict[str, list[dict]], passed: int, seconds: float, fast: bool
         "each resumed by a plain `snakemake` to the "
         "uninterrupted run's results, plus "
         f"{total('interruption') - kills} checks of the clean-up behind it.",
-        f"- **Adversarial completions contained: {adversarial}** in the code task's sandbox.",
+        f"- **Adversarial completions contained: {adversarial}** in the code task's sandbox"
+        f"{_by_class(areas.get('sandbox', []))}.",
+        f"- **Outputs protected: {total('data loss')}** attempts to write over an existing folder, an "
+        "input, the current folder or a link, each refused with the path named, nothing lost.",
+        f"- Sandbox confinement where this was generated: {_confinement()}.",
         f"- Determinism checks: {total('determinism')}; concurrency checks: {total('concurrency')}.",
         "",
     ]
@@ -127,6 +133,22 @@ def render(areas: dict[str, list[dict]], passed: int, seconds: float, fast: bool
                        f"{_cell('; '.join(line['lost']))} | {tests} |")
         out.append("")
     return "\n".join(out)
+
+
+def _by_class(lines: list[dict]) -> str:
+    """Adversarial cases named 'adversarial completion: <class>: <case>', counted by class."""
+    counts: dict[str, int] = defaultdict(int)
+    for line in lines:
+        parts = line["case"].split(": ")
+        if parts[0] == "adversarial completion" and len(parts) > 2:
+            counts[parts[1]] += line["count"]
+    return (" (" + ", ".join(f"{kind}: {n}" for kind, n in counts.items()) + ")") if counts else ""
+
+
+def _confinement() -> str:
+    from hm3 import sandbox
+
+    return sandbox.describe_confinement(sandbox.confinement())
 
 
 def main(argv=None) -> int:

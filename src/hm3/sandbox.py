@@ -975,19 +975,31 @@ def _program_main(source, workdir, write_fd, limits, context, uid) -> None:
     try:
         _become_child()
         _arrange_descriptors({_VERDICT_FD: write_fd})
-        hook = _confine(workdir, limits, uid, context, _VERDICT_FD)
-        code = compile(source, "<program>", "exec")
-    except SyntaxError as exc:
-        _report_and_exit(_VERDICT_FD, "error", f"SyntaxError: {exc.msg} (line {exc.lineno})", 1)
     except BaseException as exc:  # noqa: BLE001 - any setup failure is an error result
         _report_and_exit(_VERDICT_FD, "error", f"sandbox setup failed: {_describe(exc)}", 2)
+    _run_untrusted(source, workdir, limits, uid, context, _VERDICT_FD)
+    _report_and_exit(_VERDICT_FD, "passed", "", 0)
+
+
+def _run_untrusted(source: str, workdir: str, limits: _Limits, uid: int | None, context: _Context,
+                   report_fd: int) -> dict:
+    """Confine this process, then run the program; returns its namespace. Anything
+    that stops it is reported on ``report_fd`` and ends the process."""
+    try:
+        hook = _confine(workdir, limits, uid, context, report_fd)
+        code = compile(source, "<program>", "exec")
+    except SyntaxError as exc:
+        _report_and_exit(report_fd, "error", f"SyntaxError: {exc.msg} (line {exc.lineno})", 1)
+    except BaseException as exc:  # noqa: BLE001 - any setup failure is an error result
+        _report_and_exit(report_fd, "error", f"sandbox setup failed: {_describe(exc)}", 2)
     sys.addaudithook(hook)
     del hook
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
-        exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
+        exec(code, namespace)
     except BaseException as exc:  # noqa: BLE001 - SystemExit, MemoryError, ...: not a pass
-        _report_and_exit(_VERDICT_FD, _exception_status(exc), _describe(exc), 1)
-    _report_and_exit(_VERDICT_FD, "passed", "", 0)
+        _report_and_exit(report_fd, _exception_status(exc), _describe(exc), 1)
+    return namespace
 
 
 # --- a check (run_checks): the program in its process, the tests in the server ------
@@ -1304,20 +1316,7 @@ def _rebuilt_exception(name: str, detail: str) -> BaseException:
 
 def _program_side(item: dict, workdir: str, limits: _Limits, context: _Context, uid: int | None) -> None:
     requests_fd, replies_fd = _CHANNEL_FDS
-    try:
-        hook = _confine(workdir, limits, uid, context, replies_fd)
-        code = compile(item["program"], "<program>", "exec")
-    except SyntaxError as exc:
-        _report_and_exit(replies_fd, "error", f"SyntaxError: {exc.msg} (line {exc.lineno})", 1)
-    except BaseException as exc:  # noqa: BLE001 - any setup failure is an error result
-        _report_and_exit(replies_fd, "error", f"sandbox setup failed: {_describe(exc)}", 2)
-    sys.addaudithook(hook)
-    del hook
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
-    try:
-        exec(code, namespace)
-    except BaseException as exc:  # noqa: BLE001
-        _report_and_exit(replies_fd, _exception_status(exc), _describe(exc), 1)
+    namespace = _run_untrusted(item["program"], workdir, limits, uid, context, replies_fd)
     function = namespace.get(item["entry_point"])
     if not callable(function):
         _report_and_exit(replies_fd, "error", f"NameError: name {item['entry_point']!r} is not defined", 1)

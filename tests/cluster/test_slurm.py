@@ -85,7 +85,8 @@ def test_sbatch_request_of_a_gpu_rule_comes_from_the_config(tmp_path):
 
     bin_dir, record = tmp_path / "bin", tmp_path / "sbatch_calls"
     bin_dir.mkdir()
-    for name, text in {"sbatch": FAKE_SBATCH, "squeue": "#!/usr/bin/env bash\nexit 0\n"}.items():
+    quiet = "#!/usr/bin/env bash\nexit 0\n"   # the executor also asks squeue and sacct
+    for name, text in {"sbatch": FAKE_SBATCH, "squeue": quiet, "sacct": quiet}.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     override = tmp_path / "gpu.yaml"

@@ -10,7 +10,6 @@ created; the output appears under its final name only when complete.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
