@@ -9,9 +9,11 @@ solutions, one in three made wrong), scored with the default number of workers. 
 variant runs in its own long-lived process (its own fork server, warmed first); rounds
 are interleaved across variants so that machine noise falls on all of them alike.
 Variants: ``baseline`` (the sandbox module of ``--baseline-ref``, single-process
-programs as it scored them), ``programs`` (this tree, single-process programs) and
-``checks`` (this tree's scoring path: tests in a separate harness process). Prints the
-median seconds per program of each and the ratios to the baseline.
+programs as it scored them), ``programs`` (this tree, single-process programs: the cost
+of the confinement alone), ``programs-nons`` (the same without namespaces) and
+``checks`` (this tree's scoring path: the tests outside the program's process, one call
+of the entry point per assert). Prints the median seconds per program of each and the
+ratios to the baseline.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import random
 import statistics
 import subprocess
@@ -81,9 +84,9 @@ def baseline_package(ref: str, into: Path) -> Path:
 
 
 class Variant:
-    def __init__(self, name: str, package_parent: Path, mode: str, batch: list[dict]):
+    def __init__(self, name: str, package_parent: Path, mode: str, batch: list[dict], env: dict | None = None):
         self.name = name
-        env = {**os.environ, "PYTHONPATH": str(package_parent)}
+        env = {**os.environ, "PYTHONPATH": str(package_parent), **(env or {})}
         self.process = subprocess.Popen([sys.executable, "-c", DRIVER, str(package_parent), mode],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.process.stdin.write(json.dumps(batch) + "\n")
@@ -115,6 +118,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         variants = [Variant("baseline", baseline_package(args.baseline_ref, Path(tmp)), "programs", batch),
                     Variant("programs", REPO / "src", "programs", batch),
+                    Variant("programs-nons", REPO / "src", "programs", batch, {"HM3_SANDBOX_NAMESPACES": "0"}),
                     Variant("checks", REPO / "src", "checks", batch)]
         agree = all(v.passed == variants[0].passed for v in variants)
         wait_for_quiet()
@@ -127,11 +131,11 @@ def main(argv=None) -> int:
             variant.close()
     base = statistics.median(variants[0].seconds) / args.problems
     print(f"sandbox: {args.problems} tiny code problems per batch, {args.rounds} interleaved rounds, "
-          f"{os.cpu_count()} CPUs; baseline = {args.baseline_ref}")
+          f"{os.cpu_count()} CPUs, {platform.machine()} {platform.python_version()}; baseline = {args.baseline_ref}")
     print(f"same pass/fail answers in every variant: {agree} ({sum(variants[0].passed)} passed)")
     for variant in variants:
         per_program = statistics.median(variant.seconds) / args.problems
-        print(f"  {variant.name:9s} {per_program * 1e3:7.3f} ms per program (median of rounds)  "
+        print(f"  {variant.name:13s} {per_program * 1e3:7.3f} ms per program (median of rounds)  "
               f"ratio to baseline {per_program / base:5.3f}")
     return 0 if agree else 1
 
