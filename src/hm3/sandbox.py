@@ -83,7 +83,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from hm3.errors import HM3Error
 
@@ -1091,6 +1091,9 @@ class _Program:
     call_seconds: float = 0.0
     result: dict | None = None      # set when the program ended the check itself
     exit_status: int | None = None
+    prefetched: list = field(default_factory=list)   # the calls sent ahead, as requests
+    answered: int = 0                                # how many of them the tests took
+    stale: int = 0                                   # streamed answers the tests will not take
 
 
 class _CheckBatch:
@@ -1111,9 +1114,9 @@ class _CheckBatch:
         while self.pending or self.live:
             while self.pending and self.free_slots and self._starting() < self.workers:
                 self._spawn(self.pending.pop())
-            concluded = [p for p in self.live.values() if p.ready or p.result]
-            self._poll(time.monotonic() if concluded else self._startup_deadline())
-            for program in [p for p in self.live.values() if p.ready or p.result]:
+            due = [p for p in self.live.values() if self._due(p)]
+            self._poll(time.monotonic() if due else self._next_deadline())
+            for program in [p for p in self.live.values() if self._due(p)]:
                 self._conclude(program)
         while self.dying:   # killed programs are gone in milliseconds; their folders go with them
             self._poll(time.monotonic() + 1.0)
@@ -1122,6 +1125,7 @@ class _CheckBatch:
     # -- programs ---------------------------------------------------------------------
     def _spawn(self, index: int) -> None:
         slot = self.free_slots.pop()
+        prefetched = _static_calls(self.items[index])   # before the fork: only arguments survive it
         workdir = tempfile.mkdtemp(prefix="p", dir=self.context.base_dir)
         uid = _program_uid(self.context, slot)
         if uid is not None:
@@ -1140,23 +1144,36 @@ class _CheckBatch:
         os.close(replies[1])
         os.set_blocking(replies[0], False)
         channel = _Channel(replies[0], requests[1])
-        self.live[pid] = _Program(index, pid, channel, workdir, slot, time.monotonic())
+        self.live[pid] = _Program(index, pid, channel, workdir, slot, time.monotonic(), prefetched=prefetched)
         _RUNNING[pid] = self.live[pid]
+        if prefetched:   # the program answers them as soon as it is ready, unasked
+            channel.send({"calls": prefetched})
 
     def _starting(self) -> int:
         """Programs still defining their functions: the ones using a core."""
         return sum(1 for p in self.live.values() if not (p.ready or p.result))
 
-    def _startup_deadline(self) -> float:
-        starting = [p.started + self.limits.timeout for p in self.live.values() if not (p.ready or p.result)]
-        return min(starting, default=time.monotonic() + 1.0)
+    def _due(self, program: _Program) -> bool:
+        """Whether a program's tests can run now without waiting on it: it ended, or it is
+        ready and has streamed every answer sent ahead (or its time is up: the tests then
+        take what came, and a failing assert still ends them before a missing answer)."""
+        if program.result:
+            return True
+        if not program.ready:
+            return False
+        return (len(program.prefetched) <= program.channel.buffer.count(b"\n") or program.channel.closed
+                or time.monotonic() >= program.started + self.limits.timeout)
+
+    def _next_deadline(self) -> float:
+        waiting = [p.started + self.limits.timeout for p in self.live.values() if not p.result]
+        return min(waiting, default=time.monotonic() + 1.0)
 
     def _poll(self, until: float, current: _Program | None = None) -> None:
         """Wait for any program event until ``until``, then take in what happened: start-up
         messages, deaths, start-ups past their limit. ``current`` is the program whose
         test is running: its replies are left to the caller."""
         watched = [p.channel.read_fd for p in self.live.values()
-                   if p is current or not (p.ready or p.result or p.channel.closed)]
+                   if p is current or not (p.result or p.channel.closed or (p.ready and not p.prefetched))]
         wakeup = self.context.wakeup_fd
         readable, _, _ = select.select([wakeup, *watched], [], [], max(0.0, until - time.monotonic()))
         if wakeup in readable:   # SIGCHLD: someone exited
@@ -1165,8 +1182,19 @@ class _CheckBatch:
                 self._exited(pid, wait_status)
         now, readable = time.monotonic(), set(readable)
         for program in list(self.live.values()):
-            if program is not current and not (program.ready or program.result):
+            if program is current or program.result:
+                continue
+            if not program.ready:
                 self._take_startup_message(program, now, program.channel.read_fd in readable)
+            elif program.prefetched and program.channel.read_fd in readable:
+                self._buffer_answers(program)
+
+    def _buffer_answers(self, program: _Program) -> None:
+        """Keep a program's streamed answers moving, so it never waits on a full pipe."""
+        try:
+            program.channel.pump()
+        except _ProgramStopped as stop:
+            program.result = {"status": stop.status, "detail": stop.detail}
 
     def _exited(self, pid: int, wait_status: int) -> None:
         if pid in self.dying:
@@ -1230,16 +1258,32 @@ class _CheckBatch:
             gc.collect(1)       # before the next fork, so no program inherits them
 
     def call(self, program: _Program, request: dict) -> dict:
-        """One call of the entry point, within what is left of the program's limit."""
-        if program.channel.closed or program.result:
-            raise _ProgramStopped(**(program.result or _from_wait_status(program.exit_status or 0)))
+        """One call of the entry point: the next streamed answer when the tests ask what
+        was sent ahead (the program then works without waiting, so its limit counts from
+        its start), else a request now, within what is left of its limit."""
+        if program.result:
+            raise _ProgramStopped(**program.result)
         start = time.monotonic()
+        if program.answered < len(program.prefetched) and program.prefetched[program.answered] == request:
+            program.answered += 1
+            return self._answer(program, program.started + self.limits.timeout, start)
+        # off the script: the rest of the streamed answers are stale; ask from here on
+        program.stale += len(program.prefetched) - program.answered
+        program.prefetched = program.prefetched[:program.answered]
+        if program.channel.closed:
+            raise _ProgramStopped(**self._death(program))
         deadline = start + self.limits.timeout - program.startup_seconds - program.call_seconds
         program.channel.send(request)
+        return self._answer(program, deadline, start)
+
+    def _answer(self, program: _Program, deadline: float, start: float) -> dict:
         try:
             while True:
                 program.channel.pump()
                 reply = program.channel.message()
+                if reply is not None and program.stale and "status" not in reply:
+                    program.stale -= 1
+                    continue
                 if reply is not None:
                     return _reply_or_stop(reply)
                 if program.channel.closed:
@@ -1277,6 +1321,43 @@ def _reply_or_stop(reply: dict) -> dict:
     if "status" in reply:
         raise _ProgramStopped(**_program_status(reply))
     return reply
+
+
+def _static_calls(item: dict) -> list:
+    """The calls a test will make, when it says them outright: ``check``'s body is only
+    ``assert candidate(<literals>) <op> ...`` lines (as HumanEval's and the tiny task's
+    are). They go to the program ahead, so it answers them all without a round trip per
+    call (each costs two process wake-ups). Only the arguments leave this function: the
+    test's text and expected values are gone before the next fork."""
+    import ast
+
+    try:
+        with open(item["test_file"], encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+        check = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "check")
+        name = check.args.args[0].arg
+        calls = [_literal_call(statement, name) for statement in check.body]
+        return [] if None in calls else calls
+    except Exception:  # noqa: BLE001 - anything unusual is asked call by call
+        return []
+
+
+def _literal_call(statement, name: str) -> dict | None:
+    import ast
+
+    if not (isinstance(statement, ast.Assert) and isinstance(statement.test, ast.Compare)):
+        return None
+    call = statement.test.left
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == name):
+        return None
+    try:
+        args = [ast.literal_eval(arg) for arg in call.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if None in kwargs:   # **mapping
+        return None
+    return {"args": encode_plain(args), "kwargs": encode_plain(kwargs)}
 
 
 def _take_test(path: str) -> str:
@@ -1349,13 +1430,17 @@ def _answer_calls(requests_fd: int, replies_fd: int, function) -> None:
                 os._exit(0)
             buffer += chunk
         line, buffer = buffer.split(b"\n", 1)
-        request = json.loads(line)
-        try:
-            reply = {"value": encode_plain(function(*decode_plain(request["args"]),
-                                                    **decode_plain(request["kwargs"])))}
-        except BaseException as exc:  # noqa: BLE001 - reported to the tests, which decide
-            reply = {"raised": type(exc).__name__, "detail": _describe(exc).partition(": ")[2]}
-        _send(replies_fd, reply)
+        message = json.loads(line)
+        for request in message.get("calls") or [message]:   # a script of calls, or one
+            _send(replies_fd, _answer(function, request))
+
+
+def _answer(function, request: dict) -> dict:
+    try:
+        return {"value": encode_plain(function(*decode_plain(request["args"]),
+                                               **decode_plain(request["kwargs"])))}
+    except BaseException as exc:  # noqa: BLE001 - reported to the tests, which decide
+        return {"raised": type(exc).__name__, "detail": _describe(exc).partition(": ")[2]}
 
 
 # --- the audit hook ------------------------------------------------------------------

@@ -273,3 +273,33 @@ def test_confinement_is_detected_and_reported():
     assert "audit hook" in report["always"]
     if sandbox._namespace_prefix():
         assert {"pid", "network"} <= set(report["namespaces"])
+
+
+# --- calls sent ahead: a test of literal asserts costs no round trip per call ---------
+
+def test_literal_asserts_are_sent_ahead_and_other_tests_asked_call_by_call():
+    loop = CodeCheck(ADD.prompt, ADD.completion, "def check(candidate):\n    for x in range(3):\n"
+                     "        assert candidate(x) == x + 3\n", ADD.entry_point)
+    early_call = CodeCheck(ADD.prompt, ADD.completion, "seen = add_three(0)\ndef check(candidate):\n"
+                           "    assert seen == 3\n    assert candidate(2) == 5\n", ADD.entry_point)
+    assert [r.status for r in run_checks([ADD, loop, early_call])] == ["passed"] * 3
+
+
+def test_a_failing_assert_ends_the_check_before_a_later_call_that_hangs():
+    item = CodeCheck(ADD.prompt, "    while x < 0:\n        pass\n    return x + 3\n",
+                     "def check(candidate):\n    assert candidate(2) == 6\n    assert candidate(-1) == 2\n",
+                     ADD.entry_point)
+    plain = sandbox.check_program(item.prompt, item.completion, item.test, item.entry_point)
+    assert run_checks([item], timeout=1.0)[0].status == run_programs([plain], timeout=1.0)[0].status == "failed"
+
+
+def test_static_calls_keep_only_the_arguments(tmp_path):
+    path = tmp_path / "t.py"
+    path.write_text("def check(candidate):\n    assert candidate(2, k=[1, (2,)]) == 987654321\n"
+                    "    assert candidate('a') != 'b'\n")
+    calls = sandbox._static_calls({"test_file": str(path)})
+    assert [sandbox.decode_plain(c["args"]) for c in calls] == [[2], ["a"]]
+    assert sandbox.decode_plain(calls[0]["kwargs"]) == {"k": [1, (2,)]}
+    assert "987654321" not in repr(calls)
+    path.write_text("def check(candidate):\n    x = 1\n    assert candidate(x) == 2\n")
+    assert sandbox._static_calls({"test_file": str(path)}) == []
