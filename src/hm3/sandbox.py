@@ -420,7 +420,8 @@ class _ServerProcess:
             if ready:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
-                    raise HM3Error(f"sandbox server exited: {self._stderr_tail()}")
+                    tail = self._stderr_tail()
+                    raise HM3Error(f"sandbox server exited (status {self.process.returncode}): {tail}")
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
@@ -626,19 +627,28 @@ def serve() -> None:
     """Fork-server main loop: one JSON request line in, one JSON reply line out."""
     context = _server_setup()
     signal.signal(signal.SIGTERM, _terminate)
-    out = sys.stdout.buffer
     try:
-        hello = {"base": context.base_dir, "confinement": _confinement_report(context)}
-        out.write(json.dumps(hello).encode() + b"\n")
-        out.flush()
+        _reply({"base": context.base_dir, "confinement": _confinement_report(context)})
         for line in sys.stdin.buffer:
-            results = _run_batch(json.loads(line), context)
-            out.write(json.dumps({"results": results}).encode("utf-8") + b"\n")
-            out.flush()
-    except BrokenPipeError:
-        pass  # the client went away
+            _reply({"results": _run_batch(json.loads(line), context)})
+    except _ClientGone:
+        pass
     finally:
         _force_rmtree(context.base_dir)
+
+
+class _ClientGone(Exception):
+    """The client closed its end of the server's stdout."""
+
+
+def _reply(message: dict) -> None:
+    # only a broken pipe *to the client* ends the server quietly; one to a program is
+    # that program's business (its channel handles it)
+    try:
+        sys.stdout.buffer.write(json.dumps(message).encode("utf-8") + b"\n")
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        raise _ClientGone from None
 
 
 def _server_setup() -> _Context:
@@ -1041,7 +1051,12 @@ class _Channel:
         self.read_fd, self.write_fd, self.buffer, self.closed = read_fd, write_fd, b"", False
 
     def send(self, message: dict) -> None:
-        _send(self.write_fd, message)
+        """A program that already ended (a syntax error reported at once, say) has closed
+        its end: what it would have answered is in its status, read from the other pipe."""
+        try:
+            _send(self.write_fd, message)
+        except BrokenPipeError:
+            pass
 
     def pump(self) -> None:
         """Read what is there; ``closed`` once the program's end is gone."""

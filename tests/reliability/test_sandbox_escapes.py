@@ -303,3 +303,18 @@ def test_static_calls_keep_only_the_arguments(tmp_path):
     assert "987654321" not in repr(calls)
     path.write_text("def check(candidate):\n    x = 1\n    assert candidate(x) == 2\n")
     assert sandbox._static_calls({"test_file": str(path)}) == []
+
+
+def test_a_program_that_ends_before_its_calls_are_sent_leaves_the_server_running():
+    """The server writes a program's calls after forking it; a program that has already
+    ended (a syntax error) closed that pipe. Found by a default run on a loaded machine:
+    the broken pipe used to end the whole server, silently."""
+    broken = CodeCheck(ADD.prompt, "  return x +\n", ADD.test, ADD.entry_point)
+    for _ in range(3):
+        results = run_checks([broken] * 8 + [ADD], workers=2)
+        assert [r.status for r in results] == ["error"] * 8 + ["passed"]
+    # the race forced: the program's end is closed before the server writes to it
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    sandbox._Channel(-1, write_end).send({"calls": []})   # no exception: the program's status decides
+    os.close(write_end)
