@@ -1311,9 +1311,14 @@ class _CheckBatch:
             program.call_seconds += time.monotonic() - start
 
     def _death(self, program: _Program) -> dict:
-        """Why a program's pipe closed: the status it sent last, else how it ended."""
+        """Why a program's pipe closed: how it ended. One that closed its pipe and lives on
+        (asleep, so no CPU limit comes) is ended at its wall-clock limit."""
+        deadline = program.started + self.limits.timeout + program.call_seconds
         while program.exit_status is None:
-            self._poll(time.monotonic() + 0.05, current=program)
+            if time.monotonic() >= deadline:
+                _kill_group(program.pid)
+                return {"status": "timeout", "detail": f"wall-clock limit of {self.limits.timeout:g} s"}
+            self._poll(min(deadline, time.monotonic() + 0.05), current=program)
         return _from_wait_status(program.exit_status)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 import uuid
 
 import pytest
@@ -318,3 +319,12 @@ def test_a_program_that_ends_before_its_calls_are_sent_leaves_the_server_running
     os.close(read_end)
     sandbox._Channel(-1, write_end).send({"calls": []})   # no exception: the program's status decides
     os.close(write_end)
+
+
+def test_a_program_that_closes_its_pipe_and_sleeps_does_not_hold_the_server(reliability):
+    source = "    import os, time\n    os.close(4)\n    time.sleep(1000)\n"
+    item = CodeCheck(ADD.prompt, source, ADD.test, ADD.entry_point)
+    started = time.monotonic()
+    result, honest = run_checks([item, ADD], timeout=1.0)
+    assert result.status == "timeout" and honest.passed and time.monotonic() - started < 5
+    _record(reliability, "forged verdict", "its answer pipe closed, then asleep", source, result)
