@@ -1077,7 +1077,7 @@ class _Channel:
         line, self.buffer = self.buffer.split(b"\n", 1)
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):   # a program can send JSON nested past the parser's depth
             message = None
         if not isinstance(message, dict):
             raise _ProgramStopped("error", "the program sent a malformed message")

@@ -328,3 +328,18 @@ def test_a_program_that_closes_its_pipe_and_sleeps_does_not_hold_the_server(reli
     result, honest = run_checks([item, ADD], timeout=1.0)
     assert result.status == "timeout" and honest.passed and time.monotonic() - started < 5
     _record(reliability, "forged verdict", "its answer pipe closed, then asleep", source, result)
+
+
+@pytest.mark.parametrize("case, completion", [
+    ("JSON nested past the parser's depth, before ready",
+     "    return 0\nimport os\nos.write(4, b'[' * 200000 + b']' * 200000 + b'\\n')\n"),
+    ("JSON nested past the parser's depth, as an answer",
+     "    import os\n    os.write(4, b'{\"value\": ' + b'[' * 200000 + b']' * 200000 + b'}\\n')\n    os._exit(0)\n"),
+    ("a flood of lines", "    return 0\nimport os\nwhile True:\n    os.write(4, b'{}\\n' * 1000)\n"),
+    ("ready and answers written by hand", "    return 0\nimport os\nos.write(4, b'{\"ready\": true}\\n' + b'{\"value\": 5}\\n' * 4)\n"),
+])
+def test_messages_forged_by_the_program_end_only_its_own_check(case, completion, reliability):
+    item = CodeCheck(ADD.prompt, completion, ADD.test, ADD.entry_point)
+    result, honest = run_checks([item, ADD], timeout=2.0)
+    assert result.status != "passed" and honest.passed, (result, honest)
+    _record(reliability, "forged verdict", case, completion, result)
