@@ -136,12 +136,13 @@ DENIED_EVENT_PREFIXES = (
     "webbrowser.", "sys.remote_exec", "sys.settrace", "sys.setprofile",
     "sys._current_frames", "gc.get_referrers", "gc.get_objects", "hm3.process",
 )
-# Functions that reach other processes and raise no audit event (pidfd_open and
-# pidfd_send_signal among them): removed from their modules before a program runs.
+# Functions that reach other processes, or make files, and raise no audit event
+# (pidfd_open, pidfd_send_signal, mkfifo, mknod among them): refused in every program.
 PROCESS_FUNCTIONS = {
     "posix": ("kill", "killpg", "pidfd_open", "setpgid", "setpgrp", "setsid", "tcsetpgrp",
               "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpriority",
-              "fork", "forkpty", "register_at_fork", "waitid", "wait3", "wait4"),
+              "fork", "forkpty", "register_at_fork", "waitid", "wait3", "wait4",
+              "mkfifo", "mknod", "chroot"),
     "signal": ("pidfd_send_signal", "pthread_kill"),
     "_signal": ("pidfd_send_signal", "pthread_kill"),
 }

@@ -66,6 +66,8 @@ FILE_ESCAPES = {
     "reopen of a result pipe": "import os\nos.fdopen(3, 'w').write('x')\n",
     "relative .. after chdir into a subfolder": "import os\nos.makedirs('a/b')\nos.chdir('a/b')\nopen('../../../../../etc/passwd').read()\n",
     "chdir out of the folder": "import os\nos.chdir('/')\n",
+    "mkfifo outside (no audit event)": "import os\nos.mkfifo('/tmp/hm3-escape-fifo')\n",
+    "mknod outside (no audit event)": "import os\nos.mknod('/tmp/hm3-escape-node')\n",
 }
 
 
