@@ -27,8 +27,8 @@ include: "workflow/rules/report.smk"
 
 onstart:
     # own the lock files this run holds, so a later run can clear them if this one is killed
-    from hm3.orphans import record_run
-    from hm3.resume import claim_locks
+    from hm3.core.orphans import record_run
+    from hm3.core.resume import claim_locks
 
     claim_locks()
     # name this run in its local jobs' environment: they stop if it is killed, and a later

@@ -67,7 +67,7 @@ def write_model(directory: Path, shapes: dict, expert: int | None) -> None:
     import torch
     from transformers import LlamaConfig
 
-    from hm3.merge.checkpoint import ShardedWriter, TensorInfo, parse_size
+    from hm3.checkpoints.sharded import ShardedWriter, TensorInfo, parse_size
 
     directory.mkdir(parents=True, exist_ok=True)
     infos = [TensorInfo(name, shape, torch.bfloat16, "") for name, shape in shapes.items()]

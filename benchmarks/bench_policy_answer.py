@@ -36,8 +36,8 @@ def main() -> int:
         print(f"no trained policy at {policy_dir}: run `snakemake --cores all` first", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    import hm3.rl  # noqa: F401  (torch and the networks' code)
-    from hm3.lower import load_policy
+    import hm3.lower.rl  # noqa: F401  (torch and the networks' code)
+    from hm3.lower.level import load_policy
 
     import_seconds = time.perf_counter() - started
     started = time.perf_counter()

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 DRIVER = r"""
 import json, random, sys, time
 sys.path.insert(0, sys.argv[1])
-from hm3 import sandbox
+from hm3.evaluation import sandbox
 problems = json.loads(sys.stdin.readline())
 mode = sys.argv[2]
 if mode == "checks":
@@ -56,7 +56,7 @@ for line in sys.stdin:
 
 def problems(count: int, seed: int) -> list[dict]:
     sys.path.insert(0, str(REPO / "src"))
-    from hm3.data import code_task
+    from hm3.models.tiny.data import code_task
 
     rng = random.Random(seed)
     out = []
@@ -72,7 +72,7 @@ def problems(count: int, seed: int) -> list[dict]:
 
 def baseline_package(ref: str, into: Path) -> Path:
     """The sandbox module of an earlier commit as a package of its own (it needs only
-    hm3.errors), so its fork server imports that version."""
+    hm3.core.errors), so its fork server imports that version."""
     package = into / "hm3"
     package.mkdir()
     (package / "__init__.py").write_text("")

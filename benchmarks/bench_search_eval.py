@@ -42,8 +42,8 @@ def main() -> int:
 
     import torch
 
-    from hm3.evaluate import offline_environment
-    from hm3.upper import MergeSession
+    from hm3.evaluation.scorer import offline_environment
+    from hm3.upper.level import MergeSession
 
     offline_environment()
     torch.set_num_threads(args.threads)

@@ -100,7 +100,7 @@ def render(areas: dict[str, list[dict]], passed: int, seconds: float, fast: bool
         f"({passed} tests passed in {seconds / 60:.1f} min{', workflow runs left out (--fast)' if fast else ''}); "
         "do not edit by hand. Each row: what was tried, what was done, what the user saw (the "
         "actual message, from the test), what was lost, and the test that checks it. "
-        "Workflow kills land at named pause points (`hm3.faults`: the environment variable "
+        "Workflow kills land at named pause points (`hm3.core.faults`: the environment variable "
         "`HM3_TEST_PAUSE_AT` stops a job there until the test kills it), not after a guessed sleep.",
         "",
         f"- **Bad inputs tried: {total('bad input')}**, each refused with the offending key, file or "
@@ -146,7 +146,7 @@ def _by_class(lines: list[dict]) -> str:
 
 
 def _confinement() -> str:
-    from hm3 import sandbox
+    from hm3.evaluation import sandbox
 
     return sandbox.describe_confinement(sandbox.confinement())
 
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
     text = render(aggregate(rows), passed, seconds, args.fast)
-    from hm3.io import write_text
+    from hm3.core.io import write_text
 
     write_text(args.out, text + "\n")
     print(f"reliability_report: {len(rows)} rows from {passed} tests -> {args.out}")

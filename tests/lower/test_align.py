@@ -3,9 +3,9 @@ export then reload through hm3 applies the scales."""
 
 import torch
 
-from hm3.align import (AlignmentSettings, _layer_inputs, _statistics, apply_alignment, coral_loss, fit_alignment,
+from hm3.lower.align import (AlignmentSettings, _layer_inputs, _statistics, apply_alignment, coral_loss, fit_alignment,
                        foreign_positions, load_alignment)
-from hm3.paths import LayerPool, _decoder, as_path
+from hm3.lower.inference_path import LayerPool, _decoder, as_path
 
 from test_paths import logits, tiny_llama
 
@@ -58,7 +58,7 @@ def test_zero_steps_is_the_identity():
 
 
 def test_aligned_export_reloads_through_hm3_with_the_same_logits(tmp_path):
-    from hm3.evaluate import load_causal_lm
+    from hm3.evaluation.scorer import load_causal_lm
 
     pool = make_pool()
     path = as_path([(2, 0), (1, 1), (0, 2), (2, 2)])
@@ -79,7 +79,7 @@ def test_aligned_export_reloads_through_hm3_with_the_same_logits(tmp_path):
 def test_apply_alignment_rejects_layers_the_model_lacks():
     import pytest
 
-    from hm3.errors import HM3Error
+    from hm3.core.errors import HM3Error
 
     with pytest.raises(HM3Error, match="alignment for layer 7"):
         apply_alignment(tiny_llama(2, 0), {7: (torch.ones(32), torch.zeros(32))})

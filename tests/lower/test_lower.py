@@ -6,11 +6,11 @@ import time
 import numpy as np
 import pytest
 
-from hm3.errors import ConfigError, HM3Error
-from hm3.lower import (load_policy, online_paths, parse_path, parse_weights, policy_answer, rl_settings,
+from hm3.core.errors import ConfigError, HM3Error
+from hm3.lower.level import (load_policy, online_paths, parse_path, parse_weights, policy_answer, rl_settings,
                        save_policy)
-from hm3.rl import PathAgent, RLSettings
-from hm3.upper import preference_weights, preferences, training_preferences
+from hm3.lower.rl import PathAgent, RLSettings
+from hm3.upper.level import preference_weights, preferences, training_preferences
 
 TASKS = ["math", "code", "translation"]
 
@@ -56,7 +56,7 @@ def test_parse_weights_normalises_and_names_what_is_wrong():
 
 
 def test_parse_path_inverts_describe():
-    from hm3.paths import Step, describe
+    from hm3.lower.inference_path import Step, describe
 
     names = ["math", "code", "M"]
     path = (Step(2, 0), Step(0, 1), Step(2, 3))
@@ -94,7 +94,7 @@ def test_online_proposals_follow_the_configured_schedule():
 
 
 def test_nearest_searched_preference_stands_in_for_m(tmp_path):
-    from hm3.lower import nearest_searched
+    from hm3.lower.level import nearest_searched
 
     (tmp_path / "moo").mkdir()
     (tmp_path / "moo" / "preferences.csv").write_text(

@@ -5,8 +5,8 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from hm3.errors import HM3Error
-from hm3.paths import LayerPool, Step, as_path, describe
+from hm3.core.errors import HM3Error
+from hm3.lower.inference_path import LayerPool, Step, as_path, describe
 
 VOCAB = 64
 
@@ -141,9 +141,9 @@ def test_describe_is_stable(pool):
 
 
 def test_path_evaluator_scores_each_path_once(pool, tmp_path):
-    from hm3.cache import EvaluationCache
-    from hm3.evaluate import CachedEvaluator, TaskSpec
-    from hm3.paths import PathEvaluator
+    from hm3.evaluation.cache import EvaluationCache
+    from hm3.evaluation.scorer import CachedEvaluator, TaskSpec
+    from hm3.lower.inference_path import PathEvaluator
 
     class DepthScorer:  # a stand-in for lm-eval: the score is the path's depth
         split = "search"
@@ -167,7 +167,7 @@ def test_path_evaluator_scores_each_path_once(pool, tmp_path):
 
 
 def test_load_pool_from_checkpoints(tmp_path):
-    from hm3.paths import load_pool
+    from hm3.lower.inference_path import load_pool
 
     for name, (layers, seed) in {"a": (2, 1), "b": (3, 2)}.items():
         tiny_llama(layers, seed).save_pretrained(tmp_path / name)

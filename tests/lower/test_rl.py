@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from hm3.errors import ConfigError
-from hm3.rl import ActionSpace, PathAgent, RLSettings, action_probabilities, nearest, wolpertinger_pick
+from hm3.core.errors import ConfigError
+from hm3.lower.rl import ActionSpace, PathAgent, RLSettings, action_probabilities, nearest, wolpertinger_pick
 
 
 def test_action_space_and_masks():

@@ -16,7 +16,7 @@ import torch
 from conftest import llama_config, load_checkpoint, save_family
 from safetensors.torch import save_file
 
-from hm3.errors import ConfigError, HM3Error
+from hm3.core.errors import ConfigError, HM3Error
 from hm3.merge import InMemoryMerger, make_recipe, run_merge
 
 
@@ -237,7 +237,7 @@ def no_tensor_reads(monkeypatch):
 
 def cli_merge(tmp_path: Path, capsys, text: str, *options: str) -> str:
     """``hm3 merge`` on a YAML text; asserts a clean refusal and returns its message."""
-    from hm3.cli import main
+    from hm3.cli.main import main
 
     config = tmp_path / "merge.yaml"
     config.write_text(text)
@@ -389,7 +389,7 @@ def test_bad_shard_sizes_are_refused_before_any_work(fresh, tmp_path, capsys, no
 
 def test_parameter_values_of_the_wrong_kind_are_named(fresh, tmp_path, reliability):
     base, experts = fresh
-    from hm3.search import ParamSpace
+    from hm3.upper.search import ParamSpace
 
     def ties(*own, **options):
         return lambda: make_recipe("ties", list(zip(experts, own)), base_model=base, **options)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import load_checkpoint
 
-from hm3.errors import ConfigError
+from hm3.core.errors import ConfigError
 from hm3.merge import InMemoryMerger, load_recipe, make_recipe, merge_state_dicts, recipe_to_yaml, run_merge
 
 CANDIDATES = {

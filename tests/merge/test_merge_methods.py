@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from hm3.errors import ConfigError
+from hm3.core.errors import ConfigError
 from hm3.merge import make_recipe, merge_state_dicts
 from hm3.merge.sparsify import della_rank_fraction, uniforms
 

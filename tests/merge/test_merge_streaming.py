@@ -10,9 +10,9 @@ import torch
 import yaml
 from conftest import load_checkpoint
 
-from hm3.cli import main
+from hm3.cli.main import main
 from hm3.merge import load_recipe, make_recipe, merge_state_dicts, recipe_to_yaml, run_merge
-from hm3.merge.checkpoint import read_safetensors_header
+from hm3.checkpoints.sharded import read_safetensors_header
 
 
 def ties_recipe(family, **options):
@@ -148,7 +148,7 @@ def test_render_yaml_from_plain_values():
 
 @pytest.mark.parametrize("key", ["slices", "modules", "tokenizer"])
 def test_unsupported_mergekit_keys_are_refused_by_name(key):
-    from hm3.errors import ConfigError
+    from hm3.core.errors import ConfigError
     from hm3.merge import recipe_from_dict
 
     with pytest.raises(ConfigError, match=key):

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from _paths import REPO, SCHEMA
-from hm3.config import validate_config
-from hm3.errors import ConfigError
+from hm3.core.config import validate_config
+from hm3.core.errors import ConfigError
 
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 

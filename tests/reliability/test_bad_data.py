@@ -4,9 +4,9 @@ offending entry."""
 import numpy as np
 import pytest
 
-from hm3.errors import ConfigError, HM3Error
-from hm3.io import read_jsonl
-from hm3.moo import check_weights
+from hm3.core.errors import ConfigError, HM3Error
+from hm3.core.io import read_jsonl
+from hm3.upper.moo import check_weights
 
 TASKS = ["math", "code", "translation"]
 
@@ -25,7 +25,7 @@ def test_malformed_jsonl_names_file_and_line(tmp_path, text, message, reliabilit
 
 
 def test_empty_split_is_refused_naming_the_file(tmp_path, reliability):
-    from hm3.tasks.tiny.utils import load_math
+    from hm3.evaluation.tasks.tiny.utils import load_math
 
     (tmp_path / "math").mkdir()
     (tmp_path / "math" / "test.jsonl").write_text("\n\n")
@@ -35,7 +35,7 @@ def test_empty_split_is_refused_naming_the_file(tmp_path, reliability):
 
 
 def test_missing_splits_are_named(tmp_path, reliability):
-    from hm3.tasks.tiny.utils import load_code
+    from hm3.evaluation.tasks.tiny.utils import load_code
 
     with pytest.raises(FileNotFoundError, match=r"no JSONL splits for task 'code'") as caught:
         load_code(data_dir=str(tmp_path))
@@ -43,7 +43,7 @@ def test_missing_splits_are_named(tmp_path, reliability):
 
 
 def test_unknown_lm_eval_task_is_named(reliability):
-    from hm3.evaluate import Scorer, task_specs
+    from hm3.evaluation.scorer import Scorer, task_specs
 
     tasks = {"math": {"lm_eval_task": {"search": "tiny_math_typo", "test": "tiny_math"}, "metric": "exact_match,none"}}
     with pytest.raises(HM3Error, match="lm-eval task.*not found: tiny_math_typo") as caught:

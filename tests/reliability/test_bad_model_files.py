@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from _paths import REPO, SCHEMA
-from hm3.cli import main
-from hm3.errors import HM3Error
+from hm3.cli.main import main
+from hm3.core.errors import HM3Error
 
 PASSWD = Path("/etc/passwd")
 WORDS = [f"w{i}" for i in range(20)]
@@ -103,7 +103,7 @@ def test_a_link_to_etc_passwd_is_refused_by_acquire_and_merge(models, tmp_path, 
 
 
 def test_a_weight_shard_linked_from_outside_is_refused_everywhere(models, tmp_path, capsys, reliability):
-    from hm3.evaluate import load_causal_lm
+    from hm3.evaluation.scorer import load_causal_lm
 
     base, expert = models
     elsewhere = tmp_path / "elsewhere"
@@ -177,7 +177,7 @@ def _hub_snapshot(root: Path, source: Path, repo: str = "models--org--tiny") -> 
 
 
 def test_a_hub_cache_snapshot_of_blob_links_is_accepted(models, tmp_path, capsys, reliability):
-    from hm3.evaluate import load_model
+    from hm3.evaluation.scorer import load_model
 
     base, expert = models
     snapshot = _hub_snapshot(tmp_path / "hub", base)
@@ -216,7 +216,7 @@ def test_a_config_promising_100000_layers_is_refused_in_under_a_second(models, t
     rc, evaluated, seconds = _hm3(capsys, "evaluate", base, "--config", REPO / "config" / "config.yaml",
                                   "--schema", SCHEMA, "--data-dir", tmp_path / "data")
     assert rc == 1 and seconds < 1 and "config.json: num_hidden_layers is 100000" in evaluated, (evaluated, seconds)
-    from hm3.evaluate import load_causal_lm
+    from hm3.evaluation.scorer import load_causal_lm
 
     started = time.perf_counter()
     with pytest.raises(HM3Error, match="config.json: num_hidden_layers is 100000"):
@@ -250,7 +250,7 @@ def test_a_size_that_is_no_positive_whole_number_is_refused(models, tmp_path, ca
 ], ids=["layers", "vocabulary", "intermediate"])
 def test_a_config_promising_more_than_the_weights_is_refused(models, tmp_path, capsys, reliability,
                                                              changes, expected):
-    from hm3.evaluate import load_causal_lm
+    from hm3.evaluation.scorer import load_causal_lm
 
     base, expert = models
     _set_config(base, **changes)
@@ -290,7 +290,7 @@ def test_a_config_that_is_no_json_object_is_named(models, tmp_path, capsys, reli
     ('{"hello": "world"}', "tokenizer.json: not a tokenizer the tokenizers library can load"),
 ], ids=["truncated", "not-a-tokenizer"])
 def test_a_malformed_tokenizer_is_named(models, tmp_path, capsys, reliability, text, expected):
-    from hm3.evaluate import load_model
+    from hm3.evaluation.scorer import load_model
 
     base, expert = models
     (base / "tokenizer.json").write_text(text)
@@ -355,7 +355,7 @@ HEADERS = {
 @pytest.mark.parametrize("case", list(HEADERS))
 def test_a_lying_safetensors_header_is_refused_before_any_allocation(models, tmp_path, capsys, reliability,
                                                                      case):
-    from hm3.evaluate import load_causal_lm
+    from hm3.evaluation.scorer import load_causal_lm
 
     change, expected = HEADERS[case]
     base, expert = models
@@ -374,7 +374,7 @@ def test_a_lying_safetensors_header_is_refused_before_any_allocation(models, tmp
 def test_an_index_naming_a_shard_outside_the_folder_is_refused(tmp_path, reliability):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from hm3.merge.checkpoint import CheckpointReader
+    from hm3.checkpoints.sharded import CheckpointReader
 
     model = tmp_path / "sharded"
     LlamaForCausalLM(LlamaConfig(vocab_size=23, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
@@ -392,7 +392,7 @@ def test_an_index_naming_a_shard_outside_the_folder_is_refused(tmp_path, reliabi
 def test_the_snapshot_check_does_not_trust_a_folder_merely_named_snapshots(tmp_path):
     """Only ``models--*/snapshots/<rev>`` widens the link root; a folder named like a
     snapshot elsewhere keeps its own."""
-    from hm3.modelfiles import link_root
+    from hm3.checkpoints.files import link_root
 
     folder = tmp_path / "snapshots" / "rev"
     folder.mkdir(parents=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hm3.errors import HM3Error
+from hm3.core.errors import HM3Error
 
 
 def _tokenizer_json() -> str:
@@ -54,8 +54,8 @@ def _nothing_written(tmp_path):
 
 
 def test_truncated_safetensors_is_refused_by_every_reader(family, tmp_path, reliability):
-    from hm3.evaluate import load_causal_lm
-    from hm3.models import check_checkpoint
+    from hm3.evaluation.scorer import load_causal_lm
+    from hm3.models.acquire import check_checkpoint
 
     base, expert = family
     shard = _truncate(expert)
@@ -72,7 +72,7 @@ def test_truncated_safetensors_is_refused_by_every_reader(family, tmp_path, reli
 
 
 def test_garbage_header_is_named(family, tmp_path, reliability):
-    from hm3.models import check_checkpoint
+    from hm3.models.acquire import check_checkpoint
 
     base, expert = family
     shard = sorted(expert.glob("*.safetensors"))[0]
@@ -114,7 +114,7 @@ def test_index_entry_for_a_tensor_no_shard_holds_is_named(family, tmp_path, reli
 
 
 def test_index_naming_a_missing_shard_is_named(family, tmp_path, reliability):
-    from hm3.models import check_checkpoint
+    from hm3.models.acquire import check_checkpoint
 
     base, expert = family
     shard = sorted(expert.glob("model-*.safetensors"))[1]

@@ -14,7 +14,7 @@ import pytest
 
 from _paths import REPO
 from _snakemake import run_snakemake
-from hm3.cache import EvaluationCache
+from hm3.evaluation.cache import EvaluationCache
 
 CACHE = "results/cache/evaluations.sqlite"
 # the parameter search and the random search of each λ start from the same naive merge,

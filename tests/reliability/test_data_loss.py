@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hm3.cli import main
+from hm3.cli.main import main
 
 RECIPE = "merge_method: task_arithmetic\nbase_model: models/base\nmodels:\n" \
          "  - model: models/expert\n    parameters: {weight: 0.5}\n"
@@ -203,7 +203,7 @@ def test_acquire_never_replaces_its_source(workdir, capsys, reliability, out, me
 
 
 def _assert_complete_merge(folder: Path) -> None:
-    from hm3.models import check_checkpoint
+    from hm3.models.acquire import check_checkpoint
 
     check_checkpoint(folder)
     assert (folder / "mergekit_config.yml").is_file()
@@ -234,8 +234,8 @@ def test_an_empty_folder_is_used_without_overwrite(workdir, capsys, reliability)
 def test_a_failed_move_puts_the_old_folder_back(tmp_path, monkeypatch, reliability):
     """The old folder is renamed aside before the new one moves in; if that move fails the
     old one is renamed back, so the output is never simply gone."""
-    from hm3.errors import HM3Error
-    from hm3.io import atomic_dir
+    from hm3.core.errors import HM3Error
+    from hm3.core.io import atomic_dir
 
     out = tmp_path / "out"
     out.mkdir()
@@ -274,8 +274,8 @@ def test_data_never_writes_a_split_over_a_folder_or_a_file_of_the_user(tmp_path,
 
 
 def test_a_file_output_is_written_through_a_link_and_never_onto_a_folder(tmp_path, reliability):
-    from hm3.errors import HM3Error
-    from hm3.io import write_text
+    from hm3.core.errors import HM3Error
+    from hm3.core.io import write_text
 
     (tmp_path / "real.yaml").write_text("old\n")
     (tmp_path / "config.yaml").symlink_to("real.yaml")

@@ -2,7 +2,7 @@
 and mid-training; the next plain run resumes, redoes only the interrupted job and reaches
 the results of an uninterrupted run, with the evaluation cache intact.
 
-The kill lands at a named pause point (hm3.faults), not after a guessed sleep.
+The kill lands at a named pause point (hm3.core.faults), not after a guessed sleep.
 """
 
 from __future__ import annotations

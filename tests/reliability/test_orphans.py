@@ -17,15 +17,15 @@ import time
 
 import pytest
 
-from hm3.orphans import RUN_VARIABLE, live_jobs, record_run, start_time, this_process, watch_run
-from hm3.resume import OWNERS, clear_stale_locks
+from hm3.core.orphans import RUN_VARIABLE, live_jobs, record_run, start_time, this_process, watch_run
+from hm3.core.resume import OWNERS, clear_stale_locks
 
 # a job: arm the watchdog, say so, then work (sleep) until stopped
-JOB = "from hm3.orphans import watch_run; import time; print(watch_run() is not None, flush=True); time.sleep(60)"
+JOB = "from hm3.core.orphans import watch_run; import time; print(watch_run() is not None, flush=True); time.sleep(60)"
 # a Snakemake run: record itself, start the job, report its pid, wait to be killed
 RUN = textwrap.dedent(f"""
     import subprocess, sys, time
-    from hm3.orphans import record_run
+    from hm3.core.orphans import record_run
     record_run()
     job = subprocess.Popen([sys.executable, "-c", {JOB!r}], stderr=open(sys.argv[1], "w"))
     print(job.pid, flush=True)

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from hm3.errors import HM3Error
-from hm3.faults import pause_point
-from hm3.io import atomic_dir, remove_dead_partials
-from hm3.resume import OWNERS, claim_locks, clear_stale_locks, start_time
+from hm3.core.errors import HM3Error
+from hm3.core.faults import pause_point
+from hm3.core.io import atomic_dir, remove_dead_partials
+from hm3.core.resume import OWNERS, claim_locks, clear_stale_locks, start_time
 
 
 def _dead_pid() -> int:

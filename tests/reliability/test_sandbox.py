@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from hm3 import sandbox
-from hm3.errors import HM3Error
-from hm3.sandbox import check_program, run_program, run_programs
+from hm3.evaluation import sandbox
+from hm3.core.errors import HM3Error
+from hm3.evaluation.sandbox import check_program, run_program, run_programs
 
 AS_ROOT = os.geteuid() == 0
 NOBODY = 65534

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from hm3 import sandbox
-from hm3.sandbox import CodeCheck, run_checks, run_programs
+from hm3.evaluation import sandbox
+from hm3.evaluation.sandbox import CodeCheck, run_checks, run_programs
 
 AS_ROOT = os.geteuid() == 0
 ADD = CodeCheck(prompt='def add_three(x):\n    """x plus three."""\n', completion="    return x + 3\n",
@@ -165,7 +165,7 @@ FORGERIES = {
         "            os.write(fd, b'{\"status\": \"passed\", \"detail\": \"\"}\\n')\n"
         "        except OSError:\n            pass\n    os._exit(0)\n",
     "the sandbox's reporting function through sys.modules":
-        "    import sys\n    box = sys.modules['hm3.sandbox']\n    for fd in (3, 4):\n        try:\n"
+        "    import sys\n    box = sys.modules['hm3.evaluation.sandbox']\n    for fd in (3, 4):\n        try:\n"
         "            box._report_and_exit(fd, 'passed', '', 0)\n        except OSError:\n            pass\n",
     "builtins patched so every assert holds":
         "    import builtins\n    builtins.AssertionError = type('Nothing', (Exception,), {})\n"
@@ -257,7 +257,7 @@ def test_exceptions_the_tests_expect_are_rebuilt():
 def test_canonical_solutions_of_the_tiny_code_task_pass():
     import random
 
-    from hm3.data import code_task
+    from hm3.models.tiny.data import code_task
 
     rng = random.Random(3)
     problems = [code_task.generate(rng) for _ in range(40)]

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 from _paths import REPO
-from hm3.errors import HM3Error
+from hm3.core.errors import HM3Error
 
 CODE = '''import pathlib
 pathlib.Path({mark!r}).write_text("repository code ran")
@@ -36,7 +36,7 @@ def custom_code_checkpoint(tmp_path):
 
 
 def test_a_checkpoint_with_its_own_code_is_refused_and_its_code_never_runs(custom_code_checkpoint, reliability):
-    from hm3.evaluate import load_causal_lm
+    from hm3.evaluation.scorer import load_causal_lm
 
     folder, mark = custom_code_checkpoint
     with pytest.raises(HM3Error, match="security.trust_remote_code") as err:
@@ -95,7 +95,7 @@ def test_config_trust_reaches_the_loader(monkeypatch, tmp_path):
 
     import transformers
 
-    from hm3.evaluate import load_model
+    from hm3.evaluation.scorer import load_model
 
     monkeypatch.setattr(transformers, "AutoTokenizer", Recorder)
     (tmp_path / "model.safetensors").write_bytes(b"")

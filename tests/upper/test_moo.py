@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from hm3.errors import ConfigError
-from hm3.moo import (Normalizer, Scalarizer, check_weights, hv_reference, hypervolume, nondominated_mask,
+from hm3.core.errors import ConfigError
+from hm3.upper.moo import (Normalizer, Scalarizer, check_weights, hv_reference, hypervolume, nondominated_mask,
                      reporting_weights, tchebycheff, training_weights, weight_ids, weighted_sum)
 
 

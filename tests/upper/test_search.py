@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from hm3.errors import ConfigError
-from hm3.moo import Normalizer, Scalarizer
-from hm3.search import ParamSpace, best_candidate, search_preference
+from hm3.core.errors import ConfigError
+from hm3.upper.moo import Normalizer, Scalarizer
+from hm3.upper.search import ParamSpace, best_candidate, search_preference
 
 SPACE = ParamSpace("dare_ties", ("a", "b"), {"weight": (0.0, 1.5), "density": (0.1, 1.0)}, {"normalize": False})
 SCALAR = Scalarizer(Normalizer.build("ideal", ["a", "b"], {"a": 1.0, "b": 1.0}))
@@ -92,7 +92,7 @@ def test_ask_tell_ends_early_without_a_restart():
     from pymoo.core.problem import Problem
     from pymoo.core.termination import NoTermination
 
-    from hm3.search import ask_tell
+    from hm3.upper.search import ask_tell
 
     problem = Problem(n_var=4, n_obj=1, xl=np.zeros(4), xu=np.ones(4))
     method = CMAES(x0=np.full(4, 0.5), sigma=0.25, popsize=3, restarts=0)

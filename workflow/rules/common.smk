@@ -4,12 +4,12 @@
 import os
 import re
 
-from hm3.config import base_model, expert_models, validate_config
-from hm3.errors import ConfigError
-from hm3.evaluate import offline_environment
-from hm3.resume import clear_stale_locks
-from hm3.seeds import derive_seed
-from hm3.upper import preferences, training_preferences
+from hm3.core.config import base_model, expert_models, validate_config
+from hm3.core.errors import ConfigError
+from hm3.evaluation.scorer import offline_environment
+from hm3.core.resume import clear_stale_locks
+from hm3.core.seeds import derive_seed
+from hm3.upper.level import preferences, training_preferences
 
 offline_environment()
 

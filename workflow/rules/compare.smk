@@ -1,5 +1,5 @@
 # The comparison methods of the paper's tables, on HM3's preferences, splits and
-# budget (see src/hm3/baselines.py): random search and NSGA-II over the merge's
+# budget (see src/hm3/compare/methods.py): random search and NSGA-II over the merge's
 # hyper-parameters, evolutionary data-flow merging (CMA-ES over layer indicators),
 # and HM3 without its parameter level (the path search with the base as M_λ).
 # `compare.methods` in the config picks which run; the front rule reads them all.

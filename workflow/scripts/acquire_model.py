@@ -3,8 +3,8 @@ an expert is checked against the base under the config's tokenizer policy."""
 
 from pathlib import Path
 
-from hm3.models import FamilyCheck, acquire
-from hm3.pipeline import job
+from hm3.models.acquire import FamilyCheck, acquire
+from hm3.cli.job import job
 
 with job(snakemake):
     built = snakemake.input.built[0] if snakemake.input.built else None

@@ -1,8 +1,8 @@
 """Rule cost_table: wall time, CPU hours, peak memory and evaluations per stage."""
 
-from hm3.cost import cost_table
-from hm3.pipeline import job
-from hm3.tables import write_table
+from hm3.report.cost import cost_table
+from hm3.cli.job import job
+from hm3.report.tables import write_table
 
 with job(snakemake):
     table = cost_table("results", snakemake.params.evaluation)

@@ -2,8 +2,8 @@
 
 import os
 
-from hm3.baselines import dataflow_search
-from hm3.pipeline import job
+from hm3.compare.methods import dataflow_search
+from hm3.cli.job import job
 
 with job(snakemake):
     print(dataflow_search(snakemake.params.config, snakemake.wildcards.report_pref, snakemake.input.ideal,

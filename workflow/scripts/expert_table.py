@@ -1,7 +1,7 @@
 """Rule expert_table: the family's test scores as CSV and Markdown."""
 
-from hm3.pipeline import job
-from hm3.tables import score_table, write_table
+from hm3.cli.job import job
+from hm3.report.tables import score_table, write_table
 
 with job(snakemake):
     table = score_table(snakemake.input, snakemake.params.models, snakemake.params.tasks)

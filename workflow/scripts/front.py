@@ -1,7 +1,7 @@
 """Rule front: HM3's test-split front (merges and paths) against every baseline."""
 
-from hm3.front import lower_front
-from hm3.pipeline import job
+from hm3.report.front import lower_front
+from hm3.cli.job import job
 
 with job(snakemake):
     out, inp, params = snakemake.output, snakemake.input, snakemake.params

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from hm3 import data
-from hm3.pipeline import job
-from hm3.seeds import derive_seed
+from hm3.models.tiny import data
+from hm3.cli.job import job
+from hm3.core.seeds import derive_seed
 
 with job(snakemake):
     out_dir = Path(snakemake.output[0]).parent

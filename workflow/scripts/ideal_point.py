@@ -1,8 +1,8 @@
 """Rule ideal_point: z* (best expert score per task, search split) and the normaliser."""
 
-from hm3.io import write_json
-from hm3.pipeline import job
-from hm3.upper import ideal_point
+from hm3.core.io import write_json
+from hm3.cli.job import job
+from hm3.upper.level import ideal_point
 
 with job(snakemake):
     result = ideal_point(snakemake.params.config, dict(zip(snakemake.params.models, snakemake.input)))

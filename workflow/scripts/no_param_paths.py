@@ -2,8 +2,8 @@
 
 import os
 
-from hm3.lower import search_path
-from hm3.pipeline import job
+from hm3.lower.level import search_path
+from hm3.cli.job import job
 
 with job(snakemake):
     print(search_path(snakemake.params.config, snakemake.wildcards.report_pref, snakemake.input.ideal,

@@ -2,8 +2,8 @@
 
 import os
 
-from hm3.baselines import nsga2_front
-from hm3.pipeline import job
+from hm3.compare.methods import nsga2_front
+from hm3.cli.job import job
 
 with job(snakemake):
     summary = nsga2_front(snakemake.params.config, snakemake.input.ideal, os.path.dirname(snakemake.output.summary))

@@ -4,10 +4,10 @@ import json
 
 import pandas as pd
 
-from hm3.io import atomic_file
-from hm3.paper import anytime_hv, main_table, plot_anytime, plot_front_3d
-from hm3.pipeline import job
-from hm3.tables import write_table
+from hm3.core.io import atomic_file
+from hm3.report.paper import anytime_hv, main_table, plot_anytime, plot_front_3d
+from hm3.cli.job import job
+from hm3.report.tables import write_table
 
 with job(snakemake):
     config, out = snakemake.params.config, snakemake.output

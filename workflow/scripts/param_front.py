@@ -1,7 +1,7 @@
 """Rule param_front: test-split front of the searched merges and the naive baselines."""
 
-from hm3.front import param_front
-from hm3.pipeline import job
+from hm3.report.front import param_front
+from hm3.cli.job import job
 
 with job(snakemake):
     out = snakemake.output

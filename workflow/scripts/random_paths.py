@@ -1,7 +1,7 @@
 """Rule random_paths: random valid paths on the online search's budget (baseline)."""
 
-from hm3.lower import random_paths
-from hm3.pipeline import job
+from hm3.lower.level import random_paths
+from hm3.cli.job import job
 
 with job(snakemake):
     out = snakemake.output

@@ -2,8 +2,8 @@
 
 import os
 
-from hm3.baselines import random_search
-from hm3.pipeline import job
+from hm3.compare.methods import random_search
+from hm3.cli.job import job
 
 with job(snakemake):
     print(random_search(snakemake.params.config, snakemake.wildcards.report_pref, snakemake.input.ideal,

@@ -1,8 +1,8 @@
 """Rules score_model and score_param_model: score one checkpoint on every task's split."""
 
-from hm3.evaluate import score_checkpoint
-from hm3.io import write_json
-from hm3.pipeline import job
+from hm3.evaluation.scorer import score_checkpoint
+from hm3.core.io import write_json
+from hm3.cli.job import job
 
 with job(snakemake):
     split = snakemake.wildcards.get("split") or snakemake.params.split

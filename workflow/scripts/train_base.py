@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from hm3.pipeline import job
-from hm3.tiny.build import build_base
+from hm3.cli.job import job
+from hm3.models.tiny.build import build_base
 
 with job(snakemake):
     details = build_base(

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from hm3.pipeline import job
-from hm3.tiny.build import build_expert
+from hm3.cli.job import job
+from hm3.models.tiny.build import build_expert
 
 with job(snakemake):
     details = build_expert(

@@ -1,7 +1,7 @@
 """Rule train_policy: offline PPO training of the path policy over the training preferences."""
 
-from hm3.lower import train_policy
-from hm3.pipeline import job
+from hm3.lower.level import train_policy
+from hm3.cli.job import job
 
 with job(snakemake):
     out = snakemake.output

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from hm3.pipeline import job
-from hm3.tiny.build import build_tokenizer
+from hm3.cli.job import job
+from hm3.models.tiny.build import build_tokenizer
 
 with job(snakemake):
     data_dir = Path(snakemake.input[0]).parents[1]

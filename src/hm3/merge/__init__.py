@@ -12,7 +12,7 @@
 import importlib
 
 # Exported names and the module defining each. They are imported on first use,
-# so that `hm3 --help` (which imports hm3.merge.cli) does not load torch.
+# so that `hm3 --help` (which imports hm3.cli.merge) does not load torch.
 _EXPORTS = {
     "MergeRecipe": "config", "ModelEntry": "config", "load_recipe": "config",
     "loads_recipe": "config", "make_recipe": "config", "recipe_from_dict": "config",

@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from hm3.errors import HM3Error
+from hm3.core.errors import HM3Error
 
 
 def _shape_text(shape) -> str:

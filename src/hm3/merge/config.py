@@ -33,7 +33,7 @@ from typing import Any, Iterable, Mapping
 import torch
 import yaml
 
-from hm3.errors import ConfigError
+from hm3.core.errors import ConfigError
 from hm3.merge.methods import MergeMethod, get_method
 from hm3.merge.params import check_setting_shape, check_setting_values
 

@@ -22,7 +22,7 @@ identical; sums agree to float32 rounding).
 Storage. By default the base and the task vectors are float32 on the live
 model's device (the layout above). With ``storage_dtype`` bfloat16 or float16
 (``evaluation.dtype``), or with ``storage_device`` "cpu" under a CUDA model
-(the "host" mode of ``hm3.memory``), the merger stores the base and the
+(the "host" mode of ``hm3.merge.memory``), the merger stores the base and the
 experts' *own weights* in that dtype on that device instead, and stages each
 group of tensors before computing it: the stored values are copied to the
 live model's device and upcast to float32, and the task vectors are formed
@@ -43,8 +43,8 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from hm3.errors import ConfigError, HM3Error
-from hm3.merge.checkpoint import CheckpointReader, num_hidden_layers, resolve_model_dir
+from hm3.core.errors import ConfigError, HM3Error
+from hm3.checkpoints.sharded import CheckpointReader, num_hidden_layers, resolve_model_dir
 from hm3.merge.checks import check_finite, check_merged, check_same_tensors
 from hm3.merge.config import MergeRecipe, make_recipe
 from hm3.merge.methods import (
@@ -549,7 +549,7 @@ class InMemoryMerger:
         missing = self._missing_cache_bytes(plan, rows)
         if missing == 0:
             return True
-        from hm3.memory import free_bytes, host_available
+        from hm3.merge.memory import free_bytes, host_available
 
         self._cache_device = self.device
         if missing + _MEMORY_RESERVE < free_bytes(self.device):

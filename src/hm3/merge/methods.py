@@ -27,7 +27,7 @@ from typing import Protocol, Sequence
 
 import torch
 
-from hm3.errors import ConfigError
+from hm3.core.errors import ConfigError
 from hm3.merge.params import ParamSpec, Range
 
 # Ranges by each method's definition. Weights and lambda may be negative (task

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from hm3.errors import ConfigError
+from hm3.core.errors import ConfigError
 
 # Tensor names of decoder layers in HF checkpoints: model.layers.3., transformer.h.3., ...
 _LAYER_PATTERN = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")

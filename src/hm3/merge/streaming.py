@@ -18,10 +18,10 @@ from typing import Mapping, Sequence
 
 import torch
 
-from hm3.errors import ConfigError, HM3Error
-from hm3.io import atomic_dir, check_output_dir, write_json, write_text
+from hm3.core.errors import ConfigError, HM3Error
+from hm3.core.io import atomic_dir, check_output_dir, write_json, write_text
 from hm3.merge.card import card_title, model_card
-from hm3.merge.checkpoint import (
+from hm3.checkpoints.sharded import (
     CheckpointReader,
     ShardedWriter,
     StateDictReader,
@@ -32,7 +32,7 @@ from hm3.merge.checkpoint import (
     resolve_model_dir,
 )
 from hm3.merge.checks import check_finite, check_merged, check_same_tensors
-from hm3.merge.cli import DEFAULT_SHARD_SIZE
+from hm3.cli.merge import DEFAULT_SHARD_SIZE
 from hm3.merge.config import MergeRecipe, recipe_to_yaml
 from hm3.merge.methods import (
     Workspace,
@@ -252,7 +252,7 @@ def _write_metadata(tmp: Path, recipe: MergeRecipe, plan: MergePlan, inputs: _In
         write_json(tmp / "config.json", config)
     generation = inputs.dirs[plan.anchor] / "generation_config.json"
     if generation.exists():
-        from hm3.modelfiles import read_json_object  # no link out of the folder (checked on input too)
+        from hm3.checkpoints.files import read_json_object  # no link out of the folder (checked on input too)
 
         write_json(tmp / "generation_config.json", read_json_object(generation, generation.parent))
     if tokenizer_dir is not None:

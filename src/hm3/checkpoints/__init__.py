@@ -1,0 +1,1 @@
+"""Hugging Face checkpoints on disk: file checks, sharded safetensors, saving, model cards."""

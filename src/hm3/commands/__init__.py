@@ -1,1 +1,0 @@
-"""Sub-commands of the `hm3` command line."""

@@ -1,0 +1,1 @@
+"""The comparison methods run beside HM3 on the same budget."""

@@ -1,0 +1,1 @@
+"""Infrastructure every level uses: errors, atomic outputs, seeds, fault points, locks, config."""

@@ -1,0 +1,298 @@
+"""Scoring models on the suite's tasks with lm-eval.
+
+Every score hm3 reports goes through lm-eval's task machinery (prompts, generation,
+filters, metrics), for the embedded tiny tasks exactly as for lm-eval's standard ones.
+`Scorer` builds the task objects once and scores any number of models with them, so
+search loops pay lm-eval's set-up cost once per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import hm3.evaluation.tasks
+from hm3.core.errors import ConfigError, HM3Error
+from hm3.core.faults import pause_point
+
+TINY_TASKS_DIR = Path(hm3.evaluation.tasks.__file__).parent / "tiny"
+HUB_TASKS_DIR = Path(hm3.evaluation.tasks.__file__).parent / "hub"   # search/test splits of hub datasets
+
+# lm-eval is chatty at INFO (one line per request batch); our logs keep WARNING and up
+for _name in ("lm_eval", "lm-eval"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+# ...and it warns on every call that a live model (not a hub name) was passed: that is our design
+logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One objective: an lm-eval task per split, and which of its metrics to use."""
+
+    name: str
+    lm_eval_task: dict[str, str]  # split -> lm-eval task name
+    metric: str                   # lm-eval result key, "metric,filter"
+    scale: float = 1.0            # divide by this to get a 0..1 score (chrF, BLEU: 100)
+    extra_metrics: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_config(cls, name: str, cfg: dict) -> "TaskSpec":
+        return cls(name=name, lm_eval_task=dict(cfg["lm_eval_task"]), metric=cfg["metric"],
+                   scale=float(cfg.get("scale", 1.0)), extra_metrics=list(cfg.get("extra_metrics", [])))
+
+    def task_for(self, split: str) -> str:
+        if split not in self.lm_eval_task:
+            raise ConfigError(f"tasks.{self.name}.lm_eval_task has no entry for split {split!r}")
+        return self.lm_eval_task[split]
+
+
+def task_specs(tasks: dict) -> list[TaskSpec]:
+    """The `tasks:` section of the config as TaskSpecs, in config order."""
+    return [TaskSpec.from_config(name, cfg) for name, cfg in tasks.items()]
+
+
+def include_paths(evaluation: dict) -> list[str]:
+    """Task folders lm-eval should index: hm3's tiny and hub tasks plus any the config adds."""
+    extra = evaluation.get("include_path") or []
+    return [str(TINY_TASKS_DIR), str(HUB_TASKS_DIR), *[str(Path(p)) for p in extra]]
+
+
+class Scorer:
+    """lm-eval task objects for one split, built once; `score` evaluates a live model."""
+
+    def __init__(self, specs: list[TaskSpec], split: str, data_dir: str | Path,
+                 include_path: list[str] | None = None, batch_size: int = 64,
+                 limit: int | None = None, include_defaults: bool = False):
+        from lm_eval.tasks import TaskManager
+
+        self.specs, self.split, self.batch_size, self.limit = specs, split, batch_size, limit
+        paths = include_path or include_paths({})
+        metadata = {"data_dir": str(Path(data_dir).resolve())}
+        names = [spec.task_for(split) for spec in specs]
+        self.task_manager = TaskManager(include_path=paths, include_defaults=include_defaults, metadata=metadata)
+        if not include_defaults and any(n not in self.task_manager.all_tasks for n in names):
+            # lm-eval's own tasks (gsm8k, wmt16-de-en, ...): indexed only when asked for (takes seconds)
+            self.task_manager = TaskManager(include_path=paths, include_defaults=True, metadata=metadata)
+        unknown = [n for n in names if n not in self.task_manager.all_tasks]
+        if unknown:
+            raise HM3Error(f"lm-eval task(s) not found: {', '.join(unknown)} "
+                           f"(searched {paths} and lm-eval's own tasks)")
+        try:
+            self.task_dict = self.task_manager.load(names)
+        except ConnectionError as err:  # an lm-eval task's hub dataset, not cached on an offline machine
+            from hm3.evaluation.tasks.hub.utils import fetch_hint
+
+            raise HM3Error(f"lm-eval task(s) {', '.join(names)}: a dataset is not available ({err}). "
+                           f"{fetch_hint()}") from err
+
+    def prompts(self, per_task: int) -> list[str]:
+        """The first ``per_task`` prompts of every task on this split, as the model sees them."""
+        out = []
+        for task in self.task_dict["tasks"].values():
+            for index, doc in enumerate(task.eval_docs):
+                if index >= per_task:
+                    break
+                out.append(str(task.doc_to_text(doc)))
+        return out
+
+    def score(self, model, tokenizer, device: str = "cpu", tasks: list[str] | None = None) -> dict:
+        """Scores in 0..1 per task, plus the raw lm-eval metrics and example counts.
+
+        ``tasks``: only these objectives (names from the config), default all.
+        """
+        from lm_eval.models.huggingface import HFLM
+
+        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, device=device,
+                  max_length=getattr(model.config, "max_position_embeddings", None))
+        return self.score_lm(lm, tasks)
+
+    def score_lm(self, lm, tasks: list[str] | None = None) -> dict:
+        """Score any lm-eval `LM` (the HF wrapper above, or another backend)."""
+        from lm_eval.evaluator import evaluate
+
+        specs = [s for s in self.specs if tasks is None or s.name in tasks]
+        # TaskManager.load's layout: {"tasks": {name: Task}, "groups": ..., "group_map": ...}
+        wanted = {s.task_for(self.split) for s in specs}
+        task_dict = {**self.task_dict, "tasks": {n: t for n, t in self.task_dict["tasks"].items() if n in wanted}}
+        started = time.time()
+        output = evaluate(lm=lm, task_dict=task_dict, limit=self.limit, bootstrap_iters=0,
+                          log_samples=False, verbosity="WARNING")
+        return self._collect(output, time.time() - started, specs)
+
+    def _collect(self, output: dict, seconds: float, specs: list[TaskSpec]) -> dict:
+        scores, metrics, counts = {}, {}, {}
+        for spec in specs:
+            task = spec.task_for(self.split)
+            result = output["results"][task]
+            if spec.metric not in result:
+                raise ConfigError(f"tasks.{spec.name}.metric {spec.metric!r} is not among lm-eval's "
+                                  f"results for {task}: {sorted(k for k in result if ',' in k)}")
+            scores[spec.name] = float(result[spec.metric]) / spec.scale
+            metrics[spec.name] = {k: float(result[k]) for k in [spec.metric, *spec.extra_metrics] if k in result}
+            counts[spec.name] = int(output.get("n-samples", {}).get(task, {}).get("effective", 0))
+        return {"split": self.split, "scores": scores, "metrics": metrics, "examples": counts,
+                "seconds": round(seconds, 2), "lm_eval_version": _lm_eval_version()}
+
+
+def _lm_eval_version() -> str:
+    from importlib.metadata import version
+
+    return version("lm_eval")
+
+
+@contextlib.contextmanager
+def remote_code_refused(model_dir: str | Path):
+    """transformers refuses a checkpoint that brings its own Python code (``auto_map``)
+    unless trust_remote_code is set; say so in hm3's terms, naming the folder and the key."""
+    try:
+        yield
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise HM3Error(f"{model_dir}: this checkpoint needs its own Python code (auto_map in config.json); "
+                       "hm3 runs a model's code only with security.trust_remote_code: true") from None
+
+
+def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False,
+                   dtype=None):
+    """A checkpoint's model in ``dtype`` (`evaluation.dtype`: a name, ``auto`` or a torch
+    dtype; default float32), eval mode, on ``device``: safetensors only, no remote code
+    unless allowed. An inference path exported with layer alignment gets its scales
+    applied (`hm3.lower.align`)."""
+    from transformers import AutoModelForCausalLM
+
+    from hm3.merge.memory import resolve_dtype
+    from hm3.checkpoints.files import check_config, check_links
+    from hm3.models.acquire import check_safetensors_complete
+
+    model_dir = Path(model_dir)
+    shards = sorted(model_dir.glob("*.safetensors"))
+    if not shards:
+        raise HM3Error(f"{model_dir}: no *.safetensors weights (pickled weights are not loaded)")
+    check_links(model_dir)
+    shapes = {}
+    for shard in shards:  # a clear message, not safetensors' own
+        shapes.update({name: entry["shape"] for name, entry in check_safetensors_complete(shard).items()})
+    # from_pretrained allocates what config.json says before it reads a weight: the sizes
+    # must be sane and match the headers first
+    check_config(model_dir, shapes)
+    with remote_code_refused(model_dir):
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=resolve_dtype(dtype, device),
+                                                     use_safetensors=True, trust_remote_code=trust_remote_code)
+    from hm3.lower.align import apply_alignment, load_alignment
+
+    alignment = load_alignment(model_dir)
+    model = model.to(device)
+    if alignment:
+        apply_alignment(model, alignment)
+    return model.eval()
+
+
+def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False, dtype=None):
+    """A checkpoint and its tokenizer, for scoring."""
+    from hm3.checkpoints.files import check_before_tokenizer_load
+
+    check_before_tokenizer_load(model_dir)  # before transformers is even imported: a bad file fails fast
+    from transformers import AutoTokenizer
+
+    with remote_code_refused(model_dir):
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
+    return load_causal_lm(model_dir, device, trust_remote_code, dtype), tokenizer
+
+
+def offline_environment() -> None:
+    """The default run never reaches a hub: scores must come from local files only."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def score_checkpoint(tasks: dict, evaluation: dict, model_dir: str | Path, split: str,
+                     data_dir: str | Path, trust_remote_code: bool = False) -> dict:
+    """Score a checkpoint folder on every configured task (one lm-eval run)."""
+    from hm3.checkpoints.files import check_before_tokenizer_load
+
+    # a bad model file is refused in a second, before torch is imported (load_model loads the tokenizer)
+    check_before_tokenizer_load(model_dir, load=False)
+    from hm3.merge.memory import evaluation_dtype
+
+    # experts, exported merges and paths are scored in the dtype the searches score candidates in
+    model, tokenizer = load_model(model_dir, evaluation["device"], trust_remote_code, evaluation_dtype(evaluation))
+    scorer = Scorer(task_specs(tasks), split, data_dir,
+                    include_path=include_paths(evaluation), batch_size=evaluation["batch_size"],
+                    limit=evaluation.get("limit"))
+    return scorer.score(model, tokenizer, device=evaluation["device"])
+
+
+class CachedEvaluator:
+    """Scores candidates for search loops: each (candidate, task) at most once.
+
+    ``candidate`` is a text that determines the model completely (a merge recipe's
+    YAML, an inference path); ``build`` makes the live model only when some task
+    is not in the cache yet. ``context`` is the fingerprint of everything else a
+    score depends on (see :func:`evaluation_context`).
+    """
+
+    def __init__(self, scorer: Scorer, tokenizer, cache, context: str, seed: int, device: str = "cpu"):
+        self.scorer, self.tokenizer, self.cache = scorer, tokenizer, cache
+        self.context, self.seed, self.device = context, int(seed), device
+        self.version = _lm_eval_version()
+        self.evaluations = 0      # candidates actually scored (at least one task missing)
+        self.seconds = 0.0        # time spent scoring them
+
+    def evaluate(self, candidate: str, build) -> dict:
+        """{scores, metrics, cached, seconds} for the candidate on the scorer's split."""
+        split = self.scorer.split
+        found = {spec.name: self.cache.get(candidate, spec.name, split, self.version, self.seed, self.context)
+                 for spec in self.scorer.specs}
+        missing = [name for name, entry in found.items() if entry is None]
+        seconds = 0.0
+        if missing:
+            started = time.time()
+            result = self.scorer.score(build(), self.tokenizer, self.device, tasks=missing)
+            seconds = time.time() - started
+            self.evaluations += 1
+            self.seconds += seconds
+            for name in missing:
+                entry = {"score": result["scores"][name], "metrics": result["metrics"][name],
+                         "seconds": seconds / len(missing)}
+                self.cache.put(candidate, name, split, self.version, self.seed, self.context, **entry)
+                found[name] = entry
+            pause_point("evaluate.scored")  # reliability tests kill an evaluation batch here
+        return {"scores": {n: e["score"] for n, e in found.items()},
+                "metrics": {n: e["metrics"] for n, e in found.items()},
+                "cached": not missing, "seconds": round(seconds, 3)}
+
+
+def evaluation_context(model_dirs: list[str | Path], data_dir: str | Path, split: str, tasks: dict,
+                       evaluation: dict) -> str:
+    """Fingerprint of what, besides the candidate, decides its scores: the model
+    files, the split's task data, the task definitions and the evaluation settings."""
+    import hashlib
+    import json
+
+    from hm3.evaluation.cache import tree_fingerprint
+
+    data_files = sorted(Path(data_dir).glob(f"*/{split}.jsonl"))
+    payload = {
+        "models": {str(d): tree_fingerprint(d) for d in model_dirs},
+        "data": tree_fingerprint(*data_files) if data_files else "",
+        "task_definitions": tree_fingerprint(*include_paths(evaluation)),
+        "tasks": tasks,
+        "settings": {**{k: evaluation.get(k) for k in ("batch_size", "limit", "device")}, **_dtype_setting(evaluation)},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _dtype_setting(evaluation: dict) -> dict:
+    """The dtype models are scored in, for the fingerprint: absent when float32 (the
+    only dtype before `evaluation.dtype` existed), so float32 scores already cached
+    stay valid; `auto` counts as the dtype it resolves to."""
+    from hm3.merge.memory import dtype_name, evaluation_dtype
+
+    name = dtype_name(evaluation_dtype(evaluation))
+    return {} if name == "float32" else {"dtype": name}

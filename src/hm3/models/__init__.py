@@ -1,0 +1,1 @@
+"""The model family: acquiring checkpoints, the vocabulary policy, and the embedded tiny suite."""

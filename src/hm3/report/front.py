@@ -1,0 +1,234 @@
+"""Pareto fronts on the test split: points, non-dominated flags, hypervolume,
+the per-preference comparison with the naive baselines, and the projection plot."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from hm3.core.io import atomic_file
+from hm3.upper.moo import hv_reference, hypervolume, nondominated_mask
+from hm3.report.tables import write_table
+from hm3.upper.level import preferences, scalarizer
+
+SEARCHED = "hm3-param"  # the method label of the per-λ searched merges M_λ
+
+
+def searched_points(config: Mapping, test_files: Mapping[str, str | Path]) -> pd.DataFrame:
+    """One row per preference: M_λ's test scores (from its exported checkpoint)."""
+    rows = []
+    for pid, path in test_files.items():
+        scores = json.loads(Path(path).read_text())["scores"]
+        rows.append({"method": SEARCHED, "preference": pid, **{f"score.{t}": scores[t] for t in config["tasks"]}})
+    return pd.DataFrame(rows)
+
+
+def baseline_points(baseline_files: Sequence[str | Path]) -> pd.DataFrame:
+    frames = [pd.read_csv(path) for path in baseline_files]
+    keep = lambda frame: frame[["method", "preference", *[c for c in frame.columns if c.startswith("score.")]]]
+    return pd.concat([keep(f) for f in frames], ignore_index=True) if frames else pd.DataFrame()
+
+
+def annotate(points: pd.DataFrame, config: Mapping, ideal: Mapping) -> pd.DataFrame:
+    """Add λ, normalised scores, g(·|λ) and each method's non-dominated flag."""
+    tasks = list(config["tasks"])
+    prefs, scalar = preferences(config), scalarizer(ideal)
+    out = points.copy()
+    raw = out[[f"score.{t}" for t in tasks]].to_numpy(float)
+    normalized = scalar.normalizer(raw)
+    for k, task in enumerate(tasks):
+        out.insert(2 + k, f"weight.{task}", [prefs[p][k] for p in out["preference"]])
+        out[f"norm.{task}"] = normalized[:, k]
+    out["g"] = [float(scalar(row, prefs[p])) for row, p in zip(raw, out["preference"])]
+    out["nondominated"] = False
+    for method, index in out.groupby("method").groups.items():
+        out.loc[index, "nondominated"] = nondominated_mask(normalized[out.index.get_indexer(index)])
+    return out
+
+
+def hv_table(points: pd.DataFrame, config: Mapping) -> pd.DataFrame:
+    tasks = list(config["tasks"])
+    reference = hv_reference(config["moo"]["hv_reference"], len(tasks))
+    rows = []
+    for method, group in points.groupby("method", sort=False):
+        normalized = group[[f"norm.{t}" for t in tasks]].to_numpy(float)
+        rows.append({"method": method, "kind": KINDS.get(method, ""), "points": len(group),
+                     "nondominated": int(group["nondominated"].sum()),
+                     "hv_test": round(hypervolume(normalized, reference), 6),
+                     "mean_g_test": round(float(group["g"].mean()), 6)})
+    return pd.DataFrame(rows)
+
+
+def comparison_table(points: pd.DataFrame) -> pd.DataFrame:
+    """Per preference: g on the test split of M_λ and of each naive baseline."""
+    wide = points.pivot(index="preference", columns="method", values="g")
+    baselines = [c for c in wide.columns if c != SEARCHED]
+    wide["best_baseline"] = wide[baselines].min(axis=1)
+    wide["searched_better"] = wide[SEARCHED] < wide["best_baseline"]
+    return wide[[SEARCHED, *baselines, "best_baseline", "searched_better"]].reset_index()
+
+
+def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path,
+               title: str = "Test-split scores per preference: searched merges vs naive baselines",
+               highlight: Sequence[str] = (SEARCHED,)) -> None:
+    """Pairwise 2D projections of the normalised test scores, HM3's methods in bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(config["tasks"])
+    pairs = list(itertools.combinations(tasks, 2))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4.8), squeeze=False)
+    markers = itertools.cycle("o^sDvP*Xh<>p")
+    for method, group in points.groupby("method", sort=False):
+        marker = next(markers)
+        front = group[group["nondominated"]]
+        for ax, (a, b) in zip(axes[0], pairs):
+            bold = method in highlight
+            ax.scatter(group[f"norm.{a}"], group[f"norm.{b}"], marker=marker, alpha=0.9 if bold else 0.35,
+                       s=36 if bold else 24, label=f"{method} ({len(front)} non-dominated)")
+    for ax, (a, b) in zip(axes[0], pairs):
+        ax.set_xlabel(f"{a} (normalised)")
+        ax.set_ylabel(f"{b} (normalised)")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    rows = -(-len(labels) // 4)  # the legend goes under the panels, four entries a row
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.045 * rows + 0.02, 1, 1))
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)
+
+
+def write_front(points: pd.DataFrame, config: Mapping, ideal: Mapping, out_points,
+                out_hv: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Annotate the points, write them and their HV table; returns both."""
+    points = annotate(points, config, ideal)
+    with atomic_file(out_points) as handle:
+        points.to_csv(handle, index=False, float_format="%.6f")
+    hv = hv_table(points, config)
+    write_table(hv, *out_hv)
+    return points, hv
+
+
+def param_front(config: Mapping, ideal_file, test_files: Mapping[str, str | Path], baseline_files,
+                out_points, out_hv, out_comparison: Sequence[str], out_plot) -> dict:
+    """The whole report of the upper level; returns the headline figures."""
+    ideal = json.loads(Path(ideal_file).read_text())
+    points = pd.concat([searched_points(config, test_files), baseline_points(baseline_files)], ignore_index=True)
+    points, hv = write_front(points, config, ideal, out_points, out_hv)
+    comparison = comparison_table(points)
+    write_table(comparison.round(6), *out_comparison)
+    plot_front(points, config, out_plot)
+    return {"hv": hv.set_index("method")["hv_test"].to_dict(),
+            "searched_better_fraction": float(np.mean(comparison["searched_better"]))}
+
+
+# ------------------------------------------------------------------ with the lower level
+PATHS = "hm3-path"            # the best inference path per λ (architecture level over M_λ)
+COMBINED = "hm3"              # every upper- and lower-level point: HM3's front
+RANDOM_PATHS = "random-paths"  # best of as many random valid paths as HM3's online search scored
+
+
+def path_points(config: Mapping, summaries: Mapping[str, str | Path], method: str) -> pd.DataFrame:
+    """One row per preference from a path search's summary: its best path's test scores."""
+    rows = []
+    for pid, path in summaries.items():
+        best = json.loads(Path(path).read_text())["best"]
+        rows.append({"method": method, "preference": pid, "path": best["path"],
+                     **{f"score.{t}": best["scores_test"][t] for t in config["tasks"]}})
+    return pd.DataFrame(rows)
+
+
+def paths_table(points: pd.DataFrame, summaries: Mapping[str, str | Path],
+                random_summaries: Mapping[str, str | Path]) -> pd.DataFrame:
+    """Per preference: g on test of M_λ alone, HM3's path and the random-path
+    baseline (same number of evaluations), the chosen path and its g on search."""
+    wide = points[points["method"].isin([SEARCHED, PATHS, RANDOM_PATHS])].pivot(
+        index="preference", columns="method", values="g")
+    rows = []
+    for pid in wide.index:
+        found = json.loads(Path(summaries[pid]).read_text())
+        rows.append({"preference": pid, "g_test.M_lambda": wide.loc[pid, SEARCHED], "g_test.hm3_path": wide.loc[pid, PATHS],
+                     "g_test.random_paths": wide.loc[pid, RANDOM_PATHS],
+                     "g_search.M_lambda": found["identity"]["g_search"], "g_search.hm3_path": found["best"]["g_search"],
+                     "g_search.random_paths": json.loads(Path(random_summaries[pid]).read_text())["best"]["g_search"],
+                     "evaluations": found["budget"], "path": found["best"]["path"], "found_by": found["best"]["origin"]})
+    table = pd.DataFrame(rows)
+    mean = {"preference": "mean", **table.select_dtypes("number").mean().to_dict(), "path": "", "found_by": ""}
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
+
+
+# per λ, the base or expert with the best g on the search split (front.csv's `path`
+# column names the model picked)
+FAMILY = "best single model"
+
+# what each method is, for the HV table (the paper's ablation table)
+KINDS = {COMBINED: "HM3", SEARCHED: "ablation: no architecture level", "hm3-no-param": "ablation: no parameter level",
+         PATHS: "HM3 (paths only)", RANDOM_PATHS: "baseline: random paths over M_λ",
+         "random-search": "baseline: random search", "nsga2": "baseline: NSGA-II",
+         "evo-dataflow": "baseline: evolutionary data-flow", FAMILY: "baseline: one of the family",
+         "task_arithmetic": "naive merge", "ties": "naive merge",
+         "dare_ties": "naive merge"}
+
+
+def family_points(config: Mapping, ideal: Mapping, search_files: Mapping[str, str | Path],
+                  test_files: Mapping[str, str | Path]) -> pd.DataFrame:
+    """Per λ, the model of the family (base or an expert) a user would pick on the
+    search split, with its test scores: the "just use an expert" baseline."""
+    if not search_files:
+        return pd.DataFrame()
+    scalar = scalarizer(ideal)
+    search = {m: json.loads(Path(p).read_text())["scores"] for m, p in search_files.items()}
+    test = {m: json.loads(Path(p).read_text())["scores"] for m, p in test_files.items()}
+    rows = []
+    for pid, weights in preferences(config).items():
+        pick = min(search, key=lambda m: (float(scalar(search[m], weights)), list(search).index(m)))
+        rows.append({"method": FAMILY, "preference": pid, "path": pick,
+                     **{f"score.{t}": test[pick][t] for t in config["tasks"]}})
+    return pd.DataFrame(rows)
+
+
+def compare_points(config: Mapping, summaries: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
+    """The comparison methods' picks per λ (src/hm3/compare/methods.py) with their test scores."""
+    rows = []
+    for method, files in summaries.items():
+        for file in files:
+            data = json.loads(Path(file).read_text())
+            picks = data["picks"] if "picks" in data else {data["preference"]: data["best"]}
+            for pid, best in picks.items():
+                rows.append({"method": method, "preference": pid, "path": best.get("path", ""),
+                             **{f"score.{t}": best["scores_test"][t] for t in config["tasks"]}})
+    return pd.DataFrame(rows)
+
+
+def lower_front(config: Mapping, ideal_file, test_files: Mapping[str, str | Path], path_summaries: Mapping,
+                random_summaries: Mapping, baseline_files, out_points, out_hv: Sequence[str],
+                out_table: Sequence[str], out_plot, compare_summaries: Mapping | None = None,
+                family: tuple[Mapping, Mapping] = ({}, {})) -> dict:
+    """HM3's front (upper + lower level points) against the parameter-only front,
+    the paths alone, the random-path baseline, the comparison methods and the
+    naive baselines."""
+    ideal = json.loads(Path(ideal_file).read_text())
+    param = searched_points(config, test_files)
+    paths = path_points(config, path_summaries, PATHS)
+    combined = pd.concat([param, paths], ignore_index=True).assign(method=COMBINED)
+    points = pd.concat([combined, param, paths, path_points(config, random_summaries, RANDOM_PATHS),
+                        compare_points(config, compare_summaries or {}), family_points(config, ideal, *family),
+                        baseline_points(baseline_files)], ignore_index=True)
+    points, hv = write_front(points, config, ideal, out_points, out_hv)
+    table = paths_table(points, path_summaries, random_summaries)
+    write_table(table.round(6), *out_table)
+    plot_front(points[points["method"] != COMBINED], config, out_plot,
+               title="Test-split scores per preference: HM3 (merges M_λ and paths) vs baselines",
+               highlight=(SEARCHED, PATHS))
+    mean = table.iloc[-1]
+    return {"hv": hv.set_index("method")["hv_test"].to_dict(),
+            "mean_g_test": {k: float(mean[k]) for k in table.columns if k.startswith("g_")}}

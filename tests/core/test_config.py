@@ -1,0 +1,116 @@
+"""Config validation: every bad key fails at once, naming the key."""
+
+import copy
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from _paths import REPO, SCHEMA
+from hm3.core.config import validate_config
+from hm3.core.errors import ConfigError
+
+
+def _mutated(config, path, value=None, delete=False):
+    config = copy.deepcopy(config)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    if delete:
+        del node[last]
+    else:
+        node[last] = value
+    return config
+
+
+def test_default_and_ci_configs_are_valid(default_config):
+    validate_config(default_config, SCHEMA)
+    ci = copy.deepcopy(default_config)
+    from snakemake.utils import update_config
+
+    update_config(ci, yaml.safe_load((REPO / "config" / "ci.yaml").read_text()))
+    validate_config(ci, SCHEMA)
+
+
+@pytest.mark.parametrize("path, value, named", [
+    ("tiny.base_training.stepz", 3, "tiny.base_training.stepz"),
+    ("sed", 1, "sed"),
+    ("evaluation.batchsize", 8, "evaluation.batchsize"),
+    ("models.math.tsak", "math", "models.math.tsak"),
+])
+def test_unknown_key_is_named(default_config, path, value, named, reliability):
+    with pytest.raises(ConfigError, match=f"unknown config key {named.replace('.', '[.]')}") as caught:
+        validate_config(_mutated(default_config, path, value), SCHEMA)
+    reliability("bad input", "unknown (misspelt) config key", saw=caught.value, done="stepz, sed, batchsize, tsak")
+
+
+@pytest.mark.parametrize("path, value", [
+    ("seed", "abc"),
+    ("seed", -1),
+    ("tiny.base_training.steps", "600"),
+    ("tiny.base_training.learning_rate", 0),
+    ("tiny.architecture.hidden_size", 12.5),
+    ("tiny.data.sizes.test", 0),
+    ("evaluation.batch_size", None),
+    ("evaluation.device", "gpu0"),
+    ("security.allow_pickle", "yes"),
+    ("tasks.math.metric", "exact_match"),
+    ("models.math.source", "ftp"),
+    ("resources.train_base.threads", 0),
+])
+def test_wrong_type_or_range_is_named(default_config, path, value):
+    with pytest.raises(ConfigError, match=f"config key {path.replace('.', '[.]')}:"):
+        validate_config(_mutated(default_config, path, value), SCHEMA)
+
+
+def test_missing_required_key_is_named(default_config, reliability):
+    with pytest.raises(ConfigError, match="'tasks' is a required property") as caught:
+        validate_config(_mutated(default_config, "tasks", delete=True), SCHEMA)
+    reliability("bad input", "required config key missing", saw=caught.value, done="tasks deleted")
+
+
+def test_hub_model_needs_pinned_revision(default_config):
+    config = _mutated(default_config, "models.math", {"source": "hub", "role": "expert", "task": "math",
+                                                       "repo_id": "org/name", "revision": "main"})
+    with pytest.raises(ConfigError, match="models.math.revision"):
+        validate_config(config, SCHEMA)
+
+
+def test_cross_references(default_config):
+    with pytest.raises(ConfigError, match="models.math.task"):
+        validate_config(_mutated(default_config, "models.math.task", "poetry"), SCHEMA)
+    two_bases = _mutated(default_config, "models.math.role", "base")
+    with pytest.raises(ConfigError, match="exactly one model must have role: base"):
+        validate_config(two_bases, SCHEMA)
+
+
+def test_snakemake_rejects_bad_key_within_seconds(tmp_path, reliability):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tiny:\n  base_training:\n    stpes: 5\n")
+    started = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"),
+         "--directory", str(tmp_path), "--configfile", str(bad)],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "tiny.base_training.stpes" in proc.stdout + proc.stderr
+    seconds = time.time() - started
+    assert seconds < 30
+    said = next(line for line in (proc.stdout + proc.stderr).splitlines() if "stpes" in line)
+    reliability("bad input", "misspelt key in a --configfile, whole workflow", saw=said,
+                done=f"`snakemake -n --configfile bad.yaml`: failed after {seconds:.1f} s, before any job")
+
+
+def test_ci_config_keeps_every_training_small(default_config):
+    """Configs merge key by key, so CI must override every per-task default too."""
+    from snakemake.utils import update_config
+
+    update_config(default_config, yaml.safe_load((REPO / "config" / "ci.yaml").read_text()))
+    tiny = default_config["tiny"]
+    assert tiny["base_training"]["steps"] <= 50
+    for task in default_config["tasks"]:
+        steps = {**tiny["expert_training"], **tiny.get("expert_training_overrides", {}).get(task, {})}["steps"]
+        assert steps <= 50, task

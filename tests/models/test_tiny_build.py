@@ -1,0 +1,82 @@
+"""The tiny suite's builders: tokenizer, training loops, base and expert checkpoints."""
+
+import json
+
+import pytest
+import torch
+
+from hm3.models.tiny import data
+from hm3.models.tiny.build import build_base, build_expert, build_tokenizer
+from hm3.models.tiny.train import IGNORE_INDEX, TrainSettings, packed_batches, sft_batches
+
+ARCH = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "max_position_embeddings": 128}
+TRAINING = {"steps": 3, "batch_size": 4, "seq_len": 48, "learning_rate": 0.001, "warmup_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    for task in data.TASKS:
+        data.write_splits(task, root / "data" / task, {"train": 60, "search": 4, "test": 4}, seed=5)
+    info = build_tokenizer(root / "data", list(data.TASKS), 400, root / "tokenizer")
+    build_base(root / "data", root / "tokenizer", root / "base", list(data.TASKS), ARCH, TRAINING, seed=1,
+               max_shard_size="20KB")
+    build_expert(root / "base", root / "data", "math", root / "math", TRAINING, seed=2, max_shard_size="20KB")
+    return root, info
+
+
+def test_tokenizer_round_trips_every_domain(family):
+    from transformers import AutoTokenizer
+
+    root, info = family
+    tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
+    assert info["vocab_size"] == len(tokenizer) <= 400
+    for task in data.TASKS:
+        text = data.prompt(task, data.generate_records(task, 1, seed=9)[0])
+        assert tokenizer.decode(tokenizer(text, add_special_tokens=False)["input_ids"]) == text
+
+
+def test_checkpoints_are_sharded_safetensors_with_cards(family):
+    from transformers import AutoModelForCausalLM
+
+    root, _ = family
+    for name in ("base", "math"):
+        folder = root / name
+        index = json.loads((folder / "model.safetensors.index.json").read_text())
+        assert len(set(index["weight_map"].values())) > 1
+        assert not list(folder.glob("*.bin"))
+        card = (folder / "README.md").read_text()
+        assert "final_loss" in card and "seed" in card and "steps: 3" in card
+        model = AutoModelForCausalLM.from_pretrained(folder)
+        assert model.config.num_hidden_layers == 2
+    assert "role: expert" in (root / "math" / "README.md").read_text()
+
+
+def test_expert_starts_from_base(family):
+    from transformers import AutoModelForCausalLM
+
+    root, _ = family
+    base = AutoModelForCausalLM.from_pretrained(root / "base").state_dict()
+    expert = AutoModelForCausalLM.from_pretrained(root / "math").state_dict()
+    assert base.keys() == expert.keys()
+    drift = max((expert[k] - base[k]).abs().max().item() for k in base)
+    assert 0 < drift < 0.1  # fine-tuned, but near the base (few small steps)
+
+
+def test_sft_batches_mask_prompt_and_padding():
+    settings = TrainSettings(steps=1, batch_size=2, learning_rate=1e-3, seq_len=16, seed=0)
+    examples = [([5, 6, 7], [8, 9]), ([5], [8, 9, 10, 11])]
+    batch = next(sft_batches(examples, pad_id=0, settings=settings))
+    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
+        kept = labels[labels != IGNORE_INDEX].tolist()
+        assert kept in ([8, 9], [8, 9, 10, 11])
+        assert mask.sum().item() == 5
+
+
+def test_batches_are_seeded():
+    settings = TrainSettings(steps=1, batch_size=3, learning_rate=1e-3, seq_len=4, seed=7)
+    stream = torch.arange(100)
+    first = next(packed_batches(stream, settings))["input_ids"]
+    again = next(packed_batches(stream, settings))["input_ids"]
+    assert torch.equal(first, again)

@@ -1,0 +1,52 @@
+"""The cost table from benchmark files and stage summaries."""
+
+import json
+
+from hm3.report.cost import cost_table, stage_of
+
+
+def bench(folder, name, seconds, cpu, rss):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.tsv").write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\t"
+                                        f"cpu_time\n{seconds}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+
+
+def test_stages_are_named_from_benchmark_files():
+    assert stage_of("train_policy") == "lower level: offline RL training"
+    assert stage_of("train_math") == "tiny suite: base and experts"
+    assert stage_of("search_params_t01") == "upper level: searches (training λ)"
+    assert stage_of("search_params_w07") == "upper level: searches (reporting λ)"
+    assert stage_of("mystery") == "other"
+
+
+def test_cost_table_sums_jobs_and_counts_evaluations(tmp_path):
+    results = tmp_path / "results"
+    bench(results / "benchmarks", "search_params_w00", 10.0, 9.0, 500)
+    bench(results / "benchmarks", "search_params_w01", 30.0, 27.0, 700)
+    bench(results / "benchmarks", "train_policy", 60.0, 58.0, 600)
+    bench(results / "benchmarks", "score_test_math", 5.0, 4.0, 400)
+    for pid, n in (("w00", 25), ("w01", 20)):
+        (results / "param" / pid).mkdir(parents=True)
+        (results / "param" / pid / "search.json").write_text(json.dumps({"evaluated": n}))
+    (results / "rl").mkdir()
+    (results / "rl" / "training.json").write_text(json.dumps({"evaluations": 53}))
+    table = cost_table(results, {"device": "cpu"}).set_index("stage")
+    searches = table.loc["upper level: searches (reporting λ)"]
+    assert (searches["jobs"], searches["evaluations"], searches["wall_s"], searches["max_rss_mb"]) == (2, 45, 40.0, 700)
+    assert table.loc["lower level: offline RL training", "evaluations"] == 53
+    assert table.loc["scoring the family (lm-eval)", "evaluations"] == 1
+    total = table.loc["total (sum over jobs)"]
+    assert total["jobs"] == 4 and total["wall_s"] == 105.0 and total["evaluations"] == 99
+    assert total["gpu_hours"] == 0
+    on_gpu = cost_table(results, {"device": "cuda:0"}).set_index("stage")
+    assert on_gpu.loc["total (sum over jobs)", "gpu_hours"] == round(105.0 / 3600, 4)
+    assert list(table.index)[:2] == ["scoring the family (lm-eval)", "upper level: searches (reporting λ)"]
+
+
+def test_headline_preferences_are_the_balanced_and_the_leaning_ones():
+    from hm3.report.paper import headline_preferences
+
+    config = {"tasks": {"math": {}, "code": {}, "translation": {}},
+              "moo": {"reporting_weights": {"partitions": 3, "shrink": 0.25}}}
+    assert headline_preferences(config) == {"w05": "balanced", "w09": "leaning math", "w03": "leaning code",
+                                            "w00": "leaning translation"}

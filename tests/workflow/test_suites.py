@@ -1,0 +1,104 @@
+"""The real suites (config/suites/*.yaml): they plan the whole DAG on a machine with no
+hub access, download nothing while doing so, and ask for GPUs where models are run."""
+
+import os
+import re
+import shutil
+
+import pytest
+import yaml
+from _paths import REPO
+from _snakemake import job_stats, run_snakemake
+
+from hm3.models.acquire import pin_revisions
+
+SUITES = sorted((REPO / "config" / "suites").glob("*.yaml"))
+GPU_RULES = {"score_model", "search_params", "train_policy", "search_path"}
+
+
+def test_the_two_paper_suites_exist():
+    assert {p.stem for p in SUITES} >= {"llama2-7b", "qwen2.5-1.5b"}
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda p: p.stem)
+def test_suite_plans_the_whole_dag_offline(suite, tmp_path):
+    hf_home = tmp_path / "hf_home"
+    proc = run_snakemake(tmp_path / "work", "-n", configfile=suite, timeout=300,
+                         env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(hf_home)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = job_stats(proc.stdout)
+    config = yaml.safe_load(suite.read_text())
+    assert jobs["acquire_model"] == len(config["models"])
+    assert not {"train_tokenizer", "train_base", "train_expert", "generate_task_data"} & set(jobs)  # no tiny suite
+    assert {"search_params", "train_policy", "search_path", "front", "explorer"} <= set(jobs)
+    # nothing fetched, nothing written but Snakemake's own bookkeeping
+    assert not hf_home.exists() or not any(hf_home.rglob("*"))
+    written = {p.name for p in (tmp_path / "work").iterdir()} if (tmp_path / "work").exists() else set()
+    assert written <= {".snakemake"}
+    # every rule that runs models asks the cluster for a GPU
+    for rule in GPU_RULES:
+        block = re.search(rf"rule {rule}:\n(.*?)\n\n", proc.stdout, re.S)
+        assert block and re.search(r"resources: .*\bgpu=1\b", block.group(1)), rule
+
+
+def test_hub_models_are_pinned_or_marked_for_pinning():
+    for suite in SUITES:
+        for name, spec in yaml.safe_load(suite.read_text())["models"].items():
+            assert spec["source"] == "hub", (suite.stem, name)
+            assert spec["revision"] is None or re.fullmatch(r"[0-9a-f]{40}", spec["revision"]), (suite.stem, name)
+
+
+def test_pin_writes_commits_in_place_and_keeps_comments(tmp_path):
+    suite = tmp_path / "llama2-7b.yaml"
+    shutil.copy(REPO / "config" / "suites" / "llama2-7b.yaml", suite)
+    before = suite.read_text()
+    asked = []
+
+    def resolve(repo_id):
+        asked.append(repo_id)
+        return "a" * 40
+
+    pinned = pin_revisions(suite, resolve=resolve)
+    assert pinned == {"math": "a" * 40} and asked == ["WizardLMTeam/WizardMath-7B-V1.0"]
+    after = suite.read_text()
+    assert after.replace("a" * 40, "null", 1) == before  # only that value changed: comments kept
+    assert pin_revisions(suite, resolve=resolve) == {}  # nothing left to pin
+    everything = pin_revisions(suite, resolve=lambda repo: "b" * 40, update_all=True)
+    assert set(everything) == {"base", "math", "code", "translation"}
+    assert all(spec["revision"] == "b" * 40 for spec in yaml.safe_load(suite.read_text())["models"].values())
+
+
+def test_pin_block_style_and_bad_answers(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("models:\n  base:\n    source: hub\n    repo_id: org/base\n    revision: null  # to pin\n"
+                      "  local: {source: local, path: x}\n")
+    assert pin_revisions(config, resolve=lambda repo: "c" * 40) == {"base": "c" * 40}
+    assert "revision: " + "c" * 40 + "  # to pin" in config.read_text()
+    config.write_text("models:\n  base: {source: hub, repo_id: org/base, revision: null}\n")
+    from hm3.core.errors import HM3Error
+
+    with pytest.raises(HM3Error, match="no commit for org/base"):
+        pin_revisions(config, resolve=lambda repo: "main")
+
+
+def test_suites_use_no_pickles_or_remote_code_unless_said_so():
+    for suite in SUITES:
+        config = yaml.safe_load(suite.read_text())
+        assert config.get("security", {}).get("trust_remote_code", False) is False
+        if config.get("security", {}).get("allow_pickle"):
+            assert "weights_only=True" in suite.read_text()  # the file says why and how
+
+
+def test_offline_is_the_default_in_tests():
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_pin_offline_names_the_repository(tmp_path, monkeypatch):
+    from hm3.core.errors import HM3Error
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    suite = tmp_path / "llama2-7b.yaml"
+    shutil.copy(REPO / "config" / "suites" / "llama2-7b.yaml", suite)
+    with pytest.raises(HM3Error, match="could not ask the hub for WizardLMTeam/WizardMath-7B-V1.0's commit.*HF_HUB_OFFLINE"):
+        pin_revisions(suite)
+    assert suite.read_text() == (REPO / "config" / "suites" / "llama2-7b.yaml").read_text()
