@@ -37,7 +37,7 @@ def main() -> int:
         return 2
     started = time.perf_counter()
     import hm3.lower.rl  # noqa: F401  (torch and the networks' code)
-    from hm3.lower.level import load_policy
+    from hm3.lower.policy import load_policy
 
     import_seconds = time.perf_counter() - started
     started = time.perf_counter()

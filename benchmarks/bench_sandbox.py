@@ -36,7 +36,10 @@ REPO = Path(__file__).resolve().parents[1]
 DRIVER = r"""
 import json, random, sys, time
 sys.path.insert(0, sys.argv[1])
-from hm3.evaluation import sandbox
+try:
+    from hm3.evaluation import sandbox
+except ImportError:   # a baseline from before the layered layout
+    from hm3 import sandbox
 problems = json.loads(sys.stdin.readline())
 mode = sys.argv[2]
 if mode == "checks":
@@ -70,16 +73,30 @@ def problems(count: int, seed: int) -> list[dict]:
     return out
 
 
+# Where the sandbox and the one module it needs (the errors) lived, by layout: flat
+# (hm3/sandbox.py), layered (hm3/evaluation/sandbox.py), split (hm3/evaluation/sandbox/).
+SANDBOX_PATHS = ("src/hm3/sandbox.py", "src/hm3/errors.py", "src/hm3/evaluation/sandbox.py",
+                 "src/hm3/evaluation/sandbox", "src/hm3/core/errors.py")
+
+
 def baseline_package(ref: str, into: Path) -> Path:
-    """The sandbox module of an earlier commit as a package of its own (it needs only
-    hm3.core.errors), so its fork server imports that version."""
-    package = into / "hm3"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    for name in ("sandbox.py", "errors.py"):
-        text = subprocess.run(["git", "show", f"{ref}:src/hm3/{name}"], cwd=REPO, check=True,
+    """The sandbox of an earlier commit as a package of its own (it needs only the
+    errors module), so its fork server imports that version."""
+    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", ref, "--", *SANDBOX_PATHS], cwd=REPO,
+                            check=True, capture_output=True, text=True).stdout.split()
+    if not any(name.endswith(".py") and "sandbox" in name for name in listed):
+        raise SystemExit(f"no sandbox at {ref}")
+    for name in listed:
+        text = subprocess.run(["git", "show", f"{ref}:{name}"], cwd=REPO, check=True,
                               capture_output=True, text=True).stdout
-        (package / name).write_text(text)
+        target = into / Path(name).relative_to("src")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    for folder in {(into / Path(name).relative_to("src")).parent for name in listed}:
+        while folder != into:   # the packages above, empty: nothing else of hm3 is imported
+            if not (folder / "__init__.py").exists():
+                (folder / "__init__.py").write_text("")
+            folder = folder.parent
     return into
 
 

@@ -42,15 +42,16 @@ def main() -> int:
 
     import torch
 
-    from hm3.evaluation.scorer import offline_environment
-    from hm3.upper.level import MergeSession
+    from hm3.core.environment import offline_environment
+    from hm3.core import layout
+    from hm3.upper.param_search import MergeSession
 
     offline_environment()
     torch.set_num_threads(args.threads)
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["evaluation"]["cache"] = str(Path(tempfile.mkdtemp(prefix="hm3-bench-cache-")) / "cache.sqlite")
     started = time.time()
-    session = MergeSession(config, "search")
+    session = MergeSession(config, "search", layout.MODELS)
     print(f"set-up (models into memory, lm-eval tasks, cache): {time.time() - started:.1f} s")
     rng = np.random.default_rng(args.seed)
     merges, scores = [], []

@@ -1,4 +1,4 @@
-"""The memory plan (hm3.merge.memory) for the paper's and the Qwen suite's families, from
+"""The memory plan (hm3.merge.memory_plan) for the paper's and the Qwen suite's families, from
 hand-built shape tables: nothing is downloaded, nothing is allocated.
 
     python benchmarks/memory_plan.py                          # the tables of docs/memory.md
@@ -14,8 +14,8 @@ import argparse
 
 import torch
 
-from hm3.merge.memory import CONTEXT_TOKENS, FAMILIES, GiB, Geometry, component_bytes, llama_shapes, lower_level_bytes, \
-    plan_memory
+from hm3.merge.memory_plan import (CONTEXT_TOKENS, FAMILIES, GiB, Geometry, component_bytes, llama_shapes,
+                                   lower_level_bytes, plan_memory)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 

@@ -90,7 +90,7 @@ def aggregate(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def render(areas: dict[str, list[dict]], passed: int, seconds: float, fast: bool) -> str:
-    total = lambda area, test=lambda line: True: sum(l["count"] for l in areas.get(area, []) if test(l))  # noqa: E731
+    total = lambda area, test=lambda line: True: sum(row["count"] for row in areas.get(area, []) if test(row))  # noqa: E731
     kills = total("interruption", lambda line: line["case"].startswith(("SIGINT", "SIGKILL")))
     adversarial = total("sandbox", lambda line: line["case"].startswith("adversarial"))
     out = [

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pandas as pd
 
-from hm3.compare.methods import indicator_path, layer_sequence
-from hm3.report.front import FAMILY, compare_points, family_points
-from hm3.report.paper import _nsga2_trace
+from hm3.compare.dataflow import indicator_path, layer_sequence
 from hm3.lower.inference_path import Step
+from hm3.report.front import FAMILY, compare_points, family_points
+from hm3.report.paper import _one_run_trace
 
 TASKS = ["math", "code"]
 CONFIG = {"seed": 1, "tasks": dict.fromkeys(TASKS, {}),
@@ -60,7 +60,8 @@ def test_family_points_pick_per_preference_on_search_and_report_test(tmp_path):
 def test_nsga2_anytime_trace_takes_each_preferences_best_so_far(tmp_path):
     file = tmp_path / "candidates.csv"
     pd.DataFrame({"score.math": [0.1, 0.9, 0.5, 0.5], "score.code": [0.9, 0.1, 0.5, 0.6]}).to_csv(file, index=False)
-    rows = _nsga2_trace(CONFIG, IDEAL, file, np.zeros(2))
+    rows = _one_run_trace(CONFIG, IDEAL, file, np.zeros(2), "NSGA-II (one run for all λ)")
     assert [r["evaluations_per_lambda"] for r in rows] == [1, 2]  # 2 λ: a step per 2 candidates
     # after 2: λ=(1,0) holds (0.9, 0.1), λ=(0,1) holds (0.1, 0.9); nothing better comes later
     assert [round(r["hv_search"], 6) for r in rows] == [0.17, 0.17]
+    assert {r["method"] for r in rows} == {"NSGA-II (one run for all λ)"}

@@ -1,6 +1,7 @@
 """The tiny suite's lm-eval task YAMLs: every one loads, and matches the generators."""
 
 import pytest
+from lm_eval.api.model import LM
 
 from hm3.models.tiny import data
 from hm3.evaluation.scorer import TINY_TASKS_DIR, Scorer, TaskSpec
@@ -67,8 +68,6 @@ def test_scores_reference_answers_perfectly(data_dir, monkeypatch):
     assert result["scores"] == {"math": 1.0, "code": 1.0, "translation": 1.0}
     assert result["examples"] == {"math": 6, "code": 6, "translation": 6}
 
-
-from lm_eval.api.model import LM
 
 
 class _OracleLM(LM):

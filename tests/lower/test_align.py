@@ -3,11 +3,14 @@ export then reload through hm3 applies the scales."""
 
 import torch
 
-from hm3.lower.align import (AlignmentSettings, _layer_inputs, _statistics, apply_alignment, coral_loss, fit_alignment,
-                       foreign_positions, load_alignment)
-from hm3.lower.inference_path import LayerPool, _decoder, as_path
+from hm3.checkpoints.alignment import load_alignment
+from hm3.checkpoints.causal_lm import load_causal_lm
+from hm3.checkpoints.layers import decoder
+from hm3.lower.align import _layer_inputs, _statistics, coral_loss, fit_alignment, foreign_positions
+from hm3.lower.inference_path import LayerPool, as_path
+from hm3.lower.settings import AlignmentSettings
 
-from test_paths import logits, tiny_llama
+from test_inference_path import logits, tiny_llama
 
 BATCH = {"input_ids": torch.tensor([[1, 5, 9, 2, 33, 7, 8, 9], [3, 3, 8, 60, 1, 0, 0, 0]]),
          "attention_mask": torch.tensor([[1] * 8, [1] * 5 + [0] * 3])}
@@ -30,8 +33,8 @@ def alignment_loss(pool, path, alignment):
     total = 0.0
     for i in foreign_positions(path, pool.anchor_index):
         home = pool.models[path[i].model]
-        mean, cov = _statistics(_layer_inputs(home, {0: _decoder(home).layers[path[i].layer]}, BATCH)[0])
-        x = _layer_inputs(model, {0: _decoder(model).layers[i]}, BATCH)[0]
+        mean, cov = _statistics(_layer_inputs(home, {0: decoder(home).layers[path[i].layer]}, BATCH)[0])
+        x = _layer_inputs(model, {0: decoder(model).layers[i]}, BATCH)[0]
         if i in alignment:
             x = x * alignment[i][0] + alignment[i][1]
         total += float(coral_loss(x, cov) + ((x.mean(0) - mean) ** 2).mean())
@@ -58,8 +61,6 @@ def test_zero_steps_is_the_identity():
 
 
 def test_aligned_export_reloads_through_hm3_with_the_same_logits(tmp_path):
-    from hm3.evaluation.scorer import load_causal_lm
-
     pool = make_pool()
     path = as_path([(2, 0), (1, 1), (0, 2), (2, 2)])
     fitted = fit_alignment(pool, path, BATCH, AlignmentSettings(steps=10, learning_rate=0.05))
@@ -75,11 +76,3 @@ def test_aligned_export_reloads_through_hm3_with_the_same_logits(tmp_path):
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "aligned", dtype=torch.float32).eval()
     assert torch.allclose(logits(plain), logits(pool.assemble(path)), atol=1e-5)
 
-
-def test_apply_alignment_rejects_layers_the_model_lacks():
-    import pytest
-
-    from hm3.core.errors import HM3Error
-
-    with pytest.raises(HM3Error, match="alignment for layer 7"):
-        apply_alignment(tiny_llama(2, 0), {7: (torch.ones(32), torch.zeros(32))})

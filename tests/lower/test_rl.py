@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from hm3.core.errors import ConfigError
-from hm3.lower.rl import ActionSpace, PathAgent, RLSettings, action_probabilities, nearest, wolpertinger_pick
+from hm3.lower.rl import ActionSpace, PathAgent, action_probabilities, nearest, wolpertinger_pick
+from hm3.lower.settings import RLSettings
 
 
 def test_action_space_and_masks():
@@ -62,14 +63,17 @@ def _toy_value(path, weights):
     return matches / len(target) - 0.3 * abs(len(path) - len(target))
 
 
+def _two_preferences(rng):
+    return np.array([0.9, 0.1]) if rng.random() < 0.5 else np.array([0.1, 0.9])
+
+
 def test_ppo_converges_to_the_known_optimum_of_a_toy_mdp():
     """A contextual toy MDP: the optimum is a different path for each λ."""
     settings = RLSettings(t_max=3, neighbours=2, epsilon=0.1, learning_rate=3e-3, episodes_per_update=16,
                           temperature=0.5, seed=0)
     agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
-    sample = lambda rng: np.array([0.9, 0.1]) if rng.random() < 0.5 else np.array([0.1, 0.9])
     log = []
-    agent.train(sample, _toy_value, episodes=1600, log=lambda i, ep, stats: log.append(ep.reward))
+    agent.train(_two_preferences, _toy_value, episodes=1600, log=lambda i, ep, stats: log.append(ep.reward))
     assert agent.rollout([0.9, 0.1], greedy=True, decide="actor").path(agent.space) == [(1, 0), (2, 1)]
     assert agent.rollout([0.1, 0.9], greedy=True, decide="actor").path(agent.space) == [(0, 1)]
     assert np.mean(log[-200:]) > 0.8 > np.mean(log[:200])  # the optimum's reward is 1 - 2β
@@ -78,9 +82,11 @@ def test_ppo_converges_to_the_known_optimum_of_a_toy_mdp():
 def test_one_step_bandit_is_solved_by_the_wolpertinger_decision():
     settings = RLSettings(t_max=1, neighbours=2, learning_rate=3e-3, episodes_per_update=16, seed=0)
     agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
-    value = lambda path, w: float(path == ([(1, 0)] if w[0] > 0.5 else [(0, 1)]))
-    sample = lambda rng: np.array([0.9, 0.1]) if rng.random() < 0.5 else np.array([0.1, 0.9])
-    agent.train(sample, value, episodes=800)
+
+    def value(path, w):
+        return float(path == ([(1, 0)] if w[0] > 0.5 else [(0, 1)]))
+
+    agent.train(_two_preferences, value, episodes=800)
     assert agent.rollout([0.9, 0.1], greedy=True).path(agent.space) == [(1, 0)]
     assert agent.rollout([0.1, 0.9], greedy=True).path(agent.space) == [(0, 1)]
     with pytest.raises(ValueError):

@@ -12,8 +12,9 @@ from safetensors.torch import load_file
 
 from _paths import REPO
 from hm3.core.errors import ConfigError
-from hm3.merge.memory import (FAMILIES, GiB, Geometry, StreamingMerger, component_bytes, evaluation_dtype, free_bytes,
-                        llama_shapes, lower_level_bytes, open_merger, plan_memory, resolve_dtype)
+from hm3.core.device import cgroup_room, evaluation_dtype, free_bytes, resolve_dtype
+from hm3.merge.memory_plan import FAMILIES, GiB, Geometry, component_bytes, llama_shapes, lower_level_bytes, plan_memory
+from hm3.merge.merger import StreamingMerger, open_merger
 from hm3.merge import InMemoryMerger, make_recipe, merge_state_dicts
 
 CANDIDATES = {
@@ -208,14 +209,14 @@ def test_mask_caches_in_host_memory(family16):
 
 
 def test_caching_decision_asks_the_device(family16, monkeypatch):
-    import hm3.merge.memory
+    import hm3.merge.inmemory
 
     base, experts = family16
     merger = InMemoryMerger.from_pretrained(base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16)
-    monkeypatch.setattr(hm3.merge.memory, "free_bytes", lambda device: 0)
+    monkeypatch.setattr(hm3.merge.inmemory, "free_bytes", lambda device: 0)
     merger.apply(merger.recipe("ties", [{"weight": 0.5, "density": 0.3}] * 3))
     assert merger.memory_bytes()["caches"] == 0  # no room: masks computed per candidate
-    monkeypatch.setattr(hm3.merge.memory, "free_bytes", lambda device: 1 << 50)
+    monkeypatch.setattr(hm3.merge.inmemory, "free_bytes", lambda device: 1 << 50)
     merger.apply(merger.recipe("ties", [{"weight": 0.5, "density": 0.4}] * 3))
     assert merger.memory_bytes()["caches"] > 0
 
@@ -257,7 +258,7 @@ def test_evaluation_fingerprint_includes_the_dtype(tmp_path):
 
 
 def test_load_causal_lm_in_the_evaluation_dtype(family32):
-    from hm3.evaluation.scorer import load_causal_lm
+    from hm3.checkpoints.causal_lm import load_causal_lm
     from hm3.lower.inference_path import load_pool
 
     base, experts = family32
@@ -370,7 +371,7 @@ def test_streaming_fall_back_scores_like_in_memory(family16, tmp_path, dtype, ca
     evaluation = {"device": "cpu", "dtype": dtype, "batch_size": 8}
     results = {}
     for mode in ("in-memory", "streaming"):
-        with caplog.at_level(logging.INFO, logger="hm3.merge.memory"):
+        with caplog.at_level(logging.INFO, logger="hm3.merge.merger"):
             merger, plan = open_merger(base, experts, evaluation, SECURITY, {"method": "dare_ties", "memory": mode})
         assert plan.mode == mode and f"memory plan: {mode} on cpu in {dtype}" in caplog.text
         assert isinstance(merger, StreamingMerger if mode == "streaming" else InMemoryMerger)
@@ -391,7 +392,7 @@ def test_streaming_fall_back_scores_like_in_memory(family16, tmp_path, dtype, ca
 def test_open_merger_picks_the_mode_from_free_memory(family16, caplog):
     base, experts = family16
     evaluation = {"device": "cpu", "dtype": "bfloat16", "batch_size": 8}
-    with caplog.at_level(logging.INFO, logger="hm3.merge.memory"):
+    with caplog.at_level(logging.INFO, logger="hm3.merge.merger"):
         merger, plan = open_merger(base, experts, evaluation, SECURITY, {"method": "ties"}, free_device=1 << 40)
         assert plan.mode == "in-memory" and merger.storage_dtype == torch.bfloat16
         merger, plan = open_merger(base, experts, evaluation, SECURITY, {"method": "ties"}, free_device=1 << 20,
@@ -409,8 +410,6 @@ def test_benchmark_table_prints_both_families(capsys):
 
 
 def test_cgroup_room_caps_host_memory(tmp_path):
-    from hm3.merge.memory import cgroup_room
-
     proc = tmp_path / "cgroup"
     proc.write_text("0::/job_42\n")
     (tmp_path / "job_42").mkdir()

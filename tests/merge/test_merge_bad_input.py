@@ -172,7 +172,7 @@ def test_bad_parameters_fail_before_writing(fresh, tmp_path, reliability):
 
 
 def test_interrupted_export_leaves_nothing_complete(fresh, tmp_path, monkeypatch):
-    from hm3.merge import checkpoint
+    from hm3.checkpoints import sharded as checkpoint
 
     base, experts = fresh
     (tmp_path / "out").mkdir()
@@ -198,7 +198,8 @@ def test_killed_export_never_appears_under_its_final_name(fresh, tmp_path):
     base, experts = fresh
     script = textwrap.dedent(f"""
         import time
-        from hm3.merge import checkpoint, make_recipe, run_merge
+        from hm3.checkpoints import sharded as checkpoint
+        from hm3.merge import make_recipe, run_merge
         original = checkpoint.ShardedWriter.write
         def slow(self, name, tensor):
             original(self, name, tensor)
@@ -227,7 +228,7 @@ def test_killed_export_never_appears_under_its_final_name(fresh, tmp_path):
 @pytest.fixture
 def no_tensor_reads(monkeypatch):
     """Any tensor read fails the test: bad parameters must be refused before."""
-    from hm3.merge import checkpoint
+    from hm3.checkpoints import sharded as checkpoint
 
     def refuse(self, name, buffer=None):
         raise AssertionError(f"tensor {name} was read before the parameters were checked")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hm3.merge.methods import Workspace
+from hm3.merge.kernels import Workspace
 from hm3.merge.sparsify import ComputedMasks, magnitude_keys, stable_ranks, tensor_seed, uniforms
 
 

@@ -12,7 +12,7 @@ from conftest import load_checkpoint
 
 from hm3.cli.main import main
 from hm3.merge import load_recipe, make_recipe, merge_state_dicts, recipe_to_yaml, run_merge
-from hm3.checkpoints.sharded import read_safetensors_header
+from hm3.checkpoints.files import read_safetensors_header
 
 
 def ties_recipe(family, **options):

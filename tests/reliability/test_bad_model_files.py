@@ -103,7 +103,7 @@ def test_a_link_to_etc_passwd_is_refused_by_acquire_and_merge(models, tmp_path, 
 
 
 def test_a_weight_shard_linked_from_outside_is_refused_everywhere(models, tmp_path, capsys, reliability):
-    from hm3.evaluation.scorer import load_causal_lm
+    from hm3.checkpoints.causal_lm import load_causal_lm
 
     base, expert = models
     elsewhere = tmp_path / "elsewhere"
@@ -216,7 +216,7 @@ def test_a_config_promising_100000_layers_is_refused_in_under_a_second(models, t
     rc, evaluated, seconds = _hm3(capsys, "evaluate", base, "--config", REPO / "config" / "config.yaml",
                                   "--schema", SCHEMA, "--data-dir", tmp_path / "data")
     assert rc == 1 and seconds < 1 and "config.json: num_hidden_layers is 100000" in evaluated, (evaluated, seconds)
-    from hm3.evaluation.scorer import load_causal_lm
+    from hm3.checkpoints.causal_lm import load_causal_lm
 
     started = time.perf_counter()
     with pytest.raises(HM3Error, match="config.json: num_hidden_layers is 100000"):
@@ -250,7 +250,7 @@ def test_a_size_that_is_no_positive_whole_number_is_refused(models, tmp_path, ca
 ], ids=["layers", "vocabulary", "intermediate"])
 def test_a_config_promising_more_than_the_weights_is_refused(models, tmp_path, capsys, reliability,
                                                              changes, expected):
-    from hm3.evaluation.scorer import load_causal_lm
+    from hm3.checkpoints.causal_lm import load_causal_lm
 
     base, expert = models
     _set_config(base, **changes)
@@ -355,7 +355,7 @@ HEADERS = {
 @pytest.mark.parametrize("case", list(HEADERS))
 def test_a_lying_safetensors_header_is_refused_before_any_allocation(models, tmp_path, capsys, reliability,
                                                                      case):
-    from hm3.evaluation.scorer import load_causal_lm
+    from hm3.checkpoints.causal_lm import load_causal_lm
 
     change, expected = HEADERS[case]
     base, expert = models

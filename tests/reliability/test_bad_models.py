@@ -54,7 +54,7 @@ def _nothing_written(tmp_path):
 
 
 def test_truncated_safetensors_is_refused_by_every_reader(family, tmp_path, reliability):
-    from hm3.evaluation.scorer import load_causal_lm
+    from hm3.checkpoints.causal_lm import load_causal_lm
     from hm3.models.acquire import check_checkpoint
 
     base, expert = family

@@ -7,9 +7,8 @@ import time
 
 import pytest
 
-from hm3.evaluation import sandbox
 from hm3.core.errors import HM3Error
-from hm3.evaluation.sandbox import check_program, run_program, run_programs
+from hm3.evaluation.sandbox import check_program, client, limits, run_program, run_programs
 
 AS_ROOT = os.geteuid() == 0
 NOBODY = 65534
@@ -34,12 +33,12 @@ def _live_processes(predicate) -> list[int]:
 
 
 def _assert_no_leftover_processes() -> None:
-    server = sandbox._server_pid()
+    server = client._server_pid()
     assert server is not None
     assert _live_processes(lambda s: int(s["PPid"]) == server) == []
     if AS_ROOT:
-        block = sandbox._UID_BASE + os.getpid() * sandbox._UID_BLOCK   # this test process's uids
-        assert _live_processes(lambda s: block <= int(s["Uid"].split()[0]) < block + sandbox._UID_BLOCK) == []
+        block = limits._UID_BASE + os.getpid() * limits._UID_BLOCK   # this test process's uids
+        assert _live_processes(lambda s: block <= int(s["Uid"].split()[0]) < block + limits._UID_BLOCK) == []
 
 
 def _contained(reliability, source: str, result, limit: str) -> None:
@@ -134,7 +133,7 @@ def test_files_inside_the_own_temp_dir_work_and_start_empty():
 
 def test_temp_dirs_are_removed_afterwards():
     run_programs(["open('left_behind', 'w').write('x' * 1000)\n"] * 3)
-    base = sandbox._SERVER.base_dir
+    base = client._SERVER.base_dir
     assert os.listdir(base) == ["tests"] and os.listdir(os.path.join(base, "tests")) == []
 
 
@@ -170,7 +169,7 @@ def test_huge_allocation_is_contained(reliability):
 
 def test_environment_is_not_inherited(monkeypatch, reliability):
     monkeypatch.setenv("HM3_TEST_SECRET", "do-not-leak")
-    sandbox._shutdown_server()   # the next call starts a server under this environment
+    client._shutdown_server()   # the next call starts a server under this environment
     result = run_program("import os\nassert 'HM3_TEST_SECRET' not in os.environ\n"
                          "assert set(os.environ) <= {'PATH', 'LANG', 'LC_ALL', 'PYTHONHASHSEED'}\n")
     assert result.passed, result
@@ -181,7 +180,7 @@ def test_environment_is_not_inherited(monkeypatch, reliability):
 
 @pytest.mark.skipif(not AS_ROOT, reason="privileges are only dropped when running as root")
 def test_programs_run_unprivileged_each_under_its_own_uid():
-    source = f"import os\nassert os.getuid() >= {sandbox._UID_BASE} and os.getgid() == {NOBODY}\nraise SystemExit(os.getuid())\n"
+    source = f"import os\nassert os.getuid() >= {limits._UID_BASE} and os.getgid() == {NOBODY}\nraise SystemExit(os.getuid())\n"
     results = run_programs([source] * 4, workers=4)
     uids = {r.detail for r in results}
     assert all(r.detail.startswith("SystemExit: ") for r in results) and len(uids) == 4, results

@@ -12,7 +12,7 @@ import uuid
 import pytest
 
 from hm3.evaluation import sandbox
-from hm3.evaluation.sandbox import CodeCheck, run_checks, run_programs
+from hm3.evaluation.sandbox import CodeCheck, client, harness, run_checks, run_programs
 
 AS_ROOT = os.geteuid() == 0
 ADD = CodeCheck(prompt='def add_three(x):\n    """x plus three."""\n', completion="    return x + 3\n",
@@ -165,7 +165,7 @@ FORGERIES = {
         "            os.write(fd, b'{\"status\": \"passed\", \"detail\": \"\"}\\n')\n"
         "        except OSError:\n            pass\n    os._exit(0)\n",
     "the sandbox's reporting function through sys.modules":
-        "    import sys\n    box = sys.modules['hm3.evaluation.sandbox']\n    for fd in (3, 4):\n        try:\n"
+        "    import sys\n    box = sys.modules['hm3.evaluation.sandbox.child']\n    for fd in (3, 4):\n        try:\n"
         "            box._report_and_exit(fd, 'passed', '', 0)\n        except OSError:\n            pass\n",
     "builtins patched so every assert holds":
         "    import builtins\n    builtins.AssertionError = type('Nothing', (Exception,), {})\n"
@@ -267,14 +267,14 @@ def test_canonical_solutions_of_the_tiny_code_task_pass():
 
 def test_no_test_file_is_left_behind():
     run_checks([ADD] * 6)
-    assert glob.glob(os.path.join(sandbox._SERVER.base_dir, "tests", "*")) == []
+    assert glob.glob(os.path.join(client._SERVER.base_dir, "tests", "*")) == []
 
 
 def test_confinement_is_detected_and_reported():
     report = sandbox.confinement()
     assert set(report) == {"namespaces", "identities", "always"}
     assert "audit hook" in report["always"]
-    if sandbox._namespace_prefix():
+    if client._namespace_prefix():
         assert {"pid", "network"} <= set(report["namespaces"])
 
 
@@ -300,12 +300,12 @@ def test_static_calls_keep_only_the_arguments(tmp_path):
     path = tmp_path / "t.py"
     path.write_text("def check(candidate):\n    assert candidate(2, k=[1, (2,)]) == 987654321\n"
                     "    assert candidate('a') != 'b'\n")
-    calls = sandbox._static_calls({"test_file": str(path)})
+    calls = harness._static_calls({"test_file": str(path)})
     assert [sandbox.decode_plain(c["args"]) for c in calls] == [[2], ["a"]]
     assert sandbox.decode_plain(calls[0]["kwargs"]) == {"k": [1, (2,)]}
     assert "987654321" not in repr(calls)
     path.write_text("def check(candidate):\n    x = 1\n    assert candidate(x) == 2\n")
-    assert sandbox._static_calls({"test_file": str(path)}) == []
+    assert harness._static_calls({"test_file": str(path)}) == []
 
 
 def test_a_program_that_ends_before_its_calls_are_sent_leaves_the_server_running():
@@ -319,7 +319,7 @@ def test_a_program_that_ends_before_its_calls_are_sent_leaves_the_server_running
     # the race forced: the program's end is closed before the server writes to it
     read_end, write_end = os.pipe()
     os.close(read_end)
-    sandbox._Channel(-1, write_end).send({"calls": []})   # no exception: the program's status decides
+    harness._Channel(-1, write_end).send({"calls": []})   # no exception: the program's status decides
     os.close(write_end)
 
 

@@ -36,7 +36,7 @@ def custom_code_checkpoint(tmp_path):
 
 
 def test_a_checkpoint_with_its_own_code_is_refused_and_its_code_never_runs(custom_code_checkpoint, reliability):
-    from hm3.evaluation.scorer import load_causal_lm
+    from hm3.checkpoints.causal_lm import load_causal_lm
 
     folder, mark = custom_code_checkpoint
     with pytest.raises(HM3Error, match="security.trust_remote_code") as err:

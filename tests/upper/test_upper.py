@@ -10,7 +10,8 @@ from _paths import REPO
 from hm3.evaluation.cache import EvaluationCache
 from hm3.evaluation.scorer import CachedEvaluator, TaskSpec
 from hm3.report.front import SEARCHED, annotate, comparison_table, hv_table, param_front
-from hm3.upper.level import experts_by_task, ideal_point, preferences, split_parameters
+from hm3.upper.param_search import split_parameters
+from hm3.upper.preferences import experts_by_task, ideal_point, preferences
 
 CONFIG = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 TASKS = list(CONFIG["tasks"])

@@ -1,15 +1,19 @@
 # Shared set-up: config validation (first thing, so a bad key fails at once),
-# offline defaults, wildcard constraints and per-rule resources.
+# offline defaults, wildcard constraints and per-rule resources. Every path of the
+# rules comes from hm3.core.layout (`layout.*`), every comparison method from
+# hm3.compare.registry.
 
 import os
 import re
 
+from hm3.compare import registry
+from hm3.core import layout
 from hm3.core.config import base_model, expert_models, validate_config
 from hm3.core.errors import ConfigError
-from hm3.evaluation.scorer import offline_environment
+from hm3.core.environment import offline_environment
 from hm3.core.resume import clear_stale_locks
 from hm3.core.seeds import derive_seed
-from hm3.upper.level import preferences, training_preferences
+from hm3.upper.preferences import preferences, training_preferences
 
 offline_environment()
 
@@ -75,7 +79,7 @@ def resources_for(rule_name):
 
 
 def generated_split_files(split):
-    return expand("results/data/{task}/{split}.jsonl", task=GENERATED_TASKS, split=split)
+    return expand(layout.TASK_SPLIT, task=GENERATED_TASKS, split=split)
 
 
 def expert_training(task):
@@ -114,11 +118,36 @@ def compare_config():
             "rl": {"agent": {"t_max": config["rl"]["agent"].get("t_max", 6)}}}
 
 
+def compare_inputs(method):
+    """The inputs of a comparison method's job: what it reads beside the models, the
+    data (search and test splits) and the ideal point, then those."""
+    extra = {"base": layout.fill(layout.MODEL, model=BASE), "policy": layout.POLICY}
+    return {**{name: extra[name] for name in method.inputs}, "models": model_dirs(),
+            "data": generated_split_files("search") + generated_split_files("test"), "ideal": layout.IDEAL}
+
+
+def compare_rule_outputs(method):
+    """The outputs of a comparison method's job, by name (its checkpoint is a folder)."""
+    return {name: directory(method.file(file)) if file == layout.MODEL_DIR else method.file(file)
+            for name, file in method.outputs.items()}
+
+
+def compare_params(method):
+    """A comparison method's params: the config sections it reads (a change reruns it)
+    and, when it writes a checkpoint, the shard size."""
+    sections = {registry.UPPER: upper_config, registry.LOWER: lower_config, registry.COMPARE: compare_config}
+    return {"config": sections[method.config](),
+            **({"max_shard_size": max_shard_size()} if method.exports else {})}
+
+
 def compare_outputs():
     """The summaries of the configured comparison methods, by method."""
-    per_preference = "results/compare/{method}/{pref}/search.json"
-    return {method: ["results/compare/nsga2/search.json"] if method == "nsga2"
-            else expand(per_preference, method=method, pref=PREFERENCES) for method in COMPARE_METHODS}
+    found = {}
+    for name in COMPARE_METHODS:
+        method = registry.BY_NAME[name]
+        summary = method.file(layout.SUMMARY_FILE)
+        found[name] = expand(summary, report_pref=PREFERENCES) if method.per_preference else [summary]
+    return found
 
 
 def max_shard_size():
@@ -126,4 +155,4 @@ def max_shard_size():
 
 
 def model_dirs():
-    return expand("results/models/{model}", model=MODELS)
+    return expand(layout.MODEL, model=MODELS)

@@ -4,7 +4,7 @@
 
 rule generate_task_data:
     output:
-        expand("results/data/{{task}}/{split}.jsonl", split=SPLITS),
+        expand(layout.TASK_SPLIT, task="{task}", split=SPLITS),
     params:
         generator=lambda wc: config["tasks"][wc.task]["generator"],
         sizes=config.get("tiny", {}).get("data", {}).get("sizes", {}),
@@ -12,7 +12,7 @@ rule generate_task_data:
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/data/{task}.log",
+        layout.log("data/{task}"),
     threads: threads_for("generate_task_data")
     resources:
         **resources_for("generate_task_data"),

@@ -5,10 +5,10 @@
 
 rule score_model:
     input:
-        model="results/models/{model}",
+        model=layout.MODEL,
         data=lambda wc: generated_split_files(wc.split),
     output:
-        "results/scores/{split}/{model}.json",
+        layout.SCORES,
     params:
         tasks=config["tasks"],
         evaluation=config["evaluation"],
@@ -16,9 +16,9 @@ rule score_model:
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/scores/{split}/{model}.log",
+        layout.log("scores/{split}/{model}"),
     benchmark:
-        "results/benchmarks/score_{split}_{model}.tsv"
+        layout.benchmark("score_{split}_{model}")
     threads: threads_for("score_model")
     resources:
         **resources_for("score_model"),
@@ -28,10 +28,10 @@ rule score_model:
 
 rule score_param_model:
     input:
-        model="results/param/{pref}/model",
+        model=layout.PARAM_MODEL,
         data=generated_split_files("test"),
     output:
-        "results/param/{pref}/test_scores.json",
+        layout.PARAM_TEST_SCORES,
     params:
         split="test",
         tasks=config["tasks"],
@@ -40,9 +40,9 @@ rule score_param_model:
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/param/{pref}/score.log",
+        layout.log("param/{pref}/score"),
     benchmark:
-        "results/benchmarks/score_param_{pref}.tsv"
+        layout.benchmark("score_param_{pref}")
     threads: threads_for("score_param_model")
     resources:
         **resources_for("score_param_model"),
@@ -52,17 +52,17 @@ rule score_param_model:
 
 rule expert_table:
     input:
-        expand("results/scores/test/{model}.json", model=MODELS),
+        expand(layout.SCORES, split="test", model=MODELS),
     output:
-        csv=report("results/tables/experts.csv", caption="../report/experts.rst", category="Model family"),
-        md="results/tables/experts.md",
+        csv=report(layout.table("experts"), caption="../report/experts.rst", category="Model family"),
+        md=layout.table("experts", "md"),
     params:
         models=config["models"],
         tasks=list(config["tasks"]),
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/tables/experts.log",
+        layout.log("tables/experts"),
     threads: threads_for("expert_table")
     resources:
         **resources_for("expert_table"),

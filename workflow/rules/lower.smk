@@ -7,22 +7,22 @@ rule train_policy:
     input:
         models=model_dirs(),
         data=generated_split_files("search"),
-        ideal="results/moo/ideal.json",
-        anchors=expand("results/param/{pref}/model", pref=TRAINING_PREFERENCES),
+        ideal=layout.IDEAL,
+        anchors=expand(layout.PARAM_MODEL, pref=TRAINING_PREFERENCES),
     output:
-        policy=directory("results/rl/policy"),
-        log_csv="results/rl/train_log.csv",
-        summary="results/rl/training.json",
-        plot=report("results/plots/rl_training.png", caption="../report/rl_training.rst", category="Lower level"),
+        policy=directory(layout.POLICY),
+        log_csv=layout.RL_LOG,
+        summary=layout.RL_SUMMARY,
+        plot=report(layout.plot("rl_training"), caption="../report/rl_training.rst", category="Lower level"),
     params:
         config=lower_config(),
-        anchors={pref: f"results/param/{pref}/model" for pref in TRAINING_PREFERENCES},
+        anchors={pref: layout.fill(layout.PARAM_MODEL, pref=pref) for pref in TRAINING_PREFERENCES},
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/rl/train_policy.log",
+        layout.log("rl/train_policy"),
     benchmark:
-        "results/benchmarks/train_policy.tsv"
+        layout.benchmark("train_policy")
     threads: threads_for("train_policy")
     resources:
         **resources_for("train_policy"),
@@ -32,25 +32,25 @@ rule train_policy:
 
 rule search_path:
     input:
-        policy="results/rl/policy",
-        anchor="results/param/{report_pref}/model",
+        policy=layout.POLICY,
+        anchor=layout.fill(layout.PARAM_MODEL, pref="{report_pref}"),
         models=model_dirs(),
         data=generated_split_files("search") + generated_split_files("test"),
-        ideal="results/moo/ideal.json",
+        ideal=layout.IDEAL,
     output:
-        model=directory("results/paths/{report_pref}/model"),
-        candidates="results/paths/{report_pref}/candidates.csv",
-        recipe="results/paths/{report_pref}/path.yaml",
-        summary="results/paths/{report_pref}/search.json",
+        model=directory(layout.PATH_MODEL),
+        candidates=layout.PATH_CANDIDATES,
+        recipe=layout.PATH_RECIPE,
+        summary=layout.PATH_SUMMARY,
     params:
         config=lower_config(),
         max_shard_size=max_shard_size(),
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/paths/{report_pref}/search.log",
+        layout.log("paths/{report_pref}/search"),
     benchmark:
-        "results/benchmarks/search_path_{report_pref}.tsv"
+        layout.benchmark("search_path_{report_pref}")
     threads: threads_for("search_path")
     resources:
         **resources_for("search_path"),
@@ -60,22 +60,22 @@ rule search_path:
 
 rule random_paths:
     input:
-        budget="results/paths/{report_pref}/search.json",
-        anchor="results/param/{report_pref}/model",
+        budget=layout.PATH_SUMMARY,
+        anchor=layout.fill(layout.PARAM_MODEL, pref="{report_pref}"),
         models=model_dirs(),
         data=generated_split_files("search") + generated_split_files("test"),
-        ideal="results/moo/ideal.json",
+        ideal=layout.IDEAL,
     output:
-        summary="results/paths/{report_pref}/random.json",
-        candidates="results/paths/{report_pref}/random_candidates.csv",
+        summary=layout.RANDOM_SUMMARY,
+        candidates=layout.RANDOM_CANDIDATES,
     params:
         config=lower_config(),
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/paths/{report_pref}/random.log",
+        layout.log("paths/{report_pref}/random"),
     benchmark:
-        "results/benchmarks/random_paths_{report_pref}.tsv"
+        layout.benchmark("random_paths_{report_pref}")
     threads: threads_for("random_paths")
     resources:
         **resources_for("random_paths"),

@@ -4,18 +4,18 @@
 
 rule export_param_model:
     input:
-        recipe="results/param/{pref}/best.yaml",
+        recipe=layout.PARAM_RECIPE,
         models=model_dirs(),
     output:
-        directory("results/param/{pref}/model"),
+        directory(layout.PARAM_MODEL),
     params:
         max_shard_size=max_shard_size(),
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/param/{pref}/export.log",
+        layout.log("param/{pref}/export"),
     benchmark:
-        "results/benchmarks/export_param_{pref}.tsv"
+        layout.benchmark("export_param_{pref}")
     threads: threads_for("export_param_model")
     resources:
         **resources_for("export_param_model"),
@@ -28,15 +28,15 @@ rule naive_baseline:
         models=model_dirs(),
         data=generated_split_files("test"),
     output:
-        "results/baselines/{baseline}.csv",
+        layout.BASELINE,
     params:
         config=upper_config(),
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/baselines/{baseline}.log",
+        layout.log("baselines/{baseline}"),
     benchmark:
-        "results/benchmarks/baseline_{baseline}.tsv"
+        layout.benchmark("baseline_{baseline}")
     threads: threads_for("naive_baseline")
     resources:
         **resources_for("naive_baseline"),

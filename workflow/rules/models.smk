@@ -7,16 +7,16 @@ rule train_tokenizer:
     input:
         generated_split_files("train"),
     output:
-        directory("results/tiny/tokenizer"),
+        directory(layout.TOKENIZER),
     params:
         tasks=GENERATED_TASKS,
         vocab_size=config.get("tiny", {}).get("tokenizer", {}).get("vocab_size"),
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/tiny/tokenizer.log",
+        layout.log("tiny/tokenizer"),
     benchmark:
-        "results/benchmarks/train_tokenizer.tsv"
+        layout.benchmark("train_tokenizer")
     threads: threads_for("train_tokenizer")
     resources:
         **resources_for("train_tokenizer"),
@@ -26,10 +26,10 @@ rule train_tokenizer:
 
 rule train_base:
     input:
-        tokenizer="results/tiny/tokenizer",
+        tokenizer=layout.TOKENIZER,
         data=generated_split_files("train"),
     output:
-        directory("results/tiny/models/{model}"),
+        directory(layout.TINY_MODEL),
     wildcard_constraints:
         model=_alternatives([BASE] if BASE in BUILT_MODELS else []),
     params:
@@ -42,9 +42,9 @@ rule train_base:
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/tiny/train_{model}.log",
+        layout.log("tiny/train_{model}"),
     benchmark:
-        "results/benchmarks/train_{model}.tsv"
+        layout.benchmark("train_{model}")
     threads: threads_for("train_base")
     resources:
         **resources_for("train_base"),
@@ -54,10 +54,10 @@ rule train_base:
 
 rule train_expert:
     input:
-        base=f"results/tiny/models/{BASE}",
-        data=lambda wc: f"results/data/{config['models'][wc.model]['task']}/train.jsonl",
+        base=layout.fill(layout.TINY_MODEL, model=BASE),
+        data=lambda wc: layout.fill(layout.TASK_SPLIT, task=config["models"][wc.model]["task"], split="train"),
     output:
-        directory("results/tiny/models/{model}"),
+        directory(layout.TINY_MODEL),
     wildcard_constraints:
         model=_alternatives(BUILT_EXPERTS),
     params:
@@ -68,9 +68,9 @@ rule train_expert:
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/tiny/train_{model}.log",
+        layout.log("tiny/train_{model}"),
     benchmark:
-        "results/benchmarks/train_{model}.tsv"
+        layout.benchmark("train_{model}")
     threads: threads_for("train_expert")
     resources:
         **resources_for("train_expert"),
@@ -81,14 +81,14 @@ rule train_expert:
 rule acquire_model:
     input:
         built=lambda wc: (
-            [f"results/tiny/models/{wc.model}"]
+            [layout.fill(layout.TINY_MODEL, model=wc.model)]
             if config["models"][wc.model]["source"] == "build"
             else []
         ),
         # an expert is checked against the base (tokenizer, vocabulary) before any merge
-        base=lambda wc: [] if wc.model == BASE else [f"results/models/{BASE}"],
+        base=lambda wc: [] if wc.model == BASE else [layout.fill(layout.MODEL, model=BASE)],
     output:
-        directory("results/models/{model}"),
+        directory(layout.MODEL),
     params:
         spec=lambda wc: config["models"][wc.model],
         allow_pickle=config["security"]["allow_pickle"],
@@ -97,7 +97,7 @@ rule acquire_model:
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/models/acquire_{model}.log",
+        layout.log("models/acquire_{model}"),
     threads: threads_for("acquire_model")
     resources:
         **resources_for("acquire_model"),

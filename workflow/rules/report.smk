@@ -4,23 +4,23 @@
 
 rule param_front:
     input:
-        ideal="results/moo/ideal.json",
-        tests=expand("results/param/{pref}/test_scores.json", pref=PREFERENCES),
-        baselines=expand("results/baselines/{baseline}.csv", baseline=BASELINES),
+        ideal=layout.IDEAL,
+        tests=expand(layout.PARAM_TEST_SCORES, pref=PREFERENCES),
+        baselines=expand(layout.BASELINE, baseline=BASELINES),
     output:
-        points="results/pareto/param_front.csv",
-        hv=report("results/pareto/param_hv.csv", caption="../report/param_hv.rst", category="Upper level"),
-        hv_md="results/pareto/param_hv.md",
-        comparison_csv="results/tables/param_vs_baselines.csv",
-        comparison_md="results/tables/param_vs_baselines.md",
-        plot=report("results/plots/param_front.png", caption="../report/param_front.rst", category="Upper level"),
+        points=layout.PARAM_FRONT,
+        hv=report(layout.PARAM_HV, caption="../report/param_hv.rst", category="Upper level"),
+        hv_md=layout.PARAM_HV_MD,
+        comparison_csv=layout.table("param_vs_baselines"),
+        comparison_md=layout.table("param_vs_baselines", "md"),
+        plot=report(layout.plot("param_front"), caption="../report/param_front.rst", category="Upper level"),
     params:
         config=upper_config(),
         preferences=PREFERENCES,
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/pareto/param_front.log",
+        layout.log("pareto/param_front"),
     threads: threads_for("param_front")
     resources:
         **resources_for("param_front"),
@@ -30,22 +30,22 @@ rule param_front:
 
 rule front:
     input:
-        ideal="results/moo/ideal.json",
-        tests=expand("results/param/{pref}/test_scores.json", pref=PREFERENCES),
-        paths=expand("results/paths/{pref}/search.json", pref=PREFERENCES),
-        random=expand("results/paths/{pref}/random.json", pref=PREFERENCES),
-        baselines=expand("results/baselines/{baseline}.csv", baseline=BASELINES),
+        ideal=layout.IDEAL,
+        tests=expand(layout.PARAM_TEST_SCORES, pref=PREFERENCES),
+        paths=expand(layout.PATH_SUMMARY, report_pref=PREFERENCES),
+        random=expand(layout.RANDOM_SUMMARY, report_pref=PREFERENCES),
+        baselines=expand(layout.BASELINE, baseline=BASELINES),
         compare=[file for files in compare_outputs().values() for file in files],
-        family_search=expand("results/scores/search/{model}.json", model=MODELS),
-        family_test=expand("results/scores/test/{model}.json", model=MODELS),
+        family_search=expand(layout.SCORES, split="search", model=MODELS),
+        family_test=expand(layout.SCORES, split="test", model=MODELS),
     output:
-        points="results/pareto/front.csv",
-        hv=report("results/tables/hv.csv", caption="../report/hv.rst", category="HM3"),
-        hv_md="results/tables/hv.md",
-        hv_tex="results/tables/hv.tex",
-        table=report("results/tables/paths_vs_param.csv", caption="../report/paths_vs_param.rst", category="HM3"),
-        table_md="results/tables/paths_vs_param.md",
-        plot=report("results/plots/front.png", caption="../report/front.rst", category="HM3"),
+        points=layout.FRONT,
+        hv=report(layout.table("hv"), caption="../report/hv.rst", category="HM3"),
+        hv_md=layout.table("hv", "md"),
+        hv_tex=layout.table("hv", "tex"),
+        table=report(layout.table("paths_vs_param"), caption="../report/paths_vs_param.rst", category="HM3"),
+        table_md=layout.table("paths_vs_param", "md"),
+        plot=report(layout.plot("front"), caption="../report/front.rst", category="HM3"),
     params:
         config=lower_config(),
         preferences=PREFERENCES,
@@ -54,7 +54,7 @@ rule front:
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/pareto/front.log",
+        layout.log("pareto/front"),
     threads: threads_for("front")
     resources:
         **resources_for("front"),
@@ -65,20 +65,20 @@ rule front:
 rule cost_table:
     input:
         # everything whose benchmark it reads comes before these
-        "results/tables/hv.csv",
-        "results/tables/experts.csv",
-        "results/pareto/param_front.csv",
-        "results/tables/main.csv",
+        layout.table("hv"),
+        layout.table("experts"),
+        layout.PARAM_FRONT,
+        layout.table("main"),
     output:
-        csv=report("results/tables/cost.csv", caption="../report/cost.rst", category="HM3"),
-        md="results/tables/cost.md",
-        tex="results/tables/cost.tex",
+        csv=report(layout.table("cost"), caption="../report/cost.rst", category="HM3"),
+        md=layout.table("cost", "md"),
+        tex=layout.table("cost", "tex"),
     params:
         evaluation=config["evaluation"],
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/tables/cost.log",
+        layout.log("tables/cost"),
     threads: threads_for("cost_table")
     resources:
         **resources_for("cost_table"),
@@ -88,23 +88,23 @@ rule cost_table:
 
 rule paper_views:
     input:
-        ideal="results/moo/ideal.json",
-        front="results/pareto/front.csv",
-        family=expand("results/scores/test/{model}.json", model=MODELS),
+        ideal=layout.IDEAL,
+        front=layout.FRONT,
+        family=expand(layout.SCORES, split="test", model=MODELS),
     output:
-        main=report("results/tables/main.csv", caption="../report/main.rst", category="HM3"),
-        main_md="results/tables/main.md",
-        main_tex="results/tables/main.tex",
-        anytime="results/tables/anytime_hv.csv",
-        anytime_plot=report("results/plots/anytime_hv.png", caption="../report/anytime_hv.rst", category="HM3"),
-        front_3d=report("results/plots/front_3d.png", caption="../report/front.rst", category="HM3"),
+        main=report(layout.table("main"), caption="../report/main.rst", category="HM3"),
+        main_md=layout.table("main", "md"),
+        main_tex=layout.table("main", "tex"),
+        anytime=layout.table("anytime_hv"),
+        anytime_plot=report(layout.plot("anytime_hv"), caption="../report/anytime_hv.rst", category="HM3"),
+        front_3d=report(layout.plot("front_3d"), caption="../report/front.rst", category="HM3"),
     params:
         config=lower_config(),
         models=MODELS,
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/tables/paper_views.log",
+        layout.log("tables/paper_views"),
     threads: threads_for("paper_views")
     resources:
         **resources_for("paper_views"),
@@ -114,16 +114,16 @@ rule paper_views:
 
 rule explorer:
     input:
-        front="results/pareto/front.csv",
+        front=layout.FRONT,
     output:
-        report("results/report/explorer.html", caption="../report/explorer.rst", category="HM3",
+        report(layout.EXPLORER, caption="../report/explorer.rst", category="HM3",
                labels={"page": "Pareto explorer"}),
     params:
         config=lower_config(),
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/report/explorer.log",
+        layout.log("report/explorer"),
     threads: threads_for("explorer")
     resources:
         **resources_for("explorer"),

@@ -5,13 +5,13 @@
 
 rule preferences:
     output:
-        "results/moo/preferences.csv",
+        layout.PREFERENCES,
     params:
         config=upper_config(),
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/moo/preferences.log",
+        layout.log("moo/preferences"),
     threads: threads_for("preferences")
     resources:
         **resources_for("preferences"),
@@ -21,16 +21,16 @@ rule preferences:
 
 rule ideal_point:
     input:
-        expand("results/scores/search/{model}.json", model=MODELS),
+        expand(layout.SCORES, split="search", model=MODELS),
     output:
-        "results/moo/ideal.json",
+        layout.IDEAL,
     params:
         config=upper_config(),
         models=MODELS,
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/moo/ideal.log",
+        layout.log("moo/ideal"),
     threads: threads_for("ideal_point")
     resources:
         **resources_for("ideal_point"),
@@ -42,19 +42,19 @@ rule search_params:
     input:
         models=model_dirs(),
         data=generated_split_files("search"),
-        ideal="results/moo/ideal.json",
+        ideal=layout.IDEAL,
     output:
-        candidates="results/param/{pref}/candidates.csv",
-        recipe="results/param/{pref}/best.yaml",
-        summary="results/param/{pref}/search.json",
+        candidates=layout.PARAM_CANDIDATES,
+        recipe=layout.PARAM_RECIPE,
+        summary=layout.PARAM_SUMMARY,
     params:
         config=search_config,
     conda:
         "../../envs/hm3.yaml"
     log:
-        "logs/param/{pref}/search.log",
+        layout.log("param/{pref}/search"),
     benchmark:
-        "results/benchmarks/search_params_{pref}.tsv"
+        layout.benchmark("search_params_{pref}")
     threads: threads_for("search_params")
     resources:
         **resources_for("search_params"),

@@ -2,7 +2,7 @@
 
 from hm3.core.io import write_json
 from hm3.cli.job import job
-from hm3.upper.level import ideal_point
+from hm3.upper.preferences import ideal_point
 
 with job(snakemake):
     result = ideal_point(snakemake.params.config, dict(zip(snakemake.params.models, snakemake.input)))

@@ -1,6 +1,6 @@
 """Rule random_paths: random valid paths on the online search's budget (baseline)."""
 
-from hm3.lower.level import random_paths
+from hm3.lower.online import random_paths
 from hm3.cli.job import job
 
 with job(snakemake):

@@ -1,6 +1,7 @@
 """Rules score_model and score_param_model: score one checkpoint on every task's split."""
 
 from hm3.evaluation.scorer import score_checkpoint
+from hm3.core import layout
 from hm3.core.io import write_json
 from hm3.cli.job import job
 
@@ -11,7 +12,7 @@ with job(snakemake):
         evaluation=snakemake.params.evaluation,
         model_dir=snakemake.input.model,
         split=split,
-        data_dir="results/data",
+        data_dir=layout.DATA,
         trust_remote_code=snakemake.params.trust_remote_code,
     )
     name = snakemake.wildcards.get("model") or f"param/{snakemake.wildcards.pref}"

@@ -1,7 +1,7 @@
 """Rule search_params: the per-preference hyper-parameter search of the merge method."""
 
 from hm3.cli.job import job
-from hm3.upper.level import run_param_search
+from hm3.upper.param_search import run_param_search
 
 with job(snakemake):
     summary = run_param_search(snakemake.params.config, snakemake.wildcards.pref, snakemake.input.ideal,

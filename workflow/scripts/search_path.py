@@ -2,7 +2,7 @@
 
 import os
 
-from hm3.lower.level import search_path
+from hm3.lower.online import search_path
 from hm3.cli.job import job
 
 with job(snakemake):

@@ -1,6 +1,6 @@
 """Rule train_policy: offline PPO training of the path policy over the training preferences."""
 
-from hm3.lower.level import train_policy
+from hm3.lower.training import train_policy
 from hm3.cli.job import job
 
 with job(snakemake):

@@ -1,1 +1,2 @@
-"""Hugging Face checkpoints on disk: file checks, sharded safetensors, saving, model cards."""
+"""Hugging Face checkpoints on disk: file checks, sharded safetensors, loading and saving
+causal LMs, decoder layers, an inference path's saved alignment, model cards."""

@@ -1,14 +1,62 @@
-"""Saving and describing Hugging Face checkpoints (safetensors, sharded, with a model card)."""
+"""Causal LM checkpoints: loading one from a folder (checked first; safetensors only; no
+remote code unless allowed), saving one (sharded safetensors, with a model card)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
-import yaml
-
-from hm3 import __version__
+from hm3.checkpoints.files import check_config, check_links, check_safetensors_complete
+from hm3.core.errors import HM3Error
 from hm3.core.io import atomic_dir
+
+
+@contextlib.contextmanager
+def remote_code_refused(model_dir: str | Path):
+    """transformers refuses a checkpoint that brings its own Python code (``auto_map``)
+    unless trust_remote_code is set; say so in hm3's terms, naming the folder and the key."""
+    try:
+        yield
+    except ValueError as err:
+        if "trust_remote_code" not in str(err):
+            raise
+        raise HM3Error(f"{model_dir}: this checkpoint needs its own Python code (auto_map in config.json); "
+                       "hm3 runs a model's code only with security.trust_remote_code: true") from None
+
+
+def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False,
+                   dtype=None):
+    """A checkpoint's model in ``dtype`` (`evaluation.dtype`: a name, ``auto`` or a torch
+    dtype; default float32), eval mode, on ``device``: safetensors only, no remote code
+    unless allowed. An inference path exported with layer alignment gets its scales
+    applied (`hm3.checkpoints.alignment`)."""
+    # hm3.evaluation.scorer imports this module, and hm3 evaluate refuses a bad model file
+    # before torch or transformers is imported
+    from transformers import AutoModelForCausalLM  # lazy: keeps transformers off the scorer's import
+
+    from hm3.checkpoints.alignment import apply_alignment, load_alignment  # lazy: imports torch (as above)
+    from hm3.core.device import resolve_dtype  # lazy: imports torch (as above)
+
+    model_dir = Path(model_dir)
+    shards = sorted(model_dir.glob("*.safetensors"))
+    if not shards:
+        raise HM3Error(f"{model_dir}: no *.safetensors weights (pickled weights are not loaded)")
+    check_links(model_dir)
+    shapes = {}
+    for shard in shards:  # a clear message, not safetensors' own
+        shapes.update({name: entry["shape"] for name, entry in check_safetensors_complete(shard).items()})
+    # from_pretrained allocates what config.json says before it reads a weight: the sizes
+    # must be sane and match the headers first
+    check_config(model_dir, shapes)
+    with remote_code_refused(model_dir):
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=resolve_dtype(dtype, device),
+                                                     use_safetensors=True, trust_remote_code=trust_remote_code)
+    alignment = load_alignment(model_dir)
+    model = model.to(device)
+    if alignment:
+        apply_alignment(model, alignment)
+    return model.eval()
 
 
 def save_checkpoint(model, tokenizer, out_dir: str | Path, card: str, max_shard_size: str = "2GB",
@@ -23,21 +71,6 @@ def save_checkpoint(model, tokenizer, out_dir: str | Path, card: str, max_shard_
         (tmp / "README.md").write_text(card, encoding="utf-8")
         if extra is not None:
             extra(tmp)
-
-
-def model_card(title: str, summary: str, details: dict, tags: list[str] | None = None,
-               base_model: str | None = None) -> str:
-    """A model card: HF metadata front matter, a summary, and the recipe as YAML."""
-    front = {"library_name": "transformers", "tags": ["hm3", *(tags or [])]}
-    if base_model:
-        front["base_model"] = base_model
-    recipe = yaml.safe_dump(details, sort_keys=False, allow_unicode=True, default_flow_style=None, width=100)
-    return (
-        f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n"
-        f"# {title}\n\n{summary}\n\n"
-        f"Made by hm3 {__version__}.\n\n"
-        f"## How it was made\n\n```yaml\n{recipe}```\n"
-    )
 
 
 def read_config(model_dir: str | Path) -> dict:

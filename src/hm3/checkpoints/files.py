@@ -18,7 +18,9 @@ tensor data, so they stay cheap on multi-GB checkpoints:
 from __future__ import annotations
 
 import json
+import os
 import re
+import struct
 from pathlib import Path
 
 from hm3.core.errors import HM3Error
@@ -209,7 +211,7 @@ def check_tokenizer(model_dir: str | Path, load: bool = True) -> None:
 
 
 def _load_tokenizer(path: Path, real: Path) -> None:
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # lazy: keeps tokenizers off hm3 evaluate's early refusal (load=False)
 
     try:
         Tokenizer.from_file(str(real))
@@ -232,6 +234,33 @@ def check_before_tokenizer_load(model_dir: str | Path, load: bool = True) -> Non
 
 
 # ------------------------------------------------------------------ safetensors headers
+def read_safetensors_header(path: Path, with_data_start: bool = False):
+    """The JSON header of a safetensors file, without reading any tensor data
+    (and, if asked, the file offset where the data begins)."""
+    try:
+        with open(real_file(path), "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            if length > 100 * 1024 * 1024:
+                raise ValueError("header larger than 100 MB")
+            header = json.loads(handle.read(length))
+            size = os.fstat(handle.fileno()).st_size
+        if not isinstance(header, dict):
+            raise ValueError("its header is not a JSON object")
+    except (OSError, ValueError, struct.error, RecursionError) as err:
+        raise HM3Error(f"{path}: not a readable safetensors file ({err})") from None
+    header.pop("__metadata__", None)
+    # offsets are checked here, once for every reader, before any buffer is sized by them
+    check_safetensors_entries(Path(path), header, 8 + length, size)
+    return (header, 8 + length) if with_data_start else header
+
+
+def check_safetensors_complete(path: Path) -> dict:
+    """Refuse a truncated or corrupt safetensors file (an interrupted download or copy, a
+    hostile header) from its header alone; returns the header. Reading it checks every
+    tensor's byte range against its shape and the file (`check_safetensors_entries`)."""
+    return read_safetensors_header(path)
+
+
 def check_safetensors_entries(path: Path, header: dict, data_start: int, file_size: int) -> None:
     """Every tensor of a safetensors header: a known dtype, a shape of whole numbers, and
     a byte range inside the file whose length is the shape's; ranges do not overlap."""

@@ -26,10 +26,12 @@ from typing import Iterable
 import torch
 from safetensors import safe_open
 
+from hm3.checkpoints.files import (check_config, check_links, check_tokenizer, read_json_object,
+                                   read_safetensors_header, real_file)
+from hm3.checkpoints.names import layer_index
 from hm3.core.errors import ConfigError, HM3Error
 from hm3.core.faults import pause_point
-from hm3.checkpoints.files import (check_config, check_links, check_safetensors_entries, check_tokenizer, read_json_object,
-                            real_file)
+from hm3.core.io import write_json
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
@@ -86,7 +88,7 @@ def resolve_model_dir(reference: str) -> Path:
     if path.exists():
         raise HM3Error(f"model {reference!r} is a file; expected a checkpoint directory")
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # lazy: only for a hub id, never for a local folder (hm3 merge)
 
         snapshot = Path(snapshot_download(reference, local_files_only=True))
     except Exception as err:  # not a valid id, not cached, offline: all mean "not found"
@@ -102,26 +104,6 @@ def _checked_folder(directory: Path) -> Path:
     check_links(directory)
     check_tokenizer(directory, load=False)
     return directory
-
-
-def read_safetensors_header(path: Path, with_data_start: bool = False):
-    """The JSON header of a safetensors file, without reading any tensor data
-    (and, if asked, the file offset where the data begins)."""
-    try:
-        with open(real_file(path), "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            if length > 100 * 1024 * 1024:
-                raise ValueError("header larger than 100 MB")
-            header = json.loads(handle.read(length))
-            size = os.fstat(handle.fileno()).st_size
-        if not isinstance(header, dict):
-            raise ValueError("its header is not a JSON object")
-    except (OSError, ValueError, struct.error, RecursionError) as err:
-        raise HM3Error(f"{path}: not a readable safetensors file ({err})") from None
-    header.pop("__metadata__", None)
-    # offsets are checked here, once for every reader, before any buffer is sized by them
-    check_safetensors_entries(Path(path), header, 8 + length, size)
-    return (header, 8 + length) if with_data_start else header
 
 
 def indexed_shards(directory: Path, label: str) -> tuple[list[Path], dict[str, str]] | None:
@@ -344,8 +326,6 @@ def num_hidden_layers(config: dict, tensor_names: Iterable[str]) -> int:
     text_config = config.get("text_config")
     if isinstance(text_config, dict):
         return num_hidden_layers(text_config, tensor_names)
-    from hm3.merge.params import layer_index
-
     indices = [layer_index(name) for name in tensor_names]
     indices = [i for i in indices if i is not None]
     return max(indices) + 1 if indices else 1
@@ -438,8 +418,6 @@ class ShardedWriter:
                       for s, shard in enumerate(self.shards) for info in shard}
         total = sum(info.nbytes for shard in self.shards for info in shard)
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        from hm3.core.io import write_json
-
         write_json(self.directory / SAFETENSORS_INDEX, index)
         return index
 

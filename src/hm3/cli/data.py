@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hm3.core.io import check_output_file
+from hm3.models.tiny import data
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="generate a tiny-suite task's JSONL splits")
@@ -18,9 +21,6 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from hm3.models.tiny import data
-    from hm3.core.io import check_output_file
-
     sizes = {"train": args.train, "search": args.search, "test": args.test}
     for split in sizes:  # a file of the user's with a split's name is kept unless asked
         check_output_file(args.out_dir / f"{split}.jsonl", overwrite=args.overwrite)

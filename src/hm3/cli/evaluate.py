@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hm3.core.environment import offline_environment
+from hm3.core.io import write_json
+from hm3.evaluation.scorer import score_checkpoint
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("evaluate", help="score a model on the suite's tasks (lm-eval)")
@@ -18,9 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from hm3.core.config import load_config
-    from hm3.evaluation.scorer import offline_environment, score_checkpoint
-    from hm3.core.io import write_json
+    from hm3.core.config import load_config  # lazy: yaml and jsonschema; keeps them off hm3 --help
 
     offline_environment()
     config = load_config(args.config, args.schema)

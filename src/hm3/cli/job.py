@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Iterator
 
-from hm3.evaluation.scorer import offline_environment
+from hm3.core.environment import offline_environment
 from hm3.core.orphans import watch_run
 
 
@@ -54,6 +54,6 @@ def _set_threads(threads: int) -> None:
     """Keep each job inside the cores Snakemake gave it (jobs run side by side)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
-    import torch
+    import torch  # lazy: torch, once the thread variables above are set; off the scripts' import
 
     torch.set_num_threads(max(1, int(threads)))

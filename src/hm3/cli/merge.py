@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_SHARD_SIZE = "5GB"  # mergekit's default; kept here so --help does not load torch
+from hm3.merge import DEFAULT_SHARD_SIZE  # hm3.merge itself loads no torch: --help stays light
 # Smallest --max-shard-size: below it every tensor of a real model gets a shard of its own,
 # surely a typo (1B for 1GB). Library callers (tests, the tiny CI models) may go lower.
 MIN_SHARD_SIZE = 10**6
@@ -37,9 +37,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hm3.checkpoints.sharded import parse_size
-    from hm3.merge.config import load_recipe
-    from hm3.merge.streaming import run_merge
+    from hm3.checkpoints.sharded import parse_size  # lazy: imports torch, kept off hm3 --help
+    from hm3.merge.config import load_recipe  # lazy: imports torch, kept off hm3 --help
+    from hm3.merge.streaming import run_merge  # lazy: imports torch, kept off hm3 --help
 
     shard_size = parse_size(args.max_shard_size, "--max-shard-size", MIN_SHARD_SIZE)  # before any work
     recipe = load_recipe(args.config)

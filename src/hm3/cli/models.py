@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hm3.core.errors import HM3Error
+
 DEFAULT_SCHEMA = Path("workflow/schemas/config.schema.yaml")
 
 
@@ -31,8 +33,7 @@ def register(subparsers) -> None:
 
 
 def run_acquire(args) -> int:
-    from hm3.core.errors import HM3Error
-    from hm3.models.acquire import acquire
+    from hm3.models.acquire import acquire  # lazy: yaml; keeps it off hm3 --help
 
     if args.repo_id:
         if not args.revision:
@@ -45,7 +46,7 @@ def run_acquire(args) -> int:
 
 
 def run_pin(args) -> int:
-    from hm3.models.acquire import pin_revisions
+    from hm3.models.acquire import pin_revisions  # lazy: yaml; keeps it off hm3 --help
 
     pinned = pin_revisions(args.config, update_all=args.all)
     for name, sha in pinned.items():
@@ -55,7 +56,7 @@ def run_pin(args) -> int:
 
 
 def run_check_config(args) -> int:
-    from hm3.core.config import load_config
+    from hm3.core.config import load_config  # lazy: yaml and jsonschema; keeps them off hm3 --help
 
     load_config(args.config, args.schema)
     print(f"{args.config}: valid")

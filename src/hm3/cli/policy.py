@@ -15,7 +15,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from hm3.lower.level import policy_answer
+    from hm3.lower.policy import policy_answer  # lazy: torch; keeps it off hm3 --help
 
     print(json.dumps(policy_answer(args.policy_dir, args.weights), indent=2))
     return 0

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hm3.core import layout
+from hm3.core.io import check_output_dir
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("suggest", help="the recommended model for a preference, from the results")
     parser.add_argument("--weights", required=True, help="preference, e.g. math=0.6,code=0.3,translation=0.1")
-    parser.add_argument("--results", type=Path, default=Path("results"), help="a finished run's results folder")
+    parser.add_argument("--results", type=Path, default=Path(layout.RESULTS), help="a finished run's results folder")
     parser.add_argument("--materialize", type=Path, metavar="OUT_DIR", help="write the model here (HF checkpoint)")
     parser.add_argument("--overwrite", action="store_true",
                         help="with --materialize: replace an existing OUT_DIR (never the current folder, an "
@@ -21,16 +24,15 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from hm3.core.io import check_output_dir
-    from hm3.report.suggest import format_suggestion, materialize, suggest
+    from hm3.report.suggest import format_suggestion, materialize, suggest  # lazy: keeps pandas off hm3 --help
 
     if args.materialize:  # refused before any work; the run's results are never replaced
         check_output_dir(args.materialize, overwrite=args.overwrite, inputs=[args.results])
     result = suggest(args.results, args.weights)
     if args.policy:
-        from hm3.lower.level import policy_answer
+        from hm3.lower.policy import policy_answer  # lazy: keeps torch off hm3 suggest without --policy
 
-        result["policy"] = policy_answer(args.results / "rl" / "policy", args.weights)
+        result["policy"] = policy_answer(layout.at(args.results, layout.POLICY), args.weights)
     if args.materialize:
         result["materialized"] = str(materialize(result, args.materialize, overwrite=args.overwrite))
     if args.json:

@@ -18,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 from hm3.core.errors import HM3Error
+from hm3.core.io import write_text
 
 _reached: Counter = Counter()
 
@@ -34,7 +35,6 @@ def pause_point(name: str) -> None:
     if _reached[name] != int(nth or 1):
         return
     marker = Path(os.environ["HM3_TEST_PAUSE_MARKER"])
-    from hm3.core.io import write_text
 
     write_text(marker, f"{os.getpid()}\n")
     # a test that forgets to kill must not hang CI: give up after a while, loudly

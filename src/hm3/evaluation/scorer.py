@@ -8,16 +8,20 @@ search loops pay lm-eval's set-up cost once per process.
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
+import json
 import logging
-import os
 import time
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 
 import hm3.evaluation.tasks
+from hm3.checkpoints.causal_lm import load_causal_lm, remote_code_refused
+from hm3.checkpoints.files import check_before_tokenizer_load
 from hm3.core.errors import ConfigError, HM3Error
 from hm3.core.faults import pause_point
+from hm3.evaluation.cache import tree_fingerprint
 
 TINY_TASKS_DIR = Path(hm3.evaluation.tasks.__file__).parent / "tiny"
 HUB_TASKS_DIR = Path(hm3.evaluation.tasks.__file__).parent / "hub"   # search/test splits of hub datasets
@@ -67,7 +71,7 @@ class Scorer:
     def __init__(self, specs: list[TaskSpec], split: str, data_dir: str | Path,
                  include_path: list[str] | None = None, batch_size: int = 64,
                  limit: int | None = None, include_defaults: bool = False):
-        from lm_eval.tasks import TaskManager
+        from lm_eval.tasks import TaskManager  # lazy: lm-eval loads only when a scorer is built
 
         self.specs, self.split, self.batch_size, self.limit = specs, split, batch_size, limit
         paths = include_path or include_paths({})
@@ -84,7 +88,7 @@ class Scorer:
         try:
             self.task_dict = self.task_manager.load(names)
         except ConnectionError as err:  # an lm-eval task's hub dataset, not cached on an offline machine
-            from hm3.evaluation.tasks.hub.utils import fetch_hint
+            from hm3.evaluation.tasks.hub.utils import fetch_hint  # lazy: imports datasets, for this message only
 
             raise HM3Error(f"lm-eval task(s) {', '.join(names)}: a dataset is not available ({err}). "
                            f"{fetch_hint()}") from err
@@ -104,7 +108,7 @@ class Scorer:
 
         ``tasks``: only these objectives (names from the config), default all.
         """
-        from lm_eval.models.huggingface import HFLM
+        from lm_eval.models.huggingface import HFLM  # lazy: lm-eval and torch, only when scoring
 
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, device=device,
                   max_length=getattr(model.config, "max_position_embeddings", None))
@@ -112,7 +116,7 @@ class Scorer:
 
     def score_lm(self, lm, tasks: list[str] | None = None) -> dict:
         """Score any lm-eval `LM` (the HF wrapper above, or another backend)."""
-        from lm_eval.evaluator import evaluate
+        from lm_eval.evaluator import evaluate  # lazy: lm-eval, only when scoring
 
         specs = [s for s in self.specs if tasks is None or s.name in tasks]
         # TaskManager.load's layout: {"tasks": {name: Task}, "groups": ..., "group_map": ...}
@@ -139,86 +143,25 @@ class Scorer:
 
 
 def _lm_eval_version() -> str:
-    from importlib.metadata import version
-
     return version("lm_eval")
-
-
-@contextlib.contextmanager
-def remote_code_refused(model_dir: str | Path):
-    """transformers refuses a checkpoint that brings its own Python code (``auto_map``)
-    unless trust_remote_code is set; say so in hm3's terms, naming the folder and the key."""
-    try:
-        yield
-    except ValueError as err:
-        if "trust_remote_code" not in str(err):
-            raise
-        raise HM3Error(f"{model_dir}: this checkpoint needs its own Python code (auto_map in config.json); "
-                       "hm3 runs a model's code only with security.trust_remote_code: true") from None
-
-
-def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False,
-                   dtype=None):
-    """A checkpoint's model in ``dtype`` (`evaluation.dtype`: a name, ``auto`` or a torch
-    dtype; default float32), eval mode, on ``device``: safetensors only, no remote code
-    unless allowed. An inference path exported with layer alignment gets its scales
-    applied (`hm3.lower.align`)."""
-    from transformers import AutoModelForCausalLM
-
-    from hm3.merge.memory import resolve_dtype
-    from hm3.checkpoints.files import check_config, check_links
-    from hm3.models.acquire import check_safetensors_complete
-
-    model_dir = Path(model_dir)
-    shards = sorted(model_dir.glob("*.safetensors"))
-    if not shards:
-        raise HM3Error(f"{model_dir}: no *.safetensors weights (pickled weights are not loaded)")
-    check_links(model_dir)
-    shapes = {}
-    for shard in shards:  # a clear message, not safetensors' own
-        shapes.update({name: entry["shape"] for name, entry in check_safetensors_complete(shard).items()})
-    # from_pretrained allocates what config.json says before it reads a weight: the sizes
-    # must be sane and match the headers first
-    check_config(model_dir, shapes)
-    with remote_code_refused(model_dir):
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=resolve_dtype(dtype, device),
-                                                     use_safetensors=True, trust_remote_code=trust_remote_code)
-    from hm3.lower.align import apply_alignment, load_alignment
-
-    alignment = load_alignment(model_dir)
-    model = model.to(device)
-    if alignment:
-        apply_alignment(model, alignment)
-    return model.eval()
 
 
 def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False, dtype=None):
     """A checkpoint and its tokenizer, for scoring."""
-    from hm3.checkpoints.files import check_before_tokenizer_load
-
     check_before_tokenizer_load(model_dir)  # before transformers is even imported: a bad file fails fast
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: after the file checks, so a bad file fails fast
 
     with remote_code_refused(model_dir):
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     return load_causal_lm(model_dir, device, trust_remote_code, dtype), tokenizer
 
 
-def offline_environment() -> None:
-    """The default run never reaches a hub: scores must come from local files only."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
 def score_checkpoint(tasks: dict, evaluation: dict, model_dir: str | Path, split: str,
                      data_dir: str | Path, trust_remote_code: bool = False) -> dict:
     """Score a checkpoint folder on every configured task (one lm-eval run)."""
-    from hm3.checkpoints.files import check_before_tokenizer_load
-
     # a bad model file is refused in a second, before torch is imported (load_model loads the tokenizer)
     check_before_tokenizer_load(model_dir, load=False)
-    from hm3.merge.memory import evaluation_dtype
+    from hm3.core.device import evaluation_dtype  # lazy: imports torch, after the refusal above
 
     # experts, exported merges and paths are scored in the dtype the searches score candidates in
     model, tokenizer = load_model(model_dir, evaluation["device"], trust_remote_code, evaluation_dtype(evaluation))
@@ -272,11 +215,6 @@ def evaluation_context(model_dirs: list[str | Path], data_dir: str | Path, split
                        evaluation: dict) -> str:
     """Fingerprint of what, besides the candidate, decides its scores: the model
     files, the split's task data, the task definitions and the evaluation settings."""
-    import hashlib
-    import json
-
-    from hm3.evaluation.cache import tree_fingerprint
-
     data_files = sorted(Path(data_dir).glob(f"*/{split}.jsonl"))
     payload = {
         "models": {str(d): tree_fingerprint(d) for d in model_dirs},
@@ -292,7 +230,7 @@ def _dtype_setting(evaluation: dict) -> dict:
     """The dtype models are scored in, for the fingerprint: absent when float32 (the
     only dtype before `evaluation.dtype` existed), so float32 scores already cached
     stay valid; `auto` counts as the dtype it resolves to."""
-    from hm3.merge.memory import dtype_name, evaluation_dtype
+    from hm3.core.device import dtype_name, evaluation_dtype  # lazy: imports torch, kept off this module's import
 
     name = dtype_name(evaluation_dtype(evaluation))
     return {} if name == "float32" else {"dtype": name}

@@ -1,4 +1,4 @@
-"""Optional layer alignment for inference paths (DESIGN.md §1, config `rl.alignment`).
+"""Optional layer alignment for inference paths (docs/method.md §5.6, config `rl.alignment`).
 
 A layer taken out of its home model receives a hidden state with other statistics
 than the one it was trained on. A small MLP W(m, l, t), fed one-hot codes of the
@@ -10,36 +10,23 @@ identity (last layer zero), so a fit can only move away from "no alignment" when
 statistics disagree.
 
 An aligned path is exported as a plain checkpoint plus `hm3_alignment.safetensors`
-(the per-position scales and shifts, evaluated from the MLP); `hm3.evaluation.scorer.load_causal_lm`
-applies them when present (plain transformers loads the unaligned path). Written by
-hand: no library aligns the inputs of transplanted transformer layers.
+(the per-position scales and shifts, evaluated from the MLP; the file is
+`hm3.checkpoints.alignment`'s): `hm3.checkpoints.causal_lm.load_causal_lm` applies them
+when present (plain transformers loads the unaligned path). Written by hand: no library
+aligns the inputs of transplanted transformer layers.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path as FilePath
 from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
+from hm3.checkpoints.layers import decoder
 from hm3.core.errors import HM3Error
-
-ALIGNMENT_FILE = "hm3_alignment.safetensors"
-ALIGNMENT_META = "hm3_alignment.json"
-
-
-@dataclass(frozen=True)
-class AlignmentSettings:
-    steps: int = 60
-    learning_rate: float = 0.01
-    width: int = 32
-    mean_weight: float = 1.0
-    prompts: int = 32          # per task, from the search split
-    max_tokens: int = 96
-    seed: int = 0
+from hm3.lower.inference_path import as_path
+from hm3.lower.settings import AlignmentSettings
 
 
 def foreign_positions(path, anchor_index: int) -> list[int]:
@@ -128,8 +115,6 @@ def _layer_inputs(model: nn.Module, layers: Mapping[int, nn.Module], batch: dict
 def fit_alignment(pool, path, batch: dict, settings: AlignmentSettings) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per foreign position of ``path``: the fitted (scale, shift). Empty when the
     path has no foreign position (it runs every layer at home)."""
-    from hm3.lower.inference_path import _decoder, as_path
-
     path = as_path(path)
     foreign = foreign_positions(path, pool.anchor_index)
     if not foreign:
@@ -139,14 +124,14 @@ def fit_alignment(pool, path, batch: dict, settings: AlignmentSettings) -> dict[
     for i in foreign:  # the layer's input in its home model
         step = path[i]
         home = pool.models[step.model]
-        x = _layer_inputs(home, {i: _decoder(home).layers[step.layer]}, batch)[i]
+        x = _layer_inputs(home, {i: decoder(home).layers[step.layer]}, batch)[i]
         targets[i] = _statistics(x.float())
     hidden = pool.anchor.config.hidden_size
     net = AlignmentNet(len(pool.models), max(pool.depths), len(path), hidden, settings.width)
     codes = torch.stack([net.code(path[i].model, path[i].layer, i) for i in foreign])
     optimizer = torch.optim.Adam(net.parameters(), lr=settings.learning_rate)
     model = pool.assemble(path)  # once: each step only swaps the foreign layers' (scale, shift)
-    wrappers = {i: _decoder(model).layers[i] for i in foreign}
+    wrappers = {i: decoder(model).layers[i] for i in foreign}
     for _ in range(settings.steps):
         with torch.no_grad():
             scale, shift = net(codes)
@@ -166,52 +151,3 @@ def fit_alignment(pool, path, batch: dict, settings: AlignmentSettings) -> dict[
     with torch.no_grad():
         scale, shift = net(codes)
     return {i: (scale[k].detach().clone(), shift[k].detach().clone()) for k, i in enumerate(foreign)}
-
-
-def alignment_fingerprint(alignment: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> str:
-    """A stable text of the exact scales and shifts (part of the cache key)."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for i in sorted(alignment):
-        for t in alignment[i]:
-            digest.update(str(i).encode())
-            digest.update(t.detach().float().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def save_alignment(alignment: Mapping[int, tuple[torch.Tensor, torch.Tensor]], folder: FilePath) -> None:
-    from safetensors.torch import save_file
-
-    tensors = {}
-    for i, (scale, shift) in alignment.items():
-        tensors[f"layers.{i}.scale"] = scale.detach().float().contiguous()
-        tensors[f"layers.{i}.shift"] = shift.detach().float().contiguous()
-    save_file(tensors, str(FilePath(folder) / ALIGNMENT_FILE))
-    (FilePath(folder) / ALIGNMENT_META).write_text(json.dumps(
-        {"positions": sorted(int(i) for i in alignment), "applies": "hidden <- hidden * scale + shift, "
-         "entering model.layers[i]"}, indent=2), encoding="utf-8")
-
-
-def load_alignment(folder: FilePath) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    from safetensors.torch import load_file
-
-    file = FilePath(folder) / ALIGNMENT_FILE
-    if not file.exists():
-        return {}
-    tensors = load_file(str(file))
-    positions = sorted({int(k.split(".")[1]) for k in tensors})
-    return {i: (tensors[f"layers.{i}.scale"], tensors[f"layers.{i}.shift"]) for i in positions}
-
-
-def apply_alignment(model: nn.Module, alignment: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> nn.Module:
-    """Wrap the aligned layers of a loaded path checkpoint (in place)."""
-    from hm3.lower.inference_path import _decoder, _PathLayer
-
-    layers = _decoder(model).layers
-    for i, (scale, shift) in alignment.items():
-        if not 0 <= i < len(layers):
-            raise HM3Error(f"alignment for layer {i}, but the model has {len(layers)} layers")
-        device = next(model.parameters()).device
-        layers[i] = _PathLayer(layers[i], i, (scale.to(device), shift.to(device)))
-    return model

@@ -15,13 +15,18 @@ config when a path can be expressed as one).
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
-from pathlib import Path as FilePath
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
+import yaml
 from torch import nn
 
+from hm3.checkpoints.alignment import alignment_fingerprint, save_alignment
+from hm3.checkpoints.causal_lm import load_causal_lm, save_checkpoint
+from hm3.checkpoints.layers import PathLayer, decoder
 from hm3.core.errors import HM3Error
 
 # config fields that must agree for a layer to run inside another model's stream
@@ -37,54 +42,28 @@ class Step:
     layer: int
 
 
-Path = tuple[Step, ...]
+InferencePath = tuple[Step, ...]
 
 
-def as_path(steps: Sequence) -> Path:
+def as_path(steps: Sequence) -> InferencePath:
     """A path from Steps or (model, layer) pairs."""
     return tuple(s if isinstance(s, Step) else Step(int(s[0]), int(s[1])) for s in steps)
 
 
-def describe(path: Path, names: Sequence[str]) -> str:
+def describe(path: InferencePath, names: Sequence[str]) -> str:
     """A readable, stable text of a path (also its evaluation-cache key): math:0 math:1 M:2 ..."""
     return " ".join(f"{names[s.model]}:{s.layer}" for s in path)
 
 
-def _decoder(model: nn.Module) -> nn.Module:
-    inner = getattr(model, "model", None)
-    if inner is None or not hasattr(inner, "layers") or not hasattr(model, "lm_head"):
-        raise HM3Error(f"{type(model).__name__} is not a decoder of the Llama layout "
-                       "(model.layers, model.embed_tokens, model.norm, lm_head): paths cannot be assembled from it")
-    return inner
-
-
-class _PathLayer(nn.Module):
-    """A pool layer run at ``position`` of a path.
-
-    HF attention layers write their key/value cache at their own ``layer_idx``; a
-    path may place a layer anywhere, or twice, so the index is set to the position
-    just before each call (calls are sequential within a forward pass).
-    ``alignment``: an optional (scale, shift) applied to the entering hidden state
-    (`hm3.lower.align`).
-    """
-
-    def __init__(self, layer: nn.Module, position: int, alignment=None):
-        super().__init__()
-        self.layer = layer
-        self.position = position
-        self.alignment = alignment
-
-    def forward(self, *args, **kwargs):
-        attention = getattr(self.layer, "self_attn", None)
-        if attention is not None:
-            attention.layer_idx = self.position
-        if self.alignment is not None:
-            scale, shift = self.alignment
-            if args:
-                args = ((args[0] * scale + shift).to(args[0].dtype), *args[1:])
-            else:
-                kwargs["hidden_states"] = (kwargs["hidden_states"] * scale + shift).to(kwargs["hidden_states"].dtype)
-        return self.layer(*args, **kwargs)
+def parse_path(text: str, names: Sequence[str]) -> InferencePath:
+    """The inverse of `describe`: "math:0 M:1" -> path over ``names``."""
+    steps = []
+    for token in text.split():
+        name, _, layer = token.rpartition(":")
+        if name not in names or not layer.isdigit():
+            raise HM3Error(f"bad path step {token!r}: expected MODEL:LAYER with MODEL in {', '.join(names)}")
+        steps.append((names.index(name), int(layer)))
+    return as_path(steps)
 
 
 class LayerPool:
@@ -101,18 +80,18 @@ class LayerPool:
         self.names = list(models)
         self.models = [models[n] for n in self.names]
         self.anchor_index = self.names.index(anchor)
-        self.depths = [len(_decoder(m).layers) for m in self.models]
+        self.depths = [len(decoder(m).layers) for m in self.models]
         check_compatible(dict(zip(self.names, (m.config for m in self.models))))
 
     @property
     def anchor(self) -> nn.Module:
         return self.models[self.anchor_index]
 
-    def identity_path(self) -> Path:
+    def identity_path(self) -> InferencePath:
         """The anchor's own layers in order: the assembled model is the anchor itself."""
         return tuple(Step(self.anchor_index, i) for i in range(self.depths[self.anchor_index]))
 
-    def check_path(self, path: Path, max_length: int | None = None) -> None:
+    def check_path(self, path: InferencePath, max_length: int | None = None) -> None:
         if not path:
             raise HM3Error("a path needs at least one layer")
         if max_length is not None and len(path) > max_length:
@@ -124,7 +103,7 @@ class LayerPool:
                 raise HM3Error(f"step {position}: {self.names[step.model]} has layers 0..{self.depths[step.model] - 1}, "
                                f"not {step.layer}")
 
-    def assemble(self, path: Path, alignment=None) -> nn.Module:
+    def assemble(self, path: InferencePath, alignment=None) -> nn.Module:
         """A live model running ``path``; it shares every module with the pool.
         ``alignment``: {position: (scale, shift)} from `hm3.lower.align.fit_alignment`."""
         path = as_path(path)
@@ -136,13 +115,13 @@ class LayerPool:
             config.layer_types = [self.models[s.model].config.layer_types[s.layer] for s in path]
         with torch.device("meta"):
             shell = type(anchor)(config)
-        inner, source = _decoder(shell), _decoder(anchor)
+        inner, source = decoder(shell), decoder(anchor)
         for name, module in source.named_children():
             if name != "layers":
                 setattr(inner, name, module)
         shell.lm_head = anchor.lm_head
         alignment = alignment or {}
-        inner.layers = nn.ModuleList(_PathLayer(_decoder(self.models[s.model]).layers[s.layer], i, alignment.get(i))
+        inner.layers = nn.ModuleList(PathLayer(decoder(self.models[s.model]).layers[s.layer], i, alignment.get(i))
                                      for i, s in enumerate(path))
         shell.generation_config = copy.deepcopy(anchor.generation_config)
         left = [n for n, t in [*shell.named_parameters(), *shell.named_buffers()] if t.is_meta]
@@ -150,22 +129,20 @@ class LayerPool:
             raise HM3Error(f"assembled model still has unset tensors: {left[:3]}")
         return shell.eval()
 
-    def state_dict_for(self, path: Path) -> dict[str, torch.Tensor]:
+    def state_dict_for(self, path: InferencePath) -> dict[str, torch.Tensor]:
         """The tensors of the path as a plain checkpoint of the anchor's architecture."""
         path = as_path(path)
         self.check_path(path)
         state = {name: t for name, t in self.anchor.state_dict().items() if not name.startswith("model.layers.")}
         for i, step in enumerate(path):
-            for name, tensor in _decoder(self.models[step.model]).layers[step.layer].state_dict().items():
+            for name, tensor in decoder(self.models[step.model]).layers[step.layer].state_dict().items():
                 state[f"model.layers.{i}.{name}"] = tensor
         return state
 
-    def export(self, path: Path, out_dir: str | FilePath, tokenizer=None, card: str = "",
+    def export(self, path: InferencePath, out_dir: str | Path, tokenizer=None, card: str = "",
                max_shard_size: str = "2GB", alignment=None, overwrite: bool = False) -> None:
         """Write the path as a Hugging Face checkpoint (num_hidden_layers = T), atomically;
-        with ``alignment``, its scales go beside the weights (`hm3.lower.align`)."""
-        from hm3.checkpoints.causal_lm import save_checkpoint
-
+        with ``alignment``, its scales go beside the weights (`hm3.checkpoints.alignment`)."""
         path = as_path(path)
         sizes = {getattr(self.models[s.model].config, "intermediate_size", None) for s in path}
         if len(sizes) > 1:
@@ -180,23 +157,17 @@ class LayerPool:
             model = type(self.anchor)(config)
         model.load_state_dict({k: v.detach().clone() for k, v in self.state_dict_for(path).items()},
                               strict=True, assign=True)
-        extra = None
-        if alignment:
-            from hm3.lower.align import save_alignment
-
-            extra = lambda folder: save_alignment(alignment, folder)
+        extra = functools.partial(save_alignment, alignment) if alignment else None
         save_checkpoint(model, tokenizer, out_dir, card, max_shard_size=max_shard_size, extra=extra,
                         overwrite=overwrite)
 
-    def passthrough_yaml(self, path: Path, references: Sequence[str], dtype: str = "float32") -> str | None:
+    def passthrough_yaml(self, path: InferencePath, references: Sequence[str], dtype: str = "float32") -> str | None:
         """The path as a mergekit `passthrough` config, or None when it has no such form.
 
         mergekit takes the embeddings from the first slice's model and the final
         norm and head from the last slice's, so the form exists when the path starts
         and ends in the anchor.
         """
-        import yaml
-
         path = as_path(path)
         if path[0].model != self.anchor_index or path[-1].model != self.anchor_index:
             return None
@@ -225,12 +196,10 @@ def check_compatible(configs: Mapping[str, object]) -> None:
                                "layers of one cannot run in the other's hidden stream")
 
 
-def load_pool(model_dirs: Mapping[str, str | FilePath], anchor: str, device: str = "cpu",
+def load_pool(model_dirs: Mapping[str, str | Path], anchor: str, device: str = "cpu",
               trust_remote_code: bool = False, dtype=None) -> LayerPool:
     """A pool from checkpoint folders (safetensors only), in ``dtype`` (default float32;
     `evaluation.dtype` names and ``auto`` accepted) on ``device``."""
-    from hm3.evaluation.scorer import load_causal_lm
-
     models = {name: load_causal_lm(path, device, trust_remote_code, dtype) for name, path in model_dirs.items()}
     return LayerPool(models, anchor)
 
@@ -251,7 +220,5 @@ class PathEvaluator:
         self.pool.check_path(path)
         text = "path: " + describe(path, self.pool.names)
         if alignment:
-            from hm3.lower.align import alignment_fingerprint
-
             text += f" | aligned {alignment_fingerprint(alignment)}"
         return self.evaluator.evaluate(text, lambda: self.pool.assemble(path, alignment))

@@ -1,6 +1,6 @@
 """Lower level of HM3: a preference-conditioned actor-critic that builds inference paths.
 
-The MDP (DESIGN.md §1, "Lower level"): the state is the path so far plus λ; an
+The MDP (docs/method.md §5.2): the state is the path so far plus λ; an
 action appends a (model, layer) step of the pool or stops; an episode ends on stop or
 at T_max; its reward R = Σ_k λ_k f_k − β·T is spread evenly over its decisions.
 
@@ -28,40 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from hm3.core.errors import ConfigError
 from hm3.core.faults import pause_point
-
-
-@dataclass(frozen=True)
-class RLSettings:
-    """Every hyper-parameter of the lower level (config section `rl`)."""
-
-    t_max: int = 8
-    length_penalty: float = 0.01      # β
-    embed_dim: int = 32
-    hidden_dim: int = 64
-    neighbours: int = 8               # M'
-    epsilon: float = 0.1              # ε-uniform exploration
-    temperature: float = 0.5          # τ of the proto-action softmax
-    gamma: float = 1.0
-    gae_lambda: float = 0.95
-    clip: float = 0.2
-    entropy_coef: float = 0.01
-    value_coef: float = 0.5
-    learning_rate: float = 3e-3
-    epochs: int = 4                   # PPO epochs per batch
-    episodes_per_update: int = 8
-    grad_clip: float = 1.0
-    imitation_steps: int = 100        # behaviour cloning of the identity path before PPO (0: off)
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.t_max < 1:
-            raise ConfigError(f"rl.t_max must be >= 1, got {self.t_max}")
-        if self.neighbours < 1:
-            raise ConfigError(f"rl.neighbours must be >= 1, got {self.neighbours}")
-        if not 0 <= self.epsilon < 1:
-            raise ConfigError(f"rl.epsilon must be in [0, 1), got {self.epsilon}")
+from hm3.lower.settings import RLSettings
 
 
 class ActionSpace:
@@ -74,19 +42,19 @@ class ActionSpace:
 
     def __init__(self, depths: Sequence[int], t_max: int):
         self.depths, self.t_max = list(depths), t_max
-        self.steps = [(m, l) for m, depth in enumerate(self.depths) for l in range(depth)]
+        self.steps = [(m, layer) for m, depth in enumerate(self.depths) for layer in range(depth)]
         self.stop = len(self.steps)
         self.size = self.stop + 1
         n_models = len(self.depths)
         table = torch.zeros(self.size, n_models + 4)
-        for index, (m, l) in enumerate(self.steps):
-            rel = l / max(1, self.depths[m] - 1)
+        for index, (m, layer) in enumerate(self.steps):
+            rel = layer / max(1, self.depths[m] - 1)
             table[index, m] = 1.0
             table[index, n_models:n_models + 3] = torch.tensor([rel, math.sin(math.pi * rel), math.cos(math.pi * rel)])
         table[self.stop, -1] = 1.0
         self.embeddings = table
         self.model_ids = torch.tensor([m for m, _ in self.steps] + [n_models])  # STOP: its own id
-        self.layer_ids = torch.tensor([l for _, l in self.steps] + [0])
+        self.layer_ids = torch.tensor([layer for _, layer in self.steps] + [0])
 
     def mask(self, length: int) -> torch.Tensor:
         """Valid actions after ``length`` steps: no STOP on an empty path; only STOP at T_max."""

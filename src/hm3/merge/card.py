@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from hm3.checkpoints.card import model_card
 from hm3.merge.config import MergeRecipe, recipe_to_yaml
-from hm3.merge.methods import get_method
+from hm3.merge.methods.registry import get_method
 
-CARD = """---
-{front_matter}---
-# {title}
+CARD = """# {title}
 
 This is a merge of pre-trained language models made with hm3's merge engine, which
 implements mergekit's merge methods with mergekit's configuration format.
@@ -42,13 +39,12 @@ hm3 seeds its masks per tensor from `hm3.seed`, so `hm3 merge` reproduces this c
 exactly; mergekit draws different (equally distributed) masks."""
 
 
-def model_card(recipe: MergeRecipe, title: str) -> str:
+def merge_card(recipe: MergeRecipe, title: str) -> str:
     method = get_method(recipe.merge_method)
     models = [ref for ref in recipe.model_refs() if ref != recipe.base_model]
     front = {"base_model": ([recipe.base_model] if recipe.base_model else []) + models,
              "library_name": "transformers", "tags": ["hm3", "merge", "mergekit"]}
-    return CARD.format(
-        front_matter=yaml.safe_dump(front, sort_keys=False),
+    return model_card(front, CARD.format(
         title=title,
         pretty=method.pretty_name,
         reference=method.reference,
@@ -56,7 +52,7 @@ def model_card(recipe: MergeRecipe, title: str) -> str:
         model_list="\n".join(f"* {ref}" for ref in models),
         random_note=RANDOM_NOTE if method.random else "",
         config_yaml=recipe_to_yaml(recipe),
-    )
+    ))
 
 
 def card_title(out_dir: str | Path) -> str:

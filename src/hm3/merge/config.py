@@ -34,7 +34,8 @@ import torch
 import yaml
 
 from hm3.core.errors import ConfigError
-from hm3.merge.methods import MergeMethod, get_method
+from hm3.merge.methods.base import MergeMethod
+from hm3.merge.methods.registry import get_method
 from hm3.merge.params import check_setting_shape, check_setting_values
 
 HM3_KEY = "hm3"

@@ -7,14 +7,19 @@ recipe: method and parameters) is then a few fused tensor operations written
 straight into that buffer: no disk I/O, no model rebuild, and no allocation
 once the work buffers have grown to size on the first candidate.
 
-- linear, task_arithmetic, slerp and (tensor-wise) model_stock reduce to
+Candidates are dispatched by what their method declares (`hm3.merge.methods`):
+
+- methods whose merge is a weighted sum (``coefficients``: linear,
+  task_arithmetic, slerp, tensor-wise model_stock) reduce to
   ``out = c0 * base + sum_i c_i * tau_i`` with per-tensor coefficients;
   consecutive tensors with equal coefficients are merged as one segment.
-- the pruning methods (ties, dare, breadcrumbs, della) run the same kernels as
-  the streaming export, per tensor, with masks from caches built on first use:
+- two-stage methods (the pruning ones: ties, dare, breadcrumbs, della) run the
+  same kernels as the streaming export, per tensor, with masks from caches
+  built on first use:
   stable magnitude ranks (a compare per element instead of a selection),
   seeded uniforms (a mask at any density is a compare), DELLA's per-row rank
   fractions, and L1 norms.
+- any other method merges tensor by tensor (``merge``: filter-wise model_stock).
 
 For the same recipe the result equals the streaming export's (masks are
 identical; sums agree to float32 rounding).
@@ -22,7 +27,7 @@ identical; sums agree to float32 rounding).
 Storage. By default the base and the task vectors are float32 on the live
 model's device (the layout above). With ``storage_dtype`` bfloat16 or float16
 (``evaluation.dtype``), or with ``storage_device`` "cpu" under a CUDA model
-(the "host" mode of ``hm3.merge.memory``), the merger stores the base and the
+(the "host" mode of ``hm3.merge.memory_plan``), the merger stores the base and the
 experts' *own weights* in that dtype on that device instead, and stages each
 group of tensors before computing it: the stored values are copied to the
 live model's device and upcast to float32, and the task vectors are formed
@@ -43,25 +48,14 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 
-from hm3.core.errors import ConfigError, HM3Error
 from hm3.checkpoints.sharded import CheckpointReader, num_hidden_layers, resolve_model_dir
+from hm3.core.device import free_bytes, host_available
+from hm3.core.errors import ConfigError, HM3Error
 from hm3.merge.checks import check_finite, check_merged, check_same_tensors
 from hm3.merge.config import MergeRecipe, make_recipe
-from hm3.merge.methods import (
-    CHUNK,
-    SlerpStats,
-    TensorParams,
-    Workspace,
-    l1_norm,
-    linear_coefficients,
-    combine_rows,
-    merge_model_stock,
-    model_stock_t,
-    slerp_coefficients,
-    slerp_stats,
-    weighted_rows,
-    weighted_sum,
-)
+from hm3.merge.kernels import CHUNK, Workspace, l1_norm, weighted_sum
+from hm3.merge.methods.base import TensorParams
+from hm3.merge.methods.registry import METHODS
 from hm3.merge.plan import MergePlan, ParameterResolver, check_parameters, make_plan
 from hm3.merge.sparsify import (
     ComputedMasks,
@@ -74,9 +68,9 @@ from hm3.merge.sparsify import (
     uniforms,
 )
 
-_ALIGN = 16  # elements: every tensor starts 64-byte aligned in the flat buffers
+ALIGN = 16  # elements: every tensor starts 64-byte aligned in the flat buffers (the memory plan pads alike)
 _MEMORY_RESERVE = 2 << 30  # bytes left free when deciding to build a mask cache
-_GROUP_ELEMENTS = 1 << 22  # elements of the tensors combined at once by the pruning methods
+GROUP_ELEMENTS = 1 << 22  # elements of the tensors combined at once by two-stage methods (and planned for)
 _STAGE_ELEMENTS = 1 << 22  # elements staged at once (in float32) for the weighted-sum methods
 
 
@@ -144,7 +138,7 @@ class InMemoryMerger:
         shapes = [{n: i.shape for n, i in r.tensors.items()} for r in readers]
         check_same_tensors(base_name, shapes[0], list(zip(expert_names, shapes[1:])))
         if target is None:
-            from transformers import AutoModelForCausalLM
+            from transformers import AutoModelForCausalLM  # lazy: slow; kept off the memory plan (benchmarks/memory_plan.py)
 
             target = AutoModelForCausalLM.from_pretrained(
                 readers[0].directory, dtype=dtype, trust_remote_code=trust_remote_code).to(device)
@@ -179,7 +173,7 @@ class InMemoryMerger:
             numel = max(1, torch.Size(shapes[name]).numel())
             self.slots.append(Slot(len(self.slots), name, tuple(shapes[name]), offset,
                                    torch.Size(shapes[name]).numel()))
-            offset += -(-numel // _ALIGN) * _ALIGN
+            offset += -(-numel // ALIGN) * ALIGN
         self.numel = offset
         k = len(expert_names)
         storage_dtype = storage_dtype or torch.float32
@@ -211,12 +205,15 @@ class InMemoryMerger:
         self.ws = Workspace(self.device)
         self._caching = True
         self._cache_device = self.device  # where new mask caches go (host memory when the GPU is full)
-        self._slerp: list[list[SlerpStats]] = [[] for _ in range(k)]
+        # statistics of the experts' own weights, for the methods that take them: the raw
+        # weights are gone once the task vectors are formed, so they are taken on loading
+        self._stat_methods = [m for m in METHODS.values() if m.needs_input_stats]
+        self._input_stats: dict[str, list[list]] = {m.name: [[] for _ in range(k)] for m in self._stat_methods}
         self._ranks: dict[int, torch.Tensor] = {}
         self._della: dict[int, torch.Tensor] = {}
         self._noise: dict[tuple[int, int], torch.Tensor] = {}
         self._l1: dict[int, list[float]] = {}
-        self._stock: dict[tuple, list] = {}
+        self._derived: dict[tuple, list] = {}
 
     @staticmethod
     def _target_tensors(target: torch.nn.Module, shapes: Mapping[str, tuple]) -> dict:
@@ -253,13 +250,15 @@ class InMemoryMerger:
                     row = self.deltas[i, slot.span]
                     row.copy_(get(slot.name).reshape(-1))
                     check_finite(row, slot.name, self.expert_names[i])
-                    self._slerp[i].append(slerp_stats(anchor, row))
+                    for method in self._stat_methods:
+                        self._input_stats[method.name][i].append(method.input_stats(anchor, row))
                     row.sub_(anchor)
 
     def _fill_staged(self, get_base: Callable, get_experts: Sequence[Callable]) -> None:
         """Store the base and the experts' weights (cast to the storage dtype: a value
-        that overflows it is reported like a non-finite input), and SLERP's cosines of
-        the stored values, computed in float32 on the model's device."""
+        that overflows it is reported like a non-finite input), and the methods' input
+        statistics (SLERP's cosines) of the stored values, computed in float32 on the
+        model's device."""
         with torch.no_grad():
             for slot in self.slots:
                 stored = self.anchor[slot.span]
@@ -274,7 +273,8 @@ class InMemoryMerger:
                 theta = self.ws.get("fill_row", slot.numel)
                 for i in range(len(get_experts)):
                     theta.copy_(self.stored[i, slot.span])
-                    self._slerp[i].append(slerp_stats(anchor, theta))
+                    for method in self._stat_methods:
+                        self._input_stats[method.name][i].append(method.input_stats(anchor, theta))
             self.ws.clear()
 
     def _stage(self, span: slice, rows, key: str = "stage") -> tuple[torch.Tensor, dict]:
@@ -327,9 +327,9 @@ class InMemoryMerger:
             coefficients = self._coefficients(plan, rows, params)
             if coefficients is not None:
                 self._weighted_segments(coefficients)
-            elif plan.method.family == "gta":
+            elif plan.method.two_stage:
                 self._caching = self._decide_caching(plan, rows)
-                self._merge_gta(plan, rows, params)
+                self._merge_two_stage(plan, rows, params)
             else:
                 for slot, p in zip(self.slots, params):
                     self._merge_slot(plan, rows, slot, p)
@@ -343,7 +343,7 @@ class InMemoryMerger:
 
     def _storage_rows(self, plan: MergePlan) -> list[int | None]:
         """Index of each recipe row in the expert storage (None for the base)."""
-        if plan.method.family != "linear" and plan.anchor != self.base_name:
+        if not plan.method.anchor_is_input and plan.anchor != self.base_name:
             raise ConfigError(f"base_model {plan.anchor!r} is not this merger's base {self.base_name!r}")
         index = {name: i for i, name in enumerate(self.expert_names)}
         rows = []
@@ -358,18 +358,18 @@ class InMemoryMerger:
 
     # ---------------------------------------------------------------- weighted-sum methods
     def _coefficients(self, plan: MergePlan, rows, params: list[TensorParams]):
-        """Per slot (c0, c_expert_0..c_expert_K-1) when the method is a weighted sum, else None."""
-        family = plan.method.family
-        if family == "gta" and plan.method.sparsification is None:
-            return [self._task_arithmetic(rows, p) for p in params]
-        if family == "linear":
-            return [self._linear(plan, rows, p, slot.name) for p, slot in zip(params, self.slots)]
-        if family == "slerp":
-            return [self._slerp_coefficients(rows, p, i) for i, p in enumerate(params)]
-        if family == "model_stock" and not any(p.shared["filter_wise"] for p in params):
-            ts = self._stock_t(rows, False)
-            return [self._spread(rows, [t / len(rows)] * len(rows), 1.0) for t in ts]
-        return None
+        """Per slot (c0, c_expert_0..c_expert_K-1) when the method's merge of every tensor
+        is a weighted sum, else None."""
+        # sum_j c_j theta_j = (sum_j c_j) base + sum_j c_j tau_j, whichever model anchors
+        anchor_row = None if plan.anchor == self.base_name else self.expert_names.index(plan.anchor)
+        coefficients = []
+        for slot, p in zip(self.slots, params):
+            found = plan.method.coefficients(p, _SlotTensor(self, plan, rows, slot))
+            if found is None:
+                return None
+            c0, coeffs = found
+            coefficients.append(self._spread([anchor_row, *rows], [c0 - sum(coeffs), *coeffs], c0))
+        return coefficients
 
     def _spread(self, rows, coeffs, c0) -> tuple:
         full = [0.0] * len(self.expert_names)
@@ -377,26 +377,6 @@ class InMemoryMerger:
             if row is not None:
                 full[row] += c
         return (c0, *full)
-
-    def _task_arithmetic(self, rows, p: TensorParams) -> tuple:
-        weights = [r["weight"] for r in p.rows]
-        divisor = sum(weights) if p.shared["normalize"] else 1.0
-        divisor = 1.0 if abs(divisor) < 1e-8 else divisor
-        return self._spread(rows, [p.shared["lambda"] * w / divisor for w in weights], 1.0)
-
-    def _linear(self, plan, rows, p: TensorParams, name) -> tuple:
-        # sum_j c_j theta_j = (sum_j c_j) base + sum_j c_j tau_j, whichever model anchors
-        anchor_row = None if plan.anchor == self.base_name else self.expert_names.index(plan.anchor)
-        c0, coeffs = linear_coefficients(p.anchor.get("weight"), [r["weight"] for r in p.rows],
-                                         p.shared["normalize"], name)
-        anchor_coeff = c0 - sum(coeffs)
-        return self._spread([anchor_row, *rows], [anchor_coeff, *coeffs], c0)
-
-    def _slerp_coefficients(self, rows, p: TensorParams, slot_index: int) -> tuple:
-        if rows[0] is None:
-            raise ConfigError("slerp needs a model other than the base")
-        c0, c1 = slerp_coefficients(p.shared["t"], self._slerp[rows[0]][slot_index])
-        return self._spread(rows, [c1], c0 + c1)
 
     def _weighted_segments(self, coefficients: list[tuple]) -> None:
         """Fused weighted sums over runs of consecutive slots sharing coefficients."""
@@ -427,30 +407,29 @@ class InMemoryMerger:
 
     # ---------------------------------------------------------------- per-tensor methods
     def _merge_slot(self, plan: MergePlan, rows, slot: Slot, p: TensorParams) -> None:
-        """A filter-wise model stock merge of one tensor (one t per row)."""
+        """One tensor by the method's own merge (a filter-wise model stock: one t per row)."""
         if self.staged:
-            t = self._stock_t(rows, p.shared["filter_wise"])[slot.index]
             anchor, staged = self._stage(slot.span, rows)
-            merge_model_stock(anchor, [staged[r] for r in rows], t, slot.shape, self.ws, anchor)
+            deltas = [staged[r] for r in rows]
+            plan.method.merge(anchor, deltas, p, _SlotTensor(self, plan, rows, slot, deltas), anchor)
             self.output[slot.span].copy_(anchor)
             return
         direct = self.output.dtype == torch.float32
         out = self.output[slot.span] if direct else self.ws.get("result", slot.numel)
         deltas = [self.deltas[r, slot.span] for r in rows]
-        t = self._stock_t(rows, p.shared["filter_wise"])[slot.index]
-        merge_model_stock(self.anchor[slot.span], deltas, t, slot.shape, self.ws, out)
+        plan.method.merge(self.anchor[slot.span], deltas, p, _SlotTensor(self, plan, rows, slot, deltas), out)
         if not direct:
             self.output[slot.span].copy_(out)
 
-    def _merge_gta(self, plan: MergePlan, rows, params: list[TensorParams]) -> None:
-        """Pruning methods: weighted pruned rows per tensor, then one elementwise
-        combination over each group of consecutive tensors (few large operations
-        instead of many small ones)."""
+    def _merge_two_stage(self, plan: MergePlan, rows, params: list[TensorParams]) -> None:
+        """Two-stage (pruning) methods: weighted pruned rows per tensor, then one
+        elementwise combination over each group of consecutive tensors (few large
+        operations instead of many small ones)."""
         if any(r is None for r in rows):
             raise ConfigError(f"{plan.method.name}: the base cannot also be a merged model")
         if self.staged:
-            return self._merge_gta_staged(plan, rows, params)
-        k = len(rows)
+            return self._merge_two_stage_staged(plan, rows, params)
+        method, k = plan.method, len(rows)
         for group in self._groups(plan, params):
             first, last = group[0][0], group[-1][0]
             span = slice(first.offset, last.offset + last.numel)
@@ -461,19 +440,19 @@ class InMemoryMerger:
                 masks = (_CachedMasks(self, plan, rows, slot) if self._caching
                          else ComputedMasks([self.deltas[r, slot.span] for r in rows], slot.shape,
                                             slot.name, plan.recipe.seed, self.ws))
-                weighted_rows(plan.method, [self.deltas[r, slot.span] for r in rows], p, masks, self.ws,
-                              [buffer[i, local] for i in range(k)], tensor_name=slot.name, who=plan.rows)
+                method.weighted_rows([self.deltas[r, slot.span] for r in rows], p, masks, self.ws,
+                                     [buffer[i, local] for i in range(k)], tensor_name=slot.name, who=plan.rows)
             direct = self.output.dtype == torch.float32
             out = self.output[span] if direct else self.ws.get("result", length)
-            combine_rows(plan.method, self.anchor[span], list(buffer), group[0][1], self.ws, out)
+            method.combine_rows(self.anchor[span], list(buffer), group[0][1], self.ws, out)
             if not direct:
                 self.output[span].copy_(out)
 
-    def _merge_gta_staged(self, plan: MergePlan, rows, params: list[TensorParams]) -> None:
-        """As :meth:`_merge_gta` over staged groups. The staged task vectors are this
+    def _merge_two_stage_staged(self, plan: MergePlan, rows, params: list[TensorParams]) -> None:
+        """As :meth:`_merge_two_stage` over staged groups. The staged task vectors are this
         candidate's own copies, so (as in the streaming export) they are pruned and
         weighted in place, and the result is formed over the staged base."""
-        k = len(rows)
+        method, k = plan.method, len(rows)
         in_place = len(set(rows)) == k
         for group in self._groups(plan, params):
             first, last = group[0][0], group[-1][0]
@@ -487,23 +466,19 @@ class InMemoryMerger:
                 deltas = [row[local] for row in sources]
                 masks = (_CachedMasks(self, plan, rows, slot) if self._caching
                          else ComputedMasks(deltas, slot.shape, slot.name, plan.recipe.seed, self.ws))
-                weighted_rows(plan.method, deltas, p, masks, self.ws, [row[local] for row in targets],
-                              tensor_name=slot.name, who=plan.rows)
-            combine_rows(plan.method, anchor, targets, group[0][1], self.ws, anchor)
+                method.weighted_rows(deltas, p, masks, self.ws, [row[local] for row in targets],
+                                     tensor_name=slot.name, who=plan.rows)
+            method.combine_rows(anchor, targets, group[0][1], self.ws, anchor)
             self.output[span].copy_(anchor)
 
     def _groups(self, plan: MergePlan, params: list[TensorParams]):
-        """Runs of consecutive slots whose combination step is identical (weights,
-        normalize, lambda), of at most _GROUP_ELEMENTS elements (or one slot)."""
-        def key(p: TensorParams):
-            if not plan.method.consensus:
-                return None  # rows carry all coefficients: any slots combine alike
-            return tuple(r["weight"] for r in p.rows), p.shared["normalize"], p.shared["lambda"]
-
+        """Runs of consecutive slots whose combination step is identical (equal
+        ``combine_key``), of at most GROUP_ELEMENTS elements (or one slot)."""
+        key = plan.method.combine_key
         group, start = [], 0
         for slot, p in zip(self.slots, params):
             if group and (key(p) != key(group[0][1])
-                          or slot.offset + slot.numel - start > _GROUP_ELEMENTS):
+                          or slot.offset + slot.numel - start > GROUP_ELEMENTS):
                 yield group
                 group = []
             if not group:
@@ -512,29 +487,31 @@ class InMemoryMerger:
         if group:
             yield group
 
-    def _stock_t(self, rows, filter_wise: bool) -> list:
-        key = (tuple(rows), filter_wise)
-        if key not in self._stock:
+    def derived(self, key, rows, compute) -> list:
+        """``compute(task vectors, shape)`` of every slot for the storage ``rows``, computed
+        once per ``key`` and rows (a TensorContext's ``derived``: model stock's t)."""
+        key = (key, tuple(rows))
+        if key not in self._derived:
             if self.staged:
-                self._stock[key] = [model_stock_t([staged[r] for r in rows], s.shape, filter_wise)
-                                    for s in self.slots for staged in [self._stage(s.span, rows, "cache")[1]]]
+                self._derived[key] = [compute([staged[r] for r in rows], s.shape)
+                                      for s in self.slots for staged in [self._stage(s.span, rows, "cache")[1]]]
             else:
-                self._stock[key] = [model_stock_t([self.deltas[r, s.span] for r in rows], s.shape, filter_wise)
-                                    for s in self.slots]
-        return self._stock[key]
+                self._derived[key] = [compute([self.deltas[r, s.span] for r in rows], s.shape)
+                                      for s in self.slots]
+        return self._derived[key]
 
     # ---------------------------------------------------------------- caches
     def _missing_cache_bytes(self, plan: MergePlan, rows) -> int:
-        """Bytes the caches this candidate needs would add (0 when all are built)."""
-        kind = plan.method.sparsification
+        """Bytes the mask caches this candidate's method reads would add (0 when all are
+        built): the uniforms are per seed and recipe position, the others per expert."""
         seed = plan.recipe.seed
         count = 0
-        if kind in ("magnitude", "magnitude_outliers"):
-            count += sum(r not in self._ranks for r in set(rows))
-        if kind in ("random", "della"):
-            count += sum((seed, p) not in self._noise for p in range(len(rows)))
-        if kind == "della":
-            count += sum(r not in self._della for r in set(rows))
+        for cache in plan.method.mask_caches:
+            if cache == "noise":
+                count += sum((seed, p) not in self._noise for p in range(len(rows)))
+            else:
+                built = {"ranks": self._ranks, "della": self._della}[cache]
+                count += sum(r not in built for r in set(rows))
         return count * self.numel * 4
 
     def _decide_caching(self, plan: MergePlan, rows) -> bool:
@@ -549,8 +526,6 @@ class InMemoryMerger:
         missing = self._missing_cache_bytes(plan, rows)
         if missing == 0:
             return True
-        from hm3.merge.memory import free_bytes, host_available
-
         self._cache_device = self.device
         if missing + _MEMORY_RESERVE < free_bytes(self.device):
             return True
@@ -608,7 +583,7 @@ class InMemoryMerger:
         self._della.clear()
         self._noise.clear()
         self._l1.clear()
-        self._stock.clear()
+        self._derived.clear()
         self.ws.clear()
 
     def memory_bytes(self) -> dict:
@@ -630,6 +605,34 @@ def _zeros(shape: tuple, dtype: torch.dtype, device: torch.device, pin: bool) ->
         except RuntimeError:
             pass
     return torch.zeros(shape, dtype=dtype, device=device)
+
+
+class _SlotTensor:
+    """One tensor of one candidate, as the merger gives it to a method (a TensorContext).
+
+    ``deltas``: the task vectors being merged (None while only coefficients are asked
+    for); they may be the merger's storage, which a method must not write.
+    """
+
+    writable = False
+
+    def __init__(self, merger: InMemoryMerger, plan: MergePlan, rows: list, slot: Slot, deltas=None):
+        self.merger, self.plan, self.rows, self.slot, self.deltas = merger, plan, rows, slot, deltas
+        self.name, self.shape, self.ws, self.who = slot.name, slot.shape, merger.ws, plan.rows
+
+    def stats(self, row: int):
+        method = self.plan.method
+        if self.rows[row] is None:
+            raise ConfigError(f"{method.name} needs a model other than the base")
+        return self.merger._input_stats[method.name][self.rows[row]][self.slot.index]
+
+    def masks(self):
+        if self.deltas is None:
+            raise HM3Error(f"{self.plan.method.name} asked for masks without merging a tensor")
+        return ComputedMasks(self.deltas, self.shape, self.name, self.plan.recipe.seed, self.ws)
+
+    def derived(self, key, compute):
+        return self.merger.derived(key, self.rows, compute)[self.slot.index]
 
 
 class _CachedMasks:

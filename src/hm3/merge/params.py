@@ -10,21 +10,11 @@ outside the layers), exactly as mergekit resolves it.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from hm3.checkpoints.names import layer_index
 from hm3.core.errors import ConfigError
-
-# Tensor names of decoder layers in HF checkpoints: model.layers.3., transformer.h.3., ...
-_LAYER_PATTERN = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")
-
-
-def layer_index(tensor_name: str) -> int | None:
-    """The decoder layer a tensor belongs to, or None for embeddings, norms, head."""
-    match = _LAYER_PATTERN.search(tensor_name)
-    return int(match.group(1)) if match else None
-
 
 def layer_position(tensor_name: str, num_layers: int) -> float:
     """mergekit's gradient position: idx/(L-1) inside the layers, 0 outside them."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hm3.merge.config import MergeRecipe, validate_recipe
-from hm3.merge.methods import MergeMethod, TensorParams, check_tensor_params, get_method
+from hm3.merge.methods.base import MergeMethod, TensorParams
+from hm3.merge.methods.registry import get_method
 from hm3.merge.params import is_conditional, layer_position, resolve
 
 
@@ -38,7 +39,7 @@ def make_plan(recipe: MergeRecipe) -> MergePlan:
         rows = [ref for ref in refs if ref != anchor]
     else:  # only linear runs without a base (validated above)
         anchor, rows = refs[0], refs[1:]
-    return MergePlan(recipe, method, anchor, rows, anchor_is_input=method.family == "linear")
+    return MergePlan(recipe, method, anchor, rows, anchor_is_input=method.anchor_is_input)
 
 
 def setting_key(recipe: MergeRecipe, ref: str, name: str) -> str:
@@ -56,7 +57,7 @@ def check_parameters(plan: MergePlan, resolver: "ParameterResolver", names) -> N
     weighted = plan.inputs if plan.anchor_is_input else plan.rows
     keys = [setting_key(plan.recipe, ref, "weight") for ref in weighted]
     for name in names:
-        check_tensor_params(plan.method, resolver(name), name, plan.rows, keys)
+        plan.method.check_tensor(resolver(name), name, plan.rows, keys)
 
 
 class ParameterResolver:

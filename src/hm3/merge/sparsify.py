@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hm3.merge.methods import Workspace, l1_norm
+from hm3.merge.kernels import Workspace, l1_norm
 
 _HIGH_BUCKETS = 1 << 15  # |x| has a zero sign bit: bits >> 16 < 2**15
 _LOW_BUCKETS = 1 << 16

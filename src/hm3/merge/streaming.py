@@ -18,9 +18,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from hm3.core.errors import ConfigError, HM3Error
-from hm3.core.io import atomic_dir, check_output_dir, write_json, write_text
-from hm3.merge.card import card_title, model_card
+from hm3.checkpoints.files import read_json_object
 from hm3.checkpoints.sharded import (
     CheckpointReader,
     ShardedWriter,
@@ -31,18 +29,13 @@ from hm3.checkpoints.sharded import (
     parse_size,
     resolve_model_dir,
 )
+from hm3.core.errors import ConfigError, HM3Error
+from hm3.core.io import atomic_dir, check_output_dir, write_json, write_text
+from hm3.merge import DEFAULT_SHARD_SIZE
+from hm3.merge.card import card_title, merge_card
 from hm3.merge.checks import check_finite, check_merged, check_same_tensors
-from hm3.cli.merge import DEFAULT_SHARD_SIZE
 from hm3.merge.config import MergeRecipe, recipe_to_yaml
-from hm3.merge.methods import (
-    Workspace,
-    merge_gta,
-    merge_linear,
-    merge_model_stock,
-    merge_slerp,
-    model_stock_t,
-    slerp_stats,
-)
+from hm3.merge.kernels import Workspace
 from hm3.merge.plan import MergePlan, ParameterResolver, check_parameters, make_plan
 from hm3.merge.sparsify import ComputedMasks
 
@@ -182,7 +175,9 @@ class _TensorMerger:
         del anchor_tensor
         check_finite(anchor, info.name, self.plan.anchor)
         deltas, stats = self._load_rows(info.name, anchor)
-        merged = self._dispatch(info, anchor, deltas, stats)
+        tensor = _Tensor(info, deltas, stats, self.ws, self.plan)
+        # the method may write its result over the anchor
+        merged = self.plan.method.merge(anchor, deltas, self.resolver(info.name), tensor, anchor)
         result = self.ws.get("output", n, info.dtype).view(info.shape)
         result.copy_(merged.view(info.shape))
         if self.check_outputs:  # after the cast: float16 overflows to inf
@@ -190,8 +185,10 @@ class _TensorMerger:
         return result
 
     def _load_rows(self, name: str, anchor: torch.Tensor):
-        """Task vectors of the other inputs as float32 rows (slerp also needs cosines)."""
+        """Task vectors of the other inputs as float32 rows, and the method's statistics
+        of each input's own weights (slerp's cosines) when it takes them."""
         rows = self.plan.rows
+        method = self.plan.method
         n = anchor.numel()
         deltas = self.ws.get("deltas", len(rows) * n).view(len(rows), n)
         stats = []
@@ -200,25 +197,32 @@ class _TensorMerger:
             deltas[i].copy_(tensor.reshape(-1))
             del tensor
             check_finite(deltas[i], name, ref)
-            if self.plan.method.family == "slerp":
-                stats.append(slerp_stats(anchor, deltas[i]))
+            if method.needs_input_stats:
+                stats.append(method.input_stats(anchor, deltas[i]))
             deltas[i].sub_(anchor)
         return deltas, stats
 
-    def _dispatch(self, info: TensorInfo, anchor, deltas, stats):
-        method = self.plan.method
-        params = self.resolver(info.name)
-        out = anchor  # kernels may write their result over the anchor
-        if method.family == "linear":
-            return merge_linear(anchor, deltas, params, out, info.name)
-        if method.family == "slerp":
-            return merge_slerp(anchor, deltas, params, stats[0], out)
-        if method.family == "model_stock":
-            t = model_stock_t(deltas, info.shape, params.shared["filter_wise"])
-            return merge_model_stock(anchor, deltas, t, info.shape, self.ws, out)
-        masks = ComputedMasks(deltas, info.shape, info.name, self.plan.recipe.seed, self.ws)
-        return merge_gta(method, anchor, deltas, params, masks, self.ws, out, writable=True,
-                         tensor_name=info.name, who=self.plan.rows)
+
+class _Tensor:
+    """The tensor being merged, as the export gives it to a method (a TensorContext):
+    its rows are the export's own, so the method may prune them in place."""
+
+    writable = True
+
+    def __init__(self, info: TensorInfo, deltas: torch.Tensor, stats: list, ws: Workspace, plan: MergePlan):
+        self.name, self.shape = info.name, info.shape
+        self.deltas, self._stats, self.ws = deltas, stats, ws
+        self.who = plan.rows
+        self._seed = plan.recipe.seed
+
+    def stats(self, row: int):
+        return self._stats[row]
+
+    def masks(self) -> ComputedMasks:
+        return ComputedMasks(self.deltas, self.shape, self.name, self._seed, self.ws)
+
+    def derived(self, key, compute):
+        return compute(self.deltas, self.shape)
 
 
 def _tokenizer_dir(recipe: MergeRecipe, plan: MergePlan, inputs: _Inputs) -> Path | None:
@@ -252,10 +256,9 @@ def _write_metadata(tmp: Path, recipe: MergeRecipe, plan: MergePlan, inputs: _In
         write_json(tmp / "config.json", config)
     generation = inputs.dirs[plan.anchor] / "generation_config.json"
     if generation.exists():
-        from hm3.checkpoints.files import read_json_object  # no link out of the folder (checked on input too)
-
+        # read_json_object: no link out of the folder (checked on input too)
         write_json(tmp / "generation_config.json", read_json_object(generation, generation.parent))
     if tokenizer_dir is not None:
         copy_tokenizer_files(tokenizer_dir, tmp)
     write_text(tmp / RECIPE_FILE, recipe_to_yaml(recipe))
-    write_text(tmp / "README.md", model_card(recipe, title))
+    write_text(tmp / "README.md", merge_card(recipe, title))

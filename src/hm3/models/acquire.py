@@ -10,12 +10,18 @@ The result is written atomically, with a `SOURCE.json` saying where it came from
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from hm3.checkpoints.files import (check_config, check_links, check_safetensors_complete, check_tokenizer,
+                                   read_json_object, real_file)
 from hm3.core.errors import HM3Error
-from hm3.core.io import atomic_dir, check_output_dir, write_json
+from hm3.core.io import atomic_dir, check_output_dir, write_json, write_text
+from hm3.models.vocabulary import adapt_rows, adapted_config, is_vocabulary_tensor, plan_vocabulary
 
 # What a hub download fetches: weights as safetensors, configs, tokenizer files, card.
 HUB_ALLOW_PATTERNS = [
@@ -32,8 +38,6 @@ def check_checkpoint(model_dir: str | Path, allow_pickle: bool = False) -> dict:
     """Verify a checkpoint folder is complete and sane (no link out of it; config,
     tokenizer and safetensors headers parse and agree: `hm3.checkpoints.files`), from its
     JSON files and headers alone; returns a short description."""
-    from hm3.checkpoints.files import check_config, check_links, check_tokenizer
-
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise HM3Error(f"{model_dir}: not a model checkpoint (no config.json)")
@@ -53,17 +57,8 @@ def check_checkpoint(model_dir: str | Path, allow_pickle: bool = False) -> dict:
             "bytes": sum(w.stat().st_size for w in weights)}
 
 
-def check_safetensors_complete(path: Path) -> dict:
-    """Refuse a truncated or corrupt safetensors file (an interrupted download or copy, a
-    hostile header) from its header alone; returns the header. Reading it checks every
-    tensor's byte range against its shape and the file (`hm3.checkpoints.files`)."""
-    from hm3.checkpoints.sharded import read_safetensors_header
-
-    return read_safetensors_header(path)
-
-
 def _weight_files(model_dir: Path, allow_pickle: bool) -> list[Path]:
-    from hm3.checkpoints.sharded import indexed_shards
+    from hm3.checkpoints.sharded import indexed_shards  # lazy: imports torch; keeps it off hm3 pin
 
     indexed = indexed_shards(model_dir, str(model_dir))
     if indexed:
@@ -84,8 +79,6 @@ def _link_or_copy(src: Path, dst: Path) -> None:
     """Hard-link when on the same filesystem (no extra disk for multi-GB weights). A
     symlink is followed (once checked to stay in its folder): the output gets the regular
     file, never a link that could be pointed elsewhere later."""
-    from hm3.checkpoints.files import real_file
-
     src = real_file(src)
     try:
         os.link(src, dst, follow_symlinks=False)
@@ -103,8 +96,6 @@ class FamilyCheck:
     trust_remote_code: bool = False
 
     def plan(self, expert_dir: Path):
-        from hm3.models.vocabulary import plan_vocabulary
-
         return plan_vocabulary(self.name, self.base_dir, expert_dir, self.vocabulary, self.trust_remote_code)
 
 
@@ -135,10 +126,9 @@ def _rewrite(source_dir: Path, tmp: Path, allow_pickle: bool, plan, base_dir: Pa
     """Write the checkpoint again, tensor by tensor, as sharded safetensors: pickled
     weights are read once here (``torch.load(weights_only=True)``, only when allowed) so
     nothing downstream ever unpickles; vocabulary-sized tensors get the base's rows."""
-    from hm3.checkpoints.sharded import (SAFETENSORS_INDEX, TOKENIZER_FILES, CheckpointReader, ShardedWriter,
-                                      TensorInfo, copy_tokenizer_files, parse_size)
-    from hm3.checkpoints.files import read_json_object, real_file
-    from hm3.models.vocabulary import adapt_rows, adapted_config, is_vocabulary_tensor
+    from hm3.checkpoints.sharded import (SAFETENSORS_INDEX, TOKENIZER_FILES,  # lazy: imports torch (off hm3 pin)
+                                         CheckpointReader, ShardedWriter, TensorInfo, copy_tokenizer_files,
+                                         parse_size)
 
     adapt = plan is not None and plan.changes_rows
     weights = {*PICKLE_SUFFIXES, ".safetensors"}
@@ -187,7 +177,7 @@ def acquire_hub(repo_id: str, revision: str | None, out_dir: str | Path, allow_p
         raise HM3Error(f"{repo_id}: no pinned revision; run `hm3 pin CONFIG` on a machine with hub access "
                        "to write the current commit into the config (branches move, so hm3 needs the commit)")
     if download is None:
-        from huggingface_hub import snapshot_download as download
+        from huggingface_hub import snapshot_download as download  # lazy: only a hub download needs it
     out_dir = check_output_dir(out_dir, overwrite=overwrite)  # before gigabytes are downloaded
     staging = out_dir.parent / f".{out_dir.name}.download"
     patterns = HUB_ALLOW_PATTERNS + (PICKLE_PATTERNS if allow_pickle else [])
@@ -251,17 +241,11 @@ def pin_revisions(config_path: str | Path, resolve=None, update_all: bool = Fals
     ``resolve(repo_id)`` returns the commit of the repository's default branch; by
     default it asks the hub (`huggingface_hub.HfApi.model_info`), so this needs hub access.
     """
-    import re
-
-    import yaml
-
-    from hm3.core.io import write_text
-
     path = Path(config_path)
     text = path.read_text()
     models = (yaml.safe_load(text) or {}).get("models") or {}
     if resolve is None:
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi  # lazy: only hm3 pin asks the hub
 
         api = HfApi()
 

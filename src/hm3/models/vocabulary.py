@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hm3.checkpoints.causal_lm import remote_code_refused
+from hm3.checkpoints.files import check_before_tokenizer_load, check_config
 from hm3.core.errors import HM3Error
 
 POLICIES = ("reject", "base")
@@ -46,8 +48,6 @@ class VocabularyPlan:
 
 
 def vocabulary_rows(model_dir: Path) -> int:
-    from hm3.checkpoints.files import check_config
-
     config = check_config(model_dir)
     text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
     size = config.get("vocab_size", text_config.get("vocab_size"))
@@ -58,10 +58,7 @@ def vocabulary_rows(model_dir: Path) -> int:
 
 def _tokens(model_dir: Path, trust_remote_code: bool) -> list[str]:
     """Every token of the tokenizer, by id (added tokens included)."""
-    from transformers import AutoTokenizer
-
-    from hm3.evaluation.scorer import remote_code_refused
-    from hm3.checkpoints.files import check_before_tokenizer_load
+    from transformers import AutoTokenizer  # lazy: keeps transformers off hm3 pin (hm3.models.acquire imports this)
 
     check_before_tokenizer_load(model_dir)  # a hub expert's weights are not here yet: files, config alone
     try:
@@ -98,7 +95,7 @@ def plan_vocabulary(name: str, base_dir: Path, expert_dir: Path, policy: str,
 
 def adapt_rows(tensor, plan: VocabularyPlan, base_tensor):
     """The expert tensor with the base's number of rows (``tensor`` is vocabulary-sized)."""
-    import torch
+    import torch  # lazy: only a vocabulary that changes rows needs it (off hm3 pin)
 
     if tensor.shape[0] >= plan.base_rows:
         return tensor[: plan.base_rows].contiguous()

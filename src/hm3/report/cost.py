@@ -15,7 +15,12 @@ from typing import Mapping
 
 import pandas as pd
 
-# stage label by benchmark file name, in the pipeline's order (the table's row order)
+from hm3.compare import registry
+from hm3.core import layout
+
+# stage label by benchmark file name (workflow/rules/*.smk: `benchmark:`), in the
+# pipeline's order (the table's row order); the comparison methods' come last, from
+# their registry entries
 STAGES = [
     (r"train_tokenizer$", "tiny suite: tokenizer"),
     (r"train_(?!policy$)\w+$", "tiny suite: base and experts"),
@@ -28,10 +33,7 @@ STAGES = [
     (r"train_policy$", "lower level: offline RL training"),
     (r"search_path_\w+$", "lower level: online path search"),
     (r"random_paths_\w+$", "random-path baseline"),
-    (r"compare_no_param_\w+$", "ablation: HM3 without parameter level"),
-    (r"compare_random_search_\w+$", "baseline: random search"),
-    (r"compare_nsga2$", "baseline: NSGA-II"),
-    (r"compare_dataflow_\w+$", "baseline: evolutionary data-flow"),
+    *((m.benchmark_pattern, m.stage) for m in registry.cost_order()),
 ]
 ORDER = [label for _, label in STAGES] + ["other"]
 SCORED_ONCE_PER_JOB = ("scoring the family (lm-eval)", "upper level: test scores of M_λ")
@@ -51,25 +53,23 @@ def _evaluations(results: Path) -> dict[str, int]:
     def add(stage, n):
         counts[stage] = counts.get(stage, 0) + int(n)
 
-    for summary in sorted(results.glob("param/*/search.json")):
+    for summary in layout.glob(results, layout.PARAM_SUMMARY):
         data = json.loads(summary.read_text())
         kind = "reporting" if summary.parent.name.startswith("w") else "training"
         add(f"upper level: searches ({kind} λ)", data.get("evaluated", 0))
-    training = results / "rl" / "training.json"
+    training = layout.at(results, layout.RL_SUMMARY)
     if training.exists():
         add("lower level: offline RL training", json.loads(training.read_text()).get("evaluations", 0))
-    for pattern, stage in (("paths/*/search.json", "lower level: online path search"),
-                           ("paths/*/random.json", "random-path baseline"),
-                           ("compare/hm3-no-param/*/search.json", "ablation: HM3 without parameter level"),
-                           ("compare/random-search/*/search.json", "baseline: random search"),
-                           ("compare/nsga2/search.json", "baseline: NSGA-II"),
-                           ("compare/evo-dataflow/*/search.json", "baseline: evolutionary data-flow")):
-        for summary in sorted(results.glob(pattern)):
+    summaries = [(layout.PATH_SUMMARY, "lower level: online path search"),
+                 (layout.RANDOM_SUMMARY, "random-path baseline"),
+                 *((m.file(layout.SUMMARY_FILE), m.stage) for m in registry.cost_order())]
+    for template, stage in summaries:
+        for summary in layout.glob(results, template):
             data = json.loads(summary.read_text())
             scored = data.get("evaluations", data.get("evaluated"))  # the merge searches say "evaluated"
             if scored is not None:  # search split, plus the test split where recorded
                 add(stage, scored + data.get("test_evaluations", 0))
-    for table in sorted(results.glob("baselines/*.csv")):
+    for table in layout.glob(results, layout.BASELINE):
         add("naive baselines", int((~pd.read_csv(table)["cached"].astype(bool)).sum()))
     return counts
 
@@ -78,7 +78,7 @@ def cost_table(results: str | Path, evaluation: Mapping) -> pd.DataFrame:
     """One row per stage plus the total: jobs, wall and CPU time, peak RSS, evaluations."""
     results = Path(results)
     rows = []
-    for tsv in sorted((results / "benchmarks").glob("*.tsv")):
+    for tsv in layout.glob(results, layout.benchmark("{name}")):
         frame = pd.read_csv(tsv, sep="\t")
         if frame.empty:
             continue

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
+from plotly.offline import get_plotlyjs
 
+from hm3.compare import registry
+from hm3.compare.registry import COMBINED, FAMILY, PATHS, SEARCHED
+from hm3.core import layout
 from hm3.core.io import write_text
-
-COMBINED = "hm3"  # the union of hm3-param and hm3-path: drawn through its parts
 
 
 def _read(path: Path) -> str | None:
@@ -32,23 +34,18 @@ def _not_exported(hint: str) -> str:
 
 def point_details(results: Path, method: str, preference: str, path_text: str) -> tuple[str, str]:
     """(recipe, checkpoint) of one front point, from the files its stage wrote."""
-    pdir, cdir = results / "param" / preference, results / "compare" / method / preference
-    if method == "hm3-param":
-        return _read(pdir / "best.yaml") or "", str(pdir / "model")
-    if method == "hm3-path":
-        found = results / "paths" / preference
-        return _read(found / "path.yaml") or path_text, str(found / "model")
-    if method == "hm3-no-param":
-        return _read(cdir / "path.yaml") or path_text, str(cdir / "model")
-    if method == "random-search":
-        return _read(cdir / "best.yaml") or "", _not_exported(f"hm3 merge {cdir / 'best.yaml'} OUT_DIR writes it")
-    if method == "nsga2":
-        summary = json.loads(_read(results / "compare" / "nsga2" / "search.json") or "{}")
-        recipe = summary.get("picks", {}).get(preference, {}).get("recipe", "")
-        return recipe, _not_exported("hm3 merge on this recipe writes it")
-    if method == "best single model":
-        return f"the unmerged model {path_text}", str(results / "models" / path_text)
-    table = results / "baselines" / f"{method}.csv"
+    if method == SEARCHED:
+        recipe = layout.at(results, layout.PARAM_RECIPE, pref=preference)
+        return _read(recipe) or "", str(layout.at(results, layout.PARAM_MODEL, pref=preference))
+    if method == PATHS:
+        return (_read(layout.at(results, layout.PATH_RECIPE, report_pref=preference)) or path_text,
+                str(layout.at(results, layout.PATH_MODEL, report_pref=preference)))
+    if method == FAMILY:
+        return f"the unmerged model {path_text}", str(layout.at(results, layout.MODEL, model=path_text))
+    compared = registry.BY_NAME.get(method)
+    if compared is not None and compared.point != registry.POINT_PATH_ONLY:
+        return _compared_details(results, compared, preference, path_text)
+    table = layout.at(results, layout.BASELINE, baseline=method)
     if table.exists():
         frame = pd.read_csv(table)
         recipe = frame.loc[frame["preference"] == preference, "recipe"]
@@ -56,11 +53,29 @@ def point_details(results: Path, method: str, preference: str, path_text: str) -
     return f"inference path: {path_text}", _not_exported("a path over the pool of this preference")
 
 
+def _compared_details(results: Path, method: registry.Method, preference: str, path_text: str) -> tuple[str, str]:
+    """(recipe, checkpoint) of a comparison method's point, by how its registry entry says
+    it records them."""
+    def file(name: str) -> Path:
+        return layout.at(results, method.file(name), report_pref=preference)
+
+    if method.point == registry.POINT_EXPORTED_PATH:
+        return _read(file(layout.PATH_FILE)) or path_text, str(file(layout.MODEL_DIR))
+    if method.point == registry.POINT_RECIPE_FILE:
+        recipe = file(layout.RECIPE_FILE)
+        return _read(recipe) or "", _not_exported(f"hm3 merge {recipe} OUT_DIR writes it")
+    # registry.POINT_PICKS: the one run's summary holds every λ's recipe
+    summary = json.loads(_read(file(layout.SUMMARY_FILE)) or "{}")
+    recipe = summary.get("picks", {}).get(preference, {}).get("recipe", "")
+    return recipe, _not_exported("hm3 merge on this recipe writes it")
+
+
 def explorer_data(front: pd.DataFrame, config: Mapping, results: str | Path) -> dict:
     """What the page draws: per method, its points with everything the panel shows."""
     results = Path(results)
     tasks = list(config["tasks"])
     methods = {}
+    # the combined front is drawn through its parts (hm3-param, hm3-path)
     for method, group in front[front["method"] != COMBINED].groupby("method", sort=False):
         points = []
         for _, row in group.iterrows():
@@ -189,8 +204,6 @@ Axes: <select id="pair"></select></p>
 def write_explorer(front: pd.DataFrame, config: Mapping, results: str | Path, out_html: str | Path,
                    title: str = "hm3 Pareto explorer") -> dict:
     """Write the page atomically; returns how many points it draws."""
-    from plotly.offline import get_plotlyjs
-
     data = explorer_data(front, config, results)
     # JSON inside a <script> element: "</" would end it early
     payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")

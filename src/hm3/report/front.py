@@ -8,15 +8,18 @@ import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from hm3.compare.registry import COMBINED, FAMILY, KINDS, PATHS, RANDOM_PATHS, SEARCHED
 from hm3.core.io import atomic_file
-from hm3.upper.moo import hv_reference, hypervolume, nondominated_mask
 from hm3.report.tables import write_table
-from hm3.upper.level import preferences, scalarizer
+from hm3.upper.preferences import preferences, scalarizer
+from hm3.upper.moo import hv_reference, hypervolume, nondominated_mask
 
-SEARCHED = "hm3-param"  # the method label of the per-λ searched merges M_λ
+matplotlib.use("Agg")  # files only: jobs have no display
 
 
 def searched_points(config: Mapping, test_files: Mapping[str, str | Path]) -> pd.DataFrame:
@@ -29,8 +32,10 @@ def searched_points(config: Mapping, test_files: Mapping[str, str | Path]) -> pd
 
 
 def baseline_points(baseline_files: Sequence[str | Path]) -> pd.DataFrame:
+    def keep(frame):
+        return frame[["method", "preference", *[c for c in frame.columns if c.startswith("score.")]]]
+
     frames = [pd.read_csv(path) for path in baseline_files]
-    keep = lambda frame: frame[["method", "preference", *[c for c in frame.columns if c.startswith("score.")]]]
     return pd.concat([keep(f) for f in frames], ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -77,11 +82,6 @@ def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path,
                title: str = "Test-split scores per preference: searched merges vs naive baselines",
                highlight: Sequence[str] = (SEARCHED,)) -> None:
     """Pairwise 2D projections of the normalised test scores, HM3's methods in bold."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     tasks = list(config["tasks"])
     pairs = list(itertools.combinations(tasks, 2))
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.2 * len(pairs), 4.8), squeeze=False)
@@ -132,11 +132,6 @@ def param_front(config: Mapping, ideal_file, test_files: Mapping[str, str | Path
 
 
 # ------------------------------------------------------------------ with the lower level
-PATHS = "hm3-path"            # the best inference path per λ (architecture level over M_λ)
-COMBINED = "hm3"              # every upper- and lower-level point: HM3's front
-RANDOM_PATHS = "random-paths"  # best of as many random valid paths as HM3's online search scored
-
-
 def path_points(config: Mapping, summaries: Mapping[str, str | Path], method: str) -> pd.DataFrame:
     """One row per preference from a path search's summary: its best path's test scores."""
     rows = []
@@ -166,19 +161,6 @@ def paths_table(points: pd.DataFrame, summaries: Mapping[str, str | Path],
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
 
 
-# per λ, the base or expert with the best g on the search split (front.csv's `path`
-# column names the model picked)
-FAMILY = "best single model"
-
-# what each method is, for the HV table (the paper's ablation table)
-KINDS = {COMBINED: "HM3", SEARCHED: "ablation: no architecture level", "hm3-no-param": "ablation: no parameter level",
-         PATHS: "HM3 (paths only)", RANDOM_PATHS: "baseline: random paths over M_λ",
-         "random-search": "baseline: random search", "nsga2": "baseline: NSGA-II",
-         "evo-dataflow": "baseline: evolutionary data-flow", FAMILY: "baseline: one of the family",
-         "task_arithmetic": "naive merge", "ties": "naive merge",
-         "dare_ties": "naive merge"}
-
-
 def family_points(config: Mapping, ideal: Mapping, search_files: Mapping[str, str | Path],
                   test_files: Mapping[str, str | Path]) -> pd.DataFrame:
     """Per λ, the model of the family (base or an expert) a user would pick on the
@@ -197,7 +179,8 @@ def family_points(config: Mapping, ideal: Mapping, search_files: Mapping[str, st
 
 
 def compare_points(config: Mapping, summaries: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
-    """The comparison methods' picks per λ (src/hm3/compare/methods.py) with their test scores."""
+    """The comparison methods' picks per λ (hm3.compare.registry) with their test scores: a
+    method run per λ says its one `best`, a method run once for every λ its `picks`."""
     rows = []
     for method, files in summaries.items():
         for file in files:

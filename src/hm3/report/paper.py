@@ -10,12 +10,18 @@ import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from hm3.compare import registry
+from hm3.core import layout
 from hm3.core.io import atomic_file
+from hm3.upper.preferences import preferences, scalarizer
 from hm3.upper.moo import hv_reference, hypervolume
-from hm3.upper.level import preferences, scalarizer
+
+matplotlib.use("Agg")  # files only: jobs have no display
 
 
 def headline_preferences(config: Mapping) -> dict[str, str]:
@@ -42,7 +48,7 @@ def main_table(config: Mapping, ideal: Mapping, front: pd.DataFrame, family_file
     for pid, label in headline_preferences(config).items():
         weights = prefs[pid]
         entries = [(name, scores) for name, scores in family.items()]
-        picked = front[(front["preference"] == pid) & (front["method"] != "hm3")]
+        picked = front[(front["preference"] == pid) & (front["method"] != registry.COMBINED)]
         entries += [(row["method"], {t: row[f"score.{t}"] for t in tasks}) for _, row in picked.iterrows()]
         for method, scores in entries:
             rows.append({"preference": pid, "which": label,
@@ -54,12 +60,7 @@ def main_table(config: Mapping, ideal: Mapping, front: pd.DataFrame, family_file
 def plot_front_3d(front: pd.DataFrame, config: Mapping, path: str | Path, methods: Sequence[str] | None = None) -> None:
     """The normalised test scores of the first three tasks in 3D, one colour per
     method (every method but the combined "hm3", whose points are its parts')."""
-    methods = methods or [m for m in dict.fromkeys(front["method"]) if m != "hm3"]
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    methods = methods or [m for m in dict.fromkeys(front["method"]) if m != registry.COMBINED]
     tasks = list(config["tasks"])[:3]
     fig = plt.figure(figsize=(7, 6))
     ax = fig.add_subplot(projection="3d")
@@ -90,10 +91,10 @@ def anytime_hv(config: Mapping, ideal: Mapping, results: str | Path) -> pd.DataF
     normalizer = scalarizer(ideal).normalizer
     reference = hv_reference(config["moo"]["hv_reference"], len(tasks))
 
-    def traces(pattern):
+    def traces(template):
         out = {}
         for pid in preferences(config):
-            file = results / pattern.format(pid=pid)
+            file = layout.at(results, template, pref=pid, report_pref=pid)  # either wildcard names λ
             if file.exists():
                 frame = pd.read_csv(file)
                 points = normalizer(frame[[f"score.{t}" for t in tasks]].to_numpy(float))
@@ -105,16 +106,16 @@ def anytime_hv(config: Mapping, ideal: Mapping, results: str | Path) -> pd.DataF
         return out
 
     rows = []
-    param = traces("param/{pid}/candidates.csv")
+    param = traces(layout.PARAM_CANDIDATES)
     if not param:
         return pd.DataFrame(columns=["method", "evaluations_per_lambda", "hv_search"])
     length = min(len(t) for t in param.values())
     for n in range(1, length + 1):
         rows.append({"method": "hm3-param (CMA-ES)", "evaluations_per_lambda": n,
                      "hv_search": hypervolume(np.stack([param[p][n - 1][1] for p in param]), reference)})
-    for label, pattern in (("hm3-path (online, after M_λ)", "paths/{pid}/candidates.csv"),
-                           ("random paths (after M_λ)", "paths/{pid}/random_candidates.csv")):
-        more = traces(pattern)
+    for label, template in (("hm3-path (online, after M_λ)", layout.PATH_CANDIDATES),
+                            ("random paths (after M_λ)", layout.RANDOM_CANDIDATES)):
+        more = traces(template)
         if not more:
             continue
         steps = min(len(t) for t in more.values())
@@ -126,22 +127,24 @@ def anytime_hv(config: Mapping, ideal: Mapping, results: str | Path) -> pd.DataF
                 points.append(point if value < base_value else base_point)
             rows.append({"method": label, "evaluations_per_lambda": length + k,
                          "hv_search": hypervolume(np.stack(points), reference)})
-    # the comparison methods, each on its own from its first evaluation
-    for label, pattern in (("random search", "compare/random-search/{pid}/candidates.csv"),
-                           ("evolutionary data-flow (CMA-ES)", "compare/evo-dataflow/{pid}/candidates.csv"),
-                           ("HM3 without parameter level", "compare/hm3-no-param/{pid}/candidates.csv")):
-        own = traces(pattern)
+    # the comparison methods with an anytime curve, each on its own from its first
+    # evaluation: those run per λ, then those run once for every λ
+    anytime = [m for m in registry.METHODS if m.anytime]
+    for method in [m for m in anytime if m.per_preference]:
+        own = traces(method.file(layout.CANDIDATES_FILE))
         if len(own) == len(param):
             for n in range(1, min(len(t) for t in own.values()) + 1):
-                rows.append({"method": label, "evaluations_per_lambda": n,
+                rows.append({"method": method.anytime, "evaluations_per_lambda": n,
                              "hv_search": hypervolume(np.stack([own[p][n - 1][1] for p in own]), reference)})
-    rows += _nsga2_trace(config, ideal, results / "compare" / "nsga2" / "candidates.csv", reference)
+    for method in [m for m in anytime if not m.per_preference]:
+        rows += _one_run_trace(config, ideal, layout.at(results, method.file(layout.CANDIDATES_FILE)), reference,
+                               method.anytime)
     return pd.DataFrame(rows)
 
 
-def _nsga2_trace(config: Mapping, ideal: Mapping, file: Path, reference) -> list[dict]:
-    """NSGA-II's single run seen per λ: after n evaluations in all, each λ's best
-    candidate so far by the searches' objective; x = n / (number of λ)."""
+def _one_run_trace(config: Mapping, ideal: Mapping, file: Path, reference, label: str) -> list[dict]:
+    """One search run for every λ (NSGA-II) seen per λ: after n evaluations in all, each
+    λ's best candidate so far by the searches' objective; x = n / (number of λ)."""
     if not file.exists():
         return []
     prefs = preferences(config)
@@ -152,17 +155,12 @@ def _nsga2_trace(config: Mapping, ideal: Mapping, file: Path, reference) -> list
     rows = []
     for n in range(len(prefs), len(raw) + 1, len(prefs)):
         best = np.argmin(values[:, :n], axis=1)  # the first of equals
-        rows.append({"method": "NSGA-II (one run for all λ)", "evaluations_per_lambda": n // len(prefs),
+        rows.append({"method": label, "evaluations_per_lambda": n // len(prefs),
                      "hv_search": hypervolume(points[best], reference)})
     return rows
 
 
 def plot_anytime(table: pd.DataFrame, path: str | Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for method, group in table.groupby("method", sort=False):
         ax.plot(group["evaluations_per_lambda"], group["hv_search"], marker=".", label=method)

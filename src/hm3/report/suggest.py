@@ -1,7 +1,7 @@
 """`hm3 suggest`: the recommended model of a finished run for any preference.
 
-A user's λ is answered with HM3's candidate minimising g(·|λ) (DESIGN.md, "Pareto
-front"): every searched merge M_λ and every best inference path of the run is a
+A user's λ is answered with HM3's candidate minimising g(·|λ) (docs/method.md
+§6): every searched merge M_λ and every best inference path of the run is a
 candidate, chosen by its **search**-split scores (what the searches saw), and reported
 with its test-split scores too, so the choice never peeks at the test split.
 """
@@ -13,10 +13,16 @@ import shutil
 from pathlib import Path
 from typing import Sequence
 
+import pandas as pd
+
+from hm3.compare.registry import PATHS, SEARCHED
+from hm3.core import layout
 from hm3.core.errors import HM3Error
 from hm3.core.io import atomic_dir
+from hm3.lower.settings import parse_weights
+from hm3.upper.preferences import scalarizer
 
-METHOD_ORDER = ("hm3-param", "hm3-path")  # on equal g, the plain merge (no path surgery) wins
+METHOD_ORDER = (SEARCHED, PATHS)  # on equal g, the plain merge (no path surgery) wins
 
 
 def _read_json(path: Path) -> dict:
@@ -27,30 +33,31 @@ def _read_json(path: Path) -> dict:
 
 def candidates(results: Path, tasks: Sequence[str]) -> list[dict]:
     """HM3's candidates of a finished run, with search and test scores and locations."""
-    table = results / "moo" / "preferences.csv"
+    table = layout.at(results, layout.PREFERENCES)
     if not table.is_file():
         raise HM3Error(f"missing result {table}: run `snakemake --cores all` first (or give --results)")
-    import pandas as pd
-
     out = []
     for pid in pd.read_csv(table)["preference"]:
-        folder = results / "param" / pid
-        if not (folder / "search.json").is_file():
+        summary = layout.at(results, layout.PARAM_SUMMARY, pref=pid)
+        if not summary.is_file():
             continue
-        best = _read_json(folder / "search.json")["best"]
-        test_file = folder / "test_scores.json"
-        out.append({"method": "hm3-param", "preference": pid, "scores_search": best["scores"],
+        best = _read_json(summary)["best"]
+        test_file = layout.at(results, layout.PARAM_TEST_SCORES, pref=pid)
+        recipe = layout.at(results, layout.PARAM_RECIPE, pref=pid)
+        model = layout.at(results, layout.PARAM_MODEL, pref=pid)
+        out.append({"method": SEARCHED, "preference": pid, "scores_search": best["scores"],
                     "scores_test": _read_json(test_file)["scores"] if test_file.is_file() else None,
-                    "recipe": (folder / "best.yaml").read_text(), "recipe_file": str(folder / "best.yaml"),
-                    "checkpoint": str(folder / "model")})
-        paths = results / "paths" / pid / "search.json"
+                    "recipe": recipe.read_text(), "recipe_file": str(recipe), "checkpoint": str(model)})
+        paths = layout.at(results, layout.PATH_SUMMARY, report_pref=pid)
         if paths.is_file():
             found = _read_json(paths)["best"]
-            out.append({"method": "hm3-path", "preference": pid, "scores_search": found["scores_search"],
-                        "scores_test": found["scores_test"], "recipe": f"path: {found['path']}  (M = {folder / 'model'})",
-                        "recipe_file": str(paths.parent / "path.yaml"), "checkpoint": str(paths.parent / "model")})
+            out.append({"method": PATHS, "preference": pid, "scores_search": found["scores_search"],
+                        "scores_test": found["scores_test"], "recipe": f"path: {found['path']}  (M = {model})",
+                        "recipe_file": str(layout.at(results, layout.PATH_RECIPE, report_pref=pid)),
+                        "checkpoint": str(layout.at(results, layout.PATH_MODEL, report_pref=pid))})
     if not out:
-        raise HM3Error(f"no searched merge under {results / 'param'}: run `snakemake --cores all` first")
+        raise HM3Error(f"no searched merge under {layout.at(results, layout.PARAM)}: "
+                       "run `snakemake --cores all` first")
     missing = sorted({t for c in out for t in tasks if t not in c["scores_search"]})
     if missing:
         raise HM3Error(f"the results do not score task(s) {', '.join(missing)}: were they made with another config?")
@@ -59,7 +66,7 @@ def candidates(results: Path, tasks: Sequence[str]) -> list[dict]:
 
 def task_order(results: Path, ideal: dict) -> list[str]:
     """The config's task order (the preference table's columns), not the JSON's sorted keys."""
-    table = results / "moo" / "preferences.csv"
+    table = layout.at(results, layout.PREFERENCES)
     if table.is_file():
         header = table.read_text().splitlines()[0].split(",")
         tasks = [c for c in header if c in ideal["ideal"]]
@@ -70,11 +77,8 @@ def task_order(results: Path, ideal: dict) -> list[str]:
 
 def suggest(results: str | Path, weights_text: str) -> dict:
     """The candidate minimising g(·|λ) on the search split, with everything to use it."""
-    from hm3.lower.level import parse_weights
-    from hm3.upper.level import scalarizer
-
     results = Path(results)
-    ideal = _read_json(results / "moo" / "ideal.json")
+    ideal = _read_json(layout.at(results, layout.IDEAL))
     tasks = task_order(results, ideal)
     weights = parse_weights(weights_text, tasks)
     objective = scalarizer(ideal)

@@ -31,7 +31,7 @@ def reporting_weights(n_tasks: int, partitions: int, shrink: float = 0.0) -> np.
     that still cares a little about every task. The exact corners only ask for an
     expert back, which the family already has.
     """
-    from pymoo.util.ref_dirs import get_reference_directions
+    from pymoo.util.ref_dirs import get_reference_directions  # lazy: pymoo is slow to import; off `hm3 policy`
 
     if n_tasks < 2:
         raise ConfigError(f"a multi-objective search needs at least 2 tasks, got {n_tasks}")
@@ -208,7 +208,7 @@ def nondominated_mask(points: np.ndarray) -> np.ndarray:
 
     Duplicated points are all kept (none dominates the other).
     """
-    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting  # lazy: pymoo is slow to import; off `hm3 policy`
 
     points = np.asarray(points, dtype=float)
     mask = np.zeros(len(points), dtype=bool)
@@ -224,7 +224,7 @@ def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:
     Points that do not beat the reference on every objective add nothing. The
     reference is fixed in the config so figures compare across runs and methods.
     """
-    from pymoo.indicators.hv import HV
+    from pymoo.indicators.hv import HV  # lazy: pymoo is slow to import; off `hm3 policy`
 
     points = np.asarray(points, dtype=float).reshape(-1, len(reference))
     inside = points[np.all(points > np.asarray(reference), axis=1)]

@@ -99,18 +99,18 @@ class Candidate:
 
 def _optimizer(algorithm: str, space: ParamSpace, x0: np.ndarray, seed: int, sigma: float, popsize: int):
     """A pymoo algorithm set up for ask/tell over the box of ``space``."""
-    from pymoo.core.problem import Problem
-    from pymoo.core.termination import NoTermination
+    from pymoo.core.problem import Problem  # lazy: pymoo is slow to import; off `hm3 policy`
+    from pymoo.core.termination import NoTermination  # lazy: pymoo is slow to import; off `hm3 policy`
 
     problem = Problem(n_var=len(x0), n_obj=1, xl=space.lower, xu=space.upper)
     if algorithm == "cmaes":
-        from pymoo.algorithms.soo.nonconvex.cmaes import CMAES
+        from pymoo.algorithms.soo.nonconvex.cmaes import CMAES  # lazy: pymoo is slow to import; off `hm3 policy`
 
         # restarts=0: the budget is a few dozen evaluations, one CMA-ES run uses it all
         method = CMAES(x0=x0, sigma=sigma, popsize=popsize, restarts=0)
     elif algorithm == "ga":
-        from pymoo.algorithms.soo.nonconvex.ga import GA
-        from pymoo.core.population import Population
+        from pymoo.algorithms.soo.nonconvex.ga import GA  # lazy: pymoo is slow to import; off `hm3 policy`
+        from pymoo.core.population import Population  # lazy: pymoo is slow to import; off `hm3 policy`
 
         method = GA(pop_size=popsize, sampling=Population.new(X=np.vstack([x0, _uniform(space, popsize - 1, seed)])),
                     eliminate_duplicates=True)
@@ -180,8 +180,8 @@ def ask_tell(method, problem, budget: int, spent: Callable[[], int],
     An algorithm may stop on its own before the budget (CMA-ES does when every point
     of a generation scores the same); ``restart(n)`` then gives the n-th fresh one, or,
     without it, the search ends early. Returns the number of restarts."""
-    from pymoo.core.evaluator import Evaluator
-    from pymoo.problems.static import StaticProblem
+    from pymoo.core.evaluator import Evaluator  # lazy: pymoo is slow to import; off `hm3 policy`
+    from pymoo.problems.static import StaticProblem  # lazy: pymoo is slow to import; off `hm3 policy`
 
     generation = restarts = 0
     while spent() < budget:

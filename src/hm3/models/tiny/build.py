@@ -8,9 +8,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from hm3.models.tiny import data
-from hm3.checkpoints.causal_lm import model_card, save_checkpoint
+from hm3.checkpoints.card import recipe_card
+from hm3.checkpoints.causal_lm import save_checkpoint
 from hm3.core.io import read_jsonl
+from hm3.models.tiny import data
 from hm3.models.tiny.tokenizer import save_tokenizer, train_tokenizer
 from hm3.models.tiny.train import TrainSettings, packed_batches, sft_batches, train
 
@@ -99,10 +100,10 @@ def build_base(data_dir, tokenizer_dir, out_dir, tasks: list[str], arch: dict, t
                  "documents": len(documents), "tokens": len(stream)},
         "training": {**training, "seed": seed}, "losses": _summary(log),
     }
-    card = model_card("hm3 tiny base model",
-                      "A small Llama-architecture model pretrained from scratch on a mixture of "
-                      "the tiny suite's three synthetic domains (math, code, translation).",
-                      details, tags=["tiny-suite", "base"])
+    card = recipe_card("hm3 tiny base model",
+                       "A small Llama-architecture model pretrained from scratch on a mixture of "
+                       "the tiny suite's three synthetic domains (math, code, translation).",
+                       details, tags=["tiny-suite", "base"])
     save_checkpoint(model, tokenizer, out_dir, card, max_shard_size, overwrite=overwrite)
     return details
 
@@ -125,8 +126,8 @@ def build_expert(base_dir, data_dir, task: str, out_dir, training: dict, seed: i
                  "examples": len(examples)},
         "training": {**training, "seed": seed}, "losses": _summary(log),
     }
-    card = model_card(f"hm3 tiny {task} expert",
-                      f"The hm3 tiny base model, fully fine-tuned on the tiny `{task}` task.",
-                      details, tags=["tiny-suite", "expert", task], base_model=str(base_dir))
+    card = recipe_card(f"hm3 tiny {task} expert",
+                       f"The hm3 tiny base model, fully fine-tuned on the tiny `{task}` task.",
+                       details, tags=["tiny-suite", "expert", task], base_model=str(base_dir))
     save_checkpoint(model, tokenizer, out_dir, card, max_shard_size, overwrite=overwrite)
     return details

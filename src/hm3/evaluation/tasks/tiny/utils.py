@@ -15,6 +15,7 @@ import datasets
 
 from hm3.models.tiny import data
 from hm3.core.io import read_jsonl
+from hm3.evaluation.sandbox import CodeCheck, run_checks
 
 SPLITS = ("train", "search", "test")
 
@@ -61,8 +62,6 @@ def run_unit_tests(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
     Replaces each response by the sandbox status ("passed", "failed", "timeout", ...),
     so the metric below is a plain comparison.
     """
-    from hm3.evaluation.sandbox import CodeCheck, run_checks
-
     checks, owners = [], []
     for index, (doc, responses) in enumerate(zip(docs, resps)):
         for completion in responses:

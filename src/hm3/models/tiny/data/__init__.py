@@ -10,11 +10,13 @@ the scoring code treat tiny and real suites alike.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from types import ModuleType
 
-from hm3.models.tiny.data import code_task, math_task, translation_task
-from hm3.models.tiny.data.splits import write_splits
 from hm3.core.errors import HM3Error
+from hm3.core.io import write_jsonl
+from hm3.models.tiny.data import code_task, math_task, translation_task
+from hm3.models.tiny.data.splits import check_sizes, partition
 
 TASKS = ("math", "code", "translation")
 _MODULES: dict[str, ModuleType] = {
@@ -66,6 +68,19 @@ def generate_records(task: str, n: int, seed: int) -> list[dict]:
             module.assign_id(record, len(records))
         records.append(record)
     return records
+
+
+def write_splits(task: str, out_dir, sizes: dict[str, int], seed: int) -> dict[str, Path]:
+    """Write ``out_dir/<split>.jsonl`` for each split in ``sizes``; splits are disjoint by
+    record key and the files are a pure function of (task, sizes, seed)."""
+    check_sizes(sizes)
+    out_dir = Path(out_dir)
+    records = generate_records(task, sum(sizes.values()), seed)
+    paths = {}
+    for name, split_records in partition(records, sizes).items():
+        paths[name] = out_dir / f"{name}.jsonl"
+        write_jsonl(paths[name], split_records)
+    return {name: paths[name] for name in sizes}
 
 
 def record_key(task: str, record: dict) -> str:

@@ -1,12 +1,11 @@
-"""Disjoint, deterministic train/search/test splits written as JSONL."""
+"""Disjoint, deterministic train/search/test splits of a task's records (written by
+`hm3.models.tiny.data.write_splits`)."""
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from hm3.core.errors import HM3Error
-from hm3.core.io import write_jsonl
 
 # Evaluation splits are carved first, so the test set depends only on the seed and
 # its own size: resizing train (or search) never changes which problems are tested.
@@ -19,7 +18,7 @@ def _split_order(sizes: dict[str, int]) -> list[str]:
     return first + sorted(name for name in sizes if name not in _SPLIT_PRIORITY)
 
 
-def _check_sizes(sizes: dict[str, int]) -> None:
+def check_sizes(sizes: dict[str, int]) -> None:
     if not sizes:
         raise HM3Error("no splits requested")
     for name, size in sizes.items():
@@ -36,18 +35,3 @@ def partition(records: list[dict], sizes: dict[str, int]) -> dict[str, list[dict
         out[name] = records[start:start + sizes[name]]
         start += sizes[name]
     return out
-
-
-def write_splits(task: str, out_dir, sizes: dict[str, int], seed: int) -> dict[str, Path]:
-    """Write ``out_dir/<split>.jsonl`` for each split in ``sizes``; splits are disjoint by
-    record key and the files are a pure function of (task, sizes, seed)."""
-    from hm3.models.tiny.data import generate_records  # late: hm3.models.tiny.data imports this module
-
-    _check_sizes(sizes)
-    out_dir = Path(out_dir)
-    records = generate_records(task, sum(sizes.values()), seed)
-    paths = {}
-    for name, split_records in partition(records, sizes).items():
-        paths[name] = out_dir / f"{name}.jsonl"
-        write_jsonl(paths[name], split_records)
-    return {name: paths[name] for name in sizes}

@@ -1,8 +1,8 @@
-"""The upper level as pipeline stages: preferences, the ideal point, the per-λ
-parameter search, the naive baselines and the first Pareto front.
+"""The upper level's search stages: the per-λ parameter search over merge
+hyper-parameters, the naive merges per λ, and exporting a recipe as a checkpoint.
 
-Each function here is what one Snakemake rule runs (workflow/scripts/*.py are a
-few lines calling them), and each writes its outputs atomically.
+Each function here is what one Snakemake rule runs (workflow/scripts/*.py are a few
+lines calling them), and each writes its outputs atomically.
 """
 
 from __future__ import annotations
@@ -12,78 +12,24 @@ import logging
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
+import pandas as pd
+from tqdm import tqdm
+from transformers import AutoTokenizer
 
+from hm3.checkpoints.files import check_before_tokenizer_load
+from hm3.core import layout
 from hm3.core.config import base_model
-from hm3.core.errors import HM3Error
 from hm3.core.io import atomic_file, write_json, write_text
-from hm3.upper.moo import Normalizer, Scalarizer, check_weights, reporting_weights, training_weights, weight_ids
 from hm3.core.seeds import derive_seed
+from hm3.evaluation.cache import EvaluationCache
+from hm3.evaluation.scorer import CachedEvaluator, Scorer, evaluation_context, include_paths, task_specs
+from hm3.merge import get_method, load_recipe, recipe_to_yaml, run_merge
+from hm3.merge.merger import open_merger
+from hm3.upper.moo import check_weights
+from hm3.upper.preferences import experts_by_task, preference_weights, preferences, scalarizer
+from hm3.upper.search import ParamSpace, best_candidate, search_preference
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------ preferences
-def experts_by_task(config: Mapping) -> list[tuple[str, str]]:
-    """(task, expert model) pairs in the order of `tasks:`; weight k goes to expert k."""
-    experts = {m["task"]: name for name, m in config["models"].items() if m["role"] == "expert"}
-    return [(task, experts[task]) for task in config["tasks"]]
-
-
-def preferences(config: Mapping) -> dict[str, np.ndarray]:
-    """The reporting weight vectors by id (w00, w01, ...), fixed by the config."""
-    section = config["moo"]["reporting_weights"]
-    weights = reporting_weights(len(config["tasks"]), section["partitions"], section.get("shrink", 0.0))
-    return dict(zip(weight_ids(weights), weights))
-
-
-def training_preferences(config: Mapping) -> dict[str, np.ndarray]:
-    """The N training weight vectors by id (t00, t01, ...): Dirichlet(1, ..., 1),
-    seeded, and disjoint from the reporting set so reports measure generalisation."""
-    count = config.get("rl", {}).get("training", {}).get("preferences", 0)
-    if not count:
-        return {}
-    weights = training_weights(count, len(config["tasks"]), derive_seed(config["seed"], "training_weights"))
-    width = max(2, len(str(count - 1)))
-    return {f"t{i:0{width}d}": w for i, w in enumerate(weights)}
-
-
-def write_preferences(config: Mapping, path: str | Path) -> None:
-    import pandas as pd
-
-    tasks = list(config["tasks"])
-    rows = [{"preference": pid, **dict(zip(tasks, w)), "set": kind}
-            for kind, table in (("reporting", preferences(config)), ("training", training_preferences(config)))
-            for pid, w in table.items()]
-    with atomic_file(path) as handle:
-        pd.DataFrame(rows).to_csv(handle, index=False, float_format="%.6f")
-
-
-def ideal_point(config: Mapping, score_files: Mapping[str, str | Path]) -> dict:
-    """z*: the best expert score per task on the search split (and who holds it),
-    with the base model's scores beside it for the `range` normalisation."""
-    scores = {model: json.loads(Path(path).read_text())["scores"] for model, path in score_files.items()}
-    tasks = list(config["tasks"])
-    experts = [name for _, name in experts_by_task(config)]
-    ideal, holder = {}, {}
-    for task in tasks:
-        best = max(experts, key=lambda m: (scores[m][task], -experts.index(m)))
-        ideal[task], holder[task] = scores[best][task], best
-    base = base_model(config)
-    normalizer = Normalizer.build(config["moo"]["normalization"], tasks, ideal, scores.get(base), strict=False)
-    degenerate = normalizer.degenerate_tasks()
-    if degenerate:
-        # not an error: small test configs have experts that score 0; but say it loudly
-        log.warning("no expert beats the %s on task(s) %s on the search split: these keep raw scores, "
-                    "and the search cannot trade them off meaningfully", "base" if normalizer.kind == "range"
-                    else "zero score", ", ".join(degenerate))
-    return {"split": "search", "ideal": ideal, "held_by": holder, "base": scores.get(base),
-            "normalizer": normalizer.to_dict(), "unnormalised_tasks": degenerate,
-            "scalarization": config["moo"]["scalarization"]}
-
-
-def scalarizer(ideal: Mapping, augmentation: float = 0.0) -> Scalarizer:
-    return Scalarizer(Normalizer.from_dict(ideal["normalizer"]), ideal["scalarization"], augmentation)
 
 
 # ------------------------------------------------------------------ the search session
@@ -91,14 +37,8 @@ class MergeSession:
     """Base + experts held in memory (in-memory merger), a live model, lm-eval task
     objects for one split and the evaluation cache: everything a search loop needs."""
 
-    def __init__(self, config: Mapping, split: str, models_dir: str | Path = "results/models",
+    def __init__(self, config: Mapping, split: str, models_dir: str | Path,
                  data_dir: str | Path = "results/data"):
-        from transformers import AutoTokenizer
-
-        from hm3.evaluation.cache import EvaluationCache
-        from hm3.evaluation.scorer import CachedEvaluator, Scorer, evaluation_context, include_paths, task_specs
-        from hm3.merge.memory import open_merger
-        from hm3.checkpoints.files import check_before_tokenizer_load
 
         self.config = config
         evaluation, security = config["evaluation"], config["security"]
@@ -106,7 +46,7 @@ class MergeSession:
         base_dir = f"{models_dir}/{base_model(config)}"
         expert_dirs = [f"{models_dir}/{name}" for _, name in experts_by_task(config)]
         log.info("loading %s and %d experts into memory", base_dir, len(expert_dirs))
-        # in-memory on the device, host memory, or merged on disk per candidate: hm3.merge.memory
+        # in-memory on the device, host memory, or merged on disk per candidate: hm3.merge.merger
         # plans it from the checkpoint headers and logs the mode with the bytes it weighed
         self.merger, self.memory_plan = open_merger(base_dir, expert_dirs, evaluation, security, config["search"])
         check_before_tokenizer_load(base_dir)  # a bad tokenizer file named, not a transformers traceback
@@ -123,7 +63,6 @@ class MergeSession:
                                   dtype=self.config["search"].get("dtype", "float32"))
 
     def evaluate(self, recipe) -> dict:
-        from hm3.merge import recipe_to_yaml
 
         return self.evaluator.evaluate(recipe_to_yaml(recipe), lambda: self.merger.apply(recipe, check_outputs=True))
 
@@ -133,7 +72,6 @@ class MergeSession:
 
 def split_parameters(method: str, parameters: Mapping) -> tuple[dict, dict]:
     """A flat parameter dict as (per-model, shared) by the method's declaration."""
-    from hm3.merge import get_method
 
     spec = get_method(method)
     per_model = {k: v for k, v in parameters.items() if k in spec.param_names and spec.param(k).scope != "shared"}
@@ -148,11 +86,6 @@ def run_param_search(config: Mapping, preference: str, ideal_file: str | Path, o
     """Search the configured method's hyper-parameters for one preference, with
     `search.algorithm` (or ``algorithm``: the random-search baseline reuses this
     with its own sampler seed, ``label``, and the same merge seeds as HM3's search)."""
-    import pandas as pd
-    from tqdm import tqdm
-
-    from hm3.merge import recipe_to_yaml
-    from hm3.upper.search import ParamSpace, best_candidate, search_preference
 
     weights = check_weights(preference_weights(config, preference), list(config["tasks"]))
     ideal = json.loads(Path(ideal_file).read_text())
@@ -160,7 +93,7 @@ def run_param_search(config: Mapping, preference: str, ideal_file: str | Path, o
     algorithm = algorithm or section["algorithm"]
     seed = derive_seed(config["seed"], "search", preference)  # the merges' own seed (DARE's drops)
     sampler_seed = seed if label == "search" else derive_seed(config["seed"], label, preference)
-    session = MergeSession(config, "search")
+    session = MergeSession(config, "search", layout.MODELS)
     space = ParamSpace(section["method"], tuple(session.tasks),
                        {k: tuple(v) for k, v in section["space"].items()}, dict(section.get("parameters", {})))
     bar = tqdm(total=section["budget"], desc=f"{label} {preference}", mininterval=2.0)
@@ -210,12 +143,9 @@ def run_param_search(config: Mapping, preference: str, ideal_file: str | Path, o
 def run_baseline(config: Mapping, method: str, split: str, out_csv: str | Path) -> list[dict]:
     """The naive merge `method` (weights = λ, the configured parameters) for every
     reporting preference, scored on ``split`` through the evaluation cache."""
-    import pandas as pd
-
-    from hm3.merge import recipe_to_yaml
 
     per_model, shared = split_parameters(method, config["baselines"][method])
-    session = MergeSession(config, split)
+    session = MergeSession(config, split, layout.MODELS)
     rows = []
     try:
         for pid, weights in preferences(config).items():
@@ -236,17 +166,8 @@ def run_baseline(config: Mapping, method: str, split: str, out_csv: str | Path) 
 def export_model(recipe_file: str | Path, out_dir: str | Path, max_shard_size: str = "2GB",
                  overwrite: bool = False) -> dict:
     """Write a recipe's merge as a Hugging Face checkpoint (streaming merge)."""
-    from hm3.merge import load_recipe, run_merge
 
     summary = run_merge(load_recipe(recipe_file), out_dir, max_shard_size=max_shard_size, overwrite=overwrite,
                         extra_inputs=[recipe_file])
     return {"out_dir": summary.out_dir, "tensors": summary.tensors, "shards": summary.shards,
             "seconds": round(summary.seconds, 2)}
-
-
-def preference_weights(config: Mapping, preference: str) -> np.ndarray:
-    """The weight vector of a reporting (w..) or training (t..) preference id, or a clear error."""
-    table = {**preferences(config), **training_preferences(config)}
-    if preference not in table:
-        raise HM3Error(f"unknown preference {preference!r}; the config defines {', '.join(table)}")
-    return table[preference]

@@ -6,7 +6,7 @@ import yaml
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from hm3.core.errors import HM3Error
-from hm3.lower.inference_path import LayerPool, Step, as_path, describe
+from hm3.lower.inference_path import LayerPool, Step, as_path, describe, parse_path
 
 VOCAB = 64
 
@@ -46,12 +46,12 @@ def hand_built(pool: LayerPool, path) -> LlamaForCausalLM:
     for name in state:
         if not name.startswith("model.layers."):
             state[name] = anchor.state_dict()[name].clone()
-    for i, (m, l) in enumerate(path):
+    for i, (m, layer) in enumerate(path):
         source = pool.models[m].state_dict()
         for name in list(state):
             prefix = f"model.layers.{i}."
             if name.startswith(prefix):
-                state[name] = source[f"model.layers.{l}." + name[len(prefix):]].clone()
+                state[name] = source[f"model.layers.{layer}." + name[len(prefix):]].clone()
     model.load_state_dict(state)
     return model
 
@@ -175,3 +175,11 @@ def test_load_pool_from_checkpoints(tmp_path):
     assert pool.depths == [2, 3] and pool.anchor_index == 1
     assert torch.equal(logits(pool.assemble(pool.identity_path())),
                        logits(LlamaForCausalLM.from_pretrained(tmp_path / "b").eval()))
+
+
+def test_parse_path_inverts_describe():
+    names = ["math", "code", "M"]
+    path = (Step(2, 0), Step(0, 1), Step(2, 3))
+    assert parse_path(describe(path, names), names) == path
+    with pytest.raises(HM3Error, match="bad path step 'physics:0'"):
+        parse_path("M:0 physics:0", names)

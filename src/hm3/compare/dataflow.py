@@ -1,0 +1,110 @@
+"""``evo-dataflow``: per λ, CMA-ES over a layer-indicator array in the style of Akiba
+et al.'s data-flow-space merging (layer t of the model sequence is run when its
+indicator is positive), ``search.budget`` candidates."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from pymoo.algorithms.soo.nonconvex.cmaes import CMAES
+from pymoo.core.problem import Problem
+from pymoo.core.termination import NoTermination
+
+from hm3.compare.common import progress, write_outputs
+from hm3.core import layout
+from hm3.core.seeds import derive_seed
+from hm3.lower.inference_path import as_path, parse_path
+from hm3.lower.pool import CandidateLog, PoolFactory
+from hm3.lower.settings import rl_settings
+from hm3.upper.preferences import experts_by_task, preference_weights, scalarizer
+from hm3.upper.moo import check_weights
+from hm3.upper.search import ask_tell
+
+NAME = "evo-dataflow"  # also its seed label (with the preference): never rename
+
+
+def layer_sequence(depths, repeats: int) -> list[tuple[int, int]]:
+    """Akiba et al.'s layer sequence: every model's layers in order, model after
+    model, the whole repeated ``repeats`` times; an indicator array selects from it."""
+    return [(m, layer) for _ in range(repeats) for m, depth in enumerate(depths) for layer in range(depth)]
+
+
+def indicator_path(x: np.ndarray, sequence, max_length: int | None = None):
+    """The layers whose indicator is positive, in sequence order; the strongest one
+    when none is (a path needs a layer); the ``max_length`` strongest at most."""
+    chosen = [i for i in range(len(sequence)) if x[i] > 0] or [int(np.argmax(x))]
+    if max_length and len(chosen) > max_length:
+        chosen = sorted(sorted(chosen, key=lambda i: -x[i])[:max_length])
+    return as_path([sequence[i] for i in chosen])
+
+
+def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, base_dir: str | Path,
+                    out_dir: str | Path) -> dict:
+    """Per-λ CMA-ES over a layer-indicator array across the experts and the base (the
+    base's embeddings and head frame every path), HM3's per-λ budget. It starts from
+    the stack of the expert λ leans to most."""
+    started = time.time()
+    tasks = list(config["tasks"])
+    weights = check_weights(preference_weights(config, preference), tasks)
+    ideal = json.loads(Path(ideal_file).read_text())
+    settings = config.get("compare", {}).get("dataflow", {})
+    budget = int(config["search"]["budget"])
+    seed = derive_seed(config["seed"], NAME, preference)
+    factory = PoolFactory(config, layout.MODELS)
+    try:
+        pool = factory.pool(base_dir)
+        sequence = layer_sequence(pool.depths, int(settings.get("repeats", 1)))
+        max_length = settings.get("max_length") or rl_settings(config).t_max  # as long as HM3's paths
+        favourite = factory.names.index(experts_by_task(config)[int(np.argmax(weights))][1])
+        x0 = np.array([0.5 if m == favourite else -0.5 for m, _ in sequence])
+        problem = Problem(n_var=len(sequence), n_obj=1, xl=-np.ones(len(sequence)), xu=np.ones(len(sequence)))
+
+        def cmaes(start: np.ndarray, algorithm_seed: int):
+            algorithm = CMAES(x0=start, sigma=float(settings.get("sigma", 0.3)),
+                              popsize=config["search"].get("popsize", 8), restarts=0)
+            algorithm.setup(problem, termination=NoTermination(), seed=algorithm_seed, verbose=False)
+            return algorithm
+
+        def restart(count: int):  # CMA-ES stopped on flat scores: again from the best point
+            best = min(range(len(points)), key=lambda i: (candidates.rows[i]["objective"], i))
+            return cmaes(points[best], derive_seed(seed, "restart", str(count)))
+
+        points: list[np.ndarray] = []
+        plain = scalarizer(ideal)
+        candidates = CandidateLog(factory.evaluator(pool, base_dir, "search"), pool.names, weights,
+                                  scalarizer(ideal, config["moo"].get("augmentation", 0.0)), plain)
+
+        def evaluate(x, _generation):
+            points.append(np.asarray(x, dtype=float))
+            candidates.score("cma-es", indicator_path(x, sequence, max_length))
+            bar.update(1)
+            return candidates.rows[-1]["objective"]
+
+        bar = progress(budget, f"{NAME} {preference}")
+        try:
+            ask_tell(cmaes(x0, seed), problem, budget, lambda: len(candidates.rows), evaluate, restart)
+        finally:
+            bar.close()
+        best = candidates.best()
+        on_test = factory.evaluator(pool, base_dir, "test")
+        test = on_test.evaluate(parse_path(best["path"], pool.names))
+    finally:
+        factory.close()
+    summary = {"method": NAME, "preference": preference, "weights": dict(zip(tasks, weights.tolist())),
+               "budget": budget, "sequence_length": len(sequence), "max_length": max_length, "seed": seed,
+               "evaluations": candidates.evaluator.evaluator.evaluations,
+               "test_evaluations": on_test.evaluator.evaluations,
+               "wall_seconds": round(time.time() - started, 1),
+               "best": {"path": best["path"], "objective_search": float(best["objective"]),
+                        "g_search": float(best["g"]),
+                        "scores_test": test["scores"], "g_test": float(plain(test["scores"], weights))}}
+    write_outputs(candidates.frame(), summary, out_dir)
+    return summary
+
+
+def rule_job(config: Mapping, preference: str, inputs: Mapping, out_dir: str, params: Mapping) -> dict:
+    return dataflow_search(config, preference, inputs["ideal"], inputs["base"], out_dir)

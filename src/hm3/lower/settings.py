@@ -1,0 +1,111 @@
+"""What the lower level reads from the config and the user: the agent's and the
+alignment's settings (config `rl`, seeded from the run's seed), the reward `rl.reward`
+names, and a preference λ given as text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from hm3.core.errors import ConfigError, HM3Error
+from hm3.core.seeds import derive_seed
+from hm3.upper.preferences import scalarizer
+
+
+@dataclass(frozen=True)
+class RLSettings:
+    """Every hyper-parameter of the lower level (config section `rl`)."""
+
+    t_max: int = 8
+    length_penalty: float = 0.01      # β
+    embed_dim: int = 32
+    hidden_dim: int = 64
+    neighbours: int = 8               # M'
+    epsilon: float = 0.1              # ε-uniform exploration
+    temperature: float = 0.5          # τ of the proto-action softmax
+    gamma: float = 1.0
+    gae_lambda: float = 0.95
+    clip: float = 0.2
+    entropy_coef: float = 0.01
+    value_coef: float = 0.5
+    learning_rate: float = 3e-3
+    epochs: int = 4                   # PPO epochs per batch
+    episodes_per_update: int = 8
+    grad_clip: float = 1.0
+    imitation_steps: int = 100        # behaviour cloning of the identity path before PPO (0: off)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.t_max < 1:
+            raise ConfigError(f"rl.t_max must be >= 1, got {self.t_max}")
+        if self.neighbours < 1:
+            raise ConfigError(f"rl.neighbours must be >= 1, got {self.neighbours}")
+        if not 0 <= self.epsilon < 1:
+            raise ConfigError(f"rl.epsilon must be in [0, 1), got {self.epsilon}")
+
+
+@dataclass(frozen=True)
+class AlignmentSettings:
+    """The layer alignment's fit (config section `rl.alignment`, `hm3.lower.align`)."""
+
+    steps: int = 60
+    learning_rate: float = 0.01
+    width: int = 32
+    mean_weight: float = 1.0
+    prompts: int = 32          # per task, from the search split
+    max_tokens: int = 96
+    seed: int = 0
+
+
+def rl_settings(config: Mapping, purpose: str = "train") -> RLSettings:
+    """RLSettings from `rl.agent`, seeded from the config's seed for ``purpose``."""
+    agent = dict(config.get("rl", {}).get("agent", {}))
+    known = {f.name for f in fields(RLSettings)} - {"seed"}
+    unknown = sorted(set(agent) - known)
+    if unknown:
+        raise ConfigError(f"rl.agent: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return RLSettings(**agent, seed=derive_seed(config["seed"], "rl", purpose))
+
+
+def alignment_settings(config: Mapping, preference: str) -> AlignmentSettings:
+    """AlignmentSettings from `rl.alignment`, seeded per preference."""
+    section = {k: v for k, v in config["rl"].get("alignment", {}).items() if k != "enabled"}
+    return AlignmentSettings(**section, seed=derive_seed(config["seed"], "alignment", preference))
+
+
+def reward_function(config: Mapping, ideal: Mapping) -> Callable[[Mapping[str, float], np.ndarray], float]:
+    """Σ_k λ_k f̃_k (normalised scores), the reward of docs/method.md §5.2; or, with
+    `rl.reward: scalarization`, minus the searches' own objective g(·|λ)."""
+    kind = config.get("rl", {}).get("reward", "weighted_sum")
+    objective = scalarizer(ideal, config["moo"].get("augmentation", 0.0))
+    if kind == "weighted_sum":
+        return lambda scores, weights: float(np.dot(weights, objective.normalizer.vector(scores)))
+    if kind == "scalarization":
+        return lambda scores, weights: -float(objective(scores, weights))
+    raise ConfigError(f"rl.reward must be 'weighted_sum' or 'scalarization', not {kind!r}")
+
+
+def parse_weights(text: str, tasks: Sequence[str]) -> np.ndarray:
+    """"math=0.6,code=0.3,translation=0.1" -> a weight vector in ``tasks`` order,
+    normalised to sum 1; unnamed tasks get 0. Clear errors for the rest."""
+    values = dict.fromkeys(tasks, 0.0)
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, number = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise HM3Error(f"bad weight {item!r}: write TASK=NUMBER, e.g. {tasks[0]}=0.5")
+        if name not in values:
+            raise HM3Error(f"unknown task {name!r}; the tasks are {', '.join(tasks)}")
+        try:
+            value = float(number)
+        except ValueError:
+            raise HM3Error(f"weight of {name!r} is not a number: {number!r}") from None
+        if not np.isfinite(value) or value < 0:
+            raise HM3Error(f"weight of {name!r} must be a finite number >= 0, got {number}")
+        values[name] = value
+    vector = np.array([values[t] for t in tasks], dtype=float)
+    if vector.sum() <= 0:
+        raise HM3Error("the weights are all zero: give at least one task a positive weight")
+    return vector / vector.sum()

@@ -1,0 +1,13 @@
+"""Rules of the comparison methods (hm3.compare.registry): one method's run, for one
+reporting λ or, for a method that searches once for every λ, for all of them."""
+
+import os
+
+from hm3.cli.job import job
+from hm3.compare.registry import BY_RULE
+
+with job(snakemake):
+    params = dict(snakemake.params.items())
+    print(BY_RULE[snakemake.rule].run(params.pop("config"), snakemake.wildcards.get("report_pref"),
+                                      dict(snakemake.input.items()), os.path.dirname(snakemake.output.summary),
+                                      params))
