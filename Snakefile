@@ -38,6 +38,7 @@ onstart:
 
 
 rule all:
+    default_target: True
     input:
         layout.table("experts"),
         layout.table("experts", "md"),
@@ -52,4 +53,3 @@ rule all:
         layout.table("cost"),
         layout.table("main"),
         layout.EXPLORER,
-    default_target: True

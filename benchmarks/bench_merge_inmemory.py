@@ -36,10 +36,22 @@ from _quiet import busy_fraction, wait_for_quiet  # noqa: E402
 
 SIZES = {
     # hidden, intermediate, layers, heads, kv heads, vocab
-    "small": dict(hidden_size=192, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
-                  num_key_value_heads=4, vocab_size=2048),
-    "0.5B": dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=28, num_attention_heads=16,
-                 num_key_value_heads=8, vocab_size=32000),
+    "small": dict(
+        hidden_size=192,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=2048,
+    ),
+    "0.5B": dict(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=28,
+        num_attention_heads=16,
+        num_key_value_heads=8,
+        vocab_size=32000,
+    ),
 }
 
 METHOD_PARAMS = {
@@ -148,8 +160,12 @@ def candidate(merger: InMemoryMerger, method: str, step: int, seed: int = 0):
     if method == "slerp":
         from hm3.merge import make_recipe
 
-        return make_recipe("slerp", [merger.expert_names[0]], base_model=merger.base_name, parameters=shared)
-    return merger.recipe(method, [dict(model_params) for _ in merger.expert_names], shared, seed=seed)
+        return make_recipe(
+            "slerp", [merger.expert_names[0]], base_model=merger.base_name, parameters=shared
+        )
+    return merger.recipe(
+        method, [dict(model_params) for _ in merger.expert_names], shared, seed=seed
+    )
 
 
 def bench_size(size: str, repeats: int, methods: list[str], quiet: bool) -> dict:
@@ -159,16 +175,21 @@ def bench_size(size: str, repeats: int, methods: list[str], quiet: bool) -> dict
     params_m = sum(s.numel for s in merger.slots) / 1e6
     copy = copier(merger)
     copy()
-    print(f"\n== {size}: {params_m:.1f} M parameters, 3 experts; build {build_seconds:.1f} s", flush=True)
-    print("| method | first candidate (builds caches) ms | candidate ms | ms / M params | copy ms | "
-          "ratio to copy | after a cache flush: candidate ms, copy ms, ratio | masks |")
+    print(
+        f"\n== {size}: {params_m:.1f} M parameters, 3 experts; build {build_seconds:.1f} s",
+        flush=True,
+    )
+    print(
+        "| method | first candidate (builds caches) ms | candidate ms | ms / M params | copy ms | "
+        "ratio to copy | after a cache flush: candidate ms, copy ms, ratio | masks |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     rows = {}
     for method in methods:
         if quiet:
             wait_for_quiet()
         first = timed(lambda: merger.apply(candidate(merger, method, 0)), 1)[0]
-        steps = iter(range(1, 10 ** 6))
+        steps = iter(range(1, 10**6))
 
         def merge():
             merger.apply(candidate(merger, method, next(steps)))
@@ -178,12 +199,23 @@ def bench_size(size: str, repeats: int, methods: list[str], quiet: bool) -> dict
         masks = "cached" if merger._caching else "computed"
         if method in ("linear", "task_arithmetic", "slerp", "model_stock"):
             masks = "-"
-        rows[method] = dict(first_ms=first * 1e3, ms=median * 1e3, ms_per_m=median * 1e3 / params_m,
-                            copy_ms=floor * 1e3, ratio=ratio, cold_ms=cold * 1e3,
-                            cold_copy_ms=floor_cold * 1e3, cold_ratio=cold_ratio, masks=masks)
-        print(f"| {method} | {first * 1e3:.1f} | {median * 1e3:.2f} | {median * 1e3 / params_m:.3f} | "
-              f"{floor * 1e3:.2f} | {ratio:.2f} | {cold * 1e3:.2f}, {floor_cold * 1e3:.2f}, {cold_ratio:.2f} "
-              f"| {masks} |", flush=True)
+        rows[method] = dict(
+            first_ms=first * 1e3,
+            ms=median * 1e3,
+            ms_per_m=median * 1e3 / params_m,
+            copy_ms=floor * 1e3,
+            ratio=ratio,
+            cold_ms=cold * 1e3,
+            cold_copy_ms=floor_cold * 1e3,
+            cold_ratio=cold_ratio,
+            masks=masks,
+        )
+        print(
+            f"| {method} | {first * 1e3:.1f} | {median * 1e3:.2f} | {median * 1e3 / params_m:.3f} | "
+            f"{floor * 1e3:.2f} | {ratio:.2f} | {cold * 1e3:.2f}, {floor_cold * 1e3:.2f}, {cold_ratio:.2f} "
+            f"| {masks} |",
+            flush=True,
+        )
         if quiet and busy_fraction(0.5) > 0.6:
             print(f"  (other processes became busy while timing {method}: figures may be skewed)")
         merger.release_caches()
@@ -194,15 +226,25 @@ def bench_size(size: str, repeats: int, methods: list[str], quiet: bool) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
-    parser.add_argument("--methods", nargs="+", default=list(METHOD_PARAMS), choices=list(METHOD_PARAMS))
-    parser.add_argument("--repeats", type=int, default=0, help="candidates timed per method (default: 30 small, 5 large)")
+    parser.add_argument(
+        "--methods", nargs="+", default=list(METHOD_PARAMS), choices=list(METHOD_PARAMS)
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=0,
+        help="candidates timed per method (default: 30 small, 5 large)",
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--json", help="also write the figures to this file")
-    parser.add_argument("--no-wait", action="store_true",
-                        help="do not wait for idle CPUs before each measurement")
+    parser.add_argument(
+        "--no-wait", action="store_true", help="do not wait for idle CPUs before each measurement"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, load average {open('/proc/loadavg').read().split()[0]}")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, load average {open('/proc/loadavg').read().split()[0]}"
+    )
     results = {}
     for size in args.sizes:
         repeats = args.repeats or (101 if size == "small" else 7)

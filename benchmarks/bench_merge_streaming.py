@@ -32,9 +32,16 @@ import threading
 import time
 from pathlib import Path
 
-CONFIG = dict(hidden_size=2048, intermediate_size=5632, num_hidden_layers=22, num_attention_heads=32,
-              num_key_value_heads=4, vocab_size=32000, tie_word_embeddings=False,
-              max_position_embeddings=2048)
+CONFIG = dict(
+    hidden_size=2048,
+    intermediate_size=5632,
+    num_hidden_layers=22,
+    num_attention_heads=32,
+    num_key_value_heads=4,
+    vocab_size=32000,
+    tie_word_embeddings=False,
+    max_position_embeddings=2048,
+)
 EXPERTS = 3
 SHARD = "2GB"
 BLOCK = 64 << 20
@@ -75,7 +82,9 @@ def write_model(directory: Path, shapes: dict, expert: int | None) -> None:
     for name, shape in shapes.items():
         tensor = torch.randn(shape, generator=generator("base", name)).mul_(0.02)
         if expert is not None:
-            tensor.add_(torch.randn(shape, generator=generator(f"expert{expert}", name)).mul_(0.002))
+            tensor.add_(
+                torch.randn(shape, generator=generator(f"expert{expert}", name)).mul_(0.002)
+            )
         writer.write(name, tensor.to(torch.bfloat16))
         del tensor
     writer.finish()
@@ -169,10 +178,20 @@ def child_merge(config: str, out: str, threads: int) -> None:
     summary = run_merge(recipe, out, max_shard_size=SHARD)
     seconds = time.perf_counter() - start
     peak_kb = sampler.stop()
-    print(json.dumps(dict(seconds=seconds, bytes_read=summary.bytes_read, peak_rss_anon_kb=peak_kb,
-                          baseline_rss_anon_kb=baseline_kb, peak_rss_kb=status_kb("VmHWM"),
-                          shards=summary.shards, tensors=summary.tensors,
-                          threads=torch.get_num_threads())))
+    print(
+        json.dumps(
+            dict(
+                seconds=seconds,
+                bytes_read=summary.bytes_read,
+                peak_rss_anon_kb=peak_kb,
+                baseline_rss_anon_kb=baseline_kb,
+                peak_rss_kb=status_kb("VmHWM"),
+                shards=summary.shards,
+                tensors=summary.tensors,
+                threads=torch.get_num_threads(),
+            )
+        )
+    )
 
 
 def measure(models: list[Path], workdir: Path, cold: bool, threads: int, quiet: bool) -> dict:
@@ -185,8 +204,12 @@ def measure(models: list[Path], workdir: Path, cold: bool, threads: int, quiet: 
     if cold:
         drop_page_cache()
     copy_seconds = read_and_copy(files, workdir / "copy.tmp")
-    recipe = make_recipe("ties", [(str(m), {"weight": 1 / EXPERTS, "density": 0.3}) for m in models[1:]],
-                         base_model=str(models[0]), dtype="bfloat16")
+    recipe = make_recipe(
+        "ties",
+        [(str(m), {"weight": 1 / EXPERTS, "density": 0.3}) for m in models[1:]],
+        base_model=str(models[0]),
+        dtype="bfloat16",
+    )
     config = workdir / "ties.yaml"
     config.write_text(recipe_to_yaml(recipe))
     out = workdir / "merged"
@@ -194,8 +217,12 @@ def measure(models: list[Path], workdir: Path, cold: bool, threads: int, quiet: 
         wait_for_quiet()
     if cold:
         drop_page_cache()
-    result = subprocess.run([sys.executable, __file__, "--child-merge", str(config), str(out), str(threads)],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, __file__, "--child-merge", str(config), str(out), str(threads)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     shutil.rmtree(out)
     figures.update(copy_seconds=copy_seconds, file_bytes=total)
@@ -205,15 +232,21 @@ def measure(models: list[Path], workdir: Path, cold: bool, threads: int, quiet: 
 def report(label: str, f: dict) -> None:
     merge_rate = f["bytes_read"] / f["seconds"] / 1e6
     copy_rate = f["file_bytes"] / f["copy_seconds"] / 1e6
-    print(f"\n== page cache {label}, {f['threads']} torch thread(s): ties of 3 experts + base, "
-          f"{f['bytes_read'] / 1e9:.2f} GB of bf16 input, {f['tensors']} tensors, {f['shards']} output shards")
+    print(
+        f"\n== page cache {label}, {f['threads']} torch thread(s): ties of 3 experts + base, "
+        f"{f['bytes_read'] / 1e9:.2f} GB of bf16 input, {f['tensors']} tensors, {f['shards']} output shards"
+    )
     print("| figure | value |\n|---|---|")
     print(f"| merge wall time | {f['seconds']:.1f} s |")
     print(f"| merge throughput (input bytes / s) | {merge_rate:.0f} MB/s |")
-    print(f"| sequential read-and-copy of the same files | {copy_rate:.0f} MB/s ({f['copy_seconds']:.1f} s) |")
+    print(
+        f"| sequential read-and-copy of the same files | {copy_rate:.0f} MB/s ({f['copy_seconds']:.1f} s) |"
+    )
     print(f"| ratio merge / copy | {merge_rate / copy_rate:.2f} |")
-    print(f"| peak private memory (RssAnon) | {f['peak_rss_anon_kb'] / 2**20:.2f} GiB "
-          f"(of which {f['baseline_rss_anon_kb'] / 2**20:.2f} GiB before merging: python, torch) |")
+    print(
+        f"| peak private memory (RssAnon) | {f['peak_rss_anon_kb'] / 2**20:.2f} GiB "
+        f"(of which {f['baseline_rss_anon_kb'] / 2**20:.2f} GiB before merging: python, torch) |"
+    )
     print(f"| peak RSS (VmHWM, includes mapped file pages) | {f['peak_rss_kb'] / 2**20:.2f} GiB |")
 
 
@@ -222,10 +255,15 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/hm3-bench-streaming"))
     parser.add_argument("--cache", choices=["warm", "cold", "both"], default="both")
     parser.add_argument("--keep", action="store_true", help="keep the generated checkpoints")
-    parser.add_argument("--no-wait", action="store_true",
-                        help="do not wait for idle CPUs before each measurement")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads for the merge (default: torch's)")
-    parser.add_argument("--child-merge", nargs=3, metavar=("CONFIG", "OUT", "THREADS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--no-wait", action="store_true", help="do not wait for idle CPUs before each measurement"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads for the merge (default: torch's)"
+    )
+    parser.add_argument(
+        "--child-merge", nargs=3, metavar=("CONFIG", "OUT", "THREADS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.child_merge:
         child_merge(args.child_merge[0], args.child_merge[1], int(args.child_merge[2]))
@@ -235,11 +273,16 @@ def main() -> None:
     try:
         models = generate(args.workdir)
         results = {}
-        for label in (["warm", "cold"] if args.cache == "both" else [args.cache]):
+        for label in ["warm", "cold"] if args.cache == "both" else [args.cache]:
             if label == "warm":  # read once so the files are cached
                 read_and_copy(input_files(models), args.workdir / "copy.tmp")
-            results[label] = measure(models, args.workdir, cold=label == "cold", threads=args.threads,
-                                     quiet=not args.no_wait)
+            results[label] = measure(
+                models,
+                args.workdir,
+                cold=label == "cold",
+                threads=args.threads,
+                quiet=not args.no_wait,
+            )
             report(label, results[label])
         (args.workdir.parent / "hm3-bench-streaming.json").write_text(json.dumps(results, indent=2))
     finally:

@@ -33,7 +33,9 @@ def main() -> int:
     args = parser.parse_args()
     policy_dir = args.workdir / "results" / "rl" / "policy"
     if not policy_dir.is_dir():
-        print(f"no trained policy at {policy_dir}: run `snakemake --cores all` first", file=sys.stderr)
+        print(
+            f"no trained policy at {policy_dir}: run `snakemake --cores all` first", file=sys.stderr
+        )
         return 2
     started = time.perf_counter()
     import hm3.lower.rl  # noqa: F401  (torch and the networks' code)
@@ -50,21 +52,43 @@ def main() -> int:
         for decide in ("critic", "actor"):
             paths.add(tuple(agent.rollout(weights, greedy=True, decide=decide).actions))
         times.append(time.perf_counter() - t0)
-    weights_arg = ",".join(f"{t}={w:.3f}" for t, w in zip(meta["tasks"], rng.dirichlet(np.ones(len(meta["tasks"])))))
+    weights_arg = ",".join(
+        f"{t}={w:.3f}" for t, w in zip(meta["tasks"], rng.dirichlet(np.ones(len(meta["tasks"]))))
+    )
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "hm3.cli", "policy", "--weights", weights_arg,
-                           "--policy-dir", str(policy_dir)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hm3.cli",
+            "policy",
+            "--weights",
+            weights_arg,
+            "--policy-dir",
+            str(policy_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
     command_seconds = time.perf_counter() - t0
     if proc.returncode:
         print(proc.stderr, file=sys.stderr)
         return 1
     median, worst = statistics.median(times), max(times)
-    print(f"imports (torch, hm3): {import_seconds:.2f} s; policy load (safetensors + settings): {load_seconds:.3f} s")
-    print(f"answer per preference (greedy critic + actor paths), {args.queries} unseen λ: "
-          f"median {median * 1000:.1f} ms, max {worst * 1000:.1f} ms; {len(paths)} distinct paths")
-    print(f"whole `hm3 policy` command (interpreter, imports, load, answer): {command_seconds:.2f} s")
-    print(f"target: answer < {TARGET_SECONDS:.0f} s -> max/target = {worst / TARGET_SECONDS:.3f} "
-          f"({'met' if worst < TARGET_SECONDS else 'MISSED'})")
+    print(
+        f"imports (torch, hm3): {import_seconds:.2f} s; policy load (safetensors + settings): {load_seconds:.3f} s"
+    )
+    print(
+        f"answer per preference (greedy critic + actor paths), {args.queries} unseen λ: "
+        f"median {median * 1000:.1f} ms, max {worst * 1000:.1f} ms; {len(paths)} distinct paths"
+    )
+    print(
+        f"whole `hm3 policy` command (interpreter, imports, load, answer): {command_seconds:.2f} s"
+    )
+    print(
+        f"target: answer < {TARGET_SECONDS:.0f} s -> max/target = {worst / TARGET_SECONDS:.3f} "
+        f"({'met' if worst < TARGET_SECONDS else 'MISSED'})"
+    )
     return 0
 
 

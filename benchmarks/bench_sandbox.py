@@ -66,34 +66,51 @@ def problems(count: int, seed: int) -> list[dict]:
     for index in range(count):
         p = code_task.generate(rng)
         completion = p["canonical_solution"]
-        if index % 3 == 0:   # wrong answers cost a failing assert, as real completions do
+        if index % 3 == 0:  # wrong answers cost a failing assert, as real completions do
             completion = completion.replace("return ", "return 1 + ", 1)
-        out.append({"prompt": p["prompt"], "completion": completion, "test": p["test"],
-                    "entry_point": p["entry_point"]})
+        out.append(
+            {
+                "prompt": p["prompt"],
+                "completion": completion,
+                "test": p["test"],
+                "entry_point": p["entry_point"],
+            }
+        )
     return out
 
 
 # Where the sandbox and the one module it needs (the errors) lived, by layout: flat
 # (hm3/sandbox.py), layered (hm3/evaluation/sandbox.py), split (hm3/evaluation/sandbox/).
-SANDBOX_PATHS = ("src/hm3/sandbox.py", "src/hm3/errors.py", "src/hm3/evaluation/sandbox.py",
-                 "src/hm3/evaluation/sandbox", "src/hm3/core/errors.py")
+SANDBOX_PATHS = (
+    "src/hm3/sandbox.py",
+    "src/hm3/errors.py",
+    "src/hm3/evaluation/sandbox.py",
+    "src/hm3/evaluation/sandbox",
+    "src/hm3/core/errors.py",
+)
 
 
 def baseline_package(ref: str, into: Path) -> Path:
     """The sandbox of an earlier commit as a package of its own (it needs only the
     errors module), so its fork server imports that version."""
-    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", ref, "--", *SANDBOX_PATHS], cwd=REPO,
-                            check=True, capture_output=True, text=True).stdout.split()
+    listed = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", ref, "--", *SANDBOX_PATHS],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     if not any(name.endswith(".py") and "sandbox" in name for name in listed):
         raise SystemExit(f"no sandbox at {ref}")
     for name in listed:
-        text = subprocess.run(["git", "show", f"{ref}:{name}"], cwd=REPO, check=True,
-                              capture_output=True, text=True).stdout
+        text = subprocess.run(
+            ["git", "show", f"{ref}:{name}"], cwd=REPO, check=True, capture_output=True, text=True
+        ).stdout
         target = into / Path(name).relative_to("src")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
     for folder in {(into / Path(name).relative_to("src")).parent for name in listed}:
-        while folder != into:   # the packages above, empty: nothing else of hm3 is imported
+        while folder != into:  # the packages above, empty: nothing else of hm3 is imported
             if not (folder / "__init__.py").exists():
                 (folder / "__init__.py").write_text("")
             folder = folder.parent
@@ -101,11 +118,18 @@ def baseline_package(ref: str, into: Path) -> Path:
 
 
 class Variant:
-    def __init__(self, name: str, package_parent: Path, mode: str, batch: list[dict], env: dict | None = None):
+    def __init__(
+        self, name: str, package_parent: Path, mode: str, batch: list[dict], env: dict | None = None
+    ):
         self.name = name
         env = {**os.environ, "PYTHONPATH": str(package_parent), **(env or {})}
-        self.process = subprocess.Popen([sys.executable, "-c", DRIVER, str(package_parent), mode],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", DRIVER, str(package_parent), mode],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.process.stdin.write(json.dumps(batch) + "\n")
         self.process.stdin.flush()
         self.passed = json.loads(self.process.stdout.readline())["passed"]
@@ -123,7 +147,9 @@ class Variant:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline-ref", default="HEAD", help="git commit whose sandbox is the baseline")
+    parser.add_argument(
+        "--baseline-ref", default="HEAD", help="git commit whose sandbox is the baseline"
+    )
     parser.add_argument("--problems", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
@@ -133,10 +159,14 @@ def main(argv=None) -> int:
 
     batch = problems(args.problems, args.seed)
     with tempfile.TemporaryDirectory() as tmp:
-        variants = [Variant("baseline", baseline_package(args.baseline_ref, Path(tmp)), "programs", batch),
-                    Variant("programs", REPO / "src", "programs", batch),
-                    Variant("programs-nons", REPO / "src", "programs", batch, {"HM3_SANDBOX_NAMESPACES": "0"}),
-                    Variant("checks", REPO / "src", "checks", batch)]
+        variants = [
+            Variant("baseline", baseline_package(args.baseline_ref, Path(tmp)), "programs", batch),
+            Variant("programs", REPO / "src", "programs", batch),
+            Variant(
+                "programs-nons", REPO / "src", "programs", batch, {"HM3_SANDBOX_NAMESPACES": "0"}
+            ),
+            Variant("checks", REPO / "src", "checks", batch),
+        ]
         agree = all(v.passed == variants[0].passed for v in variants)
         wait_for_quiet()
         order = list(variants)
@@ -147,13 +177,17 @@ def main(argv=None) -> int:
         for variant in variants:
             variant.close()
     base = statistics.median(variants[0].seconds) / args.problems
-    print(f"sandbox: {args.problems} tiny code problems per batch, {args.rounds} interleaved rounds, "
-          f"{os.cpu_count()} CPUs, {platform.machine()} {platform.python_version()}; baseline = {args.baseline_ref}")
+    print(
+        f"sandbox: {args.problems} tiny code problems per batch, {args.rounds} interleaved rounds, "
+        f"{os.cpu_count()} CPUs, {platform.machine()} {platform.python_version()}; baseline = {args.baseline_ref}"
+    )
     print(f"same pass/fail answers in every variant: {agree} ({sum(variants[0].passed)} passed)")
     for variant in variants:
         per_program = statistics.median(variant.seconds) / args.problems
-        print(f"  {variant.name:13s} {per_program * 1e3:7.3f} ms per program (median of rounds)  "
-              f"ratio to baseline {per_program / base:5.3f}")
+        print(
+            f"  {variant.name:13s} {per_program * 1e3:7.3f} ms per program (median of rounds)  "
+            f"ratio to baseline {per_program / base:5.3f}"
+        )
     return 0 if agree else 1
 
 

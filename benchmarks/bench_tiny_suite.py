@@ -31,8 +31,18 @@ def main() -> int:
     parser.add_argument("--configfile", type=Path)
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="hm3-bench-"))
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--cores", str(args.cores), "results/tables/experts.csv"]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--cores",
+        str(args.cores),
+        "results/tables/experts.csv",
+    ]
     if args.configfile:
         command += ["--configfile", str(args.configfile.resolve())]
     started = time.time()
@@ -42,13 +52,20 @@ def main() -> int:
         print(proc.stderr[-5000:], file=sys.stderr)
         return proc.returncode
     print(f"workdir: {workdir}")
-    print(f"wall time, data + tokenizer + base + experts + scoring: {wall:.1f} s "
-          f"(target {TARGET_SECONDS} s, ratio {wall / TARGET_SECONDS:.2f})")
+    print(
+        f"wall time, data + tokenizer + base + experts + scoring: {wall:.1f} s "
+        f"(target {TARGET_SECONDS} s, ratio {wall / TARGET_SECONDS:.2f})"
+    )
     rows = []
     for tsv in sorted((workdir / "results" / "benchmarks").glob("*.tsv")):
         frame = pd.read_csv(tsv, sep="\t")
-        rows.append({"step": tsv.stem, "seconds": round(float(frame["s"].iloc[0]), 1),
-                     "max_rss_mb": round(float(frame["max_rss"].iloc[0]), 0)})
+        rows.append(
+            {
+                "step": tsv.stem,
+                "seconds": round(float(frame["s"].iloc[0]), 1),
+                "max_rss_mb": round(float(frame["max_rss"].iloc[0]), 0),
+            }
+        )
     print(pd.DataFrame(rows).to_string(index=False))
     print()
     print((workdir / "results" / "tables" / "experts.md").read_text())

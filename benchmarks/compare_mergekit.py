@@ -49,9 +49,15 @@ def build_models(root: Path, hidden: int, layers: int, vocab: int) -> None:
     """A random Llama base and three experts: base + noise of different sizes."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, vocab_size=vocab,
-                         tie_word_embeddings=False)
+    config = LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=vocab,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     base = LlamaForCausalLM(config).float()
     base.save_pretrained(root / "base")
@@ -73,48 +79,99 @@ def deterministic_configs(root: Path) -> dict[str, dict]:
     b = model(root, "base")
     a, e2, e3 = (model(root, n) for n in EXPERTS)
     return {
-        "linear": dict(merge_method="linear", models=[(a, {"weight": 0.5}), (e2, {"weight": 0.3}),
-                                                      (e3, {"weight": 0.2})]),
+        "linear": dict(
+            merge_method="linear",
+            models=[(a, {"weight": 0.5}), (e2, {"weight": 0.3}), (e3, {"weight": 0.2})],
+        ),
         "linear (base, no normalize)": dict(
-            merge_method="linear", base_model=b,
+            merge_method="linear",
+            base_model=b,
             models=[(b, {"weight": 0.4}), (a, {"weight": 0.7}), (e2, {"weight": [0.1, 0.9]})],
-            parameters={"normalize": False}),
-        "task_arithmetic": dict(merge_method="task_arithmetic", base_model=b,
-                                models=[(a, {"weight": 0.5}), (e2, {"weight": [0.2, 0.8]}),
-                                        (e3, {"weight": [{"filter": "mlp", "value": 0.9}, {"value": 0.1}]})]),
+            parameters={"normalize": False},
+        ),
+        "task_arithmetic": dict(
+            merge_method="task_arithmetic",
+            base_model=b,
+            models=[
+                (a, {"weight": 0.5}),
+                (e2, {"weight": [0.2, 0.8]}),
+                (e3, {"weight": [{"filter": "mlp", "value": 0.9}, {"value": 0.1}]}),
+            ],
+        ),
         "task_arithmetic (normalize, lambda)": dict(
-            merge_method="task_arithmetic", base_model=b,
+            merge_method="task_arithmetic",
+            base_model=b,
             models=[(a, {"weight": 0.5}), (e2, {"weight": 0.3}), (e3, {"weight": -0.2})],
-            parameters={"normalize": True, "lambda": 0.7}),
-        "ties": dict(merge_method="ties", base_model=b,
-                     models=[(a, {"weight": 0.5, "density": 0.3}), (e2, {"weight": 0.3, "density": [0.2, 0.9]}),
-                             (e3, {"weight": 0.4, "density": 0.6})]),
+            parameters={"normalize": True, "lambda": 0.7},
+        ),
+        "ties": dict(
+            merge_method="ties",
+            base_model=b,
+            models=[
+                (a, {"weight": 0.5, "density": 0.3}),
+                (e2, {"weight": 0.3, "density": [0.2, 0.9]}),
+                (e3, {"weight": 0.4, "density": 0.6}),
+            ],
+        ),
         "ties (no normalize, int8_mask, neg weight)": dict(
-            merge_method="ties", base_model=b,
-            models=[(a, {"weight": 1.0, "density": 0.5}), (e2, {"weight": -0.5, "density": 0.5}),
-                    (e3, {"weight": 0.7, "density": 0.1})],
-            parameters={"normalize": False, "int8_mask": True, "lambda": 1.3}),
-        "breadcrumbs": dict(merge_method="breadcrumbs", base_model=b,
-                            models=[(a, {"weight": 0.5, "density": 0.4, "gamma": 0.05}),
-                                    (e2, {"weight": 0.3, "density": 0.8, "gamma": 0.1}),
-                                    (e3, {"weight": 0.4, "density": 0.5})]),
-        "breadcrumbs_ties": dict(merge_method="breadcrumbs_ties", base_model=b,
-                                 models=[(a, {"weight": 0.5, "density": 0.4, "gamma": 0.05}),
-                                         (e2, {"weight": 0.3, "density": 0.8, "gamma": 0.1}),
-                                         (e3, {"weight": 0.4, "density": 0.5})],
-                                 parameters={"normalize": True}),
-        "breadcrumbs (rescale)": dict(merge_method="breadcrumbs", base_model=b,
-                                      models=[(a, {"weight": 0.5, "density": 0.4, "gamma": 0.05}),
-                                              (e2, {"weight": 0.3, "density": 0.6})],
-                                      parameters={"rescale": True}),
-        "slerp": dict(merge_method="slerp", base_model=b, models=[(a, {})],
-                      parameters={"t": [{"filter": "self_attn", "value": [0, 0.5, 0.3, 0.7, 1]},
-                                        {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]},
-                                        {"value": 0.5}]}),
-        "model_stock": dict(merge_method="model_stock", base_model=b, models=[(a, {}), (e2, {}), (e3, {})]),
-        "model_stock (filter_wise)": dict(merge_method="model_stock", base_model=b,
-                                          models=[(a, {}), (e2, {}), (e3, {})],
-                                          parameters={"filter_wise": True}),
+            merge_method="ties",
+            base_model=b,
+            models=[
+                (a, {"weight": 1.0, "density": 0.5}),
+                (e2, {"weight": -0.5, "density": 0.5}),
+                (e3, {"weight": 0.7, "density": 0.1}),
+            ],
+            parameters={"normalize": False, "int8_mask": True, "lambda": 1.3},
+        ),
+        "breadcrumbs": dict(
+            merge_method="breadcrumbs",
+            base_model=b,
+            models=[
+                (a, {"weight": 0.5, "density": 0.4, "gamma": 0.05}),
+                (e2, {"weight": 0.3, "density": 0.8, "gamma": 0.1}),
+                (e3, {"weight": 0.4, "density": 0.5}),
+            ],
+        ),
+        "breadcrumbs_ties": dict(
+            merge_method="breadcrumbs_ties",
+            base_model=b,
+            models=[
+                (a, {"weight": 0.5, "density": 0.4, "gamma": 0.05}),
+                (e2, {"weight": 0.3, "density": 0.8, "gamma": 0.1}),
+                (e3, {"weight": 0.4, "density": 0.5}),
+            ],
+            parameters={"normalize": True},
+        ),
+        "breadcrumbs (rescale)": dict(
+            merge_method="breadcrumbs",
+            base_model=b,
+            models=[
+                (a, {"weight": 0.5, "density": 0.4, "gamma": 0.05}),
+                (e2, {"weight": 0.3, "density": 0.6}),
+            ],
+            parameters={"rescale": True},
+        ),
+        "slerp": dict(
+            merge_method="slerp",
+            base_model=b,
+            models=[(a, {})],
+            parameters={
+                "t": [
+                    {"filter": "self_attn", "value": [0, 0.5, 0.3, 0.7, 1]},
+                    {"filter": "mlp", "value": [1, 0.5, 0.7, 0.3, 0]},
+                    {"value": 0.5},
+                ]
+            },
+        ),
+        "model_stock": dict(
+            merge_method="model_stock", base_model=b, models=[(a, {}), (e2, {}), (e3, {})]
+        ),
+        "model_stock (filter_wise)": dict(
+            merge_method="model_stock",
+            base_model=b,
+            models=[(a, {}), (e2, {}), (e3, {})],
+            parameters={"filter_wise": True},
+        ),
     }
 
 
@@ -122,12 +179,22 @@ def random_configs(root: Path) -> dict[str, dict]:
     """Single-expert merges: the output's delta is the kept, rescaled task vector."""
     b, a = model(root, "base"), model(root, "expert_a")
     return {
-        "dare_linear": dict(merge_method="dare_linear", base_model=b, models=[(a, {"weight": 1.0, "density": 0.3})]),
-        "dare_ties": dict(merge_method="dare_ties", base_model=b, models=[(a, {"weight": 1.0, "density": 0.3})]),
-        "della": dict(merge_method="della", base_model=b,
-                      models=[(a, {"weight": 1.0, "density": 0.3, "epsilon": 0.2})]),
-        "della_linear": dict(merge_method="della_linear", base_model=b,
-                             models=[(a, {"weight": 1.0, "density": 0.3, "epsilon": 0.2})]),
+        "dare_linear": dict(
+            merge_method="dare_linear", base_model=b, models=[(a, {"weight": 1.0, "density": 0.3})]
+        ),
+        "dare_ties": dict(
+            merge_method="dare_ties", base_model=b, models=[(a, {"weight": 1.0, "density": 0.3})]
+        ),
+        "della": dict(
+            merge_method="della",
+            base_model=b,
+            models=[(a, {"weight": 1.0, "density": 0.3, "epsilon": 0.2})],
+        ),
+        "della_linear": dict(
+            merge_method="della_linear",
+            base_model=b,
+            models=[(a, {"weight": 1.0, "density": 0.3, "epsilon": 0.2})],
+        ),
     }
 
 
@@ -140,8 +207,16 @@ def load_dir(directory: Path) -> dict[str, torch.Tensor]:
 
 def run_mergekit(venv: Path, config_path: Path, out: Path, seed: int) -> float:
     start = time.perf_counter()
-    command = [str(venv / "bin" / "mergekit-yaml"), str(config_path), str(out), "--random-seed", str(seed),
-               "--no-copy-tokenizer", "--quiet", "--no-write-model-card"]
+    command = [
+        str(venv / "bin" / "mergekit-yaml"),
+        str(config_path),
+        str(out),
+        "--random-seed",
+        str(seed),
+        "--no-copy-tokenizer",
+        "--quiet",
+        "--no-write-model-card",
+    ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"mergekit failed on {config_path}:\n{result.stderr[-3000:]}")
@@ -163,7 +238,9 @@ def compare_deterministic(venv: Path, root: Path) -> list[tuple[str, float, bool
     for label, spec in deterministic_configs(root).items():
         theirs, ours = run_both(venv, root, label, spec)
         if set(theirs) != set(ours):
-            raise RuntimeError(f"{label}: tensor names differ: {sorted(set(theirs) ^ set(ours))[:5]}")
+            raise RuntimeError(
+                f"{label}: tensor names differ: {sorted(set(theirs) ^ set(ours))[:5]}"
+            )
         worst = max(float((theirs[n].float() - ours[n].float()).abs().max()) for n in ours)
         rows.append((label, worst, worst <= DETERMINISTIC_TOLERANCE))
     return rows
@@ -192,9 +269,14 @@ def random_statistics(merged: dict, base: dict, expert: dict, density: float) ->
             top_kept += int(kept[order[-tenth:]].sum())
             top_count += tenth
     fraction = kept_total / count_total
-    return {"kept": fraction, "kept_ok": abs(fraction - density) <= 0.01,
-            "rescale_err": worst_rescale, "rescale_ok": worst_rescale <= DETERMINISTIC_TOLERANCE,
-            "top10": top_kept / max(top_count, 1), "bottom10": bottom_kept / max(bottom_count, 1)}
+    return {
+        "kept": fraction,
+        "kept_ok": abs(fraction - density) <= 0.01,
+        "rescale_err": worst_rescale,
+        "rescale_ok": worst_rescale <= DETERMINISTIC_TOLERANCE,
+        "top10": top_kept / max(top_count, 1),
+        "bottom10": bottom_kept / max(bottom_count, 1),
+    }
 
 
 def compare_random(venv: Path, root: Path) -> list[tuple[str, dict, dict]]:
@@ -204,15 +286,24 @@ def compare_random(venv: Path, root: Path) -> list[tuple[str, dict, dict]]:
     for label, spec in random_configs(root).items():
         theirs, ours = run_both(venv, root, label, spec)
         density = spec["models"][0][1]["density"]
-        rows.append((label, random_statistics(theirs, base, expert, density),
-                     random_statistics(ours, base, expert, density)))
+        rows.append(
+            (
+                label,
+                random_statistics(theirs, base, expert, density),
+                random_statistics(ours, base, expert, density),
+            )
+        )
     return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mergekit-venv", required=True, type=Path,
-                        help="virtual environment with mergekit installed (has bin/mergekit-yaml)")
+    parser.add_argument(
+        "--mergekit-venv",
+        required=True,
+        type=Path,
+        help="virtual environment with mergekit installed (has bin/mergekit-yaml)",
+    )
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=512)
@@ -230,16 +321,20 @@ def main() -> int:
     print("|---|---|---|")
     for label, worst, ok in deterministic:
         print(f"| {label} | {worst:.2e} | {'yes' if ok else 'NO'} |")
-    print("\n| method (1 expert, density 0.3) | kept: mergekit / hm3 | rescale: max abs err vs base + s*(tau*mask), mergekit / hm3 "
-          "| kept among top 10% / bottom 10% magnitudes: mergekit ; hm3 | pass |")
+    print(
+        "\n| method (1 expert, density 0.3) | kept: mergekit / hm3 | rescale: max abs err vs base + s*(tau*mask), mergekit / hm3 "
+        "| kept among top 10% / bottom 10% magnitudes: mergekit ; hm3 | pass |"
+    )
     print("|---|---|---|---|---|")
     all_ok = all(ok for _, _, ok in deterministic)
     for label, mk, ours in random_rows:
         ok = mk["kept_ok"] and ours["kept_ok"] and mk["rescale_ok"] and ours["rescale_ok"]
         all_ok &= ok
-        print(f"| {label} | {mk['kept']:.4f} / {ours['kept']:.4f} | {mk['rescale_err']:.1e} / "
-              f"{ours['rescale_err']:.1e} | {mk['top10']:.3f}, {mk['bottom10']:.3f} ; "
-              f"{ours['top10']:.3f}, {ours['bottom10']:.3f} | {'yes' if ok else 'NO'} |")
+        print(
+            f"| {label} | {mk['kept']:.4f} / {ours['kept']:.4f} | {mk['rescale_err']:.1e} / "
+            f"{ours['rescale_err']:.1e} | {mk['top10']:.3f}, {mk['bottom10']:.3f} ; "
+            f"{ours['top10']:.3f}, {ours['bottom10']:.3f} | {'yes' if ok else 'NO'} |"
+        )
     return 0 if all_ok else 1
 
 

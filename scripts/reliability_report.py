@@ -25,13 +25,24 @@ from collections import defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = ["tests/reliability", "tests/test_config.py", "tests/test_models.py", "tests/test_vocabulary.py",
-         "tests/merge/test_merge_bad_input.py"]
+TESTS = [
+    "tests/reliability",
+    "tests/test_config.py",
+    "tests/test_models.py",
+    "tests/test_vocabulary.py",
+    "tests/merge/test_merge_bad_input.py",
+]
 AREAS = {  # area -> (title, what it covers)
     "bad input": ("Bad input", "fails fast, names the offending thing, writes nothing"),
-    "data loss": ("Data loss", "an output that exists is kept unless --overwrite; never an input, "
-                  "the current folder or a link"),
-    "untrusted models": ("Untrusted models", "no pickle, no repository code unless the config allows it"),
+    "data loss": (
+        "Data loss",
+        "an output that exists is kept unless --overwrite; never an input, "
+        "the current folder or a link",
+    ),
+    "untrusted models": (
+        "Untrusted models",
+        "no pickle, no repository code unless the config allows it",
+    ),
     "interruption": ("Interruption and resume", "a killed run resumes with the plain command"),
     "determinism": ("Determinism", "same config, same results"),
     "sandbox": ("Sandbox", "generated code is contained"),
@@ -40,8 +51,18 @@ AREAS = {  # area -> (title, what it covers)
 
 
 def run_tests(fast: bool, junit: Path) -> tuple[int, float]:
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-               "-o", "junit_logging=no", *TESTS]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_logging=no",
+        *TESTS,
+    ]
     if fast:
         command += ["-m", "not slow"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -77,8 +98,17 @@ def aggregate(rows: list[dict]) -> dict[str, list[dict]]:
     grouped: dict[tuple[str, str], dict] = {}
     for row in rows:
         key = (row["area"], row["case"])
-        line = grouped.setdefault(key, {"case": row["case"], "count": 0, "done": [], "saw": row["saw"],
-                                        "lost": [], "tests": []})
+        line = grouped.setdefault(
+            key,
+            {
+                "case": row["case"],
+                "count": 0,
+                "done": [],
+                "saw": row["saw"],
+                "lost": [],
+                "tests": [],
+            },
+        )
         line["count"] += row["count"]
         for field, value in (("done", row["done"]), ("lost", row["lost"]), ("tests", row["test"])):
             if value not in line[field]:
@@ -90,7 +120,9 @@ def aggregate(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 def render(areas: dict[str, list[dict]], passed: int, seconds: float, fast: bool) -> str:
-    total = lambda area, test=lambda line: True: sum(row["count"] for row in areas.get(area, []) if test(row))  # noqa: E731
+    def total(area, test=lambda line: True):
+        return sum(row["count"] for row in areas.get(area, []) if test(row))
+
     kills = total("interruption", lambda line: line["case"].startswith(("SIGINT", "SIGKILL")))
     adversarial = total("sandbox", lambda line: line["case"].startswith("adversarial"))
     out = [
@@ -123,14 +155,21 @@ def render(areas: dict[str, list[dict]], passed: int, seconds: float, fast: bool
     for area, (title, claim) in AREAS.items():
         if area not in areas:
             continue
-        out += [f"## {title}: {claim}", "", "| case | tried | what was done | what the user saw | lost | test |",
-                "|---|---:|---|---|---|---|"]
+        out += [
+            f"## {title}: {claim}",
+            "",
+            "| case | tried | what was done | what the user saw | lost | test |",
+            "|---|---:|---|---|---|---|",
+        ]
         for line in areas[area]:
             tests = "<br>".join(f"`{t}`" for t in line["tests"])
-            done = "; ".join(line["done"][:3]) + (f"; … ({len(line['done'])} variants)" if len(line["done"]) > 3
-                                                  else "")
-            out.append(f"| {_cell(line['case'])} | {line['count']} | {_cell(done)} | {_cell(line['saw'])} | "
-                       f"{_cell('; '.join(line['lost']))} | {tests} |")
+            done = "; ".join(line["done"][:3]) + (
+                f"; … ({len(line['done'])} variants)" if len(line["done"]) > 3 else ""
+            )
+            out.append(
+                f"| {_cell(line['case'])} | {line['count']} | {_cell(done)} | {_cell(line['saw'])} | "
+                f"{_cell('; '.join(line['lost']))} | {tests} |"
+            )
         out.append("")
     return "\n".join(out)
 
@@ -154,7 +193,9 @@ def _confinement() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "reliability.md")
-    parser.add_argument("--fast", action="store_true", help="leave out the tests that run the workflow")
+    parser.add_argument(
+        "--fast", action="store_true", help="leave out the tests that run the workflow"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         junit = Path(tmp) / "junit.xml"
@@ -164,8 +205,10 @@ def main(argv=None) -> int:
             return status or 1
         rows, failed, passed = read_rows(junit)
     if failed or status not in (0, 5):
-        print("reliability_report: failing tests, document not written:\n  " + "\n  ".join(failed),
-              file=sys.stderr)
+        print(
+            "reliability_report: failing tests, document not written:\n  " + "\n  ".join(failed),
+            file=sys.stderr,
+        )
         return 1
     text = render(aggregate(rows), passed, seconds, args.fast)
     from hm3.core.io import write_text

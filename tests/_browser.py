@@ -29,8 +29,18 @@ def render(page, fragment: str = "") -> tuple[dict, str, str]:
     """Load a local page, let its scripts run, and return (the <body> data-*
     attributes, the DOM after the scripts ran, the browser's stderr)."""
     url = page.resolve().as_uri() + (f"#{fragment}" if fragment else "")
-    command = [browser(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-               "--virtual-time-budget=15000", "--enable-logging=stderr", "--v=0", "--dump-dom", url]
+    command = [
+        browser(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--virtual-time-budget=15000",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        url,
+    ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     body = re.search(r"<body([^>]*)>", proc.stdout)
@@ -41,5 +51,8 @@ def render(page, fragment: str = "") -> tuple[dict, str, str]:
 
 def console_errors(stderr: str) -> list[str]:
     """The page's console errors and uncaught exceptions as Chromium logs them."""
-    return [line for line in stderr.splitlines()
-            if "CONSOLE" in line and ("error" in line.lower() or "Uncaught" in line)]
+    return [
+        line
+        for line in stderr.splitlines()
+        if "CONSOLE" in line and ("error" in line.lower() or "Uncaught" in line)
+    ]

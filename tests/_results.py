@@ -8,9 +8,21 @@ from pathlib import Path
 
 # facts of one run rather than results: timings, and cache counters (which depend on
 # what other jobs had already scored)
-RUN_FACTS = {"seconds", "cached", "seconds_per_evaluation", "wall_seconds", "seconds_evaluating",
-             "cache_lookups", "cache_hits", "cache_misses", "episode_cache_hit_rate", "evaluated",
-             "from_cache", "evaluations", "test_evaluations"}
+RUN_FACTS = {
+    "seconds",
+    "cached",
+    "seconds_per_evaluation",
+    "wall_seconds",
+    "seconds_evaluating",
+    "cache_lookups",
+    "cache_hits",
+    "cache_misses",
+    "episode_cache_hit_rate",
+    "evaluated",
+    "from_cache",
+    "evaluations",
+    "test_evaluations",
+}
 
 
 def without_run_facts(value):

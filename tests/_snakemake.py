@@ -15,16 +15,28 @@ CI_CONFIG = REPO / "config" / "ci.yaml"
 
 
 def snakemake_command(workdir, *args, configfile=CI_CONFIG) -> list[str]:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir)]
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+    ]
     if configfile is not None:
         command += ["--configfile", str(configfile)]
     return command + [str(a) for a in args]
 
 
 def run_snakemake(workdir, *args, configfile=CI_CONFIG, env=None, timeout=900):
-    return subprocess.run(snakemake_command(workdir, *args, configfile=configfile), capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        snakemake_command(workdir, *args, configfile=configfile),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _as_from_a_terminal() -> None:
@@ -35,10 +47,14 @@ def _as_from_a_terminal() -> None:
 
 def start_snakemake(workdir, *args, log: Path, env=None, configfile=CI_CONFIG) -> subprocess.Popen:
     """Start a run in a session of its own, so that the test can signal all its processes."""
-    return subprocess.Popen(snakemake_command(workdir, *args, configfile=configfile),
-                            env={**os.environ, **(env or {})},
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
-                            preexec_fn=_as_from_a_terminal)
+    return subprocess.Popen(
+        snakemake_command(workdir, *args, configfile=configfile),
+        env={**os.environ, **(env or {})},
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=_as_from_a_terminal,
+    )
 
 
 def job_stats(output: str) -> dict[str, int]:

@@ -31,9 +31,18 @@ def reliability(request):
     The row is kept in the test's junit properties; `scripts/reliability_report.py` runs
     the reliability tests and builds the table from the rows of the tests that passed.
     """
-    def record(area: str, case: str, saw: str, done: str, lost: str = "nothing", count: int = 1) -> None:
-        row = {"area": area, "case": case, "saw": " ".join(str(saw).split())[:300], "done": done,
-               "lost": lost, "count": count}
+
+    def record(
+        area: str, case: str, saw: str, done: str, lost: str = "nothing", count: int = 1
+    ) -> None:
+        row = {
+            "area": area,
+            "case": case,
+            "saw": " ".join(str(saw).split())[:300],
+            "done": done,
+            "lost": lost,
+            "count": count,
+        }
         request.node.user_properties.append(("reliability", json.dumps(row)))
 
     return record
@@ -57,8 +66,12 @@ def prepared_run(tmp_path_factory):
     from _snakemake import run_snakemake
 
     workdir = tmp_path_factory.mktemp("prepared")
-    targets = ["results/moo/preferences.csv", "results/moo/ideal.json", "results/param/t00/model",
-               "results/param/t01/model"]
+    targets = [
+        "results/moo/preferences.csv",
+        "results/moo/ideal.json",
+        "results/param/t00/model",
+        "results/param/t01/model",
+    ]
     proc = run_snakemake(workdir, "--cores", "2", *targets)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return workdir

@@ -22,8 +22,18 @@ from _paths import REPO
 SRC = REPO / "src"
 PACKAGE = SRC / "hm3"
 # Top to bottom; `hm3.<layer>` may import `hm3.<lower layer>` but never upwards.
-LAYERS = ("cli", "report", "compare", "lower", "upper", "merge", "evaluation", "models",
-          "checkpoints", "core")
+LAYERS = (
+    "cli",
+    "report",
+    "compare",
+    "lower",
+    "upper",
+    "merge",
+    "evaluation",
+    "models",
+    "checkpoints",
+    "core",
+)
 
 
 def _module_name(path: Path) -> str:
@@ -56,8 +66,11 @@ def _imports(path: Path):
                 target = _resolve(child, module, path.name == "__init__.py")
                 found.append((target, child.lineno, in_function))
                 # `from hm3.x import y` may name the module hm3.x.y
-                found.extend((f"{target}.{alias.name}", child.lineno, in_function)
-                             for alias in child.names if _is_module(f"{target}.{alias.name}"))
+                found.extend(
+                    (f"{target}.{alias.name}", child.lineno, in_function)
+                    for alias in child.names
+                    if _is_module(f"{target}.{alias.name}")
+                )
             visit(child, nested)
 
     visit(tree, False)
@@ -75,7 +88,9 @@ def _graph() -> dict[str, set[str]]:
         if "tasks" in path.relative_to(PACKAGE).parts:
             continue  # lm-eval's task utilities, loaded by lm-eval from the YAML folder
         module, found = _imports(path)
-        graph[module] = {name for name, _, _ in found if name.startswith("hm3.") and _is_module(name)}
+        graph[module] = {
+            name for name, _, _ in found if name.startswith("hm3.") and _is_module(name)
+        }
     return graph
 
 
@@ -95,8 +110,11 @@ def test_no_module_imports_a_layer_above_its_own():
         if _layer(module) is None:
             continue
         rank = LAYERS.index(_layer(module))
-        upward += [f"{module} -> {t}" for t in targets
-                   if _layer(t) is not None and LAYERS.index(_layer(t)) < rank]
+        upward += [
+            f"{module} -> {t}"
+            for t in targets
+            if _layer(t) is not None and LAYERS.index(_layer(t)) < rank
+        ]
     assert not upward, "imports against the layer order:\n" + "\n".join(upward)
 
 
@@ -143,27 +161,46 @@ def test_no_import_cycles():
     assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
 
 
-def function_level_imports() -> list[tuple[str, int, str]]:
-    """(file, line, source line) of every import inside a function in hm3."""
+def function_level_imports() -> list[tuple[str, int, str, bool]]:
+    """(file, line, source line, justified) of every import inside a function in hm3.
+    Justified: a `# lazy:` comment on the statement or heading its group of imports."""
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         lines = path.read_text().splitlines()
         tree = ast.parse("\n".join(lines), str(path))
+        imports = {}
         for func in ast.walk(tree):
-            if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            for node in ast.walk(func):
-                if isinstance(node, (ast.Import, ast.ImportFrom)):
-                    found.append((str(path.relative_to(REPO)), node.lineno, lines[node.lineno - 1]))
-    return sorted(set(found))
+            if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(func):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)):
+                        imports[node.lineno] = node
+        starts = {
+            n: node.lineno
+            for node in imports.values()
+            for n in range(node.lineno, node.end_lineno + 1)
+        }
+        for lineno, node in sorted(imports.items()):
+            text = "\n".join(lines[node.lineno - 1 : node.end_lineno])
+            above = node.lineno - 1
+            while above in starts:  # the previous statement of the group
+                above = starts[above] - 1
+            heading = lines[above - 1].strip() if above >= 1 else ""
+            justified = "# lazy:" in text or heading.startswith("# lazy:")
+            found.append((str(path.relative_to(REPO)), lineno, lines[lineno - 1], justified))
+    return found
 
 
 def test_function_level_imports_say_why_they_are_lazy():
-    unexplained = [f"{f}:{n}: {text.strip()}" for f, n, text in function_level_imports()
-                   if "# lazy:" not in text]
-    assert not unexplained, ("a function-level import must keep a heavy dependency off a start-up "
-                             "path and say so in a `# lazy:` comment; else import at the top:\n"
-                             + "\n".join(unexplained))
+    unexplained = [
+        f"{f}:{n}: {text.strip()}"
+        for f, n, text, justified in function_level_imports()
+        if not justified
+    ]
+    assert not unexplained, (
+        "a function-level import must keep a heavy dependency off a start-up path and say so "
+        "in a `# lazy:` comment (on it, or heading its group); else import at the top:\n"
+        + "\n".join(unexplained)
+    )
 
 
 def test_import_linter_contract_holds():
@@ -171,5 +208,7 @@ def test_import_linter_contract_holds():
     lint = shutil.which("lint-imports")
     if lint is None:
         pytest.skip("import-linter is not installed (pip install -e '.[test]')")
-    proc = subprocess.run([lint, "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [lint, "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

@@ -18,8 +18,9 @@ def _run(*command: str) -> subprocess.CompletedProcess:
     tool = shutil.which(command[0])
     if tool is None:
         pytest.fail(f"{command[0]} is not installed: pip install -e '.[test]'")
-    return subprocess.run([tool, *command[1:]], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [tool, *command[1:]], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_ruff_check_is_clean():
@@ -29,10 +30,13 @@ def test_ruff_check_is_clean():
 
 def test_python_is_formatted():
     proc = _run("ruff", "format", "--check", *PYTHON_TREES)
-    assert proc.returncode == 0, "run `ruff format .`:\n" + proc.stdout[-4000:] + proc.stderr[-1000:]
+    assert proc.returncode == 0, (
+        "run `ruff format .`:\n" + proc.stdout[-4000:] + proc.stderr[-1000:]
+    )
 
 
 def test_rule_files_are_formatted():
     proc = _run("snakefmt", "--check", "Snakefile", "workflow/rules")
-    assert proc.returncode == 0, ("run `snakefmt Snakefile workflow/rules`:\n"
-                                  + proc.stdout[-4000:] + proc.stderr[-1000:])
+    assert proc.returncode == 0, (
+        "run `snakefmt Snakefile workflow/rules`:\n" + proc.stdout[-4000:] + proc.stderr[-1000:]
+    )

@@ -5,8 +5,14 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from hm3.checkpoints.alignment import (ALIGNMENT_FILE, ALIGNMENT_META, alignment_fingerprint, apply_alignment,
-                                       load_alignment, save_alignment)
+from hm3.checkpoints.alignment import (
+    ALIGNMENT_FILE,
+    ALIGNMENT_META,
+    alignment_fingerprint,
+    apply_alignment,
+    load_alignment,
+    save_alignment,
+)
 from hm3.checkpoints.layers import PathLayer, decoder
 from hm3.core.errors import HM3Error
 
@@ -15,15 +21,27 @@ HIDDEN = 32
 
 def tiny_llama(layers: int, seed: int) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=64, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=HIDDEN,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
     return LlamaForCausalLM(config).eval()
 
 
 def alignment(seed: int = 0) -> dict:
     generator = torch.Generator().manual_seed(seed)
-    return {1: (1 + 0.1 * torch.randn(HIDDEN, generator=generator), 0.1 * torch.randn(HIDDEN, generator=generator))}
+    return {
+        1: (
+            1 + 0.1 * torch.randn(HIDDEN, generator=generator),
+            0.1 * torch.randn(HIDDEN, generator=generator),
+        )
+    }
 
 
 def test_alignment_round_trips_and_keeps_its_fingerprint(tmp_path):
@@ -32,7 +50,11 @@ def test_alignment_round_trips_and_keeps_its_fingerprint(tmp_path):
     assert (tmp_path / ALIGNMENT_FILE).is_file() and (tmp_path / ALIGNMENT_META).is_file()
     loaded = load_alignment(tmp_path)
     assert sorted(loaded) == [1] and all(torch.equal(a, b) for a, b in zip(loaded[1], fitted[1]))
-    assert alignment_fingerprint(loaded) == alignment_fingerprint(fitted) != alignment_fingerprint(alignment(1))
+    assert (
+        alignment_fingerprint(loaded)
+        == alignment_fingerprint(fitted)
+        != alignment_fingerprint(alignment(1))
+    )
     assert load_alignment(tmp_path / "elsewhere") == {}
 
 
@@ -43,7 +65,11 @@ def test_apply_alignment_wraps_the_aligned_layers():
         before = model(tokens).logits
     apply_alignment(model, alignment())
     layers = decoder(model).layers
-    assert isinstance(layers[1], PathLayer) and layers[1].position == 1 and not isinstance(layers[0], PathLayer)
+    assert (
+        isinstance(layers[1], PathLayer)
+        and layers[1].position == 1
+        and not isinstance(layers[0], PathLayer)
+    )
     with torch.no_grad():
         assert not torch.allclose(model(tokens).logits, before)
 

@@ -43,9 +43,19 @@ def test_a_target_runs_through_sbatch_and_equals_the_local_run(cluster, finished
     pytest.importorskip("snakemake_executor_plugin_slurm")
     workdir = tmp_path / "slurm"
     workdir.mkdir()
-    proc = run_snakemake(workdir, "--workflow-profile", REPO / "profiles" / "slurm",
-                         "--default-resources", "slurm_partition=debug", "mem_mb=2000", "runtime=30",
-                         "--slurm-no-account", "--slurm-keep-successful-logs", TARGET, timeout=1200)
+    proc = run_snakemake(
+        workdir,
+        "--workflow-profile",
+        REPO / "profiles" / "slurm",
+        "--default-resources",
+        "slurm_partition=debug",
+        "mem_mb=2000",
+        "runtime=30",
+        "--slurm-no-account",
+        "--slurm-keep-successful-logs",
+        TARGET,
+        timeout=1200,
+    )
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
 
@@ -55,12 +65,16 @@ def test_a_target_runs_through_sbatch_and_equals_the_local_run(cluster, finished
     logs = list((workdir / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert len(logs) == jobs  # one SLURM log per job, named by its job id
     assert {re.search(r"(\d+)\.log$", log.name).group(1) for log in logs} == set(submitted)
-    last = subprocess.run(["scontrol", "show", "job", submitted[-1]], capture_output=True, text=True)
+    last = subprocess.run(
+        ["scontrol", "show", "job", submitted[-1]], capture_output=True, text=True
+    )
     assert "JobState=COMPLETED" in last.stdout, last.stdout + last.stderr  # SLURM ran it
 
     # the same results as the local run: scores, data and model weights
     assert result_content(workdir / TARGET) == result_content(finished_run / TARGET)
-    for path in sorted((finished_run / "results" / "tiny" / "models" / "base").rglob("*.safetensors")):
+    for path in sorted(
+        (finished_run / "results" / "tiny" / "models" / "base").rglob("*.safetensors")
+    ):
         assert path.read_bytes() == (workdir / path.relative_to(finished_run)).read_bytes(), path
     for path in sorted((finished_run / "results" / "data").rglob("*.jsonl")):
         assert path.read_bytes() == (workdir / path.relative_to(finished_run)).read_bytes(), path
@@ -85,29 +99,54 @@ def test_sbatch_request_of_a_gpu_rule_comes_from_the_config(tmp_path):
 
     bin_dir, record = tmp_path / "bin", tmp_path / "sbatch_calls"
     bin_dir.mkdir()
-    quiet = "#!/usr/bin/env bash\nexit 0\n"   # the executor also asks squeue and sacct
+    quiet = "#!/usr/bin/env bash\nexit 0\n"  # the executor also asks squeue and sacct
     for name, text in {"sbatch": FAKE_SBATCH, "squeue": quiet, "sacct": quiet}.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     override = tmp_path / "gpu.yaml"
-    override.write_text(yaml.safe_dump({"resources": {"generate_task_data": {
-        "threads": 2, "mem_mb": 3000, "runtime": 45, "gpu": 1}}}))
+    override.write_text(
+        yaml.safe_dump(
+            {
+                "resources": {
+                    "generate_task_data": {"threads": 2, "mem_mb": 3000, "runtime": 45, "gpu": 1}
+                }
+            }
+        )
+    )
     workdir = tmp_path / "run"
     workdir.mkdir()
-    proc = start_snakemake(workdir, "--configfile", REPO / "config" / "ci.yaml", override,
-                           "--workflow-profile", REPO / "profiles" / "slurm", "--default-resources",
-                           "slurm_partition=gpu-partition", "--slurm-no-account", "results/data/math/test.jsonl",
-                           log=tmp_path / "run.log", configfile=None,
-                           env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_SBATCH_RECORD": str(record)})
+    proc = start_snakemake(
+        workdir,
+        "--configfile",
+        REPO / "config" / "ci.yaml",
+        override,
+        "--workflow-profile",
+        REPO / "profiles" / "slurm",
+        "--default-resources",
+        "slurm_partition=gpu-partition",
+        "--slurm-no-account",
+        "results/data/math/test.jsonl",
+        log=tmp_path / "run.log",
+        configfile=None,
+        env={"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_SBATCH_RECORD": str(record)},
+    )
     try:
         deadline = time.monotonic() + 120
         while not record.exists() or not record.read_text().strip():
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()[-3000:]
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                tmp_path / "run.log"
+            ).read_text()[-3000:]
             time.sleep(0.2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     call = record.read_text().splitlines()[0].split(" --wrap=")[0]
-    for wanted in ("--comment rule_generate_task_data", "-p gpu-partition", "-t 45", "--mem 3000",
-                   "--cpus-per-task=2", "--gpus=1"):
+    for wanted in (
+        "--comment rule_generate_task_data",
+        "-p gpu-partition",
+        "-t 45",
+        "--mem 3000",
+        "--cpus-per-task=2",
+        "--gpus=1",
+    ):
         assert wanted in call, f"{wanted!r} not in: {call}"

@@ -12,11 +12,26 @@ from hm3.report.front import FAMILY, compare_points, family_points
 from hm3.report.paper import _one_run_trace
 
 TASKS = ["math", "code"]
-CONFIG = {"seed": 1, "tasks": dict.fromkeys(TASKS, {}),
-          "moo": {"reporting_weights": {"partitions": 1, "shrink": 0.0}, "scalarization": "tchebycheff",
-                  "augmentation": 0.0, "hv_reference": 0.0}}
-IDEAL = {"normalizer": {"kind": "ideal", "tasks": TASKS, "ideal": {"math": 1.0, "code": 1.0},
-                        "floor": {"math": 0.0, "code": 0.0}}, "scalarization": "tchebycheff"}
+CONFIG = {
+    "seed": 1,
+    "tasks": dict.fromkeys(TASKS, {}),
+    "moo": {
+        "normalization": "ideal",
+        "reporting_weights": {"partitions": 1, "shrink": 0.0},
+        "scalarization": "tchebycheff",
+        "augmentation": 0.0,
+        "hv_reference": 0.0,
+    },
+}
+IDEAL = {
+    "normalizer": {
+        "kind": "ideal",
+        "tasks": TASKS,
+        "ideal": {"math": 1.0, "code": 1.0},
+        "floor": {"math": 0.0, "code": 0.0},
+    },
+    "scalarization": "tchebycheff",
+}
 
 
 def test_layer_sequence_is_model_after_model_repeated():
@@ -26,25 +41,48 @@ def test_layer_sequence_is_model_after_model_repeated():
 
 def test_indicator_path_keeps_positive_layers_in_order_and_never_returns_an_empty_path():
     sequence = layer_sequence([2, 2], 1)
-    assert indicator_path(np.array([0.3, -1, 0.2, 0.9]), sequence) == (Step(0, 0), Step(1, 0), Step(1, 1))
+    assert indicator_path(np.array([0.3, -1, 0.2, 0.9]), sequence) == (
+        Step(0, 0),
+        Step(1, 0),
+        Step(1, 1),
+    )
     assert indicator_path(np.array([-0.3, -0.1, -0.2, -0.9]), sequence) == (Step(0, 1),)
     # at most max_length layers: the strongest, still in sequence order
-    assert indicator_path(np.array([0.3, 0.1, 0.2, 0.9]), sequence, max_length=2) == (Step(0, 0), Step(1, 1))
+    assert indicator_path(np.array([0.3, 0.1, 0.2, 0.9]), sequence, max_length=2) == (
+        Step(0, 0),
+        Step(1, 1),
+    )
 
 
 def test_compare_points_read_per_preference_and_one_run_summaries(tmp_path):
     per_pref = tmp_path / "w00.json"
-    per_pref.write_text(json.dumps({"preference": "w00", "best": {"path": "M:0", "scores_test": {"math": 0.5, "code": 0.1}}}))
+    per_pref.write_text(
+        json.dumps(
+            {
+                "preference": "w00",
+                "best": {"path": "M:0", "scores_test": {"math": 0.5, "code": 0.1}},
+            }
+        )
+    )
     one_run = tmp_path / "nsga2.json"
-    one_run.write_text(json.dumps({"picks": {p: {"scores_test": {"math": 0.2, "code": 0.3}} for p in ("w00", "w01")}}))
+    one_run.write_text(
+        json.dumps(
+            {"picks": {p: {"scores_test": {"math": 0.2, "code": 0.3}} for p in ("w00", "w01")}}
+        )
+    )
     points = compare_points(CONFIG, {"evo-dataflow": [per_pref], "nsga2": [one_run]})
     assert list(points["method"]) == ["evo-dataflow", "nsga2", "nsga2"]
-    assert list(points["preference"]) == ["w00", "w00", "w01"] and points["score.math"].tolist() == [0.5, 0.2, 0.2]
+    assert list(points["preference"]) == ["w00", "w00", "w01"] and points[
+        "score.math"
+    ].tolist() == [0.5, 0.2, 0.2]
 
 
 def test_family_points_pick_per_preference_on_search_and_report_test(tmp_path):
     files = {}
-    for split, table in {"search": {"math": (0.9, 0.1), "code": (0.1, 0.9)}, "test": {"math": (0.7, 0.0), "code": (0.0, 0.6)}}.items():
+    for split, table in {
+        "search": {"math": (0.9, 0.1), "code": (0.1, 0.9)},
+        "test": {"math": (0.7, 0.0), "code": (0.0, 0.6)},
+    }.items():
         files[split] = {}
         for model, (m, c) in table.items():
             files[split][model] = tmp_path / f"{split}-{model}.json"
@@ -59,7 +97,9 @@ def test_family_points_pick_per_preference_on_search_and_report_test(tmp_path):
 
 def test_nsga2_anytime_trace_takes_each_preferences_best_so_far(tmp_path):
     file = tmp_path / "candidates.csv"
-    pd.DataFrame({"score.math": [0.1, 0.9, 0.5, 0.5], "score.code": [0.9, 0.1, 0.5, 0.6]}).to_csv(file, index=False)
+    pd.DataFrame({"score.math": [0.1, 0.9, 0.5, 0.5], "score.code": [0.9, 0.1, 0.5, 0.6]}).to_csv(
+        file, index=False
+    )
     rows = _one_run_trace(CONFIG, IDEAL, file, np.zeros(2), "NSGA-II (one run for all λ)")
     assert [r["evaluations_per_lambda"] for r in rows] == [1, 2]  # 2 λ: a step per 2 candidates
     # after 2: λ=(1,0) holds (0.9, 0.1), λ=(0,1) holds (0.1, 0.9); nothing better comes later

@@ -37,28 +37,46 @@ def test_entries_give_the_paths_the_rules_always_wrote():
     assert nsga2.file(layout.SUMMARY_FILE) == "results/compare/nsga2/search.json"
     assert nsga2.log == "logs/compare/nsga2.log"
     assert nsga2.benchmark_file == "results/benchmarks/compare_nsga2.tsv"
-    assert dataflow.file(layout.CANDIDATES_FILE) == "results/compare/evo-dataflow/{report_pref}/candidates.csv"
+    assert (
+        dataflow.file(layout.CANDIDATES_FILE)
+        == "results/compare/evo-dataflow/{report_pref}/candidates.csv"
+    )
     assert dataflow.log == "logs/compare/evo-dataflow/{report_pref}.log"
     assert dataflow.benchmark_file == "results/benchmarks/compare_dataflow_{report_pref}.tsv"
     no_param = registry.BY_NAME["hm3-no-param"]
     assert no_param.exports and not dataflow.exports
     assert list(no_param.outputs) == ["model", "candidates", "recipe", "summary"]
-    assert [m.rule for m in registry.METHODS] == ["random_search", "nsga2", "dataflow_search", "no_param_paths"]
+    assert [m.rule for m in registry.METHODS] == [
+        "random_search",
+        "nsga2",
+        "dataflow_search",
+        "no_param_paths",
+    ]
 
 
 def test_cost_stages_and_kinds_keep_their_labels_and_order():
-    assert STAGES[-4:] == [(r"compare_no_param_\w+$", "ablation: HM3 without parameter level"),
-                           (r"compare_random_search_\w+$", "baseline: random search"),
-                           (r"compare_nsga2$", "baseline: NSGA-II"),
-                           (r"compare_dataflow_\w+$", "baseline: evolutionary data-flow")]
+    assert STAGES[-4:] == [
+        (r"compare_no_param_\w+$", "ablation: HM3 without parameter level"),
+        (r"compare_random_search_\w+$", "baseline: random search"),
+        (r"compare_nsga2$", "baseline: NSGA-II"),
+        (r"compare_dataflow_\w+$", "baseline: evolutionary data-flow"),
+    ]
     assert stage_of("compare_dataflow_w03") == "baseline: evolutionary data-flow"
     assert stage_of("compare_nsga2") == "baseline: NSGA-II"
     assert registry.KINDS == {
-        "hm3": "HM3", "hm3-param": "ablation: no architecture level", "hm3-no-param": "ablation: no parameter level",
-        "hm3-path": "HM3 (paths only)", "random-paths": "baseline: random paths over M_λ",
-        "random-search": "baseline: random search", "nsga2": "baseline: NSGA-II",
-        "evo-dataflow": "baseline: evolutionary data-flow", "best single model": "baseline: one of the family",
-        "task_arithmetic": "naive merge", "ties": "naive merge", "dare_ties": "naive merge"}
+        "hm3": "HM3",
+        "hm3-param": "ablation: no architecture level",
+        "hm3-no-param": "ablation: no parameter level",
+        "hm3-path": "HM3 (paths only)",
+        "random-paths": "baseline: random paths over M_λ",
+        "random-search": "baseline: random search",
+        "nsga2": "baseline: NSGA-II",
+        "evo-dataflow": "baseline: evolutionary data-flow",
+        "best single model": "baseline: one of the family",
+        "task_arithmetic": "naive merge",
+        "ties": "naive merge",
+        "dare_ties": "naive merge",
+    }
 
 
 def test_each_rule_job_calls_its_method_as_its_rule_always_did(monkeypatch):
@@ -68,16 +86,47 @@ def test_each_rule_job_calls_its_method_as_its_rule_always_did(monkeypatch):
         return lambda *args, **kwargs: calls.append((name, args, kwargs)) or answer
 
     monkeypatch.setattr(random_search, "random_search", record("random_search", {"best": 1}))
-    monkeypatch.setattr(nsga2, "nsga2_front", record("nsga2_front", {"budget": 9, "picks": {"w00": {}}}))
+    monkeypatch.setattr(
+        nsga2, "nsga2_front", record("nsga2_front", {"budget": 9, "picks": {"w00": {}}})
+    )
     monkeypatch.setattr(dataflow, "dataflow_search", record("dataflow_search", {"best": 2}))
     monkeypatch.setattr(no_param, "search_path", record("search_path", {"best": 3}))
-    inputs = {"ideal": "i.json", "base": "results/models/base", "policy": "results/rl/policy", "models": []}
-    printed = [registry.BY_RULE[rule].run({"seed": 1}, pref, inputs, "out", {"max_shard_size": "2GB"})
-               for rule, pref in (("random_search", "w01"), ("nsga2", None), ("dataflow_search", "w02"),
-                                  ("no_param_paths", "w03"))]
-    assert printed == [{"best": 1}, {"budget": 9}, {"best": 2}, {"best": 3}]  # NSGA-II's log leaves the picks out
-    assert calls == [("random_search", ({"seed": 1}, "w01", "i.json", "out"), {}),
-                     ("nsga2_front", ({"seed": 1}, "i.json", "out"), {}),
-                     ("dataflow_search", ({"seed": 1}, "w02", "i.json", "results/models/base", "out"), {}),
-                     ("search_path", ({"seed": 1}, "w03", "i.json", "results/rl/policy", "results/models/base", "out",
-                                      "2GB"), {"overwrite": True})]
+    inputs = {
+        "ideal": "i.json",
+        "base": "results/models/base",
+        "policy": "results/rl/policy",
+        "models": [],
+    }
+    printed = [
+        registry.BY_RULE[rule].run({"seed": 1}, pref, inputs, "out", {"max_shard_size": "2GB"})
+        for rule, pref in (
+            ("random_search", "w01"),
+            ("nsga2", None),
+            ("dataflow_search", "w02"),
+            ("no_param_paths", "w03"),
+        )
+    ]
+    assert printed == [
+        {"best": 1},
+        {"budget": 9},
+        {"best": 2},
+        {"best": 3},
+    ]  # NSGA-II's log leaves the picks out
+    assert calls == [
+        ("random_search", ({"seed": 1}, "w01", "i.json", "out"), {}),
+        ("nsga2_front", ({"seed": 1}, "i.json", "out"), {}),
+        ("dataflow_search", ({"seed": 1}, "w02", "i.json", "results/models/base", "out"), {}),
+        (
+            "search_path",
+            (
+                {"seed": 1},
+                "w03",
+                "i.json",
+                "results/rl/policy",
+                "results/models/base",
+                "out",
+                "2GB",
+            ),
+            {"overwrite": True},
+        ),
+    ]

@@ -35,32 +35,45 @@ def test_default_and_ci_configs_are_valid(default_config):
     validate_config(ci, SCHEMA)
 
 
-@pytest.mark.parametrize("path, value, named", [
-    ("tiny.base_training.stepz", 3, "tiny.base_training.stepz"),
-    ("sed", 1, "sed"),
-    ("evaluation.batchsize", 8, "evaluation.batchsize"),
-    ("models.math.tsak", "math", "models.math.tsak"),
-])
+@pytest.mark.parametrize(
+    "path, value, named",
+    [
+        ("tiny.base_training.stepz", 3, "tiny.base_training.stepz"),
+        ("sed", 1, "sed"),
+        ("evaluation.batchsize", 8, "evaluation.batchsize"),
+        ("models.math.tsak", "math", "models.math.tsak"),
+    ],
+)
 def test_unknown_key_is_named(default_config, path, value, named, reliability):
-    with pytest.raises(ConfigError, match=f"unknown config key {named.replace('.', '[.]')}") as caught:
+    with pytest.raises(
+        ConfigError, match=f"unknown config key {named.replace('.', '[.]')}"
+    ) as caught:
         validate_config(_mutated(default_config, path, value), SCHEMA)
-    reliability("bad input", "unknown (misspelt) config key", saw=caught.value, done="stepz, sed, batchsize, tsak")
+    reliability(
+        "bad input",
+        "unknown (misspelt) config key",
+        saw=caught.value,
+        done="stepz, sed, batchsize, tsak",
+    )
 
 
-@pytest.mark.parametrize("path, value", [
-    ("seed", "abc"),
-    ("seed", -1),
-    ("tiny.base_training.steps", "600"),
-    ("tiny.base_training.learning_rate", 0),
-    ("tiny.architecture.hidden_size", 12.5),
-    ("tiny.data.sizes.test", 0),
-    ("evaluation.batch_size", None),
-    ("evaluation.device", "gpu0"),
-    ("security.allow_pickle", "yes"),
-    ("tasks.math.metric", "exact_match"),
-    ("models.math.source", "ftp"),
-    ("resources.train_base.threads", 0),
-])
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        ("seed", "abc"),
+        ("seed", -1),
+        ("tiny.base_training.steps", "600"),
+        ("tiny.base_training.learning_rate", 0),
+        ("tiny.architecture.hidden_size", 12.5),
+        ("tiny.data.sizes.test", 0),
+        ("evaluation.batch_size", None),
+        ("evaluation.device", "gpu0"),
+        ("security.allow_pickle", "yes"),
+        ("tasks.math.metric", "exact_match"),
+        ("models.math.source", "ftp"),
+        ("resources.train_base.threads", 0),
+    ],
+)
 def test_wrong_type_or_range_is_named(default_config, path, value):
     with pytest.raises(ConfigError, match=f"config key {path.replace('.', '[.]')}:"):
         validate_config(_mutated(default_config, path, value), SCHEMA)
@@ -73,8 +86,17 @@ def test_missing_required_key_is_named(default_config, reliability):
 
 
 def test_hub_model_needs_pinned_revision(default_config):
-    config = _mutated(default_config, "models.math", {"source": "hub", "role": "expert", "task": "math",
-                                                       "repo_id": "org/name", "revision": "main"})
+    config = _mutated(
+        default_config,
+        "models.math",
+        {
+            "source": "hub",
+            "role": "expert",
+            "task": "math",
+            "repo_id": "org/name",
+            "revision": "main",
+        },
+    )
     with pytest.raises(ConfigError, match="models.math.revision"):
         validate_config(config, SCHEMA)
 
@@ -92,16 +114,35 @@ def test_snakemake_rejects_bad_key_within_seconds(tmp_path, reliability):
     bad.write_text("tiny:\n  base_training:\n    stpes: 5\n")
     started = time.time()
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--snakefile", str(REPO / "Snakefile"),
-         "--directory", str(tmp_path), "--configfile", str(bad)],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--cores",
+            "1",
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     assert "tiny.base_training.stpes" in proc.stdout + proc.stderr
     seconds = time.time() - started
     assert seconds < 30
     said = next(line for line in (proc.stdout + proc.stderr).splitlines() if "stpes" in line)
-    reliability("bad input", "misspelt key in a --configfile, whole workflow", saw=said,
-                done=f"`snakemake -n --configfile bad.yaml`: failed after {seconds:.1f} s, before any job")
+    reliability(
+        "bad input",
+        "misspelt key in a --configfile, whole workflow",
+        saw=said,
+        done=f"`snakemake -n --configfile bad.yaml`: failed after {seconds:.1f} s, before any job",
+    )
 
 
 def test_ci_config_keeps_every_training_small(default_config):
@@ -112,5 +153,8 @@ def test_ci_config_keeps_every_training_small(default_config):
     tiny = default_config["tiny"]
     assert tiny["base_training"]["steps"] <= 50
     for task in default_config["tasks"]:
-        steps = {**tiny["expert_training"], **tiny.get("expert_training_overrides", {}).get(task, {})}["steps"]
+        steps = {
+            **tiny["expert_training"],
+            **tiny.get("expert_training_overrides", {}).get(task, {}),
+        }["steps"]
         assert steps <= 50, task

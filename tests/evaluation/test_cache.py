@@ -40,13 +40,26 @@ def _writer(path, worker):
         for i in range(40):
             candidate = f"recipe {i % 25}"  # overlapping candidates across workers
             if cache.get(candidate, "math", "search", "v", 0, "ctx") is None:
-                cache.put(candidate, "math", "search", "v", 0, "ctx", score=i % 25, metrics={"w": worker}, seconds=0)
+                cache.put(
+                    candidate,
+                    "math",
+                    "search",
+                    "v",
+                    0,
+                    "ctx",
+                    score=i % 25,
+                    metrics={"w": worker},
+                    seconds=0,
+                )
 
 
 def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path):
     path = tmp_path / "c.sqlite"
     EvaluationCache(path).close()
-    workers = [multiprocessing.get_context("spawn").Process(target=_writer, args=(path, w)) for w in range(4)]
+    workers = [
+        multiprocessing.get_context("spawn").Process(target=_writer, args=(path, w))
+        for w in range(4)
+    ]
     for w in workers:
         w.start()
     for w in workers:

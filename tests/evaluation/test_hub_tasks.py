@@ -13,44 +13,65 @@ from hm3.evaluation.tasks.hub import utils as hub
 
 REAL_LOAD_DATASET = datasets.load_dataset
 HUB_TASKS = {"hm3_gsm8k_search", "hm3_humaneval", "hm3_humaneval_search", "hm3_wmt16_de_en_search"}
-GSM8K_TRAIN, GSM8K_TEST = 7473, 12     # train as the real one; test kept small
+GSM8K_TRAIN, GSM8K_TEST = 7473, 12  # train as the real one; test kept small
 HUMANEVAL = 164
-WMT_VALIDATION, WMT_TEST = 2169, 10    # newstest2015's size; test kept small
+WMT_VALIDATION, WMT_TEST = 2169, 10  # newstest2015's size; test kept small
 
 
 def _gsm8k(i: int, split: str) -> dict:
-    return {"question": f"[{split} {i}] Ann has {i} pens and buys 3 more. How many pens has she?",
-            "answer": f"She has {i} + 3 = <<{i}+3={i + 3}>>{i + 3} pens.\n#### {i + 3:,}"}
+    return {
+        "question": f"[{split} {i}] Ann has {i} pens and buys 3 more. How many pens has she?",
+        "answer": f"She has {i} + 3 = <<{i}+3={i + 3}>>{i + 3} pens.\n#### {i + 3:,}",
+    }
 
 
 def _humaneval(i: int) -> dict:
     name = f"add_{i}"
-    return {"task_id": f"HumanEval/{i}",
-            "prompt": f'\n\ndef {name}(x: int) -> int:\n    """ Return x plus {i}.\n    >>> {name}(1)\n'
-                      f'    {i + 1}\n    """\n',
-            "canonical_solution": f"    return x + {i}\n",
-            "test": f"\n\nMETADATA = {{}}\n\n\ndef check(candidate):\n    assert candidate(1) == {i + 1}\n"
-                    f"    assert candidate(-{i}) == 0\n",
-            "entry_point": name}
+    return {
+        "task_id": f"HumanEval/{i}",
+        "prompt": f'\n\ndef {name}(x: int) -> int:\n    """ Return x plus {i}.\n    >>> {name}(1)\n'
+        f'    {i + 1}\n    """\n',
+        "canonical_solution": f"    return x + {i}\n",
+        "test": f"\n\nMETADATA = {{}}\n\n\ndef check(candidate):\n    assert candidate(1) == {i + 1}\n"
+        f"    assert candidate(-{i}) == 0\n",
+        "entry_point": name,
+    }
 
 
 def _wmt(i: int, split: str) -> dict:
-    return {"translation": {"de": f"Der {split} Satz Nummer {i} ist kurz.",
-                            "en": f"The {split} sentence number {i} is short."}}
+    return {
+        "translation": {
+            "de": f"Der {split} Satz Nummer {i} ist kurz.",
+            "en": f"The {split} sentence number {i} is short.",
+        }
+    }
 
 
 @pytest.fixture(scope="module")
 def fake_hub():
     """`datasets.load_dataset` answering the three hub datasets from memory."""
     fakes = {
-        hub.GSM8K: datasets.DatasetDict({
-            "train": datasets.Dataset.from_list([_gsm8k(i, "train") for i in range(GSM8K_TRAIN)]),
-            "test": datasets.Dataset.from_list([_gsm8k(i, "test") for i in range(GSM8K_TEST)])}),
-        hub.HUMANEVAL: datasets.DatasetDict({
-            "test": datasets.Dataset.from_list([_humaneval(i) for i in range(HUMANEVAL)])}),
-        hub.WMT16_DE_EN: datasets.DatasetDict({
-            split: datasets.Dataset.from_list([_wmt(i, split) for i in range(size)])
-            for split, size in (("train", 5), ("validation", WMT_VALIDATION), ("test", WMT_TEST))}),
+        hub.GSM8K: datasets.DatasetDict(
+            {
+                "train": datasets.Dataset.from_list(
+                    [_gsm8k(i, "train") for i in range(GSM8K_TRAIN)]
+                ),
+                "test": datasets.Dataset.from_list([_gsm8k(i, "test") for i in range(GSM8K_TEST)]),
+            }
+        ),
+        hub.HUMANEVAL: datasets.DatasetDict(
+            {"test": datasets.Dataset.from_list([_humaneval(i) for i in range(HUMANEVAL)])}
+        ),
+        hub.WMT16_DE_EN: datasets.DatasetDict(
+            {
+                split: datasets.Dataset.from_list([_wmt(i, split) for i in range(size)])
+                for split, size in (
+                    ("train", 5),
+                    ("validation", WMT_VALIDATION),
+                    ("test", WMT_TEST),
+                )
+            }
+        ),
     }
 
     def load_dataset(path=None, name=None, **_kwargs):
@@ -61,16 +82,32 @@ def fake_hub():
         yield fakes
 
 
-SPECS = {"math": ({"search": "hm3_gsm8k_search", "test": "gsm8k"}, "exact_match,strict-match", 1.0),
-         "code": ({"search": "hm3_humaneval_search", "test": "hm3_humaneval"}, "pass@1,sandbox", 1.0),
-         "translation": ({"search": "hm3_wmt16_de_en_search", "test": "wmt16-de-en"}, "chrf,none", 100.0)}
+SPECS = {
+    "math": ({"search": "hm3_gsm8k_search", "test": "gsm8k"}, "exact_match,strict-match", 1.0),
+    "code": ({"search": "hm3_humaneval_search", "test": "hm3_humaneval"}, "pass@1,sandbox", 1.0),
+    "translation": (
+        {"search": "hm3_wmt16_de_en_search", "test": "wmt16-de-en"},
+        "chrf,none",
+        100.0,
+    ),
+}
 
 
 def _specs():
-    return [TaskSpec(name=name, lm_eval_task=tasks, metric=metric, scale=scale,
-                     extra_metrics=["exact_match,flexible-extract"] if name == "math" else
-                     ["bleu,none", "ter,none"] if name == "translation" else [])
-            for name, (tasks, metric, scale) in SPECS.items()]
+    return [
+        TaskSpec(
+            name=name,
+            lm_eval_task=tasks,
+            metric=metric,
+            scale=scale,
+            extra_metrics=["exact_match,flexible-extract"]
+            if name == "math"
+            else ["bleu,none", "ter,none"]
+            if name == "translation"
+            else [],
+        )
+        for name, (tasks, metric, scale) in SPECS.items()
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +122,7 @@ def test_scorer(fake_hub, tmp_path_factory):
 
 # --- the splits -------------------------------------------------------------------------
 
+
 def test_gsm8k_search_is_the_tail_of_train_and_fewshot_its_head(fake_hub):
     train, test = fake_hub[hub.GSM8K]["train"], fake_hub[hub.GSM8K]["test"]
     splits = hub.load_gsm8k(data_dir="ignored", version=1.0)  # lm-eval passes metadata too
@@ -94,7 +132,9 @@ def test_gsm8k_search_is_the_tail_of_train_and_fewshot_its_head(fake_hub):
     search, fewshot = set(splits["search"]["question"]), set(splits["fewshot"]["question"])
     assert not search & fewshot and not (search | fewshot) & set(test["question"])
     smaller = hub.load_gsm8k(search_size=100, fewshot_size=50)
-    assert len(smaller["search"]) == 100 and smaller["fewshot"]["question"] == train["question"][:50]
+    assert (
+        len(smaller["search"]) == 100 and smaller["fewshot"]["question"] == train["question"][:50]
+    )
 
 
 def test_humaneval_every_fourth_problem_is_search(fake_hub):
@@ -115,20 +155,28 @@ def test_wmt_search_is_the_head_of_validation(fake_hub):
     assert not sources(splits["search"]) & sources(fake_hub[hub.WMT16_DE_EN]["test"])
 
 
-@pytest.mark.parametrize("load, kwargs, message", [
-    (hub.load_gsm8k, {"search_size": 0}, "search_size must be a positive integer"),
-    (hub.load_gsm8k, {"search_size": GSM8K_TRAIN}, "leaves no few-shot examples"),
-    (hub.load_gsm8k, {"fewshot_size": GSM8K_TRAIN - 100}, "fewshot_size .* overlaps the search split"),
-    (hub.load_humaneval, {"search_every": 1}, "search_every must be at least 2"),
-    (hub.load_wmt16_de_en, {"search_size": "300"}, "search_size must be a positive integer"),
-    (hub.load_wmt16_de_en, {"search_size": WMT_VALIDATION}, "must be below the 2169"),
-])
+@pytest.mark.parametrize(
+    "load, kwargs, message",
+    [
+        (hub.load_gsm8k, {"search_size": 0}, "search_size must be a positive integer"),
+        (hub.load_gsm8k, {"search_size": GSM8K_TRAIN}, "leaves no few-shot examples"),
+        (
+            hub.load_gsm8k,
+            {"fewshot_size": GSM8K_TRAIN - 100},
+            "fewshot_size .* overlaps the search split",
+        ),
+        (hub.load_humaneval, {"search_every": 1}, "search_every must be at least 2"),
+        (hub.load_wmt16_de_en, {"search_size": "300"}, "search_size must be a positive integer"),
+        (hub.load_wmt16_de_en, {"search_size": WMT_VALIDATION}, "must be below the 2169"),
+    ],
+)
 def test_bad_sizes_are_refused(fake_hub, load, kwargs, message):
     with pytest.raises(HM3Error, match=message):
         load(**kwargs)
 
 
 # --- the YAMLs --------------------------------------------------------------------------
+
 
 def test_include_paths_index_the_hub_folder():
     assert include_paths({}) == [str(TINY_TASKS_DIR), str(HUB_TASKS_DIR)]
@@ -143,38 +191,64 @@ def test_every_yaml_loads_with_its_documented_sizes(fake_hub):
     assert HUB_TASKS <= set(manager.all_tasks)
     tasks = manager.load(sorted(HUB_TASKS))["tasks"]
     sizes = {name: len(list(task.eval_docs)) for name, task in tasks.items()}
-    assert sizes == {"hm3_gsm8k_search": 250, "hm3_humaneval": 123, "hm3_humaneval_search": 41,
-                     "hm3_wmt16_de_en_search": 300}
+    assert sizes == {
+        "hm3_gsm8k_search": 250,
+        "hm3_humaneval": 123,
+        "hm3_humaneval_search": 41,
+        "hm3_wmt16_de_en_search": 300,
+    }
     assert len(tasks["hm3_gsm8k_search"].fewshot_docs()) == GSM8K_TRAIN - 250
     assert tasks["hm3_gsm8k_search"].config.num_fewshot == 5
     code, code_search = tasks["hm3_humaneval"].config, tasks["hm3_humaneval_search"].config
-    assert code.generation_kwargs["until"] == code_search.generation_kwargs["until"] == \
-        ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
-    assert (code.generation_kwargs["max_gen_toks"], code_search.generation_kwargs["max_gen_toks"]) == (512, 256)
+    assert (
+        code.generation_kwargs["until"]
+        == code_search.generation_kwargs["until"]
+        == ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
+    )
+    assert (
+        code.generation_kwargs["max_gen_toks"],
+        code_search.generation_kwargs["max_gen_toks"],
+    ) == (512, 256)
     doc = next(iter(tasks["hm3_humaneval"].eval_docs))
     assert tasks["hm3_humaneval"].doc_to_text(doc) == doc["prompt"]
 
 
 def test_scorer_indexes_lm_evals_own_tasks_only_when_needed(search_scorer, test_scorer):
-    assert "gsm8k" not in search_scorer.task_manager.all_tasks   # only hm3's folders: fast
+    assert "gsm8k" not in search_scorer.task_manager.all_tasks  # only hm3's folders: fast
     assert {"gsm8k", "wmt16-de-en"} <= set(test_scorer.task_manager.all_tasks)
 
 
 def test_unknown_task_is_still_named(fake_hub):
-    spec = TaskSpec(name="code", lm_eval_task={"search": "hm3_humaneval_serch"}, metric="pass@1,sandbox")
+    spec = TaskSpec(
+        name="code", lm_eval_task={"search": "hm3_humaneval_serch"}, metric="pass@1,sandbox"
+    )
     with pytest.raises(HM3Error, match="lm-eval task.*not found: hm3_humaneval_serch"):
         Scorer([spec], "search", "results/data")
 
 
-@pytest.mark.parametrize("search, standard", [("hm3_gsm8k_search", "gsm8k"),
-                                              ("hm3_wmt16_de_en_search", "wmt16-de-en")])
-def test_search_task_is_the_standard_task_on_other_docs(search_scorer, test_scorer, search, standard):
-    ours, theirs = search_scorer.task_dict["tasks"][search], test_scorer.task_dict["tasks"][standard]
+@pytest.mark.parametrize(
+    "search, standard", [("hm3_gsm8k_search", "gsm8k"), ("hm3_wmt16_de_en_search", "wmt16-de-en")]
+)
+def test_search_task_is_the_standard_task_on_other_docs(
+    search_scorer, test_scorer, search, standard
+):
+    ours, theirs = (
+        search_scorer.task_dict["tasks"][search],
+        test_scorer.task_dict["tasks"][standard],
+    )
     for doc in [*list(ours.eval_docs)[:3], *list(theirs.eval_docs)[:3]]:
         assert ours.doc_to_text(doc) == theirs.doc_to_text(doc)
         assert ours.doc_to_target(doc) == theirs.doc_to_target(doc)
-    for key in ("output_type", "generation_kwargs", "metric_list", "filter_list", "num_fewshot",
-                "target_delimiter", "fewshot_delimiter", "repeats"):
+    for key in (
+        "output_type",
+        "generation_kwargs",
+        "metric_list",
+        "filter_list",
+        "num_fewshot",
+        "target_delimiter",
+        "fewshot_delimiter",
+        "repeats",
+    ):
         assert getattr(ours.config, key) == getattr(theirs.config, key), key
     ours_docs = {ours.doc_to_text(d) for d in ours.eval_docs}
     assert not ours_docs & {theirs.doc_to_text(d) for d in theirs.eval_docs}
@@ -182,13 +256,14 @@ def test_search_task_is_the_standard_task_on_other_docs(search_scorer, test_scor
 
 # --- scoring ----------------------------------------------------------------------------
 
+
 class _CannedLM(LM):
     """Answers each request from its doc: the reference (``right``) or a wrong answer."""
 
     def __init__(self, right: bool):
         super().__init__()
         self.right = right
-        self.contexts: dict[str, list[str]] = {}   # task -> the prompts it was given
+        self.contexts: dict[str, list[str]] = {}  # task -> the prompts it was given
 
     def _answer(self, doc: dict) -> str:
         if "canonical_solution" in doc:
@@ -209,21 +284,38 @@ class _CannedLM(LM):
         raise NotImplementedError
 
 
-@pytest.mark.parametrize("split, examples", [("search", {"math": 250, "code": 41, "translation": 300}),
-                                             ("test", {"math": GSM8K_TEST, "code": 123, "translation": WMT_TEST})])
-def test_references_score_perfectly_and_wrong_answers_do_not(search_scorer, test_scorer, split, examples):
+@pytest.mark.parametrize(
+    "split, examples",
+    [
+        ("search", {"math": 250, "code": 41, "translation": 300}),
+        ("test", {"math": GSM8K_TEST, "code": 123, "translation": WMT_TEST}),
+    ],
+)
+def test_references_score_perfectly_and_wrong_answers_do_not(
+    search_scorer, test_scorer, split, examples
+):
     scorer = search_scorer if split == "search" else test_scorer
     right = scorer.score_lm(right_lm := _CannedLM(right=True))
     assert right["scores"] == {"math": 1.0, "code": 1.0, "translation": 1.0}
     assert right["examples"] == examples
-    assert right["metrics"]["math"] == {"exact_match,strict-match": 1.0, "exact_match,flexible-extract": 1.0}
-    assert right["metrics"]["translation"] == pytest.approx({"chrf,none": 100.0, "bleu,none": 100.0, "ter,none": 0.0})
+    assert right["metrics"]["math"] == {
+        "exact_match,strict-match": 1.0,
+        "exact_match,flexible-extract": 1.0,
+    }
+    assert right["metrics"]["translation"] == pytest.approx(
+        {"chrf,none": 100.0, "bleu,none": 100.0, "ter,none": 0.0}
+    )
     gsm8k = right_lm.contexts["hm3_gsm8k_search" if split == "search" else "gsm8k"]
-    assert all(context.count("Question:") == 6 for context in gsm8k)   # 5-shot
+    assert all(context.count("Question:") == 6 for context in gsm8k)  # 5-shot
     if split == "search":  # few-shot examples from train's head, never a search doc
-        questions = [[line for line in context.split("\n") if line.startswith("Question: [")] for context in gsm8k]
+        questions = [
+            [line for line in context.split("\n") if line.startswith("Question: [")]
+            for context in gsm8k
+        ]
         shots = [line.split()[1:3] for per_context in questions for line in per_context[:-1]]
-        assert all(kind == "[train" and int(index.rstrip("]")) < GSM8K_TRAIN - 250 for kind, index in shots)
+        assert all(
+            kind == "[train" and int(index.rstrip("]")) < GSM8K_TRAIN - 250 for kind, index in shots
+        )
         assert len(shots) == 5 * 250
     wrong = scorer.score_lm(_CannedLM(right=False))
     assert wrong["scores"]["math"] == wrong["scores"]["code"] == 0.0
@@ -232,6 +324,7 @@ def test_references_score_perfectly_and_wrong_answers_do_not(search_scorer, test
 
 # --- offline, no cache ------------------------------------------------------------------
 
+
 def test_missing_dataset_cache_offline_names_the_dataset_and_the_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", REAL_LOAD_DATASET)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
@@ -239,8 +332,13 @@ def test_missing_dataset_cache_offline_names_the_dataset_and_the_fix(tmp_path, m
     with pytest.raises(HM3Error) as caught:
         hub.load_gsm8k(cache_dir=str(tmp_path))
     message = str(caught.value)
-    for part in ("openai/gsm8k (main)", "not in the local datasets cache", "HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0",
-                 "datasets.load_dataset('openai/gsm8k', 'main')", "HF_DATASETS_CACHE"):
+    for part in (
+        "openai/gsm8k (main)",
+        "not in the local datasets cache",
+        "HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0",
+        "datasets.load_dataset('openai/gsm8k', 'main')",
+        "HF_DATASETS_CACHE",
+    ):
         assert part in message
 
 
@@ -259,12 +357,16 @@ def test_standard_tasks_offline_failure_is_an_hm3_error(tmp_path, monkeypatch):
     (tmp_path / "standard.yaml").write_text(
         "task: standard_like\ndataset_path: openai/gsm8k\ndataset_name: main\noutput_type: generate_until\n"
         "test_split: test\ndoc_to_text: '{{question}}'\ndoc_to_target: '{{answer}}'\n"
-        "metric_list:\n  - metric: exact_match\n")
+        "metric_list:\n  - metric: exact_match\n"
+    )
 
     def offline(path=None, name=None, **_kwargs):
         raise ConnectionError(f"Couldn't reach '{path}' on the Hub (OfflineModeIsEnabled)")
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     spec = TaskSpec(name="math", lm_eval_task={"test": "standard_like"}, metric="exact_match,none")
-    with pytest.raises(HM3Error, match=r"standard_like: a dataset is not available .*openai/gsm8k.*HF_DATASETS_CACHE"):
+    with pytest.raises(
+        HM3Error,
+        match=r"standard_like: a dataset is not available .*openai/gsm8k.*HF_DATASETS_CACHE",
+    ):
         Scorer([spec], "test", "results/data", include_path=[str(tmp_path)])

@@ -22,8 +22,11 @@ def data_dir(tmp_path_factory):
 def task_manager(data_dir):
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=str(TINY_TASKS_DIR), include_defaults=False,
-                       metadata={"data_dir": str(data_dir)})
+    return TaskManager(
+        include_path=str(TINY_TASKS_DIR),
+        include_defaults=False,
+        metadata={"data_dir": str(data_dir)},
+    )
 
 
 def test_every_yaml_is_indexed(task_manager):
@@ -51,7 +54,9 @@ def _read(path):
 
 
 def test_unknown_lm_eval_task_is_named(data_dir):
-    spec = TaskSpec(name="math", lm_eval_task={"test": "tiny_mth"}, metric="exact_match,strict-match")
+    spec = TaskSpec(
+        name="math", lm_eval_task={"test": "tiny_mth"}, metric="exact_match,strict-match"
+    )
     with pytest.raises(HM3Error, match="tiny_mth"):
         Scorer([spec], "test", data_dir)
 
@@ -67,7 +72,6 @@ def test_scores_reference_answers_perfectly(data_dir, monkeypatch):
     result = scorer.score_lm(_OracleLM(data_dir))
     assert result["scores"] == {"math": 1.0, "code": 1.0, "translation": 1.0}
     assert result["examples"] == {"math": 6, "code": 6, "translation": 6}
-
 
 
 class _OracleLM(LM):

@@ -12,12 +12,16 @@ from hm3.lower.settings import AlignmentSettings
 
 from test_inference_path import logits, tiny_llama
 
-BATCH = {"input_ids": torch.tensor([[1, 5, 9, 2, 33, 7, 8, 9], [3, 3, 8, 60, 1, 0, 0, 0]]),
-         "attention_mask": torch.tensor([[1] * 8, [1] * 5 + [0] * 3])}
+BATCH = {
+    "input_ids": torch.tensor([[1, 5, 9, 2, 33, 7, 8, 9], [3, 3, 8, 60, 1, 0, 0, 0]]),
+    "attention_mask": torch.tensor([[1] * 8, [1] * 5 + [0] * 3]),
+}
 
 
 def make_pool():
-    return LayerPool({"math": tiny_llama(3, 1), "code": tiny_llama(3, 2), "M": tiny_llama(3, 3)}, anchor="M")
+    return LayerPool(
+        {"math": tiny_llama(3, 1), "code": tiny_llama(3, 2), "M": tiny_llama(3, 3)}, anchor="M"
+    )
 
 
 def test_foreign_positions():
@@ -33,7 +37,9 @@ def alignment_loss(pool, path, alignment):
     total = 0.0
     for i in foreign_positions(path, pool.anchor_index):
         home = pool.models[path[i].model]
-        mean, cov = _statistics(_layer_inputs(home, {0: decoder(home).layers[path[i].layer]}, BATCH)[0])
+        mean, cov = _statistics(
+            _layer_inputs(home, {0: decoder(home).layers[path[i].layer]}, BATCH)[0]
+        )
         x = _layer_inputs(model, {0: decoder(model).layers[i]}, BATCH)[0]
         if i in alignment:
             x = x * alignment[i][0] + alignment[i][1]
@@ -75,4 +81,3 @@ def test_aligned_export_reloads_through_hm3_with_the_same_logits(tmp_path):
 
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "aligned", dtype=torch.float32).eval()
     assert torch.allclose(logits(plain), logits(pool.assemble(path)), atol=1e-5)
-

@@ -11,11 +11,20 @@ from hm3.lower.inference_path import LayerPool, Step, as_path, describe, parse_p
 VOCAB = 64
 
 
-def tiny_llama(layers: int, seed: int, hidden: int = 32, intermediate: int = 64) -> LlamaForCausalLM:
+def tiny_llama(
+    layers: int, seed: int, hidden: int = 32, intermediate: int = 64
+) -> LlamaForCausalLM:
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=intermediate,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=64, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=False,
+    )
     model = LlamaForCausalLM(config).eval()
     with torch.no_grad():  # break the default init's symmetry so layers differ visibly
         for p in model.parameters():
@@ -26,7 +35,9 @@ def tiny_llama(layers: int, seed: int, hidden: int = 32, intermediate: int = 64)
 @pytest.fixture(scope="module")
 def pool():
     # depths differ on purpose: 2, 3 and 4 layers
-    return LayerPool({"math": tiny_llama(2, 1), "code": tiny_llama(3, 2), "M": tiny_llama(4, 3)}, anchor="M")
+    return LayerPool(
+        {"math": tiny_llama(2, 1), "code": tiny_llama(3, 2), "M": tiny_llama(4, 3)}, anchor="M"
+    )
 
 
 TOKENS = torch.tensor([[1, 5, 9, 2, 33, 7], [3, 3, 8, 60, 1, 0]])
@@ -51,7 +62,7 @@ def hand_built(pool: LayerPool, path) -> LlamaForCausalLM:
         for name in list(state):
             prefix = f"model.layers.{i}."
             if name.startswith(prefix):
-                state[name] = source[f"model.layers.{layer}." + name[len(prefix):]].clone()
+                state[name] = source[f"model.layers.{layer}." + name[len(prefix) :]].clone()
     model.load_state_dict(state)
     return model
 
@@ -61,14 +72,19 @@ def test_identity_path_reproduces_the_anchor_exactly(pool):
     assert torch.equal(logits(assembled), logits(pool.anchor))
 
 
-@pytest.mark.parametrize("path", [
-    [(0, 0), (1, 2), (2, 3)],
-    [(2, 0), (0, 1), (0, 1), (1, 0), (2, 3)],   # a repeated layer
-    [(1, 2)],
-    [(2, 0), (2, 1), (0, 0), (1, 1), (1, 2), (2, 2), (2, 3)],
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        [(0, 0), (1, 2), (2, 3)],
+        [(2, 0), (0, 1), (0, 1), (1, 0), (2, 3)],  # a repeated layer
+        [(1, 2)],
+        [(2, 0), (2, 1), (0, 0), (1, 1), (1, 2), (2, 2), (2, 3)],
+    ],
+)
 def test_assembly_equals_the_hand_built_model(pool, path):
-    assert torch.allclose(logits(pool.assemble(as_path(path))), logits(hand_built(pool, path)), atol=1e-6)
+    assert torch.allclose(
+        logits(pool.assemble(as_path(path))), logits(hand_built(pool, path)), atol=1e-6
+    )
 
 
 def test_assembly_shares_modules(pool):
@@ -90,7 +106,12 @@ def test_generation_with_cache_matches_without_for_repeated_layers(pool):
 
 def test_export_then_reload_gives_the_same_logits(pool, tmp_path):
     path = as_path([(2, 0), (1, 1), (0, 1), (2, 3)])
-    pool.export(path, tmp_path / "out", card="---\nlicense: apache-2.0\n---\n# path\n", max_shard_size="20KB")
+    pool.export(
+        path,
+        tmp_path / "out",
+        card="---\nlicense: apache-2.0\n---\n# path\n",
+        max_shard_size="20KB",
+    )
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
     assert reloaded.config.num_hidden_layers == 4
     assert len(list((tmp_path / "out").glob("*.safetensors"))) > 1  # sharded
@@ -129,7 +150,12 @@ def test_passthrough_yaml(pool):
     text = pool.passthrough_yaml(as_path([(2, 0), (2, 1), (0, 1), (1, 0), (1, 1), (2, 3)]), refs)
     config = yaml.safe_load(text)
     assert config["merge_method"] == "passthrough"
-    assert [s["sources"][0]["layer_range"] for s in config["slices"]] == [[0, 2], [1, 2], [0, 2], [3, 4]]
+    assert [s["sources"][0]["layer_range"] for s in config["slices"]] == [
+        [0, 2],
+        [1, 2],
+        [0, 2],
+        [3, 4],
+    ]
     assert config["slices"][0]["sources"][0]["model"] == refs[2]
     # mergekit takes embeddings from the first slice and the head from the last
     assert pool.passthrough_yaml(as_path([(0, 0), (2, 3)]), refs) is None
@@ -156,11 +182,15 @@ def test_path_evaluator_scores_each_path_once(pool, tmp_path):
             return {"scores": {"depth": depth}, "metrics": {"depth": {"m": depth}}}
 
     with EvaluationCache(tmp_path / "c.sqlite") as cache:
-        evaluator = PathEvaluator(pool, CachedEvaluator(DepthScorer(), None, cache, context="pool", seed=0))
+        evaluator = PathEvaluator(
+            pool, CachedEvaluator(DepthScorer(), None, cache, context="pool", seed=0)
+        )
         first = evaluator.evaluate([(0, 1), (2, 3), (2, 3)])
         again = evaluator.evaluate([(0, 1), (2, 3), (2, 3)])
         other = evaluator.evaluate([(1, 0)])
-    assert first["scores"] == again["scores"] == {"depth": 3.0} and other["scores"] == {"depth": 1.0}
+    assert first["scores"] == again["scores"] == {"depth": 3.0} and other["scores"] == {
+        "depth": 1.0
+    }
     assert (first["cached"], again["cached"], DepthScorer.calls) == (False, True, 2)
     with pytest.raises(HM3Error):
         evaluator.evaluate([(0, 9)])
@@ -173,8 +203,10 @@ def test_load_pool_from_checkpoints(tmp_path):
         tiny_llama(layers, seed).save_pretrained(tmp_path / name)
     pool = load_pool({"a": tmp_path / "a", "b": tmp_path / "b"}, anchor="b")
     assert pool.depths == [2, 3] and pool.anchor_index == 1
-    assert torch.equal(logits(pool.assemble(pool.identity_path())),
-                       logits(LlamaForCausalLM.from_pretrained(tmp_path / "b").eval()))
+    assert torch.equal(
+        logits(pool.assemble(pool.identity_path())),
+        logits(LlamaForCausalLM.from_pretrained(tmp_path / "b").eval()),
+    )
 
 
 def test_parse_path_inverts_describe():

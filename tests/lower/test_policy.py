@@ -15,14 +15,22 @@ TASKS = ["math", "code", "translation"]
 
 def test_policy_round_trips_through_safetensors_and_answers_fast(tmp_path):
     agent = PathAgent([4, 4, 4, 4], n_tasks=3, settings=RLSettings(t_max=6, seed=5))
-    agent.train(lambda rng: rng.dirichlet([1, 1, 1]), lambda path, w: float(len(path) == 2), episodes=16)
-    save_policy(agent, tmp_path / "policy", names=["math", "code", "translation", "M"], tasks=TASKS, meta={})
-    assert not list((tmp_path / "policy").glob("*.pt")) and not list((tmp_path / "policy").glob("*.bin"))
+    agent.train(
+        lambda rng: rng.dirichlet([1, 1, 1]), lambda path, w: float(len(path) == 2), episodes=16
+    )
+    save_policy(
+        agent, tmp_path / "policy", names=["math", "code", "translation", "M"], tasks=TASKS, meta={}
+    )
+    assert not list((tmp_path / "policy").glob("*.pt")) and not list(
+        (tmp_path / "policy").glob("*.bin")
+    )
     loaded, meta = load_policy(tmp_path / "policy")
     for w in ([0.2, 0.3, 0.5], [0.9, 0.05, 0.05]):
         for decide in ("critic", "actor"):
-            assert loaded.rollout(w, greedy=True, decide=decide).actions == \
-                agent.rollout(w, greedy=True, decide=decide).actions
+            assert (
+                loaded.rollout(w, greedy=True, decide=decide).actions
+                == agent.rollout(w, greedy=True, decide=decide).actions
+            )
     started = time.perf_counter()
     answer = policy_answer(tmp_path / "policy", "math=0.6,code=0.3,translation=0.1")
     assert time.perf_counter() - started < 5  # the figure (well under 1 s) is in the benchmark
@@ -36,7 +44,8 @@ def test_nearest_searched_preference_stands_in_for_m(tmp_path):
     (tmp_path / "moo").mkdir()
     (tmp_path / "moo" / "preferences.csv").write_text(
         "preference,math,code,translation,set\nw00,0.8,0.1,0.1,reporting\nw01,0.1,0.8,0.1,reporting\n"
-        "t00,0.2,0.7,0.1,training\n")
+        "t00,0.2,0.7,0.1,training\n"
+    )
     for pid in ("w00", "t00"):  # w01 has no merge on disk
         (tmp_path / "param" / pid / "model").mkdir(parents=True)
     found = nearest_searched(tmp_path, TASKS, np.array([0.1, 0.8, 0.1]))

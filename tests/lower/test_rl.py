@@ -12,10 +12,10 @@ from hm3.lower.settings import RLSettings
 def test_action_space_and_masks():
     space = ActionSpace([2, 3], t_max=3)
     assert space.steps == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)] and space.stop == 5
-    assert not space.mask(0)[space.stop] and space.mask(0)[:5].all()       # no empty path
+    assert not space.mask(0)[space.stop] and space.mask(0)[:5].all()  # no empty path
     assert space.mask(2).all()
     only_stop = space.mask(3)
-    assert only_stop[space.stop] and only_stop.sum() == 1                   # T_max reached
+    assert only_stop[space.stop] and only_stop.sum() == 1  # T_max reached
     # neighbouring layers of one model are nearer than other models' layers
     e = space.embeddings
     assert ((e[2] - e[3]) ** 2).sum() < ((e[2] - e[1]) ** 2).sum()
@@ -37,7 +37,9 @@ def test_behaviour_policy_is_a_distribution_over_valid_actions():
     space = ActionSpace([3, 3], t_max=4)
     settings = RLSettings(neighbours=2, epsilon=0.2)
     valid = space.mask(0)
-    probs = action_probabilities(torch.zeros(space.embeddings.shape[1]), space.embeddings, valid, settings)
+    probs = action_probabilities(
+        torch.zeros(space.embeddings.shape[1]), space.embeddings, valid, settings
+    )
     assert probs.sum().item() == pytest.approx(1.0)
     assert probs[space.stop] == 0
     assert (probs[valid] >= 0.2 / valid.sum() - 1e-7).all()
@@ -69,12 +71,24 @@ def _two_preferences(rng):
 
 def test_ppo_converges_to_the_known_optimum_of_a_toy_mdp():
     """A contextual toy MDP: the optimum is a different path for each λ."""
-    settings = RLSettings(t_max=3, neighbours=2, epsilon=0.1, learning_rate=3e-3, episodes_per_update=16,
-                          temperature=0.5, seed=0)
+    settings = RLSettings(
+        t_max=3,
+        neighbours=2,
+        epsilon=0.1,
+        learning_rate=3e-3,
+        episodes_per_update=16,
+        temperature=0.5,
+        seed=0,
+    )
     agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
     log = []
-    agent.train(_two_preferences, _toy_value, episodes=1600, log=lambda i, ep, stats: log.append(ep.reward))
-    assert agent.rollout([0.9, 0.1], greedy=True, decide="actor").path(agent.space) == [(1, 0), (2, 1)]
+    agent.train(
+        _two_preferences, _toy_value, episodes=1600, log=lambda i, ep, stats: log.append(ep.reward)
+    )
+    assert agent.rollout([0.9, 0.1], greedy=True, decide="actor").path(agent.space) == [
+        (1, 0),
+        (2, 1),
+    ]
     assert agent.rollout([0.1, 0.9], greedy=True, decide="actor").path(agent.space) == [(0, 1)]
     assert np.mean(log[-200:]) > 0.8 > np.mean(log[:200])  # the optimum's reward is 1 - 2β
 
@@ -95,9 +109,12 @@ def test_one_step_bandit_is_solved_by_the_wolpertinger_decision():
 
 def test_training_is_deterministic_under_the_seed():
     def run():
-        agent = PathAgent([2, 2], n_tasks=2, settings=RLSettings(t_max=2, seed=3, episodes_per_update=4))
+        agent = PathAgent(
+            [2, 2], n_tasks=2, settings=RLSettings(t_max=2, seed=3, episodes_per_update=4)
+        )
         episodes = agent.train(lambda rng: rng.dirichlet([1, 1]), _toy_value, episodes=12)
         return [e.actions for e in episodes], [p.detach().clone() for p in agent.actor.parameters()]
+
     (a1, p1), (a2, p2) = run(), run()
     assert a1 == a2 and all(torch.equal(x, y) for x, y in zip(p1, p2))
 

@@ -11,9 +11,17 @@ TASKS = ["math", "code", "translation"]
 
 
 def config(**rl):
-    return {"seed": 7, "tasks": dict.fromkeys(TASKS, {}),
-            "moo": {"reporting_weights": {"partitions": 3, "shrink": 0.25}},
-            "rl": {"training": {"preferences": 5, "episodes": 8}, "agent": {"t_max": 3}, "online": {}, **rl}}
+    return {
+        "seed": 7,
+        "tasks": dict.fromkeys(TASKS, {}),
+        "moo": {"reporting_weights": {"partitions": 3, "shrink": 0.25}},
+        "rl": {
+            "training": {"preferences": 5, "episodes": 8},
+            "agent": {"t_max": 3},
+            "online": {},
+            **rl,
+        },
+    }
 
 
 def test_training_preferences_are_seeded_on_the_simplex_and_apart_from_the_reporting_set():
@@ -43,8 +51,14 @@ def test_rl_settings_come_from_the_config_and_are_seeded():
 def test_parse_weights_normalises_and_names_what_is_wrong():
     assert np.allclose(parse_weights("math=0.6,code=0.3,translation=0.1", TASKS), [0.6, 0.3, 0.1])
     assert np.allclose(parse_weights("code=2, math=2", TASKS), [0.5, 0.5, 0])
-    for text, message in [("physics=1", "unknown task 'physics'"), ("math=-1", "finite number >= 0"),
-                          ("math=0,code=0", "all zero"), ("math", "TASK=NUMBER"), ("math=abc", "not a number"),
-                          ("math=nan", "finite"), ("", "all zero")]:
+    for text, message in [
+        ("physics=1", "unknown task 'physics'"),
+        ("math=-1", "finite number >= 0"),
+        ("math=0,code=0", "all zero"),
+        ("math", "TASK=NUMBER"),
+        ("math=abc", "not a number"),
+        ("math=nan", "finite"),
+        ("", "all zero"),
+    ]:
         with pytest.raises(HM3Error, match=message):
             parse_weights(text, TASKS)

@@ -12,12 +12,21 @@ from safetensors.torch import load_file
 def llama_config(vocab: int = 96, hidden: int = 16, layers: int = 3, tie: bool = False):
     from transformers import LlamaConfig
 
-    return LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                       num_attention_heads=2, num_key_value_heads=1, vocab_size=vocab,
-                       tie_word_embeddings=tie, max_position_embeddings=64)
+    return LlamaConfig(
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=vocab,
+        tie_word_embeddings=tie,
+        max_position_embeddings=64,
+    )
 
 
-def save_family(root: Path, count: int = 3, seed: int = 0, **config_kwargs) -> tuple[str, list[str]]:
+def save_family(
+    root: Path, count: int = 3, seed: int = 0, **config_kwargs
+) -> tuple[str, list[str]]:
     """A random base and ``count`` experts (base + independent noise), as safetensors."""
     from transformers import LlamaForCausalLM
 

@@ -13,13 +13,24 @@ from safetensors.torch import load_file
 from _paths import REPO
 from hm3.core.errors import ConfigError
 from hm3.core.device import cgroup_room, evaluation_dtype, free_bytes, resolve_dtype
-from hm3.merge.memory_plan import FAMILIES, GiB, Geometry, component_bytes, llama_shapes, lower_level_bytes, plan_memory
+from hm3.merge.memory_plan import (
+    FAMILIES,
+    GiB,
+    Geometry,
+    component_bytes,
+    llama_shapes,
+    lower_level_bytes,
+    plan_memory,
+)
 from hm3.merge.merger import StreamingMerger, open_merger
 from hm3.merge import InMemoryMerger, make_recipe, merge_state_dicts
 
 CANDIDATES = {
-    "task_arithmetic": ("task_arithmetic", [{"weight": 0.5}, {"weight": 0.3}, {"weight": [0.2, 0.8]}],
-                        {"normalize": True}),
+    "task_arithmetic": (
+        "task_arithmetic",
+        [{"weight": 0.5}, {"weight": 0.3}, {"weight": [0.2, 0.8]}],
+        {"normalize": True},
+    ),
     "ties": ("ties", [{"weight": 0.5, "density": 0.3}] * 3, {}),
     "dare_ties": ("dare_ties", [{"weight": 0.5, "density": [0.2, 0.6]}] * 3, {}),
     "della": ("della", [{"weight": 0.5, "density": 0.4, "epsilon": 0.1}] * 3, {}),
@@ -35,8 +46,15 @@ def _save_family(root: Path, dtype: torch.dtype) -> tuple[str, list[str]]:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2,
-                         num_key_value_heads=1, vocab_size=96, max_position_embeddings=64)
+    config = LlamaConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        vocab_size=96,
+        max_position_embeddings=64,
+    )
     base = LlamaForCausalLM(config).float()
     dirs = []
     for i in range(4):
@@ -85,8 +103,9 @@ def test_bfloat16_merger_equals_the_bfloat16_export(family16, cache_masks):
     streaming export of its recipe cast to bfloat16, bit for bit (same float32 task
     vectors, masks and sums; one rounding at the end)."""
     base, experts = family16
-    merger = InMemoryMerger.from_pretrained(base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16,
-                                            cache_masks=cache_masks)
+    merger = InMemoryMerger.from_pretrained(
+        base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16, cache_masks=cache_masks
+    )
     assert merger.staged and merger.anchor.dtype == merger.stored.dtype == torch.bfloat16
     checkpoints = {ref: _load(ref) for ref in [base, *experts]}
     for label, (method, per_model, shared) in CANDIDATES.items():
@@ -94,15 +113,20 @@ def test_bfloat16_merger_equals_the_bfloat16_export(family16, cache_masks):
         merger.apply(recipe, check_outputs=True)
         expected = merge_state_dicts(recipe.with_updates(out_dtype="bfloat16"), checkpoints)
         state = _state(merger.target)
-        assert all(state[n].dtype == torch.bfloat16 and torch.equal(state[n], expected[n]) for n in expected), \
-            f"{label}: {_worst(state, expected)}"
+        assert all(
+            state[n].dtype == torch.bfloat16 and torch.equal(state[n], expected[n])
+            for n in expected
+        ), f"{label}: {_worst(state, expected)}"
     # linear anchors on the base in memory, on the first model in the export: float32 sums
     # differ in the last bit, which may move a bfloat16 rounding by one unit
     recipe = merger.recipe("linear", [{"weight": 0.2}, {"weight": 0.3}, {"weight": 0.5}])
     merger.apply(recipe)
     expected = merge_state_dicts(recipe.with_updates(out_dtype="bfloat16"), checkpoints)
     state = _state(merger.target)
-    assert all(torch.allclose(state[n].float(), expected[n].float(), rtol=2 ** -7, atol=1e-6) for n in expected)
+    assert all(
+        torch.allclose(state[n].float(), expected[n].float(), rtol=2**-7, atol=1e-6)
+        for n in expected
+    )
 
 
 @pytest.mark.parametrize("label", ["task_arithmetic", "ties", "dare_ties"])
@@ -111,12 +135,17 @@ def test_bfloat16_merger_of_float32_checkpoints_is_within_rounding(family32, lab
     Against the float32 export the sums differ by bfloat16 rounding; the magnitude
     masks may pick other elements near the cut (ties on rounded magnitudes)."""
     base, experts = family32
-    merger = InMemoryMerger.from_pretrained(base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16)
+    merger = InMemoryMerger.from_pretrained(
+        base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16
+    )
     method, per_model, shared = CANDIDATES[label]
     recipe = merger.recipe(method, per_model, shared, seed=3)
     merger.apply(recipe, check_outputs=True)
     checkpoints = {ref: _load(ref) for ref in [base, *experts]}
-    rounded = {ref: {n: t.to(torch.bfloat16) for n, t in tensors.items()} for ref, tensors in checkpoints.items()}
+    rounded = {
+        ref: {n: t.to(torch.bfloat16) for n, t in tensors.items()}
+        for ref, tensors in checkpoints.items()
+    }
     state = _state(merger.target)
     # equal to the export of the rounded inputs...
     expected = merge_state_dicts(recipe.with_updates(out_dtype="bfloat16"), rounded)
@@ -124,11 +153,11 @@ def test_bfloat16_merger_of_float32_checkpoints_is_within_rounding(family32, lab
     # ...and close to the float32 export of the float32 inputs: within bfloat16 rounding
     # but for the few elements whose TIES mask or elected sign the rounding flips
     exact = merge_state_dicts(recipe, checkpoints)
-    off = [(state[n].float() - exact[n]).abs() > 2 ** -7 * exact[n].abs() + 1e-4 for n in exact]
+    off = [(state[n].float() - exact[n]).abs() > 2**-7 * exact[n].abs() + 1e-4 for n in exact]
     fraction = sum(int(o.sum()) for o in off) / sum(o.numel() for o in off)
     assert fraction < (0.002 if label == "task_arithmetic" else 0.01), fraction
     if label == "task_arithmetic":
-        assert _worst(state, exact) < 2 ** -7 * max(float(t.abs().max()) for t in exact.values())
+        assert _worst(state, exact) < 2**-7 * max(float(t.abs().max()) for t in exact.values())
 
 
 def test_float32_merger_keeps_its_layout(family32):
@@ -154,8 +183,11 @@ def test_staged_float32_storage_is_bit_identical_to_the_float32_merger(family32,
     direct = InMemoryMerger.from_pretrained(base, experts, cache_masks=cache_masks)
     staged = _Staged.from_pretrained(base, experts, cache_masks=cache_masks)
     assert staged.staged and staged.stored.dtype == torch.float32
-    candidates = {**CANDIDATES, "linear": ("linear", [{"weight": 0.2}, {"weight": 0.3}, {"weight": 0.5}], {}),
-                  "model_stock": ("model_stock", [{}] * 3, {})}
+    candidates = {
+        **CANDIDATES,
+        "linear": ("linear", [{"weight": 0.2}, {"weight": 0.3}, {"weight": 0.5}], {}),
+        "model_stock": ("model_stock", [{}] * 3, {}),
+    }
     for label, (method, per_model, shared) in candidates.items():
         recipe = direct.recipe(method, per_model, shared, seed=5)
         a, b = _state(direct.apply(recipe)), _state(staged.apply(recipe))
@@ -167,23 +199,34 @@ def test_staged_float32_storage_is_bit_identical_to_the_float32_merger(family32,
 
 def test_bfloat16_candidates_reuse_buffers(family16):
     base, experts = family16
-    merger = InMemoryMerger.from_pretrained(base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16)
+    merger = InMemoryMerger.from_pretrained(
+        base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16
+    )
     for density in (0.3, 0.6):
         merger.apply(merger.recipe("ties", [{"weight": 0.5, "density": density}] * 3))
         merger.apply(merger.recipe("dare_ties", [{"weight": 0.5, "density": density}] * 3))
         merger.apply(merger.recipe("task_arithmetic", [{"weight": density}] * 3))
         if density == 0.3:
-            footprint, pointers = merger.memory_bytes(), [p.data_ptr() for p in merger.target.parameters()]
+            footprint, pointers = (
+                merger.memory_bytes(),
+                [p.data_ptr() for p in merger.target.parameters()],
+            )
     assert merger.memory_bytes() == footprint
     assert [p.data_ptr() for p in merger.target.parameters()] == pointers
     # the plan's formulas are the merger's own sizes
     shapes = {slot.name: slot.shape for slot in merger.slots}
     parts = component_bytes(Geometry.of(shapes), 3, torch.bfloat16, method="ties")
-    assert (parts["base"], parts["experts"], parts["model"]) == (footprint["anchor"], footprint["task_vectors"],
-                                                                 footprint["output"])
+    assert (parts["base"], parts["experts"], parts["model"]) == (
+        footprint["anchor"],
+        footprint["task_vectors"],
+        footprint["output"],
+    )
     assert footprint["workspace"] <= parts["workspace"]
-    assert footprint["caches"] <= parts["mask_caches"] + component_bytes(
-        Geometry.of(shapes), 3, torch.bfloat16, method="dare_ties")["mask_caches"]
+    assert (
+        footprint["caches"]
+        <= parts["mask_caches"]
+        + component_bytes(Geometry.of(shapes), 3, torch.bfloat16, method="dare_ties")["mask_caches"]
+    )
 
 
 def test_mask_caches_in_host_memory(family16):
@@ -191,8 +234,12 @@ def test_mask_caches_in_host_memory(family16):
     tensor's part is copied over per candidate. Here the model's device is named
     cpu:0 and the caches sit on "cpu", so that the copies run on a machine without GPU."""
     base, experts = family16
-    reference = InMemoryMerger.from_pretrained(base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16)
-    merger = InMemoryMerger.from_pretrained(base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16)
+    reference = InMemoryMerger.from_pretrained(
+        base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16
+    )
+    merger = InMemoryMerger.from_pretrained(
+        base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16
+    )
     merger.device = torch.device("cpu", 0)
 
     def decide(plan, rows):
@@ -205,14 +252,18 @@ def test_mask_caches_in_host_memory(family16):
         recipe = merger.recipe(method, per_model, shared, seed=2)
         a, b = _state(reference.apply(recipe)), _state(merger.apply(recipe))
         assert all(torch.equal(a[n], b[n]) for n in a), label
-    assert merger.memory_bytes()["caches"] > 0 and {"cached_ranks", "cached_noise"} <= set(merger.ws._buffers)
+    assert merger.memory_bytes()["caches"] > 0 and {"cached_ranks", "cached_noise"} <= set(
+        merger.ws._buffers
+    )
 
 
 def test_caching_decision_asks_the_device(family16, monkeypatch):
     import hm3.merge.inmemory
 
     base, experts = family16
-    merger = InMemoryMerger.from_pretrained(base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16)
+    merger = InMemoryMerger.from_pretrained(
+        base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16
+    )
     monkeypatch.setattr(hm3.merge.inmemory, "free_bytes", lambda device: 0)
     merger.apply(merger.recipe("ties", [{"weight": 0.5, "density": 0.3}] * 3))
     assert merger.memory_bytes()["caches"] == 0  # no room: masks computed per candidate
@@ -235,13 +286,18 @@ def test_evaluation_dtype_resolution(monkeypatch):
         resolve_dtype("float64")
 
 
-@pytest.mark.parametrize("section,key,value", [("evaluation", "dtype", "float64"), ("search", "memory", "disk")])
+@pytest.mark.parametrize(
+    "section,key,value", [("evaluation", "dtype", "float64"), ("search", "memory", "disk")]
+)
 def test_config_keys_are_validated(default_config, section, key, value):
     from hm3.core.config import validate_config
 
     schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
     validate_config(default_config, schema)
-    assert default_config["evaluation"]["dtype"] == "float32" and default_config["search"]["memory"] == "auto"
+    assert (
+        default_config["evaluation"]["dtype"] == "float32"
+        and default_config["search"]["memory"] == "auto"
+    )
     default_config[section][key] = value
     with pytest.raises(ConfigError, match=rf"{section}\.{key}"):
         validate_config(default_config, schema)
@@ -251,10 +307,16 @@ def test_evaluation_fingerprint_includes_the_dtype(tmp_path):
     from hm3.evaluation.scorer import evaluation_context
 
     def context(**evaluation):
-        return evaluation_context([], tmp_path, "search", {}, {"batch_size": 8, "device": "cpu", **evaluation})
+        return evaluation_context(
+            [], tmp_path, "search", {}, {"batch_size": 8, "device": "cpu", **evaluation}
+        )
 
-    assert context() == context(dtype="float32") == context(dtype="auto")  # auto on a CPU is float32
-    assert context(dtype="bfloat16") != context() and context(dtype="bfloat16") != context(dtype="float16")
+    assert (
+        context() == context(dtype="float32") == context(dtype="auto")
+    )  # auto on a CPU is float32
+    assert context(dtype="bfloat16") != context() and context(dtype="bfloat16") != context(
+        dtype="float16"
+    )
 
 
 def test_load_causal_lm_in_the_evaluation_dtype(family32):
@@ -274,17 +336,33 @@ def test_load_causal_lm_in_the_evaluation_dtype(family32):
 # ------------------------------------------------------------------ the planner
 def test_geometry_of_llama_2_7b():
     geometry = Geometry.of(LLAMA_7B)
-    assert sum(int(torch.Size(s).numel()) for s in LLAMA_7B.values()) == 6_738_415_616  # Llama-2-7b-hf
-    assert (geometry.layers, geometry.kv_width, geometry.vocab, geometry.largest) == (32, 4096, 32000,
-                                                                                      32000 * 4096)
+    assert (
+        sum(int(torch.Size(s).numel()) for s in LLAMA_7B.values()) == 6_738_415_616
+    )  # Llama-2-7b-hf
+    assert (geometry.layers, geometry.kv_width, geometry.vocab, geometry.largest) == (
+        32,
+        4096,
+        32000,
+        32000 * 4096,
+    )
     qwen = llama_shapes(**FAMILIES["Qwen2.5-1.5B"])
     assert sum(int(torch.Size(s).numel()) for s in qwen.values()) == 1_543_714_304  # Qwen2.5-1.5B
     assert Geometry.of(qwen).kv_width == 256
 
 
 def _plan(dtype, device="cuda", free_device=140 * GiB, free_host=120 * GiB, **kw):
-    return plan_memory(LLAMA_7B, 3, dtype, device, method="dare_ties", batch_size=8,
-                       free_device=free_device, free_host=free_host, free_disk=500 * GiB, **kw)
+    return plan_memory(
+        LLAMA_7B,
+        3,
+        dtype,
+        device,
+        method="dare_ties",
+        batch_size=8,
+        free_device=free_device,
+        free_host=free_host,
+        free_disk=500 * GiB,
+        **kw,
+    )
 
 
 def test_plan_7b_on_an_h200():
@@ -294,7 +372,9 @@ def test_plan_7b_on_an_h200():
     assert bf16.components["experts"] == 3 * bf16.components["base"] and bf16.cache_masks == "auto"
     # float32: 5 x 27 GB does not fit the GPU; base + experts (100 GiB) fit in host memory
     f32 = _plan(torch.float32, free_host=200 * GiB)
-    assert f32.mode == "host" and f32.cache_masks == "auto" and "in-memory does not fit" in f32.reason
+    assert (
+        f32.mode == "host" and f32.cache_masks == "auto" and "in-memory does not fit" in f32.reason
+    )
     assert f32.needs["host"]["device"] < 140 * GiB < f32.needs["in-memory"]["device"]
     # host memory short as well: each candidate merged on disk
     short = _plan(torch.float32, free_host=64 * GiB)
@@ -324,9 +404,15 @@ def test_forced_mode_and_bad_mode():
 
 def test_free_memory_comes_from_cuda_mem_get_info(monkeypatch):
     asked = []
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: asked.append(device) or (50 * GiB, 141 * GiB))
+    monkeypatch.setattr(
+        torch.cuda,
+        "mem_get_info",
+        lambda device=None: asked.append(device) or (50 * GiB, 141 * GiB),
+    )
     assert free_bytes("cuda:1") == 50 * GiB and asked == [torch.device("cuda:1")]
-    plan = plan_memory(LLAMA_7B, 3, "bfloat16", "cuda", batch_size=8, free_host=100 * GiB, free_disk=GiB << 10)
+    plan = plan_memory(
+        LLAMA_7B, 3, "bfloat16", "cuda", batch_size=8, free_host=100 * GiB, free_disk=GiB << 10
+    )
     assert plan.available["device"] == 50 * GiB and plan.mode == "host"
     assert "host on cuda in bfloat16" in plan.describe() and "GiB" in plan.describe()
 
@@ -347,15 +433,19 @@ class _ModelScorer:
     def __init__(self):
         from hm3.evaluation.scorer import TaskSpec
 
-        self.specs = [TaskSpec("loglik", {"search": "loglik"}, "m"), TaskSpec("greedy", {"search": "greedy"}, "m")]
+        self.specs = [
+            TaskSpec("loglik", {"search": "loglik"}, "m"),
+            TaskSpec("greedy", {"search": "greedy"}, "m"),
+        ]
         self.tokens = torch.tensor([[5, 17, 33, 2, 71, 9, 40, 3], [1, 2, 3, 4, 5, 6, 7, 8]])
 
     def score(self, model, tokenizer, device="cpu", tasks=None):
         with torch.no_grad():
             logits = model(self.tokens).logits.float()
             logprobs = torch.log_softmax(logits[:, :-1], -1).gather(-1, self.tokens[:, 1:, None])
-            greedy = model.generate(self.tokens[:, :3], max_new_tokens=5, do_sample=False,
-                                    pad_token_id=0)[:, 3:]
+            greedy = model.generate(
+                self.tokens[:, :3], max_new_tokens=5, do_sample=False, pad_token_id=0
+            )[:, 3:]
         scores = {"loglik": float(logprobs.mean()), "greedy": float(greedy.float().mean())}
         scores = {t: scores[t] for t in tasks}
         return {"scores": scores, "metrics": {t: {"m": v} for t, v in scores.items()}}
@@ -372,18 +462,25 @@ def test_streaming_fall_back_scores_like_in_memory(family16, tmp_path, dtype, ca
     results = {}
     for mode in ("in-memory", "streaming"):
         with caplog.at_level(logging.INFO, logger="hm3.merge.merger"):
-            merger, plan = open_merger(base, experts, evaluation, SECURITY, {"method": "dare_ties", "memory": mode})
+            merger, plan = open_merger(
+                base, experts, evaluation, SECURITY, {"method": "dare_ties", "memory": mode}
+            )
         assert plan.mode == mode and f"memory plan: {mode} on cpu in {dtype}" in caplog.text
         assert isinstance(merger, StreamingMerger if mode == "streaming" else InMemoryMerger)
         with EvaluationCache(tmp_path / f"{mode}.sqlite") as cache:
             evaluator = CachedEvaluator(_ModelScorer(), None, cache, context="ctx", seed=0)
             rows = []
-            for method, per_model in [("dare_ties", [{"weight": 0.6, "density": 0.5}] * 3),
-                                      ("ties", [{"weight": 0.4, "density": 0.3}] * 3),
-                                      ("task_arithmetic", [{"weight": 0.3}, {"weight": 0.5}, {"weight": 0.2}])]:
+            for method, per_model in [
+                ("dare_ties", [{"weight": 0.6, "density": 0.5}] * 3),
+                ("ties", [{"weight": 0.4, "density": 0.3}] * 3),
+                ("task_arithmetic", [{"weight": 0.3}, {"weight": 0.5}, {"weight": 0.2}]),
+            ]:
                 recipe = merger.recipe(method, per_model, {}, seed=11)
-                rows.append(evaluator.evaluate(recipe_to_yaml(recipe),
-                                               lambda: merger.apply(recipe, check_outputs=True))["scores"])
+                rows.append(
+                    evaluator.evaluate(
+                        recipe_to_yaml(recipe), lambda: merger.apply(recipe, check_outputs=True)
+                    )["scores"]
+                )
             results[mode] = rows
     for a, b in zip(results["in-memory"], results["streaming"]):
         assert a["greedy"] == b["greedy"] and abs(a["loglik"] - b["loglik"]) < 1e-5
@@ -393,12 +490,24 @@ def test_open_merger_picks_the_mode_from_free_memory(family16, caplog):
     base, experts = family16
     evaluation = {"device": "cpu", "dtype": "bfloat16", "batch_size": 8}
     with caplog.at_level(logging.INFO, logger="hm3.merge.merger"):
-        merger, plan = open_merger(base, experts, evaluation, SECURITY, {"method": "ties"}, free_device=1 << 40)
+        merger, plan = open_merger(
+            base, experts, evaluation, SECURITY, {"method": "ties"}, free_device=1 << 40
+        )
         assert plan.mode == "in-memory" and merger.storage_dtype == torch.bfloat16
-        merger, plan = open_merger(base, experts, evaluation, SECURITY, {"method": "ties"}, free_device=1 << 20,
-                                   free_disk=1 << 40)
+        merger, plan = open_merger(
+            base,
+            experts,
+            evaluation,
+            SECURITY,
+            {"method": "ties"},
+            free_device=1 << 20,
+            free_disk=1 << 40,
+        )
     assert plan.mode == "streaming" and isinstance(merger, StreamingMerger)
-    assert "memory plan: streaming" in caplog.text and "in-memory does not fit (device needs" in caplog.text
+    assert (
+        "memory plan: streaming" in caplog.text
+        and "in-memory does not fit (device needs" in caplog.text
+    )
 
 
 def test_benchmark_table_prints_both_families(capsys):
@@ -434,11 +543,21 @@ def test_cuda_candidates_equal_the_cpu_ones(family16, storage_device):
     """On a GPU: storage on the GPU (in-memory) or pinned on the host (host mode), caches
     wherever they go, every candidate equal to the same merge on the CPU."""
     base, experts = family16
-    cpu = InMemoryMerger.from_pretrained(base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16)
-    gpu = InMemoryMerger.from_pretrained(base, experts, dtype=torch.bfloat16, device="cuda",
-                                         storage_dtype=torch.bfloat16, storage_device=storage_device)
+    cpu = InMemoryMerger.from_pretrained(
+        base, experts, dtype=torch.bfloat16, storage_dtype=torch.bfloat16
+    )
+    gpu = InMemoryMerger.from_pretrained(
+        base,
+        experts,
+        dtype=torch.bfloat16,
+        device="cuda",
+        storage_dtype=torch.bfloat16,
+        storage_device=storage_device,
+    )
     assert gpu.staged and gpu.output.is_cuda and gpu.stored.is_pinned() == (storage_device == "cpu")
     for label, (method, per_model, shared) in CANDIDATES.items():
         recipe = cpu.recipe(method, per_model, shared, seed=1)
         a, b = _state(cpu.apply(recipe)), _state(gpu.apply(recipe, check_outputs=True))
-        assert all(torch.allclose(a[n].float(), b[n].float().cpu(), rtol=2 ** -7, atol=1e-6) for n in a), label
+        assert all(
+            torch.allclose(a[n].float(), b[n].float().cpu(), rtol=2**-7, atol=1e-6) for n in a
+        ), label

@@ -7,17 +7,31 @@ import torch
 from conftest import load_checkpoint
 
 from hm3.core.errors import ConfigError
-from hm3.merge import InMemoryMerger, load_recipe, make_recipe, merge_state_dicts, recipe_to_yaml, run_merge
+from hm3.merge import (
+    InMemoryMerger,
+    load_recipe,
+    make_recipe,
+    merge_state_dicts,
+    recipe_to_yaml,
+    run_merge,
+)
 
 CANDIDATES = {
     "linear": ("linear", [{"weight": 0.2}, {"weight": 0.3}, {"weight": [0.5, 0.1]}], {}),
-    "task_arithmetic": ("task_arithmetic", [{"weight": 0.5}, {"weight": 0.3}, {"weight": [0.2, 0.8]}],
-                        {"normalize": True}),
+    "task_arithmetic": (
+        "task_arithmetic",
+        [{"weight": 0.5}, {"weight": 0.3}, {"weight": [0.2, 0.8]}],
+        {"normalize": True},
+    ),
     "ties": ("ties", [{"weight": 0.5, "density": 0.3}] * 3, {}),
     "dare_ties": ("dare_ties", [{"weight": 0.5, "density": [0.2, 0.6]}] * 3, {}),
     "dare_linear": ("dare_linear", [{"weight": 0.5, "density": 0.4}] * 3, {}),
     "breadcrumbs": ("breadcrumbs", [{"weight": 0.5, "density": 0.5, "gamma": 0.05}] * 3, {}),
-    "breadcrumbs_ties": ("breadcrumbs_ties", [{"weight": 0.5, "density": 0.5, "gamma": 0.05}] * 3, {}),
+    "breadcrumbs_ties": (
+        "breadcrumbs_ties",
+        [{"weight": 0.5, "density": 0.5, "gamma": 0.05}] * 3,
+        {},
+    ),
     "della": ("della", [{"weight": 0.5, "density": 0.4, "epsilon": 0.1}] * 3, {}),
     "della_linear": ("della_linear", [{"weight": 0.5, "density": 0.4, "epsilon": 0.1}] * 3, {}),
     "model_stock": ("model_stock", [{}] * 3, {}),
@@ -84,7 +98,9 @@ def test_live_model_runs_after_a_merge(merger):
 
 
 def test_recipe_of_a_candidate_replays_with_hm3_merge(merger, tmp_path):
-    recipe = merger.recipe("dare_ties", [{"weight": 0.4, "density": 0.5}] * 3, {"lambda": 1.2}, seed=9)
+    recipe = merger.recipe(
+        "dare_ties", [{"weight": 0.4, "density": 0.5}] * 3, {"lambda": 1.2}, seed=9
+    )
     merger.apply(recipe)
     (tmp_path / "candidate.yaml").write_text(recipe_to_yaml(recipe))
     run_merge(load_recipe(tmp_path / "candidate.yaml"), tmp_path / "exported")
@@ -116,16 +132,22 @@ def test_from_state_dicts_with_tied_embeddings(tmp_path):
     merger = InMemoryMerger(states[0], states[1:], target, base_name="b", expert_names=["x", "y"])
     recipe = merger.recipe("task_arithmetic", [{"weight": 1.0}, {"weight": 0.0}])
     merger.apply(recipe)
-    assert torch.allclose(target.model.embed_tokens.weight, states[1]["model.embed_tokens.weight"], atol=1e-6)
+    assert torch.allclose(
+        target.model.embed_tokens.weight, states[1]["model.embed_tokens.weight"], atol=1e-6
+    )
     assert target.lm_head.weight.data_ptr() == target.model.embed_tokens.weight.data_ptr()
 
 
 def test_unknown_models_in_a_recipe_are_refused(merger, family):
     base, experts = family
     with pytest.raises(ConfigError, match="not one of this merger's experts"):
-        merger.apply(make_recipe("task_arithmetic", [("elsewhere", {"weight": 1.0})], base_model=base))
+        merger.apply(
+            make_recipe("task_arithmetic", [("elsewhere", {"weight": 1.0})], base_model=base)
+        )
     with pytest.raises(ConfigError, match="is not this merger's base"):
-        merger.apply(make_recipe("task_arithmetic", [(experts[1], {"weight": 1.0})], base_model=experts[0]))
+        merger.apply(
+            make_recipe("task_arithmetic", [(experts[1], {"weight": 1.0})], base_model=experts[0])
+        )
 
 
 @pytest.mark.parametrize("method", ["ties", "dare_ties", "breadcrumbs", "della"])

@@ -12,7 +12,7 @@ from hm3.merge.sparsify import ComputedMasks, magnitude_keys, stable_ranks, tens
 
 def by_sort(values: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     keep = torch.zeros(values.numel(), dtype=torch.bool)
-    keep[torch.sort(values.abs(), stable=True).indices[max(lo, 0):max(hi, 0)]] = True
+    keep[torch.sort(values.abs(), stable=True).indices[max(lo, 0) : max(hi, 0)]] = True
     return torch.where(keep, values, 0.0)
 
 
@@ -40,8 +40,17 @@ def test_selection_equals_cached_ranks_and_stable_sort(kind):
         values = torch.randn(n) * (torch.rand(n) < 0.2)
     else:
         values = torch.full((n,), -0.5)
-    for lo, hi in [(0, n), (n - 1, n), (n - 1500, n), (1000, 3500), (0, 1), (2500, 2500), (-3, 10),
-                   (4990, n + 5), (0, 4000)]:
+    for lo, hi in [
+        (0, n),
+        (n - 1, n),
+        (n - 1500, n),
+        (1000, 3500),
+        (0, 1),
+        (2500, 2500),
+        (-3, 10),
+        (4990, n + 5),
+        (0, 4000),
+    ]:
         expected = by_sort(values, lo, hi)
         assert torch.equal(by_ranks(values, lo, hi), expected), (lo, hi)
         for in_place in (False, True):
@@ -54,7 +63,9 @@ def test_uniforms_are_seeded_per_tensor_and_row():
     assert not torch.equal(a, uniforms(0, "x", 1, torch.empty(100)))
     assert not torch.equal(a, uniforms(1, "x", 0, torch.empty(100)))
     assert not torch.equal(a, uniforms(0, "y", 0, torch.empty(100)))
-    assert tensor_seed(3, "model.layers.0.mlp.up_proj.weight", 2) == tensor_seed(3, "model.layers.0.mlp.up_proj.weight", 2)
+    assert tensor_seed(3, "model.layers.0.mlp.up_proj.weight", 2) == tensor_seed(
+        3, "model.layers.0.mlp.up_proj.weight", 2
+    )
 
 
 def test_masks_at_growing_density_are_nested():

@@ -17,8 +17,12 @@ from hm3.checkpoints.files import read_safetensors_header
 
 def ties_recipe(family, **options):
     base, experts = family
-    return make_recipe("ties", [(e, {"weight": 0.5, "density": [0.3, 0.9]}) for e in experts],
-                       base_model=base, **options)
+    return make_recipe(
+        "ties",
+        [(e, {"weight": 0.5, "density": [0.3, 0.9]}) for e in experts],
+        base_model=base,
+        **options,
+    )
 
 
 def test_writes_a_sharded_hf_checkpoint(family, tmp_path):
@@ -48,7 +52,9 @@ def test_output_loads_in_transformers_and_equals_the_in_memory_functional_merge(
     recipe = ties_recipe(family)
     run_merge(recipe, tmp_path / "merged", max_shard_size="30KB")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
-    expected = merge_state_dicts(recipe, {ref: load_checkpoint(ref) for ref in [recipe.base_model, *recipe.model_refs()]})
+    expected = merge_state_dicts(
+        recipe, {ref: load_checkpoint(ref) for ref in [recipe.base_model, *recipe.model_refs()]}
+    )
     state = model.state_dict()
     for name, tensor in expected.items():
         assert torch.equal(state[name], tensor), name
@@ -123,10 +129,18 @@ hm3:
 
 
 def test_recipe_yaml_round_trips_exactly():
-    recipe = make_recipe("della", [("a", {"weight": 0.1 + 0.2, "density": [0.3, 0.7], "epsilon": 0.05}),
-                                   ("b", {"weight": [{"filter": "mlp", "value": 1e-7}, {"value": 2}]})],
-                         base_model="base", parameters={"lambda": 1.1}, dtype="bfloat16", seed=5,
-                         tokenizer_source="base")
+    recipe = make_recipe(
+        "della",
+        [
+            ("a", {"weight": 0.1 + 0.2, "density": [0.3, 0.7], "epsilon": 0.05}),
+            ("b", {"weight": [{"filter": "mlp", "value": 1e-7}, {"value": 2}]}),
+        ],
+        base_model="base",
+        parameters={"lambda": 1.1},
+        dtype="bfloat16",
+        seed=5,
+        tokenizer_source="base",
+    )
     text = recipe_to_yaml(recipe)
     assert yaml.safe_load(text)["models"][0]["parameters"]["density"] == [0.3, 0.7]
     from hm3.merge import loads_recipe
@@ -138,8 +152,12 @@ def test_recipe_yaml_round_trips_exactly():
 def test_render_yaml_from_plain_values():
     from hm3.merge import render_yaml
 
-    text = render_yaml("task_arithmetic", [("e1", {"weight": 0.5}), {"model": "e2", "parameters": {"weight": 0.5}}],
-                       base_model="b", dtype="bfloat16")
+    text = render_yaml(
+        "task_arithmetic",
+        [("e1", {"weight": 0.5}), {"model": "e2", "parameters": {"weight": 0.5}}],
+        base_model="b",
+        dtype="bfloat16",
+    )
     data = yaml.safe_load(text)
     assert data["merge_method"] == "task_arithmetic" and data["base_model"] == "b"
     assert data["models"][1] == {"model": "e2", "parameters": {"weight": 0.5}}

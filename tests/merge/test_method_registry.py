@@ -30,13 +30,18 @@ def test_every_registered_method_is_complete(name):
     assert get_method(name) is method and method.name == name
     assert method.pretty_name and method.reference.startswith("https://") and method.family
     assert len(set(method.param_names)) == len(method.params)
-    overrides = {hook for hook in ("coefficients", "merge", "weighted_rows", "combine_rows")
-                 if getattr(type(method), hook) is not getattr(MergeMethod, hook)}
+    overrides = {
+        hook
+        for hook in ("coefficients", "merge", "weighted_rows", "combine_rows")
+        if getattr(type(method), hook) is not getattr(MergeMethod, hook)
+    }
     assert overrides & {"coefficients", "merge"}, "a method computes coefficients, a merge, or both"
     if method.two_stage:
         assert {"weighted_rows", "combine_rows"} <= overrides
     assert set(method.mask_caches) <= {"ranks", "noise", "della"}
-    assert method.min_other >= 0 and (method.max_other is None or method.max_other >= method.min_other)
+    assert method.min_other >= 0 and (
+        method.max_other is None or method.max_other >= method.min_other
+    )
 
 
 class _Midpoint(MergeMethod):

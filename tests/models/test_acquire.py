@@ -28,7 +28,12 @@ def _fake_checkpoint(folder, sharded=False, pickled=False):
     elif sharded:
         save_file({"a": torch.zeros(2)}, str(folder / "model-00001-of-00002.safetensors"))
         save_file({"b": torch.ones(2)}, str(folder / "model-00002-of-00002.safetensors"))
-        index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+        index = {
+            "weight_map": {
+                "a": "model-00001-of-00002.safetensors",
+                "b": "model-00002-of-00002.safetensors",
+            }
+        }
         (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     else:
         save_file({"a": torch.zeros(2)}, str(folder / "model.safetensors"))
@@ -42,7 +47,9 @@ class FakeHub:
         self.calls, self.files_kwargs = [], files_kwargs
 
     def __call__(self, repo_id, revision, allow_patterns, local_dir):
-        self.calls.append({"repo_id": repo_id, "revision": revision, "allow_patterns": allow_patterns})
+        self.calls.append(
+            {"repo_id": repo_id, "revision": revision, "allow_patterns": allow_patterns}
+        )
         from pathlib import Path
 
         _fake_checkpoint(Path(local_dir), **self.files_kwargs)
@@ -53,9 +60,14 @@ def test_hub_download_is_pinned_and_safetensors_only(tmp_path):
     hub = FakeHub(sharded=True)
     spec = {"source": "hub", "repo_id": "org/model", "revision": COMMIT}
     info = acquire("m", spec, tmp_path / "m", download=hub)
-    assert hub.calls == [{"repo_id": "org/model", "revision": COMMIT, "allow_patterns": HUB_ALLOW_PATTERNS}]
+    assert hub.calls == [
+        {"repo_id": "org/model", "revision": COMMIT, "allow_patterns": HUB_ALLOW_PATTERNS}
+    ]
     assert not any(p.endswith(".bin") for p in hub.calls[0]["allow_patterns"])
-    assert info["weight_files"] == ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    assert info["weight_files"] == [
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    ]
     source = json.loads((tmp_path / "m" / "SOURCE.json").read_text())
     assert source["revision"] == COMMIT and source["source"] == "hub"
     assert not (tmp_path / ".m.download").exists()
@@ -66,7 +78,12 @@ def test_hub_failure_names_repo_and_leaves_nothing(tmp_path):
         raise ConnectionError("offline")
 
     with pytest.raises(HM3Error, match="org/model@"):
-        acquire("m", {"source": "hub", "repo_id": "org/model", "revision": COMMIT}, tmp_path / "m", download=failing)
+        acquire(
+            "m",
+            {"source": "hub", "repo_id": "org/model", "revision": COMMIT},
+            tmp_path / "m",
+            download=failing,
+        )
     assert not (tmp_path / "m").exists()
 
 
@@ -75,10 +92,16 @@ def test_pickled_weights_refused_unless_allowed(tmp_path, reliability):
     with pytest.raises(HM3Error, match="pickled") as err:
         acquire("m", {"source": "local", "path": str(src)}, tmp_path / "out")
     assert not (tmp_path / "out").exists()
-    reliability("untrusted models", "pickled pytorch_model.bin (model acquisition)", saw=err.value,
-                done="local model with pickled weights, security.allow_pickle false")
+    reliability(
+        "untrusted models",
+        "pickled pytorch_model.bin (model acquisition)",
+        saw=err.value,
+        done="local model with pickled weights, security.allow_pickle false",
+    )
     info = acquire("m", {"source": "local", "path": str(src)}, tmp_path / "out", allow_pickle=True)
-    assert info["weight_files"] == ["model-00001-of-00001.safetensors"]  # converted: nothing later unpickles
+    assert info["weight_files"] == [
+        "model-00001-of-00001.safetensors"
+    ]  # converted: nothing later unpickles
     assert not (tmp_path / "out" / "pytorch_model.bin").exists()
 
 
@@ -87,13 +110,17 @@ def test_missing_shard_is_named(tmp_path, reliability):
     (src / "model-00002-of-00002.safetensors").unlink()
     with pytest.raises(HM3Error, match="model-00002-of-00002.safetensors") as err:
         check_checkpoint(src)
-    reliability("bad input", "shard named by the index is missing", saw=err.value, done="model acquisition")
+    reliability(
+        "bad input", "shard named by the index is missing", saw=err.value, done="model acquisition"
+    )
 
 
 def test_local_and_build_sources_link_files(tmp_path):
     src = _fake_checkpoint(tmp_path / "built")
     acquire("base", {"source": "build", "role": "base"}, tmp_path / "out", built_dir=src)
-    assert (tmp_path / "out" / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == (
+        src / "model.safetensors"
+    ).read_bytes()
     with pytest.raises(HM3Error, match="models.x.path"):
         acquire("x", {"source": "local", "path": str(tmp_path / "nowhere")}, tmp_path / "x")
 
@@ -102,4 +129,6 @@ def test_not_a_checkpoint(tmp_path, reliability):
     (tmp_path / "empty").mkdir()
     with pytest.raises(HM3Error, match="no config.json") as err:
         check_checkpoint(tmp_path / "empty")
-    reliability("bad input", "model directory that is no checkpoint", saw=err.value, done="empty folder")
+    reliability(
+        "bad input", "model directory that is no checkpoint", saw=err.value, done="empty folder"
+    )

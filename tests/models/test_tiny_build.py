@@ -9,8 +9,13 @@ from hm3.models.tiny import data
 from hm3.models.tiny.build import build_base, build_expert, build_tokenizer
 from hm3.models.tiny.train import IGNORE_INDEX, TrainSettings, packed_batches, sft_batches
 
-ARCH = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-        "num_attention_heads": 2, "max_position_embeddings": 128}
+ARCH = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "max_position_embeddings": 128,
+}
 TRAINING = {"steps": 3, "batch_size": 4, "seq_len": 48, "learning_rate": 0.001, "warmup_steps": 1}
 
 
@@ -20,9 +25,19 @@ def family(tmp_path_factory):
     for task in data.TASKS:
         data.write_splits(task, root / "data" / task, {"train": 60, "search": 4, "test": 4}, seed=5)
     info = build_tokenizer(root / "data", list(data.TASKS), 400, root / "tokenizer")
-    build_base(root / "data", root / "tokenizer", root / "base", list(data.TASKS), ARCH, TRAINING, seed=1,
-               max_shard_size="20KB")
-    build_expert(root / "base", root / "data", "math", root / "math", TRAINING, seed=2, max_shard_size="20KB")
+    build_base(
+        root / "data",
+        root / "tokenizer",
+        root / "base",
+        list(data.TASKS),
+        ARCH,
+        TRAINING,
+        seed=1,
+        max_shard_size="20KB",
+    )
+    build_expert(
+        root / "base", root / "data", "math", root / "math", TRAINING, seed=2, max_shard_size="20KB"
+    )
     return root, info
 
 

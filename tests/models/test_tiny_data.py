@@ -65,7 +65,7 @@ def test_full_size_splits_for_all_tasks_are_fast(tmp_path):
     for task in data.TASKS:
         data.write_splits(task, tmp_path / task, FULL, seed=1234)
     elapsed = time.monotonic() - start
-    assert elapsed < 4.0, f"generating all splits took {elapsed:.2f} s"   # ~0.3 s here
+    assert elapsed < 4.0, f"generating all splits took {elapsed:.2f} s"  # ~0.3 s here
 
 
 @pytest.mark.parametrize("bad", [{"train": -1}, {"train": 1.5}, {"../x": 3}, {}])
@@ -83,10 +83,13 @@ def test_unknown_task_raises():
 
 def test_smaller_request_is_a_prefix():
     for task in data.TASKS:
-        assert data.generate_records(task, 20, seed=9) == data.generate_records(task, 40, seed=9)[:20]
+        assert (
+            data.generate_records(task, 20, seed=9) == data.generate_records(task, 40, seed=9)[:20]
+        )
 
 
 # --- math -----------------------------------------------------------------------------
+
 
 def test_math_answers_are_arithmetically_correct():
     for record in data.generate_records("math", 1000, seed=11):
@@ -95,7 +98,7 @@ def test_math_answers_are_arithmetically_correct():
         assert steps and len(steps) <= 2
         results = []
         for step in steps:
-            (a, op, b, c), = STEP.findall(step)
+            ((a, op, b, c),) = STEP.findall(step)
             a, b, c = int(a), int(b), int(c)
             expected = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
             assert c == expected and (op != "/" or a % b == 0), step
@@ -117,22 +120,27 @@ def test_math_formats():
 
 # --- code -----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def code_records():
     return data.generate_records("code", 400, seed=13)
 
 
 def test_code_canonical_solutions_pass_their_tests_in_the_sandbox(code_records):
-    programs = [check_program(r["prompt"], r["canonical_solution"], r["test"], r["entry_point"])
-                for r in code_records]
+    programs = [
+        check_program(r["prompt"], r["canonical_solution"], r["test"], r["entry_point"])
+        for r in code_records
+    ]
     results = run_programs(programs)
     failures = [(r["prompt"], res) for r, res in zip(code_records, results) if not res.passed]
     assert not failures, failures[:3]
 
 
 def test_code_tests_reject_an_empty_body(code_records):
-    programs = [check_program(r["prompt"], "    pass\n", r["test"], r["entry_point"])
-                for r in code_records[:100]]
+    programs = [
+        check_program(r["prompt"], "    pass\n", r["test"], r["entry_point"])
+        for r in code_records[:100]
+    ]
     assert not any(res.passed for res in run_programs(programs))
 
 
@@ -160,25 +168,38 @@ def test_code_formats(code_records):
     for record in code_records[:50]:
         domain = data.domain_text("code", record)
         assert '"""' not in domain
-        assert domain.startswith(f"def {record['entry_point']}(") and domain.endswith(record["canonical_solution"])
+        assert domain.startswith(f"def {record['entry_point']}(") and domain.endswith(
+            record["canonical_solution"]
+        )
 
 
 # --- translation ----------------------------------------------------------------------
 
+
 def test_translation_lexicon_is_large_fixed_and_covers_every_target_word():
     lexicon = translation_task.lexicon()
     t = translation_task
-    english = (t.NOUNS + t.ADJECTIVES + t.TRANSITIVE_VERBS + t.INTRANSITIVE_VERBS + t.ADVERBS
-               + t.NUMBERS + t.PREPOSITIONS + t.FUNCTION_WORDS)
-    assert len(english) == len(set(english)) == len(lexicon)   # no word in two classes
+    english = (
+        t.NOUNS
+        + t.ADJECTIVES
+        + t.TRANSITIVE_VERBS
+        + t.INTRANSITIVE_VERBS
+        + t.ADVERBS
+        + t.NUMBERS
+        + t.PREPOSITIONS
+        + t.FUNCTION_WORDS
+    )
+    assert len(english) == len(set(english)) == len(lexicon)  # no word in two classes
     assert len(lexicon) >= 250
-    assert len(set(lexicon.values())) == len(lexicon)       # one Veltan word per English word
+    assert len(set(lexicon.values())) == len(lexicon)  # one Veltan word per English word
     translation_task.lexicon.cache_clear()
-    assert translation_task.lexicon() == lexicon             # a function of LANGUAGE_SEED only
+    assert translation_task.lexicon() == lexicon  # a function of LANGUAGE_SEED only
     vocabulary = translation_task.vocabulary()
     for record in data.generate_records("translation", 500, seed=17):
         words = record["source"].split()
-        assert translation_task.SENTENCE_WORDS[0] <= len(words) <= translation_task.SENTENCE_WORDS[1]
+        assert (
+            translation_task.SENTENCE_WORDS[0] <= len(words) <= translation_task.SENTENCE_WORDS[1]
+        )
         assert set(record["target"].split()) <= vocabulary
 
 
@@ -192,7 +213,7 @@ def test_translation_maps_words_consistently_and_reorders():
         for word in record["source"].split():
             if word in translation_task.ADVERBS or word in translation_task.ADJECTIVES:
                 assert lexicon[word] in target_words
-        assert target_words[-1] in verb_words                  # SOV: the verb comes last
+        assert target_words[-1] in verb_words  # SOV: the verb comes last
         assert sum(w in verb_words for w in target_words) == 1
 
 
@@ -200,11 +221,15 @@ def test_translation_formats_and_monolingual_domain_text():
     records = data.generate_records("translation", 100, seed=23)
     record = records[0]
     assert data.prompt("translation", record) == (
-        f"Translate English to Veltan:\nEnglish: {record['source']}\nVeltan:")
+        f"Translate English to Veltan:\nEnglish: {record['source']}\nVeltan:"
+    )
     assert data.target("translation", record) == " " + record["target"]
     assert data.reference_answer("translation", record) == record["target"]
     assert data.stop_sequences("translation") == ["\n"]
-    sides = {"source" if data.domain_text("translation", r) == r["source"] else "target"
-             for r in records if data.domain_text("translation", r) in (r["source"], r["target"])}
+    sides = {
+        "source" if data.domain_text("translation", r) == r["source"] else "target"
+        for r in records
+        if data.domain_text("translation", r) in (r["source"], r["target"])
+    }
     assert sides == {"source", "target"}
     assert all(data.domain_text("translation", r) in (r["source"], r["target"]) for r in records)

@@ -56,15 +56,26 @@ def with_value(path, value) -> dict:
 def test_a_wrong_type_is_refused_naming_the_key(name, path, value, reliability):
     with pytest.raises(ConfigError) as caught:
         validate_config(with_value(path, value), SCHEMA)
-    assert f"config key {name}" in str(caught.value), str(caught.value)  # the key, or its offending sub-key
-    reliability("bad input", "config key with a value of the wrong type", saw=caught.value,
-                done="every key of the default config, one at a time")
+    assert f"config key {name}" in str(caught.value), str(
+        caught.value
+    )  # the key, or its offending sub-key
+    reliability(
+        "bad input",
+        "config key with a value of the wrong type",
+        saw=caught.value,
+        done="every key of the default config, one at a time",
+    )
 
 
 VALUES = dict(leaves(DEFAULT))
 # the hypervolume reference may be negative: normalised scores fall below 0 under the base
-NUMBERS = [(name, path) for name, path, _ in CASES if name != "moo.hv_reference"
-           and isinstance(VALUES[path], (int, float)) and not isinstance(VALUES[path], bool)]
+NUMBERS = [
+    (name, path)
+    for name, path, _ in CASES
+    if name != "moo.hv_reference"
+    and isinstance(VALUES[path], (int, float))
+    and not isinstance(VALUES[path], bool)
+]
 
 
 @pytest.mark.parametrize("name,path", NUMBERS, ids=[name for name, _ in NUMBERS])
@@ -72,5 +83,9 @@ def test_a_negative_number_is_out_of_range_naming_the_key(name, path, reliabilit
     # no count, size, rate, weight or seed of hm3 may be negative
     with pytest.raises(ConfigError, match=f"config key {name}:") as caught:
         validate_config(with_value(path, -1e9), SCHEMA)
-    reliability("bad input", "numeric config key out of range (-1e9)", saw=caught.value,
-                done="every numeric key of the default config, one at a time")
+    reliability(
+        "bad input",
+        "numeric config key out of range (-1e9)",
+        saw=caught.value,
+        done="every numeric key of the default config, one at a time",
+    )

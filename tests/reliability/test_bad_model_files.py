@@ -32,12 +32,22 @@ def _build(folder: Path, seed: int) -> Path:
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=32, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=32,
+        tie_word_embeddings=False,
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
-    PreTrainedTokenizerFast(tokenizer_object=core, unk_token="<unk>", bos_token="<s>",
-                            eos_token="</s>").save_pretrained(folder)
-    (folder / "special_tokens_map.json").write_text(json.dumps({"unk_token": "<unk>", "bos_token": "<s>"}))
+    PreTrainedTokenizerFast(
+        tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
+    ).save_pretrained(folder)
+    (folder / "special_tokens_map.json").write_text(
+        json.dumps({"unk_token": "<unk>", "bos_token": "<s>"})
+    )
     return folder
 
 
@@ -70,14 +80,18 @@ def _acquire(capsys, source: Path, out: Path) -> tuple[int, str, float]:
 
 def _merge(capsys, base: Path, expert: Path, out: Path) -> tuple[int, str, float]:
     recipe = out.parent / "recipe.yaml"
-    recipe.write_text(f"merge_method: task_arithmetic\nbase_model: {base}\n"
-                      f"models:\n  - model: {expert}\n    parameters: {{weight: 0.5}}\n")
+    recipe.write_text(
+        f"merge_method: task_arithmetic\nbase_model: {base}\n"
+        f"models:\n  - model: {expert}\n    parameters: {{weight: 0.5}}\n"
+    )
     return _hm3(capsys, "merge", "--quiet", recipe, out)
 
 
 def _nothing_from_passwd(root: Path) -> bool:
     secret = PASSWD.read_bytes().splitlines()[0]
-    return not any(secret in p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+    return not any(
+        secret in p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()
+    )
 
 
 def _no_output(out: Path) -> bool:
@@ -86,23 +100,35 @@ def _no_output(out: Path) -> bool:
 
 # ------------------------------------------------------------------ case 4: symlinks
 @pytest.mark.skipif(not PASSWD.is_file(), reason="needs /etc/passwd")
-def test_a_link_to_etc_passwd_is_refused_by_acquire_and_merge(models, tmp_path, capsys, reliability):
+def test_a_link_to_etc_passwd_is_refused_by_acquire_and_merge(
+    models, tmp_path, capsys, reliability
+):
     base, expert = models
     link = base / "special_tokens_map.json"
     link.unlink()
     link.symlink_to(PASSWD)
     rc, acquired, _ = _acquire(capsys, base, tmp_path / "acquired")
-    assert rc == 1 and "special_tokens_map.json: a symlink to /etc/passwd, outside the model folder" in acquired
+    assert (
+        rc == 1
+        and "special_tokens_map.json: a symlink to /etc/passwd, outside the model folder"
+        in acquired
+    )
     rc, merged, _ = _merge(capsys, base, expert, tmp_path / "merged")
     assert rc == 1 and "special_tokens_map.json: a symlink to /etc/passwd" in merged
     assert _no_output(tmp_path / "acquired") and _no_output(tmp_path / "merged")
     assert _nothing_from_passwd(tmp_path)
-    reliability("untrusted models", "special_tokens_map.json a symlink to /etc/passwd", saw=acquired,
-                done="hm3 acquire --path and hm3 merge on the folder; no output holds a line of the host file",
-                count=2)
+    reliability(
+        "untrusted models",
+        "special_tokens_map.json a symlink to /etc/passwd",
+        saw=acquired,
+        done="hm3 acquire --path and hm3 merge on the folder; no output holds a line of the host file",
+        count=2,
+    )
 
 
-def test_a_weight_shard_linked_from_outside_is_refused_everywhere(models, tmp_path, capsys, reliability):
+def test_a_weight_shard_linked_from_outside_is_refused_everywhere(
+    models, tmp_path, capsys, reliability
+):
     from hm3.checkpoints.causal_lm import load_causal_lm
 
     base, expert = models
@@ -115,12 +141,19 @@ def test_a_weight_shard_linked_from_outside_is_refused_everywhere(models, tmp_pa
     assert rc == 1 and f"model.safetensors: a symlink to {elsewhere / shard.name}" in acquired
     rc, merged, _ = _merge(capsys, base, expert, tmp_path / "merged")
     assert rc == 1 and "model.safetensors: a symlink to" in merged
-    with pytest.raises(HM3Error, match="model.safetensors: a symlink to .*outside the model folder"):
+    with pytest.raises(
+        HM3Error, match="model.safetensors: a symlink to .*outside the model folder"
+    ):
         load_causal_lm(expert)
     assert _no_output(tmp_path / "acquired") and _no_output(tmp_path / "merged")
-    reliability("untrusted models", "weight shard a symlink to a file outside the model folder", saw=acquired,
-                done="model.safetensors moved out and linked back (absolute link); acquire, merge, evaluation "
-                     "loader", count=3)
+    reliability(
+        "untrusted models",
+        "weight shard a symlink to a file outside the model folder",
+        saw=acquired,
+        done="model.safetensors moved out and linked back (absolute link); acquire, merge, evaluation "
+        "loader",
+        count=3,
+    )
 
 
 def test_a_relative_link_escaping_with_dotdot_is_refused(models, tmp_path, capsys, reliability):
@@ -133,8 +166,12 @@ def test_a_relative_link_escaping_with_dotdot_is_refused(models, tmp_path, capsy
     rc, err, _ = _acquire(capsys, base, tmp_path / "acquired")
     assert rc == 1 and f"tokenizer.json: a symlink to {outside / 'tokenizer.json'}, outside" in err
     assert _no_output(tmp_path / "acquired")
-    reliability("untrusted models", "tokenizer.json a relative symlink escaping with ../", saw=err,
-                done="tokenizer.json -> ../other/tokenizer.json; hm3 acquire --path")
+    reliability(
+        "untrusted models",
+        "tokenizer.json a relative symlink escaping with ../",
+        saw=err,
+        done="tokenizer.json -> ../other/tokenizer.json; hm3 acquire --path",
+    )
 
 
 def test_a_link_chain_is_judged_by_where_it_ends(models, tmp_path, capsys, reliability):
@@ -145,13 +182,20 @@ def test_a_link_chain_is_judged_by_where_it_ends(models, tmp_path, capsys, relia
     (base / "hop2.json").symlink_to(tmp_path / "outside.json")
     (base / "generation_config.json").symlink_to("hop.json")
     rc, acquired, _ = _acquire(capsys, base, tmp_path / "acquired")
-    assert rc == 1 and f"a symlink to {tmp_path / 'outside.json'}, outside the model folder" in acquired
+    assert (
+        rc == 1
+        and f"a symlink to {tmp_path / 'outside.json'}, outside the model folder" in acquired
+    )
     rc, merged, _ = _merge(capsys, base, expert, tmp_path / "merged")
     assert rc == 1 and "outside.json, outside the model folder" in merged
     assert _no_output(tmp_path / "acquired") and _no_output(tmp_path / "merged")
-    reliability("untrusted models", "symlink chain leading out of the model folder", saw=acquired,
-                done="generation_config.json -> hop.json -> hop2.json -> a file outside; acquire and merge",
-                count=2)
+    reliability(
+        "untrusted models",
+        "symlink chain leading out of the model folder",
+        saw=acquired,
+        done="generation_config.json -> hop.json -> hop2.json -> a file outside; acquire and merge",
+        count=2,
+    )
 
 
 def test_a_link_loop_is_named(models, tmp_path, capsys, reliability):
@@ -160,8 +204,12 @@ def test_a_link_loop_is_named(models, tmp_path, capsys, reliability):
     (base / "loop_b.json").symlink_to("loop_a.json")
     rc, err, _ = _acquire(capsys, base, tmp_path / "acquired")
     assert rc == 1 and "loop_a.json: a symlink that cannot be followed" in err, err
-    reliability("untrusted models", "symlink loop in a model folder", saw=err,
-                done="loop_a.json -> loop_b.json -> loop_a.json; hm3 acquire --path")
+    reliability(
+        "untrusted models",
+        "symlink loop in a model folder",
+        saw=err,
+        done="loop_a.json -> loop_b.json -> loop_a.json; hm3 acquire --path",
+    )
 
 
 def _hub_snapshot(root: Path, source: Path, repo: str = "models--org--tiny") -> Path:
@@ -185,7 +233,9 @@ def test_a_hub_cache_snapshot_of_blob_links_is_accepted(models, tmp_path, capsys
     assert rc == 0, err
     copied = sorted((tmp_path / "acquired").iterdir())
     assert copied and not any(p.is_symlink() for p in copied)  # the resolved files, never a link
-    assert (tmp_path / "acquired" / "model.safetensors").read_bytes() == (base / "model.safetensors").read_bytes()
+    assert (tmp_path / "acquired" / "model.safetensors").read_bytes() == (
+        base / "model.safetensors"
+    ).read_bytes()
     rc, err, _ = _merge(capsys, snapshot, expert, tmp_path / "merged")
     assert rc == 0, err
     assert not any(p.is_symlink() for p in (tmp_path / "merged").iterdir())
@@ -196,9 +246,13 @@ def test_a_hub_cache_snapshot_of_blob_links_is_accepted(models, tmp_path, capsys
     (snapshot / "tokenizer_config.json").symlink_to(stray / "tokenizer_config.json")
     rc, err, _ = _acquire(capsys, snapshot, tmp_path / "acquired2")
     assert rc == 1 and "models--evil--other/blobs/" in err and "outside the model folder" in err
-    reliability("untrusted models", "Hugging Face cache snapshot (files link to ../../blobs)",
-                saw="accepted; acquired as regular files; a link into another cache repository: " + err,
-                done="snapshot folder as --path, as a merge base, through the evaluation loader", count=4)
+    reliability(
+        "untrusted models",
+        "Hugging Face cache snapshot (files link to ../../blobs)",
+        saw="accepted; acquired as regular files; a link into another cache repository: " + err,
+        done="snapshot folder as --path, as a merge base, through the evaluation loader",
+        count=4,
+    )
 
 
 # ------------------------------------------------------------------ case 5: config.json
@@ -207,15 +261,32 @@ def _set_config(model: Path, **changes) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
 
 
-def test_a_config_promising_100000_layers_is_refused_in_under_a_second(models, tmp_path, capsys, reliability):
+def test_a_config_promising_100000_layers_is_refused_in_under_a_second(
+    models, tmp_path, capsys, reliability
+):
     base, _ = models
     _set_config(base, num_hidden_layers=100000, vocab_size=1000000000)
     rc, acquired, seconds = _acquire(capsys, base, tmp_path / "acquired")
     assert rc == 1 and seconds < 1, (acquired, seconds)
-    assert f"{base / 'config.json'}: num_hidden_layers is 100000, not a whole number from 1 to 4096" in acquired
-    rc, evaluated, seconds = _hm3(capsys, "evaluate", base, "--config", REPO / "config" / "config.yaml",
-                                  "--schema", SCHEMA, "--data-dir", tmp_path / "data")
-    assert rc == 1 and seconds < 1 and "config.json: num_hidden_layers is 100000" in evaluated, (evaluated, seconds)
+    assert (
+        f"{base / 'config.json'}: num_hidden_layers is 100000, not a whole number from 1 to 4096"
+        in acquired
+    )
+    rc, evaluated, seconds = _hm3(
+        capsys,
+        "evaluate",
+        base,
+        "--config",
+        REPO / "config" / "config.yaml",
+        "--schema",
+        SCHEMA,
+        "--data-dir",
+        tmp_path / "data",
+    )
+    assert rc == 1 and seconds < 1 and "config.json: num_hidden_layers is 100000" in evaluated, (
+        evaluated,
+        seconds,
+    )
     from hm3.checkpoints.causal_lm import load_causal_lm
 
     started = time.perf_counter()
@@ -223,33 +294,59 @@ def test_a_config_promising_100000_layers_is_refused_in_under_a_second(models, t
         load_causal_lm(base)
     assert time.perf_counter() - started < 1
     assert _no_output(tmp_path / "acquired")
-    reliability("bad input", "config.json with 100000 layers and a vocabulary of 1e9", saw=acquired,
-                done="hm3 acquire and hm3 evaluate (was: 232 s of allocation, then MemoryError); each under 1 s",
-                count=3)
+    reliability(
+        "bad input",
+        "config.json with 100000 layers and a vocabulary of 1e9",
+        saw=acquired,
+        done="hm3 acquire and hm3 evaluate (was: 232 s of allocation, then MemoryError); each under 1 s",
+        count=3,
+    )
 
 
-@pytest.mark.parametrize("key,value", [
-    ("hidden_size", -16), ("num_hidden_layers", 0), ("vocab_size", 23.0), ("num_attention_heads", "2"),
-    ("intermediate_size", True), ("max_position_embeddings", [32]),
-], ids=["negative", "zero", "float", "string", "boolean", "list"])
-def test_a_size_that_is_no_positive_whole_number_is_refused(models, tmp_path, capsys, reliability, key, value):
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("hidden_size", -16),
+        ("num_hidden_layers", 0),
+        ("vocab_size", 23.0),
+        ("num_attention_heads", "2"),
+        ("intermediate_size", True),
+        ("max_position_embeddings", [32]),
+    ],
+    ids=["negative", "zero", "float", "string", "boolean", "list"],
+)
+def test_a_size_that_is_no_positive_whole_number_is_refused(
+    models, tmp_path, capsys, reliability, key, value
+):
     base, _ = models
     _set_config(base, **{key: value})
     rc, err, _ = _acquire(capsys, base, tmp_path / "acquired")
     assert rc == 1 and f"config.json: {key} is {json.dumps(value)}, not a whole number" in err, err
     assert _no_output(tmp_path / "acquired")
-    reliability("bad input", "config.json size that is not a positive whole number", saw=err,
-                done=f"{key}: {json.dumps(value)}; hm3 acquire")
+    reliability(
+        "bad input",
+        "config.json size that is not a positive whole number",
+        saw=err,
+        done=f"{key}: {json.dumps(value)}; hm3 acquire",
+    )
 
 
-@pytest.mark.parametrize("changes,expected", [
-    ({"num_hidden_layers": 4}, "num_hidden_layers is 4 but the weights hold 2 decoder layers"),
-    ({"vocab_size": 100000}, "vocab_size 100000 x hidden size 16 does not match the weights' "
-                             "model.embed_tokens.weight [23, 16]"),
-    ({"intermediate_size": 1 << 20}, "its sizes imply about"),
-], ids=["layers", "vocabulary", "intermediate"])
-def test_a_config_promising_more_than_the_weights_is_refused(models, tmp_path, capsys, reliability,
-                                                             changes, expected):
+@pytest.mark.parametrize(
+    "changes,expected",
+    [
+        ({"num_hidden_layers": 4}, "num_hidden_layers is 4 but the weights hold 2 decoder layers"),
+        (
+            {"vocab_size": 100000},
+            "vocab_size 100000 x hidden size 16 does not match the weights' "
+            "model.embed_tokens.weight [23, 16]",
+        ),
+        ({"intermediate_size": 1 << 20}, "its sizes imply about"),
+    ],
+    ids=["layers", "vocabulary", "intermediate"],
+)
+def test_a_config_promising_more_than_the_weights_is_refused(
+    models, tmp_path, capsys, reliability, changes, expected
+):
     from hm3.checkpoints.causal_lm import load_causal_lm
 
     base, expert = models
@@ -261,34 +358,65 @@ def test_a_config_promising_more_than_the_weights_is_refused(models, tmp_path, c
     with pytest.raises(HM3Error, match="config.json: "):
         load_causal_lm(base)
     assert _no_output(tmp_path / "acquired") and _no_output(tmp_path / "merged")
-    reliability("bad input", "config.json sizes the weights do not hold", saw=acquired,
-                done=f"{json.dumps(changes)} on a 2-layer, 23-token model; acquire, merge, evaluation loader",
-                count=3)
+    reliability(
+        "bad input",
+        "config.json sizes the weights do not hold",
+        saw=acquired,
+        done=f"{json.dumps(changes)} on a 2-layer, 23-token model; acquire, merge, evaluation loader",
+        count=3,
+    )
 
 
-@pytest.mark.parametrize("text,expected", [
-    ('{"num_hidden_layers": 2,', "config.json: not valid JSON (Expecting property name"),
-    ("[1, 2, 3]", "config.json: holds a JSON array, not the object expected"),
-], ids=["not-json", "a-list"])
-def test_a_config_that_is_no_json_object_is_named(models, tmp_path, capsys, reliability, text, expected):
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('{"num_hidden_layers": 2,', "config.json: not valid JSON (Expecting property name"),
+        ("[1, 2, 3]", "config.json: holds a JSON array, not the object expected"),
+    ],
+    ids=["not-json", "a-list"],
+)
+def test_a_config_that_is_no_json_object_is_named(
+    models, tmp_path, capsys, reliability, text, expected
+):
     base, expert = models
     (base / "config.json").write_text(text)
     rc, acquired, _ = _acquire(capsys, base, tmp_path / "acquired")
     assert rc == 1 and expected in acquired, acquired
     rc, merged, _ = _merge(capsys, base, expert, tmp_path / "merged")
     assert rc == 1 and expected in merged, merged
-    rc, evaluated, _ = _hm3(capsys, "evaluate", base, "--config", REPO / "config" / "config.yaml",
-                            "--schema", SCHEMA, "--data-dir", tmp_path / "data")
+    rc, evaluated, _ = _hm3(
+        capsys,
+        "evaluate",
+        base,
+        "--config",
+        REPO / "config" / "config.yaml",
+        "--schema",
+        SCHEMA,
+        "--data-dir",
+        tmp_path / "data",
+    )
     assert rc == 1 and expected in evaluated, evaluated
-    reliability("bad input", "config.json that is not a JSON object", saw=acquired,
-                done=f"config.json = {text!r}; acquire, merge, evaluate", count=3)
+    reliability(
+        "bad input",
+        "config.json that is not a JSON object",
+        saw=acquired,
+        done=f"config.json = {text!r}; acquire, merge, evaluate",
+        count=3,
+    )
 
 
 # ------------------------------------------------------------------ case 5: tokenizer files
-@pytest.mark.parametrize("text,expected", [
-    ('{"version": "1.0", "model": {"type": "WordLevel", "vocab": {"<unk>": 0', "tokenizer.json: not valid JSON"),
-    ('{"hello": "world"}', "tokenizer.json: not a tokenizer the tokenizers library can load"),
-], ids=["truncated", "not-a-tokenizer"])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (
+            '{"version": "1.0", "model": {"type": "WordLevel", "vocab": {"<unk>": 0',
+            "tokenizer.json: not valid JSON",
+        ),
+        ('{"hello": "world"}', "tokenizer.json: not a tokenizer the tokenizers library can load"),
+    ],
+    ids=["truncated", "not-a-tokenizer"],
+)
 def test_a_malformed_tokenizer_is_named(models, tmp_path, capsys, reliability, text, expected):
     from hm3.evaluation.scorer import load_model
 
@@ -302,9 +430,13 @@ def test_a_malformed_tokenizer_is_named(models, tmp_path, capsys, reliability, t
         rc, merged, _ = _merge(capsys, base, expert, tmp_path / "merged")
         assert rc == 1 and expected in merged, merged
     assert _no_output(tmp_path / "acquired") and _no_output(tmp_path / "merged")
-    reliability("bad input", f"tokenizer.json {'truncated' if 'JSON' in expected else 'valid JSON, no tokenizer'}",
-                saw=acquired, done="hm3 acquire, the evaluation loader" + (", hm3 merge" if "JSON" in expected else ""),
-                count=3 if "JSON" in expected else 2)
+    reliability(
+        "bad input",
+        f"tokenizer.json {'truncated' if 'JSON' in expected else 'valid JSON, no tokenizer'}",
+        saw=acquired,
+        done="hm3 acquire, the evaluation loader" + (", hm3 merge" if "JSON" in expected else ""),
+        count=3 if "JSON" in expected else 2,
+    )
 
 
 def test_a_malformed_special_tokens_map_is_named(models, tmp_path, capsys, reliability):
@@ -312,7 +444,12 @@ def test_a_malformed_special_tokens_map_is_named(models, tmp_path, capsys, relia
     (base / "special_tokens_map.json").write_bytes(b"\xff\xfe garbage")
     rc, err, _ = _acquire(capsys, base, tmp_path / "acquired")
     assert rc == 1 and "special_tokens_map.json: not valid JSON" in err, err
-    reliability("bad input", "special_tokens_map.json that is not JSON", saw=err, done="binary garbage; hm3 acquire")
+    reliability(
+        "bad input",
+        "special_tokens_map.json that is not JSON",
+        saw=err,
+        done="binary garbage; hm3 acquire",
+    )
 
 
 # ------------------------------------------------------------------ case 5: safetensors headers
@@ -320,11 +457,11 @@ def _edit_header(shard: Path, change) -> None:
     """Rewrite a safetensors header with ``change(header)``; the data stays as it was."""
     data = shard.read_bytes()
     (length,) = struct.unpack("<Q", data[:8])
-    header = json.loads(data[8:8 + length])
+    header = json.loads(data[8 : 8 + length])
     change(header)
     encoded = json.dumps(header).encode()
     encoded += b" " * (-len(encoded) % 8)
-    shard.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data[8 + length:])
+    shard.write_bytes(struct.pack("<Q", len(encoded)) + encoded + data[8 + length :])
 
 
 EMBEDDING = "model.embed_tokens.weight"
@@ -342,19 +479,27 @@ def _shape(header, shape):
 
 HEADERS = {
     "offsets past the end of the file": (_past_the_end, "truncated safetensors file"),
-    "begin after end": (lambda h: h[EMBEDDING].update(data_offsets=h[EMBEDDING]["data_offsets"][::-1]),
-                        "not [begin, end] with 0 <= begin <= end"),
+    "begin after end": (
+        lambda h: h[EMBEDDING].update(data_offsets=h[EMBEDDING]["data_offsets"][::-1]),
+        "not [begin, end] with 0 <= begin <= end",
+    ),
     "offsets not matching shape and dtype": (lambda h: _shape(h, [23, 8]), "has 1472 bytes"),
     "unknown dtype": (lambda h: h[EMBEDDING].update(dtype="Q7"), 'unknown dtype "Q7"'),
-    "negative offset": (lambda h: h[EMBEDDING].update(data_offsets=[-8, 1464]), "0 <= begin <= end"),
-    "overlapping tensors": (lambda h: h["lm_head.weight"].update(data_offsets=h[EMBEDDING]["data_offsets"]),
-                            "overlap in the file"),
+    "negative offset": (
+        lambda h: h[EMBEDDING].update(data_offsets=[-8, 1464]),
+        "0 <= begin <= end",
+    ),
+    "overlapping tensors": (
+        lambda h: h["lm_head.weight"].update(data_offsets=h[EMBEDDING]["data_offsets"]),
+        "overlap in the file",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(HEADERS))
-def test_a_lying_safetensors_header_is_refused_before_any_allocation(models, tmp_path, capsys, reliability,
-                                                                     case):
+def test_a_lying_safetensors_header_is_refused_before_any_allocation(
+    models, tmp_path, capsys, reliability, case
+):
     from hm3.checkpoints.causal_lm import load_causal_lm
 
     change, expected = HEADERS[case]
@@ -367,8 +512,13 @@ def test_a_lying_safetensors_header_is_refused_before_any_allocation(models, tmp
     with pytest.raises(HM3Error, match="model.safetensors: "):
         load_causal_lm(expert)
     assert _no_output(tmp_path / "acquired") and _no_output(tmp_path / "merged")
-    reliability("bad input", f"safetensors header: {case}", saw=acquired,
-                done=f"{EMBEDDING}'s header entry edited; acquire, merge, evaluation loader", count=3)
+    reliability(
+        "bad input",
+        f"safetensors header: {case}",
+        saw=acquired,
+        done=f"{EMBEDDING}'s header entry edited; acquire, merge, evaluation loader",
+        count=3,
+    )
 
 
 def test_an_index_naming_a_shard_outside_the_folder_is_refused(tmp_path, reliability):
@@ -377,16 +527,29 @@ def test_an_index_naming_a_shard_outside_the_folder_is_refused(tmp_path, reliabi
     from hm3.checkpoints.sharded import CheckpointReader
 
     model = tmp_path / "sharded"
-    LlamaForCausalLM(LlamaConfig(vocab_size=23, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                                 num_attention_heads=2)).save_pretrained(model, max_shard_size="8KB")
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=23,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+        )
+    ).save_pretrained(model, max_shard_size="8KB")
     index_file = model / "model.safetensors.index.json"
     index = json.loads(index_file.read_text())
     index["weight_map"] = {name: "../elsewhere/model.safetensors" for name in index["weight_map"]}
     index_file.write_text(json.dumps(index))
-    with pytest.raises(HM3Error, match="shard '../elsewhere/model.safetensors' is not a file name") as err:
+    with pytest.raises(
+        HM3Error, match="shard '../elsewhere/model.safetensors' is not a file name"
+    ) as err:
         CheckpointReader(model)
-    reliability("untrusted models", "safetensors index naming a shard outside the folder", saw=err.value,
-                done="weight_map entries set to ../elsewhere/model.safetensors; checkpoint reader")
+    reliability(
+        "untrusted models",
+        "safetensors index naming a shard outside the folder",
+        saw=err.value,
+        done="weight_map entries set to ../elsewhere/model.safetensors; checkpoint reader",
+    )
 
 
 def test_the_snapshot_check_does_not_trust_a_folder_merely_named_snapshots(tmp_path):
@@ -397,4 +560,6 @@ def test_the_snapshot_check_does_not_trust_a_folder_merely_named_snapshots(tmp_p
     folder = tmp_path / "snapshots" / "rev"
     folder.mkdir(parents=True)
     assert link_root(folder) == folder.resolve()
-    assert os.path.basename(link_root(tmp_path / "models--a--b" / "snapshots" / "r")) == "models--a--b"
+    assert (
+        os.path.basename(link_root(tmp_path / "models--a--b" / "snapshots" / "r")) == "models--a--b"
+    )

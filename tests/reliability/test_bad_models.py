@@ -21,8 +21,14 @@ def _tokenizer_json() -> str:
 def _save(folder: Path, shards: bool = True) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=32)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=32,
+    )
     import torch
 
     torch.manual_seed(0)
@@ -46,7 +52,9 @@ def _truncate(folder: Path) -> Path:
 def _merge(base, expert, out):
     from hm3.merge import make_recipe, run_merge
 
-    return run_merge(make_recipe("task_arithmetic", [(str(expert), {"weight": 0.5})], base_model=str(base)), out)
+    return run_merge(
+        make_recipe("task_arithmetic", [(str(expert), {"weight": 0.5})], base_model=str(base)), out
+    )
 
 
 def _nothing_written(tmp_path):
@@ -60,15 +68,27 @@ def test_truncated_safetensors_is_refused_by_every_reader(family, tmp_path, reli
     base, expert = family
     shard = _truncate(expert)
     messages = []
-    for read in (lambda: check_checkpoint(expert), lambda: load_causal_lm(expert),
-                 lambda: _merge(base, expert, tmp_path / "out")):
+    for read in (
+        lambda: check_checkpoint(expert),
+        lambda: load_causal_lm(expert),
+        lambda: _merge(base, expert, tmp_path / "out"),
+    ):
         with pytest.raises(HM3Error, match=shard.name) as err:
             read()
         messages.append(str(err.value))
-    assert "truncated" in messages[0] and "truncated" in messages[1] and "ends inside tensor" in messages[2]
+    assert (
+        "truncated" in messages[0]
+        and "truncated" in messages[1]
+        and "ends inside tensor" in messages[2]
+    )
     assert _nothing_written(tmp_path)
-    reliability("bad input", "truncated safetensors shard", saw=messages[0],
-                done="last shard cut to 2/3; acquisition check, evaluation loader, merge", count=3)
+    reliability(
+        "bad input",
+        "truncated safetensors shard",
+        saw=messages[0],
+        done="last shard cut to 2/3; acquisition check, evaluation loader, merge",
+        count=3,
+    )
 
 
 def test_garbage_header_is_named(family, tmp_path, reliability):
@@ -82,8 +102,13 @@ def test_garbage_header_is_named(family, tmp_path, reliability):
             read()
         assert shard.name in str(err.value)
     assert _nothing_written(tmp_path)
-    reliability("bad input", "safetensors file with a garbage header", saw=err.value,
-                done="first shard overwritten with 16 bytes of 0xff", count=2)
+    reliability(
+        "bad input",
+        "safetensors file with a garbage header",
+        saw=err.value,
+        done="first shard overwritten with 16 bytes of 0xff",
+        count=2,
+    )
 
 
 def test_index_without_an_entry_is_named(family, tmp_path, reliability):
@@ -96,21 +121,33 @@ def test_index_without_an_entry_is_named(family, tmp_path, reliability):
     with pytest.raises(HM3Error, match=dropped.replace(".", "[.]")) as err:
         _merge(base, expert, tmp_path / "out")
     assert _nothing_written(tmp_path)
-    reliability("bad input", "index missing a tensor entry", saw=err.value,
-                done=f"{dropped} removed from model.safetensors.index.json")
+    reliability(
+        "bad input",
+        "index missing a tensor entry",
+        saw=err.value,
+        done=f"{dropped} removed from model.safetensors.index.json",
+    )
 
 
 def test_index_entry_for_a_tensor_no_shard_holds_is_named(family, tmp_path, reliability):
     base, expert = family
     index_file = expert / "model.safetensors.index.json"
     index = json.loads(index_file.read_text())
-    index["weight_map"]["model.layers.9.mlp.up_proj.weight"] = next(iter(index["weight_map"].values()))
+    index["weight_map"]["model.layers.9.mlp.up_proj.weight"] = next(
+        iter(index["weight_map"].values())
+    )
     index_file.write_text(json.dumps(index))
-    with pytest.raises(HM3Error, match="model[.]layers[.]9[.]mlp[.]up_proj[.]weight.*which does not hold it") as err:
+    with pytest.raises(
+        HM3Error, match="model[.]layers[.]9[.]mlp[.]up_proj[.]weight.*which does not hold it"
+    ) as err:
         _merge(base, expert, tmp_path / "out")
     assert _nothing_written(tmp_path)
-    reliability("bad input", "index entry for a tensor no shard holds", saw=err.value,
-                done="an entry for layer 9 of a 2-layer model added to the index")
+    reliability(
+        "bad input",
+        "index entry for a tensor no shard holds",
+        saw=err.value,
+        done="an entry for layer 9 of a 2-layer model added to the index",
+    )
 
 
 def test_index_naming_a_missing_shard_is_named(family, tmp_path, reliability):
@@ -123,8 +160,13 @@ def test_index_naming_a_missing_shard_is_named(family, tmp_path, reliability):
         with pytest.raises(HM3Error, match=shard.name) as err:
             read()
     assert _nothing_written(tmp_path)
-    reliability("bad input", "shard named by the index is missing", saw=err.value,
-                done=f"{shard.name} deleted", count=2)
+    reliability(
+        "bad input",
+        "shard named by the index is missing",
+        saw=err.value,
+        done=f"{shard.name} deleted",
+        count=2,
+    )
 
 
 def test_incompatible_expert_is_named_before_writing(tmp_path, reliability):
@@ -132,10 +174,22 @@ def test_incompatible_expert_is_named_before_writing(tmp_path, reliability):
 
     base = _save(tmp_path / "base")
     other = tmp_path / "other"
-    LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=32, num_hidden_layers=2,
-                                 num_attention_heads=2, max_position_embeddings=32)).save_pretrained(other)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=32,
+        )
+    ).save_pretrained(other)
     with pytest.raises(HM3Error, match="has shape") as err:
         _merge(base, other, tmp_path / "out")
     assert _nothing_written(tmp_path)
-    reliability("bad input", "expert of another architecture (hidden size 32 vs 16)", saw=err.value,
-                done="merge of two incompatible checkpoints")
+    reliability(
+        "bad input",
+        "expert of another architecture (hidden size 32 vs 16)",
+        saw=err.value,
+        done="merge of two incompatible checkpoints",
+    )

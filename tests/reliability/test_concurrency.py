@@ -19,26 +19,40 @@ from hm3.evaluation.cache import EvaluationCache
 CACHE = "results/cache/evaluations.sqlite"
 # the parameter search and the random search of each λ start from the same naive merge,
 # so jobs running at once ask for the same candidates
-TARGETS = [f"results/{kind}/{pref}/candidates.csv" for pref in ("w00", "w01", "w02")
-           for kind in ("param", "compare/random-search")]
+TARGETS = [
+    f"results/{kind}/{pref}/candidates.csv"
+    for pref in ("w00", "w01", "w02")
+    for kind in ("param", "compare/random-search")
+]
 
 
 def _rows(workdir):
     with sqlite3.connect(workdir / CACHE) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        rows = db.execute("SELECT key, candidate, task, split, seed, context, score FROM evaluations").fetchall()
+        rows = db.execute(
+            "SELECT key, candidate, task, split, seed, context, score FROM evaluations"
+        ).fetchall()
     identities = [row[1:6] for row in rows]
     assert len(set(identities)) == len(identities), "one evaluation stored twice"
     return {row[0]: row[6] for row in rows}
 
 
 @pytest.mark.slow
-def test_parallel_jobs_share_the_cache_without_loss_or_duplicates(prepared_run, tmp_path, reliability):
+def test_parallel_jobs_share_the_cache_without_loss_or_duplicates(
+    prepared_run, tmp_path, reliability
+):
     before = _rows(prepared_run)
     runs = {}
-    for label, args in {"--cores 1": ["--cores", "1"], "--cores 2": ["--cores", "2"],
-                        "--jobs 4 (local profile)": ["--workflow-profile", REPO / "profiles" / "local",
-                                                     "--jobs", "4"]}.items():
+    for label, args in {
+        "--cores 1": ["--cores", "1"],
+        "--cores 2": ["--cores", "2"],
+        "--jobs 4 (local profile)": [
+            "--workflow-profile",
+            REPO / "profiles" / "local",
+            "--jobs",
+            "4",
+        ],
+    }.items():
         workdir = tmp_path / re.sub(r"\W+", "_", label)
         shutil.copytree(prepared_run, workdir, symlinks=True)
         proc = run_snakemake(workdir, *args, *TARGETS)
@@ -54,17 +68,30 @@ def test_parallel_jobs_share_the_cache_without_loss_or_duplicates(prepared_run, 
         assert rows == sequential, f"{label}: cache differs from the sequential run's"
         if label != "--cores 1":
             assert parallel >= 2, f"{label} never ran jobs side by side"
-            reliability("concurrency", f"6 per-λ search jobs with {label}",
-                        saw=f"up to {parallel} jobs at once; {added} new cache rows, the same keys and "
-                            "scores as one job at a time", done="param + random search of 3 λ, CI config",
-                        lost="nothing (no lost, no duplicated entry)")
+            reliability(
+                "concurrency",
+                f"6 per-λ search jobs with {label}",
+                saw=f"up to {parallel} jobs at once; {added} new cache rows, the same keys and "
+                "scores as one job at a time",
+                done="param + random search of 3 λ, CI config",
+                lost="nothing (no lost, no duplicated entry)",
+            )
 
 
 def _hammer(path, worker):
     with EvaluationCache(path, timeout=60) as cache:
         for i in range(10_000):
-            cache.put(f"candidate-{worker}-{i}", "math", "search", "v", 0, "ctx", score=i, metrics={"i": i},
-                      seconds=0.0)
+            cache.put(
+                f"candidate-{worker}-{i}",
+                "math",
+                "search",
+                "v",
+                0,
+                "ctx",
+                score=i,
+                metrics={"i": i},
+                seconds=0.0,
+            )
 
 
 def test_writers_killed_mid_commit_leave_a_sound_cache(tmp_path, reliability):
@@ -92,7 +119,10 @@ def test_writers_killed_mid_commit_leave_a_sound_cache(tmp_path, reliability):
     with EvaluationCache(path) as cache:  # and the cache takes new work at once
         cache.put("after", "math", "search", "v", 0, "ctx", score=1.0, metrics={}, seconds=0.0)
         assert len(cache) == len(rows) + 1
-    reliability("concurrency", "3 cache writers SIGKILLed in the middle of their commits",
-                saw=f"integrity check ok; {len(rows)} whole rows kept; the next writer goes on",
-                done="SIGKILL while committing in a tight loop",
-                lost="nothing committed (a row in flight at the kill is absent: scored again next time)")
+    reliability(
+        "concurrency",
+        "3 cache writers SIGKILLed in the middle of their commits",
+        saw=f"integrity check ok; {len(rows)} whole rows kept; the next writer goes on",
+        done="SIGKILL while committing in a tight loop",
+        lost="nothing committed (a row in flight at the kill is absent: scored again next time)",
+    )

@@ -28,8 +28,12 @@ CACHE = "results/cache/evaluations.sqlite"
 # point, target, jobs that must run again after the kill, output that must not exist
 SCENARIOS = {
     "merge export": ("export.shard", MERGE, {"export_param_model": 1}, MERGE),
-    "evaluation batch": ("evaluate.scored:3", MERGE, {"search_params": 1, "export_param_model": 1},
-                         "results/param/w00/candidates.csv"),
+    "evaluation batch": (
+        "evaluate.scored:3",
+        MERGE,
+        {"search_params": 1, "export_param_model": 1},
+        "results/param/w00/candidates.csv",
+    ),
     "RL training": ("rl.update", POLICY, {"train_policy": 1}, "results/rl/policy"),
 }
 
@@ -62,14 +66,24 @@ def _kill_at(workdir: Path, point: str, target: str, sig: signal.Signals) -> tup
     return returncode, log.read_text()
 
 
-def _start_paused(workdir: Path, point: str, target: str, log: Path) -> tuple[subprocess.Popen, int]:
+def _start_paused(
+    workdir: Path, point: str, target: str, log: Path
+) -> tuple[subprocess.Popen, int]:
     """Run ``target`` until a job reaches ``point``; the run and the paused job's pid."""
     marker = workdir / "paused.pid"
-    proc = start_snakemake(workdir, "--cores", "2", target, log=log,
-                           env={"HM3_TEST_PAUSE_AT": point, "HM3_TEST_PAUSE_MARKER": str(marker)})
+    proc = start_snakemake(
+        workdir,
+        "--cores",
+        "2",
+        target,
+        log=log,
+        env={"HM3_TEST_PAUSE_AT": point, "HM3_TEST_PAUSE_MARKER": str(marker)},
+    )
     deadline = time.monotonic() + 300
     while not marker.exists():
-        assert proc.poll() is None, f"the run ended before reaching {point}: {log.read_text()[-3000:]}"
+        assert proc.poll() is None, (
+            f"the run ended before reaching {point}: {log.read_text()[-3000:]}"
+        )
         assert time.monotonic() < deadline, f"{point} was never reached"
         time.sleep(0.1)
     return proc, int(marker.read_text())
@@ -109,8 +123,9 @@ def _leftovers(workdir: Path) -> list[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
-def test_killed_run_resumes_to_the_uninterrupted_results(scenario, sig, prepared_run, uninterrupted, tmp_path,
-                                                         reliability):
+def test_killed_run_resumes_to_the_uninterrupted_results(
+    scenario, sig, prepared_run, uninterrupted, tmp_path, reliability
+):
     point, target, rerun, unfinished = SCENARIOS[scenario]
     workdir = tmp_path / "run"
     shutil.copytree(prepared_run, workdir, symlinks=True)
@@ -136,12 +151,16 @@ def test_killed_run_resumes_to_the_uninterrupted_results(scenario, sig, prepared
     kept = len(rows_after_kill) - len(rows_before)
     if sig == signal.SIGINT:
         died = next(line for line in killed_log.splitlines() if "died with" in line)
-        saw = "the job " + died[died.index("died with"):].rstrip(".")
+        saw = "the job " + died[died.index("died with") :].rstrip(".")
     else:  # the killed run prints nothing more; the next run says what it cleaned up
         saw = next(line for line in output.splitlines() if line.startswith("hm3: removed"))
-    reliability("interruption", f"{sig.name} during {scenario}", saw=f"{saw} / resumed run redid: "
-                f"{', '.join(sorted(rerun))}", done=f"killed at {point}; then plain `snakemake`",
-                lost=f"nothing ({kept} cache rows written before the kill kept)")
+    reliability(
+        "interruption",
+        f"{sig.name} during {scenario}",
+        saw=f"{saw} / resumed run redid: {', '.join(sorted(rerun))}",
+        done=f"killed at {point}; then plain `snakemake`",
+        lost=f"nothing ({kept} cache rows written before the kill kept)",
+    )
 
 
 def _text(path: Path) -> str:
@@ -171,7 +190,9 @@ def test_snakemake_killed_alone_stops_its_job(prepared_run, uninterrupted, tmp_p
     killed = time.monotonic()
     proc.wait()
     resumed_log, export_log = workdir / "resumed_run.log", workdir / "logs/param/w00/export.log"
-    resumed = start_snakemake(workdir, "--cores", "2", target, log=resumed_log)  # at once, as a user would
+    resumed = start_snakemake(
+        workdir, "--cores", "2", target, log=resumed_log
+    )  # at once, as a user would
     stopped_at = started_again_at = saw = None
     while resumed.poll() is None:
         now = time.monotonic()
@@ -189,14 +210,19 @@ def test_snakemake_killed_alone_stops_its_job(prepared_run, uninterrupted, tmp_p
     output = resumed_log.read_text()
     assert resumed.returncode == 0, output[-4000:]
     assert stopped_at is not None and stopped_at - killed < 3
-    assert started_again_at is not None and stopped_at < started_again_at, "the job ran twice at once"
+    assert started_again_at is not None and stopped_at < started_again_at, (
+        "the job ran twice at once"
+    )
     assert job_stats(output) == rerun
     assert _leftovers(workdir) == []
     assert _results(workdir, target) == _results(uninterrupted(target), target)
     assert _cache_rows(workdir) == _cache_rows(uninterrupted(target))
     assert saw, "the stopped job left no word in its log"
-    reliability("interruption", "SIGKILL of snakemake only (its job lives on) during merge export",
-                saw=f"{saw.removeprefix('[hm3] ')} (in the job's log, {stopped_at - killed:.1f} s after the "
-                f"kill) / resumed run redid: {', '.join(sorted(rerun))}",
-                done=f"paused at {point}; `kill -9` of the snakemake pid alone; plain `snakemake` at once",
-                lost="nothing")
+    reliability(
+        "interruption",
+        "SIGKILL of snakemake only (its job lives on) during merge export",
+        saw=f"{saw.removeprefix('[hm3] ')} (in the job's log, {stopped_at - killed:.1f} s after the "
+        f"kill) / resumed run redid: {', '.join(sorted(rerun))}",
+        done=f"paused at {point}; `kill -9` of the snakemake pid alone; plain `snakemake` at once",
+        lost="nothing",
+    )

@@ -17,7 +17,14 @@ import time
 
 import pytest
 
-from hm3.core.orphans import RUN_VARIABLE, live_jobs, record_run, start_time, this_process, watch_run
+from hm3.core.orphans import (
+    RUN_VARIABLE,
+    live_jobs,
+    record_run,
+    start_time,
+    this_process,
+    watch_run,
+)
 from hm3.core.resume import OWNERS, clear_stale_locks
 
 # a job: arm the watchdog, say so, then work (sleep) until stopped
@@ -44,8 +51,9 @@ def _stopped(pid: int) -> bool:
 
 def _start_run(tmp_path):
     """A "snakemake" and its job, once the job has armed its watchdog (both print to the pipe)."""
-    run = subprocess.Popen([sys.executable, "-c", RUN, str(tmp_path / "job.log")], stdout=subprocess.PIPE,
-                           text=True)
+    run = subprocess.Popen(
+        [sys.executable, "-c", RUN, str(tmp_path / "job.log")], stdout=subprocess.PIPE, text=True
+    )
     lines = sorted(run.stdout.readline().strip() for _ in range(2))  # the pid, and "True" (armed)
     assert lines[1] == "True", lines
     return run, int(lines[0])
@@ -63,7 +71,9 @@ def _wait_stopped(pid: int, seconds: float) -> float | None:
 
 def test_a_job_stops_within_a_second_of_its_snakemake_being_killed(tmp_path, reliability):
     run, job_pid = _start_run(tmp_path)
-    time.sleep(1.0 + random.random())  # a normal run: the watchdog stays quiet (and any phase of its poll)
+    time.sleep(
+        1.0 + random.random()
+    )  # a normal run: the watchdog stays quiet (and any phase of its poll)
     assert not _stopped(job_pid)
     run.kill()  # SIGKILL of the "snakemake" alone: the job is orphaned
     run.wait()
@@ -72,16 +82,25 @@ def test_a_job_stops_within_a_second_of_its_snakemake_being_killed(tmp_path, rel
     assert reaction < 1.5
     message = (tmp_path / "job.log").read_text()
     assert f"Snakemake (pid {run.pid}) that started this job is gone" in message
-    reliability("interruption", "job orphaned by a SIGKILL of its snakemake", saw=message,
-                done=f"the job's watchdog stopped it {reaction:.2f} s after the kill")
+    reliability(
+        "interruption",
+        "job orphaned by a SIGKILL of its snakemake",
+        saw=message,
+        done=f"the job's watchdog stopped it {reaction:.2f} s after the kill",
+    )
 
 
 def test_a_job_started_after_its_run_died_stops_at_once(tmp_path, monkeypatch):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     marker = {"host": socket.gethostname(), "pid": dead.pid, "started": 1}
-    job = subprocess.run([sys.executable, "-c", JOB], env={**os.environ, RUN_VARIABLE: json.dumps(marker)},
-                         capture_output=True, text=True, timeout=30)
+    job = subprocess.run(
+        [sys.executable, "-c", JOB],
+        env={**os.environ, RUN_VARIABLE: json.dumps(marker)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert job.returncode == -signal.SIGKILL
     assert "is gone" in job.stderr
 
@@ -93,8 +112,12 @@ def test_the_watchdog_is_inert_without_a_run_of_this_host_it_descends_from(monke
     assert watch_run() is None  # a cluster job: its run lives on another host
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        monkeypatch.setenv(RUN_VARIABLE, json.dumps({"host": socket.gethostname(), "pid": other.pid,
-                                                     "started": start_time(other.pid)}))
+        monkeypatch.setenv(
+            RUN_VARIABLE,
+            json.dumps(
+                {"host": socket.gethostname(), "pid": other.pid, "started": start_time(other.pid)}
+            ),
+        )
         assert watch_run() is None  # alive but not an ancestor: not this job's run
     finally:
         other.kill()
@@ -125,8 +148,10 @@ def _dead_run(tmp_path) -> dict:
 
 def _old_job(owner: dict, seconds: float) -> subprocess.Popen:
     """A job the killed run started, still running: its run's record in its environment."""
-    return subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"],
-                            env={**os.environ, RUN_VARIABLE: json.dumps(owner)})
+    return subprocess.Popen(
+        [sys.executable, "-c", f"import time; time.sleep({seconds})"],
+        env={**os.environ, RUN_VARIABLE: json.dumps(owner)},
+    )
 
 
 def test_locks_are_kept_while_a_job_of_the_killed_run_lives(tmp_path, capsys, reliability):
@@ -145,9 +170,13 @@ def test_locks_are_kept_while_a_job_of_the_killed_run_lives(tmp_path, capsys, re
         job.kill()
         job.wait()
     assert clear_stale_locks(state) == ["0.input.lock", "0.output.lock"]  # once it is gone
-    reliability("interruption", "stale lock of a killed run whose job still runs", saw=message,
-                done="lock files owned by a dead pid; a process carrying that run's record alive",
-                lost="nothing (the locks are kept: the job is not started a second time)")
+    reliability(
+        "interruption",
+        "stale lock of a killed run whose job still runs",
+        saw=message,
+        done="lock files owned by a dead pid; a process carrying that run's record alive",
+        lost="nothing (the locks are kept: the job is not started a second time)",
+    )
 
 
 def test_a_job_stopping_within_the_grace_does_not_keep_the_locks(tmp_path, capsys):
@@ -165,7 +194,10 @@ def test_jobs_of_another_run_are_not_counted(tmp_path):
     try:
         time.sleep(0.2)
         assert live_jobs(owner) == []
-        assert clear_stale_locks(tmp_path / ".snakemake", grace=0.5) == ["0.input.lock", "0.output.lock"]
+        assert clear_stale_locks(tmp_path / ".snakemake", grace=0.5) == [
+            "0.input.lock",
+            "0.output.lock",
+        ]
     finally:
         job.kill()
         job.wait()

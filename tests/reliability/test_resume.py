@@ -36,8 +36,12 @@ def test_locks_of_a_killed_run_are_removed_and_named(tmp_path, capsys, reliabili
     assert not list((state / "locks").iterdir())
     message = capsys.readouterr().err
     assert f"pid {owner['pid']}" in message
-    reliability("interruption", "stale Snakemake lock of a killed run", saw=message,
-                done="lock files owned by a dead pid on this host")
+    reliability(
+        "interruption",
+        "stale Snakemake lock of a killed run",
+        saw=message,
+        done="lock files owned by a dead pid on this host",
+    )
 
 
 def test_locks_of_a_live_run_another_host_or_no_record_are_kept(tmp_path):
@@ -45,8 +49,14 @@ def test_locks_of_a_live_run_another_host_or_no_record_are_kept(tmp_path):
     _locks(state, "0.input.lock", "1.input.lock", "2.input.lock")
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        table = {"0.input.lock": {"host": "elsewhere", "pid": _dead_pid()},
-                 "1.input.lock": {"host": socket.gethostname(), "pid": live.pid, "started": start_time(live.pid)}}
+        table = {
+            "0.input.lock": {"host": "elsewhere", "pid": _dead_pid()},
+            "1.input.lock": {
+                "host": socket.gethostname(),
+                "pid": live.pid,
+                "started": start_time(live.pid),
+            },
+        }
         (state / OWNERS).write_text(json.dumps(table))
         assert clear_stale_locks(state) == []
         assert len(list((state / "locks").iterdir())) == 3
@@ -60,7 +70,11 @@ def test_a_reused_pid_counts_as_dead(tmp_path):
     _locks(state, "0.input.lock")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        owner = {"host": socket.gethostname(), "pid": other.pid, "started": start_time(other.pid) - 1}
+        owner = {
+            "host": socket.gethostname(),
+            "pid": other.pid,
+            "started": start_time(other.pid) - 1,
+        }
         (state / OWNERS).write_text(json.dumps({"0.input.lock": owner}))
         assert clear_stale_locks(state) == ["0.input.lock"]
     finally:
@@ -70,8 +84,11 @@ def test_a_reused_pid_counts_as_dead(tmp_path):
 def test_claiming_records_this_process_for_unowned_locks_only(tmp_path):
     state = tmp_path / ".snakemake"
     _locks(state, "0.input.lock", "0.output.lock")
-    (state / OWNERS).write_text(json.dumps({"gone.lock": {"host": "h", "pid": 1},
-                                            "0.output.lock": {"host": "elsewhere", "pid": 1}}))
+    (state / OWNERS).write_text(
+        json.dumps(
+            {"gone.lock": {"host": "h", "pid": 1}, "0.output.lock": {"host": "elsewhere", "pid": 1}}
+        )
+    )
     assert claim_locks(state) == ["0.input.lock"]
     table = json.loads((state / OWNERS).read_text())
     assert table["0.input.lock"]["pid"] == os.getpid()
@@ -98,9 +115,12 @@ def test_partial_output_of_a_killed_writer_is_removed_by_the_next(tmp_path, reli
     assert elsewhere.exists() and mine.exists() and other_output.exists()
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json"]
     assert remove_dead_partials(tmp_path / "model") == []
-    reliability("interruption", "half-written export left by a SIGKILLed writer",
-                saw="(nothing: removed silently by the next writer of the same output)",
-                done="partial directory owned by a dead pid beside the output")
+    reliability(
+        "interruption",
+        "half-written export left by a SIGKILLed writer",
+        saw="(nothing: removed silently by the next writer of the same output)",
+        done="partial directory owned by a dead pid beside the output",
+    )
 
 
 def test_pause_point_is_inert_by_default(monkeypatch):

@@ -37,13 +37,21 @@ def _assert_no_leftover_processes() -> None:
     assert server is not None
     assert _live_processes(lambda s: int(s["PPid"]) == server) == []
     if AS_ROOT:
-        block = limits._UID_BASE + os.getpid() * limits._UID_BLOCK   # this test process's uids
-        assert _live_processes(lambda s: block <= int(s["Uid"].split()[0]) < block + limits._UID_BLOCK) == []
+        block = limits._UID_BASE + os.getpid() * limits._UID_BLOCK  # this test process's uids
+        assert (
+            _live_processes(lambda s: block <= int(s["Uid"].split()[0]) < block + limits._UID_BLOCK)
+            == []
+        )
 
 
 def _contained(reliability, source: str, result, limit: str) -> None:
-    reliability("sandbox", f"adversarial completion: {limit}", saw=f"{result.status}: {result.detail}",
-                done=" ; ".join(line for line in source.strip().splitlines()), lost="nothing (contained)")
+    reliability(
+        "sandbox",
+        f"adversarial completion: {limit}",
+        saw=f"{result.status}: {result.detail}",
+        done=" ; ".join(line for line in source.strip().splitlines()),
+        lost="nothing (contained)",
+    )
 
 
 def test_correct_solution_passes():
@@ -64,13 +72,21 @@ def test_runtime_and_syntax_errors_are_errors():
 
 
 def test_check_program_assembles_a_humaneval_program():
-    program = check_program("def f(x):\n", "    return x\n", "def check(candidate):\n    assert candidate(1) == 1\n", "f")
+    program = check_program(
+        "def f(x):\n",
+        "    return x\n",
+        "def check(candidate):\n    assert candidate(1) == 1\n",
+        "f",
+    )
     assert program.endswith("\ncheck(f)\n")
     assert run_program(program).passed
 
 
-@pytest.mark.parametrize("source", ["while True:\n    pass\n", "import time\ntime.sleep(60)\n"],
-                         ids=["busy-loop", "sleep"])
+@pytest.mark.parametrize(
+    "source",
+    ["while True:\n    pass\n", "import time\ntime.sleep(60)\n"],
+    ids=["busy-loop", "sleep"],
+)
 def test_endless_program_times_out_within_the_limit(source, reliability):
     run_program("pass")  # the server is warm, so only the program is timed
     start = time.monotonic()
@@ -116,18 +132,25 @@ def test_reading_a_file_outside_the_temp_dir_is_denied(tmp_path, reliability):
     planted = tmp_path / "secret.txt"
     planted.write_text("the secret")
     planted.chmod(0o644)
-    reads = [f"print(open({str(planted)!r}).read())\n", "open('/etc/passwd').read()\n",
-             f"import os\nos.listdir({str(tmp_path)!r})\n"]
+    reads = [
+        f"print(open({str(planted)!r}).read())\n",
+        "open('/etc/passwd').read()\n",
+        f"import os\nos.listdir({str(tmp_path)!r})\n",
+    ]
     for source, result in zip(reads, run_programs(reads)):
         assert result.status == "violation", result
-        _contained(reliability, source, result, "read outside the temporary directory (planted file)")
+        _contained(
+            reliability, source, result, "read outside the temporary directory (planted file)"
+        )
 
 
 def test_files_inside_the_own_temp_dir_work_and_start_empty():
-    write = ("import os\nassert os.listdir('.') == []\n"
-             "with open('notes.txt', 'w') as f:\n    f.write('hi')\n"
-             "assert open('notes.txt').read() == 'hi'\nos.mkdir('sub')\nos.remove('notes.txt')\n")
-    results = run_programs([write, write])   # the second must not see the first's files
+    write = (
+        "import os\nassert os.listdir('.') == []\n"
+        "with open('notes.txt', 'w') as f:\n    f.write('hi')\n"
+        "assert open('notes.txt').read() == 'hi'\nos.mkdir('sub')\nos.remove('notes.txt')\n"
+    )
+    results = run_programs([write, write])  # the second must not see the first's files
     assert [r.status for r in results] == ["passed", "passed"]
 
 
@@ -137,13 +160,17 @@ def test_temp_dirs_are_removed_afterwards():
     assert os.listdir(base) == ["tests"] and os.listdir(os.path.join(base, "tests")) == []
 
 
-@pytest.mark.parametrize("source", [
-    "import os\nos.system('touch {marker}')\n",
-    "import subprocess\nsubprocess.run(['touch', '{marker}'])\n",
-    "import os\nos.execv('/usr/bin/touch', ['touch', '{marker}'])\n",
-    "import os\nos.posix_spawn('/usr/bin/touch', ['touch', '{marker}'], {{}})\n",
-    "import os\ntry:\n    os.system('touch {marker}')\nexcept BaseException:\n    pass\nassert True\n",
-], ids=["os.system", "subprocess", "exec", "posix_spawn", "swallowed"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import os\nos.system('touch {marker}')\n",
+        "import subprocess\nsubprocess.run(['touch', '{marker}'])\n",
+        "import os\nos.execv('/usr/bin/touch', ['touch', '{marker}'])\n",
+        "import os\nos.posix_spawn('/usr/bin/touch', ['touch', '{marker}'], {{}})\n",
+        "import os\ntry:\n    os.system('touch {marker}')\nexcept BaseException:\n    pass\nassert True\n",
+    ],
+    ids=["os.system", "subprocess", "exec", "posix_spawn", "swallowed"],
+)
 def test_process_creation_is_denied(tmp_path, source, reliability):
     marker = tmp_path / "ran"
     result = run_program(source.format(marker=marker))
@@ -152,8 +179,15 @@ def test_process_creation_is_denied(tmp_path, source, reliability):
     _contained(reliability, source.format(marker="ran"), result, "new process")
 
 
-@pytest.mark.parametrize("source", ["import socket\n", "import ctypes\n", "import _posixsubprocess\n",
-                                    "import os\nos.kill(1, 0)\n"])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import socket\n",
+        "import ctypes\n",
+        "import _posixsubprocess\n",
+        "import os\nos.kill(1, 0)\n",
+    ],
+)
 def test_network_foreign_code_and_signals_are_denied(source, reliability):
     result = run_program(source)
     assert result.status == "violation"
@@ -169,13 +203,18 @@ def test_huge_allocation_is_contained(reliability):
 
 def test_environment_is_not_inherited(monkeypatch, reliability):
     monkeypatch.setenv("HM3_TEST_SECRET", "do-not-leak")
-    client._shutdown_server()   # the next call starts a server under this environment
-    result = run_program("import os\nassert 'HM3_TEST_SECRET' not in os.environ\n"
-                         "assert set(os.environ) <= {'PATH', 'LANG', 'LC_ALL', 'PYTHONHASHSEED'}\n")
+    client._shutdown_server()  # the next call starts a server under this environment
+    result = run_program(
+        "import os\nassert 'HM3_TEST_SECRET' not in os.environ\n"
+        "assert set(os.environ) <= {'PATH', 'LANG', 'LC_ALL', 'PYTHONHASHSEED'}\n"
+    )
     assert result.passed, result
-    reliability("sandbox", "program looking for the parent's environment variables",
-                saw="only PATH, LANG, LC_ALL, PYTHONHASHSEED visible; a planted HM3_TEST_SECRET is not",
-                done="os.environ read in the sandbox")
+    reliability(
+        "sandbox",
+        "program looking for the parent's environment variables",
+        saw="only PATH, LANG, LC_ALL, PYTHONHASHSEED visible; a planted HM3_TEST_SECRET is not",
+        done="os.environ read in the sandbox",
+    )
 
 
 @pytest.mark.skipif(not AS_ROOT, reason="privileges are only dropped when running as root")

@@ -15,15 +15,22 @@ from hm3.evaluation import sandbox
 from hm3.evaluation.sandbox import CodeCheck, client, harness, run_checks, run_programs
 
 AS_ROOT = os.geteuid() == 0
-ADD = CodeCheck(prompt='def add_three(x):\n    """x plus three."""\n', completion="    return x + 3\n",
-                test="def check(candidate):\n    assert candidate(2) == 5\n    assert candidate(-3) == 0\n",
-                entry_point="add_three")
+ADD = CodeCheck(
+    prompt='def add_three(x):\n    """x plus three."""\n',
+    completion="    return x + 3\n",
+    test="def check(candidate):\n    assert candidate(2) == 5\n    assert candidate(-3) == 0\n",
+    entry_point="add_three",
+)
 
 
 def _record(reliability, kind: str, case: str, source: str, result) -> None:
-    reliability("sandbox", f"adversarial completion: {kind}: {case}", saw=f"{result.status}: {result.detail}",
-                done=" ; ".join(line.strip() for line in source.strip().splitlines()),
-                lost="nothing (contained)")
+    reliability(
+        "sandbox",
+        f"adversarial completion: {kind}: {case}",
+        saw=f"{result.status}: {result.detail}",
+        done=" ; ".join(line.strip() for line in source.strip().splitlines()),
+        lost="nothing (contained)",
+    )
 
 
 @pytest.fixture
@@ -86,10 +93,12 @@ def test_file_escapes_through_descriptors_and_links_are_violations(case, reliabi
 
 
 def test_files_of_the_program_own_folder_still_work():
-    source = ("import os, tempfile\nos.makedirs('a/b')\nos.chdir('a/b')\nopen('../f.txt', 'w').write('x')\n"
-              "assert open('../f.txt').read() == 'x'\nos.rename('../f.txt', 'g.txt')\nos.remove('g.txt')\n"
-              "with tempfile.NamedTemporaryFile(dir='.') as handle:\n    handle.write(b'x')\n"
-              "with tempfile.TemporaryFile() as handle:\n    handle.write(b'x')\n")
+    source = (
+        "import os, tempfile\nos.makedirs('a/b')\nos.chdir('a/b')\nopen('../f.txt', 'w').write('x')\n"
+        "assert open('../f.txt').read() == 'x'\nos.rename('../f.txt', 'g.txt')\nos.remove('g.txt')\n"
+        "with tempfile.NamedTemporaryFile(dir='.') as handle:\n    handle.write(b'x')\n"
+        "with tempfile.TemporaryFile() as handle:\n    handle.write(b'x')\n"
+    )
     assert run_programs([source])[0].status == "passed"
 
 
@@ -97,9 +106,8 @@ def test_files_of_the_program_own_folder_still_work():
 
 VICTIM = "import time\ntime.sleep(1.0)\n"
 PROCESS_ESCAPES = {
-    "pidfd_open + pidfd_send_signal to the batch (the reproduction)":
-        "import os, signal\nfor pid in range(1, 4000):\n    try:\n"
-        "        signal.pidfd_send_signal(os.pidfd_open(pid), signal.SIGKILL)\n    except OSError:\n        pass\n",
+    "pidfd_open + pidfd_send_signal to the batch (the reproduction)": "import os, signal\nfor pid in range(1, 4000):\n    try:\n"
+    "        signal.pidfd_send_signal(os.pidfd_open(pid), signal.SIGKILL)\n    except OSError:\n        pass\n",
     "os.kill(-1) (every process it may signal)": "import os\nos.kill(-1, 9)\n",
     "killpg of the server's group": "import os\nos.killpg(1, 9)\n",
     "signal.pthread_kill": "import signal, threading\nsignal.pthread_kill(threading.main_thread().ident, 9)\n",
@@ -139,10 +147,17 @@ assert reached == [], reached
 """
 
 
-@pytest.mark.skipif(not AS_ROOT, reason="per-program uids (the kernel's refusal) need a root server")
-@pytest.mark.parametrize("call", ["signals.pidfd_send_signal(posix.pidfd_open(pid), 9)",
-                                  "signals.pidfd_send_signal(posix.pidfd_open(pid), 19)"],
-                         ids=["SIGKILL", "SIGSTOP"])
+@pytest.mark.skipif(
+    not AS_ROOT, reason="per-program uids (the kernel's refusal) need a root server"
+)
+@pytest.mark.parametrize(
+    "call",
+    [
+        "signals.pidfd_send_signal(posix.pidfd_open(pid), 9)",
+        "signals.pidfd_send_signal(posix.pidfd_open(pid), 19)",
+    ],
+    ids=["SIGKILL", "SIGSTOP"],
+)
 def test_rebuilt_modules_reach_no_other_process(call, reliability):
     """Past the audit hook (CPython rebuilds a builtin module, with the functions removed
     above, without an audit event; pidfds raise none), the kernel refuses: every running
@@ -150,34 +165,32 @@ def test_rebuilt_modules_reach_no_other_process(call, reliability):
     source = REBUILT_MODULES.format(call=call)
     results = run_programs([source, VICTIM, VICTIM, VICTIM], workers=4)
     assert [r.status for r in results] == ["passed"] * 4, results
-    _record(reliability, "other processes", f"rebuilt posix/_signal modules: {call}", source, results[0])
+    _record(
+        reliability, "other processes", f"rebuilt posix/_signal modules: {call}", source, results[0]
+    )
 
 
 # --- forged verdicts: only the harness says "passed" -----------------------------------
 
 FORGERIES = {
     "an object whose __eq__ is always true": "    class Liar:\n        def __eq__(self, other):\n"
-                                             "            return True\n    return Liar()\n",
+    "            return True\n    return Liar()\n",
     "an int subclass equal to everything": "    class Liar(int):\n        def __eq__(self, other):\n"
-                                           "            return True\n    return Liar(0)\n",
-    "the result line written on every descriptor, then exit":
-        "    import os\n    for fd in range(3, 32):\n        try:\n"
-        "            os.write(fd, b'{\"status\": \"passed\", \"detail\": \"\"}\\n')\n"
-        "        except OSError:\n            pass\n    os._exit(0)\n",
-    "the sandbox's reporting function through sys.modules":
-        "    import sys\n    box = sys.modules['hm3.evaluation.sandbox.child']\n    for fd in (3, 4):\n        try:\n"
-        "            box._report_and_exit(fd, 'passed', '', 0)\n        except OSError:\n            pass\n",
-    "builtins patched so every assert holds":
-        "    import builtins\n    builtins.AssertionError = type('Nothing', (Exception,), {})\n"
-        "    builtins.abs = lambda v: 0\n    return 0\n",
+    "            return True\n    return Liar(0)\n",
+    "the result line written on every descriptor, then exit": "    import os\n    for fd in range(3, 32):\n        try:\n"
+    '            os.write(fd, b\'{"status": "passed", "detail": ""}\\n\')\n'
+    "        except OSError:\n            pass\n    os._exit(0)\n",
+    "the sandbox's reporting function through sys.modules": "    import sys\n    box = sys.modules['hm3.evaluation.sandbox.child']\n    for fd in (3, 4):\n        try:\n"
+    "            box._report_and_exit(fd, 'passed', '', 0)\n        except OSError:\n            pass\n",
+    "builtins patched so every assert holds": "    import builtins\n    builtins.AssertionError = type('Nothing', (Exception,), {})\n"
+    "    builtins.abs = lambda v: 0\n    return 0\n",
     "check redefined by the completion": "    return 0\n\ndef check(candidate):\n    pass\n",
     "the tests swallowed by an open string": "    return 0\n\ndef check(candidate):\n    pass\n_ = '''\n",
     "sys.exit(0) before the tests": "    return 0\nimport sys\nsys.exit(0)\n",
     "os._exit(0) at definition time": "    return 0\nimport os\nos._exit(0)\n",
     "tracing to skip the asserts": "    return 0\nimport sys\nsys.settrace(lambda *a: None)\n",
-    "reading the tests from the harness's folder":
-        "    import glob\n    for path in glob.glob('/dev/shm/hm3-sandbox-*/tests/*'):\n"
-        "        return open(path).read()\n    return 0\n",
+    "reading the tests from the harness's folder": "    import glob\n    for path in glob.glob('/dev/shm/hm3-sandbox-*/tests/*'):\n"
+    "        return open(path).read()\n    return 0\n",
 }
 
 
@@ -193,7 +206,9 @@ def test_forged_passes_are_not_scored_as_passing(case, reliability):
 def test_the_tests_are_nowhere_in_the_program_memory(reliability):
     """A program that knew its tests could answer them; it finds no trace of them in any
     frame, any module or the server's buffered input."""
-    marker = "987654321"   # the program looks for it as str(987654320 + 1): its own text holds no copy
+    marker = (
+        "987654321"  # the program looks for it as str(987654320 + 1): its own text holds no copy
+    )
     check = CodeCheck(
         prompt='def answer():\n    """The hidden number."""\n',
         completion=(
@@ -206,31 +221,40 @@ def test_the_tests_are_nowhere_in_the_program_memory(reliability):
             "        elif isinstance(item, dict):\n            stack += list(item.values())\n"
             "        elif isinstance(item, (list, tuple)):\n            stack += list(item)\n"
             "        elif type(item).__name__ == 'module':\n            stack.append(vars(item))\n"
-            "    return 'not found'\n"),
+            "    return 'not found'\n"
+        ),
         test=f"def check(candidate):\n    assert candidate() == 'not found', {marker}\n",
-        entry_point="answer")
-    for workers in (1, 2):   # later samples of one problem start after, or while, earlier tests run
+        entry_point="answer",
+    )
+    for workers in (1, 2):  # later samples of one problem start after, or while, earlier tests run
         results = run_checks([check] * 4, workers=workers)
         assert all(r.passed for r in results), results
-    reliability("sandbox", "adversarial completion: forged verdict: the tests looked for in the program's memory",
-                saw="not found (every frame, every module, the buffered request), 4 samples of one problem, 1 and 2 workers",
-                done="frame and module walk",
-                lost="nothing (contained)")
+    reliability(
+        "sandbox",
+        "adversarial completion: forged verdict: the tests looked for in the program's memory",
+        saw="not found (every frame, every module, the buffered request), 4 samples of one problem, 1 and 2 workers",
+        done="frame and module walk",
+        lost="nothing (contained)",
+    )
 
 
 # --- the harness keeps honest programs' results ----------------------------------------
 
-@pytest.mark.parametrize("completion, status", [
-    ("    return x + 3\n", "passed"),
-    ("    return x + 4\n", "failed"),
-    ("    return undefined\n", "error"),
-    ("    raise ValueError('no')\n", "error"),
-    ("    assert x > 100\n    return x + 3\n", "failed"),
-    ("    return (x + 3, )[0]\n", "passed"),
-    ("    while True:\n        pass\n", "timeout"),
-    ("  return x +\n", "error"),
-    ("    import socket\n    return x + 3\n", "violation"),
-])
+
+@pytest.mark.parametrize(
+    "completion, status",
+    [
+        ("    return x + 3\n", "passed"),
+        ("    return x + 4\n", "failed"),
+        ("    return undefined\n", "error"),
+        ("    raise ValueError('no')\n", "error"),
+        ("    assert x > 100\n    return x + 3\n", "failed"),
+        ("    return (x + 3, )[0]\n", "passed"),
+        ("    while True:\n        pass\n", "timeout"),
+        ("  return x +\n", "error"),
+        ("    import socket\n    return x + 3\n", "violation"),
+    ],
+)
 def test_checks_give_the_statuses_of_the_single_process_harness(completion, status):
     item = CodeCheck(ADD.prompt, completion, ADD.test, ADD.entry_point)
     plain = sandbox.check_program(item.prompt, item.completion, item.test, item.entry_point)
@@ -238,19 +262,34 @@ def test_checks_give_the_statuses_of_the_single_process_harness(completion, stat
     assert checked.status == single.status == status, (checked, single)
 
 
-@pytest.mark.parametrize("value", ["[1, (2, 3), {'a': {4}}, None, True, 1.5, float('inf'), b'x', 3j, frozenset({1})]",
-                                   "10 ** 40", "'é' * 3", "{(1, 2): [3]}"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "[1, (2, 3), {'a': {4}}, None, True, 1.5, float('inf'), b'x', 3j, frozenset({1})]",
+        "10 ** 40",
+        "'é' * 3",
+        "{(1, 2): [3]}",
+    ],
+)
 def test_plain_data_crosses_unchanged(value):
-    item = CodeCheck(prompt="def f():\n", completion=f"    return {value}\n",
-                     test=f"def check(candidate):\n    expected = {value}\n    assert candidate() == expected\n"
-                          "    assert type(candidate()) is type(expected)\n", entry_point="f")
+    item = CodeCheck(
+        prompt="def f():\n",
+        completion=f"    return {value}\n",
+        test=f"def check(candidate):\n    expected = {value}\n    assert candidate() == expected\n"
+        "    assert type(candidate()) is type(expected)\n",
+        entry_point="f",
+    )
     assert run_checks([item])[0].passed
 
 
 def test_exceptions_the_tests_expect_are_rebuilt():
-    item = CodeCheck(prompt="def f(x):\n", completion="    raise ValueError('bad')\n",
-                     test="def check(candidate):\n    try:\n        candidate(1)\n    except ValueError:\n"
-                          "        return\n    assert False\n", entry_point="f")
+    item = CodeCheck(
+        prompt="def f(x):\n",
+        completion="    raise ValueError('bad')\n",
+        test="def check(candidate):\n    try:\n        candidate(1)\n    except ValueError:\n"
+        "        return\n    assert False\n",
+        entry_point="f",
+    )
     assert run_checks([item])[0].passed
 
 
@@ -261,7 +300,10 @@ def test_canonical_solutions_of_the_tiny_code_task_pass():
 
     rng = random.Random(3)
     problems = [code_task.generate(rng) for _ in range(40)]
-    checks = [CodeCheck(p["prompt"], p["canonical_solution"], p["test"], p["entry_point"]) for p in problems]
+    checks = [
+        CodeCheck(p["prompt"], p["canonical_solution"], p["test"], p["entry_point"])
+        for p in problems
+    ]
     assert all(r.passed for r in run_checks(checks))
 
 
@@ -280,26 +322,45 @@ def test_confinement_is_detected_and_reported():
 
 # --- calls sent ahead: a test of literal asserts costs no round trip per call ---------
 
+
 def test_literal_asserts_are_sent_ahead_and_other_tests_asked_call_by_call():
-    loop = CodeCheck(ADD.prompt, ADD.completion, "def check(candidate):\n    for x in range(3):\n"
-                     "        assert candidate(x) == x + 3\n", ADD.entry_point)
-    early_call = CodeCheck(ADD.prompt, ADD.completion, "seen = add_three(0)\ndef check(candidate):\n"
-                           "    assert seen == 3\n    assert candidate(2) == 5\n", ADD.entry_point)
+    loop = CodeCheck(
+        ADD.prompt,
+        ADD.completion,
+        "def check(candidate):\n    for x in range(3):\n        assert candidate(x) == x + 3\n",
+        ADD.entry_point,
+    )
+    early_call = CodeCheck(
+        ADD.prompt,
+        ADD.completion,
+        "seen = add_three(0)\ndef check(candidate):\n"
+        "    assert seen == 3\n    assert candidate(2) == 5\n",
+        ADD.entry_point,
+    )
     assert [r.status for r in run_checks([ADD, loop, early_call])] == ["passed"] * 3
 
 
 def test_a_failing_assert_ends_the_check_before_a_later_call_that_hangs():
-    item = CodeCheck(ADD.prompt, "    while x < 0:\n        pass\n    return x + 3\n",
-                     "def check(candidate):\n    assert candidate(2) == 6\n    assert candidate(-1) == 2\n",
-                     ADD.entry_point)
+    item = CodeCheck(
+        ADD.prompt,
+        "    while x < 0:\n        pass\n    return x + 3\n",
+        "def check(candidate):\n    assert candidate(2) == 6\n    assert candidate(-1) == 2\n",
+        ADD.entry_point,
+    )
     plain = sandbox.check_program(item.prompt, item.completion, item.test, item.entry_point)
-    assert run_checks([item], timeout=1.0)[0].status == run_programs([plain], timeout=1.0)[0].status == "failed"
+    assert (
+        run_checks([item], timeout=1.0)[0].status
+        == run_programs([plain], timeout=1.0)[0].status
+        == "failed"
+    )
 
 
 def test_static_calls_keep_only_the_arguments(tmp_path):
     path = tmp_path / "t.py"
-    path.write_text("def check(candidate):\n    assert candidate(2, k=[1, (2,)]) == 987654321\n"
-                    "    assert candidate('a') != 'b'\n")
+    path.write_text(
+        "def check(candidate):\n    assert candidate(2, k=[1, (2,)]) == 987654321\n"
+        "    assert candidate('a') != 'b'\n"
+    )
     calls = harness._static_calls({"test_file": str(path)})
     assert [sandbox.decode_plain(c["args"]) for c in calls] == [[2], ["a"]]
     assert sandbox.decode_plain(calls[0]["kwargs"]) == {"k": [1, (2,)]}
@@ -319,7 +380,9 @@ def test_a_program_that_ends_before_its_calls_are_sent_leaves_the_server_running
     # the race forced: the program's end is closed before the server writes to it
     read_end, write_end = os.pipe()
     os.close(read_end)
-    harness._Channel(-1, write_end).send({"calls": []})   # no exception: the program's status decides
+    harness._Channel(-1, write_end).send(
+        {"calls": []}
+    )  # no exception: the program's status decides
     os.close(write_end)
 
 
@@ -332,14 +395,27 @@ def test_a_program_that_closes_its_pipe_and_sleeps_does_not_hold_the_server(reli
     _record(reliability, "forged verdict", "its answer pipe closed, then asleep", source, result)
 
 
-@pytest.mark.parametrize("case, completion", [
-    ("JSON nested past the parser's depth, before ready",
-     "    return 0\nimport os\nos.write(4, b'[' * 200000 + b']' * 200000 + b'\\n')\n"),
-    ("JSON nested past the parser's depth, as an answer",
-     "    import os\n    os.write(4, b'{\"value\": ' + b'[' * 200000 + b']' * 200000 + b'}\\n')\n    os._exit(0)\n"),
-    ("a flood of lines", "    return 0\nimport os\nwhile True:\n    os.write(4, b'{}\\n' * 1000)\n"),
-    ("ready and answers written by hand", "    return 0\nimport os\nos.write(4, b'{\"ready\": true}\\n' + b'{\"value\": 5}\\n' * 4)\n"),
-])
+@pytest.mark.parametrize(
+    "case, completion",
+    [
+        (
+            "JSON nested past the parser's depth, before ready",
+            "    return 0\nimport os\nos.write(4, b'[' * 200000 + b']' * 200000 + b'\\n')\n",
+        ),
+        (
+            "JSON nested past the parser's depth, as an answer",
+            "    import os\n    os.write(4, b'{\"value\": ' + b'[' * 200000 + b']' * 200000 + b'}\\n')\n    os._exit(0)\n",
+        ),
+        (
+            "a flood of lines",
+            "    return 0\nimport os\nwhile True:\n    os.write(4, b'{}\\n' * 1000)\n",
+        ),
+        (
+            "ready and answers written by hand",
+            "    return 0\nimport os\nos.write(4, b'{\"ready\": true}\\n' + b'{\"value\": 5}\\n' * 4)\n",
+        ),
+    ],
+)
 def test_messages_forged_by_the_program_end_only_its_own_check(case, completion, reliability):
     item = CodeCheck(ADD.prompt, completion, ADD.test, ADD.entry_point)
     result, honest = run_checks([item, ADD], timeout=2.0)

@@ -13,29 +13,39 @@ from safetensors.torch import save_file
 from _paths import REPO
 from hm3.core.errors import HM3Error
 
-CODE = '''import pathlib
+CODE = """import pathlib
 pathlib.Path({mark!r}).write_text("repository code ran")
 from transformers import PretrainedConfig
 class EvilConfig(PretrainedConfig):
     model_type = "evil-custom"
-'''
+"""
 
 
 @pytest.fixture
 def custom_code_checkpoint(tmp_path):
     folder, mark = tmp_path / "evil", tmp_path / "RAN"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({
-        "model_type": "evil-custom", "architectures": ["EvilModel"],
-        "auto_map": {"AutoConfig": "configuration_evil.EvilConfig",
-                     "AutoModelForCausalLM": "modeling_evil.EvilModel"}}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "evil-custom",
+                "architectures": ["EvilModel"],
+                "auto_map": {
+                    "AutoConfig": "configuration_evil.EvilConfig",
+                    "AutoModelForCausalLM": "modeling_evil.EvilModel",
+                },
+            }
+        )
+    )
     for module in ("configuration_evil.py", "modeling_evil.py"):
         (folder / module).write_text(CODE.format(mark=str(mark)))
     save_file({"w": torch.zeros(1)}, folder / "model.safetensors")
     return folder, mark
 
 
-def test_a_checkpoint_with_its_own_code_is_refused_and_its_code_never_runs(custom_code_checkpoint, reliability):
+def test_a_checkpoint_with_its_own_code_is_refused_and_its_code_never_runs(
+    custom_code_checkpoint, reliability
+):
     from hm3.checkpoints.causal_lm import load_causal_lm
 
     folder, mark = custom_code_checkpoint
@@ -43,9 +53,13 @@ def test_a_checkpoint_with_its_own_code_is_refused_and_its_code_never_runs(custo
         load_causal_lm(folder)
     assert str(folder) in str(err.value)
     assert not mark.exists()
-    reliability("untrusted models", "checkpoint with its own Python code (auto_map)", saw=err.value,
-                done="planted config.json + modeling code that writes a file when imported",
-                lost="nothing (the code never ran)")
+    reliability(
+        "untrusted models",
+        "checkpoint with its own Python code (auto_map)",
+        saw=err.value,
+        done="planted config.json + modeling code that writes a file when imported",
+        lost="nothing (the code never ran)",
+    )
 
 
 def test_the_default_config_never_trusts_remote_code_or_pickles(default_config):
@@ -55,32 +69,55 @@ def test_the_default_config_never_trusts_remote_code_or_pickles(default_config):
 def _from_pretrained_calls():
     for path in sorted((REPO / "src" / "hm3").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "from_pretrained" and isinstance(node.func.value, ast.Name)
-                    and node.func.value.id.startswith("Auto")):
-                yield f"{path.relative_to(REPO)}:{node.lineno}", {k.arg: k.value for k in node.keywords}
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "from_pretrained"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id.startswith("Auto")
+            ):
+                yield (
+                    f"{path.relative_to(REPO)}:{node.lineno}",
+                    {k.arg: k.value for k in node.keywords},
+                )
 
 
 def test_every_transformers_load_sets_trust_remote_code_and_never_to_true(reliability):
     calls = list(_from_pretrained_calls())
     assert len(calls) >= 6
     for where, keywords in calls:
-        assert "trust_remote_code" in keywords, f"{where}: from_pretrained without trust_remote_code"
+        assert "trust_remote_code" in keywords, (
+            f"{where}: from_pretrained without trust_remote_code"
+        )
         value = keywords["trust_remote_code"]
-        assert not (isinstance(value, ast.Constant) and value.value is True), f"{where}: trust_remote_code=True"
-    reliability("untrusted models", "every transformers load in hm3's source",
-                saw=f"{len(calls)} from_pretrained calls all pass trust_remote_code from the config (or False)",
-                done="static check of src/hm3", count=len(calls))
+        assert not (isinstance(value, ast.Constant) and value.value is True), (
+            f"{where}: trust_remote_code=True"
+        )
+    reliability(
+        "untrusted models",
+        "every transformers load in hm3's source",
+        saw=f"{len(calls)} from_pretrained calls all pass trust_remote_code from the config (or False)",
+        done="static check of src/hm3",
+        count=len(calls),
+    )
 
 
 def test_torch_load_only_with_weights_only():
     for path in sorted((REPO / "src" / "hm3").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "load" \
-                    and isinstance(node.func.value, ast.Name) and node.func.value.id in {"torch", "pickle"}:
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "load"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id in {"torch", "pickle"}
+            ):
                 keywords = {k.arg: k.value for k in node.keywords}
                 assert node.func.value.id == "torch", f"{path}:{node.lineno}: pickle.load"
-                assert isinstance(keywords.get("weights_only"), ast.Constant) and keywords["weights_only"].value
+                assert (
+                    isinstance(keywords.get("weights_only"), ast.Constant)
+                    and keywords["weights_only"].value
+                )
 
 
 def test_config_trust_reaches_the_loader(monkeypatch, tmp_path):

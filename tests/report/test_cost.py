@@ -7,8 +7,10 @@ from hm3.report.cost import cost_table, stage_of
 
 def bench(folder, name, seconds, cpu, rss):
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{name}.tsv").write_text("s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\t"
-                                        f"cpu_time\n{seconds}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t50\t{cpu}\n")
+    (folder / f"{name}.tsv").write_text(
+        "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\t"
+        f"cpu_time\n{seconds}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t50\t{cpu}\n"
+    )
 
 
 def test_stages_are_named_from_benchmark_files():
@@ -32,7 +34,12 @@ def test_cost_table_sums_jobs_and_counts_evaluations(tmp_path):
     (results / "rl" / "training.json").write_text(json.dumps({"evaluations": 53}))
     table = cost_table(results, {"device": "cpu"}).set_index("stage")
     searches = table.loc["upper level: searches (reporting λ)"]
-    assert (searches["jobs"], searches["evaluations"], searches["wall_s"], searches["max_rss_mb"]) == (2, 45, 40.0, 700)
+    assert (
+        searches["jobs"],
+        searches["evaluations"],
+        searches["wall_s"],
+        searches["max_rss_mb"],
+    ) == (2, 45, 40.0, 700)
     assert table.loc["lower level: offline RL training", "evaluations"] == 53
     assert table.loc["scoring the family (lm-eval)", "evaluations"] == 1
     total = table.loc["total (sum over jobs)"]
@@ -40,13 +47,22 @@ def test_cost_table_sums_jobs_and_counts_evaluations(tmp_path):
     assert total["gpu_hours"] == 0
     on_gpu = cost_table(results, {"device": "cuda:0"}).set_index("stage")
     assert on_gpu.loc["total (sum over jobs)", "gpu_hours"] == round(105.0 / 3600, 4)
-    assert list(table.index)[:2] == ["scoring the family (lm-eval)", "upper level: searches (reporting λ)"]
+    assert list(table.index)[:2] == [
+        "scoring the family (lm-eval)",
+        "upper level: searches (reporting λ)",
+    ]
 
 
 def test_headline_preferences_are_the_balanced_and_the_leaning_ones():
     from hm3.report.paper import headline_preferences
 
-    config = {"tasks": {"math": {}, "code": {}, "translation": {}},
-              "moo": {"reporting_weights": {"partitions": 3, "shrink": 0.25}}}
-    assert headline_preferences(config) == {"w05": "balanced", "w09": "leaning math", "w03": "leaning code",
-                                            "w00": "leaning translation"}
+    config = {
+        "tasks": {"math": {}, "code": {}, "translation": {}},
+        "moo": {"reporting_weights": {"partitions": 3, "shrink": 0.25}},
+    }
+    assert headline_preferences(config) == {
+        "w05": "balanced",
+        "w09": "leaning math",
+        "w03": "leaning code",
+        "w00": "leaning translation",
+    }

@@ -15,13 +15,20 @@ TASKS = ["math", "code"]
 def write_results(root):
     """Two preferences; w00 leans to math, w01 to code; w01 also has a path."""
     (root / "moo").mkdir(parents=True)
-    (root / "moo" / "preferences.csv").write_text("preference,math,code,set\nw00,0.8,0.2,reporting\n"
-                                                  "w01,0.2,0.8,reporting\n")
+    (root / "moo" / "preferences.csv").write_text(
+        "preference,math,code,set\nw00,0.8,0.2,reporting\nw01,0.2,0.8,reporting\n"
+    )
     normalizer = Normalizer.build("ideal", TASKS, {"math": 0.5, "code": 0.8})
-    ideal = {"ideal": {"code": 0.8, "math": 0.5}, "scalarization": "tchebycheff", "normalizer": normalizer.to_dict()}
+    ideal = {
+        "ideal": {"code": 0.8, "math": 0.5},
+        "scalarization": "tchebycheff",
+        "normalizer": normalizer.to_dict(),
+    }
     (root / "moo" / "ideal.json").write_text(json.dumps(ideal))
-    for pid, search, test in [("w00", {"math": 0.45, "code": 0.2}, {"math": 0.44, "code": 0.18}),
-                              ("w01", {"math": 0.1, "code": 0.6}, {"math": 0.12, "code": 0.62})]:
+    for pid, search, test in [
+        ("w00", {"math": 0.45, "code": 0.2}, {"math": 0.44, "code": 0.18}),
+        ("w01", {"math": 0.1, "code": 0.6}, {"math": 0.12, "code": 0.62}),
+    ]:
         folder = root / "param" / pid
         (folder / "model").mkdir(parents=True)
         (folder / "model" / "config.json").write_text("{}")
@@ -32,8 +39,17 @@ def write_results(root):
     paths = root / "paths" / "w01"
     (paths / "model").mkdir(parents=True)
     (paths / "model" / "config.json").write_text("{}")
-    (paths / "search.json").write_text(json.dumps({"best": {
-        "path": "M:0 code:1", "scores_search": {"math": 0.1, "code": 0.7}, "scores_test": {"math": 0.1, "code": 0.66}}}))
+    (paths / "search.json").write_text(
+        json.dumps(
+            {
+                "best": {
+                    "path": "M:0 code:1",
+                    "scores_search": {"math": 0.1, "code": 0.7},
+                    "scores_test": {"math": 0.1, "code": 0.66},
+                }
+            }
+        )
+    )
     return root
 
 
@@ -45,17 +61,29 @@ def results(tmp_path):
 def test_suggest_picks_the_best_candidate_on_the_search_split(results):
     math_lover = suggest(results, "math=0.9,code=0.1")
     assert (math_lover["method"], math_lover["preference"]) == ("hm3-param", "w00")
-    assert math_lover["scores_test"] == {"math": 0.44, "code": 0.18}  # the test scores of that model
+    assert math_lover["scores_test"] == {
+        "math": 0.44,
+        "code": 0.18,
+    }  # the test scores of that model
     assert list(math_lover["weights"]) == TASKS
     code_lover = suggest(results, "code=1")
     assert (code_lover["method"], code_lover["preference"]) == ("hm3-path", "w01")
-    assert code_lover["checkpoint"].endswith("paths/w01/model") and "M:0 code:1" in code_lover["recipe"]
+    assert (
+        code_lover["checkpoint"].endswith("paths/w01/model")
+        and "M:0 code:1" in code_lover["recipe"]
+    )
     assert code_lover["candidates"] == 3
 
 
-@pytest.mark.parametrize("weights, message", [
-    ("physics=1", "unknown task 'physics'"), ("math=-0.5,code=1", ">= 0"), ("math=0,code=0", "all zero"),
-    ("math=x", "not a number")])
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ("physics=1", "unknown task 'physics'"),
+        ("math=-0.5,code=1", ">= 0"),
+        ("math=0,code=0", "all zero"),
+        ("math=x", "not a number"),
+    ],
+)
 def test_bad_weights_are_named(results, weights, message):
     with pytest.raises(HM3Error, match=message):
         suggest(results, weights)
@@ -68,7 +96,12 @@ def test_missing_results_say_what_to_run(tmp_path):
 
 def test_materialize_copies_the_checkpoint_and_refuses_to_overwrite(results, tmp_path, capsys):
     out = tmp_path / "chosen"
-    assert main(["suggest", "--weights", "math=1", "--results", str(results), "--materialize", str(out)]) == 0
+    assert (
+        main(
+            ["suggest", "--weights", "math=1", "--results", str(results), "--materialize", str(out)]
+        )
+        == 0
+    )
     assert (out / "model.safetensors").read_bytes() == b"weights"
     assert "recommended: hm3-param from preference w00" in capsys.readouterr().out
     with pytest.raises(HM3Error, match="exists"):

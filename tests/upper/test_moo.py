@@ -4,8 +4,19 @@ import numpy as np
 import pytest
 
 from hm3.core.errors import ConfigError
-from hm3.upper.moo import (Normalizer, Scalarizer, check_weights, hv_reference, hypervolume, nondominated_mask,
-                     reporting_weights, tchebycheff, training_weights, weight_ids, weighted_sum)
+from hm3.upper.moo import (
+    Normalizer,
+    Scalarizer,
+    check_weights,
+    hv_reference,
+    hypervolume,
+    nondominated_mask,
+    reporting_weights,
+    tchebycheff,
+    training_weights,
+    weight_ids,
+    weighted_sum,
+)
 
 
 def test_das_dennis_count_and_simplex():
@@ -41,12 +52,15 @@ def test_weight_ids_sortable():
     assert weight_ids(np.zeros((120, 2)))[-1] == "w119"
 
 
-@pytest.mark.parametrize("weights, message", [
-    ([0.5, 0.6, -0.1], "negative"),
-    ([0.5, 0.4, 0.0], "sums to 0.9"),
-    ([0.5, 0.5], "one entry per task"),
-    ([float("nan"), 0.5, 0.5], "non-finite"),
-])
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ([0.5, 0.6, -0.1], "negative"),
+        ([0.5, 0.4, 0.0], "sums to 0.9"),
+        ([0.5, 0.5], "one entry per task"),
+        ([float("nan"), 0.5, 0.5], "non-finite"),
+    ],
+)
 def test_check_weights_off_simplex(weights, message):
     with pytest.raises(ConfigError, match=message):
         check_weights(weights, ["math", "code", "translation"])
@@ -132,5 +146,7 @@ def test_lenient_normalizer_keeps_raw_scores_for_hopeless_tasks():
     assert n.degenerate_tasks() == ["b"]
     assert np.allclose(n({"a": 0.25, "b": 0.3}), [0.5, 0.3])
     assert Normalizer.from_dict(n.to_dict()) == n
-    r = Normalizer.build("range", ["a", "b"], {"a": 0.5, "b": 0.1}, {"a": 0.1, "b": 0.2}, strict=False)
+    r = Normalizer.build(
+        "range", ["a", "b"], {"a": 0.5, "b": 0.1}, {"a": 0.1, "b": 0.2}, strict=False
+    )
     assert r.degenerate_tasks() == ["b"] and np.allclose(r({"a": 0.3, "b": 0.3}), [0.5, 0.3])

@@ -7,7 +7,9 @@ from hm3.core.errors import ConfigError
 from hm3.upper.moo import Normalizer, Scalarizer
 from hm3.upper.search import ParamSpace, best_candidate, search_preference
 
-SPACE = ParamSpace("dare_ties", ("a", "b"), {"weight": (0.0, 1.5), "density": (0.1, 1.0)}, {"normalize": False})
+SPACE = ParamSpace(
+    "dare_ties", ("a", "b"), {"weight": (0.0, 1.5), "density": (0.1, 1.0)}, {"normalize": False}
+)
 SCALAR = Scalarizer(Normalizer.build("ideal", ["a", "b"], {"a": 1.0, "b": 1.0}))
 
 
@@ -15,20 +17,33 @@ def synthetic_evaluate(recipe):
     """Task k's score peaks at weight_k = 0.9, density_k = 0.6 (a recipe here is the parameter list)."""
     scores = {}
     for task, params in zip("ab", recipe):
-        scores[task] = float(np.exp(-((params["weight"] - 0.9) ** 2 + (params["density"] - 0.6) ** 2) * 2))
+        scores[task] = float(
+            np.exp(-((params["weight"] - 0.9) ** 2 + (params["density"] - 0.6) ** 2) * 2)
+        )
     return {"scores": scores, "cached": False, "seconds": 0.0}
 
 
 def run(algorithm, budget=25, seed=3, weights=(0.5, 0.5)):
-    return search_preference(synthetic_evaluate, lambda params: params, SPACE, weights, SCALAR,
-                             budget=budget, algorithm=algorithm, seed=seed, popsize=8)
+    return search_preference(
+        synthetic_evaluate,
+        lambda params: params,
+        SPACE,
+        weights,
+        SCALAR,
+        budget=budget,
+        algorithm=algorithm,
+        seed=seed,
+        popsize=8,
+    )
 
 
 def test_space_names_bounds_and_decode():
     assert SPACE.names == ["a.weight", "a.density", "b.weight", "b.density"]
     assert SPACE.lower.tolist() == [0, 0.1, 0, 0.1]
-    assert SPACE.decode([2.0, 0.05, 0.1234567891, 0.5]) == [{"weight": 1.5, "density": 0.1},
-                                                           {"weight": 0.123457, "density": 0.5}]
+    assert SPACE.decode([2.0, 0.05, 0.1234567891, 0.5]) == [
+        {"weight": 1.5, "density": 0.1},
+        {"weight": 0.123457, "density": 0.5},
+    ]
 
 
 def test_start_is_the_weighted_merge():
@@ -79,10 +94,28 @@ def test_flat_scores_stop_cma_es_which_restarts_until_the_budget_is_spent():
     (it was found by a seed change: the tiny models' scores were all 0); the search
     restarts from the best point with a seed of its own and spends the exact budget."""
     flat = lambda recipe: {"scores": {"a": 0.0, "b": 0.0}, "cached": False, "seconds": 0.0}  # noqa: E731
-    first = search_preference(flat, lambda params: params, SPACE, (0.5, 0.5), SCALAR, budget=20,
-                              algorithm="cmaes", seed=1, popsize=3)
-    again = search_preference(flat, lambda params: params, SPACE, (0.5, 0.5), SCALAR, budget=20,
-                              algorithm="cmaes", seed=1, popsize=3)
+    first = search_preference(
+        flat,
+        lambda params: params,
+        SPACE,
+        (0.5, 0.5),
+        SCALAR,
+        budget=20,
+        algorithm="cmaes",
+        seed=1,
+        popsize=3,
+    )
+    again = search_preference(
+        flat,
+        lambda params: params,
+        SPACE,
+        (0.5, 0.5),
+        SCALAR,
+        budget=20,
+        algorithm="cmaes",
+        seed=1,
+        popsize=3,
+    )
     assert len(first) == 20
     assert [c.parameters for c in first] == [c.parameters for c in again]
 
@@ -98,5 +131,7 @@ def test_ask_tell_ends_early_without_a_restart():
     method = CMAES(x0=np.full(4, 0.5), sigma=0.25, popsize=3, restarts=0)
     method.setup(problem, termination=NoTermination(), seed=1, verbose=False)
     points = []
-    restarts = ask_tell(method, problem, 50, lambda: len(points), lambda x, g: points.append(x) or 1.0)
+    restarts = ask_tell(
+        method, problem, 50, lambda: len(points), lambda x, g: points.append(x) or 1.0
+    )
     assert restarts == 0 and 0 < len(points) < 50

@@ -28,7 +28,10 @@ class FakeScorer:
 
     def score(self, model, tokenizer, device, tasks=None):
         self.calls.append(list(tasks))
-        return {"scores": {t: model[t] for t in tasks}, "metrics": {t: {"m": model[t]} for t in tasks}}
+        return {
+            "scores": {t: model[t] for t in tasks},
+            "metrics": {t: {"m": model[t]} for t in tasks},
+        }
 
 
 def test_cached_evaluator_scores_each_task_once(tmp_path):
@@ -40,7 +43,12 @@ def test_cached_evaluator_scores_each_task_once(tmp_path):
         first = evaluator.evaluate("recipe A", lambda: built.append(1) or model)
         again = evaluator.evaluate("recipe A", lambda: built.append(1) or model)
         assert first["scores"] == again["scores"] == model
-        assert (first["cached"], again["cached"], len(built), evaluator.evaluations) == (False, True, 1, 1)
+        assert (first["cached"], again["cached"], len(built), evaluator.evaluations) == (
+            False,
+            True,
+            1,
+            1,
+        )
         # a partial cache entry: only the missing task is scored
         cache._db.execute("DELETE FROM evaluations WHERE task = 'code'")
         third = evaluator.evaluate("recipe A", lambda: model)
@@ -58,8 +66,12 @@ def test_preferences_follow_the_config():
 
 
 def test_ideal_point_takes_the_best_expert(tmp_path):
-    scores = {"base": [0.1, 0.0, 0.2], "math": [0.7, 0.0, 0.1], "code": [0.0, 0.8, 0.1],
-              "translation": [0.0, 0.1, 0.6]}
+    scores = {
+        "base": [0.1, 0.0, 0.2],
+        "math": [0.7, 0.0, 0.1],
+        "code": [0.0, 0.8, 0.1],
+        "translation": [0.0, 0.1, 0.6],
+    }
     files = {}
     for model, values in scores.items():
         files[model] = tmp_path / f"{model}.json"
@@ -71,14 +83,23 @@ def test_ideal_point_takes_the_best_expert(tmp_path):
 
 
 def test_split_parameters_by_declaration():
-    assert split_parameters("dare_ties", {"density": 0.5, "normalize": False}) == ({"density": 0.5},
-                                                                                    {"normalize": False})
+    assert split_parameters("dare_ties", {"density": 0.5, "normalize": False}) == (
+        {"density": 0.5},
+        {"normalize": False},
+    )
     assert split_parameters("task_arithmetic", {}) == ({}, {})
 
 
 def _ideal():
-    return {"normalizer": {"kind": "ideal", "tasks": TASKS, "ideal": dict.fromkeys(TASKS, 1.0),
-                           "floor": dict.fromkeys(TASKS, 0.0)}, "scalarization": "tchebycheff"}
+    return {
+        "normalizer": {
+            "kind": "ideal",
+            "tasks": TASKS,
+            "ideal": dict.fromkeys(TASKS, 1.0),
+            "floor": dict.fromkeys(TASKS, 0.0),
+        },
+        "scalarization": "tchebycheff",
+    }
 
 
 def _points():
@@ -87,8 +108,13 @@ def _points():
     rows = []
     for method, level in ((SEARCHED, 0.6), ("ties", 0.3)):
         for p in prefs:
-            rows.append({"method": method, "preference": p,
-                         **{f"score.{t}": level + 0.1 * rng.random() for t in TASKS}})
+            rows.append(
+                {
+                    "method": method,
+                    "preference": p,
+                    **{f"score.{t}": level + 0.1 * rng.random() for t in TASKS},
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -106,14 +132,27 @@ def test_param_front_writes_everything(tmp_path):
     tests = {}
     for _, row in points[points.method == SEARCHED].iterrows():
         tests[row.preference] = tmp_path / f"{row.preference}.json"
-        tests[row.preference].write_text(json.dumps({"scores": {t: row[f"score.{t}"] for t in TASKS}}))
+        tests[row.preference].write_text(
+            json.dumps({"scores": {t: row[f"score.{t}"] for t in TASKS}})
+        )
     baseline = tmp_path / "ties.csv"
     points[points.method == "ties"].to_csv(baseline, index=False)
     ideal = tmp_path / "ideal.json"
     ideal.write_text(json.dumps(_ideal()))
-    out = {name: tmp_path / name for name in ("front.csv", "hv.csv", "hv.md", "cmp.csv", "cmp.md", "front.png")}
-    result = param_front(CONFIG, ideal, tests, [baseline], out["front.csv"], [out["hv.csv"], out["hv.md"]],
-                         [out["cmp.csv"], out["cmp.md"]], out["front.png"])
+    out = {
+        name: tmp_path / name
+        for name in ("front.csv", "hv.csv", "hv.md", "cmp.csv", "cmp.md", "front.png")
+    }
+    result = param_front(
+        CONFIG,
+        ideal,
+        tests,
+        [baseline],
+        out["front.csv"],
+        [out["hv.csv"], out["hv.md"]],
+        [out["cmp.csv"], out["cmp.md"]],
+        out["front.png"],
+    )
     assert result["searched_better_fraction"] == 1.0
     assert all(path.stat().st_size > 0 for path in out.values())
     assert out["front.png"].read_bytes()[:4] == b"\x89PNG"

@@ -23,17 +23,26 @@ def test_the_two_paper_suites_exist():
 @pytest.mark.parametrize("suite", SUITES, ids=lambda p: p.stem)
 def test_suite_plans_the_whole_dag_offline(suite, tmp_path):
     hf_home = tmp_path / "hf_home"
-    proc = run_snakemake(tmp_path / "work", "-n", configfile=suite, timeout=300,
-                         env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(hf_home)})
+    proc = run_snakemake(
+        tmp_path / "work",
+        "-n",
+        configfile=suite,
+        timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(hf_home)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = job_stats(proc.stdout)
     config = yaml.safe_load(suite.read_text())
     assert jobs["acquire_model"] == len(config["models"])
-    assert not {"train_tokenizer", "train_base", "train_expert", "generate_task_data"} & set(jobs)  # no tiny suite
+    assert not {"train_tokenizer", "train_base", "train_expert", "generate_task_data"} & set(
+        jobs
+    )  # no tiny suite
     assert {"search_params", "train_policy", "search_path", "front", "explorer"} <= set(jobs)
     # nothing fetched, nothing written but Snakemake's own bookkeeping
     assert not hf_home.exists() or not any(hf_home.rglob("*"))
-    written = {p.name for p in (tmp_path / "work").iterdir()} if (tmp_path / "work").exists() else set()
+    written = (
+        {p.name for p in (tmp_path / "work").iterdir()} if (tmp_path / "work").exists() else set()
+    )
     assert written <= {".snakemake"}
     # every rule that runs models asks the cluster for a GPU
     for rule in GPU_RULES:
@@ -45,7 +54,10 @@ def test_hub_models_are_pinned_or_marked_for_pinning():
     for suite in SUITES:
         for name, spec in yaml.safe_load(suite.read_text())["models"].items():
             assert spec["source"] == "hub", (suite.stem, name)
-            assert spec["revision"] is None or re.fullmatch(r"[0-9a-f]{40}", spec["revision"]), (suite.stem, name)
+            assert spec["revision"] is None or re.fullmatch(r"[0-9a-f]{40}", spec["revision"]), (
+                suite.stem,
+                name,
+            )
 
 
 def test_pin_writes_commits_in_place_and_keeps_comments(tmp_path):
@@ -65,13 +77,18 @@ def test_pin_writes_commits_in_place_and_keeps_comments(tmp_path):
     assert pin_revisions(suite, resolve=resolve) == {}  # nothing left to pin
     everything = pin_revisions(suite, resolve=lambda repo: "b" * 40, update_all=True)
     assert set(everything) == {"base", "math", "code", "translation"}
-    assert all(spec["revision"] == "b" * 40 for spec in yaml.safe_load(suite.read_text())["models"].values())
+    assert all(
+        spec["revision"] == "b" * 40
+        for spec in yaml.safe_load(suite.read_text())["models"].values()
+    )
 
 
 def test_pin_block_style_and_bad_answers(tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text("models:\n  base:\n    source: hub\n    repo_id: org/base\n    revision: null  # to pin\n"
-                      "  local: {source: local, path: x}\n")
+    config.write_text(
+        "models:\n  base:\n    source: hub\n    repo_id: org/base\n    revision: null  # to pin\n"
+        "  local: {source: local, path: x}\n"
+    )
     assert pin_revisions(config, resolve=lambda repo: "c" * 40) == {"base": "c" * 40}
     assert "revision: " + "c" * 40 + "  # to pin" in config.read_text()
     config.write_text("models:\n  base: {source: hub, repo_id: org/base, revision: null}\n")
@@ -99,6 +116,9 @@ def test_pin_offline_names_the_repository(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     suite = tmp_path / "llama2-7b.yaml"
     shutil.copy(REPO / "config" / "suites" / "llama2-7b.yaml", suite)
-    with pytest.raises(HM3Error, match="could not ask the hub for WizardLMTeam/WizardMath-7B-V1.0's commit.*HF_HUB_OFFLINE"):
+    with pytest.raises(
+        HM3Error,
+        match="could not ask the hub for WizardLMTeam/WizardMath-7B-V1.0's commit.*HF_HUB_OFFLINE",
+    ):
         pin_revisions(suite)
     assert suite.read_text() == (REPO / "config" / "suites" / "llama2-7b.yaml").read_text()

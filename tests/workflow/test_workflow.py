@@ -31,8 +31,15 @@ def test_upper_level_outputs(finished_run):
     results = finished_run / "results"
     for pref in PREFERENCES:
         candidates = pd.read_csv(results / "param" / pref / "candidates.csv")
-        assert len(candidates) == 4 and candidates["recipe"].str.contains("merge_method: dare_ties").all()
-        assert (results / "param" / pref / "best.yaml").read_text().startswith("merge_method: dare_ties")
+        assert (
+            len(candidates) == 4
+            and candidates["recipe"].str.contains("merge_method: dare_ties").all()
+        )
+        assert (
+            (results / "param" / pref / "best.yaml")
+            .read_text()
+            .startswith("merge_method: dare_ties")
+        )
         model = results / "param" / pref / "model"
         assert (model / "config.json").exists() and (model / "README.md").exists()
         assert list(model.glob("*.safetensors"))
@@ -54,7 +61,9 @@ def test_lower_level_outputs(finished_run):
     assert training["episodes"] == 8 and training["training_preferences"] == 2
     log = pd.read_csv(results / "rl" / "train_log.csv")
     assert len(log) == 8 and set(log["preference"]) <= {"t00", "t01"}
-    assert {"reward", "path", "score.math", "policy_loss", "value_loss", "entropy"} <= set(log.columns)
+    assert {"reward", "path", "score.math", "policy_loss", "value_loss", "entropy"} <= set(
+        log.columns
+    )
     assert (results / "rl" / "policy" / "networks.safetensors").exists()
     assert (results / "plots" / "rl_training.png").read_bytes()[:4] == b"\x89PNG"
     for pref in ["t00", "t01"]:  # the training preferences got their own M_λ
@@ -63,16 +72,23 @@ def test_lower_level_outputs(finished_run):
         summary = json.loads((results / "paths" / pref / "search.json").read_text())
         # the identity path (M_λ itself) is a candidate, so the path is never worse on search
         assert summary["best"]["g_search"] <= summary["identity"]["g_search"] + 1e-12
-        assert json.loads((results / "paths" / pref / "random.json").read_text())["budget"] == summary["budget"]
+        assert (
+            json.loads((results / "paths" / pref / "random.json").read_text())["budget"]
+            == summary["budget"]
+        )
         model = results / "paths" / pref / "model"
-        assert (model / "config.json").exists() and "inference path" in (model / "README.md").read_text()
+        assert (model / "config.json").exists() and "inference path" in (
+            model / "README.md"
+        ).read_text()
     front = pd.read_csv(results / "pareto" / "front.csv")
     assert {"hm3", "hm3-param", "hm3-path", "random-paths"} <= set(front["method"])
     hv = pd.read_csv(results / "tables" / "hv.csv").set_index("method")["hv_test"]
     assert hv["hm3"] >= hv["hm3-param"]  # the combined front contains the parameter-only one
     cost = pd.read_csv(results / "tables" / "cost.csv").set_index("stage")
     assert cost.loc["lower level: offline RL training", "evaluations"] == training["evaluations"]
-    assert cost.loc["total (sum over jobs)", "jobs"] == len(list((results / "benchmarks").glob("*.tsv")))
+    assert cost.loc["total (sum over jobs)", "jobs"] == len(
+        list((results / "benchmarks").glob("*.tsv"))
+    )
     assert (results / "tables" / "cost.tex").exists()
     main = pd.read_csv(results / "tables" / "main.csv")
     assert {"base", "expert: math", "hm3-param", "hm3-path", "ties"} <= set(main["method"])
@@ -82,9 +98,25 @@ def test_lower_level_outputs(finished_run):
         assert (results / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
     table = pd.read_csv(results / "tables" / "paths_vs_param.csv")
     assert list(table["preference"]) == [*PREFERENCES, "mean"]
-    proc = subprocess.run([sys.executable, "-m", "hm3.cli", "policy", "--weights", "math=1,code=1",
-                           "--policy-dir", str(results / "rl" / "policy")], capture_output=True, text=True)
-    assert proc.returncode == 0 and json.loads(proc.stdout)["weights"] == {"math": 0.5, "code": 0.5, "translation": 0.0}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hm3.cli",
+            "policy",
+            "--weights",
+            "math=1,code=1",
+            "--policy-dir",
+            str(results / "rl" / "policy"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and json.loads(proc.stdout)["weights"] == {
+        "math": 0.5,
+        "code": 0.5,
+        "translation": 0.0,
+    }
 
 
 def test_comparison_methods_run_on_hm3s_budget_and_join_every_table(finished_run):
@@ -96,24 +128,51 @@ def test_comparison_methods_run_on_hm3s_budget_and_join_every_table(finished_run
             summary = json.loads((results / "compare" / method / pref / "search.json").read_text())
             assert set(summary["best"]["scores_test"]) == {"math", "code", "translation"}
             if method != "hm3-no-param":  # the path search proposes its own (fewer) candidates
-                assert len(pd.read_csv(results / "compare" / method / pref / "candidates.csv")) == budget
+                assert (
+                    len(pd.read_csv(results / "compare" / method / pref / "candidates.csv"))
+                    == budget
+                )
     assert (results / "compare" / "hm3-no-param" / "w00" / "model" / "config.json").exists()
     nsga2 = json.loads((results / "compare" / "nsga2" / "search.json").read_text())
     assert nsga2["budget"] == budget * len(PREFERENCES) and set(nsga2["picks"]) == set(PREFERENCES)
-    assert len(pd.read_csv(results / "compare" / "nsga2" / "candidates.csv")) == budget * len(PREFERENCES)
-    methods = {"hm3", "hm3-param", "hm3-path", "hm3-no-param", "random-search", "nsga2", "evo-dataflow",
-               "random-paths", "best single model", "task_arithmetic", "ties", "dare_ties"}
+    assert len(pd.read_csv(results / "compare" / "nsga2" / "candidates.csv")) == budget * len(
+        PREFERENCES
+    )
+    methods = {
+        "hm3",
+        "hm3-param",
+        "hm3-path",
+        "hm3-no-param",
+        "random-search",
+        "nsga2",
+        "evo-dataflow",
+        "random-paths",
+        "best single model",
+        "task_arithmetic",
+        "ties",
+        "dare_ties",
+    }
     front = pd.read_csv(results / "pareto" / "front.csv")
-    assert set(front["method"]) == methods and (front.groupby("method").size()[list(methods - {"hm3"})] == 3).all()
+    assert (
+        set(front["method"]) == methods
+        and (front.groupby("method").size()[list(methods - {"hm3"})] == 3).all()
+    )
     hv = pd.read_csv(results / "tables" / "hv.csv")
     assert set(hv["method"]) == methods and hv["kind"].notna().all()
     assert (results / "tables" / "hv.tex").exists() and (results / "tables" / "hv.md").exists()
     main = pd.read_csv(results / "tables" / "main.csv")
     assert {"nsga2", "evo-dataflow", "random-search", "hm3-no-param"} <= set(main["method"])
     anytime = set(pd.read_csv(results / "tables" / "anytime_hv.csv")["method"])
-    assert {"random search", "evolutionary data-flow (CMA-ES)", "NSGA-II (one run for all λ)"} <= anytime
+    assert {
+        "random search",
+        "evolutionary data-flow (CMA-ES)",
+        "NSGA-II (one run for all λ)",
+    } <= anytime
     cost = pd.read_csv(results / "tables" / "cost.csv").set_index("stage")
-    assert cost.loc["baseline: NSGA-II", "jobs"] == 1 and cost.loc["baseline: random search", "jobs"] == 3
+    assert (
+        cost.loc["baseline: NSGA-II", "jobs"] == 1
+        and cost.loc["baseline: random search", "jobs"] == 3
+    )
 
 
 @pytest.mark.browser
@@ -128,7 +187,15 @@ def test_html_report_and_the_explorer_page(finished_run, tmp_path):
     proc = _snakemake(finished_run, "--report", str(report))
     assert proc.returncode == 0, proc.stderr[-4000:]
     text = report.read_text(errors="replace")
-    for name in ("hv.csv", "main.csv", "cost.csv", "front.png", "anytime_hv.png", "rl_training.png", "explorer.html"):
+    for name in (
+        "hv.csv",
+        "main.csv",
+        "cost.csv",
+        "front.png",
+        "anytime_hv.png",
+        "rl_training.png",
+        "explorer.html",
+    ):
         assert name in text, name
     front = pd.read_csv(finished_run / "results" / "pareto" / "front.csv")
     attrs, dom, stderr = render(finished_run / "results" / "report" / "explorer.html", "hover=0,0")
@@ -152,7 +219,9 @@ def test_suggested_model_matches_the_front_table(finished_run):
     front = pd.read_csv(results / "pareto" / "front.csv")
     for weights in ("math=1", "code=0.5,translation=0.5", "math=0.2,code=0.3,translation=0.5"):
         chosen = suggest(results, weights)
-        row = front[(front["method"] == chosen["method"]) & (front["preference"] == chosen["preference"])].iloc[0]
+        row = front[
+            (front["method"] == chosen["method"]) & (front["preference"] == chosen["preference"])
+        ].iloc[0]
         for task, score in chosen["scores_test"].items():
             assert row[f"score.{task}"] == pytest.approx(score, abs=1e-6)
         assert (results / chosen["checkpoint"].split("results/", 1)[1]).is_dir()

@@ -18,7 +18,9 @@ from hm3.upper.preferences import preferences, training_preferences
 offline_environment()
 
 try:
-    validate_config(config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"))
+    validate_config(
+        config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+    )
 except ConfigError as err:
     raise WorkflowError(f"hm3: {err}") from None
 
@@ -32,13 +34,21 @@ EXPERTS = expert_models(config)
 MODELS = [BASE, *EXPERTS]
 BUILT_MODELS = [m for m in MODELS if config["models"][m]["source"] == "build"]
 BUILT_EXPERTS = [m for m in EXPERTS if m in BUILT_MODELS]
-GENERATED_TASKS = [t for t, spec in config["tasks"].items() if spec.get("generator")]  # null: hub data
+GENERATED_TASKS = [
+    t for t, spec in config["tasks"].items() if spec.get("generator")
+]  # null: hub data
 PREFERENCES = list(preferences(config))  # reporting weight vectors: w00, w01, ...
-TRAINING_PREFERENCES = list(training_preferences(config))  # the policy's training set: t00, t01, ...
+TRAINING_PREFERENCES = list(
+    training_preferences(config)
+)  # the policy's training set: t00, t01, ...
 BASELINES = list(config["baselines"])
 # the tiny suite is the method's input, not part of it: its own seed keeps the models and
 # data fixed while `seed` varies the searches (null: derived from `seed`)
-SUITE_SEED = config.get("tiny", {}).get("seed") if config.get("tiny", {}).get("seed") is not None else config["seed"]
+SUITE_SEED = (
+    config.get("tiny", {}).get("seed")
+    if config.get("tiny", {}).get("seed") is not None
+    else config["seed"]
+)
 COMPARE_METHODS = list(config.get("compare", {}).get("methods", []))
 
 
@@ -85,7 +95,10 @@ def generated_split_files(split):
 def expert_training(task):
     """tiny.expert_training, with the task's entry of expert_training_overrides over it."""
     tiny = config.get("tiny", {})
-    return {**tiny.get("expert_training", {}), **tiny.get("expert_training_overrides", {}).get(task, {})}
+    return {
+        **tiny.get("expert_training", {}),
+        **tiny.get("expert_training_overrides", {}).get(task, {}),
+    }
 
 
 def upper_config():
@@ -102,8 +115,11 @@ def search_config(wildcards):
         return upper_config()
     training = config["rl"]["training"]
     budget = training.get("search_budget") or config["search"]["budget"]
-    return {**upper_config(), "search": {**config["search"], "budget": budget},
-            "rl": {"training": {"preferences": training["preferences"]}}}  # with the seed, all that fixes the training λ
+    return {
+        **upper_config(),
+        "search": {**config["search"], "budget": budget},
+        "rl": {"training": {"preferences": training["preferences"]}},
+    }  # with the seed, all that fixes the training λ
 
 
 def lower_config():
@@ -113,31 +129,44 @@ def lower_config():
 
 def compare_config():
     """What the evolutionary data-flow baseline reads: the upper level's sections,
-    its own, and rl.agent.t_max (its default longest path)."""
-    return {**upper_config(), "compare": config.get("compare", {}),
-            "rl": {"agent": {"t_max": config["rl"]["agent"].get("t_max", 6)}}}
+    its own, and rl.agent.t_max (its default longest path) when set, else the lower
+    level's default (hm3.lower.settings.RLSettings) applies in the job as well."""
+    agent = {key: value for key, value in config["rl"]["agent"].items() if key == "t_max"}
+    return {**upper_config(), "compare": config.get("compare", {}), "rl": {"agent": agent}}
 
 
 def compare_inputs(method):
     """The inputs of a comparison method's job: what it reads beside the models, the
     data (search and test splits) and the ideal point, then those."""
     extra = {"base": layout.fill(layout.MODEL, model=BASE), "policy": layout.POLICY}
-    return {**{name: extra[name] for name in method.inputs}, "models": model_dirs(),
-            "data": generated_split_files("search") + generated_split_files("test"), "ideal": layout.IDEAL}
+    return {
+        **{name: extra[name] for name in method.inputs},
+        "models": model_dirs(),
+        "data": generated_split_files("search") + generated_split_files("test"),
+        "ideal": layout.IDEAL,
+    }
 
 
 def compare_rule_outputs(method):
     """The outputs of a comparison method's job, by name (its checkpoint is a folder)."""
-    return {name: directory(method.file(file)) if file == layout.MODEL_DIR else method.file(file)
-            for name, file in method.outputs.items()}
+    return {
+        name: directory(method.file(file)) if file == layout.MODEL_DIR else method.file(file)
+        for name, file in method.outputs.items()
+    }
 
 
 def compare_params(method):
     """A comparison method's params: the config sections it reads (a change reruns it)
     and, when it writes a checkpoint, the shard size."""
-    sections = {registry.UPPER: upper_config, registry.LOWER: lower_config, registry.COMPARE: compare_config}
-    return {"config": sections[method.config](),
-            **({"max_shard_size": max_shard_size()} if method.exports else {})}
+    sections = {
+        registry.UPPER: upper_config,
+        registry.LOWER: lower_config,
+        registry.COMPARE: compare_config,
+    }
+    return {
+        "config": sections[method.config](),
+        **({"max_shard_size": max_shard_size()} if method.exports else {}),
+    }
 
 
 def compare_outputs():
@@ -146,7 +175,9 @@ def compare_outputs():
     for name in COMPARE_METHODS:
         method = registry.BY_NAME[name]
         summary = method.file(layout.SUMMARY_FILE)
-        found[name] = expand(summary, report_pref=PREFERENCES) if method.per_preference else [summary]
+        found[name] = (
+            expand(summary, report_pref=PREFERENCES) if method.per_preference else [summary]
+        )
     return found
 
 

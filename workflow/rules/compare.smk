@@ -14,16 +14,16 @@ for method in registry.METHODS:
             **compare_inputs(method),
         output:
             **compare_rule_outputs(method),
-        params:
-            **compare_params(method),
-        conda:
-            "../../envs/hm3.yaml"
         log:
             method.log,
         benchmark:
             method.benchmark_file
+        conda:
+            "../../envs/hm3.yaml"
         threads: threads_for(method.rule)
         resources:
             **resources_for(method.rule),
+        params:
+            **compare_params(method),
         script:
             "../scripts/compare.py"

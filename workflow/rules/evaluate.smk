@@ -9,19 +9,19 @@ rule score_model:
         data=lambda wc: generated_split_files(wc.split),
     output:
         layout.SCORES,
-    params:
-        tasks=config["tasks"],
-        evaluation=config["evaluation"],
-        trust_remote_code=config["security"]["trust_remote_code"],
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("scores/{split}/{model}"),
     benchmark:
         layout.benchmark("score_{split}_{model}")
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("score_model")
     resources:
         **resources_for("score_model"),
+    params:
+        tasks=config["tasks"],
+        evaluation=config["evaluation"],
+        trust_remote_code=config["security"]["trust_remote_code"],
     script:
         "../scripts/score_model.py"
 
@@ -32,20 +32,20 @@ rule score_param_model:
         data=generated_split_files("test"),
     output:
         layout.PARAM_TEST_SCORES,
+    log:
+        layout.log("param/{pref}/score"),
+    benchmark:
+        layout.benchmark("score_param_{pref}")
+    conda:
+        "../../envs/hm3.yaml"
+    threads: threads_for("score_param_model")
+    resources:
+        **resources_for("score_param_model"),
     params:
         split="test",
         tasks=config["tasks"],
         evaluation=config["evaluation"],
         trust_remote_code=config["security"]["trust_remote_code"],
-    conda:
-        "../../envs/hm3.yaml"
-    log:
-        layout.log("param/{pref}/score"),
-    benchmark:
-        layout.benchmark("score_param_{pref}")
-    threads: threads_for("score_param_model")
-    resources:
-        **resources_for("score_param_model"),
     script:
         "../scripts/score_model.py"
 
@@ -54,17 +54,19 @@ rule expert_table:
     input:
         expand(layout.SCORES, split="test", model=MODELS),
     output:
-        csv=report(layout.table("experts"), caption="../report/experts.rst", category="Model family"),
+        csv=report(
+            layout.table("experts"), caption="../report/experts.rst", category="Model family"
+        ),
         md=layout.table("experts", "md"),
-    params:
-        models=config["models"],
-        tasks=list(config["tasks"]),
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("tables/experts"),
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("expert_table")
     resources:
         **resources_for("expert_table"),
+    params:
+        models=config["models"],
+        tasks=list(config["tasks"]),
     script:
         "../scripts/expert_table.py"

@@ -13,19 +13,21 @@ rule train_policy:
         policy=directory(layout.POLICY),
         log_csv=layout.RL_LOG,
         summary=layout.RL_SUMMARY,
-        plot=report(layout.plot("rl_training"), caption="../report/rl_training.rst", category="Lower level"),
-    params:
-        config=lower_config(),
-        anchors={pref: layout.fill(layout.PARAM_MODEL, pref=pref) for pref in TRAINING_PREFERENCES},
-    conda:
-        "../../envs/hm3.yaml"
+        plot=report(
+            layout.plot("rl_training"), caption="../report/rl_training.rst", category="Lower level"
+        ),
     log:
         layout.log("rl/train_policy"),
     benchmark:
         layout.benchmark("train_policy")
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("train_policy")
     resources:
         **resources_for("train_policy"),
+    params:
+        config=lower_config(),
+        anchors={pref: layout.fill(layout.PARAM_MODEL, pref=pref) for pref in TRAINING_PREFERENCES},
     script:
         "../scripts/train_policy.py"
 
@@ -42,18 +44,18 @@ rule search_path:
         candidates=layout.PATH_CANDIDATES,
         recipe=layout.PATH_RECIPE,
         summary=layout.PATH_SUMMARY,
-    params:
-        config=lower_config(),
-        max_shard_size=max_shard_size(),
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("paths/{report_pref}/search"),
     benchmark:
         layout.benchmark("search_path_{report_pref}")
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("search_path")
     resources:
         **resources_for("search_path"),
+    params:
+        config=lower_config(),
+        max_shard_size=max_shard_size(),
     script:
         "../scripts/search_path.py"
 
@@ -68,16 +70,16 @@ rule random_paths:
     output:
         summary=layout.RANDOM_SUMMARY,
         candidates=layout.RANDOM_CANDIDATES,
-    params:
-        config=lower_config(),
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("paths/{report_pref}/random"),
     benchmark:
         layout.benchmark("random_paths_{report_pref}")
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("random_paths")
     resources:
         **resources_for("random_paths"),
+    params:
+        config=lower_config(),
     script:
         "../scripts/random_paths.py"

@@ -8,17 +8,17 @@ rule export_param_model:
         models=model_dirs(),
     output:
         directory(layout.PARAM_MODEL),
-    params:
-        max_shard_size=max_shard_size(),
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("param/{pref}/export"),
     benchmark:
         layout.benchmark("export_param_{pref}")
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("export_param_model")
     resources:
         **resources_for("export_param_model"),
+    params:
+        max_shard_size=max_shard_size(),
     script:
         "../scripts/export_model.py"
 
@@ -29,16 +29,16 @@ rule naive_baseline:
         data=generated_split_files("test"),
     output:
         layout.BASELINE,
-    params:
-        config=upper_config(),
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("baselines/{baseline}"),
     benchmark:
         layout.benchmark("baseline_{baseline}")
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("naive_baseline")
     resources:
         **resources_for("naive_baseline"),
+    params:
+        config=upper_config(),
     script:
         "../scripts/naive_baseline.py"

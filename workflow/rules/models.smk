@@ -8,18 +8,18 @@ rule train_tokenizer:
         generated_split_files("train"),
     output:
         directory(layout.TOKENIZER),
-    params:
-        tasks=GENERATED_TASKS,
-        vocab_size=config.get("tiny", {}).get("tokenizer", {}).get("vocab_size"),
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("tiny/tokenizer"),
     benchmark:
         layout.benchmark("train_tokenizer")
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("train_tokenizer")
     resources:
         **resources_for("train_tokenizer"),
+    params:
+        tasks=GENERATED_TASKS,
+        vocab_size=config.get("tiny", {}).get("tokenizer", {}).get("vocab_size"),
     script:
         "../scripts/train_tokenizer.py"
 
@@ -30,8 +30,17 @@ rule train_base:
         data=generated_split_files("train"),
     output:
         directory(layout.TINY_MODEL),
+    log:
+        layout.log("tiny/train_{model}"),
+    benchmark:
+        layout.benchmark("train_{model}")
     wildcard_constraints:
         model=_alternatives([BASE] if BASE in BUILT_MODELS else []),
+    conda:
+        "../../envs/hm3.yaml"
+    threads: threads_for("train_base")
+    resources:
+        **resources_for("train_base"),
     params:
         tasks=GENERATED_TASKS,
         seed=lambda wc: derive_seed(SUITE_SEED, "train", wc.model),
@@ -39,15 +48,6 @@ rule train_base:
         training=config.get("tiny", {}).get("base_training"),
         task_format_fraction=config.get("tiny", {}).get("base_task_format_fraction", 0.0),
         max_shard_size=config.get("tiny", {}).get("max_shard_size", "2GB"),
-    conda:
-        "../../envs/hm3.yaml"
-    log:
-        layout.log("tiny/train_{model}"),
-    benchmark:
-        layout.benchmark("train_{model}")
-    threads: threads_for("train_base")
-    resources:
-        **resources_for("train_base"),
     script:
         "../scripts/train_base.py"
 
@@ -55,25 +55,27 @@ rule train_base:
 rule train_expert:
     input:
         base=layout.fill(layout.TINY_MODEL, model=BASE),
-        data=lambda wc: layout.fill(layout.TASK_SPLIT, task=config["models"][wc.model]["task"], split="train"),
+        data=lambda wc: layout.fill(
+            layout.TASK_SPLIT, task=config["models"][wc.model]["task"], split="train"
+        ),
     output:
         directory(layout.TINY_MODEL),
+    log:
+        layout.log("tiny/train_{model}"),
+    benchmark:
+        layout.benchmark("train_{model}")
     wildcard_constraints:
         model=_alternatives(BUILT_EXPERTS),
+    conda:
+        "../../envs/hm3.yaml"
+    threads: threads_for("train_expert")
+    resources:
+        **resources_for("train_expert"),
     params:
         generator=lambda wc: config["tasks"][config["models"][wc.model]["task"]]["generator"],
         seed=lambda wc: derive_seed(SUITE_SEED, "train", wc.model),
         training=lambda wc: expert_training(config["models"][wc.model]["task"]),
         max_shard_size=config.get("tiny", {}).get("max_shard_size", "2GB"),
-    conda:
-        "../../envs/hm3.yaml"
-    log:
-        layout.log("tiny/train_{model}"),
-    benchmark:
-        layout.benchmark("train_{model}")
-    threads: threads_for("train_expert")
-    resources:
-        **resources_for("train_expert"),
     script:
         "../scripts/train_expert.py"
 
@@ -89,17 +91,17 @@ rule acquire_model:
         base=lambda wc: [] if wc.model == BASE else [layout.fill(layout.MODEL, model=BASE)],
     output:
         directory(layout.MODEL),
+    log:
+        layout.log("models/acquire_{model}"),
+    conda:
+        "../../envs/hm3.yaml"
+    threads: threads_for("acquire_model")
+    resources:
+        **resources_for("acquire_model"),
     params:
         spec=lambda wc: config["models"][wc.model],
         allow_pickle=config["security"]["allow_pickle"],
         trust_remote_code=config["security"]["trust_remote_code"],
         vocabulary=config["vocabulary"],
-    conda:
-        "../../envs/hm3.yaml"
-    log:
-        layout.log("models/acquire_{model}"),
-    threads: threads_for("acquire_model")
-    resources:
-        **resources_for("acquire_model"),
     script:
         "../scripts/acquire_model.py"

@@ -13,17 +13,19 @@ rule param_front:
         hv_md=layout.PARAM_HV_MD,
         comparison_csv=layout.table("param_vs_baselines"),
         comparison_md=layout.table("param_vs_baselines", "md"),
-        plot=report(layout.plot("param_front"), caption="../report/param_front.rst", category="Upper level"),
-    params:
-        config=upper_config(),
-        preferences=PREFERENCES,
-    conda:
-        "../../envs/hm3.yaml"
+        plot=report(
+            layout.plot("param_front"), caption="../report/param_front.rst", category="Upper level"
+        ),
     log:
         layout.log("pareto/param_front"),
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("param_front")
     resources:
         **resources_for("param_front"),
+    params:
+        config=upper_config(),
+        preferences=PREFERENCES,
     script:
         "../scripts/param_front.py"
 
@@ -43,21 +45,23 @@ rule front:
         hv=report(layout.table("hv"), caption="../report/hv.rst", category="HM3"),
         hv_md=layout.table("hv", "md"),
         hv_tex=layout.table("hv", "tex"),
-        table=report(layout.table("paths_vs_param"), caption="../report/paths_vs_param.rst", category="HM3"),
+        table=report(
+            layout.table("paths_vs_param"), caption="../report/paths_vs_param.rst", category="HM3"
+        ),
         table_md=layout.table("paths_vs_param", "md"),
         plot=report(layout.plot("front"), caption="../report/front.rst", category="HM3"),
+    log:
+        layout.log("pareto/front"),
+    conda:
+        "../../envs/hm3.yaml"
+    threads: threads_for("front")
+    resources:
+        **resources_for("front"),
     params:
         config=lower_config(),
         preferences=PREFERENCES,
         compare=compare_outputs(),
         models=MODELS,
-    conda:
-        "../../envs/hm3.yaml"
-    log:
-        layout.log("pareto/front"),
-    threads: threads_for("front")
-    resources:
-        **resources_for("front"),
     script:
         "../scripts/front.py"
 
@@ -73,15 +77,15 @@ rule cost_table:
         csv=report(layout.table("cost"), caption="../report/cost.rst", category="HM3"),
         md=layout.table("cost", "md"),
         tex=layout.table("cost", "tex"),
-    params:
-        evaluation=config["evaluation"],
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("tables/cost"),
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("cost_table")
     resources:
         **resources_for("cost_table"),
+    params:
+        evaluation=config["evaluation"],
     script:
         "../scripts/cost_table.py"
 
@@ -96,18 +100,20 @@ rule paper_views:
         main_md=layout.table("main", "md"),
         main_tex=layout.table("main", "tex"),
         anytime=layout.table("anytime_hv"),
-        anytime_plot=report(layout.plot("anytime_hv"), caption="../report/anytime_hv.rst", category="HM3"),
+        anytime_plot=report(
+            layout.plot("anytime_hv"), caption="../report/anytime_hv.rst", category="HM3"
+        ),
         front_3d=report(layout.plot("front_3d"), caption="../report/front.rst", category="HM3"),
-    params:
-        config=lower_config(),
-        models=MODELS,
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("tables/paper_views"),
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("paper_views")
     resources:
         **resources_for("paper_views"),
+    params:
+        config=lower_config(),
+        models=MODELS,
     script:
         "../scripts/paper_views.py"
 
@@ -116,16 +122,20 @@ rule explorer:
     input:
         front=layout.FRONT,
     output:
-        report(layout.EXPLORER, caption="../report/explorer.rst", category="HM3",
-               labels={"page": "Pareto explorer"}),
-    params:
-        config=lower_config(),
-    conda:
-        "../../envs/hm3.yaml"
+        report(
+            layout.EXPLORER,
+            caption="../report/explorer.rst",
+            category="HM3",
+            labels={"page": "Pareto explorer"},
+        ),
     log:
         layout.log("report/explorer"),
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("explorer")
     resources:
         **resources_for("explorer"),
+    params:
+        config=lower_config(),
     script:
         "../scripts/explorer.py"

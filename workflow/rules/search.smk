@@ -6,15 +6,15 @@
 rule preferences:
     output:
         layout.PREFERENCES,
-    params:
-        config=upper_config(),
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("moo/preferences"),
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("preferences")
     resources:
         **resources_for("preferences"),
+    params:
+        config=upper_config(),
     script:
         "../scripts/preferences.py"
 
@@ -24,16 +24,16 @@ rule ideal_point:
         expand(layout.SCORES, split="search", model=MODELS),
     output:
         layout.IDEAL,
-    params:
-        config=upper_config(),
-        models=MODELS,
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("moo/ideal"),
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("ideal_point")
     resources:
         **resources_for("ideal_point"),
+    params:
+        config=upper_config(),
+        models=MODELS,
     script:
         "../scripts/ideal_point.py"
 
@@ -47,16 +47,16 @@ rule search_params:
         candidates=layout.PARAM_CANDIDATES,
         recipe=layout.PARAM_RECIPE,
         summary=layout.PARAM_SUMMARY,
-    params:
-        config=search_config,
-    conda:
-        "../../envs/hm3.yaml"
     log:
         layout.log("param/{pref}/search"),
     benchmark:
         layout.benchmark("search_params_{pref}")
+    conda:
+        "../../envs/hm3.yaml"
     threads: threads_for("search_params")
     resources:
         **resources_for("search_params"),
+    params:
+        config=search_config,
     script:
         "../scripts/search_params.py"

@@ -8,6 +8,12 @@ from hm3.compare.registry import BY_RULE
 
 with job(snakemake):
     params = dict(snakemake.params.items())
-    print(BY_RULE[snakemake.rule].run(params.pop("config"), snakemake.wildcards.get("report_pref"),
-                                      dict(snakemake.input.items()), os.path.dirname(snakemake.output.summary),
-                                      params))
+    print(
+        BY_RULE[snakemake.rule].run(
+            params.pop("config"),
+            snakemake.wildcards.get("report_pref"),
+            dict(snakemake.input.items()),
+            os.path.dirname(snakemake.output.summary),
+            params,
+        )
+    )

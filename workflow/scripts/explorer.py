@@ -7,4 +7,11 @@ from hm3.core import layout
 from hm3.report.explorer import write_explorer
 
 with job(snakemake):
-    print(write_explorer(pd.read_csv(snakemake.input.front), snakemake.params.config, layout.RESULTS, snakemake.output[0]))
+    print(
+        write_explorer(
+            pd.read_csv(snakemake.input.front),
+            snakemake.params.config,
+            layout.RESULTS,
+            snakemake.output[0],
+        )
+    )

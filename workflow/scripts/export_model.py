@@ -4,5 +4,11 @@ from hm3.cli.job import job
 from hm3.upper.param_search import export_model
 
 with job(snakemake):
-    print(export_model(snakemake.input.recipe, snakemake.output[0], snakemake.params.max_shard_size,
-                       overwrite=True))  # the rule's own output (Snakemake-managed)
+    print(
+        export_model(
+            snakemake.input.recipe,
+            snakemake.output[0],
+            snakemake.params.max_shard_size,
+            overwrite=True,
+        )
+    )  # the rule's own output (Snakemake-managed)

@@ -6,7 +6,19 @@ from hm3.cli.job import job
 with job(snakemake):
     out, inp, params = snakemake.output, snakemake.input, snakemake.params
     prefs, models = params.preferences, params.models
-    print(lower_front(params.config, inp.ideal, dict(zip(prefs, inp.tests)), dict(zip(prefs, inp.paths)),
-                      dict(zip(prefs, inp.random)), inp.baselines, out.points, [out.hv, out.hv_md, out.hv_tex],
-                      [out.table, out.table_md], out.plot, compare_summaries=params.compare,
-                      family=(dict(zip(models, inp.family_search)), dict(zip(models, inp.family_test)))))
+    print(
+        lower_front(
+            params.config,
+            inp.ideal,
+            dict(zip(prefs, inp.tests)),
+            dict(zip(prefs, inp.paths)),
+            dict(zip(prefs, inp.random)),
+            inp.baselines,
+            out.points,
+            [out.hv, out.hv_md, out.hv_tex],
+            [out.table, out.table_md],
+            out.plot,
+            compare_summaries=params.compare,
+            family=(dict(zip(models, inp.family_search)), dict(zip(models, inp.family_test))),
+        )
+    )

@@ -5,6 +5,8 @@ from hm3.cli.job import job
 from hm3.upper.preferences import ideal_point
 
 with job(snakemake):
-    result = ideal_point(snakemake.params.config, dict(zip(snakemake.params.models, snakemake.input)))
+    result = ideal_point(
+        snakemake.params.config, dict(zip(snakemake.params.models, snakemake.input))
+    )
     write_json(snakemake.output[0], result)
     print(result)

@@ -14,7 +14,9 @@ with job(snakemake):
     config, out = snakemake.params.config, snakemake.output
     ideal = json.loads(open(snakemake.input.ideal).read())
     front = pd.read_csv(snakemake.input.front)
-    table = main_table(config, ideal, front, dict(zip(snakemake.params.models, snakemake.input.family)))
+    table = main_table(
+        config, ideal, front, dict(zip(snakemake.params.models, snakemake.input.family))
+    )
     write_table(table.round(4), out.main, out.main_md, out.main_tex)
     anytime = anytime_hv(config, ideal, layout.RESULTS)
     with atomic_file(out.anytime) as handle:

@@ -6,5 +6,15 @@ from hm3.cli.job import job
 with job(snakemake):
     out = snakemake.output
     tests = dict(zip(snakemake.params.preferences, snakemake.input.tests))
-    print(param_front(snakemake.params.config, snakemake.input.ideal, tests, snakemake.input.baselines,
-                      out.points, [out.hv, out.hv_md], [out.comparison_csv, out.comparison_md], out.plot))
+    print(
+        param_front(
+            snakemake.params.config,
+            snakemake.input.ideal,
+            tests,
+            snakemake.input.baselines,
+            out.points,
+            [out.hv, out.hv_md],
+            [out.comparison_csv, out.comparison_md],
+            out.plot,
+        )
+    )

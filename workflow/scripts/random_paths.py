@@ -5,5 +5,14 @@ from hm3.cli.job import job
 
 with job(snakemake):
     out = snakemake.output
-    print(random_paths(snakemake.params.config, snakemake.wildcards.report_pref, snakemake.input.ideal,
-                       snakemake.input.anchor, snakemake.input.budget, out.summary, out.candidates))
+    print(
+        random_paths(
+            snakemake.params.config,
+            snakemake.wildcards.report_pref,
+            snakemake.input.ideal,
+            snakemake.input.anchor,
+            snakemake.input.budget,
+            out.summary,
+            out.candidates,
+        )
+    )

@@ -4,6 +4,12 @@ from hm3.cli.job import job
 from hm3.upper.param_search import run_param_search
 
 with job(snakemake):
-    summary = run_param_search(snakemake.params.config, snakemake.wildcards.pref, snakemake.input.ideal,
-                               snakemake.output.candidates, snakemake.output.recipe, snakemake.output.summary)
+    summary = run_param_search(
+        snakemake.params.config,
+        snakemake.wildcards.pref,
+        snakemake.input.ideal,
+        snakemake.output.candidates,
+        snakemake.output.recipe,
+        snakemake.output.summary,
+    )
     print(summary)

@@ -6,7 +6,15 @@ from hm3.lower.online import search_path
 from hm3.cli.job import job
 
 with job(snakemake):
-    print(search_path(snakemake.params.config, snakemake.wildcards.report_pref, snakemake.input.ideal,
-                      snakemake.input.policy, snakemake.input.anchor, os.path.dirname(snakemake.output.summary),
-                      snakemake.params.max_shard_size,
-                      overwrite=True))  # the rule's own output (Snakemake-managed)
+    print(
+        search_path(
+            snakemake.params.config,
+            snakemake.wildcards.report_pref,
+            snakemake.input.ideal,
+            snakemake.input.policy,
+            snakemake.input.anchor,
+            os.path.dirname(snakemake.output.summary),
+            snakemake.params.max_shard_size,
+            overwrite=True,
+        )
+    )  # the rule's own output (Snakemake-managed)

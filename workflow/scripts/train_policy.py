@@ -5,6 +5,15 @@ from hm3.cli.job import job
 
 with job(snakemake):
     out = snakemake.output
-    print(train_policy(snakemake.params.config, snakemake.input.ideal, snakemake.params.anchors,
-                       out.policy, out.log_csv, out.plot, out.summary,
-                       overwrite=True))  # the rule's own output (Snakemake-managed)
+    print(
+        train_policy(
+            snakemake.params.config,
+            snakemake.input.ideal,
+            snakemake.params.anchors,
+            out.policy,
+            out.log_csv,
+            out.plot,
+            out.summary,
+            overwrite=True,
+        )
+    )  # the rule's own output (Snakemake-managed)

@@ -35,15 +35,24 @@ def alignment_fingerprint(alignment: Mapping[int, tuple[torch.Tensor, torch.Tens
     return digest.hexdigest()[:16]
 
 
-def save_alignment(alignment: Mapping[int, tuple[torch.Tensor, torch.Tensor]], folder: Path) -> None:
+def save_alignment(
+    alignment: Mapping[int, tuple[torch.Tensor, torch.Tensor]], folder: Path
+) -> None:
     tensors = {}
     for i, (scale, shift) in alignment.items():
         tensors[f"layers.{i}.scale"] = scale.detach().float().contiguous()
         tensors[f"layers.{i}.shift"] = shift.detach().float().contiguous()
     save_file(tensors, str(Path(folder) / ALIGNMENT_FILE))
-    (Path(folder) / ALIGNMENT_META).write_text(json.dumps(
-        {"positions": sorted(int(i) for i in alignment), "applies": "hidden <- hidden * scale + shift, "
-         "entering model.layers[i]"}, indent=2), encoding="utf-8")
+    (Path(folder) / ALIGNMENT_META).write_text(
+        json.dumps(
+            {
+                "positions": sorted(int(i) for i in alignment),
+                "applies": "hidden <- hidden * scale + shift, entering model.layers[i]",
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
 
 
 def load_alignment(folder: Path) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
@@ -55,7 +64,9 @@ def load_alignment(folder: Path) -> dict[int, tuple[torch.Tensor, torch.Tensor]]
     return {i: (tensors[f"layers.{i}.scale"], tensors[f"layers.{i}.shift"]) for i in positions}
 
 
-def apply_alignment(model: nn.Module, alignment: Mapping[int, tuple[torch.Tensor, torch.Tensor]]) -> nn.Module:
+def apply_alignment(
+    model: nn.Module, alignment: Mapping[int, tuple[torch.Tensor, torch.Tensor]]
+) -> nn.Module:
     """Wrap the aligned layers of a loaded path checkpoint (in place)."""
     layers = decoder(model).layers
     for i, (scale, shift) in alignment.items():

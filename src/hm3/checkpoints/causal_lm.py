@@ -21,22 +21,27 @@ def remote_code_refused(model_dir: str | Path):
     except ValueError as err:
         if "trust_remote_code" not in str(err):
             raise
-        raise HM3Error(f"{model_dir}: this checkpoint needs its own Python code (auto_map in config.json); "
-                       "hm3 runs a model's code only with security.trust_remote_code: true") from None
+        raise HM3Error(
+            f"{model_dir}: this checkpoint needs its own Python code (auto_map in config.json); "
+            "hm3 runs a model's code only with security.trust_remote_code: true"
+        ) from None
 
 
-def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False,
-                   dtype=None):
+def load_causal_lm(
+    model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False, dtype=None
+):
     """A checkpoint's model in ``dtype`` (`evaluation.dtype`: a name, ``auto`` or a torch
     dtype; default float32), eval mode, on ``device``: safetensors only, no remote code
     unless allowed. An inference path exported with layer alignment gets its scales
     applied (`hm3.checkpoints.alignment`)."""
     # hm3.evaluation.scorer imports this module, and hm3 evaluate refuses a bad model file
     # before torch or transformers is imported
-    from transformers import AutoModelForCausalLM  # lazy: keeps transformers off the scorer's import
+    # lazy: keeps transformers off the scorer's import
+    from transformers import AutoModelForCausalLM
 
-    from hm3.checkpoints.alignment import apply_alignment, load_alignment  # lazy: imports torch (as above)
-    from hm3.core.device import resolve_dtype  # lazy: imports torch (as above)
+    # lazy: imports torch (as above)
+    from hm3.checkpoints.alignment import apply_alignment, load_alignment
+    from hm3.core.device import resolve_dtype
 
     model_dir = Path(model_dir)
     shards = sorted(model_dir.glob("*.safetensors"))
@@ -45,13 +50,19 @@ def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code
     check_links(model_dir)
     shapes = {}
     for shard in shards:  # a clear message, not safetensors' own
-        shapes.update({name: entry["shape"] for name, entry in check_safetensors_complete(shard).items()})
+        shapes.update(
+            {name: entry["shape"] for name, entry in check_safetensors_complete(shard).items()}
+        )
     # from_pretrained allocates what config.json says before it reads a weight: the sizes
     # must be sane and match the headers first
     check_config(model_dir, shapes)
     with remote_code_refused(model_dir):
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=resolve_dtype(dtype, device),
-                                                     use_safetensors=True, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir,
+            dtype=resolve_dtype(dtype, device),
+            use_safetensors=True,
+            trust_remote_code=trust_remote_code,
+        )
     alignment = load_alignment(model_dir)
     model = model.to(device)
     if alignment:
@@ -59,8 +70,15 @@ def load_causal_lm(model_dir: str | Path, device: str = "cpu", trust_remote_code
     return model.eval()
 
 
-def save_checkpoint(model, tokenizer, out_dir: str | Path, card: str, max_shard_size: str = "2GB",
-                    extra=None, overwrite: bool = False) -> None:
+def save_checkpoint(
+    model,
+    tokenizer,
+    out_dir: str | Path,
+    card: str,
+    max_shard_size: str = "2GB",
+    extra=None,
+    overwrite: bool = False,
+) -> None:
     """Write model + tokenizer + README.md atomically; weights are safetensors only.
     ``extra(folder)`` may add files before the folder is moved into place; ``overwrite``:
     an existing folder may be replaced (`hm3.core.io.check_output_dir`)."""

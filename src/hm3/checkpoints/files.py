@@ -28,21 +28,56 @@ from hm3.core.errors import HM3Error
 # Generous hard bounds (the largest published models are far below them): a config over
 # one is hostile or corrupt, and loading it would allocate before failing.
 SIZE_BOUNDS = {
-    "num_hidden_layers": 1 << 12, "n_layer": 1 << 12, "num_layers": 1 << 12,
+    "num_hidden_layers": 1 << 12,
+    "n_layer": 1 << 12,
+    "num_layers": 1 << 12,
     "vocab_size": 1 << 24,
-    "hidden_size": 1 << 17, "n_embd": 1 << 17, "d_model": 1 << 17,
-    "intermediate_size": 1 << 20, "n_inner": 1 << 20, "ffn_dim": 1 << 20, "moe_intermediate_size": 1 << 20,
-    "num_attention_heads": 1 << 14, "n_head": 1 << 14, "num_key_value_heads": 1 << 14, "head_dim": 1 << 14,
-    "max_position_embeddings": 1 << 27, "n_positions": 1 << 27, "n_ctx": 1 << 27,
-    "num_local_experts": 1 << 12, "num_experts": 1 << 12, "n_routed_experts": 1 << 12,
+    "hidden_size": 1 << 17,
+    "n_embd": 1 << 17,
+    "d_model": 1 << 17,
+    "intermediate_size": 1 << 20,
+    "n_inner": 1 << 20,
+    "ffn_dim": 1 << 20,
+    "moe_intermediate_size": 1 << 20,
+    "num_attention_heads": 1 << 14,
+    "n_head": 1 << 14,
+    "num_key_value_heads": 1 << 14,
+    "head_dim": 1 << 14,
+    "max_position_embeddings": 1 << 27,
+    "n_positions": 1 << 27,
+    "n_ctx": 1 << 27,
+    "num_local_experts": 1 << 12,
+    "num_experts": 1 << 12,
+    "n_routed_experts": 1 << 12,
 }
 # The files a tokenizer or generation reads as JSON (each a JSON object).
-JSON_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-              "vocab.json", "generation_config.json")
+JSON_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "generation_config.json",
+)
 # safetensors dtype -> bytes per element (sub-byte formats cannot be checked this way)
-SAFETENSORS_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1,
-                        "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4,
-                        "I64": 8, "U64": 8, "F64": 8}
+SAFETENSORS_ITEMSIZE = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "F8_E8M0": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
 _PREFIX = r"^(?:model\.|transformer\.|gpt_neox\.|model\.decoder\.)?"
 _DECODER_LAYER = re.compile(_PREFIX + r"(?:layers|h|blocks)\.(\d+)\.")
 _EMBEDDING = re.compile(_PREFIX + r"(?:embed_tokens|wte|embed_in|word_embeddings)\.weight$")
@@ -74,8 +109,10 @@ def real_file(path: str | Path, model_dir: str | Path | None = None) -> Path:
     except (OSError, RuntimeError) as err:  # a loop: RuntimeError before Python 3.13
         raise HM3Error(f"{path}: a symlink that cannot be followed ({err})") from None
     if not target.is_relative_to(root):
-        raise HM3Error(f"{path}: a symlink to {target}, outside the model folder {root}; hm3 reads a "
-                       "model's files only from inside its folder (copy the file in instead)")
+        raise HM3Error(
+            f"{path}: a symlink to {target}, outside the model folder {root}; hm3 reads a "
+            "model's files only from inside its folder (copy the file in instead)"
+        )
     return target
 
 
@@ -96,7 +133,10 @@ def read_json(path: str | Path, model_dir: str | Path | None = None):
         return json.loads(real_file(path, model_dir).read_bytes())
     except OSError as err:
         raise HM3Error(f"{path}: cannot read it ({err.strerror or err})") from None
-    except (ValueError, RecursionError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (
+        ValueError,
+        RecursionError,
+    ) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise HM3Error(f"{path}: not valid JSON ({_first_line(err)})") from None
 
 
@@ -108,7 +148,14 @@ def read_json_object(path: str | Path, model_dir: str | Path | None = None) -> d
 
 
 def _json_kind(value) -> str:
-    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    kinds = {
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }
     return kinds.get(type(value), type(value).__name__)
 
 
@@ -123,7 +170,9 @@ def check_config(model_dir: str | Path, shapes: dict | None = None) -> dict:
     path = Path(model_dir) / "config.json"
     config = read_json_object(path, model_dir)
     _check_sizes(path, config)
-    if shapes and "quantization_config" not in config:  # packed weights hold fewer elements than parameters
+    if (
+        shapes and "quantization_config" not in config
+    ):  # packed weights hold fewer elements than parameters
         _check_layers(path, config, shapes)
         _check_embedding(path, config, shapes)
         _check_parameter_count(path, config, shapes)
@@ -133,10 +182,16 @@ def check_config(model_dir: str | Path, shapes: dict | None = None) -> dict:
 def _check_sizes(path: Path, config: dict, prefix: str = "") -> None:
     for key, bound in SIZE_BOUNDS.items():
         value = config.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= bound):
-            raise HM3Error(f"{path}: {prefix}{key} is {json.dumps(value)[:40]}, not a whole number "
-                           f"from 1 to {bound}")
-    if isinstance(config.get("text_config"), dict):  # multimodal models keep the language model's sizes there
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= bound
+        ):
+            raise HM3Error(
+                f"{path}: {prefix}{key} is {json.dumps(value)[:40]}, not a whole number "
+                f"from 1 to {bound}"
+            )
+    if isinstance(
+        config.get("text_config"), dict
+    ):  # multimodal models keep the language model's sizes there
         _check_sizes(path, config["text_config"], "text_config.")
 
 
@@ -150,29 +205,39 @@ def _check_layers(path: Path, config: dict, shapes: dict) -> None:
     if layers is None or not indices:
         return
     held = max(indices) + 1
-    extra = _size(config, "num_nextn_predict_layers") or 0  # DeepSeek's multi-token prediction layers
+    extra = (
+        _size(config, "num_nextn_predict_layers") or 0
+    )  # DeepSeek's multi-token prediction layers
     if held not in (layers, layers + extra):
-        raise HM3Error(f"{path}: num_hidden_layers is {layers} but the weights hold {held} decoder layers")
+        raise HM3Error(
+            f"{path}: num_hidden_layers is {layers} but the weights hold {held} decoder layers"
+        )
 
 
 def _check_embedding(path: Path, config: dict, shapes: dict) -> None:
     name = next((n for n in shapes if _EMBEDDING.match(n) and len(shapes[n]) == 2), None)
     if name is None:
         return
-    rows, width = (_size(config, "vocab_size"),
-                   _size(config, "word_embed_proj_dim", "embedding_size", "hidden_size", "n_embd"))
+    rows, width = (
+        _size(config, "vocab_size"),
+        _size(config, "word_embed_proj_dim", "embedding_size", "hidden_size", "n_embd"),
+    )
     held = list(shapes[name])
     if (rows or held[0], width or held[1]) != tuple(held):
-        raise HM3Error(f"{path}: vocab_size {rows} x hidden size {width} does not match the weights' "
-                       f"{name} {held}")
+        raise HM3Error(
+            f"{path}: vocab_size {rows} x hidden size {width} does not match the weights' "
+            f"{name} {held}"
+        )
 
 
 def _check_parameter_count(path: Path, config: dict, shapes: dict) -> None:
     held = sum(_numel(shape) for shape in shapes.values())
     implied = implied_parameters(config)
     if implied > IMPLIED_FACTOR * held + IMPLIED_SLACK:
-        raise HM3Error(f"{path}: its sizes imply about {implied:,} parameters but the weights hold {held:,}; "
-                       "loading would allocate for weights that are not there")
+        raise HM3Error(
+            f"{path}: its sizes imply about {implied:,} parameters but the weights hold {held:,}; "
+            "loading would allocate for weights that are not there"
+        )
 
 
 def implied_parameters(config: dict) -> int:
@@ -182,7 +247,9 @@ def implied_parameters(config: dict) -> int:
     hidden, heads = size("hidden_size", "n_embd", "d_model"), size("num_attention_heads", "n_head")
     head_dim = size("head_dim") or (hidden // heads if heads else 0)
     experts = size("num_local_experts", "num_experts", "n_routed_experts") or 1
-    mlp = (size("moe_intermediate_size") if experts > 1 else 0) or size("intermediate_size", "n_inner", "ffn_dim")
+    mlp = (size("moe_intermediate_size") if experts > 1 else 0) or size(
+        "intermediate_size", "n_inner", "ffn_dim"
+    )
     attention = 2 * hidden * head_dim * (heads + (size("num_key_value_heads") or heads))
     per_layer = attention + 3 * hidden * mlp * experts
     edges = (2 * size("vocab_size") + size("max_position_embeddings", "n_positions")) * hidden
@@ -211,14 +278,17 @@ def check_tokenizer(model_dir: str | Path, load: bool = True) -> None:
 
 
 def _load_tokenizer(path: Path, real: Path) -> None:
-    from tokenizers import Tokenizer  # lazy: keeps tokenizers off hm3 evaluate's early refusal (load=False)
+    # lazy: keeps tokenizers off hm3 evaluate's early refusal (load=False)
+    from tokenizers import Tokenizer
 
     try:
         Tokenizer.from_file(str(real))
     except BaseException as err:  # a Rust panic arrives as pyo3's PanicException, a BaseException
         if isinstance(err, (KeyboardInterrupt, SystemExit, GeneratorExit)):
             raise
-        raise HM3Error(f"{path}: not a tokenizer the tokenizers library can load ({_first_line(err)})") from None
+        raise HM3Error(
+            f"{path}: not a tokenizer the tokenizers library can load ({_first_line(err)})"
+        ) from None
 
 
 def check_before_tokenizer_load(model_dir: str | Path, load: bool = True) -> None:
@@ -269,12 +339,16 @@ def check_safetensors_entries(path: Path, header: dict, data_start: int, file_si
         begin, end = _byte_range(path, name, entry)
         ranges.append((begin, end, name))
         if data_start + end > file_size:
-            raise HM3Error(f"{path}: truncated safetensors file ({file_size} bytes, its header needs "
-                           f"{data_start + end}): it ends inside tensor {name}; download or copy it again")
+            raise HM3Error(
+                f"{path}: truncated safetensors file ({file_size} bytes, its header needs "
+                f"{data_start + end}): it ends inside tensor {name}; download or copy it again"
+            )
     ranges.sort()
     for (_, end, first), (begin, _, second) in zip(ranges, ranges[1:]):
         if begin < end:
-            raise HM3Error(f"{path}: tensors {first} and {second} overlap in the file (a corrupt header)")
+            raise HM3Error(
+                f"{path}: tensors {first} and {second} overlap in the file (a corrupt header)"
+            )
 
 
 def _byte_range(path: Path, name: str, entry) -> tuple[int, int]:
@@ -284,16 +358,26 @@ def _byte_range(path: Path, name: str, entry) -> tuple[int, int]:
     if dtype not in SAFETENSORS_ITEMSIZE:
         raise HM3Error(f"{path}: tensor {name} has unknown dtype {json.dumps(dtype)[:40]}")
     if not isinstance(shape, list) or not all(_whole(d) and d >= 0 for d in shape):
-        raise HM3Error(f"{path}: tensor {name} has shape {json.dumps(shape)[:60]}, not a list of whole numbers")
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_whole(o) for o in offsets)
-            and 0 <= offsets[0] <= offsets[1]):
-        raise HM3Error(f"{path}: tensor {name} has data_offsets {json.dumps(offsets)[:60]}, not [begin, end] "
-                       "with 0 <= begin <= end")
+        raise HM3Error(
+            f"{path}: tensor {name} has shape {json.dumps(shape)[:60]}, not a list of whole numbers"
+        )
+    if not (
+        isinstance(offsets, list)
+        and len(offsets) == 2
+        and all(_whole(o) for o in offsets)
+        and 0 <= offsets[0] <= offsets[1]
+    ):
+        raise HM3Error(
+            f"{path}: tensor {name} has data_offsets {json.dumps(offsets)[:60]}, not [begin, end] "
+            "with 0 <= begin <= end"
+        )
     begin, end = offsets
     needed = _numel(shape) * SAFETENSORS_ITEMSIZE[dtype]
     if end - begin != needed:
-        raise HM3Error(f"{path}: tensor {name} has {end - begin} bytes (data_offsets {offsets}) but shape "
-                       f"{shape} {dtype} needs {needed}")
+        raise HM3Error(
+            f"{path}: tensor {name} has {end - begin} bytes (data_offsets {offsets}) but shape "
+            f"{shape} {dtype} needs {needed}"
+        )
     return begin, end
 
 

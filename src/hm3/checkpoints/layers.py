@@ -12,8 +12,10 @@ def decoder(model: nn.Module) -> nn.Module:
     """The inner decoder of a causal LM (``model.model``: its layers, embeddings and norm)."""
     inner = getattr(model, "model", None)
     if inner is None or not hasattr(inner, "layers") or not hasattr(model, "lm_head"):
-        raise HM3Error(f"{type(model).__name__} is not a decoder of the Llama layout "
-                       "(model.layers, model.embed_tokens, model.norm, lm_head): paths cannot be assembled from it")
+        raise HM3Error(
+            f"{type(model).__name__} is not a decoder of the Llama layout "
+            "(model.layers, model.embed_tokens, model.norm, lm_head): paths cannot be assembled from it"
+        )
     return inner
 
 
@@ -42,5 +44,7 @@ class PathLayer(nn.Module):
             if args:
                 args = ((args[0] * scale + shift).to(args[0].dtype), *args[1:])
             else:
-                kwargs["hidden_states"] = (kwargs["hidden_states"] * scale + shift).to(kwargs["hidden_states"].dtype)
+                kwargs["hidden_states"] = (kwargs["hidden_states"] * scale + shift).to(
+                    kwargs["hidden_states"].dtype
+                )
         return self.layer(*args, **kwargs)

@@ -26,8 +26,14 @@ from typing import Iterable
 import torch
 from safetensors import safe_open
 
-from hm3.checkpoints.files import (check_config, check_links, check_tokenizer, read_json_object,
-                                   read_safetensors_header, real_file)
+from hm3.checkpoints.files import (
+    check_config,
+    check_links,
+    check_tokenizer,
+    read_json_object,
+    read_safetensors_header,
+    real_file,
+)
 from hm3.checkpoints.names import layer_index
 from hm3.core.errors import ConfigError, HM3Error
 from hm3.core.faults import pause_point
@@ -35,21 +41,50 @@ from hm3.core.io import write_json
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "tokenizer.model", "vocab.json", "merges.txt", "added_tokens.json",
-                   "chat_template.jinja", "chat_template.json", "vocab.txt", "spiece.model")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "vocab.txt",
+    "spiece.model",
+)
 
 _SAFE_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-    "U8": torch.uint8, "BOOL": torch.bool,
-    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
 }
 _SAFE_NAMES = {v: k for k, v in _SAFE_DTYPES.items()}
 
 
-_SIZE_UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9,
-               "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30}
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 10**3,
+    "KB": 10**3,
+    "M": 10**6,
+    "MB": 10**6,
+    "G": 10**9,
+    "GB": 10**9,
+    "KIB": 1 << 10,
+    "MIB": 1 << 20,
+    "GIB": 1 << 30,
+}
 # digits with an optional fraction, then an optional unit: no sign, exponent, nan or inf
 _SIZE_PATTERN = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([A-Z]*)")
 
@@ -65,18 +100,24 @@ def parse_size(text: str | int, option: str = "max_shard_size", minimum: int = 1
         raise ConfigError(f"{option} must be a size such as 500MB, 2GB or 5GiB, got {text!r}")
     size = text if isinstance(text, int) else _size_in_bytes(text, option)
     if size <= 0:
-        raise ConfigError(f"{option} must be a positive size such as 500MB, 2GB or 5GiB, got {text!r}")
+        raise ConfigError(
+            f"{option} must be a positive size such as 500MB, 2GB or 5GiB, got {text!r}"
+        )
     if size < minimum:
-        raise ConfigError(f"{option} {text} is below the minimum of {minimum:,} bytes: every tensor "
-                          f"would get a shard of its own (a typo, such as 1B for 1GB?)")
+        raise ConfigError(
+            f"{option} {text} is below the minimum of {minimum:,} bytes: every tensor "
+            f"would get a shard of its own (a typo, such as 1B for 1GB?)"
+        )
     return size
 
 
 def _size_in_bytes(text: str, option: str) -> int:
     match = _SIZE_PATTERN.fullmatch(text.strip().upper())
     if match is None or match.group(2) not in _SIZE_UNITS:
-        raise ConfigError(f"{option}: cannot read {text!r} as a size; give bytes (1000000) or a number "
-                          f"with a unit: 500MB, 2GB, 5GiB (B, KB, MB, GB, KiB, MiB, GiB)")
+        raise ConfigError(
+            f"{option}: cannot read {text!r} as a size; give bytes (1000000) or a number "
+            f"with a unit: 500MB, 2GB, 5GiB (B, KB, MB, GB, KiB, MiB, GiB)"
+        )
     return int(Fraction(match.group(1)) * _SIZE_UNITS[match.group(2)])  # exact: no float overflow
 
 
@@ -88,12 +129,15 @@ def resolve_model_dir(reference: str) -> Path:
     if path.exists():
         raise HM3Error(f"model {reference!r} is a file; expected a checkpoint directory")
     try:
-        from huggingface_hub import snapshot_download  # lazy: only for a hub id, never for a local folder (hm3 merge)
+        # lazy: only for a hub id, never for a local folder (hm3 merge)
+        from huggingface_hub import snapshot_download
 
         snapshot = Path(snapshot_download(reference, local_files_only=True))
     except Exception as err:  # not a valid id, not cached, offline: all mean "not found"
-        raise HM3Error(f"model {reference!r} is neither a local directory nor in the "
-                       f"Hugging Face cache ({type(err).__name__})") from None
+        raise HM3Error(
+            f"model {reference!r} is neither a local directory nor in the "
+            f"Hugging Face cache ({type(err).__name__})"
+        ) from None
     return _checked_folder(snapshot)  # its links lead into the cache repository's blobs only
 
 
@@ -115,13 +159,17 @@ def indexed_shards(directory: Path, label: str) -> tuple[list[Path], dict[str, s
     weight_map = read_json_object(index, directory).get("weight_map")
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise HM3Error(f"{index}: no weight_map of tensor names to shard files")
-    outside = [name for name in weight_map.values() if Path(name).name != name or name in ("", ".", "..")]
+    outside = [
+        name for name in weight_map.values() if Path(name).name != name or name in ("", ".", "..")
+    ]
     if outside:  # a shard is a file of this folder, never a path to another model's
         raise HM3Error(f"{index}: shard {outside[0]!r} is not a file name in the model folder")
     shards = [Path(directory) / name for name in dict.fromkeys(weight_map.values())]
     missing = [shard.name for shard in shards if not shard.is_file()]
     if missing:
-        raise HM3Error(f"{label}: {SAFETENSORS_INDEX} names shard(s) that are missing: {', '.join(missing)}")
+        raise HM3Error(
+            f"{label}: {SAFETENSORS_INDEX} names shard(s) that are missing: {', '.join(missing)}"
+        )
     return shards, weight_map
 
 
@@ -144,7 +192,9 @@ class TensorInfo:
 class CheckpointReader:
     """The tensors of one checkpoint directory, listed cheaply and loaded one by one."""
 
-    def __init__(self, directory: str | Path, *, allow_pickle: bool = False, label: str | None = None):
+    def __init__(
+        self, directory: str | Path, *, allow_pickle: bool = False, label: str | None = None
+    ):
         self.directory = Path(directory)
         self.label = label or str(directory)
         self._handles: dict[str, object] = {}
@@ -162,7 +212,8 @@ class CheckpointReader:
             if not allow_pickle:
                 raise HM3Error(
                     f"model {self.label}: weights are pickled ({pickled[0].name}); hm3 only reads "
-                    "safetensors unless the config sets security.allow_pickle: true")
+                    "safetensors unless the config sets security.allow_pickle: true"
+                )
             self.tensors = self._index_pickles(pickled)
         if (self.directory / "config.json").exists():
             # a config promising more layers or rows than the weights hold is refused before any load
@@ -185,15 +236,21 @@ class CheckpointReader:
         for name, info in self.tensors.items():
             shard = Path(info.file).name
             if name not in weight_map:
-                raise HM3Error(f"model {self.label}: tensor {name} is in {shard} but missing from "
-                               f"{SAFETENSORS_INDEX} (transformers would leave it randomly initialised)")
+                raise HM3Error(
+                    f"model {self.label}: tensor {name} is in {shard} but missing from "
+                    f"{SAFETENSORS_INDEX} (transformers would leave it randomly initialised)"
+                )
             if weight_map[name] != shard:
-                raise HM3Error(f"model {self.label}: tensor {name} is in {shard} but {SAFETENSORS_INDEX} "
-                               f"maps it to {weight_map[name]}")
+                raise HM3Error(
+                    f"model {self.label}: tensor {name} is in {shard} but {SAFETENSORS_INDEX} "
+                    f"maps it to {weight_map[name]}"
+                )
         for name, shard in weight_map.items():
             if name not in self.tensors:
-                raise HM3Error(f"model {self.label}: {SAFETENSORS_INDEX} maps tensor {name} to {shard}, "
-                               "which does not hold it")
+                raise HM3Error(
+                    f"model {self.label}: {SAFETENSORS_INDEX} maps tensor {name} to {shard}, "
+                    "which does not hold it"
+                )
 
     def _pickle_files(self) -> list[Path]:
         index = self.directory / "pytorch_model.bin.index.json"
@@ -210,12 +267,16 @@ class CheckpointReader:
             for name, entry in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
                 dtype = _SAFE_DTYPES.get(entry["dtype"])
                 if dtype is None:
-                    raise HM3Error(f"model {self.label}: tensor {name} has unsupported dtype {entry['dtype']}")
+                    raise HM3Error(
+                        f"model {self.label}: tensor {name} has unsupported dtype {entry['dtype']}"
+                    )
                 begin, end = entry["data_offsets"]
                 info = TensorInfo(name, tuple(entry["shape"]), dtype, str(path), data_start + begin)
                 if end - begin != info.nbytes:
-                    raise HM3Error(f"model {self.label}: tensor {name} in {path.name} has "
-                                   f"{end - begin} bytes for shape {list(info.shape)} {entry['dtype']}")
+                    raise HM3Error(
+                        f"model {self.label}: tensor {name} in {path.name} has "
+                        f"{end - begin} bytes for shape {list(info.shape)} {entry['dtype']}"
+                    )
                 tensors[name] = info
         return tensors
 
@@ -268,7 +329,9 @@ class CheckpointReader:
         while done < len(target):  # one read returns at most ~2 GB
             count = os.preadv(handle.fileno(), [target[done:]], info.offset + done)
             if count <= 0:
-                raise HM3Error(f"model {self.label}: {Path(info.file).name} ends inside tensor {info.name}")
+                raise HM3Error(
+                    f"model {self.label}: {Path(info.file).name} ends inside tensor {info.name}"
+                )
             done += count
 
     def _safe_open(self, file: str):
@@ -302,7 +365,9 @@ class StateDictReader:
         self.label = label
         self._tensors = tensors
         self._config = dict(config or {})
-        self.tensors = {name: TensorInfo(name, tuple(t.shape), t.dtype, "") for name, t in tensors.items()}
+        self.tensors = {
+            name: TensorInfo(name, tuple(t.shape), t.dtype, "") for name, t in tensors.items()
+        }
 
     @property
     def names(self) -> list[str]:
@@ -356,8 +421,11 @@ def _header_bytes(tensors: list[TensorInfo], metadata: dict) -> bytes:
     header: dict = {"__metadata__": metadata}
     offset = 0
     for info in tensors:
-        header[info.name] = {"dtype": _SAFE_NAMES[info.dtype], "shape": list(info.shape),
-                             "data_offsets": [offset, offset + info.nbytes]}
+        header[info.name] = {
+            "dtype": _SAFE_NAMES[info.dtype],
+            "shape": list(info.shape),
+            "data_offsets": [offset, offset + info.nbytes],
+        }
         offset += info.nbytes
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # data starts 8-byte aligned, as safetensors pads
@@ -385,8 +453,10 @@ class ShardedWriter:
             raise HM3Error(f"tensor {name} was not planned for output")
         shard, info = self._queue[self._position]
         if info.name != name or tuple(tensor.shape) != info.shape or tensor.dtype != info.dtype:
-            raise HM3Error(f"output tensor {name} {tuple(tensor.shape)} {tensor.dtype} does not "
-                           f"match the plan ({info.name} {info.shape} {info.dtype})")
+            raise HM3Error(
+                f"output tensor {name} {tuple(tensor.shape)} {tensor.dtype} does not "
+                f"match the plan ({info.name} {info.shape} {info.dtype})"
+            )
         if shard != self._open_shard:
             self._start_shard(shard)
         data = tensor.detach().contiguous().cpu().reshape(-1).view(torch.uint8)
@@ -414,8 +484,11 @@ class ShardedWriter:
         if self._position != len(self._queue):
             missing = self._queue[self._position][1].name
             raise HM3Error(f"output incomplete: tensor {missing} was never written")
-        weight_map = {info.name: shard_filename(s, len(self.shards))
-                      for s, shard in enumerate(self.shards) for info in shard}
+        weight_map = {
+            info.name: shard_filename(s, len(self.shards))
+            for s, shard in enumerate(self.shards)
+            for info in shard
+        }
         total = sum(info.nbytes for shard in self.shards for info in shard)
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         write_json(self.directory / SAFETENSORS_INDEX, index)
@@ -432,7 +505,9 @@ def copy_tokenizer_files(source: Path, destination: Path) -> list[str]:
     copied = []
     for name in TOKENIZER_FILES:
         if (source / name).is_file():
-            if name.endswith(".json"):  # a merged model must not carry a file its loader cannot parse
+            if name.endswith(
+                ".json"
+            ):  # a merged model must not carry a file its loader cannot parse
                 read_json_object(source / name, source)
             # the checked link target: a link leading out of the folder is refused, none is recreated
             shutil.copyfile(real_file(source / name, source), destination / name)

@@ -16,7 +16,9 @@ def register(subparsers) -> None:
     parser.add_argument("--train", type=int, default=3000)
     parser.add_argument("--search", type=int, default=60)
     parser.add_argument("--test", type=int, default=150)
-    parser.add_argument("--overwrite", action="store_true", help="replace split files already in OUT_DIR")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace split files already in OUT_DIR"
+    )
     parser.set_defaults(func=run)
 
 

@@ -22,12 +22,19 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from hm3.core.config import load_config  # lazy: yaml and jsonschema; keeps them off hm3 --help
+    # lazy: yaml and jsonschema; keeps them off hm3 --help
+    from hm3.core.config import load_config
 
     offline_environment()
     config = load_config(args.config, args.schema)
-    result = score_checkpoint(config["tasks"], config["evaluation"], args.model_dir, args.split,
-                              args.data_dir, config["security"]["trust_remote_code"])
+    result = score_checkpoint(
+        config["tasks"],
+        config["evaluation"],
+        args.model_dir,
+        args.split,
+        args.data_dir,
+        config["security"]["trust_remote_code"],
+    )
     if args.out:
         write_json(args.out, {"model": args.model_dir.name, **result})
     print(json.dumps(result["scores"], indent=2))

@@ -31,17 +31,26 @@ def job(smk) -> Iterator[None]:
         sys.stdout.flush(), sys.stderr.flush()
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            force=True,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         started = time.time()
         try:
             _set_threads(smk.threads)
             print(f"[hm3] rule {smk.rule} started; threads={smk.threads}", flush=True)
             yield
             print(f"[hm3] rule {smk.rule} finished in {time.time() - started:.1f} s", flush=True)
-        except BaseException as err:  # the reason belongs in the log too (a cluster job's only record)
-            print(f"[hm3] rule {smk.rule} failed after {time.time() - started:.1f} s: "
-                  f"{type(err).__name__}: {err}", flush=True)
+        except (
+            BaseException
+        ) as err:  # the reason belongs in the log too (a cluster job's only record)
+            print(
+                f"[hm3] rule {smk.rule} failed after {time.time() - started:.1f} s: "
+                f"{type(err).__name__}: {err}",
+                flush=True,
+            )
             raise
         finally:
             sys.stdout.flush(), sys.stderr.flush()
@@ -54,6 +63,7 @@ def _set_threads(threads: int) -> None:
     """Keep each job inside the cores Snakemake gave it (jobs run side by side)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(threads)
-    import torch  # lazy: torch, once the thread variables above are set; off the scripts' import
+    # lazy: torch, once the thread variables above are set; off the scripts' import
+    import torch
 
     torch.set_num_threads(max(1, int(threads)))

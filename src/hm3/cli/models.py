@@ -16,14 +16,25 @@ def register(subparsers) -> None:
     source.add_argument("--path", help="a local checkpoint folder")
     acquire.add_argument("--revision", help="full commit hash (required with --repo-id)")
     acquire.add_argument("--allow-pickle", action="store_true", help="accept pickled .bin weights")
-    acquire.add_argument("--overwrite", action="store_true",
-                         help="replace an existing OUT_DIR (never the current folder, an ancestor of it, or --path)")
-    acquire.add_argument("out_dir", type=Path, help="where the checkpoint goes: new or empty unless --overwrite")
+    acquire.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT_DIR (never the current folder, an ancestor of it, or --path)",
+    )
+    acquire.add_argument(
+        "out_dir", type=Path, help="where the checkpoint goes: new or empty unless --overwrite"
+    )
     acquire.set_defaults(func=run_acquire)
 
-    pin = subparsers.add_parser("pin", help="write the hub's current commit into a config's unpinned hub models")
+    pin = subparsers.add_parser(
+        "pin", help="write the hub's current commit into a config's unpinned hub models"
+    )
     pin.add_argument("config", type=Path)
-    pin.add_argument("--all", action="store_true", help="re-pin every hub model, not only those with revision: null")
+    pin.add_argument(
+        "--all",
+        action="store_true",
+        help="re-pin every hub model, not only those with revision: null",
+    )
     pin.set_defaults(func=run_pin)
 
     check = subparsers.add_parser("check-config", help="validate a workflow config file")
@@ -33,30 +44,47 @@ def register(subparsers) -> None:
 
 
 def run_acquire(args) -> int:
-    from hm3.models.acquire import acquire  # lazy: yaml; keeps it off hm3 --help
+    # lazy: yaml; keeps it off hm3 --help
+    from hm3.models.acquire import acquire
 
     if args.repo_id:
         if not args.revision:
-            raise HM3Error("--revision is required with --repo-id (a full commit hash pins the download)")
+            raise HM3Error(
+                "--revision is required with --repo-id (a full commit hash pins the download)"
+            )
         spec = {"source": "hub", "repo_id": args.repo_id, "revision": args.revision}
     else:
         spec = {"source": "local", "path": args.path}
-    print(acquire(args.out_dir.name, spec, args.out_dir, allow_pickle=args.allow_pickle, overwrite=args.overwrite))
+    print(
+        acquire(
+            args.out_dir.name,
+            spec,
+            args.out_dir,
+            allow_pickle=args.allow_pickle,
+            overwrite=args.overwrite,
+        )
+    )
     return 0
 
 
 def run_pin(args) -> int:
-    from hm3.models.acquire import pin_revisions  # lazy: yaml; keeps it off hm3 --help
+    # lazy: yaml; keeps it off hm3 --help
+    from hm3.models.acquire import pin_revisions
 
     pinned = pin_revisions(args.config, update_all=args.all)
     for name, sha in pinned.items():
         print(f"models.{name}: revision {sha}")
-    print(f"{args.config}: {len(pinned)} revision(s) written" if pinned else f"{args.config}: nothing to pin")
+    print(
+        f"{args.config}: {len(pinned)} revision(s) written"
+        if pinned
+        else f"{args.config}: nothing to pin"
+    )
     return 0
 
 
 def run_check_config(args) -> int:
-    from hm3.core.config import load_config  # lazy: yaml and jsonschema; keeps them off hm3 --help
+    # lazy: yaml and jsonschema; keeps them off hm3 --help
+    from hm3.core.config import load_config
 
     load_config(args.config, args.schema)
     print(f"{args.config}: valid")

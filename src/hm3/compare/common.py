@@ -12,6 +12,7 @@ from hm3.core import layout
 from hm3.core.io import atomic_file, write_json
 from hm3.upper.param_search import MergeSession
 from hm3.upper.search import ParamSpace
+from hm3.upper.settings import search_settings
 
 
 def progress(total: int, desc: str):
@@ -20,9 +21,13 @@ def progress(total: int, desc: str):
 
 def param_space(config: Mapping, session: MergeSession) -> ParamSpace:
     """The upper level's search space (`search`): the same hyper-parameters as HM3's searches."""
-    section = config["search"]
-    return ParamSpace(section["method"], tuple(session.tasks), {k: tuple(v) for k, v in section["space"].items()},
-                      dict(section.get("parameters", {})))
+    section = search_settings(config)
+    return ParamSpace(
+        section.method,
+        tuple(session.tasks),
+        {k: tuple(v) for k, v in section.space.items()},
+        dict(section.parameters),
+    )
 
 
 def write_outputs(frame, summary: Mapping, out_dir: str | Path) -> None:

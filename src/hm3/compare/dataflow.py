@@ -23,6 +23,8 @@ from hm3.lower.settings import rl_settings
 from hm3.upper.preferences import experts_by_task, preference_weights, scalarizer
 from hm3.upper.moo import check_weights
 from hm3.upper.search import ask_tell
+from hm3.compare.settings import dataflow_settings
+from hm3.upper.settings import moo_settings, search_settings
 
 NAME = "evo-dataflow"  # also its seed label (with the preference): never rename
 
@@ -30,7 +32,12 @@ NAME = "evo-dataflow"  # also its seed label (with the preference): never rename
 def layer_sequence(depths, repeats: int) -> list[tuple[int, int]]:
     """Akiba et al.'s layer sequence: every model's layers in order, model after
     model, the whole repeated ``repeats`` times; an indicator array selects from it."""
-    return [(m, layer) for _ in range(repeats) for m, depth in enumerate(depths) for layer in range(depth)]
+    return [
+        (m, layer)
+        for _ in range(repeats)
+        for m, depth in enumerate(depths)
+        for layer in range(depth)
+    ]
 
 
 def indicator_path(x: np.ndarray, sequence, max_length: int | None = None):
@@ -42,8 +49,13 @@ def indicator_path(x: np.ndarray, sequence, max_length: int | None = None):
     return as_path([sequence[i] for i in chosen])
 
 
-def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, base_dir: str | Path,
-                    out_dir: str | Path) -> dict:
+def dataflow_search(
+    config: Mapping,
+    preference: str,
+    ideal_file: str | Path,
+    base_dir: str | Path,
+    out_dir: str | Path,
+) -> dict:
     """Per-λ CMA-ES over a layer-indicator array across the experts and the base (the
     base's embeddings and head frame every path), HM3's per-λ budget. It starts from
     the stack of the expert λ leans to most."""
@@ -51,22 +63,27 @@ def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, ba
     tasks = list(config["tasks"])
     weights = check_weights(preference_weights(config, preference), tasks)
     ideal = json.loads(Path(ideal_file).read_text())
-    settings = config.get("compare", {}).get("dataflow", {})
-    budget = int(config["search"]["budget"])
+    settings, upper_search = dataflow_settings(config), search_settings(config)
+    budget = int(upper_search.budget)
     seed = derive_seed(config["seed"], NAME, preference)
     factory = PoolFactory(config, layout.MODELS)
     try:
         pool = factory.pool(base_dir)
-        sequence = layer_sequence(pool.depths, int(settings.get("repeats", 1)))
-        max_length = settings.get("max_length") or rl_settings(config).t_max  # as long as HM3's paths
+        sequence = layer_sequence(pool.depths, int(settings.repeats))
+        max_length = settings.max_length or rl_settings(config).t_max  # as long as HM3's paths
         favourite = factory.names.index(experts_by_task(config)[int(np.argmax(weights))][1])
         x0 = np.array([0.5 if m == favourite else -0.5 for m, _ in sequence])
-        problem = Problem(n_var=len(sequence), n_obj=1, xl=-np.ones(len(sequence)), xu=np.ones(len(sequence)))
+        problem = Problem(
+            n_var=len(sequence), n_obj=1, xl=-np.ones(len(sequence)), xu=np.ones(len(sequence))
+        )
 
         def cmaes(start: np.ndarray, algorithm_seed: int):
-            algorithm = CMAES(x0=start, sigma=float(settings.get("sigma", 0.3)),
-                              popsize=config["search"].get("popsize", 8), restarts=0)
-            algorithm.setup(problem, termination=NoTermination(), seed=algorithm_seed, verbose=False)
+            algorithm = CMAES(
+                x0=start, sigma=float(settings.sigma), popsize=upper_search.popsize, restarts=0
+            )
+            algorithm.setup(
+                problem, termination=NoTermination(), seed=algorithm_seed, verbose=False
+            )
             return algorithm
 
         def restart(count: int):  # CMA-ES stopped on flat scores: again from the best point
@@ -75,8 +92,13 @@ def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, ba
 
         points: list[np.ndarray] = []
         plain = scalarizer(ideal)
-        candidates = CandidateLog(factory.evaluator(pool, base_dir, "search"), pool.names, weights,
-                                  scalarizer(ideal, config["moo"].get("augmentation", 0.0)), plain)
+        candidates = CandidateLog(
+            factory.evaluator(pool, base_dir, "search"),
+            pool.names,
+            weights,
+            scalarizer(ideal, moo_settings(config).augmentation),
+            plain,
+        )
 
         def evaluate(x, _generation):
             points.append(np.asarray(x, dtype=float))
@@ -86,7 +108,9 @@ def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, ba
 
         bar = progress(budget, f"{NAME} {preference}")
         try:
-            ask_tell(cmaes(x0, seed), problem, budget, lambda: len(candidates.rows), evaluate, restart)
+            ask_tell(
+                cmaes(x0, seed), problem, budget, lambda: len(candidates.rows), evaluate, restart
+            )
         finally:
             bar.close()
         best = candidates.best()
@@ -94,17 +118,30 @@ def dataflow_search(config: Mapping, preference: str, ideal_file: str | Path, ba
         test = on_test.evaluate(parse_path(best["path"], pool.names))
     finally:
         factory.close()
-    summary = {"method": NAME, "preference": preference, "weights": dict(zip(tasks, weights.tolist())),
-               "budget": budget, "sequence_length": len(sequence), "max_length": max_length, "seed": seed,
-               "evaluations": candidates.evaluator.evaluator.evaluations,
-               "test_evaluations": on_test.evaluator.evaluations,
-               "wall_seconds": round(time.time() - started, 1),
-               "best": {"path": best["path"], "objective_search": float(best["objective"]),
-                        "g_search": float(best["g"]),
-                        "scores_test": test["scores"], "g_test": float(plain(test["scores"], weights))}}
+    summary = {
+        "method": NAME,
+        "preference": preference,
+        "weights": dict(zip(tasks, weights.tolist())),
+        "budget": budget,
+        "sequence_length": len(sequence),
+        "max_length": max_length,
+        "seed": seed,
+        "evaluations": candidates.evaluator.evaluator.evaluations,
+        "test_evaluations": on_test.evaluator.evaluations,
+        "wall_seconds": round(time.time() - started, 1),
+        "best": {
+            "path": best["path"],
+            "objective_search": float(best["objective"]),
+            "g_search": float(best["g"]),
+            "scores_test": test["scores"],
+            "g_test": float(plain(test["scores"], weights)),
+        },
+    }
     write_outputs(candidates.frame(), summary, out_dir)
     return summary
 
 
-def rule_job(config: Mapping, preference: str, inputs: Mapping, out_dir: str, params: Mapping) -> dict:
+def rule_job(
+    config: Mapping, preference: str, inputs: Mapping, out_dir: str, params: Mapping
+) -> dict:
     return dataflow_search(config, preference, inputs["ideal"], inputs["base"], out_dir)

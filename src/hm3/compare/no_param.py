@@ -11,6 +11,16 @@ from hm3.lower.online import search_path
 NAME = "hm3-no-param"
 
 
-def rule_job(config: Mapping, preference: str, inputs: Mapping, out_dir: str, params: Mapping) -> dict:
-    return search_path(config, preference, inputs["ideal"], inputs["policy"], inputs["base"], out_dir,
-                       params["max_shard_size"], overwrite=True)  # the rule's own output (Snakemake-managed)
+def rule_job(
+    config: Mapping, preference: str, inputs: Mapping, out_dir: str, params: Mapping
+) -> dict:
+    return search_path(
+        config,
+        preference,
+        inputs["ideal"],
+        inputs["policy"],
+        inputs["base"],
+        out_dir,
+        params["max_shard_size"],
+        overwrite=True,
+    )  # the rule's own output (Snakemake-managed)

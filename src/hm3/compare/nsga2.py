@@ -23,6 +23,7 @@ from hm3.merge.config import recipe_to_yaml
 from hm3.upper.param_search import MergeSession
 from hm3.upper.preferences import preferences, scalarizer
 from hm3.upper.search import ask_tell
+from hm3.upper.settings import moo_settings, search_settings
 
 NAME = "nsga2"  # also its seed label: never rename
 
@@ -34,16 +35,20 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
     started = time.time()
     ideal = json.loads(Path(ideal_file).read_text())
     prefs = preferences(config)
-    section = config["search"]
-    budget = int(section["budget"]) * len(prefs)
+    section = search_settings(config)
+    budget = int(section.budget) * len(prefs)
     seed = derive_seed(config["seed"], NAME)
-    objective, plain = scalarizer(ideal, config["moo"].get("augmentation", 0.0)), scalarizer(ideal)
+    objective, plain = scalarizer(ideal, moo_settings(config).augmentation), scalarizer(ideal)
     session = MergeSession(config, "search", layout.MODELS)
     space = param_space(config, session)
     # the first population is the naive merge of every reporting λ, as HM3's searches start from it
-    starts = np.stack([space.start(w, section.get("start", {})) for w in prefs.values()])
-    problem = Problem(n_var=len(space.lower), n_obj=len(session.tasks), xl=space.lower, xu=space.upper)
-    algorithm = NSGA2Algorithm(pop_size=len(starts), sampling=Population.new(X=starts), eliminate_duplicates=True)
+    starts = np.stack([space.start(w, section.start) for w in prefs.values()])
+    problem = Problem(
+        n_var=len(space.lower), n_obj=len(session.tasks), xl=space.lower, xu=space.upper
+    )
+    algorithm = NSGA2Algorithm(
+        pop_size=len(starts), sampling=Population.new(X=starts), eliminate_duplicates=True
+    )
     algorithm.setup(problem, termination=NoTermination(), seed=seed, verbose=False)
     rows, recipes = [], []
 
@@ -51,9 +56,15 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
         recipe = session.recipe(space.method, space.decode(x), space.fixed, seed)
         result = session.evaluate(recipe)
         recipes.append(recipe)
-        rows.append({"candidate": len(rows), "generation": generation,
-                     **{f"score.{t}": v for t, v in result["scores"].items()}, "cached": result["cached"],
-                     "recipe": recipe_to_yaml(recipe)})
+        rows.append(
+            {
+                "candidate": len(rows),
+                "generation": generation,
+                **{f"score.{t}": v for t, v in result["scores"].items()},
+                "cached": result["cached"],
+                "recipe": recipe_to_yaml(recipe),
+            }
+        )
         bar.update(1)
         return -objective.normalizer.vector(result["scores"])
 
@@ -70,19 +81,38 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
         values = objective(raw, weights)
         index = int(np.argmin(values))  # the first of equals
         scores = dict(zip(session.tasks, raw[index].tolist()))
-        picks[pid] = {"candidate": index, "objective": float(values[index]), "g_search": float(plain(scores, weights)),
-                      "scores_search": scores, "recipe": rows[index]["recipe"]}
-    tested = scores_on_test(config, {i: recipes[i] for i in sorted({p["candidate"] for p in picks.values()})})
+        picks[pid] = {
+            "candidate": index,
+            "objective": float(values[index]),
+            "g_search": float(plain(scores, weights)),
+            "scores_search": scores,
+            "recipe": rows[index]["recipe"],
+        }
+    tested = scores_on_test(
+        config, {i: recipes[i] for i in sorted({p["candidate"] for p in picks.values()})}
+    )
     for pid, pick in picks.items():
-        pick.update(scores_test=tested[pick["candidate"]], g_test=float(plain(tested[pick["candidate"]], prefs[pid])))
-    summary = {"method": NAME, "budget": budget, "population": len(starts),
-               "generations": int(frame["generation"].max()) + 1,
-               "evaluated": session.evaluator.evaluations, "test_evaluations": len(tested), "seed": seed,
-               "wall_seconds": round(time.time() - started, 1), "picks": picks}
+        pick.update(
+            scores_test=tested[pick["candidate"]],
+            g_test=float(plain(tested[pick["candidate"]], prefs[pid])),
+        )
+    summary = {
+        "method": NAME,
+        "budget": budget,
+        "population": len(starts),
+        "generations": int(frame["generation"].max()) + 1,
+        "evaluated": session.evaluator.evaluations,
+        "test_evaluations": len(tested),
+        "seed": seed,
+        "wall_seconds": round(time.time() - started, 1),
+        "picks": picks,
+    }
     write_outputs(frame, summary, out_dir)
     return summary
 
 
-def rule_job(config: Mapping, preference: None, inputs: Mapping, out_dir: str, params: Mapping) -> dict:
+def rule_job(
+    config: Mapping, preference: None, inputs: Mapping, out_dir: str, params: Mapping
+) -> dict:
     """The summary without the per-λ picks (the log's line)."""
     return {k: v for k, v in nsga2_front(config, inputs["ideal"], out_dir).items() if k != "picks"}

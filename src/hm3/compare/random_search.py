@@ -20,12 +20,22 @@ from hm3.upper.preferences import scalarizer
 NAME = "random-search"  # also its search's seed label (with the preference): never rename
 
 
-def random_search(config: Mapping, preference: str, ideal_file: str | Path, out_dir: str | Path) -> dict:
+def random_search(
+    config: Mapping, preference: str, ideal_file: str | Path, out_dir: str | Path
+) -> dict:
     """Per-λ random search over the merge method's hyper-parameters, HM3's budget."""
     out_dir = Path(out_dir)
     recipe_file, summary_file = out_dir / layout.RECIPE_FILE, out_dir / layout.SUMMARY_FILE
-    summary = run_param_search(config, preference, ideal_file, out_dir / layout.CANDIDATES_FILE, recipe_file,
-                               summary_file, algorithm="random", label=NAME)
+    summary = run_param_search(
+        config,
+        preference,
+        ideal_file,
+        out_dir / layout.CANDIDATES_FILE,
+        recipe_file,
+        summary_file,
+        algorithm="random",
+        label=NAME,
+    )
     recipe = load_recipe(recipe_file)
     scores = scores_on_test(config, {"best": recipe})["best"]
     weights = np.array(list(summary["weights"].values()))
@@ -36,5 +46,7 @@ def random_search(config: Mapping, preference: str, ideal_file: str | Path, out_
     return summary
 
 
-def rule_job(config: Mapping, preference: str, inputs: Mapping, out_dir: str, params: Mapping) -> dict:
+def rule_job(
+    config: Mapping, preference: str, inputs: Mapping, out_dir: str, params: Mapping
+) -> dict:
     return random_search(config, preference, inputs["ideal"], out_dir)

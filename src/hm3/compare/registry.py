@@ -18,9 +18,9 @@ from typing import Mapping
 from hm3.core import layout
 
 # ------------------------------------------------------------------ HM3's own points and the references
-COMBINED = "hm3"              # every upper- and lower-level point: HM3's front
-SEARCHED = "hm3-param"        # the per-λ searched merges M_λ
-PATHS = "hm3-path"            # the best inference path per λ (architecture level over M_λ)
+COMBINED = "hm3"  # every upper- and lower-level point: HM3's front
+SEARCHED = "hm3-param"  # the per-λ searched merges M_λ
+PATHS = "hm3-path"  # the best inference path per λ (architecture level over M_λ)
 RANDOM_PATHS = "random-paths"  # best of as many random valid paths as HM3's online search scored
 # per λ, the base or expert with the best g on the search split (front.csv's `path`
 # column names the model picked)
@@ -28,15 +28,20 @@ FAMILY = "best single model"
 NAIVE_MERGES = ("task_arithmetic", "ties", "dare_ties")  # the `baselines` of the default config
 
 # what each of them is, for the HV table (the paper's ablation table)
-OWN_KINDS = {COMBINED: "HM3", SEARCHED: "ablation: no architecture level", PATHS: "HM3 (paths only)",
-             RANDOM_PATHS: "baseline: random paths over M_λ", FAMILY: "baseline: one of the family",
-             **dict.fromkeys(NAIVE_MERGES, "naive merge")}
+OWN_KINDS = {
+    COMBINED: "HM3",
+    SEARCHED: "ablation: no architecture level",
+    PATHS: "HM3 (paths only)",
+    RANDOM_PATHS: "baseline: random paths over M_λ",
+    FAMILY: "baseline: one of the family",
+    **dict.fromkeys(NAIVE_MERGES, "naive merge"),
+}
 
 # ------------------------------------------------------------------ how the explorer shows a method's points
-POINT_RECIPE_FILE = "recipe file"      # best.yaml in the method's folder; no checkpoint written
-POINT_PICKS = "picks"                  # each λ's recipe in search.json's picks; no checkpoint written
+POINT_RECIPE_FILE = "recipe file"  # best.yaml in the method's folder; no checkpoint written
+POINT_PICKS = "picks"  # each λ's recipe in search.json's picks; no checkpoint written
 POINT_EXPORTED_PATH = "exported path"  # path.yaml and the exported model in the method's folder
-POINT_PATH_ONLY = "path only"          # the inference path of the front's `path` column; nothing written
+POINT_PATH_ONLY = "path only"  # the inference path of the front's `path` column; nothing written
 
 # the config sections a method's rule carries as its `config` param (common.smk): a change reruns it
 UPPER, LOWER, COMPARE = "upper", "lower", "compare"
@@ -44,18 +49,22 @@ UPPER, LOWER, COMPARE = "upper", "lower", "compare"
 
 @dataclass(frozen=True)
 class Method:
-    name: str                    # the `method` of the front and of every table
-    kind: str                    # what it is: the HV table's `kind`
-    module: str                  # hm3.compare.<module>: its `rule_job` is what the rule runs
-    rule: str                    # its Snakemake rule, also its key in config `resources`
-    benchmark: str               # its benchmark file stem (+ "_{report_pref}" per λ)
-    stage: str                   # its row of the cost table
-    outputs: Mapping[str, str]   # rule output name -> file in its folder (layout.MODEL_DIR: a folder)
+    name: str  # the `method` of the front and of every table
+    kind: str  # what it is: the HV table's `kind`
+    module: str  # hm3.compare.<module>: its `rule_job` is what the rule runs
+    rule: str  # its Snakemake rule, also its key in config `resources`
+    benchmark: str  # its benchmark file stem (+ "_{report_pref}" per λ)
+    stage: str  # its row of the cost table
+    outputs: Mapping[
+        str, str
+    ]  # rule output name -> file in its folder (layout.MODEL_DIR: a folder)
     per_preference: bool = True  # one job per reporting λ, or one run for every λ (per-λ picks)
-    inputs: tuple[str, ...] = ()  # read beside the models, the data and the ideal point: "base", "policy"
-    config: str = UPPER          # the config sections it reads
-    anytime: str | None = None   # its curve in the anytime-HV table
-    point: str = POINT_PATH_ONLY # how the explorer finds a point's recipe and checkpoint
+    inputs: tuple[
+        str, ...
+    ] = ()  # read beside the models, the data and the ideal point: "base", "policy"
+    config: str = UPPER  # the config sections it reads
+    anytime: str | None = None  # its curve in the anytime-HV table
+    point: str = POINT_PATH_ONLY  # how the explorer finds a point's recipe and checkpoint
 
     def file(self, name: str) -> str:
         """A file of its folder, as a layout template (``{report_pref}`` per λ)."""
@@ -79,33 +88,80 @@ class Method:
         """Whether it writes a checkpoint (its rule then takes `max_shard_size`)."""
         return layout.MODEL_DIR in self.outputs.values()
 
-    def run(self, config: Mapping, preference: str | None, inputs: Mapping, out_dir: str, params: Mapping):
+    def run(
+        self,
+        config: Mapping,
+        preference: str | None,
+        inputs: Mapping,
+        out_dir: str,
+        params: Mapping,
+    ):
         """What its rule runs: its module's ``rule_job`` (imported by name, so that reading
         the registry loads none of the methods' code); returns what the rule's log prints."""
-        return importlib.import_module(f"hm3.compare.{self.module}").rule_job(config, preference, inputs,
-                                                                              out_dir, params)
+        return importlib.import_module(f"hm3.compare.{self.module}").rule_job(
+            config, preference, inputs, out_dir, params
+        )
 
 
 METHODS = (
-    Method("random-search", "baseline: random search", module="random_search", rule="random_search",
-           benchmark="compare_random_search", stage="baseline: random search",
-           outputs={"candidates": layout.CANDIDATES_FILE, "recipe": layout.RECIPE_FILE,
-                    "summary": layout.SUMMARY_FILE},
-           anytime="random search", point=POINT_RECIPE_FILE),
-    Method("nsga2", "baseline: NSGA-II", module="nsga2", rule="nsga2", benchmark="compare_nsga2",
-           stage="baseline: NSGA-II", outputs={"candidates": layout.CANDIDATES_FILE, "summary": layout.SUMMARY_FILE},
-           per_preference=False, anytime="NSGA-II (one run for all λ)", point=POINT_PICKS),
-    Method("evo-dataflow", "baseline: evolutionary data-flow", module="dataflow", rule="dataflow_search",
-           benchmark="compare_dataflow", stage="baseline: evolutionary data-flow",
-           outputs={"candidates": layout.CANDIDATES_FILE, "summary": layout.SUMMARY_FILE}, inputs=("base",),
-           config=COMPARE,
-           anytime="evolutionary data-flow (CMA-ES)", point=POINT_PATH_ONLY),
-    Method("hm3-no-param", "ablation: no parameter level", module="no_param", rule="no_param_paths",
-           benchmark="compare_no_param", stage="ablation: HM3 without parameter level",
-           outputs={"model": layout.MODEL_DIR, "candidates": layout.CANDIDATES_FILE, "recipe": layout.PATH_FILE,
-                    "summary": layout.SUMMARY_FILE},
-           inputs=("policy", "base"), config=LOWER, anytime="HM3 without parameter level",
-           point=POINT_EXPORTED_PATH),
+    Method(
+        "random-search",
+        "baseline: random search",
+        module="random_search",
+        rule="random_search",
+        benchmark="compare_random_search",
+        stage="baseline: random search",
+        outputs={
+            "candidates": layout.CANDIDATES_FILE,
+            "recipe": layout.RECIPE_FILE,
+            "summary": layout.SUMMARY_FILE,
+        },
+        anytime="random search",
+        point=POINT_RECIPE_FILE,
+    ),
+    Method(
+        "nsga2",
+        "baseline: NSGA-II",
+        module="nsga2",
+        rule="nsga2",
+        benchmark="compare_nsga2",
+        stage="baseline: NSGA-II",
+        outputs={"candidates": layout.CANDIDATES_FILE, "summary": layout.SUMMARY_FILE},
+        per_preference=False,
+        anytime="NSGA-II (one run for all λ)",
+        point=POINT_PICKS,
+    ),
+    Method(
+        "evo-dataflow",
+        "baseline: evolutionary data-flow",
+        module="dataflow",
+        rule="dataflow_search",
+        benchmark="compare_dataflow",
+        stage="baseline: evolutionary data-flow",
+        outputs={"candidates": layout.CANDIDATES_FILE, "summary": layout.SUMMARY_FILE},
+        inputs=("base",),
+        config=COMPARE,
+        anytime="evolutionary data-flow (CMA-ES)",
+        point=POINT_PATH_ONLY,
+    ),
+    Method(
+        "hm3-no-param",
+        "ablation: no parameter level",
+        module="no_param",
+        rule="no_param_paths",
+        benchmark="compare_no_param",
+        stage="ablation: HM3 without parameter level",
+        outputs={
+            "model": layout.MODEL_DIR,
+            "candidates": layout.CANDIDATES_FILE,
+            "recipe": layout.PATH_FILE,
+            "summary": layout.SUMMARY_FILE,
+        },
+        inputs=("policy", "base"),
+        config=LOWER,
+        anytime="HM3 without parameter level",
+        point=POINT_EXPORTED_PATH,
+    ),
 )
 BY_NAME = {m.name: m for m in METHODS}
 BY_RULE = {m.rule: m for m in METHODS}

@@ -22,7 +22,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         unknown = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         known = ", ".join(sorted(error.schema.get("properties", {}))) or "none"
         prefix = f"{where}." if where != "<top level>" else ""
-        return f"unknown config key {', '.join(prefix + k for k in unknown)!s} (allowed here: {known})"
+        return (
+            f"unknown config key {', '.join(prefix + k for k in unknown)!s} (allowed here: {known})"
+        )
     if error.validator == "required":
         return f"config key {where}: {error.message}"
     if error.validator in ("if", "then", "allOf") and error.context:
@@ -34,7 +36,10 @@ def validate_config(config: dict, schema_path: str | Path) -> None:
     """Check the config against the JSON schema and the cross-key rules below."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        validator.iter_errors(config),
+        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+    )
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
     _check_cross_references(config)
@@ -44,16 +49,26 @@ def _check_cross_references(config: dict) -> None:
     models, tasks = config["models"], config["tasks"]
     bases = [name for name, m in models.items() if m["role"] == "base"]
     if len(bases) != 1:
-        raise ConfigError(f"config key models: exactly one model must have role: base (found {bases or 'none'})")
+        raise ConfigError(
+            f"config key models: exactly one model must have role: base (found {bases or 'none'})"
+        )
     for name, model in models.items():
         if model["role"] == "expert" and model["task"] not in tasks:
-            raise ConfigError(f"config key models.{name}.task: {model['task']!r} is not one of tasks "
-                              f"({', '.join(tasks)})")
+            raise ConfigError(
+                f"config key models.{name}.task: {model['task']!r} is not one of tasks "
+                f"({', '.join(tasks)})"
+            )
         if model["source"] == "build" and "tiny" not in config:
             raise ConfigError(f"config key models.{name}.source: 'build' needs the 'tiny' section")
-        if model["source"] == "build" and model["role"] == "expert" and model["task"] not in _TINY_TASKS:
-            raise ConfigError(f"config key models.{name}.task: the tiny suite can build experts for "
-                              f"{', '.join(_TINY_TASKS)} only, not {model['task']!r}")
+        if (
+            model["source"] == "build"
+            and model["role"] == "expert"
+            and model["task"] not in _TINY_TASKS
+        ):
+            raise ConfigError(
+                f"config key models.{name}.task: the tiny suite can build experts for "
+                f"{', '.join(_TINY_TASKS)} only, not {model['task']!r}"
+            )
     experts = {m["task"] for m in models.values() if m["role"] == "expert"}
     missing = [t for t in tasks if t not in experts]
     if missing:

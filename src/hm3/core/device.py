@@ -14,13 +14,16 @@ from typing import Mapping
 import torch
 
 from hm3.core.errors import ConfigError, HM3Error
+from hm3.core.settings import DEFAULT_DTYPE
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_CHOICES = ("auto", *DTYPES)
 
 
 # ------------------------------------------------------------------ dtypes
-def resolve_dtype(name: str | torch.dtype | None, device: str | torch.device = "cpu") -> torch.dtype:
+def resolve_dtype(
+    name: str | torch.dtype | None, device: str | torch.device = "cpu"
+) -> torch.dtype:
     """`evaluation.dtype` as a torch dtype: ``auto`` is bfloat16 on a CUDA device that
     supports it, else float32; None is float32."""
     if isinstance(name, torch.dtype):
@@ -33,7 +36,9 @@ def resolve_dtype(name: str | torch.dtype | None, device: str | torch.device = "
             return torch.bfloat16
         return torch.float32
     if name not in DTYPES:
-        raise ConfigError(f"config key evaluation.dtype: {name!r} is not one of {', '.join(DTYPE_CHOICES)}")
+        raise ConfigError(
+            f"config key evaluation.dtype: {name!r} is not one of {', '.join(DTYPE_CHOICES)}"
+        )
     return DTYPES[name]
 
 
@@ -43,7 +48,7 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 def evaluation_dtype(evaluation: Mapping) -> torch.dtype:
     """The dtype models are loaded, stored and scored in (`evaluation.dtype`)."""
-    return resolve_dtype(evaluation.get("dtype", "float32"), evaluation.get("device", "cpu"))
+    return resolve_dtype(evaluation.get("dtype", DEFAULT_DTYPE), evaluation.get("device", "cpu"))
 
 
 # ------------------------------------------------------------------ free memory
@@ -52,36 +57,52 @@ def host_available() -> int:
     or less when this process's cgroup (a SLURM job's `--mem`, a container) has less
     room left below its limit."""
     try:
-        import psutil  # lazy: optional here (stripped environments read /proc/meminfo below)
+        # lazy: optional here (stripped environments read /proc/meminfo below)
+        import psutil
 
         available = int(psutil.virtual_memory().available)
     except ImportError:  # psutil is a dependency; /proc/meminfo for stripped environments
-        lines = [line for line in Path("/proc/meminfo").read_text().splitlines()
-                 if line.startswith("MemAvailable:")]
+        lines = [
+            line
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemAvailable:")
+        ]
         if not lines:
-            raise HM3Error("cannot tell how much host memory is available (no psutil, no MemAvailable)")
+            raise HM3Error(
+                "cannot tell how much host memory is available (no psutil, no MemAvailable)"
+            )
         available = int(lines[0].split()[1]) * 1024
     room = cgroup_room()
     return available if room is None else min(available, room)
 
 
-def cgroup_room(root: str | Path = "/sys/fs/cgroup", proc: str | Path = "/proc/self/cgroup") -> int | None:
+def cgroup_room(
+    root: str | Path = "/sys/fs/cgroup", proc: str | Path = "/proc/self/cgroup"
+) -> int | None:
     """Limit minus usage (less reclaimable inactive file pages) of this process's memory
     cgroup, v2 or v1; None when there is no limit or it cannot be read."""
     root = Path(root)
     try:
-        entries = [line.split(":", 2) for line in Path(proc).read_text().splitlines() if line.count(":") >= 2]
+        entries = [
+            line.split(":", 2)
+            for line in Path(proc).read_text().splitlines()
+            if line.count(":") >= 2
+        ]
     except OSError:
         return None
     candidates = []
     for _, controllers, path in entries:
         path = path.lstrip("/")
         if controllers == "":  # v2: one unified hierarchy
-            candidates += [(d, "memory.max", "memory.current", "inactive_file") for d in (root / path, root)]
+            candidates += [
+                (d, "memory.max", "memory.current", "inactive_file") for d in (root / path, root)
+            ]
         elif "memory" in controllers.split(","):
             base = root / "memory"
-            candidates += [(d, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
-                           for d in (base / path, base)]
+            candidates += [
+                (d, "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+                for d in (base / path, base)
+            ]
     for directory, limit_file, usage_file, inactive_key in candidates:
         try:
             limit_text = (directory / limit_file).read_text().strip()

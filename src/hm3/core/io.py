@@ -42,7 +42,7 @@ def remove_dead_partials(path: Path) -> list[Path]:
     removed = []
     host = socket.gethostname()
     for sibling in path.parent.glob(f".{glob.escape(path.name)}.*{PARTIAL}"):
-        owner = sibling.name[len(path.name) + 2:-len(PARTIAL)].rsplit(".", 1)[0]
+        owner = sibling.name[len(path.name) + 2 : -len(PARTIAL)].rsplit(".", 1)[0]
         pid, _, owner_host = owner.partition("@")
         if owner_host != host or not pid.isdigit() or pid_exists(int(pid)):
             continue
@@ -90,8 +90,9 @@ def output_path(path: str | os.PathLike) -> Path:
     return path.parent.resolve() / path.name
 
 
-def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False,
-                     inputs: Iterable[str | os.PathLike] = ()) -> Path:
+def check_output_dir(
+    path: str | os.PathLike, *, overwrite: bool = False, inputs: Iterable[str | os.PathLike] = ()
+) -> Path:
     """The one rule for an output folder; returns its absolute path or raises HM3Error.
 
     Writing a folder replaces whatever is at its path, so refused are: a symbolic link
@@ -103,16 +104,19 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False,
     try:
         out = output_path(path)
         if out.is_symlink():
-            raise HM3Error(f"{path}: is a symbolic link (to {os.readlink(out)}); hm3 neither writes through "
-                           "nor replaces a link: give a real folder")
+            raise HM3Error(
+                f"{path}: is a symbolic link (to {os.readlink(out)}); hm3 neither writes through "
+                "nor replaces a link: give a real folder"
+            )
         if not out.exists():  # a new folder, even inside an input, destroys nothing
             return out
         _refuse_protected(out, path, inputs)
         if not out.is_dir():
             raise HM3Error(f"{path}: exists and is not a folder; give a new folder")
         if not overwrite and any(out.iterdir()):
-            raise HM3Error(f"{path}: exists and is not empty; give a new folder, or --overwrite to "
-                           "replace it")
+            raise HM3Error(
+                f"{path}: exists and is not empty; give a new folder, or --overwrite to replace it"
+            )
         return out
     except OSError as err:  # unreadable folder, deleted cwd: a message, not a traceback
         raise HM3Error(f"{path}: cannot check the output folder ({err.strerror or err})") from None
@@ -127,7 +131,9 @@ def _refuse_protected(out: Path, shown, inputs) -> None:
     cwd = Path.cwd().resolve()
     if out == cwd or out in cwd.parents:
         where = "the current folder" if out == cwd else f"an ancestor of the current folder {cwd}"
-        raise HM3Error(f"{shown}: is {where}; replacing it would delete what it holds: give a new folder")
+        raise HM3Error(
+            f"{shown}: is {where}; replacing it would delete what it holds: give a new folder"
+        )
     for item in inputs:
         # the input as named (a link) and as resolved (the folder read)
         for source in {output_path(item), Path(item).expanduser().resolve()}:
@@ -139,13 +145,16 @@ def _refuse_protected(out: Path, shown, inputs) -> None:
                 relation = "holds"
             else:
                 continue
-            raise HM3Error(f"{shown}: {relation} the input {item}; hm3 never writes over what it reads: "
-                           "give a new folder")
+            raise HM3Error(
+                f"{shown}: {relation} the input {item}; hm3 never writes over what it reads: "
+                "give a new folder"
+            )
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False,
-               inputs: Iterable[str | os.PathLike] = ()) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike, *, overwrite: bool = False, inputs: Iterable[str | os.PathLike] = ()
+) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``path`` only if the block succeeds.
 
     ``path`` must pass `check_output_dir` (before the block, and again before the move,
@@ -156,7 +165,9 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False,
     try:
         tmp = _tmp_sibling(path, "dir")
     except OSError as err:  # parent is a file, read-only or missing permissions
-        raise HM3Error(f"{path}: cannot create a folder beside it ({err.strerror or err})") from None
+        raise HM3Error(
+            f"{path}: cannot create a folder beside it ({err.strerror or err})"
+        ) from None
     try:
         yield tmp
         check_output_dir(path, overwrite=overwrite, inputs=inputs)
@@ -182,7 +193,9 @@ def _replace_dir(tmp: Path, path: Path) -> None:
                 os.rename(aside, path)  # put the old folder back
             raise
     except OSError as err:
-        raise HM3Error(f"{path}: could not move the finished output into place ({err.strerror or err})") from None
+        raise HM3Error(
+            f"{path}: could not move the finished output into place ({err.strerror or err})"
+        ) from None
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)
 
@@ -195,8 +208,10 @@ def check_output_file(path: str | os.PathLike, *, overwrite: bool = True) -> Pat
     path = Path(path)
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     if path.is_symlink() and not target.exists():
-        raise HM3Error(f"{path}: is a symbolic link to {os.readlink(path)}, which does not exist; "
-                       "give a file path")
+        raise HM3Error(
+            f"{path}: is a symbolic link to {os.readlink(path)}, which does not exist; "
+            "give a file path"
+        )
     if target.is_dir():
         raise HM3Error(f"{path}: is a folder, not a file; give a file path")
     if target.exists() and not overwrite:
@@ -248,8 +263,12 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise HM3Error(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
+                raise HM3Error(
+                    f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})"
+                ) from None
             if not isinstance(record, dict):
-                raise HM3Error(f"{path}:{number}: expected one JSON object per line, got a {type(record).__name__}")
+                raise HM3Error(
+                    f"{path}:{number}: expected one JSON object per line, got a {type(record).__name__}"
+                )
             records.append(record)
     return records

@@ -15,7 +15,9 @@ from pathlib import Path
 RESULTS = "results"
 LOGS = "logs"
 BENCHMARKS = "results/benchmarks"  # Snakemake's `benchmark:` files, one per job (hm3.report.cost)
-CACHE = "results/cache/evaluations.sqlite"  # the default evaluation cache (config `evaluation.cache`)
+CACHE = (
+    "results/cache/evaluations.sqlite"  # the default evaluation cache (config `evaluation.cache`)
+)
 
 # ------------------------------------------------------------------ data and the model family
 DATA = "results/data"
@@ -76,12 +78,19 @@ MODEL_DIR = "model"
 
 
 def compare_file(method: str, name: str, per_preference: bool = True) -> str:
-    return (f"{RESULTS}/compare/{method}/{{report_pref}}/{name}" if per_preference
-            else f"{RESULTS}/compare/{method}/{name}")
+    return (
+        f"{RESULTS}/compare/{method}/{{report_pref}}/{name}"
+        if per_preference
+        else f"{RESULTS}/compare/{method}/{name}"
+    )
 
 
 def compare_log(method: str, per_preference: bool = True) -> str:
-    return f"{LOGS}/compare/{method}/{{report_pref}}.log" if per_preference else f"{LOGS}/compare/{method}.log"
+    return (
+        f"{LOGS}/compare/{method}/{{report_pref}}.log"
+        if per_preference
+        else f"{LOGS}/compare/{method}.log"
+    )
 
 
 def compare_benchmark(stem: str, per_preference: bool = True) -> str:
@@ -106,7 +115,9 @@ _WILDCARD = re.compile(r"\{(\w+)\}")
 
 def fill(template: str, **values) -> str:
     """The template with the named wildcards filled in; the other wildcards are kept."""
-    return _WILDCARD.sub(lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template)
+    return _WILDCARD.sub(
+        lambda m: str(values[m.group(1)]) if m.group(1) in values else m.group(0), template
+    )
 
 
 def at(results: str | Path, template: str, **values) -> Path:

@@ -94,7 +94,9 @@ def watch_run(stream=None) -> threading.Thread | None:
         return None
     if process_alive(run) and run["pid"] not in _ancestors(os.getpid()):
         return None
-    thread = threading.Thread(target=_watch, args=(run, stream), name="hm3-run-watchdog", daemon=True)
+    thread = threading.Thread(
+        target=_watch, args=(run, stream), name="hm3-run-watchdog", daemon=True
+    )
     thread.start()
     return thread
 
@@ -102,8 +104,12 @@ def watch_run(stream=None) -> threading.Thread | None:
 def _watch(run: dict, stream) -> None:
     while process_alive(run):
         time.sleep(POLL_SECONDS)
-    print(f"[hm3] Snakemake (pid {run['pid']}) that started this job is gone (killed?): stopping "
-          "this job so that the next run redoes it alone", file=stream or sys.stderr, flush=True)
+    print(
+        f"[hm3] Snakemake (pid {run['pid']}) that started this job is gone (killed?): stopping "
+        "this job so that the next run redoes it alone",
+        file=stream or sys.stderr,
+        flush=True,
+    )
     _kill_self()
 
 
@@ -143,7 +149,7 @@ def _recorded_in(proc: Path) -> dict | None:
     prefix = RUN_VARIABLE.encode() + b"="
     for item in environ.split(b"\0"):
         if item.startswith(prefix):
-            return recorded_run({RUN_VARIABLE: item[len(prefix):].decode(errors="replace")})
+            return recorded_run({RUN_VARIABLE: item[len(prefix) :].decode(errors="replace")})
     return None
 
 

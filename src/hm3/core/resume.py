@@ -66,8 +66,9 @@ def claim_locks(state_dir: str | Path = ".snakemake") -> list[str]:
     return claimed
 
 
-def clear_stale_locks(state_dir: str | Path = ".snakemake", stream=None,
-                      grace: float = GRACE_SECONDS) -> list[str]:
+def clear_stale_locks(
+    state_dir: str | Path = ".snakemake", stream=None, grace: float = GRACE_SECONDS
+) -> list[str]:
     """Remove the lock files whose recorded owner on this host has died; return them.
 
     A dead owner's locks are kept while a job it started still runs (its ``kill -9``
@@ -89,8 +90,11 @@ def clear_stale_locks(state_dir: str | Path = ".snakemake", stream=None,
                 removed.append((name, owner["pid"]))
     if removed:
         pids = sorted({pid for _, pid in removed})
-        print(f"hm3: removed {len(removed)} lock file(s) left by a killed run (pid "
-              f"{', '.join(map(str, pids))}); incomplete outputs will be rerun", file=stream)
+        print(
+            f"hm3: removed {len(removed)} lock file(s) left by a killed run (pid "
+            f"{', '.join(map(str, pids))}); incomplete outputs will be rerun",
+            file=stream,
+        )
     return [name for name, _ in removed]
 
 
@@ -116,6 +120,9 @@ def _surviving_jobs(owner: dict, grace: float) -> list[tuple[int, str]]:
 def _report_kept(owner: dict, names: list[str], jobs: list[tuple[int, str]], stream) -> None:
     listed = "; ".join(f"pid {pid}: {command[:200]}" for pid, command in jobs)
     pids = " ".join(str(pid) for pid, _ in jobs)
-    print(f"hm3: kept {len(names)} lock file(s) of a killed run (pid {owner['pid']}): its job still "
-          f"runs ({listed}) and would be started a second time beside itself. Wait for it to end, "
-          f"or stop it with `kill {pids}`; then run snakemake again (not --unlock).", file=stream)
+    print(
+        f"hm3: kept {len(names)} lock file(s) of a killed run (pid {owner['pid']}): its job still "
+        f"runs ({listed}) and would be started a second time beside itself. Wait for it to end, "
+        f"or stop it with `kill {pids}`; then run snakemake again (not --unlock).",
+        file=stream,
+    )

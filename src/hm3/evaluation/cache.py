@@ -37,7 +37,9 @@ CREATE TABLE IF NOT EXISTS evaluations (
 """
 
 
-def entry_key(candidate: str, task: str, split: str, lm_eval_version: str, seed: int, context: str) -> str:
+def entry_key(
+    candidate: str, task: str, split: str, lm_eval_version: str, seed: int, context: str
+) -> str:
     payload = json.dumps([candidate, task, split, lm_eval_version, int(seed), context])
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -54,19 +56,31 @@ class EvaluationCache:
         self._db.execute(SCHEMA)
         self.hits = self.misses = 0
 
-    def get(self, candidate: str, task: str, split: str, lm_eval_version: str, seed: int,
-            context: str) -> dict | None:
+    def get(
+        self, candidate: str, task: str, split: str, lm_eval_version: str, seed: int, context: str
+    ) -> dict | None:
         row = self._db.execute(
             "SELECT score, metrics, seconds FROM evaluations WHERE key = ?",
-            (entry_key(candidate, task, split, lm_eval_version, seed, context),)).fetchone()
+            (entry_key(candidate, task, split, lm_eval_version, seed, context),),
+        ).fetchone()
         if row is None:
             self.misses += 1
             return None
         self.hits += 1
         return {"score": row[0], "metrics": json.loads(row[1]), "seconds": row[2]}
 
-    def put(self, candidate: str, task: str, split: str, lm_eval_version: str, seed: int, context: str,
-            score: float, metrics: Mapping, seconds: float) -> None:
+    def put(
+        self,
+        candidate: str,
+        task: str,
+        split: str,
+        lm_eval_version: str,
+        seed: int,
+        context: str,
+        score: float,
+        metrics: Mapping,
+        seconds: float,
+    ) -> None:
         key = entry_key(candidate, task, split, lm_eval_version, seed, context)
         # INSERT OR IGNORE: two jobs that scored the same candidate at once keep the
         # first row (both computed the same deterministic value)
@@ -74,8 +88,20 @@ class EvaluationCache:
         try:
             self._db.execute(
                 "INSERT OR IGNORE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (key, candidate, task, split, lm_eval_version, int(seed), context, float(score),
-                 json.dumps(dict(metrics), sort_keys=True), float(seconds), time.time()))
+                (
+                    key,
+                    candidate,
+                    task,
+                    split,
+                    lm_eval_version,
+                    int(seed),
+                    context,
+                    float(score),
+                    json.dumps(dict(metrics), sort_keys=True),
+                    float(seconds),
+                    time.time(),
+                ),
+            )
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -123,14 +149,19 @@ def file_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def tree_fingerprint(*paths: str | Path, suffixes: tuple[str, ...] = (".safetensors", ".json", ".jsonl",
-                                                                      ".yaml", ".py", ".bin")) -> str:
+def tree_fingerprint(
+    *paths: str | Path,
+    suffixes: tuple[str, ...] = (".safetensors", ".json", ".jsonl", ".yaml", ".py", ".bin"),
+) -> str:
     """One hash over the files (by relative name and content) under each path."""
     digest = hashlib.sha256()
     for root in paths:
         root = Path(root)
-        files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()
-                                                     and p.suffix in suffixes)
+        files = (
+            [root]
+            if root.is_file()
+            else sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes)
+        )
         for file in files:
             digest.update(str(file.relative_to(root) if file != root else file.name).encode())
             digest.update(file_fingerprint(file).encode())

@@ -24,7 +24,9 @@ from hm3.core.faults import pause_point
 from hm3.evaluation.cache import tree_fingerprint
 
 TINY_TASKS_DIR = Path(hm3.evaluation.tasks.__file__).parent / "tiny"
-HUB_TASKS_DIR = Path(hm3.evaluation.tasks.__file__).parent / "hub"   # search/test splits of hub datasets
+HUB_TASKS_DIR = (
+    Path(hm3.evaluation.tasks.__file__).parent / "hub"
+)  # search/test splits of hub datasets
 
 # lm-eval is chatty at INFO (one line per request batch); our logs keep WARNING and up
 for _name in ("lm_eval", "lm-eval"):
@@ -39,14 +41,19 @@ class TaskSpec:
 
     name: str
     lm_eval_task: dict[str, str]  # split -> lm-eval task name
-    metric: str                   # lm-eval result key, "metric,filter"
-    scale: float = 1.0            # divide by this to get a 0..1 score (chrF, BLEU: 100)
+    metric: str  # lm-eval result key, "metric,filter"
+    scale: float = 1.0  # divide by this to get a 0..1 score (chrF, BLEU: 100)
     extra_metrics: list[str] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, name: str, cfg: dict) -> "TaskSpec":
-        return cls(name=name, lm_eval_task=dict(cfg["lm_eval_task"]), metric=cfg["metric"],
-                   scale=float(cfg.get("scale", 1.0)), extra_metrics=list(cfg.get("extra_metrics", [])))
+        return cls(
+            name=name,
+            lm_eval_task=dict(cfg["lm_eval_task"]),
+            metric=cfg["metric"],
+            scale=float(cfg.get("scale", 1.0)),
+            extra_metrics=list(cfg.get("extra_metrics", [])),
+        )
 
     def task_for(self, split: str) -> str:
         if split not in self.lm_eval_task:
@@ -68,30 +75,49 @@ def include_paths(evaluation: dict) -> list[str]:
 class Scorer:
     """lm-eval task objects for one split, built once; `score` evaluates a live model."""
 
-    def __init__(self, specs: list[TaskSpec], split: str, data_dir: str | Path,
-                 include_path: list[str] | None = None, batch_size: int = 64,
-                 limit: int | None = None, include_defaults: bool = False):
-        from lm_eval.tasks import TaskManager  # lazy: lm-eval loads only when a scorer is built
+    def __init__(
+        self,
+        specs: list[TaskSpec],
+        split: str,
+        data_dir: str | Path,
+        include_path: list[str] | None = None,
+        batch_size: int = 64,
+        limit: int | None = None,
+        include_defaults: bool = False,
+    ):
+        # lazy: lm-eval loads only when a scorer is built
+        from lm_eval.tasks import TaskManager
 
         self.specs, self.split, self.batch_size, self.limit = specs, split, batch_size, limit
         paths = include_path or include_paths({})
         metadata = {"data_dir": str(Path(data_dir).resolve())}
         names = [spec.task_for(split) for spec in specs]
-        self.task_manager = TaskManager(include_path=paths, include_defaults=include_defaults, metadata=metadata)
+        self.task_manager = TaskManager(
+            include_path=paths, include_defaults=include_defaults, metadata=metadata
+        )
         if not include_defaults and any(n not in self.task_manager.all_tasks for n in names):
             # lm-eval's own tasks (gsm8k, wmt16-de-en, ...): indexed only when asked for (takes seconds)
-            self.task_manager = TaskManager(include_path=paths, include_defaults=True, metadata=metadata)
+            self.task_manager = TaskManager(
+                include_path=paths, include_defaults=True, metadata=metadata
+            )
         unknown = [n for n in names if n not in self.task_manager.all_tasks]
         if unknown:
-            raise HM3Error(f"lm-eval task(s) not found: {', '.join(unknown)} "
-                           f"(searched {paths} and lm-eval's own tasks)")
+            raise HM3Error(
+                f"lm-eval task(s) not found: {', '.join(unknown)} "
+                f"(searched {paths} and lm-eval's own tasks)"
+            )
         try:
             self.task_dict = self.task_manager.load(names)
-        except ConnectionError as err:  # an lm-eval task's hub dataset, not cached on an offline machine
-            from hm3.evaluation.tasks.hub.utils import fetch_hint  # lazy: imports datasets, for this message only
+        except (
+            ConnectionError
+        ) as err:  # an lm-eval task's hub dataset, not cached on an offline machine
+            # lazy: imports datasets, for this message only
+            from hm3.evaluation.tasks.hub.utils import fetch_hint
 
-            raise HM3Error(f"lm-eval task(s) {', '.join(names)}: a dataset is not available ({err}). "
-                           f"{fetch_hint()}") from err
+            raise HM3Error(
+                f"lm-eval task(s) {', '.join(names)}: a dataset is not available ({err}). "
+                f"{fetch_hint()}"
+            ) from err
 
     def prompts(self, per_task: int) -> list[str]:
         """The first ``per_task`` prompts of every task on this split, as the model sees them."""
@@ -108,23 +134,39 @@ class Scorer:
 
         ``tasks``: only these objectives (names from the config), default all.
         """
-        from lm_eval.models.huggingface import HFLM  # lazy: lm-eval and torch, only when scoring
+        # lazy: lm-eval and torch, only when scoring
+        from lm_eval.models.huggingface import HFLM
 
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=self.batch_size, device=device,
-                  max_length=getattr(model.config, "max_position_embeddings", None))
+        lm = HFLM(
+            pretrained=model,
+            tokenizer=tokenizer,
+            batch_size=self.batch_size,
+            device=device,
+            max_length=getattr(model.config, "max_position_embeddings", None),
+        )
         return self.score_lm(lm, tasks)
 
     def score_lm(self, lm, tasks: list[str] | None = None) -> dict:
         """Score any lm-eval `LM` (the HF wrapper above, or another backend)."""
-        from lm_eval.evaluator import evaluate  # lazy: lm-eval, only when scoring
+        # lazy: lm-eval, only when scoring
+        from lm_eval.evaluator import evaluate
 
         specs = [s for s in self.specs if tasks is None or s.name in tasks]
         # TaskManager.load's layout: {"tasks": {name: Task}, "groups": ..., "group_map": ...}
         wanted = {s.task_for(self.split) for s in specs}
-        task_dict = {**self.task_dict, "tasks": {n: t for n, t in self.task_dict["tasks"].items() if n in wanted}}
+        task_dict = {
+            **self.task_dict,
+            "tasks": {n: t for n, t in self.task_dict["tasks"].items() if n in wanted},
+        }
         started = time.time()
-        output = evaluate(lm=lm, task_dict=task_dict, limit=self.limit, bootstrap_iters=0,
-                          log_samples=False, verbosity="WARNING")
+        output = evaluate(
+            lm=lm,
+            task_dict=task_dict,
+            limit=self.limit,
+            bootstrap_iters=0,
+            log_samples=False,
+            verbosity="WARNING",
+        )
         return self._collect(output, time.time() - started, specs)
 
     def _collect(self, output: dict, seconds: float, specs: list[TaskSpec]) -> dict:
@@ -133,41 +175,70 @@ class Scorer:
             task = spec.task_for(self.split)
             result = output["results"][task]
             if spec.metric not in result:
-                raise ConfigError(f"tasks.{spec.name}.metric {spec.metric!r} is not among lm-eval's "
-                                  f"results for {task}: {sorted(k for k in result if ',' in k)}")
+                raise ConfigError(
+                    f"tasks.{spec.name}.metric {spec.metric!r} is not among lm-eval's "
+                    f"results for {task}: {sorted(k for k in result if ',' in k)}"
+                )
             scores[spec.name] = float(result[spec.metric]) / spec.scale
-            metrics[spec.name] = {k: float(result[k]) for k in [spec.metric, *spec.extra_metrics] if k in result}
+            metrics[spec.name] = {
+                k: float(result[k]) for k in [spec.metric, *spec.extra_metrics] if k in result
+            }
             counts[spec.name] = int(output.get("n-samples", {}).get(task, {}).get("effective", 0))
-        return {"split": self.split, "scores": scores, "metrics": metrics, "examples": counts,
-                "seconds": round(seconds, 2), "lm_eval_version": _lm_eval_version()}
+        return {
+            "split": self.split,
+            "scores": scores,
+            "metrics": metrics,
+            "examples": counts,
+            "seconds": round(seconds, 2),
+            "lm_eval_version": _lm_eval_version(),
+        }
 
 
 def _lm_eval_version() -> str:
     return version("lm_eval")
 
 
-def load_model(model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False, dtype=None):
+def load_model(
+    model_dir: str | Path, device: str = "cpu", trust_remote_code: bool = False, dtype=None
+):
     """A checkpoint and its tokenizer, for scoring."""
-    check_before_tokenizer_load(model_dir)  # before transformers is even imported: a bad file fails fast
-    from transformers import AutoTokenizer  # lazy: after the file checks, so a bad file fails fast
+    check_before_tokenizer_load(
+        model_dir
+    )  # before transformers is even imported: a bad file fails fast
+    # lazy: after the file checks, so a bad file fails fast
+    from transformers import AutoTokenizer
 
     with remote_code_refused(model_dir):
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     return load_causal_lm(model_dir, device, trust_remote_code, dtype), tokenizer
 
 
-def score_checkpoint(tasks: dict, evaluation: dict, model_dir: str | Path, split: str,
-                     data_dir: str | Path, trust_remote_code: bool = False) -> dict:
+def score_checkpoint(
+    tasks: dict,
+    evaluation: dict,
+    model_dir: str | Path,
+    split: str,
+    data_dir: str | Path,
+    trust_remote_code: bool = False,
+) -> dict:
     """Score a checkpoint folder on every configured task (one lm-eval run)."""
     # a bad model file is refused in a second, before torch is imported (load_model loads the tokenizer)
     check_before_tokenizer_load(model_dir, load=False)
-    from hm3.core.device import evaluation_dtype  # lazy: imports torch, after the refusal above
+    # lazy: imports torch, after the refusal above
+    from hm3.core.device import evaluation_dtype
 
     # experts, exported merges and paths are scored in the dtype the searches score candidates in
-    model, tokenizer = load_model(model_dir, evaluation["device"], trust_remote_code, evaluation_dtype(evaluation))
-    scorer = Scorer(task_specs(tasks), split, data_dir,
-                    include_path=include_paths(evaluation), batch_size=evaluation["batch_size"],
-                    limit=evaluation.get("limit"))
+    model, tokenizer = load_model(
+        model_dir, evaluation["device"], trust_remote_code, evaluation_dtype(evaluation)
+    )
+    scorer = Scorer(
+        task_specs(tasks),
+        split,
+        data_dir,
+        include_path=include_paths(evaluation),
+        batch_size=evaluation["batch_size"],
+        limit=evaluation.get("limit"),
+    )
     return scorer.score(model, tokenizer, device=evaluation["device"])
 
 
@@ -180,18 +251,24 @@ class CachedEvaluator:
     score depends on (see :func:`evaluation_context`).
     """
 
-    def __init__(self, scorer: Scorer, tokenizer, cache, context: str, seed: int, device: str = "cpu"):
+    def __init__(
+        self, scorer: Scorer, tokenizer, cache, context: str, seed: int, device: str = "cpu"
+    ):
         self.scorer, self.tokenizer, self.cache = scorer, tokenizer, cache
         self.context, self.seed, self.device = context, int(seed), device
         self.version = _lm_eval_version()
-        self.evaluations = 0      # candidates actually scored (at least one task missing)
-        self.seconds = 0.0        # time spent scoring them
+        self.evaluations = 0  # candidates actually scored (at least one task missing)
+        self.seconds = 0.0  # time spent scoring them
 
     def evaluate(self, candidate: str, build) -> dict:
         """{scores, metrics, cached, seconds} for the candidate on the scorer's split."""
         split = self.scorer.split
-        found = {spec.name: self.cache.get(candidate, spec.name, split, self.version, self.seed, self.context)
-                 for spec in self.scorer.specs}
+        found = {
+            spec.name: self.cache.get(
+                candidate, spec.name, split, self.version, self.seed, self.context
+            )
+            for spec in self.scorer.specs
+        }
         missing = [name for name, entry in found.items() if entry is None]
         seconds = 0.0
         if missing:
@@ -201,18 +278,27 @@ class CachedEvaluator:
             self.evaluations += 1
             self.seconds += seconds
             for name in missing:
-                entry = {"score": result["scores"][name], "metrics": result["metrics"][name],
-                         "seconds": seconds / len(missing)}
-                self.cache.put(candidate, name, split, self.version, self.seed, self.context, **entry)
+                entry = {
+                    "score": result["scores"][name],
+                    "metrics": result["metrics"][name],
+                    "seconds": seconds / len(missing),
+                }
+                self.cache.put(
+                    candidate, name, split, self.version, self.seed, self.context, **entry
+                )
                 found[name] = entry
             pause_point("evaluate.scored")  # reliability tests kill an evaluation batch here
-        return {"scores": {n: e["score"] for n, e in found.items()},
-                "metrics": {n: e["metrics"] for n, e in found.items()},
-                "cached": not missing, "seconds": round(seconds, 3)}
+        return {
+            "scores": {n: e["score"] for n, e in found.items()},
+            "metrics": {n: e["metrics"] for n, e in found.items()},
+            "cached": not missing,
+            "seconds": round(seconds, 3),
+        }
 
 
-def evaluation_context(model_dirs: list[str | Path], data_dir: str | Path, split: str, tasks: dict,
-                       evaluation: dict) -> str:
+def evaluation_context(
+    model_dirs: list[str | Path], data_dir: str | Path, split: str, tasks: dict, evaluation: dict
+) -> str:
     """Fingerprint of what, besides the candidate, decides its scores: the model
     files, the split's task data, the task definitions and the evaluation settings."""
     data_files = sorted(Path(data_dir).glob(f"*/{split}.jsonl"))
@@ -221,7 +307,10 @@ def evaluation_context(model_dirs: list[str | Path], data_dir: str | Path, split
         "data": tree_fingerprint(*data_files) if data_files else "",
         "task_definitions": tree_fingerprint(*include_paths(evaluation)),
         "tasks": tasks,
-        "settings": {**{k: evaluation.get(k) for k in ("batch_size", "limit", "device")}, **_dtype_setting(evaluation)},
+        "settings": {
+            **{k: evaluation.get(k) for k in ("batch_size", "limit", "device")},
+            **_dtype_setting(evaluation),
+        },
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -230,7 +319,8 @@ def _dtype_setting(evaluation: dict) -> dict:
     """The dtype models are scored in, for the fingerprint: absent when float32 (the
     only dtype before `evaluation.dtype` existed), so float32 scores already cached
     stay valid; `auto` counts as the dtype it resolves to."""
-    from hm3.core.device import dtype_name, evaluation_dtype  # lazy: imports torch, kept off this module's import
+    # lazy: imports torch, kept off this module's import
+    from hm3.core.device import dtype_name, evaluation_dtype
 
     name = dtype_name(evaluation_dtype(evaluation))
     return {} if name == "float32" else {"dtype": name}

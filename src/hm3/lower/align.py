@@ -48,10 +48,14 @@ def foreign_positions(path, anchor_index: int) -> list[int]:
 class AlignmentNet(nn.Module):
     """W(m, l, t): one-hot (model, layer, position) -> per-channel (scale, shift)."""
 
-    def __init__(self, n_models: int, max_layers: int, max_positions: int, hidden_size: int, width: int):
+    def __init__(
+        self, n_models: int, max_layers: int, max_positions: int, hidden_size: int, width: int
+    ):
         super().__init__()
         self.sizes = (n_models, max_layers, max_positions)
-        self.mlp = nn.Sequential(nn.Linear(sum(self.sizes), width), nn.Tanh(), nn.Linear(width, 2 * hidden_size))
+        self.mlp = nn.Sequential(
+            nn.Linear(sum(self.sizes), width), nn.Tanh(), nn.Linear(width, 2 * hidden_size)
+        )
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
 
@@ -88,19 +92,23 @@ def encode_prompts(tokenizer, prompts: Sequence[str], max_tokens: int) -> dict:
     ids = torch.full((len(rows), width), pad if pad is not None else 0, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):  # right padding: positions of real tokens stay 0..n-1
-        ids[i, :len(r)] = torch.tensor(r)
-        mask[i, :len(r)] = 1
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
     return {"input_ids": ids, "attention_mask": mask}
 
 
-def _layer_inputs(model: nn.Module, layers: Mapping[int, nn.Module], batch: dict) -> dict[int, torch.Tensor]:
+def _layer_inputs(
+    model: nn.Module, layers: Mapping[int, nn.Module], batch: dict
+) -> dict[int, torch.Tensor]:
     """The hidden states entering the given layer modules (real tokens only)."""
     seen: dict[int, torch.Tensor] = {}
     handles = []
     for key, module in layers.items():
+
         def hook(mod, args, kwargs, key=key):
             hidden = args[0] if args else kwargs["hidden_states"]
             seen.setdefault(key, hidden.detach())
+
         handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
     try:
         with torch.no_grad():
@@ -112,7 +120,9 @@ def _layer_inputs(model: nn.Module, layers: Mapping[int, nn.Module], batch: dict
     return {k: v[keep] for k, v in seen.items()}
 
 
-def fit_alignment(pool, path, batch: dict, settings: AlignmentSettings) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+def fit_alignment(
+    pool, path, batch: dict, settings: AlignmentSettings
+) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Per foreign position of ``path``: the fitted (scale, shift). Empty when the
     path has no foreign position (it runs every layer at home)."""
     path = as_path(path)
@@ -144,10 +154,16 @@ def fit_alignment(pool, path, batch: dict, settings: AlignmentSettings) -> dict[
             # the recorded input is before position i's own alignment, which applies here
             aligned = inputs[i].float() * scale[k] + shift[k]
             mean, cov = targets[i]
-            loss = loss + coral_loss(aligned, cov) + settings.mean_weight * ((aligned.mean(0) - mean) ** 2).mean()
+            loss = (
+                loss
+                + coral_loss(aligned, cov)
+                + settings.mean_weight * ((aligned.mean(0) - mean) ** 2).mean()
+            )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     with torch.no_grad():
         scale, shift = net(codes)
-    return {i: (scale[k].detach().clone(), shift[k].detach().clone()) for k, i in enumerate(foreign)}
+    return {
+        i: (scale[k].detach().clone(), shift[k].detach().clone()) for k, i in enumerate(foreign)
+    }

@@ -30,8 +30,18 @@ from hm3.checkpoints.layers import PathLayer, decoder
 from hm3.core.errors import HM3Error
 
 # config fields that must agree for a layer to run inside another model's stream
-LAYER_FIELDS = ("hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act",
-                "rope_theta", "rope_scaling", "rope_parameters", "attention_bias", "mlp_bias")
+LAYER_FIELDS = (
+    "hidden_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "hidden_act",
+    "rope_theta",
+    "rope_scaling",
+    "rope_parameters",
+    "attention_bias",
+    "mlp_bias",
+)
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,9 @@ def parse_path(text: str, names: Sequence[str]) -> InferencePath:
     for token in text.split():
         name, _, layer = token.rpartition(":")
         if name not in names or not layer.isdigit():
-            raise HM3Error(f"bad path step {token!r}: expected MODEL:LAYER with MODEL in {', '.join(names)}")
+            raise HM3Error(
+                f"bad path step {token!r}: expected MODEL:LAYER with MODEL in {', '.join(names)}"
+            )
         steps.append((names.index(name), int(layer)))
     return as_path(steps)
 
@@ -98,10 +110,14 @@ class LayerPool:
             raise HM3Error(f"path of {len(path)} layers is longer than T_max = {max_length}")
         for position, step in enumerate(path):
             if not 0 <= step.model < len(self.models):
-                raise HM3Error(f"step {position}: model {step.model} is not in the pool (0..{len(self.models) - 1})")
+                raise HM3Error(
+                    f"step {position}: model {step.model} is not in the pool (0..{len(self.models) - 1})"
+                )
             if not 0 <= step.layer < self.depths[step.model]:
-                raise HM3Error(f"step {position}: {self.names[step.model]} has layers 0..{self.depths[step.model] - 1}, "
-                               f"not {step.layer}")
+                raise HM3Error(
+                    f"step {position}: {self.names[step.model]} has layers 0..{self.depths[step.model] - 1}, "
+                    f"not {step.layer}"
+                )
 
     def assemble(self, path: InferencePath, alignment=None) -> nn.Module:
         """A live model running ``path``; it shares every module with the pool.
@@ -121,8 +137,10 @@ class LayerPool:
                 setattr(inner, name, module)
         shell.lm_head = anchor.lm_head
         alignment = alignment or {}
-        inner.layers = nn.ModuleList(PathLayer(decoder(self.models[s.model]).layers[s.layer], i, alignment.get(i))
-                                     for i, s in enumerate(path))
+        inner.layers = nn.ModuleList(
+            PathLayer(decoder(self.models[s.model]).layers[s.layer], i, alignment.get(i))
+            for i, s in enumerate(path)
+        )
         shell.generation_config = copy.deepcopy(anchor.generation_config)
         left = [n for n, t in [*shell.named_parameters(), *shell.named_buffers()] if t.is_meta]
         if left:
@@ -133,21 +151,37 @@ class LayerPool:
         """The tensors of the path as a plain checkpoint of the anchor's architecture."""
         path = as_path(path)
         self.check_path(path)
-        state = {name: t for name, t in self.anchor.state_dict().items() if not name.startswith("model.layers.")}
+        state = {
+            name: t
+            for name, t in self.anchor.state_dict().items()
+            if not name.startswith("model.layers.")
+        }
         for i, step in enumerate(path):
-            for name, tensor in decoder(self.models[step.model]).layers[step.layer].state_dict().items():
+            for name, tensor in (
+                decoder(self.models[step.model]).layers[step.layer].state_dict().items()
+            ):
                 state[f"model.layers.{i}.{name}"] = tensor
         return state
 
-    def export(self, path: InferencePath, out_dir: str | Path, tokenizer=None, card: str = "",
-               max_shard_size: str = "2GB", alignment=None, overwrite: bool = False) -> None:
+    def export(
+        self,
+        path: InferencePath,
+        out_dir: str | Path,
+        tokenizer=None,
+        card: str = "",
+        max_shard_size: str = "2GB",
+        alignment=None,
+        overwrite: bool = False,
+    ) -> None:
         """Write the path as a Hugging Face checkpoint (num_hidden_layers = T), atomically;
         with ``alignment``, its scales go beside the weights (`hm3.checkpoints.alignment`)."""
         path = as_path(path)
         sizes = {getattr(self.models[s.model].config, "intermediate_size", None) for s in path}
         if len(sizes) > 1:
-            raise HM3Error(f"the path mixes MLP widths {sorted(sizes)}: it runs live but has no plain "
-                           "checkpoint form (one intermediate_size per config)")
+            raise HM3Error(
+                f"the path mixes MLP widths {sorted(sizes)}: it runs live but has no plain "
+                "checkpoint form (one intermediate_size per config)"
+            )
         config = copy.deepcopy(self.anchor.config)
         config.num_hidden_layers = len(path)
         config.intermediate_size = sizes.pop()
@@ -155,13 +189,25 @@ class LayerPool:
             config.layer_types = [self.models[s.model].config.layer_types[s.layer] for s in path]
         with torch.device("meta"):
             model = type(self.anchor)(config)
-        model.load_state_dict({k: v.detach().clone() for k, v in self.state_dict_for(path).items()},
-                              strict=True, assign=True)
+        model.load_state_dict(
+            {k: v.detach().clone() for k, v in self.state_dict_for(path).items()},
+            strict=True,
+            assign=True,
+        )
         extra = functools.partial(save_alignment, alignment) if alignment else None
-        save_checkpoint(model, tokenizer, out_dir, card, max_shard_size=max_shard_size, extra=extra,
-                        overwrite=overwrite)
+        save_checkpoint(
+            model,
+            tokenizer,
+            out_dir,
+            card,
+            max_shard_size=max_shard_size,
+            extra=extra,
+            overwrite=overwrite,
+        )
 
-    def passthrough_yaml(self, path: InferencePath, references: Sequence[str], dtype: str = "float32") -> str | None:
+    def passthrough_yaml(
+        self, path: InferencePath, references: Sequence[str], dtype: str = "float32"
+    ) -> str | None:
         """The path as a mergekit `passthrough` config, or None when it has no such form.
 
         mergekit takes the embeddings from the first slice's model and the final
@@ -178,9 +224,18 @@ class LayerPool:
                 last["end"] += 1
             else:
                 slices.append({"model": step.model, "start": step.layer, "end": step.layer + 1})
-        config = {"slices": [{"sources": [{"model": references[s["model"]], "layer_range": [s["start"], s["end"]]}]}
-                             for s in slices],
-                  "merge_method": "passthrough", "dtype": dtype}
+        config = {
+            "slices": [
+                {
+                    "sources": [
+                        {"model": references[s["model"]], "layer_range": [s["start"], s["end"]]}
+                    ]
+                }
+                for s in slices
+            ],
+            "merge_method": "passthrough",
+            "dtype": dtype,
+        }
         return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
 
 
@@ -192,15 +247,25 @@ def check_compatible(configs: Mapping[str, object]) -> None:
         for field in LAYER_FIELDS:
             a, b = getattr(first, field, None), getattr(configs[name], field, None)
             if a != b:
-                raise HM3Error(f"incompatible pool: {names[0]} has {field} = {a!r}, {name} has {b!r}; "
-                               "layers of one cannot run in the other's hidden stream")
+                raise HM3Error(
+                    f"incompatible pool: {names[0]} has {field} = {a!r}, {name} has {b!r}; "
+                    "layers of one cannot run in the other's hidden stream"
+                )
 
 
-def load_pool(model_dirs: Mapping[str, str | Path], anchor: str, device: str = "cpu",
-              trust_remote_code: bool = False, dtype=None) -> LayerPool:
+def load_pool(
+    model_dirs: Mapping[str, str | Path],
+    anchor: str,
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+    dtype=None,
+) -> LayerPool:
     """A pool from checkpoint folders (safetensors only), in ``dtype`` (default float32;
     `evaluation.dtype` names and ``auto`` accepted) on ``device``."""
-    models = {name: load_causal_lm(path, device, trust_remote_code, dtype) for name, path in model_dirs.items()}
+    models = {
+        name: load_causal_lm(path, device, trust_remote_code, dtype)
+        for name, path in model_dirs.items()
+    }
     return LayerPool(models, anchor)
 
 

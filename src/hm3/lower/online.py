@@ -16,7 +16,14 @@ from hm3.core import layout
 from hm3.core.errors import HM3Error
 from hm3.core.io import atomic_file, write_json, write_text
 from hm3.core.seeds import derive_seed
-from hm3.lower.settings import alignment_settings, reward_function, rl_settings
+from hm3.lower.settings import (
+    OnlineSettings,
+    alignment_settings,
+    lower_settings,
+    reward_function,
+    rl_settings,
+)
+from hm3.upper.settings import moo_settings
 from hm3.upper.preferences import preference_weights, scalarizer
 from hm3.upper.moo import check_weights
 
@@ -26,8 +33,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def online_paths(agent, weights: np.ndarray, settings: Mapping, score: Callable[[str, list], float],
-                 seen: set | None = None) -> None:
+def online_paths(
+    agent,
+    weights: np.ndarray,
+    settings: OnlineSettings,
+    score: Callable[[str, list], float],
+    seen: set | None = None,
+) -> None:
     """Score the paths the online search proposes for one λ (the caller scores the
     identity path first and passes it in ``seen``): the greedy critic and actor
     decisions, ``samples`` sampled rollouts that are new paths (a policy trained
@@ -43,16 +55,19 @@ def online_paths(agent, weights: np.ndarray, settings: Mapping, score: Callable[
 
     def greedy(tag):
         for decide in ("critic", "actor"):
-            propose(f"{tag}greedy-{decide}", agent.rollout(weights, greedy=True, decide=decide).path(agent.space))
+            propose(
+                f"{tag}greedy-{decide}",
+                agent.rollout(weights, greedy=True, decide=decide).path(agent.space),
+            )
 
     greedy("")
-    for _ in range(settings.get("samples", 0)):
+    for _ in range(settings.samples):
         for _attempt in range(50):
             path = agent.rollout(weights).path(agent.space)
             if tuple(path) not in seen:
                 break
         propose("sample", path)
-    for update in range(settings.get("updates", 0)):
+    for update in range(settings.updates):
         batch = [agent.rollout(weights) for _ in range(agent.settings.episodes_per_update)]
         for episode in batch:
             agent.finish(episode, propose(f"update{update}-sample", episode.path(agent.space)))
@@ -60,18 +75,28 @@ def online_paths(agent, weights: np.ndarray, settings: Mapping, score: Callable[
         greedy(f"update{update}-")
 
 
-def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy_dir: str | Path,
-                anchor_dir: str | Path, out_dir: str | Path, max_shard_size: str = "2GB",
-                overwrite: bool = False) -> dict:
+def search_path(
+    config: Mapping,
+    preference: str,
+    ideal_file: str | Path,
+    policy_dir: str | Path,
+    anchor_dir: str | Path,
+    out_dir: str | Path,
+    max_shard_size: str = "2GB",
+    overwrite: bool = False,
+) -> dict:
     """Online search for one reporting λ: roll the trained policy out over the pool
     (experts + M_λ), keep the best path on the search split (the identity path, M_λ
     itself, is always a candidate), score it on the test split and export it (``overwrite``:
     an existing ``out_dir/model`` may be replaced)."""
     # the stage's script imports this module before `job()` sets its threads and its log,
     # so the heavy modules load here, once the job runs
-    from hm3.lower.inference_path import parse_path  # lazy: torch, once the job runs (see above)
-    from hm3.lower.policy import load_policy  # lazy: torch, once the job runs (see above)
-    from hm3.lower.pool import CandidateLog, PoolFactory, export_path  # lazy: torch, transformers (as above)
+    # lazy: torch, once the job runs (see above)
+    from hm3.lower.inference_path import parse_path
+    from hm3.lower.policy import load_policy
+
+    # lazy: torch, transformers (as above)
+    from hm3.lower.pool import CandidateLog, PoolFactory, export_path
 
     started = time.time()
     weights = check_weights(preference_weights(config, preference), list(config["tasks"]))
@@ -84,43 +109,88 @@ def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy
         _check_layout(pool, meta)
         search = factory.evaluator(pool, anchor_dir, "search")
         plain = scalarizer(ideal)
-        candidates = CandidateLog(search, pool.names, weights, scalarizer(ideal, config["moo"].get("augmentation", 0.0)),
-                                  plain, reward_function(config, ideal))
+        candidates = CandidateLog(
+            search,
+            pool.names,
+            weights,
+            scalarizer(ideal, moo_settings(config).augmentation),
+            plain,
+            reward_function(config, ideal),
+        )
         identity = [(s.model, s.layer) for s in pool.identity_path()]
-        identity_value = candidates.score("identity", identity)["value"]  # always the first candidate
-        identity_value *= bool(config["rl"].get("relative_to_identity", True))
-        online_paths(agent, weights, config["rl"].get("online", {}),
-                     lambda origin, path: candidates.score(origin, path)["value"] - identity_value,
-                     seen={tuple(identity)})
+        identity_value = candidates.score("identity", identity)[
+            "value"
+        ]  # always the first candidate
+        lower = lower_settings(config)
+        identity_value *= bool(lower.relative_to_identity)
+        online_paths(
+            agent,
+            weights,
+            lower.online,
+            lambda origin, path: candidates.score(origin, path)["value"] - identity_value,
+            seen={tuple(identity)},
+        )
         best = candidates.best()
         best_path = parse_path(best["path"], pool.names)
         alignment = {}
-        if config["rl"].get("alignment", {}).get("enabled", False):
-            alignment = align_best(config, preference, factory, pool, candidates, best_path, float(best["objective"]))
+        if lower.align:
+            alignment = align_best(
+                config, preference, factory, pool, candidates, best_path, float(best["objective"])
+            )
             best = candidates.frame().iloc[-1] if alignment else best
         on_test = factory.evaluator(pool, anchor_dir, "test")
-        test, identity_test = on_test.evaluate(best_path, alignment), on_test.evaluate(pool.identity_path())
+        test, identity_test = (
+            on_test.evaluate(best_path, alignment),
+            on_test.evaluate(pool.identity_path()),
+        )
         frame = candidates.frame()
         distinct = int(frame["path"].nunique())
-        export_path(pool, best_path, Path(out_dir) / "model", factory.tokenizer, preference, weights,
-                    config, factory.expert_dirs, anchor_dir, str(best["origin"]), max_shard_size, alignment,
-                    overwrite)
+        export_path(
+            pool,
+            best_path,
+            Path(out_dir) / "model",
+            factory.tokenizer,
+            preference,
+            weights,
+            config,
+            factory.expert_dirs,
+            anchor_dir,
+            str(best["origin"]),
+            max_shard_size,
+            alignment,
+            overwrite,
+        )
         with atomic_file(Path(out_dir) / "candidates.csv") as handle:
             frame.to_csv(handle, index=False, float_format="%.6f")
-        yaml_text = pool.passthrough_yaml(best_path, [*factory.expert_dirs.values(), str(anchor_dir)]) or \
-            f"# not expressible as a mergekit passthrough (it must start and end in M_λ)\npath: {best['path']}\n"
+        yaml_text = (
+            pool.passthrough_yaml(best_path, [*factory.expert_dirs.values(), str(anchor_dir)])
+            or f"# not expressible as a mergekit passthrough (it must start and end in M_λ)\npath: {best['path']}\n"
+        )
         write_text(Path(out_dir) / "path.yaml", yaml_text)
         summary = {
-            "preference": preference, "weights": dict(zip(factory.tasks, weights.tolist())),
-            "best": {"path": best["path"], "origin": best["origin"], "length": int(best["length"]),
-                     "objective_search": float(best["objective"]), "g_search": float(best["g"]),
-                     "scores_search": {t: float(best[f"score.{t}"]) for t in factory.tasks},
-                     "scores_test": test["scores"], "g_test": float(plain(test["scores"], weights))},
-            "identity": {"g_search": float(frame.loc[0, "g"]), "scores_test": identity_test["scores"],
-                         "g_test": float(plain(identity_test["scores"], weights))},
+            "preference": preference,
+            "weights": dict(zip(factory.tasks, weights.tolist())),
+            "best": {
+                "path": best["path"],
+                "origin": best["origin"],
+                "length": int(best["length"]),
+                "objective_search": float(best["objective"]),
+                "g_search": float(best["g"]),
+                "scores_search": {t: float(best[f"score.{t}"]) for t in factory.tasks},
+                "scores_test": test["scores"],
+                "g_test": float(plain(test["scores"], weights)),
+            },
+            "identity": {
+                "g_search": float(frame.loc[0, "g"]),
+                "scores_test": identity_test["scores"],
+                "g_test": float(plain(identity_test["scores"], weights)),
+            },
             "aligned_layers": sorted(alignment),
-            "candidates": len(frame), "distinct_paths": distinct, "budget": distinct,
-            "evaluations": search.evaluator.evaluations, "test_evaluations": on_test.evaluator.evaluations,
+            "candidates": len(frame),
+            "distinct_paths": distinct,
+            "budget": distinct,
+            "evaluations": search.evaluator.evaluations,
+            "test_evaluations": on_test.evaluator.evaluations,
             "seconds_evaluating": round(search.evaluator.seconds, 2),
             "wall_seconds": round(time.time() - started, 1),
         }
@@ -130,17 +200,24 @@ def search_path(config: Mapping, preference: str, ideal_file: str | Path, policy
     return summary
 
 
-def align_best(config, preference, factory, pool, candidates: CandidateLog, path, best_value: float) -> dict:
+def align_best(
+    config, preference, factory, pool, candidates: CandidateLog, path, best_value: float
+) -> dict:
     """Fit the layer alignment of the best path and score the aligned path on the
     search split as one more candidate; keep the alignment only if it scores better."""
-    from hm3.lower.align import encode_prompts, fit_alignment  # lazy: torch (as in search_path)
-    from hm3.lower.inference_path import describe  # lazy: torch (as in search_path)
+    # lazy: torch (as in search_path)
+    from hm3.lower.align import encode_prompts, fit_alignment
+    from hm3.lower.inference_path import describe
 
     settings = alignment_settings(config, preference)
-    batch = encode_prompts(factory.tokenizer, factory.scorer("search").prompts(settings.prompts), settings.max_tokens)
+    batch = encode_prompts(
+        factory.tokenizer, factory.scorer("search").prompts(settings.prompts), settings.max_tokens
+    )
     alignment = fit_alignment(pool, path, batch, settings)
     if not alignment:
-        log.info("best path %s runs every layer at home: nothing to align", describe(path, pool.names))
+        log.info(
+            "best path %s runs every layer at home: nothing to align", describe(path, pool.names)
+        )
         return {}
     candidates.score("aligned", path, alignment)
     value = candidates.rows[-1]["objective"]
@@ -151,14 +228,24 @@ def align_best(config, preference, factory, pool, candidates: CandidateLog, path
     return {}
 
 
-def random_paths(config: Mapping, preference: str, ideal_file: str | Path, anchor_dir: str | Path,
-                 budget_file: str | Path, out_json: str | Path, out_csv: str | Path) -> dict:
+def random_paths(
+    config: Mapping,
+    preference: str,
+    ideal_file: str | Path,
+    anchor_dir: str | Path,
+    budget_file: str | Path,
+    out_json: str | Path,
+    out_csv: str | Path,
+) -> dict:
     """The random-path baseline: as many distinct uniformly random valid paths as the
     online search scored for this λ, best on the search split, scored on test."""
     # the stage's script imports this module before `job()` sets its threads and its log,
     # so the heavy modules load here, once the job runs
-    from hm3.lower.inference_path import as_path, parse_path  # lazy: torch, once the job runs (see above)
-    from hm3.lower.pool import CandidateLog, PoolFactory  # lazy: torch and transformers (as above)
+    # lazy: torch, once the job runs (see above)
+    from hm3.lower.inference_path import as_path, parse_path
+
+    # lazy: torch and transformers (as above)
+    from hm3.lower.pool import CandidateLog, PoolFactory
 
     weights = check_weights(preference_weights(config, preference), list(config["tasks"]))
     ideal = json.loads(Path(ideal_file).read_text())
@@ -169,8 +256,13 @@ def random_paths(config: Mapping, preference: str, ideal_file: str | Path, ancho
     try:
         pool = factory.pool(anchor_dir)
         plain = scalarizer(ideal)
-        candidates = CandidateLog(factory.evaluator(pool, anchor_dir, "search"), pool.names, weights,
-                                  scalarizer(ideal, config["moo"].get("augmentation", 0.0)), plain)
+        candidates = CandidateLog(
+            factory.evaluator(pool, anchor_dir, "search"),
+            pool.names,
+            weights,
+            scalarizer(ideal, moo_settings(config).augmentation),
+            plain,
+        )
         steps = [(m, layer) for m, depth in enumerate(pool.depths) for layer in range(depth)]
         possible = sum(len(steps) ** length for length in range(1, t_max + 1))
         seen = set()
@@ -187,15 +279,25 @@ def random_paths(config: Mapping, preference: str, ideal_file: str | Path, ancho
         factory.close()
     with atomic_file(out_csv) as handle:
         candidates.frame().to_csv(handle, index=False, float_format="%.6f")
-    summary = {"preference": preference, "budget": budget, "evaluations": candidates.evaluator.evaluator.evaluations,
-               "test_evaluations": on_test.evaluator.evaluations, "best": {
-        "path": best["path"], "g_search": float(best["g"]), "scores_test": test["scores"],
-        "g_test": float(plain(test["scores"], weights))}}
+    summary = {
+        "preference": preference,
+        "budget": budget,
+        "evaluations": candidates.evaluator.evaluator.evaluations,
+        "test_evaluations": on_test.evaluator.evaluations,
+        "best": {
+            "path": best["path"],
+            "g_search": float(best["g"]),
+            "scores_test": test["scores"],
+            "g_test": float(plain(test["scores"], weights)),
+        },
+    }
     write_json(out_json, summary)
     return summary
 
 
 def _check_layout(pool, meta: Mapping) -> None:
     if list(pool.names) != list(meta["pool"]) or list(pool.depths) != list(meta["depths"]):
-        raise HM3Error(f"the policy was trained on pool {meta['pool']} with depths {meta['depths']}, "
-                       f"not {pool.names} with depths {pool.depths}: retrain it for this family")
+        raise HM3Error(
+            f"the policy was trained on pool {meta['pool']} with depths {meta['depths']}, "
+            f"not {pool.names} with depths {pool.depths}: retrain it for this family"
+        )

@@ -17,8 +17,12 @@ def plot_training(frame, path: str | Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     window = max(1, min(16, len(frame) // 5))
     axes[0].scatter(frame["episode"], frame["reward"], s=8, alpha=0.4, label="episode")
-    axes[0].plot(frame["episode"], frame["reward"].rolling(window, min_periods=1).mean(), color="C1",
-                 label=f"moving mean ({window})")
+    axes[0].plot(
+        frame["episode"],
+        frame["reward"].rolling(window, min_periods=1).mean(),
+        color="C1",
+        label=f"moving mean ({window})",
+    )
     axes[0].set_xlabel("episode")
     axes[0].set_ylabel("episode reward R")
     axes[0].legend(fontsize=8)

@@ -27,30 +27,52 @@ def describe_actions(agent, episode, names: Sequence[str]) -> str:
     return describe(as_path(episode.path(agent.space)), names)
 
 
-def save_policy(agent, out_dir: str | Path, names: Sequence[str], tasks: Sequence[str], meta: Mapping,
-                overwrite: bool = False) -> None:
+def save_policy(
+    agent,
+    out_dir: str | Path,
+    names: Sequence[str],
+    tasks: Sequence[str],
+    meta: Mapping,
+    overwrite: bool = False,
+) -> None:
     """Networks as safetensors, settings and pool layout as JSON: loading runs no pickle."""
-    tensors = {f"{part}.{k}": v.detach().contiguous()
-               for part, module in (("actor", agent.actor), ("critic", agent.critic))
-               for k, v in module.state_dict().items()}
+    tensors = {
+        f"{part}.{k}": v.detach().contiguous()
+        for part, module in (("actor", agent.actor), ("critic", agent.critic))
+        for k, v in module.state_dict().items()
+    }
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         save_file(tensors, str(Path(tmp) / POLICY_WEIGHTS))
-        (Path(tmp) / POLICY_META).write_text(json.dumps(
-            {"settings": agent.settings.__dict__, "depths": agent.space.depths, "pool": list(names),
-             "tasks": list(tasks), **meta}, indent=2), encoding="utf-8")
+        (Path(tmp) / POLICY_META).write_text(
+            json.dumps(
+                {
+                    "settings": agent.settings.__dict__,
+                    "depths": agent.space.depths,
+                    "pool": list(names),
+                    "tasks": list(tasks),
+                    **meta,
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
 
 
 def load_policy(policy_dir: str | Path):
     """(agent, meta) from `save_policy`'s folder."""
     policy_dir = Path(policy_dir)
     if not (policy_dir / POLICY_META).is_file() or not (policy_dir / POLICY_WEIGHTS).is_file():
-        raise HM3Error(f"{policy_dir}: no trained policy here ({POLICY_META} and {POLICY_WEIGHTS}); "
-                       "run `snakemake --cores all results/rl/policy` first")
+        raise HM3Error(
+            f"{policy_dir}: no trained policy here ({POLICY_META} and {POLICY_WEIGHTS}); "
+            "run `snakemake --cores all results/rl/policy` first"
+        )
     meta = json.loads((policy_dir / POLICY_META).read_text())
     agent = PathAgent(meta["depths"], len(meta["tasks"]), RLSettings(**meta["settings"]))
     tensors = load_file(str(policy_dir / POLICY_WEIGHTS))
     for part, module in (("actor", agent.actor), ("critic", agent.critic)):
-        module.load_state_dict({k[len(part) + 1:]: v for k, v in tensors.items() if k.startswith(part + ".")})
+        module.load_state_dict(
+            {k[len(part) + 1 :]: v for k, v in tensors.items() if k.startswith(part + ".")}
+        )
     return agent, meta
 
 
@@ -67,10 +89,15 @@ def policy_answer(policy_dir: str | Path, weights_text: str) -> dict:
         episode = agent.rollout(weights, greedy=True, decide=decide)
         answer[decide] = describe_actions(agent, episode, meta["pool"])
     done = time.perf_counter()
-    return {"weights": dict(zip(meta["tasks"], weights.round(6).tolist())), "path": answer["actor"],
-            "path_critic": answer["critic"], "pool": meta["pool"],
-            "anchor": nearest_searched(Path(policy_dir).resolve().parents[1], meta["tasks"], weights),
-            "seconds_load": round(loaded - started, 4), "seconds_answer": round(done - loaded, 4)}
+    return {
+        "weights": dict(zip(meta["tasks"], weights.round(6).tolist())),
+        "path": answer["actor"],
+        "path_critic": answer["critic"],
+        "pool": meta["pool"],
+        "anchor": nearest_searched(Path(policy_dir).resolve().parents[1], meta["tasks"], weights),
+        "seconds_load": round(loaded - started, 4),
+        "seconds_answer": round(done - loaded, 4),
+    }
 
 
 def nearest_searched(results_dir: Path, tasks: Sequence[str], weights: np.ndarray) -> dict:
@@ -84,6 +111,10 @@ def nearest_searched(results_dir: Path, tasks: Sequence[str], weights: np.ndarra
     for row in frame.sort_values("distance").itertuples():
         model = results_dir / "param" / row.preference / "model"
         if model.is_dir():
-            return {"preference": row.preference, "l1_distance": round(float(row.distance), 4),
-                    "M": str(model), "recipe": str(model.parent / "best.yaml")}
+            return {
+                "preference": row.preference,
+                "l1_distance": round(float(row.distance), 4),
+                "M": str(model),
+                "recipe": str(model.parent / "best.yaml"),
+            }
     return {"note": "no searched merge M_λ under " + str(results_dir / "param")}

@@ -23,10 +23,17 @@ from hm3.checkpoints.causal_lm import load_causal_lm
 from hm3.checkpoints.files import check_before_tokenizer_load
 from hm3.core.errors import ConfigError
 from hm3.evaluation.cache import EvaluationCache
-from hm3.evaluation.scorer import CachedEvaluator, Scorer, evaluation_context, include_paths, task_specs
+from hm3.evaluation.scorer import (
+    CachedEvaluator,
+    Scorer,
+    evaluation_context,
+    include_paths,
+    task_specs,
+)
 from hm3.lower.inference_path import LayerPool, PathEvaluator, as_path, describe
 from hm3.core.device import evaluation_dtype
 from hm3.upper.preferences import experts_by_task
+from hm3.evaluation.settings import evaluation_settings
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +60,31 @@ class PoolFactory:
         # (docs/memory.md has the bytes; hm3.merge.memory_plan.lower_level_bytes computes them)
         self.dtype = evaluation_dtype(evaluation)
         self.tasks = [task for task, _ in experts_by_task(self.config)]
-        self.expert_dirs = {name: f"{self.models_dir}/{name}" for _, name in experts_by_task(self.config)}
-        self.experts = {name: load_causal_lm(d, self.device, self.trust, self.dtype)
-                        for name, d in self.expert_dirs.items()}
-        size = sum(t.numel() * t.element_size() for t in next(iter(self.experts.values())).parameters())
-        log.info("layer pools: %d experts in %s on %s, %.2f GiB each; each pool adds its M_λ",
-                 len(self.experts), str(self.dtype).removeprefix("torch."), self.device, size / 2 ** 30)
+        self.expert_dirs = {
+            name: f"{self.models_dir}/{name}" for _, name in experts_by_task(self.config)
+        }
+        self.experts = {
+            name: load_causal_lm(d, self.device, self.trust, self.dtype)
+            for name, d in self.expert_dirs.items()
+        }
+        size = sum(
+            t.numel() * t.element_size() for t in next(iter(self.experts.values())).parameters()
+        )
+        log.info(
+            "layer pools: %d experts in %s on %s, %.2f GiB each; each pool adds its M_λ",
+            len(self.experts),
+            str(self.dtype).removeprefix("torch."),
+            self.device,
+            size / 2**30,
+        )
         if ANCHOR in self.experts:
             raise ConfigError(f"an expert is named {ANCHOR!r}, the pool's name for M_λ: rename it")
         first = next(iter(self.expert_dirs.values()))
-        check_before_tokenizer_load(first)  # a bad tokenizer file named, not a transformers traceback
+        check_before_tokenizer_load(
+            first
+        )  # a bad tokenizer file named, not a transformers traceback
         self.tokenizer = AutoTokenizer.from_pretrained(first, trust_remote_code=self.trust)
-        self.cache = EvaluationCache(evaluation.get("cache", "results/cache/evaluations.sqlite"))
+        self.cache = EvaluationCache(evaluation_settings(evaluation).cache)
         self._scorers: dict[str, object] = {}
 
     @property
@@ -74,20 +94,39 @@ class PoolFactory:
     def scorer(self, split: str):
         if split not in self._scorers:
             evaluation = self.config["evaluation"]
-            self._scorers[split] = Scorer(task_specs(self.config["tasks"]), split, self.data_dir,
-                                          include_path=include_paths(evaluation),
-                                          batch_size=evaluation["batch_size"], limit=evaluation.get("limit"))
+            settings = evaluation_settings(evaluation)
+            self._scorers[split] = Scorer(
+                task_specs(self.config["tasks"]),
+                split,
+                self.data_dir,
+                include_path=include_paths(evaluation),
+                batch_size=settings.batch_size,
+                limit=settings.limit,
+            )
         return self._scorers[split]
 
     def pool(self, anchor_dir: str | Path):
-        return LayerPool({**self.experts, ANCHOR: load_causal_lm(anchor_dir, self.device, self.trust, self.dtype)},
-                         ANCHOR)
+        return LayerPool(
+            {
+                **self.experts,
+                ANCHOR: load_causal_lm(anchor_dir, self.device, self.trust, self.dtype),
+            },
+            ANCHOR,
+        )
 
     def evaluator(self, pool, anchor_dir: str | Path, split: str):
         dirs = [*self.expert_dirs.values(), str(anchor_dir)]
-        context = evaluation_context(dirs, self.data_dir, split, self.config["tasks"], self.config["evaluation"])
-        cached = CachedEvaluator(self.scorer(split), self.tokenizer, self.cache, context, seed=self.config["seed"],
-                                 device=self.device)
+        context = evaluation_context(
+            dirs, self.data_dir, split, self.config["tasks"], self.config["evaluation"]
+        )
+        cached = CachedEvaluator(
+            self.scorer(split),
+            self.tokenizer,
+            self.cache,
+            context,
+            seed=self.config["seed"],
+            device=self.device,
+        )
         return PathEvaluator(pool, cached)
 
     def close(self) -> None:
@@ -98,7 +137,9 @@ class CandidateLog:
     """Scores paths of one pool for one λ on the search split and keeps a row per
     candidate (origin, path, objective, g, reward value, per-task scores)."""
 
-    def __init__(self, evaluator, names: Sequence[str], weights: np.ndarray, objective, plain, reward=None):
+    def __init__(
+        self, evaluator, names: Sequence[str], weights: np.ndarray, objective, plain, reward=None
+    ):
         self.evaluator, self.names, self.weights = evaluator, list(names), weights
         self.objective, self.plain, self.reward = objective, plain, reward
         self.rows: list[dict] = []
@@ -107,10 +148,19 @@ class CandidateLog:
         result = self.evaluator.evaluate(path, alignment)
         scores = result["scores"]
         value = self.reward(scores, self.weights) if self.reward else float("nan")
-        self.rows.append({"candidate": len(self.rows), "origin": origin, "path": describe(as_path(path), self.names),
-                          "length": len(path), "objective": float(self.objective(scores, self.weights)),
-                          "g": float(self.plain(scores, self.weights)), "value": value,
-                          **{f"score.{t}": v for t, v in scores.items()}, "cached": result["cached"]})
+        self.rows.append(
+            {
+                "candidate": len(self.rows),
+                "origin": origin,
+                "path": describe(as_path(path), self.names),
+                "length": len(path),
+                "objective": float(self.objective(scores, self.weights)),
+                "g": float(self.plain(scores, self.weights)),
+                "value": value,
+                **{f"score.{t}": v for t, v in scores.items()},
+                "cached": result["cached"],
+            }
+        )
         return {**result, "value": value}
 
     def frame(self):
@@ -122,21 +172,50 @@ class CandidateLog:
         return frame.loc[frame["objective"].idxmin()]
 
 
-def export_path(pool, path, out_dir: Path, tokenizer, preference: str, weights: np.ndarray, config: Mapping,
-                expert_dirs: Mapping[str, str], anchor_dir: str | Path, origin: str, max_shard_size: str,
-                alignment=None, overwrite: bool = False) -> None:
+def export_path(
+    pool,
+    path,
+    out_dir: Path,
+    tokenizer,
+    preference: str,
+    weights: np.ndarray,
+    config: Mapping,
+    expert_dirs: Mapping[str, str],
+    anchor_dir: str | Path,
+    origin: str,
+    max_shard_size: str,
+    alignment=None,
+    overwrite: bool = False,
+) -> None:
     """Write ``path`` over ``pool`` as a checkpoint at ``out_dir``, with its model card."""
     card = recipe_card(
         f"hm3 inference path for preference {preference}",
         "A frankenmerge: decoder layers taken from the experts and from M_λ (the searched parameter-space "
         "merge for this preference), run in the order below between M_λ's embeddings, final norm and head. "
-        "It loads with plain transformers" + (
+        "It loads with plain transformers"
+        + (
             "; its layer alignment (hm3_alignment.safetensors: a scale and shift on the hidden state entering "
             f"layers {sorted(alignment)}) is applied when it is loaded through hm3 (hm3 evaluate), not by plain "
-            "transformers." if alignment else "."),
-        {"preference": preference, "weights": dict(zip(config["tasks"], [float(w) for w in weights])),
-         "path": describe(path, pool.names), "found_by": origin, "aligned_layers": sorted(alignment or {}),
-         "pool": {**expert_dirs, ANCHOR: str(anchor_dir)}},
-        tags=["merge", "frankenmerge", "inference-path"])
-    pool.export(path, out_dir, tokenizer, card, max_shard_size=max_shard_size, alignment=alignment,
-                overwrite=overwrite)
+            "transformers."
+            if alignment
+            else "."
+        ),
+        {
+            "preference": preference,
+            "weights": dict(zip(config["tasks"], [float(w) for w in weights])),
+            "path": describe(path, pool.names),
+            "found_by": origin,
+            "aligned_layers": sorted(alignment or {}),
+            "pool": {**expert_dirs, ANCHOR: str(anchor_dir)},
+        },
+        tags=["merge", "frankenmerge", "inference-path"],
+    )
+    pool.export(
+        path,
+        out_dir,
+        tokenizer,
+        card,
+        max_shard_size=max_shard_size,
+        alignment=alignment,
+        overwrite=overwrite,
+    )

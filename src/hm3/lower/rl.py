@@ -50,7 +50,9 @@ class ActionSpace:
         for index, (m, layer) in enumerate(self.steps):
             rel = layer / max(1, self.depths[m] - 1)
             table[index, m] = 1.0
-            table[index, n_models:n_models + 3] = torch.tensor([rel, math.sin(math.pi * rel), math.cos(math.pi * rel)])
+            table[index, n_models : n_models + 3] = torch.tensor(
+                [rel, math.sin(math.pi * rel), math.cos(math.pi * rel)]
+            )
         table[self.stop, -1] = 1.0
         self.embeddings = table
         self.model_ids = torch.tensor([m for m, _ in self.steps] + [n_models])  # STOP: its own id
@@ -75,13 +77,17 @@ class StateEncoder(nn.Module):
         super().__init__()
         n_models = len(space.depths)
         self.space = space
-        self.model_embedding = nn.Embedding(n_models + 2, settings.embed_dim)  # + STOP, + start token
+        self.model_embedding = nn.Embedding(
+            n_models + 2, settings.embed_dim
+        )  # + STOP, + start token
         self.layer_embedding = nn.Embedding(max(space.depths), settings.embed_dim)
         self.position_embedding = nn.Embedding(space.t_max + 1, settings.embed_dim)
         self.start_token = n_models + 1
         self.preference = nn.Linear(n_tasks, settings.hidden_dim)
         self.gru = nn.GRU(settings.embed_dim, settings.hidden_dim, batch_first=True)
-        self.out = nn.Sequential(nn.Linear(settings.hidden_dim + n_tasks, settings.hidden_dim), nn.Tanh())
+        self.out = nn.Sequential(
+            nn.Linear(settings.hidden_dim + n_tasks, settings.hidden_dim), nn.Tanh()
+        )
 
     def forward(self, prefixes: Sequence[Sequence[int]], weights: torch.Tensor) -> torch.Tensor:
         """``prefixes``: per row, the actions taken so far; ``weights``: (B, K) preferences."""
@@ -92,12 +98,17 @@ class StateEncoder(nn.Module):
         for row, prefix in enumerate(prefixes):
             if prefix:
                 actions = torch.as_tensor(list(prefix))
-                models[row, 1:len(prefix) + 1] = self.space.model_ids[actions]
-                layers[row, 1:len(prefix) + 1] = self.space.layer_ids[actions]
+                models[row, 1 : len(prefix) + 1] = self.space.model_ids[actions]
+                layers[row, 1 : len(prefix) + 1] = self.space.layer_ids[actions]
         positions = torch.arange(width).clamp(max=self.space.t_max).expand(len(prefixes), width)
-        tokens = self.model_embedding(models) + self.layer_embedding(layers) + self.position_embedding(positions)
-        packed = nn.utils.rnn.pack_padded_sequence(tokens, torch.tensor(lengths), batch_first=True,
-                                                   enforce_sorted=False)
+        tokens = (
+            self.model_embedding(models)
+            + self.layer_embedding(layers)
+            + self.position_embedding(positions)
+        )
+        packed = nn.utils.rnn.pack_padded_sequence(
+            tokens, torch.tensor(lengths), batch_first=True, enforce_sorted=False
+        )
         h0 = torch.tanh(self.preference(weights)).unsqueeze(0)
         _, hidden = self.gru(packed, h0)
         return self.out(torch.cat([hidden[-1], weights], dim=-1))
@@ -118,8 +129,11 @@ class Critic(nn.Module):
         super().__init__()
         self.encoder = StateEncoder(space, n_tasks, settings)
         self.value = nn.Linear(settings.hidden_dim, 1)
-        self.q = nn.Sequential(nn.Linear(settings.hidden_dim + space.embeddings.shape[1], settings.hidden_dim),
-                               nn.Tanh(), nn.Linear(settings.hidden_dim, 1))
+        self.q = nn.Sequential(
+            nn.Linear(settings.hidden_dim + space.embeddings.shape[1], settings.hidden_dim),
+            nn.Tanh(),
+            nn.Linear(settings.hidden_dim, 1),
+        )
         self.register_buffer("action_table", space.embeddings.clone(), persistent=False)
 
     def forward(self, prefixes, weights, actions: torch.Tensor | None = None):
@@ -132,32 +146,47 @@ class Critic(nn.Module):
     def q_inputs(self, state: torch.Tensor, actions: torch.Tensor | None) -> torch.Tensor:
         table = self.action_table
         if actions is None:
-            return torch.cat([state.unsqueeze(1).expand(-1, len(table), -1),
-                              table.unsqueeze(0).expand(len(state), -1, -1)], dim=-1)
+            return torch.cat(
+                [
+                    state.unsqueeze(1).expand(-1, len(table), -1),
+                    table.unsqueeze(0).expand(len(state), -1, -1),
+                ],
+                dim=-1,
+            )
         return torch.cat([state, table[actions]], dim=-1)
 
 
-def nearest(proto: torch.Tensor, embeddings: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
+def nearest(
+    proto: torch.Tensor, embeddings: torch.Tensor, valid: torch.Tensor, k: int
+) -> torch.Tensor:
     """Indices of the k valid actions whose embeddings are nearest the proto-action."""
     distance = ((embeddings - proto) ** 2).sum(-1).masked_fill(~valid, float("inf"))
     k = min(k, int(valid.sum()))
     return torch.topk(-distance, k).indices
 
 
-def wolpertinger_pick(proto: torch.Tensor, q_values: torch.Tensor, embeddings: torch.Tensor,
-                      valid: torch.Tensor, k: int) -> int:
+def wolpertinger_pick(
+    proto: torch.Tensor,
+    q_values: torch.Tensor,
+    embeddings: torch.Tensor,
+    valid: torch.Tensor,
+    k: int,
+) -> int:
     """The critic's best action among the k valid actions nearest the proto-action."""
     candidates = nearest(proto, embeddings, valid, k)
     return int(candidates[torch.argmax(q_values[candidates])])
 
 
-def action_probabilities(proto: torch.Tensor, embeddings: torch.Tensor, valid: torch.Tensor,
-                         settings: RLSettings) -> torch.Tensor:
+def action_probabilities(
+    proto: torch.Tensor, embeddings: torch.Tensor, valid: torch.Tensor, settings: RLSettings
+) -> torch.Tensor:
     """The behaviour policy over all actions: (1-ε)·softmax(−‖µ − e_a‖²/τ) over the
     valid actions plus ε-uniform over them. It is a smooth function of µ for every
     action, so the policy gradient reaches actions outside the current M' nearest
     (restricting the softmax to them leaves the others without any signal)."""
-    distance = ((embeddings - proto.unsqueeze(-2)) ** 2).sum(-1)  # (n,) or, for a batch (B, d), (B, n)
+    distance = ((embeddings - proto.unsqueeze(-2)) ** 2).sum(
+        -1
+    )  # (n,) or, for a batch (B, d), (B, n)
     logits = (-distance / settings.temperature).masked_fill(~valid, float("-inf"))
     uniform = valid.float() / valid.sum(-1, keepdim=True)
     return settings.epsilon * uniform + (1 - settings.epsilon) * torch.softmax(logits, dim=-1)
@@ -196,8 +225,9 @@ class PathAgent:
         self.space = ActionSpace(depths, settings.t_max)
         self.actor = Actor(self.space, n_tasks, settings)
         self.critic = Critic(self.space, n_tasks, settings)
-        self.optimizer = torch.optim.Adam([*self.actor.parameters(), *self.critic.parameters()],
-                                          lr=settings.learning_rate)
+        self.optimizer = torch.optim.Adam(
+            [*self.actor.parameters(), *self.critic.parameters()], lr=settings.learning_rate
+        )
 
     def reseed(self, seed: int) -> None:
         """A fresh random stream (online search: one per preference, same results in any order)."""
@@ -206,7 +236,9 @@ class PathAgent:
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
-    def rollout(self, weights: Sequence[float], greedy: bool = False, decide: str = "critic") -> Episode:
+    def rollout(
+        self, weights: Sequence[float], greedy: bool = False, decide: str = "critic"
+    ) -> Episode:
         """One episode: sampled from the behaviour policy, or greedy.
 
         Greedy ``decide="critic"`` is the Wolpertinger decision (the critic's best
@@ -227,17 +259,25 @@ class PathAgent:
             proto = self.actor([prefix], w)[0]
             value, q_all = self.critic([prefix], w)
             if greedy and decide == "critic":
-                action = wolpertinger_pick(proto, q_all[0], self.space.embeddings, valid, self.settings.neighbours)
+                action = wolpertinger_pick(
+                    proto, q_all[0], self.space.embeddings, valid, self.settings.neighbours
+                )
                 log_prob = 0.0
             elif greedy:
-                action = int(torch.argmax(action_probabilities(proto, self.space.embeddings, valid, self.settings)))
+                action = int(
+                    torch.argmax(
+                        action_probabilities(proto, self.space.embeddings, valid, self.settings)
+                    )
+                )
                 log_prob = 0.0
             else:
                 probs = action_probabilities(proto, self.space.embeddings, valid, self.settings)
                 p = probs.double().numpy()
                 action = int(self.rng.choice(len(p), p=p / p.sum()))
                 log_prob = float(torch.log(probs[action]))
-            episode.transitions.append(Transition(prefix, episode.weights, action, log_prob, float(value[0])))
+            episode.transitions.append(
+                Transition(prefix, episode.weights, action, log_prob, float(value[0]))
+            )
             episode.actions.append(action)
             if action == self.space.stop:
                 break
@@ -254,7 +294,9 @@ class PathAgent:
             episode.transitions[-1].done = True
 
     # ------------------------------------------------------------------ learning
-    def advantages(self, episodes: Sequence[Episode]) -> tuple[list[Transition], torch.Tensor, torch.Tensor]:
+    def advantages(
+        self, episodes: Sequence[Episode]
+    ) -> tuple[list[Transition], torch.Tensor, torch.Tensor]:
         """GAE over each episode (the value after the last decision is 0)."""
         s = self.settings
         transitions, advantages, returns = [], [], []
@@ -268,7 +310,11 @@ class PathAgent:
                 next_value = t.value
             for t, adv, ret in reversed(rows):
                 transitions.append(t), advantages.append(adv), returns.append(ret)
-        return transitions, torch.tensor(advantages, dtype=torch.float32), torch.tensor(returns, dtype=torch.float32)
+        return (
+            transitions,
+            torch.tensor(advantages, dtype=torch.float32),
+            torch.tensor(returns, dtype=torch.float32),
+        )
 
     def update(self, episodes: Sequence[Episode]) -> dict:
         """PPO: clipped surrogate, value and Q regression, entropy bonus; returns the losses."""
@@ -296,13 +342,22 @@ class PathAgent:
             loss = policy_loss + s.value_coef * value_loss - s.entropy_coef * entropy
             self.optimizer.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_([*self.actor.parameters(), *self.critic.parameters()], s.grad_clip)
+            nn.utils.clip_grad_norm_(
+                [*self.actor.parameters(), *self.critic.parameters()], s.grad_clip
+            )
             self.optimizer.step()
-            stats = {"policy_loss": policy_loss.item(), "value_loss": value_loss.item(), "entropy": entropy.item()}
+            stats = {
+                "policy_loss": policy_loss.item(),
+                "value_loss": value_loss.item(),
+                "entropy": entropy.item(),
+            }
         return stats
 
-    def imitate(self, demonstrations: Sequence[tuple[Sequence[float], Sequence[tuple[int, int]]]],
-                steps: int | None = None) -> float:
+    def imitate(
+        self,
+        demonstrations: Sequence[tuple[Sequence[float], Sequence[tuple[int, int]]]],
+        steps: int | None = None,
+    ) -> float:
         """Behaviour cloning: raise the probability of each demonstrated (λ, path),
         STOP included; returns the last mean negative log-likelihood.
 
@@ -314,8 +369,10 @@ class PathAgent:
         prefixes, weights, actions = [], [], []
         index = {step: a for a, step in enumerate(self.space.steps)}
         for w, path in demonstrations:
-            steps_of = [(s.model, s.layer) if hasattr(s, "model") else (int(s[0]), int(s[1])) for s in path]
-            sequence = [index[step] for step in steps_of][:self.settings.t_max] + [self.space.stop]
+            steps_of = [
+                (s.model, s.layer) if hasattr(s, "model") else (int(s[0]), int(s[1])) for s in path
+            ]
+            sequence = [index[step] for step in steps_of][: self.settings.t_max] + [self.space.stop]
             for position, action in enumerate(sequence):
                 if int(self.space.mask(position).sum()) > 1:  # forced STOPs are not decisions
                     prefixes.append(sequence[:position])
@@ -328,7 +385,9 @@ class PathAgent:
         valid = torch.stack([self.space.mask(len(p)) for p in prefixes])
         loss = torch.zeros(())
         for _ in range(steps):
-            probs = action_probabilities(self.actor(prefixes, w), self.space.embeddings, valid, self.settings)
+            probs = action_probabilities(
+                self.actor(prefixes, w), self.space.embeddings, valid, self.settings
+            )
             loss = -torch.log(probs.gather(1, chosen.unsqueeze(1)) + 1e-12).mean()
             self.optimizer.zero_grad()
             loss.backward()
@@ -336,9 +395,13 @@ class PathAgent:
             self.optimizer.step()
         return loss.item()
 
-    def train(self, sample_weights: Callable[[np.random.Generator], np.ndarray],
-              evaluate: Callable[[list[tuple[int, int]], np.ndarray], float], episodes: int,
-              log: Callable[[int, Episode, dict], None] | None = None) -> list[Episode]:
+    def train(
+        self,
+        sample_weights: Callable[[np.random.Generator], np.ndarray],
+        evaluate: Callable[[list[tuple[int, int]], np.ndarray], float],
+        episodes: int,
+        log: Callable[[int, Episode, dict], None] | None = None,
+    ) -> list[Episode]:
         """Offline training: ``episodes`` episodes in PPO batches; ``evaluate(path, λ)``
         returns Σ λ_k f_k of the path's model (the length penalty is added here),
         or (that value, a dict of details stored as the episode's ``scores``)."""
@@ -363,5 +426,9 @@ class PathAgent:
         return done
 
     def state_dict(self) -> dict:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "depths": self.space.depths, "settings": self.settings.__dict__}
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "depths": self.space.depths,
+            "settings": self.settings.__dict__,
+        }

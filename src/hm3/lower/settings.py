@@ -4,14 +4,16 @@ names, and a preference λ given as text."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from hm3.core.errors import ConfigError, HM3Error
 from hm3.core.seeds import derive_seed
+from hm3.core.settings import from_section
 from hm3.upper.preferences import scalarizer
+from hm3.upper.settings import moo_settings
 
 
 @dataclass(frozen=True)
@@ -19,22 +21,22 @@ class RLSettings:
     """Every hyper-parameter of the lower level (config section `rl`)."""
 
     t_max: int = 8
-    length_penalty: float = 0.01      # β
+    length_penalty: float = 0.01  # β
     embed_dim: int = 32
     hidden_dim: int = 64
-    neighbours: int = 8               # M'
-    epsilon: float = 0.1              # ε-uniform exploration
-    temperature: float = 0.5          # τ of the proto-action softmax
+    neighbours: int = 8  # M'
+    epsilon: float = 0.1  # ε-uniform exploration
+    temperature: float = 0.5  # τ of the proto-action softmax
     gamma: float = 1.0
     gae_lambda: float = 0.95
     clip: float = 0.2
     entropy_coef: float = 0.01
     value_coef: float = 0.5
     learning_rate: float = 3e-3
-    epochs: int = 4                   # PPO epochs per batch
+    epochs: int = 4  # PPO epochs per batch
     episodes_per_update: int = 8
     grad_clip: float = 1.0
-    imitation_steps: int = 100        # behaviour cloning of the identity path before PPO (0: off)
+    imitation_steps: int = 100  # behaviour cloning of the identity path before PPO (0: off)
     seed: int = 0
 
     def __post_init__(self):
@@ -54,32 +56,63 @@ class AlignmentSettings:
     learning_rate: float = 0.01
     width: int = 32
     mean_weight: float = 1.0
-    prompts: int = 32          # per task, from the search split
+    prompts: int = 32  # per task, from the search split
     max_tokens: int = 96
     seed: int = 0
 
 
+@dataclass(frozen=True)
+class OnlineSettings:
+    """The online path search per λ (config section `rl.online`)."""
+
+    samples: int = 0  # paths sampled from the policy beside its greedy path
+    updates: int = 0  # policy-gradient steps on the λ's own rewards
+
+
+@dataclass(frozen=True)
+class LowerSettings:
+    """The lower level's switches (config section `rl`, besides its sub-sections)."""
+
+    online: OnlineSettings
+    align: bool  # rl.alignment.enabled
+    reward: str = "weighted_sum"  # or "scalarization": -g(.|λ)
+    relative_to_identity: bool = True  # rewards relative to M_λ's identity path
+
+
+def lower_settings(config: Mapping) -> LowerSettings:
+    rl = config.get("rl", {})  # a comparison method's job carries only part of `rl`
+    section = {k: v for k, v in rl.items() if k not in ("training", "agent", "alignment")}
+    online = from_section(OnlineSettings, section.pop("online", None), "rl.online")
+    align = bool(rl.get("alignment", {}).get("enabled", False))
+    return from_section(LowerSettings, section, "rl", online=online, align=align)
+
+
 def rl_settings(config: Mapping, purpose: str = "train") -> RLSettings:
     """RLSettings from `rl.agent`, seeded from the config's seed for ``purpose``."""
-    agent = dict(config.get("rl", {}).get("agent", {}))
-    known = {f.name for f in fields(RLSettings)} - {"seed"}
-    unknown = sorted(set(agent) - known)
-    if unknown:
-        raise ConfigError(f"rl.agent: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return RLSettings(**agent, seed=derive_seed(config["seed"], "rl", purpose))
+    agent = config.get("rl", {}).get("agent")
+    return from_section(
+        RLSettings, agent, "rl.agent", seed=derive_seed(config["seed"], "rl", purpose)
+    )
 
 
 def alignment_settings(config: Mapping, preference: str) -> AlignmentSettings:
     """AlignmentSettings from `rl.alignment`, seeded per preference."""
     section = {k: v for k, v in config["rl"].get("alignment", {}).items() if k != "enabled"}
-    return AlignmentSettings(**section, seed=derive_seed(config["seed"], "alignment", preference))
+    return from_section(
+        AlignmentSettings,
+        section,
+        "rl.alignment",
+        seed=derive_seed(config["seed"], "alignment", preference),
+    )
 
 
-def reward_function(config: Mapping, ideal: Mapping) -> Callable[[Mapping[str, float], np.ndarray], float]:
+def reward_function(
+    config: Mapping, ideal: Mapping
+) -> Callable[[Mapping[str, float], np.ndarray], float]:
     """Σ_k λ_k f̃_k (normalised scores), the reward of docs/method.md §5.2; or, with
     `rl.reward: scalarization`, minus the searches' own objective g(·|λ)."""
-    kind = config.get("rl", {}).get("reward", "weighted_sum")
-    objective = scalarizer(ideal, config["moo"].get("augmentation", 0.0))
+    kind = lower_settings(config).reward
+    objective = scalarizer(ideal, moo_settings(config).augmentation)
     if kind == "weighted_sum":
         return lambda scores, weights: float(np.dot(weights, objective.normalizer.vector(scores)))
     if kind == "scalarization":
@@ -88,7 +121,7 @@ def reward_function(config: Mapping, ideal: Mapping) -> Callable[[Mapping[str, f
 
 
 def parse_weights(text: str, tasks: Sequence[str]) -> np.ndarray:
-    """"math=0.6,code=0.3,translation=0.1" -> a weight vector in ``tasks`` order,
+    """ "math=0.6,code=0.3,translation=0.1" -> a weight vector in ``tasks`` order,
     normalised to sum 1; unnamed tasks get 0. Clear errors for the rest."""
     values = dict.fromkeys(tasks, 0.0)
     for item in filter(None, (part.strip() for part in text.split(","))):

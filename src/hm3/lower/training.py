@@ -14,26 +14,43 @@ import numpy as np
 from hm3.core import layout
 from hm3.core.errors import HM3Error
 from hm3.core.io import atomic_file, write_json
-from hm3.lower.settings import reward_function, rl_settings
+from hm3.lower.settings import lower_settings, reward_function, rl_settings
 from hm3.upper.preferences import scalarizer, training_preferences
 
 log = logging.getLogger(__name__)
 
 
-def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[str, str | Path],
-                 out_policy: str | Path, out_log: str | Path, out_plot: str | Path, out_summary: str | Path,
-                 overwrite: bool = False) -> dict:
+def train_policy(
+    config: Mapping,
+    ideal_file: str | Path,
+    anchor_dirs: Mapping[str, str | Path],
+    out_policy: str | Path,
+    out_log: str | Path,
+    out_plot: str | Path,
+    out_summary: str | Path,
+    overwrite: bool = False,
+) -> dict:
     """Offline training over the training preferences (one pool per (λ, M_λ)); ``overwrite``:
     an existing ``out_policy`` folder may be replaced."""
     # the stage's script imports this module before `job()` sets its threads and its log,
     # so the heavy modules load here, once the job runs
-    import pandas as pd  # lazy: pandas, once the job runs (see above)
-    from tqdm import tqdm  # lazy: tqdm, once the job runs (see above)
+    # lazy: pandas, once the job runs (see above)
+    import pandas as pd
 
-    from hm3.lower.plots import plot_training  # lazy: matplotlib, once the job runs (see above)
-    from hm3.lower.policy import describe_actions, save_policy  # lazy: torch, once the job runs (see above)
-    from hm3.lower.pool import PoolFactory  # lazy: torch and transformers, once the job runs (see above)
-    from hm3.lower.rl import PathAgent  # lazy: torch, once the job runs (see above)
+    # lazy: tqdm, once the job runs (see above)
+    from tqdm import tqdm
+
+    # lazy: matplotlib, once the job runs (see above)
+    from hm3.lower.plots import plot_training
+
+    # lazy: torch, once the job runs (see above)
+    from hm3.lower.policy import describe_actions, save_policy
+
+    # lazy: torch and transformers, once the job runs (see above)
+    from hm3.lower.pool import PoolFactory
+
+    # lazy: torch, once the job runs (see above)
+    from hm3.lower.rl import PathAgent
 
     started = time.time()
     table = training_preferences(config)
@@ -42,7 +59,7 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
         raise HM3Error(f"no searched merge M_λ for training preference(s) {', '.join(missing)}")
     ideal = json.loads(Path(ideal_file).read_text())
     reward, objective = reward_function(config, ideal), scalarizer(ideal)
-    relative = config["rl"].get("relative_to_identity", True)
+    relative = lower_settings(config).relative_to_identity
     settings = rl_settings(config, "train")
     episodes = config["rl"]["training"]["episodes"]
     factory = PoolFactory(config, layout.MODELS)
@@ -51,13 +68,21 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
     depths = pools[next(iter(table))].depths
     agent = PathAgent(depths, len(factory.tasks), settings)
     imitation = agent.imitate([(table[pid], pools[pid].identity_path()) for pid in table])
-    log.info("behaviour cloning of the identity paths: %d steps, final NLL %.4f", settings.imitation_steps, imitation)
+    log.info(
+        "behaviour cloning of the identity paths: %d steps, final NLL %.4f",
+        settings.imitation_steps,
+        imitation,
+    )
     ids = list(table)
     # M_λ's own value per training λ: rewards are measured from it (a per-λ constant,
     # so each λ's optimal path is unchanged), which spares the critic learning how
     # good each M_λ is and makes "better than M_λ" the sign of the reward
-    baseline = {pid: reward(evaluators[pid].evaluate(pools[pid].identity_path())["scores"], table[pid])
-                if relative else 0.0 for pid in ids}
+    baseline = {
+        pid: reward(evaluators[pid].evaluate(pools[pid].identity_path())["scores"], table[pid])
+        if relative
+        else 0.0
+        for pid in ids
+    }
     bar = tqdm(total=episodes, desc="train policy", mininterval=2.0)
 
     def sample(rng):
@@ -68,18 +93,33 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
         result = evaluators[pid].evaluate(path)
         value = reward(result["scores"], weights)
         bar.update(1)
-        return value - baseline[pid], {"preference": pid, "scores": result["scores"], "cached": result["cached"],
-                                       "g": float(objective(result["scores"], weights)), "value": value}
+        return value - baseline[pid], {
+            "preference": pid,
+            "scores": result["scores"],
+            "cached": result["cached"],
+            "g": float(objective(result["scores"], weights)),
+            "value": value,
+        }
 
     rows = []
 
     def record(index, episode, stats):
         info = episode.scores
-        rows.append({"episode": index, "preference": info["preference"],
-                     **{f"weight.{t}": w for t, w in zip(factory.tasks, episode.weights)},
-                     "path": describe_actions(agent, episode, factory.names), "length": len(episode.path(agent.space)),
-                     "reward": episode.reward, "value": info["value"], "g": info["g"],
-                     **{f"score.{t}": s for t, s in info["scores"].items()}, "cached": info["cached"], **stats})
+        rows.append(
+            {
+                "episode": index,
+                "preference": info["preference"],
+                **{f"weight.{t}": w for t, w in zip(factory.tasks, episode.weights)},
+                "path": describe_actions(agent, episode, factory.names),
+                "length": len(episode.path(agent.space)),
+                "reward": episode.reward,
+                "value": info["value"],
+                "g": info["g"],
+                **{f"score.{t}": s for t, s in info["scores"].items()},
+                "cached": info["cached"],
+                **stats,
+            }
+        )
 
     try:
         agent.train(sample, evaluate, episodes, log=record)
@@ -90,21 +130,36 @@ def train_policy(config: Mapping, ideal_file: str | Path, anchor_dirs: Mapping[s
     with atomic_file(out_log) as handle:
         frame.to_csv(handle, index=False, float_format="%.6f")
     plot_training(frame, out_plot)
-    save_policy(agent, out_policy, names=factory.names, tasks=factory.tasks,
-                meta={"training_preferences": {p: w.tolist() for p, w in table.items()},
-                      "reward": config.get("rl", {}).get("reward", "weighted_sum")}, overwrite=overwrite)
+    save_policy(
+        agent,
+        out_policy,
+        names=factory.names,
+        tasks=factory.tasks,
+        meta={
+            "training_preferences": {p: w.tolist() for p, w in table.items()},
+            "reward": lower_settings(config).reward,
+        },
+        overwrite=overwrite,
+    )
     evaluated = sum(e.evaluator.evaluations for e in evaluators.values())
     seconds = sum(e.evaluator.seconds for e in evaluators.values())
     summary = {
-        "episodes": episodes, "training_preferences": len(table), "evaluations": evaluated,
-        "cache_hits": factory.cache.hits, "cache_misses": factory.cache.misses,
+        "episodes": episodes,
+        "training_preferences": len(table),
+        "evaluations": evaluated,
+        "cache_hits": factory.cache.hits,
+        "cache_misses": factory.cache.misses,
         "episode_cache_hit_rate": round(1 - evaluated / max(1, episodes), 4),
-        "seconds_evaluating": round(seconds, 1), "seconds_per_evaluation": round(seconds / max(1, evaluated), 3),
+        "seconds_evaluating": round(seconds, 1),
+        "seconds_per_evaluation": round(seconds / max(1, evaluated), 3),
         "wall_seconds": round(time.time() - started, 1),
         "reward_first_batch": float(frame["reward"].head(settings.episodes_per_update).mean()),
         "reward_last_batch": float(frame["reward"].tail(settings.episodes_per_update).mean()),
-        "distinct_paths": int(frame["path"].nunique()), "seed": settings.seed,
-        "imitation_nll": round(imitation, 4) if np.isfinite(imitation) else None,  # None: no cloning
+        "distinct_paths": int(frame["path"].nunique()),
+        "seed": settings.seed,
+        "imitation_nll": round(imitation, 4)
+        if np.isfinite(imitation)
+        else None,  # None: no cloning
     }
     write_json(out_summary, summary)
     return summary

@@ -13,20 +13,34 @@
 
 import importlib
 
-DEFAULT_SHARD_SIZE = "5GB"  # mergekit's default; here (no torch) so that `hm3 merge --help` can show it
+DEFAULT_SHARD_SIZE = (
+    "5GB"  # mergekit's default; here (no torch) so that `hm3 merge --help` can show it
+)
 
 # Exported names and the module defining each. Justified lazy re-export: the names are
 # imported on first use, so that `hm3 --help` (which imports hm3.cli.merge, and so this
 # package) does not load torch.
 _EXPORTS = {
-    "MergeRecipe": "config", "ModelEntry": "config", "load_recipe": "config",
-    "loads_recipe": "config", "make_recipe": "config", "recipe_from_dict": "config",
-    "recipe_to_dict": "config", "recipe_to_yaml": "config", "render_yaml": "config",
+    "MergeRecipe": "config",
+    "ModelEntry": "config",
+    "load_recipe": "config",
+    "loads_recipe": "config",
+    "make_recipe": "config",
+    "recipe_from_dict": "config",
+    "recipe_to_dict": "config",
+    "recipe_to_yaml": "config",
+    "render_yaml": "config",
     "InMemoryMerger": "inmemory",
-    "METHODS": "methods.registry", "get_method": "methods.registry", "MergeMethod": "methods.base",
-    "StreamingMerger": "merger", "open_merger": "merger",
-    "MemoryPlan": "memory_plan", "plan_memory": "memory_plan",
-    "MergeSummary": "streaming", "run_merge": "streaming", "merge_state_dicts": "streaming",
+    "METHODS": "methods.registry",
+    "get_method": "methods.registry",
+    "MergeMethod": "methods.base",
+    "StreamingMerger": "merger",
+    "open_merger": "merger",
+    "MemoryPlan": "memory_plan",
+    "plan_memory": "memory_plan",
+    "MergeSummary": "streaming",
+    "run_merge": "streaming",
+    "merge_state_dicts": "streaming",
 }
 
 __all__ = sorted([*_EXPORTS, "DEFAULT_SHARD_SIZE"])

@@ -42,17 +42,23 @@ exactly; mergekit draws different (equally distributed) masks."""
 def merge_card(recipe: MergeRecipe, title: str) -> str:
     method = get_method(recipe.merge_method)
     models = [ref for ref in recipe.model_refs() if ref != recipe.base_model]
-    front = {"base_model": ([recipe.base_model] if recipe.base_model else []) + models,
-             "library_name": "transformers", "tags": ["hm3", "merge", "mergekit"]}
-    return model_card(front, CARD.format(
-        title=title,
-        pretty=method.pretty_name,
-        reference=method.reference,
-        base_text=f" using {recipe.base_model} as a base" if recipe.base_model else "",
-        model_list="\n".join(f"* {ref}" for ref in models),
-        random_note=RANDOM_NOTE if method.random else "",
-        config_yaml=recipe_to_yaml(recipe),
-    ))
+    front = {
+        "base_model": ([recipe.base_model] if recipe.base_model else []) + models,
+        "library_name": "transformers",
+        "tags": ["hm3", "merge", "mergekit"],
+    }
+    return model_card(
+        front,
+        CARD.format(
+            title=title,
+            pretty=method.pretty_name,
+            reference=method.reference,
+            base_text=f" using {recipe.base_model} as a base" if recipe.base_model else "",
+            model_list="\n".join(f"* {ref}" for ref in models),
+            random_note=RANDOM_NOTE if method.random else "",
+            config_yaml=recipe_to_yaml(recipe),
+        ),
+    )
 
 
 def card_title(out_dir: str | Path) -> str:

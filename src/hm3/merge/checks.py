@@ -13,8 +13,11 @@ def _shape_text(shape) -> str:
     return "[" + ", ".join(str(s) for s in shape) + "]"
 
 
-def check_same_tensors(reference_label: str, reference: Mapping[str, Sequence[int]],
-                       others: Sequence[tuple[str, Mapping[str, Sequence[int]]]]) -> None:
+def check_same_tensors(
+    reference_label: str,
+    reference: Mapping[str, Sequence[int]],
+    others: Sequence[tuple[str, Mapping[str, Sequence[int]]]],
+) -> None:
     """All models must have the same tensor names with the same shapes.
 
     ``reference`` and each of ``others`` map tensor names to shapes (read from
@@ -24,16 +27,22 @@ def check_same_tensors(reference_label: str, reference: Mapping[str, Sequence[in
     for label, shapes in others:
         for name, shape in reference.items():
             if name not in shapes:
-                raise HM3Error(f"tensor {name} is in {reference_label} but missing from {label} "
-                               "(different architecture?)")
+                raise HM3Error(
+                    f"tensor {name} is in {reference_label} but missing from {label} "
+                    "(different architecture?)"
+                )
             if tuple(shapes[name]) != tuple(shape):
                 hint = _mismatch_hint(name, shape, shapes[name])
-                raise HM3Error(f"tensor {name} has shape {_shape_text(shapes[name])} in {label} "
-                               f"but {_shape_text(shape)} in {reference_label}{hint}")
+                raise HM3Error(
+                    f"tensor {name} has shape {_shape_text(shapes[name])} in {label} "
+                    f"but {_shape_text(shape)} in {reference_label}{hint}"
+                )
         for name in shapes:
             if name not in reference:
-                raise HM3Error(f"tensor {name} is in {label} but not in {reference_label} "
-                               "(different architecture?)")
+                raise HM3Error(
+                    f"tensor {name} is in {label} but not in {reference_label} "
+                    "(different architecture?)"
+                )
 
 
 def _mismatch_hint(name: str, a, b) -> str:
@@ -63,9 +72,11 @@ def check_merged(tensor: torch.Tensor, tensor_name: str) -> None:
     that the parameters caused (parameters themselves are finite, checked up front)."""
     if not is_finite(tensor):
         dtype = _dtype_name(tensor)
-        raise HM3Error(f"tensor {tensor_name} in the merged model contains NaN or Inf: its inputs are "
-                       f"finite, so the merge overflowed {dtype} (weights or lambda too large, or values "
-                       f"beyond {dtype}'s range)")
+        raise HM3Error(
+            f"tensor {tensor_name} in the merged model contains NaN or Inf: its inputs are "
+            f"finite, so the merge overflowed {dtype} (weights or lambda too large, or values "
+            f"beyond {dtype}'s range)"
+        )
 
 
 def _dtype_name(tensor: torch.Tensor) -> str:

@@ -41,16 +41,34 @@ from hm3.merge.params import check_setting_shape, check_setting_values
 HM3_KEY = "hm3"
 HM3_OPTIONS = {"seed": int, "allow_pickle": bool, "trust_remote_code": bool}
 
-TOP_LEVEL_KEYS = {"merge_method", "base_model", "models", "parameters", "dtype", "out_dtype",
-                  "tokenizer_source", HM3_KEY}
+TOP_LEVEL_KEYS = {
+    "merge_method",
+    "base_model",
+    "models",
+    "parameters",
+    "dtype",
+    "out_dtype",
+    "tokenizer_source",
+    HM3_KEY,
+}
 # mergekit keys hm3 does not implement: refused by name rather than silently ignored
-UNSUPPORTED_KEYS = {"slices": "layer slices (frankenmerges are built by hm3's path search)",
-                    "modules": "per-module definitions", "tokenizer": "tokenizer surgery",
-                    "chat_template": "chat templates"}
+UNSUPPORTED_KEYS = {
+    "slices": "layer slices (frankenmerges are built by hm3's path search)",
+    "modules": "per-module definitions",
+    "tokenizer": "tokenizer surgery",
+    "chat_template": "chat templates",
+}
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
-          "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-          "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+}
 
 
 def dtype_from_name(name: str | None) -> torch.dtype | None:
@@ -59,7 +77,9 @@ def dtype_from_name(name: str | None) -> torch.dtype | None:
     try:
         return DTYPES[name]
     except KeyError:
-        raise ConfigError(f"unknown dtype {name!r}; use one of float32, float16, bfloat16") from None
+        raise ConfigError(
+            f"unknown dtype {name!r}; use one of float32, float16, bfloat16"
+        ) from None
 
 
 @dataclass
@@ -130,9 +150,13 @@ def recipe_from_dict(data: Mapping[str, Any]) -> MergeRecipe:
     """Validate a parsed config and build the recipe; errors name the key."""
     for key in data:
         if key in UNSUPPORTED_KEYS:
-            raise ConfigError(f"config key {key!r} ({UNSUPPORTED_KEYS[key]}) is not supported by hm3 merge")
+            raise ConfigError(
+                f"config key {key!r} ({UNSUPPORTED_KEYS[key]}) is not supported by hm3 merge"
+            )
         if key not in TOP_LEVEL_KEYS:
-            raise ConfigError(f"unknown config key {key!r}; expected one of {sorted(TOP_LEVEL_KEYS)}")
+            raise ConfigError(
+                f"unknown config key {key!r}; expected one of {sorted(TOP_LEVEL_KEYS)}"
+            )
     if "merge_method" not in data:
         raise ConfigError("config key 'merge_method' is required")
     method = get_method(str(data["merge_method"]))
@@ -174,7 +198,9 @@ def _model_entry(item: Any, index: int) -> ModelEntry:
         raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}")
     if not isinstance(item["model"], str):
         raise ConfigError(f"{where}.model must be a path or a model id, got {item['model']!r}")
-    return ModelEntry(model=item["model"], parameters=_parameters(item.get("parameters"), f"{where}.parameters"))
+    return ModelEntry(
+        model=item["model"], parameters=_parameters(item.get("parameters"), f"{where}.parameters")
+    )
 
 
 def _parameters(value: Any, where: str) -> dict:
@@ -217,11 +243,15 @@ def validate_recipe(recipe: MergeRecipe) -> None:
         raise ConfigError(f"merge_method {method.name!r} needs a base_model")
     others = [ref for ref in refs if ref != recipe.base_model]
     if len(others) < method.min_other:
-        raise ConfigError(f"merge_method {method.name!r} needs at least {method.min_other} "
-                          f"model(s) besides the base, got {len(others)}")
+        raise ConfigError(
+            f"merge_method {method.name!r} needs at least {method.min_other} "
+            f"model(s) besides the base, got {len(others)}"
+        )
     if method.max_other is not None and len(others) > method.max_other:
-        raise ConfigError(f"merge_method {method.name!r} takes exactly {method.max_other} "
-                          f"model(s) besides the base, got {len(others)}")
+        raise ConfigError(
+            f"merge_method {method.name!r} takes exactly {method.max_other} "
+            f"model(s) besides the base, got {len(others)}"
+        )
     _check_parameters(method, recipe.parameters, "parameters")
     for index, entry in enumerate(recipe.models):
         where = f"models[{index}].parameters"
@@ -236,9 +266,13 @@ def _check_parameters(method: MergeMethod, parameters: Mapping, where: str) -> N
     """Names, types and ranges of every value, before any tensor is read."""
     for name, setting in parameters.items():
         if name not in method.param_names:
-            raise ConfigError(f"{where}: {method.name} has no parameter {name!r}; "
-                              f"its parameters are {', '.join(method.param_names)}")
-        check_setting_shape(f"{where}.{name}", setting)  # again: make_recipe's values skip _parameters
+            raise ConfigError(
+                f"{where}: {method.name} has no parameter {name!r}; "
+                f"its parameters are {', '.join(method.param_names)}"
+            )
+        check_setting_shape(
+            f"{where}.{name}", setting
+        )  # again: make_recipe's values skip _parameters
         check_setting_values(method.param(name), setting, f"{where}.{name}")
 
 
@@ -248,11 +282,15 @@ def _check_scope(method: MergeMethod, parameters: Mapping, where: str, is_base: 
     for name in parameters:
         scope = method.param(name).scope
         if scope == "shared":
-            raise ConfigError(f"{where}.{name}: {name} applies to the whole merge; set it under "
-                              f"the top-level parameters")
+            raise ConfigError(
+                f"{where}.{name}: {name} applies to the whole merge; set it under "
+                f"the top-level parameters"
+            )
         if scope == "non_base" and is_base:
-            raise ConfigError(f"{where}.{name}: this model is the base_model, which {method.name} "
-                              f"does not take a {name} for (task vectors are taken from it)")
+            raise ConfigError(
+                f"{where}.{name}: this model is the base_model, which {method.name} "
+                f"does not take a {name} for (task vectors are taken from it)"
+            )
 
 
 def _check_required(method: MergeMethod, recipe: MergeRecipe) -> None:
@@ -262,26 +300,38 @@ def _check_required(method: MergeMethod, recipe: MergeRecipe) -> None:
         if not spec.required or spec.name in recipe.parameters:
             continue
         if spec.scope == "shared":
-            raise ConfigError(f"missing required parameter {spec.name!r}: {method.name} needs "
-                              f"parameters.{spec.name}")
+            raise ConfigError(
+                f"missing required parameter {spec.name!r}: {method.name} needs "
+                f"parameters.{spec.name}"
+            )
         for index, entry in enumerate(recipe.models):
             takes = spec.scope == "input" or entry.model != recipe.base_model
             if takes and spec.name not in entry.parameters:
-                raise ConfigError(f"missing required parameter {spec.name!r}: set models[{index}]"
-                                  f".parameters.{spec.name} (or a global parameters.{spec.name})")
+                raise ConfigError(
+                    f"missing required parameter {spec.name!r}: set models[{index}]"
+                    f".parameters.{spec.name} (or a global parameters.{spec.name})"
+                )
         base = recipe.base_model
         if spec.scope == "input" and base and recipe.entry(base) is None:
-            raise ConfigError(f"{method.name} also averages the base_model {base!r}, which has no "
-                              f"{spec.name}: list it under models with a {spec.name}, or set "
-                              f"parameters.{spec.name}")
+            raise ConfigError(
+                f"{method.name} also averages the base_model {base!r}, which has no "
+                f"{spec.name}: list it under models with a {spec.name}, or set "
+                f"parameters.{spec.name}"
+            )
 
 
 # --------------------------------------------------------------------------------------
 # writing
 
 
-def make_recipe(merge_method: str, models: Iterable, base_model: str | None = None,
-                parameters: Mapping | None = None, dtype: str | None = None, **options) -> MergeRecipe:
+def make_recipe(
+    merge_method: str,
+    models: Iterable,
+    base_model: str | None = None,
+    parameters: Mapping | None = None,
+    dtype: str | None = None,
+    **options,
+) -> MergeRecipe:
     """Build and validate a recipe from Python values.
 
     ``models`` items are a model reference, a (reference, parameters) pair, or
@@ -298,8 +348,14 @@ def make_recipe(merge_method: str, models: Iterable, base_model: str | None = No
         else:
             reference, params = item
             entries.append(ModelEntry(reference, dict(params or {})))
-    recipe = MergeRecipe(merge_method=merge_method, models=entries, base_model=base_model,
-                         parameters=dict(parameters or {}), dtype=dtype, **options)
+    recipe = MergeRecipe(
+        merge_method=merge_method,
+        models=entries,
+        base_model=base_model,
+        parameters=dict(parameters or {}),
+        dtype=dtype,
+        **options,
+    )
     validate_recipe(recipe)
     return recipe
 
@@ -337,8 +393,11 @@ def recipe_to_dict(recipe: MergeRecipe) -> dict:
     for key in ("dtype", "out_dtype", "tokenizer_source"):
         if getattr(recipe, key):
             data[key] = getattr(recipe, key)
-    data[HM3_KEY] = {"seed": int(recipe.seed), "allow_pickle": bool(recipe.allow_pickle),
-                     "trust_remote_code": bool(recipe.trust_remote_code)}
+    data[HM3_KEY] = {
+        "seed": int(recipe.seed),
+        "allow_pickle": bool(recipe.allow_pickle),
+        "trust_remote_code": bool(recipe.trust_remote_code),
+    }
     return data
 
 
@@ -360,12 +419,25 @@ def recipe_to_yaml(recipe: MergeRecipe) -> str:
     Floats are written with Python's shortest round-trip repr, so reading the
     YAML back gives bit-identical parameters.
     """
-    return yaml.dump(recipe_to_dict(recipe), Dumper=_RecipeDumper, sort_keys=False,
-                     default_flow_style=False, allow_unicode=True)
+    return yaml.dump(
+        recipe_to_dict(recipe),
+        Dumper=_RecipeDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+    )
 
 
-def render_yaml(merge_method: str, models: Iterable, base_model: str | None = None,
-                parameters: Mapping | None = None, dtype: str | None = None, **options) -> str:
+def render_yaml(
+    merge_method: str,
+    models: Iterable,
+    base_model: str | None = None,
+    parameters: Mapping | None = None,
+    dtype: str | None = None,
+    **options,
+) -> str:
     """Render any merge (method, base, models with parameters, global parameters,
     dtype, and the options of :class:`MergeRecipe`) as a mergekit YAML config."""
-    return recipe_to_yaml(make_recipe(merge_method, models, base_model, parameters, dtype, **options))
+    return recipe_to_yaml(
+        make_recipe(merge_method, models, base_model, parameters, dtype, **options)
+    )

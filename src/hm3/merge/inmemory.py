@@ -70,7 +70,9 @@ from hm3.merge.sparsify import (
 
 ALIGN = 16  # elements: every tensor starts 64-byte aligned in the flat buffers (the memory plan pads alike)
 _MEMORY_RESERVE = 2 << 30  # bytes left free when deciding to build a mask cache
-GROUP_ELEMENTS = 1 << 22  # elements of the tensors combined at once by two-stage methods (and planned for)
+GROUP_ELEMENTS = (
+    1 << 22
+)  # elements of the tensors combined at once by two-stage methods (and planned for)
 _STAGE_ELEMENTS = 1 << 22  # elements staged at once (in float32) for the weighted-sum methods
 
 
@@ -99,29 +101,58 @@ class InMemoryMerger:
     parameters are views of the merger's output buffer.
     """
 
-    def __init__(self, base: Mapping[str, torch.Tensor], experts: Sequence[Mapping[str, torch.Tensor]],
-                 target: torch.nn.Module, *, base_name: str = "base",
-                 expert_names: Sequence[str] | None = None, num_layers: int | None = None,
-                 cache_masks: bool | str = "auto", storage_dtype: torch.dtype | None = None,
-                 storage_device: str | torch.device | None = None):
+    def __init__(
+        self,
+        base: Mapping[str, torch.Tensor],
+        experts: Sequence[Mapping[str, torch.Tensor]],
+        target: torch.nn.Module,
+        *,
+        base_name: str = "base",
+        expert_names: Sequence[str] | None = None,
+        num_layers: int | None = None,
+        cache_masks: bool | str = "auto",
+        storage_dtype: torch.dtype | None = None,
+        storage_device: str | torch.device | None = None,
+    ):
         expert_names = list(expert_names or [f"expert{i}" for i in range(len(experts))])
         if len(expert_names) != len(experts):
             raise HM3Error("one name per expert is needed")
         shapes = {name: tuple(t.shape) for name, t in base.items()}
-        check_same_tensors(base_name, shapes, [(label, {n: tuple(t.shape) for n, t in e.items()})
-                                               for label, e in zip(expert_names, experts)])
+        check_same_tensors(
+            base_name,
+            shapes,
+            [
+                (label, {n: tuple(t.shape) for n, t in e.items()})
+                for label, e in zip(expert_names, experts)
+            ],
+        )
         self.cache_masks = cache_masks
-        self._setup(target, shapes, base_name, expert_names,
-                    num_layers or num_hidden_layers({}, shapes), storage_dtype, storage_device)
+        self._setup(
+            target,
+            shapes,
+            base_name,
+            expert_names,
+            num_layers or num_hidden_layers({}, shapes),
+            storage_dtype,
+            storage_device,
+        )
         self._fill(lambda name: base[name], [lambda name, e=e: e[name] for e in experts])
 
     @classmethod
-    def from_pretrained(cls, base_dir: str | Path, expert_dirs: Sequence[str | Path],
-                        target: torch.nn.Module | None = None, *, allow_pickle: bool = False,
-                        trust_remote_code: bool = False, dtype: torch.dtype = torch.float32,
-                        device: str | torch.device = "cpu",
-                        cache_masks: bool | str = "auto", storage_dtype: torch.dtype | None = None,
-                        storage_device: str | torch.device | None = None) -> "InMemoryMerger":
+    def from_pretrained(
+        cls,
+        base_dir: str | Path,
+        expert_dirs: Sequence[str | Path],
+        target: torch.nn.Module | None = None,
+        *,
+        allow_pickle: bool = False,
+        trust_remote_code: bool = False,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        cache_masks: bool | str = "auto",
+        storage_dtype: torch.dtype | None = None,
+        storage_device: str | torch.device | None = None,
+    ) -> "InMemoryMerger":
         """Read checkpoints tensor by tensor (safetensors; pickles only if allowed).
 
         Without ``target``, the base checkpoint is loaded with transformers'
@@ -133,32 +164,53 @@ class InMemoryMerger:
         see the module docstring for the staged storage).
         """
         base_name, expert_names = str(base_dir), [str(e) for e in expert_dirs]
-        readers = [CheckpointReader(resolve_model_dir(ref), allow_pickle=allow_pickle, label=ref)
-                   for ref in [base_name, *expert_names]]
+        readers = [
+            CheckpointReader(resolve_model_dir(ref), allow_pickle=allow_pickle, label=ref)
+            for ref in [base_name, *expert_names]
+        ]
         shapes = [{n: i.shape for n, i in r.tensors.items()} for r in readers]
         check_same_tensors(base_name, shapes[0], list(zip(expert_names, shapes[1:])))
         if target is None:
-            from transformers import AutoModelForCausalLM  # lazy: slow; kept off the memory plan (benchmarks/memory_plan.py)
+            # lazy: slow; kept off the memory plan (benchmarks/memory_plan.py)
+            from transformers import AutoModelForCausalLM
 
             target = AutoModelForCausalLM.from_pretrained(
-                readers[0].directory, dtype=dtype, trust_remote_code=trust_remote_code).to(device)
+                readers[0].directory, dtype=dtype, trust_remote_code=trust_remote_code
+            ).to(device)
         self = cls.__new__(cls)
         self.cache_masks = cache_masks
         try:
-            self._setup(target, shapes[0], base_name, expert_names,
-                        num_hidden_layers(readers[0].config(), shapes[0]), storage_dtype, storage_device)
+            self._setup(
+                target,
+                shapes[0],
+                base_name,
+                expert_names,
+                num_hidden_layers(readers[0].config(), shapes[0]),
+                storage_dtype,
+                storage_device,
+            )
             largest = max(info.nbytes for info in readers[0].tensors.values())
             buffer = torch.empty(largest, dtype=torch.uint8)  # one read buffer for all tensors
-            self._fill(*[lambda name, r=r: r.get(name, buffer) for r in readers][:1],
-                       [lambda name, r=r: r.get(name, buffer) for r in readers[1:]])
+            self._fill(
+                *[lambda name, r=r: r.get(name, buffer) for r in readers][:1],
+                [lambda name, r=r: r.get(name, buffer) for r in readers[1:]],
+            )
         finally:
             for reader in readers:
                 reader.close()
         return self
 
     # ---------------------------------------------------------------- building
-    def _setup(self, target, shapes: Mapping[str, tuple], base_name, expert_names, num_layers,
-               storage_dtype: torch.dtype | None = None, storage_device=None):
+    def _setup(
+        self,
+        target,
+        shapes: Mapping[str, tuple],
+        base_name,
+        expert_names,
+        num_layers,
+        storage_dtype: torch.dtype | None = None,
+        storage_device=None,
+    ):
         self.target = target
         self.base_name = base_name
         self.expert_names = list(expert_names)
@@ -166,13 +218,22 @@ class InMemoryMerger:
         params = self._target_tensors(target, shapes)
         dtypes = {p.dtype for p in params.values()}
         if len(dtypes) != 1 or not next(iter(dtypes)).is_floating_point:
-            raise HM3Error(f"the target model's merged parameters must share one float dtype, got {dtypes}")
+            raise HM3Error(
+                f"the target model's merged parameters must share one float dtype, got {dtypes}"
+            )
         self.device = next(iter(params.values())).device
         self.slots, offset = [], 0
         for name in params:  # the target's own order keeps each layer contiguous
             numel = max(1, torch.Size(shapes[name]).numel())
-            self.slots.append(Slot(len(self.slots), name, tuple(shapes[name]), offset,
-                                   torch.Size(shapes[name]).numel()))
+            self.slots.append(
+                Slot(
+                    len(self.slots),
+                    name,
+                    tuple(shapes[name]),
+                    offset,
+                    torch.Size(shapes[name]).numel(),
+                )
+            )
             offset += -(-numel // ALIGN) * ALIGN
         self.numel = offset
         k = len(expert_names)
@@ -196,7 +257,9 @@ class InMemoryMerger:
         if self.staged:
             pin = storage_device.type == "cpu" and self.device.type == "cuda"
             self.anchor = _zeros((offset,), storage_dtype, storage_device, pin)  # the base
-            self.stored = _zeros((k, offset), storage_dtype, storage_device, pin)  # the experts' weights
+            self.stored = _zeros(
+                (k, offset), storage_dtype, storage_device, pin
+            )  # the experts' weights
             self.deltas = None
         else:
             self.anchor = torch.zeros(offset, dtype=torch.float32, device=self.device)
@@ -204,11 +267,15 @@ class InMemoryMerger:
             self.stored = None
         self.ws = Workspace(self.device)
         self._caching = True
-        self._cache_device = self.device  # where new mask caches go (host memory when the GPU is full)
+        self._cache_device = (
+            self.device
+        )  # where new mask caches go (host memory when the GPU is full)
         # statistics of the experts' own weights, for the methods that take them: the raw
         # weights are gone once the task vectors are formed, so they are taken on loading
         self._stat_methods = [m for m in METHODS.values() if m.needs_input_stats]
-        self._input_stats: dict[str, list[list]] = {m.name: [[] for _ in range(k)] for m in self._stat_methods}
+        self._input_stats: dict[str, list[list]] = {
+            m.name: [[] for _ in range(k)] for m in self._stat_methods
+        }
         self._ranks: dict[int, torch.Tensor] = {}
         self._della: dict[int, torch.Tensor] = {}
         self._noise: dict[tuple[int, int], torch.Tensor] = {}
@@ -224,10 +291,14 @@ class InMemoryMerger:
         for name, shape in shapes.items():
             tensor = named.get(name)
             if tensor is None:
-                raise HM3Error(f"tensor {name} of the checkpoints is not a parameter of the target model")
+                raise HM3Error(
+                    f"tensor {name} of the checkpoints is not a parameter of the target model"
+                )
             if tuple(tensor.shape) != tuple(shape):
-                raise HM3Error(f"tensor {name} has shape {list(shape)} in the checkpoints but "
-                               f"{list(tensor.shape)} in the target model")
+                raise HM3Error(
+                    f"tensor {name} has shape {list(shape)} in the checkpoints but "
+                    f"{list(tensor.shape)} in the target model"
+                )
             if id(tensor) not in claimed:  # a tied weight saved under two names: keep one
                 claimed.add(id(tensor))
                 chosen[name] = tensor
@@ -300,9 +371,16 @@ class InMemoryMerger:
         return self._stage(slot.span, [row], "cache")[1][row]
 
     # ---------------------------------------------------------------- candidates
-    def recipe(self, merge_method: str, model_parameters: Sequence[Mapping] | None = None,
-               parameters: Mapping | None = None, *, seed: int = 0, dtype: str | None = None,
-               include_base: bool = False) -> MergeRecipe:
+    def recipe(
+        self,
+        merge_method: str,
+        model_parameters: Sequence[Mapping] | None = None,
+        parameters: Mapping | None = None,
+        *,
+        seed: int = 0,
+        dtype: str | None = None,
+        include_base: bool = False,
+    ) -> MergeRecipe:
         """A recipe over this merger's models; ``model_parameters`` has one dict per expert.
 
         linear averages the experts only unless ``include_base`` (then the base
@@ -310,11 +388,15 @@ class InMemoryMerger:
         """
         model_parameters = list(model_parameters or [{} for _ in self.expert_names])
         if len(model_parameters) != len(self.expert_names):
-            raise ConfigError(f"{len(model_parameters)} parameter sets for {len(self.expert_names)} experts")
+            raise ConfigError(
+                f"{len(model_parameters)} parameter sets for {len(self.expert_names)} experts"
+            )
         models = list(zip(self.expert_names, model_parameters))
         linear = merge_method == "linear"
         base = self.base_name if (not linear or include_base) else None
-        return make_recipe(merge_method, models, base_model=base, parameters=parameters, dtype=dtype, seed=seed)
+        return make_recipe(
+            merge_method, models, base_model=base, parameters=parameters, dtype=dtype, seed=seed
+        )
 
     def apply(self, recipe: MergeRecipe, *, check_outputs: bool = False) -> torch.nn.Module:
         """Write the recipe's merge into the target model's parameters; returns the model."""
@@ -344,7 +426,9 @@ class InMemoryMerger:
     def _storage_rows(self, plan: MergePlan) -> list[int | None]:
         """Index of each recipe row in the expert storage (None for the base)."""
         if not plan.method.anchor_is_input and plan.anchor != self.base_name:
-            raise ConfigError(f"base_model {plan.anchor!r} is not this merger's base {self.base_name!r}")
+            raise ConfigError(
+                f"base_model {plan.anchor!r} is not this merger's base {self.base_name!r}"
+            )
         index = {name: i for i, name in enumerate(self.expert_names)}
         rows = []
         for ref in plan.rows:
@@ -353,7 +437,9 @@ class InMemoryMerger:
             elif ref in index:
                 rows.append(index[ref])
             else:
-                raise ConfigError(f"model {ref!r} is not one of this merger's experts {self.expert_names}")
+                raise ConfigError(
+                    f"model {ref!r} is not one of this merger's experts {self.expert_names}"
+                )
         return rows
 
     # ---------------------------------------------------------------- weighted-sum methods
@@ -385,13 +471,21 @@ class InMemoryMerger:
         for i in range(1, len(self.slots) + 1):
             if i < len(self.slots) and coefficients[i] == coefficients[start]:
                 continue
-            span = slice(self.slots[start].offset, self.slots[i - 1].offset + self.slots[i - 1].numel)
+            span = slice(
+                self.slots[start].offset, self.slots[i - 1].offset + self.slots[i - 1].numel
+            )
             c0, *coeffs = coefficients[start]
             if self.staged:
                 self._weighted_staged(span, c0, coeffs)
             else:
-                weighted_sum(self.anchor[span], c0, [self.deltas[k, span] for k in range(len(coeffs))],
-                             coeffs, self.output[span], scratch)
+                weighted_sum(
+                    self.anchor[span],
+                    c0,
+                    [self.deltas[k, span] for k in range(len(coeffs))],
+                    coeffs,
+                    self.output[span],
+                    scratch,
+                )
             start = i
 
     def _weighted_staged(self, span: slice, c0: float, coeffs: Sequence[float]) -> None:
@@ -411,13 +505,17 @@ class InMemoryMerger:
         if self.staged:
             anchor, staged = self._stage(slot.span, rows)
             deltas = [staged[r] for r in rows]
-            plan.method.merge(anchor, deltas, p, _SlotTensor(self, plan, rows, slot, deltas), anchor)
+            plan.method.merge(
+                anchor, deltas, p, _SlotTensor(self, plan, rows, slot, deltas), anchor
+            )
             self.output[slot.span].copy_(anchor)
             return
         direct = self.output.dtype == torch.float32
         out = self.output[slot.span] if direct else self.ws.get("result", slot.numel)
         deltas = [self.deltas[r, slot.span] for r in rows]
-        plan.method.merge(self.anchor[slot.span], deltas, p, _SlotTensor(self, plan, rows, slot, deltas), out)
+        plan.method.merge(
+            self.anchor[slot.span], deltas, p, _SlotTensor(self, plan, rows, slot, deltas), out
+        )
         if not direct:
             self.output[slot.span].copy_(out)
 
@@ -437,11 +535,26 @@ class InMemoryMerger:
             buffer = self.ws.get("group_rows", k * length).view(k, length)
             for slot, p in group:
                 local = slice(slot.offset - first.offset, slot.offset - first.offset + slot.numel)
-                masks = (_CachedMasks(self, plan, rows, slot) if self._caching
-                         else ComputedMasks([self.deltas[r, slot.span] for r in rows], slot.shape,
-                                            slot.name, plan.recipe.seed, self.ws))
-                method.weighted_rows([self.deltas[r, slot.span] for r in rows], p, masks, self.ws,
-                                     [buffer[i, local] for i in range(k)], tensor_name=slot.name, who=plan.rows)
+                masks = (
+                    _CachedMasks(self, plan, rows, slot)
+                    if self._caching
+                    else ComputedMasks(
+                        [self.deltas[r, slot.span] for r in rows],
+                        slot.shape,
+                        slot.name,
+                        plan.recipe.seed,
+                        self.ws,
+                    )
+                )
+                method.weighted_rows(
+                    [self.deltas[r, slot.span] for r in rows],
+                    p,
+                    masks,
+                    self.ws,
+                    [buffer[i, local] for i in range(k)],
+                    tensor_name=slot.name,
+                    who=plan.rows,
+                )
             direct = self.output.dtype == torch.float32
             out = self.output[span] if direct else self.ws.get("result", length)
             method.combine_rows(self.anchor[span], list(buffer), group[0][1], self.ws, out)
@@ -460,14 +573,26 @@ class InMemoryMerger:
             length = span.stop - span.start
             anchor, staged = self._stage(span, rows)
             sources = [staged[r] for r in rows]
-            targets = sources if in_place else list(self.ws.get("group_rows", k * length).view(k, length))
+            targets = (
+                sources if in_place else list(self.ws.get("group_rows", k * length).view(k, length))
+            )
             for slot, p in group:
                 local = slice(slot.offset - first.offset, slot.offset - first.offset + slot.numel)
                 deltas = [row[local] for row in sources]
-                masks = (_CachedMasks(self, plan, rows, slot) if self._caching
-                         else ComputedMasks(deltas, slot.shape, slot.name, plan.recipe.seed, self.ws))
-                method.weighted_rows(deltas, p, masks, self.ws, [row[local] for row in targets],
-                                     tensor_name=slot.name, who=plan.rows)
+                masks = (
+                    _CachedMasks(self, plan, rows, slot)
+                    if self._caching
+                    else ComputedMasks(deltas, slot.shape, slot.name, plan.recipe.seed, self.ws)
+                )
+                method.weighted_rows(
+                    deltas,
+                    p,
+                    masks,
+                    self.ws,
+                    [row[local] for row in targets],
+                    tensor_name=slot.name,
+                    who=plan.rows,
+                )
             method.combine_rows(anchor, targets, group[0][1], self.ws, anchor)
             self.output[span].copy_(anchor)
 
@@ -477,8 +602,9 @@ class InMemoryMerger:
         key = plan.method.combine_key
         group, start = [], 0
         for slot, p in zip(self.slots, params):
-            if group and (key(p) != key(group[0][1])
-                          or slot.offset + slot.numel - start > GROUP_ELEMENTS):
+            if group and (
+                key(p) != key(group[0][1]) or slot.offset + slot.numel - start > GROUP_ELEMENTS
+            ):
                 yield group
                 group = []
             if not group:
@@ -493,11 +619,15 @@ class InMemoryMerger:
         key = (key, tuple(rows))
         if key not in self._derived:
             if self.staged:
-                self._derived[key] = [compute([staged[r] for r in rows], s.shape)
-                                      for s in self.slots for staged in [self._stage(s.span, rows, "cache")[1]]]
+                self._derived[key] = [
+                    compute([staged[r] for r in rows], s.shape)
+                    for s in self.slots
+                    for staged in [self._stage(s.span, rows, "cache")[1]]
+                ]
             else:
-                self._derived[key] = [compute([self.deltas[r, s.span] for r in rows], s.shape)
-                                      for s in self.slots]
+                self._derived[key] = [
+                    compute([self.deltas[r, s.span] for r in rows], s.shape) for s in self.slots
+                ]
         return self._derived[key]
 
     # ---------------------------------------------------------------- caches
@@ -536,14 +666,18 @@ class InMemoryMerger:
 
     def _new_cache(self, dtype: torch.dtype) -> torch.Tensor:
         device = self._cache_device
-        return _zeros((self.numel,), dtype, device, device.type == "cpu" and self.device.type == "cuda")
+        return _zeros(
+            (self.numel,), dtype, device, device.type == "cpu" and self.device.type == "cuda"
+        )
 
     def ranks(self, row: int) -> torch.Tensor:
         """Stable ascending magnitude rank of every element of one expert, per tensor."""
         if row not in self._ranks:
             ranks = self._new_cache(torch.int32)
             for slot in self.slots:
-                keys = magnitude_keys(self._task_vector(row, slot), self.ws.get("scratch_a", slot.numel))
+                keys = magnitude_keys(
+                    self._task_vector(row, slot), self.ws.get("scratch_a", slot.numel)
+                )
                 ranks[slot.span] = stable_ranks(keys)
             self._ranks[row] = ranks
         return self._ranks[row]
@@ -561,11 +695,19 @@ class InMemoryMerger:
     def della_fractions(self, row: int) -> torch.Tensor:
         if row not in self._della:
             fractions = self._new_cache(torch.float32)
-            elsewhere = fractions.device != self.device  # a host cache: computed on the device, then stored
+            elsewhere = (
+                fractions.device != self.device
+            )  # a host cache: computed on the device, then stored
             for slot in self.slots:
-                target = self.ws.get("della_fraction", slot.numel) if elsewhere else fractions[slot.span]
-                della_rank_fraction(self._task_vector(row, slot), slot.shape, target,
-                                    self.ws.get("scratch_a", slot.numel))
+                target = (
+                    self.ws.get("della_fraction", slot.numel) if elsewhere else fractions[slot.span]
+                )
+                della_rank_fraction(
+                    self._task_vector(row, slot),
+                    slot.shape,
+                    target,
+                    self.ws.get("scratch_a", slot.numel),
+                )
                 if elsewhere:
                     fractions[slot.span].copy_(target)
             self._della[row] = fractions
@@ -587,13 +729,19 @@ class InMemoryMerger:
         self.ws.clear()
 
     def memory_bytes(self) -> dict:
-        caches = sum(t.numel() * t.element_size() for d in (self._ranks, self._della, self._noise)
-                     for t in d.values())
+        caches = sum(
+            t.numel() * t.element_size()
+            for d in (self._ranks, self._della, self._noise)
+            for t in d.values()
+        )
         stored = self.deltas if self.stored is None else self.stored
-        return {"anchor": self.anchor.numel() * self.anchor.element_size(),
-                "task_vectors": stored.numel() * stored.element_size(),
-                "output": self.output.numel() * self.output.element_size(), "caches": caches,
-                "workspace": self.ws.nbytes()}
+        return {
+            "anchor": self.anchor.numel() * self.anchor.element_size(),
+            "task_vectors": stored.numel() * stored.element_size(),
+            "output": self.output.numel() * self.output.element_size(),
+            "caches": caches,
+            "workspace": self.ws.nbytes(),
+        }
 
 
 def _zeros(shape: tuple, dtype: torch.dtype, device: torch.device, pin: bool) -> torch.Tensor:
@@ -616,7 +764,9 @@ class _SlotTensor:
 
     writable = False
 
-    def __init__(self, merger: InMemoryMerger, plan: MergePlan, rows: list, slot: Slot, deltas=None):
+    def __init__(
+        self, merger: InMemoryMerger, plan: MergePlan, rows: list, slot: Slot, deltas=None
+    ):
         self.merger, self.plan, self.rows, self.slot, self.deltas = merger, plan, rows, slot, deltas
         self.name, self.shape, self.ws, self.who = slot.name, slot.shape, merger.ws, plan.rows
 
@@ -657,8 +807,9 @@ class _CachedMasks:
 
     def prune_window(self, row, lo, hi, values, target):
         ranks = self._here(self.merger.ranks(self.rows[row]), "cached_ranks")
-        return keep_rank_window(ranks, lo, hi, values, target, self._scratch("scratch_a"),
-                                self._scratch("scratch_b"))
+        return keep_rank_window(
+            ranks, lo, hi, values, target, self._scratch("scratch_a"), self._scratch("scratch_b")
+        )
 
     def prune_bernoulli(self, row, p, values, target):
         noise = self._here(self.merger.noise(self.seed, row), "cached_noise")

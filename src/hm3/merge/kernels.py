@@ -47,9 +47,14 @@ class Workspace:
         self._buffers.clear()
 
 
-def weighted_sum(anchor: torch.Tensor, c0: float, rows: Sequence[torch.Tensor] | torch.Tensor,
-                 coeffs: Sequence[float], out: torch.Tensor,
-                 scratch: torch.Tensor | None = None) -> torch.Tensor:
+def weighted_sum(
+    anchor: torch.Tensor,
+    c0: float,
+    rows: Sequence[torch.Tensor] | torch.Tensor,
+    coeffs: Sequence[float],
+    out: torch.Tensor,
+    scratch: torch.Tensor | None = None,
+) -> torch.Tensor:
     """out = c0 * anchor + sum_i c_i * rows[i], chunked so the partial sum stays in
     cache while each row is added.
 
@@ -67,7 +72,9 @@ def weighted_sum(anchor: torch.Tensor, c0: float, rows: Sequence[torch.Tensor] |
             target = out[start:stop] if direct else scratch[: stop - start]
             first = 0
             if c0 == 1.0 and terms:
-                torch.add(anchor[start:stop], terms[0][0][start:stop], alpha=terms[0][1], out=target)
+                torch.add(
+                    anchor[start:stop], terms[0][0][start:stop], alpha=terms[0][1], out=target
+                )
                 first = 1
             else:
                 torch.mul(anchor[start:stop], c0, out=target)

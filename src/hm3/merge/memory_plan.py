@@ -45,12 +45,13 @@ import torch
 from hm3.checkpoints.sharded import CheckpointReader, resolve_model_dir
 from hm3.core.device import disk_free, dtype_name, free_bytes, host_available, resolve_dtype
 from hm3.core.errors import ConfigError
+from hm3.core.settings import DEFAULT_MEMORY_MODE
 from hm3.merge.inmemory import ALIGN, GROUP_ELEMENTS
 from hm3.merge.kernels import CONSENSUS_CHUNK
 from hm3.merge.methods.registry import get_method
 
 MODES = ("in-memory", "host", "streaming")
-MODE_CHOICES = ("auto", *MODES)
+MODE_CHOICES = (DEFAULT_MEMORY_MODE, *MODES)
 
 GiB = 1 << 30
 RESERVE = GiB  # CUDA context, allocator fragmentation, small tensors
@@ -58,18 +59,29 @@ CONTEXT_TOKENS = 2048  # tokens per sequence assumed for the evaluation's key/va
 
 
 # ------------------------------------------------------------------ shapes
-def checkpoint_shapes(model_dir: str | Path, allow_pickle: bool = False) -> dict[str, tuple[int, ...]]:
+def checkpoint_shapes(
+    model_dir: str | Path, allow_pickle: bool = False
+) -> dict[str, tuple[int, ...]]:
     """Tensor name -> shape from a checkpoint's headers (no weight is read)."""
-    reader = CheckpointReader(resolve_model_dir(str(model_dir)), allow_pickle=allow_pickle, label=str(model_dir))
+    reader = CheckpointReader(
+        resolve_model_dir(str(model_dir)), allow_pickle=allow_pickle, label=str(model_dir)
+    )
     try:
         return {name: tuple(info.shape) for name, info in reader.tensors.items()}
     finally:
         reader.close()
 
 
-def llama_shapes(layers: int, hidden: int, intermediate: int, vocab: int, heads: int,
-                 kv_heads: int | None = None, tie_embeddings: bool = False,
-                 qkv_bias: bool = False) -> dict[str, tuple[int, ...]]:
+def llama_shapes(
+    layers: int,
+    hidden: int,
+    intermediate: int,
+    vocab: int,
+    heads: int,
+    kv_heads: int | None = None,
+    tie_embeddings: bool = False,
+    qkv_bias: bool = False,
+) -> dict[str, tuple[int, ...]]:
     """The tensor shapes of a Llama-layout checkpoint (Llama, Mistral, Qwen2), by hand:
     for plans of models that are not downloaded."""
     head_dim = hidden // heads
@@ -77,15 +89,27 @@ def llama_shapes(layers: int, hidden: int, intermediate: int, vocab: int, heads:
     shapes = {"model.embed_tokens.weight": (vocab, hidden)}
     for i in range(layers):
         p = f"model.layers.{i}."
-        shapes.update({
-            p + "self_attn.q_proj.weight": (hidden, hidden), p + "self_attn.k_proj.weight": (kv, hidden),
-            p + "self_attn.v_proj.weight": (kv, hidden), p + "self_attn.o_proj.weight": (hidden, hidden),
-            p + "mlp.gate_proj.weight": (intermediate, hidden), p + "mlp.up_proj.weight": (intermediate, hidden),
-            p + "mlp.down_proj.weight": (hidden, intermediate),
-            p + "input_layernorm.weight": (hidden,), p + "post_attention_layernorm.weight": (hidden,)})
+        shapes.update(
+            {
+                p + "self_attn.q_proj.weight": (hidden, hidden),
+                p + "self_attn.k_proj.weight": (kv, hidden),
+                p + "self_attn.v_proj.weight": (kv, hidden),
+                p + "self_attn.o_proj.weight": (hidden, hidden),
+                p + "mlp.gate_proj.weight": (intermediate, hidden),
+                p + "mlp.up_proj.weight": (intermediate, hidden),
+                p + "mlp.down_proj.weight": (hidden, intermediate),
+                p + "input_layernorm.weight": (hidden,),
+                p + "post_attention_layernorm.weight": (hidden,),
+            }
+        )
         if qkv_bias:
-            shapes.update({p + "self_attn.q_proj.bias": (hidden,), p + "self_attn.k_proj.bias": (kv,),
-                           p + "self_attn.v_proj.bias": (kv,)})
+            shapes.update(
+                {
+                    p + "self_attn.q_proj.bias": (hidden,),
+                    p + "self_attn.k_proj.bias": (kv,),
+                    p + "self_attn.v_proj.bias": (kv,),
+                }
+            )
     shapes["model.norm.weight"] = (hidden,)
     if not tie_embeddings:
         shapes["lm_head.weight"] = (vocab, hidden)
@@ -94,9 +118,19 @@ def llama_shapes(layers: int, hidden: int, intermediate: int, vocab: int, heads:
 
 # Families documented in docs/memory.md (from their config.json files)
 FAMILIES = {
-    "Llama-2-7B": dict(layers=32, hidden=4096, intermediate=11008, vocab=32000, heads=32, kv_heads=32),
-    "Qwen2.5-1.5B": dict(layers=28, hidden=1536, intermediate=8960, vocab=151936, heads=12, kv_heads=2,
-                         tie_embeddings=True, qkv_bias=True),
+    "Llama-2-7B": dict(
+        layers=32, hidden=4096, intermediate=11008, vocab=32000, heads=32, kv_heads=32
+    ),
+    "Qwen2.5-1.5B": dict(
+        layers=28,
+        hidden=1536,
+        intermediate=8960,
+        vocab=151936,
+        heads=12,
+        kv_heads=2,
+        tie_embeddings=True,
+        qkv_bias=True,
+    ),
 }
 
 
@@ -113,13 +147,21 @@ class Geometry:
     @classmethod
     def of(cls, shapes: Mapping[str, Sequence[int]]) -> "Geometry":
         sizes = {name: math.prod(shape) for name, shape in shapes.items()}
-        layers = {int(m.group(1)) for name in shapes for m in [re.search(r"layers\.(\d+)\.", name)] if m}
+        layers = {
+            int(m.group(1)) for name in shapes for m in [re.search(r"layers\.(\d+)\.", name)] if m
+        }
         kv = next((shape[0] for name, shape in shapes.items() if name.endswith("k_proj.weight")), 0)
-        embed = next((shape for name, shape in shapes.items() if "embed_tokens" in name and len(shape) == 2),
-                     None)
-        return cls(elements=sum(-(-max(1, n) // ALIGN) * ALIGN for n in sizes.values()),
-                   largest=max(sizes.values(), default=0), layers=len(layers), kv_width=int(kv),
-                   vocab=int(embed[0]) if embed else 0)
+        embed = next(
+            (shape for name, shape in shapes.items() if "embed_tokens" in name and len(shape) == 2),
+            None,
+        )
+        return cls(
+            elements=sum(-(-max(1, n) // ALIGN) * ALIGN for n in sizes.values()),
+            largest=max(sizes.values(), default=0),
+            layers=len(layers),
+            kv_width=int(kv),
+            vocab=int(embed[0]) if embed else 0,
+        )
 
 
 # ------------------------------------------------------------------ the plan
@@ -142,9 +184,13 @@ class MemoryPlan:
 
     def describe(self) -> str:
         need = self.needs[self.mode]
-        where = ", ".join(f"{k} {_gib(v)} of {_gib(self.available[k])} free" for k, v in need.items() if v)
-        return (f"memory plan: {self.mode} on {self.device} in {self.dtype} "
-                f"({self.experts} experts x {self.parameters / 1e9:.2f}B parameters): needs {where}; {self.reason}")
+        where = ", ".join(
+            f"{k} {_gib(v)} of {_gib(self.available[k])} free" for k, v in need.items() if v
+        )
+        return (
+            f"memory plan: {self.mode} on {self.device} in {self.dtype} "
+            f"({self.experts} experts x {self.parameters / 1e9:.2f}B parameters): needs {where}; {self.reason}"
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,12 +200,21 @@ def _gib(n: int) -> str:
     return f"{n / GiB:.1f} GiB"
 
 
-def component_bytes(geometry: Geometry, experts: int, dtype: torch.dtype, *, method: str | None = None,
-                    batch_size: int = 64, context_tokens: int = CONTEXT_TOKENS) -> dict[str, int]:
+def component_bytes(
+    geometry: Geometry,
+    experts: int,
+    dtype: torch.dtype,
+    *,
+    method: str | None = None,
+    batch_size: int = 64,
+    context_tokens: int = CONTEXT_TOKENS,
+) -> dict[str, int]:
     """Bytes of each part of the upper level's working set."""
     size = dtype.itemsize
     n, largest, k = geometry.elements, geometry.largest, experts
-    stored = 4 if dtype == torch.float32 else size  # float32 task vectors, or the experts' own weights
+    stored = (
+        4 if dtype == torch.float32 else size
+    )  # float32 task vectors, or the experts' own weights
     group = max(GROUP_ELEMENTS, largest)
     cache_words = len(get_method(method).mask_caches) if method else 0  # 4-byte words per parameter
     return {
@@ -167,10 +222,13 @@ def component_bytes(geometry: Geometry, experts: int, dtype: torch.dtype, *, met
         "base": n * stored,
         "experts": k * n * stored,
         # staged base + K rows of a group, K rows for caches or duplicates, scratch of the largest tensor
-        "workspace": 4 * ((k + 1) * group + (k + 1) * largest) + 13 * largest + 16 * CONSENSUS_CHUNK,
+        "workspace": 4 * ((k + 1) * group + (k + 1) * largest)
+        + 13 * largest
+        + 16 * CONSENSUS_CHUNK,
         "mask_caches": cache_words * k * n * 4,
-        "activations": batch_size * (context_tokens * geometry.layers * 2 * geometry.kv_width * size
-                                     + 2 * geometry.vocab * 4) + RESERVE,
+        "activations": batch_size
+        * (context_tokens * geometry.layers * 2 * geometry.kv_width * size + 2 * geometry.vocab * 4)
+        + RESERVE,
         # the streaming export: the largest tensor read, upcast, as K task vectors, merged, and
         # its scratch (two words, flags, uniforms), all float32
         "streaming_buffers": 4 * largest * (k + 7) + largest,
@@ -188,12 +246,21 @@ def mode_needs(c: Mapping[str, int], device_type: str) -> dict[str, dict[str, in
     on_gpu = device_type == "cuda"
     transient = c["model"] if on_gpu else 0
     needs = {
-        "in-memory": {"device": c["model"] + c["base"] + c["experts"] + c["workspace"] + c["activations"],
-                      "host": transient, "disk": 0},
-        "host": {"device": c["model"] + c["workspace"] + c["activations"],
-                 "host": max(c["base"] + c["experts"], transient), "disk": 0},
-        "streaming": {"device": c["model"] + c["activations"],
-                      "host": max(c["streaming_buffers"], transient), "disk": c["model"]},
+        "in-memory": {
+            "device": c["model"] + c["base"] + c["experts"] + c["workspace"] + c["activations"],
+            "host": transient,
+            "disk": 0,
+        },
+        "host": {
+            "device": c["model"] + c["workspace"] + c["activations"],
+            "host": max(c["base"] + c["experts"], transient),
+            "disk": 0,
+        },
+        "streaming": {
+            "device": c["model"] + c["activations"],
+            "host": max(c["streaming_buffers"], transient),
+            "disk": c["model"],
+        },
     }
     if not on_gpu:  # one memory: host needs count on the device
         for mode in needs:
@@ -203,11 +270,21 @@ def mode_needs(c: Mapping[str, int], device_type: str) -> dict[str, dict[str, in
     return needs
 
 
-def plan_memory(shapes: Mapping[str, Sequence[int]], experts: int, dtype: torch.dtype | str,
-                device: str | torch.device = "cpu", *, method: str | None = None, batch_size: int = 64,
-                context_tokens: int = CONTEXT_TOKENS, mode: str = "auto", free_device: int | None = None,
-                free_host: int | None = None, free_disk: int | None = None,
-                cache_masks: bool | str = "auto") -> MemoryPlan:
+def plan_memory(
+    shapes: Mapping[str, Sequence[int]],
+    experts: int,
+    dtype: torch.dtype | str,
+    device: str | torch.device = "cpu",
+    *,
+    method: str | None = None,
+    batch_size: int = 64,
+    context_tokens: int = CONTEXT_TOKENS,
+    mode: str = "auto",
+    free_device: int | None = None,
+    free_host: int | None = None,
+    free_disk: int | None = None,
+    cache_masks: bool | str = "auto",
+) -> MemoryPlan:
     """The plan for searching merges of ``experts`` models shaped like ``shapes``.
 
     ``mode``: ``auto`` picks ``in-memory`` when it fits on the device, else
@@ -216,40 +293,63 @@ def plan_memory(shapes: Mapping[str, Sequence[int]], experts: int, dtype: torch.
     not fit). Free memory is measured unless given (tests, what-if tables).
     """
     if mode not in MODE_CHOICES:
-        raise ConfigError(f"config key search.memory: {mode!r} is not one of {', '.join(MODE_CHOICES)}")
+        raise ConfigError(
+            f"config key search.memory: {mode!r} is not one of {', '.join(MODE_CHOICES)}"
+        )
     device = torch.device(device)
     dtype = resolve_dtype(dtype, device)
     geometry = Geometry.of(shapes)
-    components = component_bytes(geometry, experts, dtype, method=method, batch_size=batch_size,
-                                 context_tokens=context_tokens)
+    components = component_bytes(
+        geometry,
+        experts,
+        dtype,
+        method=method,
+        batch_size=batch_size,
+        context_tokens=context_tokens,
+    )
     needs = mode_needs(components, device.type)
     on_gpu = device.type == "cuda"
-    available = {"device": free_bytes(device) if free_device is None else int(free_device),
-                 "host": (host_available() if free_host is None else int(free_host)) if on_gpu else 0,
-                 "disk": disk_free() if free_disk is None else int(free_disk)}
+    available = {
+        "device": free_bytes(device) if free_device is None else int(free_device),
+        "host": (host_available() if free_host is None else int(free_host)) if on_gpu else 0,
+        "disk": disk_free() if free_disk is None else int(free_disk),
+    }
 
     def fits(name: str) -> bool:
-        return all(needs[name][where] <= available[where] for where in ("device", "host", "disk")
-                   if needs[name][where])
+        return all(
+            needs[name][where] <= available[where]
+            for where in ("device", "host", "disk")
+            if needs[name][where]
+        )
 
     def short(name: str) -> str:
-        return ", ".join(f"{where} needs {_gib(needs[name][where])} > {_gib(available[where])} free"
-                         for where in ("device", "host", "disk")
-                         if needs[name][where] and needs[name][where] > available[where])
+        return ", ".join(
+            f"{where} needs {_gib(needs[name][where])} > {_gib(available[where])} free"
+            for where in ("device", "host", "disk")
+            if needs[name][where] and needs[name][where] > available[where]
+        )
 
     notes = []
     if mode != "auto":
         chosen, reason = mode, "forced by search.memory"
         if mode == "host" and not on_gpu:
-            reason += f" (on {device.type} host storage is the device's own memory: same as in-memory)"
+            reason += (
+                f" (on {device.type} host storage is the device's own memory: same as in-memory)"
+            )
     elif fits("in-memory"):
         chosen, reason = "in-memory", "base and experts fit on the device"
     elif on_gpu and fits("host"):
-        chosen, reason = "host", f"in-memory does not fit ({short('in-memory')}); the experts fit in host memory"
+        chosen, reason = (
+            "host",
+            f"in-memory does not fit ({short('in-memory')}); the experts fit in host memory",
+        )
     else:
         chosen = "streaming"
-        reason = (f"in-memory does not fit ({short('in-memory')})"
-                  + (f", nor host ({short('host')})" if on_gpu else "") + "; each candidate is merged on disk")
+        reason = (
+            f"in-memory does not fit ({short('in-memory')})"
+            + (f", nor host ({short('host')})" if on_gpu else "")
+            + "; each candidate is merged on disk"
+        )
     ok = fits(chosen)
     if not ok:
         notes.append(f"{chosen} may not fit: {short(chosen)}")
@@ -262,18 +362,37 @@ def plan_memory(shapes: Mapping[str, Sequence[int]], experts: int, dtype: torch.
         else:
             where = "do not fit: masks are recomputed per candidate (DARE/DELLA draw their uniforms on the CPU)"
         notes.append(f"mask caches ({_gib(caches)}) {where}")
-    return MemoryPlan(mode=chosen, reason=reason, device=str(device), dtype=dtype_name(dtype), experts=experts,
-                      parameters=sum(math.prod(s) for s in shapes.values()), components=components, needs=needs,
-                      available=available, cache_masks=cache_masks if chosen != "streaming" else False,
-                      fits=ok, notes=notes)
+    return MemoryPlan(
+        mode=chosen,
+        reason=reason,
+        device=str(device),
+        dtype=dtype_name(dtype),
+        experts=experts,
+        parameters=sum(math.prod(s) for s in shapes.values()),
+        components=components,
+        needs=needs,
+        available=available,
+        cache_masks=cache_masks if chosen != "streaming" else False,
+        fits=ok,
+        notes=notes,
+    )
 
 
-def lower_level_bytes(shapes: Mapping[str, Sequence[int]], experts: int, anchors: int, dtype: torch.dtype | str,
-                      *, batch_size: int = 64, context_tokens: int = CONTEXT_TOKENS) -> dict[str, int]:
+def lower_level_bytes(
+    shapes: Mapping[str, Sequence[int]],
+    experts: int,
+    anchors: int,
+    dtype: torch.dtype | str,
+    *,
+    batch_size: int = 64,
+    context_tokens: int = CONTEXT_TOKENS,
+) -> dict[str, int]:
     """Device memory of the lower level: the K experts and ``anchors`` merges M_λ as
     whole models in ``dtype`` (offline training holds one M_λ per training
     preference, the online search one), plus the evaluation's activations."""
     dtype = resolve_dtype(dtype)
-    c = component_bytes(Geometry.of(shapes), experts, dtype, batch_size=batch_size, context_tokens=context_tokens)
+    c = component_bytes(
+        Geometry.of(shapes), experts, dtype, batch_size=batch_size, context_tokens=context_tokens
+    )
     models = (experts + anchors) * c["model"]
     return {"models": models, "activations": c["activations"], "total": models + c["activations"]}

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 from hm3.checkpoints.names import layer_index
 from hm3.core.errors import ConfigError
 
+
 def layer_position(tensor_name: str, num_layers: int) -> float:
     """mergekit's gradient position: idx/(L-1) inside the layers, 0 outside them."""
     index = layer_index(tensor_name)
@@ -150,7 +151,9 @@ class ParamSpec:
         if not math.isfinite(x):
             raise ConfigError(f"{where} must be a finite number, got {shown(value)}")
         if abs(x) > FLOAT32_MAX:
-            raise ConfigError(f"{where} = {shown(value)} is too large: the merge computes in float32")
+            raise ConfigError(
+                f"{where} = {shown(value)} is too large: the merge computes in float32"
+            )
         if self.range is not None and x not in self.range:
             why = f" ({self.range.meaning})" if self.range.meaning else ""
             raise ConfigError(f"{where} must {self.range.describe()}{why}, got {shown(value)}")
@@ -193,8 +196,13 @@ def check_setting_values(spec: ParamSpec, setting: Any, where: str) -> None:
             check_setting_values(spec, item, f"{where}[{index}]")
 
 
-def resolve(spec: ParamSpec, scopes: Sequence[Mapping[str, Any] | None], tensor_name: str,
-            t: float, who: str) -> Any:
+def resolve(
+    spec: ParamSpec,
+    scopes: Sequence[Mapping[str, Any] | None],
+    tensor_name: str,
+    t: float,
+    who: str,
+) -> Any:
     """First setting that yields a value, in precedence order, else the default."""
     for scope in scopes:
         if scope and spec.name in scope:
@@ -202,5 +210,7 @@ def resolve(spec: ParamSpec, scopes: Sequence[Mapping[str, Any] | None], tensor_
             if value is not None:
                 return value
     if spec.required:
-        raise ConfigError(f"missing required parameter {spec.name!r} for {who} (tensor {tensor_name})")
+        raise ConfigError(
+            f"missing required parameter {spec.name!r} for {who} (tensor {tensor_name})"
+        )
     return spec.default

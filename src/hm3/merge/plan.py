@@ -73,8 +73,9 @@ class ParameterResolver:
         self.num_layers = num_layers
         recipe = plan.recipe
         self._global = recipe.parameters
-        self._own = {ref: (recipe.entry(ref).parameters if recipe.entry(ref) else {})
-                     for ref in plan.inputs}
+        self._own = {
+            ref: (recipe.entry(ref).parameters if recipe.entry(ref) else {}) for ref in plan.inputs
+        }
         scopes = [self._global, *self._own.values()]
         self._by_name = any(is_conditional(s) for scope in scopes for s in scope.values())
         self._cache: dict = {}
@@ -92,13 +93,21 @@ class ParameterResolver:
         return params
 
     def _resolve(self, tensor_name: str, t: float) -> TensorParams:
-        shared = {p.name: resolve(p, [self._global], tensor_name, t, "the merge") for p in self._shared}
+        shared = {
+            p.name: resolve(p, [self._global], tensor_name, t, "the merge") for p in self._shared
+        }
         anchor = {}
         if self.plan.anchor_is_input:
             scopes = [self._own[self.plan.anchor], self._global]
-            anchor = {p.name: resolve(p, scopes, tensor_name, t, self.plan.anchor) for p in self._anchor_specs}
+            anchor = {
+                p.name: resolve(p, scopes, tensor_name, t, self.plan.anchor)
+                for p in self._anchor_specs
+            }
         rows = [
-            {p.name: resolve(p, [self._own[ref], self._global], tensor_name, t, ref) for p in self._per_input}
+            {
+                p.name: resolve(p, [self._own[ref], self._global], tensor_name, t, ref)
+                for p in self._per_input
+            }
             for ref in self.plan.rows
         ]
         return TensorParams(shared=shared, anchor=anchor, rows=rows)

@@ -65,7 +65,7 @@ def _bincount(values: torch.Tensor, buckets: int) -> torch.Tensor:
     """Histogram in slices, so bincount's int64 temporaries stay small."""
     counts = torch.zeros(buckets, dtype=torch.int64, device=values.device)
     for start in range(0, values.numel(), _BINCOUNT_SLICE):
-        counts += torch.bincount(values[start:start + _BINCOUNT_SLICE], minlength=buckets)
+        counts += torch.bincount(values[start : start + _BINCOUNT_SLICE], minlength=buckets)
     return counts
 
 
@@ -81,7 +81,9 @@ def select_rank(keys: torch.Tensor, rank: int, scratch: torch.Tensor, flags: tor
     torch.eq(scratch, high, out=flags)
     positions = torch.nonzero(flags).reshape(-1)  # the bucket: few elements
     low_digits = keys[positions].bitwise_and_(0xFFFF)
-    low, below_low = _bucket_of(torch.bincount(low_digits, minlength=_LOW_BUCKETS), rank - below_high)
+    low, below_low = _bucket_of(
+        torch.bincount(low_digits, minlength=_LOW_BUCKETS), rank - below_high
+    )
     return (high << 16) | low, below_high + below_low, positions[low_digits == low]
 
 
@@ -103,15 +105,20 @@ def select_cut(keys: torch.Tensor, rank: int, scratch: torch.Tensor, flags: torc
     if wanted == ties.numel():  # all ties rank >= rank: keep |x| >= value
         below = _float_of_bits(value_bits - 1) if value_bits > 0 else -1.0
         return Cut(value, below, None)
-    return Cut(value, value, ties[ties.numel() - wanted:])
+    return Cut(value, value, ties[ties.numel() - wanted :])
 
 
 def _float_of_bits(bits: int) -> float:
     return struct.unpack("<f", struct.pack("<i", bits))[0]
 
 
-def apply_cuts(values: torch.Tensor, low: Cut | None, high: Cut | None, target: torch.Tensor,
-               scratch: torch.Tensor) -> torch.Tensor:
+def apply_cuts(
+    values: torch.Tensor,
+    low: Cut | None,
+    high: Cut | None,
+    target: torch.Tensor,
+    scratch: torch.Tensor,
+) -> torch.Tensor:
     """``values`` where low <= rank < high, else 0, by hardshrink (one fused pass per cut).
 
     Exact: kept elements are copied, dropped ones become 0.
@@ -133,8 +140,13 @@ def apply_cuts(values: torch.Tensor, low: Cut | None, high: Cut | None, target: 
     return target
 
 
-def keep_below(noise: torch.Tensor, probability, values: torch.Tensor, target: torch.Tensor,
-               scratch: torch.Tensor) -> torch.Tensor:
+def keep_below(
+    noise: torch.Tensor,
+    probability,
+    values: torch.Tensor,
+    target: torch.Tensor,
+    scratch: torch.Tensor,
+) -> torch.Tensor:
     """``values`` where noise < probability (a float or a tensor), else 0.
 
     By arithmetic rather than a boolean mask (several times faster on CPU):
@@ -147,8 +159,15 @@ def keep_below(noise: torch.Tensor, probability, values: torch.Tensor, target: t
     return torch.mul(values, scratch, out=target).neg_()
 
 
-def keep_rank_window(ranks: torch.Tensor, lo: int, hi: int, values: torch.Tensor, target: torch.Tensor,
-                     scratch: torch.Tensor, scratch_high: torch.Tensor) -> torch.Tensor:
+def keep_rank_window(
+    ranks: torch.Tensor,
+    lo: int,
+    hi: int,
+    values: torch.Tensor,
+    target: torch.Tensor,
+    scratch: torch.Tensor,
+    scratch_high: torch.Tensor,
+) -> torch.Tensor:
     """``values`` where lo <= rank < hi, else 0, from cached integer ranks.
 
     rank - lo + 1 clamped to [0, 1] is 1 exactly where rank >= lo (and likewise
@@ -171,8 +190,9 @@ def stable_ranks(keys: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
-def della_rank_fraction(delta: torch.Tensor, shape, out: torch.Tensor,
-                        scratch: torch.Tensor) -> torch.Tensor:
+def della_rank_fraction(
+    delta: torch.Tensor, shape, out: torch.Tensor, scratch: torch.Tensor
+) -> torch.Tensor:
     """Per row (mergekit: along dim 1; a 1-D tensor is one row), the stable rank of
     |delta| scaled to [0, 1]: 0 for the smallest magnitude, 1 for the largest."""
     shape = tuple(shape) if len(shape) >= 2 else (1, max(1, delta.numel()))
@@ -185,8 +205,9 @@ def della_rank_fraction(delta: torch.Tensor, shape, out: torch.Tensor,
     return out.div_(shape[1] - 1) if shape[1] > 1 else out.zero_()
 
 
-def della_keep_probability(rank_fraction: torch.Tensor, density: float, epsilon: float,
-                           out: torch.Tensor) -> torch.Tensor:
+def della_keep_probability(
+    rank_fraction: torch.Tensor, density: float, epsilon: float, out: torch.Tensor
+) -> torch.Tensor:
     """DELLA: p = density - epsilon + 2 epsilon * rank fraction (larger kept more often)."""
     torch.mul(rank_fraction, 2 * epsilon, out=out)
     return out.add_(density - epsilon)
@@ -210,7 +231,9 @@ class ComputedMasks:
         self.ws = ws
 
     def _scratch(self):
-        return self.ws.get("scratch_a", self.numel), self.ws.get("scratch_b", self.numel, torch.int32)
+        return self.ws.get("scratch_a", self.numel), self.ws.get(
+            "scratch_b", self.numel, torch.int32
+        )
 
     def prune_window(self, row, lo, hi, values, target):
         n = self.numel

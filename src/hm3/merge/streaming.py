@@ -62,12 +62,18 @@ class _Inputs:
         if readers is None:
             allow_pickle = plan.recipe.allow_pickle
             self.dirs = {ref: resolve_model_dir(ref) for ref in plan.inputs}
-            readers = {ref: CheckpointReader(self.dirs[ref], allow_pickle=allow_pickle, label=ref)
-                       for ref in plan.inputs}
+            readers = {
+                ref: CheckpointReader(self.dirs[ref], allow_pickle=allow_pickle, label=ref)
+                for ref in plan.inputs
+            }
         self.readers = readers
         self.anchor = self.readers[plan.anchor]
-        shapes = {ref: {n: info.shape for n, info in r.tensors.items()} for ref, r in self.readers.items()}
-        check_same_tensors(plan.anchor, shapes[plan.anchor], [(ref, shapes[ref]) for ref in plan.rows])
+        shapes = {
+            ref: {n: info.shape for n, info in r.tensors.items()} for ref, r in self.readers.items()
+        }
+        check_same_tensors(
+            plan.anchor, shapes[plan.anchor], [(ref, shapes[ref]) for ref in plan.rows]
+        )
 
     def bytes_total(self) -> int:
         return sum(info.nbytes for r in self.readers.values() for info in r.tensors.values())
@@ -77,9 +83,15 @@ class _Inputs:
             reader.close()
 
 
-def run_merge(recipe: MergeRecipe, out_dir: str | Path, *, max_shard_size: str | int = DEFAULT_SHARD_SIZE,
-              check_outputs: bool = True, overwrite: bool = False,
-              extra_inputs: Sequence[str | Path] = ()) -> MergeSummary:
+def run_merge(
+    recipe: MergeRecipe,
+    out_dir: str | Path,
+    *,
+    max_shard_size: str | int = DEFAULT_SHARD_SIZE,
+    check_outputs: bool = True,
+    overwrite: bool = False,
+    extra_inputs: Sequence[str | Path] = (),
+) -> MergeSummary:
     """Merge the recipe's models into a Hugging Face checkpoint at ``out_dir``.
 
     ``overwrite``: an existing folder may be replaced, but never one the merge reads (the
@@ -87,7 +99,9 @@ def run_merge(recipe: MergeRecipe, out_dir: str | Path, *, max_shard_size: str |
     start = time.perf_counter()
     max_shard_size = parse_size(max_shard_size)  # a bad size fails before any work
     protected = [*recipe_inputs(recipe), *extra_inputs]
-    target = check_output_dir(out_dir, overwrite=overwrite, inputs=protected)  # before any tensor is read
+    target = check_output_dir(
+        out_dir, overwrite=overwrite, inputs=protected
+    )  # before any tensor is read
     plan = make_plan(recipe)
     inputs = _Inputs(plan)
     try:
@@ -96,9 +110,17 @@ def run_merge(recipe: MergeRecipe, out_dir: str | Path, *, max_shard_size: str |
         check_parameters(plan, resolver, names)  # every parameter error surfaces before writing
         outputs = _output_infos(inputs.anchor, recipe)
         tokenizer_dir = _tokenizer_dir(recipe, plan, inputs)
-        log.info("merging %d tensors of %d models (%s) into %s", len(outputs), len(plan.inputs),
-                 recipe.merge_method, out_dir)
-        protected += [*inputs.dirs.values(), *([tokenizer_dir] if tokenizer_dir else [])]  # hub models too
+        log.info(
+            "merging %d tensors of %d models (%s) into %s",
+            len(outputs),
+            len(plan.inputs),
+            recipe.merge_method,
+            out_dir,
+        )
+        protected += [
+            *inputs.dirs.values(),
+            *([tokenizer_dir] if tokenizer_dir else []),
+        ]  # hub models too
         with atomic_dir(target, overwrite=overwrite, inputs=protected) as tmp:
             writer = ShardedWriter(tmp, outputs, parse_size(max_shard_size))
             merger = _TensorMerger(plan, inputs, resolver, check_outputs)
@@ -112,9 +134,15 @@ def run_merge(recipe: MergeRecipe, out_dir: str | Path, *, max_shard_size: str |
         files = sorted(p.name for p in target.iterdir())
     finally:
         inputs.close()
-    return MergeSummary(out_dir=str(out_dir), tensors=len(outputs), shards=len(writer.shards),
-                        bytes_read=inputs.bytes_total(), bytes_written=sum(i.nbytes for i in outputs),
-                        seconds=time.perf_counter() - start, files=files)
+    return MergeSummary(
+        out_dir=str(out_dir),
+        tensors=len(outputs),
+        shards=len(writer.shards),
+        bytes_read=inputs.bytes_total(),
+        bytes_written=sum(i.nbytes for i in outputs),
+        seconds=time.perf_counter() - start,
+        files=files,
+    )
 
 
 def recipe_inputs(recipe: MergeRecipe) -> list[Path]:
@@ -123,8 +151,13 @@ def recipe_inputs(recipe: MergeRecipe) -> list[Path]:
     return [Path(ref).expanduser() for ref in refs if ref and Path(ref).expanduser().exists()]
 
 
-def merge_state_dicts(recipe: MergeRecipe, models: Mapping[str, Mapping[str, torch.Tensor]], *,
-                      num_layers: int | None = None, check_outputs: bool = True) -> dict[str, torch.Tensor]:
+def merge_state_dicts(
+    recipe: MergeRecipe,
+    models: Mapping[str, Mapping[str, torch.Tensor]],
+    *,
+    num_layers: int | None = None,
+    check_outputs: bool = True,
+) -> dict[str, torch.Tensor]:
     """Merge tensors held in memory, by the streaming engine's code path.
 
     ``models`` maps each model reference of the recipe to its state dict.
@@ -147,15 +180,23 @@ def merge_state_dicts(recipe: MergeRecipe, models: Mapping[str, Mapping[str, tor
 
 def _output_infos(anchor: CheckpointReader, recipe: MergeRecipe) -> list[TensorInfo]:
     dtype = recipe.output_dtype()
-    return [TensorInfo(info.name, info.shape,
-                       dtype if (dtype is not None and info.dtype.is_floating_point) else info.dtype, "")
-            for info in anchor.tensors.values()]
+    return [
+        TensorInfo(
+            info.name,
+            info.shape,
+            dtype if (dtype is not None and info.dtype.is_floating_point) else info.dtype,
+            "",
+        )
+        for info in anchor.tensors.values()
+    ]
 
 
 class _TensorMerger:
     """Loads one tensor of every input and merges it; buffers are reused across tensors."""
 
-    def __init__(self, plan: MergePlan, inputs: _Inputs, resolver: ParameterResolver, check_outputs: bool):
+    def __init__(
+        self, plan: MergePlan, inputs: _Inputs, resolver: ParameterResolver, check_outputs: bool
+    ):
         self.plan = plan
         self.inputs = inputs
         self.resolver = resolver
@@ -209,7 +250,9 @@ class _Tensor:
 
     writable = True
 
-    def __init__(self, info: TensorInfo, deltas: torch.Tensor, stats: list, ws: Workspace, plan: MergePlan):
+    def __init__(
+        self, info: TensorInfo, deltas: torch.Tensor, stats: list, ws: Workspace, plan: MergePlan
+    ):
         self.name, self.shape = info.name, info.shape
         self.deltas, self._stats, self.ws = deltas, stats, ws
         self.who = plan.rows
@@ -235,16 +278,24 @@ def _tokenizer_dir(recipe: MergeRecipe, plan: MergePlan, inputs: _Inputs) -> Pat
             raise ConfigError("tokenizer_source: base needs a base_model")
         return inputs.dirs[recipe.base_model]
     if source == "union":
-        raise ConfigError("tokenizer_source: union (merging vocabularies) is not supported by hm3 merge; "
-                          "name the model whose tokenizer to copy")
+        raise ConfigError(
+            "tokenizer_source: union (merging vocabularies) is not supported by hm3 merge; "
+            "name the model whose tokenizer to copy"
+        )
     directory = inputs.dirs.get(source) or resolve_model_dir(source)
     if not any(directory.glob("tokenizer*")) and not (directory / "vocab.json").exists():
         raise HM3Error(f"tokenizer_source {source!r} has no tokenizer files in {directory}")
     return directory
 
 
-def _write_metadata(tmp: Path, recipe: MergeRecipe, plan: MergePlan, inputs: _Inputs,
-                    tokenizer_dir: Path | None, title: str) -> None:
+def _write_metadata(
+    tmp: Path,
+    recipe: MergeRecipe,
+    plan: MergePlan,
+    inputs: _Inputs,
+    tokenizer_dir: Path | None,
+    title: str,
+) -> None:
     config = inputs.anchor.config()
     if config:
         dtype = recipe.output_dtype()

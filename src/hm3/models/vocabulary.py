@@ -43,8 +43,12 @@ class VocabularyPlan:
         return self.base_rows != self.expert_rows
 
     def describe(self) -> dict:
-        return {"policy": "base", "base_rows": self.base_rows, "expert_rows": self.expert_rows,
-                "dropped_tokens": list(self.dropped_tokens)}
+        return {
+            "policy": "base",
+            "base_rows": self.base_rows,
+            "expert_rows": self.expert_rows,
+            "dropped_tokens": list(self.dropped_tokens),
+        }
 
 
 def vocabulary_rows(model_dir: Path) -> int:
@@ -58,54 +62,82 @@ def vocabulary_rows(model_dir: Path) -> int:
 
 def _tokens(model_dir: Path, trust_remote_code: bool) -> list[str]:
     """Every token of the tokenizer, by id (added tokens included)."""
-    from transformers import AutoTokenizer  # lazy: keeps transformers off hm3 pin (hm3.models.acquire imports this)
+    # lazy: keeps transformers off hm3 pin (hm3.models.acquire imports this)
+    from transformers import AutoTokenizer
 
-    check_before_tokenizer_load(model_dir)  # a hub expert's weights are not here yet: files, config alone
+    check_before_tokenizer_load(
+        model_dir
+    )  # a hub expert's weights are not here yet: files, config alone
     try:
         with remote_code_refused(model_dir):
-            tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
-    except (ImportError, OSError) as err:  # e.g. a SentencePiece-only tokenizer (tokenizer.model, no tokenizer.json)
-        raise HM3Error(f"{model_dir}: cannot load its tokenizer ({type(err).__name__}: {err}); a tokenizer.model "
-                       "without tokenizer.json needs `pip install -e '.[hub]'` (sentencepiece, protobuf)") from err
+            tokenizer = AutoTokenizer.from_pretrained(
+                model_dir, trust_remote_code=trust_remote_code
+            )
+    except (
+        ImportError,
+        OSError,
+    ) as err:  # e.g. a SentencePiece-only tokenizer (tokenizer.model, no tokenizer.json)
+        raise HM3Error(
+            f"{model_dir}: cannot load its tokenizer ({type(err).__name__}: {err}); a tokenizer.model "
+            "without tokenizer.json needs `pip install -e '.[hub]'` (sentencepiece, protobuf)"
+        ) from err
     return tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
 
 
-def plan_vocabulary(name: str, base_dir: Path, expert_dir: Path, policy: str,
-                    trust_remote_code: bool = False) -> VocabularyPlan:
+def plan_vocabulary(
+    name: str, base_dir: Path, expert_dir: Path, policy: str, trust_remote_code: bool = False
+) -> VocabularyPlan:
     """Check expert ``name`` against the base under ``policy``; say how to adapt its rows."""
     if policy not in POLICIES:
         raise HM3Error(f"vocabulary: unknown policy {policy!r} (one of {', '.join(POLICIES)})")
-    base_tokens, expert_tokens = _tokens(base_dir, trust_remote_code), _tokens(expert_dir, trust_remote_code)
+    base_tokens, expert_tokens = (
+        _tokens(base_dir, trust_remote_code),
+        _tokens(expert_dir, trust_remote_code),
+    )
     for token_id, (ours, theirs) in enumerate(zip(base_tokens, expert_tokens)):
         if ours != theirs:
-            raise HM3Error(f"models.{name}: its tokenizer gives id {token_id} to {theirs!r}, the base's to "
-                           f"{ours!r}: not a fine-tune of the base (no tokenizer policy can merge them)")
+            raise HM3Error(
+                f"models.{name}: its tokenizer gives id {token_id} to {theirs!r}, the base's to "
+                f"{ours!r}: not a fine-tune of the base (no tokenizer policy can merge them)"
+            )
     base_rows, expert_rows = vocabulary_rows(base_dir), vocabulary_rows(expert_dir)
     if base_rows == expert_rows:
         return VocabularyPlan(base_rows, expert_rows)
     extra = tuple(expert_tokens[base_rows:expert_rows])
     if policy == "reject":
-        added = f" (its extra tokens: {', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''})" if extra else ""
-        raise HM3Error(f"models.{name}: vocabulary of {expert_rows} tokens, the base's has {base_rows}{added}; "
-                       "experts are merged row by row, so set `vocabulary: base` to give every expert the "
-                       "base's tokenizer (rows beyond it dropped, missing rows taken from the base; "
-                       "see config/README.md)")
+        added = (
+            f" (its extra tokens: {', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''})"
+            if extra
+            else ""
+        )
+        raise HM3Error(
+            f"models.{name}: vocabulary of {expert_rows} tokens, the base's has {base_rows}{added}; "
+            "experts are merged row by row, so set `vocabulary: base` to give every expert the "
+            "base's tokenizer (rows beyond it dropped, missing rows taken from the base; "
+            "see config/README.md)"
+        )
     return VocabularyPlan(base_rows, expert_rows, extra)
 
 
 def adapt_rows(tensor, plan: VocabularyPlan, base_tensor):
     """The expert tensor with the base's number of rows (``tensor`` is vocabulary-sized)."""
-    import torch  # lazy: only a vocabulary that changes rows needs it (off hm3 pin)
+    # lazy: only a vocabulary that changes rows needs it (off hm3 pin)
+    import torch
 
     if tensor.shape[0] >= plan.base_rows:
         return tensor[: plan.base_rows].contiguous()
-    return torch.cat([tensor, base_tensor[tensor.shape[0]:].to(tensor.dtype)])
+    return torch.cat([tensor, base_tensor[tensor.shape[0] :].to(tensor.dtype)])
 
 
 def is_vocabulary_tensor(shape, base_shape, plan: VocabularyPlan) -> bool:
     """An embedding or output matrix: one row per token in both models, same row width."""
-    return (len(shape) >= 1 and base_shape is not None and shape[0] == plan.expert_rows
-            and base_shape[0] == plan.base_rows and tuple(shape[1:]) == tuple(base_shape[1:]))
+    return (
+        len(shape) >= 1
+        and base_shape is not None
+        and shape[0] == plan.expert_rows
+        and base_shape[0] == plan.base_rows
+        and tuple(shape[1:]) == tuple(base_shape[1:])
+    )
 
 
 def adapted_config(expert_config: dict, base_config: dict, plan: VocabularyPlan) -> dict:

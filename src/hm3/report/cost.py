@@ -59,14 +59,21 @@ def _evaluations(results: Path) -> dict[str, int]:
         add(f"upper level: searches ({kind} λ)", data.get("evaluated", 0))
     training = layout.at(results, layout.RL_SUMMARY)
     if training.exists():
-        add("lower level: offline RL training", json.loads(training.read_text()).get("evaluations", 0))
-    summaries = [(layout.PATH_SUMMARY, "lower level: online path search"),
-                 (layout.RANDOM_SUMMARY, "random-path baseline"),
-                 *((m.file(layout.SUMMARY_FILE), m.stage) for m in registry.cost_order())]
+        add(
+            "lower level: offline RL training",
+            json.loads(training.read_text()).get("evaluations", 0),
+        )
+    summaries = [
+        (layout.PATH_SUMMARY, "lower level: online path search"),
+        (layout.RANDOM_SUMMARY, "random-path baseline"),
+        *((m.file(layout.SUMMARY_FILE), m.stage) for m in registry.cost_order()),
+    ]
     for template, stage in summaries:
         for summary in layout.glob(results, template):
             data = json.loads(summary.read_text())
-            scored = data.get("evaluations", data.get("evaluated"))  # the merge searches say "evaluated"
+            scored = data.get(
+                "evaluations", data.get("evaluated")
+            )  # the merge searches say "evaluated"
             if scored is not None:  # search split, plus the test split where recorded
                 add(stage, scored + data.get("test_evaluations", 0))
     for table in layout.glob(results, layout.BASELINE):
@@ -82,25 +89,58 @@ def cost_table(results: str | Path, evaluation: Mapping) -> pd.DataFrame:
         frame = pd.read_csv(tsv, sep="\t")
         if frame.empty:
             continue
-        rows.append({"stage": stage_of(tsv.stem), "wall_s": float(frame["s"].iloc[-1]),
-                     "cpu_s": float(frame["cpu_time"].iloc[-1]), "max_rss_mb": float(frame["max_rss"].iloc[-1])})
+        rows.append(
+            {
+                "stage": stage_of(tsv.stem),
+                "wall_s": float(frame["s"].iloc[-1]),
+                "cpu_s": float(frame["cpu_time"].iloc[-1]),
+                "max_rss_mb": float(frame["max_rss"].iloc[-1]),
+            }
+        )
     if not rows:
-        return pd.DataFrame(columns=["stage", "jobs", "wall_s", "cpu_hours", "gpu_hours", "max_rss_mb", "evaluations"])
+        return pd.DataFrame(
+            columns=[
+                "stage",
+                "jobs",
+                "wall_s",
+                "cpu_hours",
+                "gpu_hours",
+                "max_rss_mb",
+                "evaluations",
+            ]
+        )
     jobs = pd.DataFrame(rows)
-    table = (jobs.groupby("stage").agg(jobs=("wall_s", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
-                                       max_rss_mb=("max_rss_mb", "max"))
-             .reindex([s for s in ORDER if s in set(jobs["stage"])]).reset_index())
+    table = (
+        jobs.groupby("stage")
+        .agg(
+            jobs=("wall_s", "size"),
+            wall_s=("wall_s", "sum"),
+            cpu_s=("cpu_s", "sum"),
+            max_rss_mb=("max_rss_mb", "max"),
+        )
+        .reindex([s for s in ORDER if s in set(jobs["stage"])])
+        .reset_index()
+    )
     evaluations = _evaluations(results)
-    table["evaluations"] = [row.jobs if row.stage in SCORED_ONCE_PER_JOB else evaluations.get(row.stage)
-                            for row in table.itertuples()]
+    table["evaluations"] = [
+        row.jobs if row.stage in SCORED_ONCE_PER_JOB else evaluations.get(row.stage)
+        for row in table.itertuples()
+    ]
     on_gpu = str(evaluation.get("device", "cpu")).startswith("cuda")
     table["cpu_hours"] = table["cpu_s"] / 3600
     table["gpu_hours"] = table["wall_s"] / 3600 if on_gpu else 0.0
-    total = {"stage": "total (sum over jobs)", "jobs": int(table["jobs"].sum()), "wall_s": table["wall_s"].sum(),
-             "cpu_s": table["cpu_s"].sum(), "max_rss_mb": table["max_rss_mb"].max(),
-             "evaluations": sum(v for v in table["evaluations"] if pd.notna(v)),
-             "cpu_hours": table["cpu_hours"].sum(), "gpu_hours": table["gpu_hours"].sum()}
+    total = {
+        "stage": "total (sum over jobs)",
+        "jobs": int(table["jobs"].sum()),
+        "wall_s": table["wall_s"].sum(),
+        "cpu_s": table["cpu_s"].sum(),
+        "max_rss_mb": table["max_rss_mb"].max(),
+        "evaluations": sum(v for v in table["evaluations"] if pd.notna(v)),
+        "cpu_hours": table["cpu_hours"].sum(),
+        "gpu_hours": table["gpu_hours"].sum(),
+    }
     table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
     table["evaluations"] = table["evaluations"].astype("Int64")
-    return table[["stage", "jobs", "evaluations", "wall_s", "cpu_hours", "gpu_hours", "max_rss_mb"]].round(
-        {"wall_s": 1, "cpu_hours": 4, "gpu_hours": 4, "max_rss_mb": 0})
+    return table[
+        ["stage", "jobs", "evaluations", "wall_s", "cpu_hours", "gpu_hours", "max_rss_mb"]
+    ].round({"wall_s": 1, "cpu_hours": 4, "gpu_hours": 4, "max_rss_mb": 0})

@@ -38,10 +38,14 @@ def point_details(results: Path, method: str, preference: str, path_text: str) -
         recipe = layout.at(results, layout.PARAM_RECIPE, pref=preference)
         return _read(recipe) or "", str(layout.at(results, layout.PARAM_MODEL, pref=preference))
     if method == PATHS:
-        return (_read(layout.at(results, layout.PATH_RECIPE, report_pref=preference)) or path_text,
-                str(layout.at(results, layout.PATH_MODEL, report_pref=preference)))
+        return (
+            _read(layout.at(results, layout.PATH_RECIPE, report_pref=preference)) or path_text,
+            str(layout.at(results, layout.PATH_MODEL, report_pref=preference)),
+        )
     if method == FAMILY:
-        return f"the unmerged model {path_text}", str(layout.at(results, layout.MODEL, model=path_text))
+        return f"the unmerged model {path_text}", str(
+            layout.at(results, layout.MODEL, model=path_text)
+        )
     compared = registry.BY_NAME.get(method)
     if compared is not None and compared.point != registry.POINT_PATH_ONLY:
         return _compared_details(results, compared, preference, path_text)
@@ -49,13 +53,18 @@ def point_details(results: Path, method: str, preference: str, path_text: str) -
     if table.exists():
         frame = pd.read_csv(table)
         recipe = frame.loc[frame["preference"] == preference, "recipe"]
-        return (recipe.iloc[0] if len(recipe) else ""), _not_exported("hm3 merge on this recipe writes it")
+        return (recipe.iloc[0] if len(recipe) else ""), _not_exported(
+            "hm3 merge on this recipe writes it"
+        )
     return f"inference path: {path_text}", _not_exported("a path over the pool of this preference")
 
 
-def _compared_details(results: Path, method: registry.Method, preference: str, path_text: str) -> tuple[str, str]:
+def _compared_details(
+    results: Path, method: registry.Method, preference: str, path_text: str
+) -> tuple[str, str]:
     """(recipe, checkpoint) of a comparison method's point, by how its registry entry says
     it records them."""
+
     def file(name: str) -> Path:
         return layout.at(results, method.file(name), report_pref=preference)
 
@@ -81,10 +90,18 @@ def explorer_data(front: pd.DataFrame, config: Mapping, results: str | Path) -> 
         for _, row in group.iterrows():
             path_text = row["path"] if "path" in row and isinstance(row["path"], str) else ""
             recipe, checkpoint = point_details(results, method, row["preference"], path_text)
-            points.append({"preference": row["preference"], "weights": [float(row[f"weight.{t}"]) for t in tasks],
-                           "scores": [float(row[f"score.{t}"]) for t in tasks],
-                           "normalized": [float(row[f"norm.{t}"]) for t in tasks], "g": float(row["g"]),
-                           "nondominated": bool(row["nondominated"]), "recipe": recipe, "checkpoint": checkpoint})
+            points.append(
+                {
+                    "preference": row["preference"],
+                    "weights": [float(row[f"weight.{t}"]) for t in tasks],
+                    "scores": [float(row[f"score.{t}"]) for t in tasks],
+                    "normalized": [float(row[f"norm.{t}"]) for t in tasks],
+                    "g": float(row["g"]),
+                    "nondominated": bool(row["nondominated"]),
+                    "recipe": recipe,
+                    "checkpoint": checkpoint,
+                }
+            )
         methods[method] = points
     return {"tasks": tasks, "methods": methods}
 
@@ -201,13 +218,21 @@ Axes: <select id="pair"></select></p>
 """
 
 
-def write_explorer(front: pd.DataFrame, config: Mapping, results: str | Path, out_html: str | Path,
-                   title: str = "hm3 Pareto explorer") -> dict:
+def write_explorer(
+    front: pd.DataFrame,
+    config: Mapping,
+    results: str | Path,
+    out_html: str | Path,
+    title: str = "hm3 Pareto explorer",
+) -> dict:
     """Write the page atomically; returns how many points it draws."""
     data = explorer_data(front, config, results)
     # JSON inside a <script> element: "</" would end it early
     payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
     page = _PAGE.format(title=html.escape(title), plotly_js=get_plotlyjs(), data=payload)
     write_text(out_html, page)
-    return {"points": sum(len(p) for p in data["methods"].values()), "methods": len(data["methods"]),
-            "bytes": len(page.encode())}
+    return {
+        "points": sum(len(p) for p in data["methods"].values()),
+        "methods": len(data["methods"]),
+        "bytes": len(page.encode()),
+    }

@@ -27,13 +27,21 @@ def searched_points(config: Mapping, test_files: Mapping[str, str | Path]) -> pd
     rows = []
     for pid, path in test_files.items():
         scores = json.loads(Path(path).read_text())["scores"]
-        rows.append({"method": SEARCHED, "preference": pid, **{f"score.{t}": scores[t] for t in config["tasks"]}})
+        rows.append(
+            {
+                "method": SEARCHED,
+                "preference": pid,
+                **{f"score.{t}": scores[t] for t in config["tasks"]},
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def baseline_points(baseline_files: Sequence[str | Path]) -> pd.DataFrame:
     def keep(frame):
-        return frame[["method", "preference", *[c for c in frame.columns if c.startswith("score.")]]]
+        return frame[
+            ["method", "preference", *[c for c in frame.columns if c.startswith("score.")]]
+        ]
 
     frames = [pd.read_csv(path) for path in baseline_files]
     return pd.concat([keep(f) for f in frames], ignore_index=True) if frames else pd.DataFrame()
@@ -62,10 +70,16 @@ def hv_table(points: pd.DataFrame, config: Mapping) -> pd.DataFrame:
     rows = []
     for method, group in points.groupby("method", sort=False):
         normalized = group[[f"norm.{t}" for t in tasks]].to_numpy(float)
-        rows.append({"method": method, "kind": KINDS.get(method, ""), "points": len(group),
-                     "nondominated": int(group["nondominated"].sum()),
-                     "hv_test": round(hypervolume(normalized, reference), 6),
-                     "mean_g_test": round(float(group["g"].mean()), 6)})
+        rows.append(
+            {
+                "method": method,
+                "kind": KINDS.get(method, ""),
+                "points": len(group),
+                "nondominated": int(group["nondominated"].sum()),
+                "hv_test": round(hypervolume(normalized, reference), 6),
+                "mean_g_test": round(float(group["g"].mean()), 6),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -78,9 +92,13 @@ def comparison_table(points: pd.DataFrame) -> pd.DataFrame:
     return wide[[SEARCHED, *baselines, "best_baseline", "searched_better"]].reset_index()
 
 
-def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path,
-               title: str = "Test-split scores per preference: searched merges vs naive baselines",
-               highlight: Sequence[str] = (SEARCHED,)) -> None:
+def plot_front(
+    points: pd.DataFrame,
+    config: Mapping,
+    path: str | Path,
+    title: str = "Test-split scores per preference: searched merges vs naive baselines",
+    highlight: Sequence[str] = (SEARCHED,),
+) -> None:
     """Pairwise 2D projections of the normalised test scores, HM3's methods in bold."""
     tasks = list(config["tasks"])
     pairs = list(itertools.combinations(tasks, 2))
@@ -91,8 +109,14 @@ def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path,
         front = group[group["nondominated"]]
         for ax, (a, b) in zip(axes[0], pairs):
             bold = method in highlight
-            ax.scatter(group[f"norm.{a}"], group[f"norm.{b}"], marker=marker, alpha=0.9 if bold else 0.35,
-                       s=36 if bold else 24, label=f"{method} ({len(front)} non-dominated)")
+            ax.scatter(
+                group[f"norm.{a}"],
+                group[f"norm.{b}"],
+                marker=marker,
+                alpha=0.9 if bold else 0.35,
+                s=36 if bold else 24,
+                label=f"{method} ({len(front)} non-dominated)",
+            )
     for ax, (a, b) in zip(axes[0], pairs):
         ax.set_xlabel(f"{a} (normalised)")
         ax.set_ylabel(f"{b} (normalised)")
@@ -107,8 +131,9 @@ def plot_front(points: pd.DataFrame, config: Mapping, path: str | Path,
     plt.close(fig)
 
 
-def write_front(points: pd.DataFrame, config: Mapping, ideal: Mapping, out_points,
-                out_hv: Sequence[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_front(
+    points: pd.DataFrame, config: Mapping, ideal: Mapping, out_points, out_hv: Sequence[str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Annotate the points, write them and their HV table; returns both."""
     points = annotate(points, config, ideal)
     with atomic_file(out_points) as handle:
@@ -118,17 +143,29 @@ def write_front(points: pd.DataFrame, config: Mapping, ideal: Mapping, out_point
     return points, hv
 
 
-def param_front(config: Mapping, ideal_file, test_files: Mapping[str, str | Path], baseline_files,
-                out_points, out_hv, out_comparison: Sequence[str], out_plot) -> dict:
+def param_front(
+    config: Mapping,
+    ideal_file,
+    test_files: Mapping[str, str | Path],
+    baseline_files,
+    out_points,
+    out_hv,
+    out_comparison: Sequence[str],
+    out_plot,
+) -> dict:
     """The whole report of the upper level; returns the headline figures."""
     ideal = json.loads(Path(ideal_file).read_text())
-    points = pd.concat([searched_points(config, test_files), baseline_points(baseline_files)], ignore_index=True)
+    points = pd.concat(
+        [searched_points(config, test_files), baseline_points(baseline_files)], ignore_index=True
+    )
     points, hv = write_front(points, config, ideal, out_points, out_hv)
     comparison = comparison_table(points)
     write_table(comparison.round(6), *out_comparison)
     plot_front(points, config, out_plot)
-    return {"hv": hv.set_index("method")["hv_test"].to_dict(),
-            "searched_better_fraction": float(np.mean(comparison["searched_better"]))}
+    return {
+        "hv": hv.set_index("method")["hv_test"].to_dict(),
+        "searched_better_fraction": float(np.mean(comparison["searched_better"])),
+    }
 
 
 # ------------------------------------------------------------------ with the lower level
@@ -137,32 +174,62 @@ def path_points(config: Mapping, summaries: Mapping[str, str | Path], method: st
     rows = []
     for pid, path in summaries.items():
         best = json.loads(Path(path).read_text())["best"]
-        rows.append({"method": method, "preference": pid, "path": best["path"],
-                     **{f"score.{t}": best["scores_test"][t] for t in config["tasks"]}})
+        rows.append(
+            {
+                "method": method,
+                "preference": pid,
+                "path": best["path"],
+                **{f"score.{t}": best["scores_test"][t] for t in config["tasks"]},
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def paths_table(points: pd.DataFrame, summaries: Mapping[str, str | Path],
-                random_summaries: Mapping[str, str | Path]) -> pd.DataFrame:
+def paths_table(
+    points: pd.DataFrame,
+    summaries: Mapping[str, str | Path],
+    random_summaries: Mapping[str, str | Path],
+) -> pd.DataFrame:
     """Per preference: g on test of M_λ alone, HM3's path and the random-path
     baseline (same number of evaluations), the chosen path and its g on search."""
     wide = points[points["method"].isin([SEARCHED, PATHS, RANDOM_PATHS])].pivot(
-        index="preference", columns="method", values="g")
+        index="preference", columns="method", values="g"
+    )
     rows = []
     for pid in wide.index:
         found = json.loads(Path(summaries[pid]).read_text())
-        rows.append({"preference": pid, "g_test.M_lambda": wide.loc[pid, SEARCHED], "g_test.hm3_path": wide.loc[pid, PATHS],
-                     "g_test.random_paths": wide.loc[pid, RANDOM_PATHS],
-                     "g_search.M_lambda": found["identity"]["g_search"], "g_search.hm3_path": found["best"]["g_search"],
-                     "g_search.random_paths": json.loads(Path(random_summaries[pid]).read_text())["best"]["g_search"],
-                     "evaluations": found["budget"], "path": found["best"]["path"], "found_by": found["best"]["origin"]})
+        rows.append(
+            {
+                "preference": pid,
+                "g_test.M_lambda": wide.loc[pid, SEARCHED],
+                "g_test.hm3_path": wide.loc[pid, PATHS],
+                "g_test.random_paths": wide.loc[pid, RANDOM_PATHS],
+                "g_search.M_lambda": found["identity"]["g_search"],
+                "g_search.hm3_path": found["best"]["g_search"],
+                "g_search.random_paths": json.loads(Path(random_summaries[pid]).read_text())[
+                    "best"
+                ]["g_search"],
+                "evaluations": found["budget"],
+                "path": found["best"]["path"],
+                "found_by": found["best"]["origin"],
+            }
+        )
     table = pd.DataFrame(rows)
-    mean = {"preference": "mean", **table.select_dtypes("number").mean().to_dict(), "path": "", "found_by": ""}
+    mean = {
+        "preference": "mean",
+        **table.select_dtypes("number").mean().to_dict(),
+        "path": "",
+        "found_by": "",
+    }
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
 
 
-def family_points(config: Mapping, ideal: Mapping, search_files: Mapping[str, str | Path],
-                  test_files: Mapping[str, str | Path]) -> pd.DataFrame:
+def family_points(
+    config: Mapping,
+    ideal: Mapping,
+    search_files: Mapping[str, str | Path],
+    test_files: Mapping[str, str | Path],
+) -> pd.DataFrame:
     """Per λ, the model of the family (base or an expert) a user would pick on the
     search split, with its test scores: the "just use an expert" baseline."""
     if not search_files:
@@ -173,8 +240,14 @@ def family_points(config: Mapping, ideal: Mapping, search_files: Mapping[str, st
     rows = []
     for pid, weights in preferences(config).items():
         pick = min(search, key=lambda m: (float(scalar(search[m], weights)), list(search).index(m)))
-        rows.append({"method": FAMILY, "preference": pid, "path": pick,
-                     **{f"score.{t}": test[pick][t] for t in config["tasks"]}})
+        rows.append(
+            {
+                "method": FAMILY,
+                "preference": pid,
+                "path": pick,
+                **{f"score.{t}": test[pick][t] for t in config["tasks"]},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -187,15 +260,31 @@ def compare_points(config: Mapping, summaries: Mapping[str, Sequence[str | Path]
             data = json.loads(Path(file).read_text())
             picks = data["picks"] if "picks" in data else {data["preference"]: data["best"]}
             for pid, best in picks.items():
-                rows.append({"method": method, "preference": pid, "path": best.get("path", ""),
-                             **{f"score.{t}": best["scores_test"][t] for t in config["tasks"]}})
+                rows.append(
+                    {
+                        "method": method,
+                        "preference": pid,
+                        "path": best.get("path", ""),
+                        **{f"score.{t}": best["scores_test"][t] for t in config["tasks"]},
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-def lower_front(config: Mapping, ideal_file, test_files: Mapping[str, str | Path], path_summaries: Mapping,
-                random_summaries: Mapping, baseline_files, out_points, out_hv: Sequence[str],
-                out_table: Sequence[str], out_plot, compare_summaries: Mapping | None = None,
-                family: tuple[Mapping, Mapping] = ({}, {})) -> dict:
+def lower_front(
+    config: Mapping,
+    ideal_file,
+    test_files: Mapping[str, str | Path],
+    path_summaries: Mapping,
+    random_summaries: Mapping,
+    baseline_files,
+    out_points,
+    out_hv: Sequence[str],
+    out_table: Sequence[str],
+    out_plot,
+    compare_summaries: Mapping | None = None,
+    family: tuple[Mapping, Mapping] = ({}, {}),
+) -> dict:
     """HM3's front (upper + lower level points) against the parameter-only front,
     the paths alone, the random-path baseline, the comparison methods and the
     naive baselines."""
@@ -203,15 +292,30 @@ def lower_front(config: Mapping, ideal_file, test_files: Mapping[str, str | Path
     param = searched_points(config, test_files)
     paths = path_points(config, path_summaries, PATHS)
     combined = pd.concat([param, paths], ignore_index=True).assign(method=COMBINED)
-    points = pd.concat([combined, param, paths, path_points(config, random_summaries, RANDOM_PATHS),
-                        compare_points(config, compare_summaries or {}), family_points(config, ideal, *family),
-                        baseline_points(baseline_files)], ignore_index=True)
+    points = pd.concat(
+        [
+            combined,
+            param,
+            paths,
+            path_points(config, random_summaries, RANDOM_PATHS),
+            compare_points(config, compare_summaries or {}),
+            family_points(config, ideal, *family),
+            baseline_points(baseline_files),
+        ],
+        ignore_index=True,
+    )
     points, hv = write_front(points, config, ideal, out_points, out_hv)
     table = paths_table(points, path_summaries, random_summaries)
     write_table(table.round(6), *out_table)
-    plot_front(points[points["method"] != COMBINED], config, out_plot,
-               title="Test-split scores per preference: HM3 (merges M_λ and paths) vs baselines",
-               highlight=(SEARCHED, PATHS))
+    plot_front(
+        points[points["method"] != COMBINED],
+        config,
+        out_plot,
+        title="Test-split scores per preference: HM3 (merges M_λ and paths) vs baselines",
+        highlight=(SEARCHED, PATHS),
+    )
     mean = table.iloc[-1]
-    return {"hv": hv.set_index("method")["hv_test"].to_dict(),
-            "mean_g_test": {k: float(mean[k]) for k in table.columns if k.startswith("g_")}}
+    return {
+        "hv": hv.set_index("method")["hv_test"].to_dict(),
+        "mean_g_test": {k: float(mean[k]) for k in table.columns if k.startswith("g_")},
+    }

@@ -20,6 +20,7 @@ from hm3.core import layout
 from hm3.core.io import atomic_file
 from hm3.upper.preferences import preferences, scalarizer
 from hm3.upper.moo import hv_reference, hypervolume
+from hm3.upper.settings import moo_settings
 
 matplotlib.use("Agg")  # files only: jobs have no display
 
@@ -36,28 +37,45 @@ def headline_preferences(config: Mapping) -> dict[str, str]:
     return out
 
 
-def main_table(config: Mapping, ideal: Mapping, front: pd.DataFrame, family_files: Mapping[str, str | Path]) -> pd.DataFrame:
+def main_table(
+    config: Mapping, ideal: Mapping, front: pd.DataFrame, family_files: Mapping[str, str | Path]
+) -> pd.DataFrame:
     """Per headline preference and method: test scores per task and g(·|λ). The
     family (base, experts) is the same model at every λ; only its g changes."""
     tasks = list(config["tasks"])
     scalar, prefs = scalarizer(ideal), preferences(config)
     roles = {name: spec.get("role") for name, spec in config["models"].items()}
-    family = {(name if roles.get(name) == "base" else f"expert: {name}"): json.loads(Path(path).read_text())["scores"]
-              for name, path in family_files.items()}
+    family = {
+        (name if roles.get(name) == "base" else f"expert: {name}"): json.loads(
+            Path(path).read_text()
+        )["scores"]
+        for name, path in family_files.items()
+    }
     rows = []
     for pid, label in headline_preferences(config).items():
         weights = prefs[pid]
         entries = [(name, scores) for name, scores in family.items()]
         picked = front[(front["preference"] == pid) & (front["method"] != registry.COMBINED)]
-        entries += [(row["method"], {t: row[f"score.{t}"] for t in tasks}) for _, row in picked.iterrows()]
+        entries += [
+            (row["method"], {t: row[f"score.{t}"] for t in tasks}) for _, row in picked.iterrows()
+        ]
         for method, scores in entries:
-            rows.append({"preference": pid, "which": label,
-                         "weights": " / ".join(f"{w:.3f}" for w in weights), "method": method,
-                         **{t: scores[t] for t in tasks}, "g": float(scalar(scores, weights))})
+            rows.append(
+                {
+                    "preference": pid,
+                    "which": label,
+                    "weights": " / ".join(f"{w:.3f}" for w in weights),
+                    "method": method,
+                    **{t: scores[t] for t in tasks},
+                    "g": float(scalar(scores, weights)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def plot_front_3d(front: pd.DataFrame, config: Mapping, path: str | Path, methods: Sequence[str] | None = None) -> None:
+def plot_front_3d(
+    front: pd.DataFrame, config: Mapping, path: str | Path, methods: Sequence[str] | None = None
+) -> None:
     """The normalised test scores of the first three tasks in 3D, one colour per
     method (every method but the combined "hm3", whose points are its parts')."""
     methods = methods or [m for m in dict.fromkeys(front["method"]) if m != registry.COMBINED]
@@ -68,12 +86,22 @@ def plot_front_3d(front: pd.DataFrame, config: Mapping, path: str | Path, method
     if len(tasks) == 3:
         for method in methods:
             group = front[front["method"] == method]
-            ax.scatter(*(group[f"norm.{t}"] for t in tasks), label=method, s=30 if method.startswith("hm3") else 16,
-                       alpha=0.9 if method.startswith("hm3") else 0.5, marker=next(markers))
+            ax.scatter(
+                *(group[f"norm.{t}"] for t in tasks),
+                label=method,
+                s=30 if method.startswith("hm3") else 16,
+                alpha=0.9 if method.startswith("hm3") else 0.5,
+                marker=next(markers),
+            )
         ax.set_xlabel(tasks[0]), ax.set_ylabel(tasks[1]), ax.set_zlabel(tasks[2])
         ax.legend(fontsize=7, loc="upper left")
     else:
-        ax.text2D(0.1, 0.5, f"a 3D view needs 3 tasks, this suite has {len(config['tasks'])}", transform=ax.transAxes)
+        ax.text2D(
+            0.1,
+            0.5,
+            f"a 3D view needs 3 tasks, this suite has {len(config['tasks'])}",
+            transform=ax.transAxes,
+        )
     ax.set_title("Test-split scores (normalised) per preference", fontsize=10)
     fig.tight_layout()
     with atomic_file(path, "wb") as handle:
@@ -94,13 +122,17 @@ def anytime_hv(config: Mapping, ideal: Mapping, results: str | Path) -> pd.DataF
     def traces(template):
         out = {}
         for pid in preferences(config):
-            file = layout.at(results, template, pref=pid, report_pref=pid)  # either wildcard names λ
+            file = layout.at(
+                results, template, pref=pid, report_pref=pid
+            )  # either wildcard names λ
             if file.exists():
                 frame = pd.read_csv(file)
                 points = normalizer(frame[[f"score.{t}" for t in tasks]].to_numpy(float))
                 trace, best = [], 0
                 for i, value in enumerate(frame["objective"]):
-                    best = i if value < frame["objective"].iloc[best] else best  # the first of equals stays
+                    best = (
+                        i if value < frame["objective"].iloc[best] else best
+                    )  # the first of equals stays
                     trace.append((float(frame["objective"].iloc[best]), points[best]))
                 out[pid] = trace
         return out
@@ -111,10 +143,17 @@ def anytime_hv(config: Mapping, ideal: Mapping, results: str | Path) -> pd.DataF
         return pd.DataFrame(columns=["method", "evaluations_per_lambda", "hv_search"])
     length = min(len(t) for t in param.values())
     for n in range(1, length + 1):
-        rows.append({"method": "hm3-param (CMA-ES)", "evaluations_per_lambda": n,
-                     "hv_search": hypervolume(np.stack([param[p][n - 1][1] for p in param]), reference)})
-    for label, template in (("hm3-path (online, after M_λ)", layout.PATH_CANDIDATES),
-                            ("random paths (after M_λ)", layout.RANDOM_CANDIDATES)):
+        rows.append(
+            {
+                "method": "hm3-param (CMA-ES)",
+                "evaluations_per_lambda": n,
+                "hv_search": hypervolume(np.stack([param[p][n - 1][1] for p in param]), reference),
+            }
+        )
+    for label, template in (
+        ("hm3-path (online, after M_λ)", layout.PATH_CANDIDATES),
+        ("random paths (after M_λ)", layout.RANDOM_CANDIDATES),
+    ):
         more = traces(template)
         if not more:
             continue
@@ -125,8 +164,13 @@ def anytime_hv(config: Mapping, ideal: Mapping, results: str | Path) -> pd.DataF
                 base_value, base_point = trace[length - 1]
                 value, point = more[pid][k - 1] if pid in more else (np.inf, None)
                 points.append(point if value < base_value else base_point)
-            rows.append({"method": label, "evaluations_per_lambda": length + k,
-                         "hv_search": hypervolume(np.stack(points), reference)})
+            rows.append(
+                {
+                    "method": label,
+                    "evaluations_per_lambda": length + k,
+                    "hv_search": hypervolume(np.stack(points), reference),
+                }
+            )
     # the comparison methods with an anytime curve, each on its own from its first
     # evaluation: those run per λ, then those run once for every λ
     anytime = [m for m in registry.METHODS if m.anytime]
@@ -134,29 +178,48 @@ def anytime_hv(config: Mapping, ideal: Mapping, results: str | Path) -> pd.DataF
         own = traces(method.file(layout.CANDIDATES_FILE))
         if len(own) == len(param):
             for n in range(1, min(len(t) for t in own.values()) + 1):
-                rows.append({"method": method.anytime, "evaluations_per_lambda": n,
-                             "hv_search": hypervolume(np.stack([own[p][n - 1][1] for p in own]), reference)})
+                rows.append(
+                    {
+                        "method": method.anytime,
+                        "evaluations_per_lambda": n,
+                        "hv_search": hypervolume(
+                            np.stack([own[p][n - 1][1] for p in own]), reference
+                        ),
+                    }
+                )
     for method in [m for m in anytime if not m.per_preference]:
-        rows += _one_run_trace(config, ideal, layout.at(results, method.file(layout.CANDIDATES_FILE)), reference,
-                               method.anytime)
+        rows += _one_run_trace(
+            config,
+            ideal,
+            layout.at(results, method.file(layout.CANDIDATES_FILE)),
+            reference,
+            method.anytime,
+        )
     return pd.DataFrame(rows)
 
 
-def _one_run_trace(config: Mapping, ideal: Mapping, file: Path, reference, label: str) -> list[dict]:
+def _one_run_trace(
+    config: Mapping, ideal: Mapping, file: Path, reference, label: str
+) -> list[dict]:
     """One search run for every λ (NSGA-II) seen per λ: after n evaluations in all, each
     λ's best candidate so far by the searches' objective; x = n / (number of λ)."""
     if not file.exists():
         return []
     prefs = preferences(config)
-    objective = scalarizer(ideal, config["moo"].get("augmentation", 0.0))
+    objective = scalarizer(ideal, moo_settings(config).augmentation)
     raw = pd.read_csv(file)[[f"score.{t}" for t in config["tasks"]]].to_numpy(float)
     values = np.stack([objective(raw, w) for w in prefs.values()])  # (λ, candidates)
     points = objective.normalizer(raw)
     rows = []
     for n in range(len(prefs), len(raw) + 1, len(prefs)):
         best = np.argmin(values[:, :n], axis=1)  # the first of equals
-        rows.append({"method": label, "evaluations_per_lambda": n // len(prefs),
-                     "hv_search": hypervolume(points[best], reference)})
+        rows.append(
+            {
+                "method": label,
+                "evaluations_per_lambda": n // len(prefs),
+                "hv_search": hypervolume(points[best], reference),
+            }
+        )
     return rows
 
 

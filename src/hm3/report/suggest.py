@@ -27,7 +27,9 @@ METHOD_ORDER = (SEARCHED, PATHS)  # on equal g, the plain merge (no path surgery
 
 def _read_json(path: Path) -> dict:
     if not path.is_file():
-        raise HM3Error(f"missing result {path}: run `snakemake --cores all` first (or give --results)")
+        raise HM3Error(
+            f"missing result {path}: run `snakemake --cores all` first (or give --results)"
+        )
     return json.loads(path.read_text())
 
 
@@ -35,7 +37,9 @@ def candidates(results: Path, tasks: Sequence[str]) -> list[dict]:
     """HM3's candidates of a finished run, with search and test scores and locations."""
     table = layout.at(results, layout.PREFERENCES)
     if not table.is_file():
-        raise HM3Error(f"missing result {table}: run `snakemake --cores all` first (or give --results)")
+        raise HM3Error(
+            f"missing result {table}: run `snakemake --cores all` first (or give --results)"
+        )
     out = []
     for pid in pd.read_csv(table)["preference"]:
         summary = layout.at(results, layout.PARAM_SUMMARY, pref=pid)
@@ -45,22 +49,41 @@ def candidates(results: Path, tasks: Sequence[str]) -> list[dict]:
         test_file = layout.at(results, layout.PARAM_TEST_SCORES, pref=pid)
         recipe = layout.at(results, layout.PARAM_RECIPE, pref=pid)
         model = layout.at(results, layout.PARAM_MODEL, pref=pid)
-        out.append({"method": SEARCHED, "preference": pid, "scores_search": best["scores"],
-                    "scores_test": _read_json(test_file)["scores"] if test_file.is_file() else None,
-                    "recipe": recipe.read_text(), "recipe_file": str(recipe), "checkpoint": str(model)})
+        out.append(
+            {
+                "method": SEARCHED,
+                "preference": pid,
+                "scores_search": best["scores"],
+                "scores_test": _read_json(test_file)["scores"] if test_file.is_file() else None,
+                "recipe": recipe.read_text(),
+                "recipe_file": str(recipe),
+                "checkpoint": str(model),
+            }
+        )
         paths = layout.at(results, layout.PATH_SUMMARY, report_pref=pid)
         if paths.is_file():
             found = _read_json(paths)["best"]
-            out.append({"method": PATHS, "preference": pid, "scores_search": found["scores_search"],
-                        "scores_test": found["scores_test"], "recipe": f"path: {found['path']}  (M = {model})",
-                        "recipe_file": str(layout.at(results, layout.PATH_RECIPE, report_pref=pid)),
-                        "checkpoint": str(layout.at(results, layout.PATH_MODEL, report_pref=pid))})
+            out.append(
+                {
+                    "method": PATHS,
+                    "preference": pid,
+                    "scores_search": found["scores_search"],
+                    "scores_test": found["scores_test"],
+                    "recipe": f"path: {found['path']}  (M = {model})",
+                    "recipe_file": str(layout.at(results, layout.PATH_RECIPE, report_pref=pid)),
+                    "checkpoint": str(layout.at(results, layout.PATH_MODEL, report_pref=pid)),
+                }
+            )
     if not out:
-        raise HM3Error(f"no searched merge under {layout.at(results, layout.PARAM)}: "
-                       "run `snakemake --cores all` first")
+        raise HM3Error(
+            f"no searched merge under {layout.at(results, layout.PARAM)}: "
+            "run `snakemake --cores all` first"
+        )
     missing = sorted({t for c in out for t in tasks if t not in c["scores_search"]})
     if missing:
-        raise HM3Error(f"the results do not score task(s) {', '.join(missing)}: were they made with another config?")
+        raise HM3Error(
+            f"the results do not score task(s) {', '.join(missing)}: were they made with another config?"
+        )
     return out
 
 
@@ -95,7 +118,9 @@ def materialize(suggestion: dict, out_dir: str | Path, overwrite: bool = False) 
     with ``overwrite``, and never the run's results: see `hm3.core.io.check_output_dir`)."""
     source = Path(suggestion["checkpoint"])
     if not (source / "config.json").is_file():
-        raise HM3Error(f"the suggested checkpoint {source} is missing: re-run `snakemake --cores all`")
+        raise HM3Error(
+            f"the suggested checkpoint {source} is missing: re-run `snakemake --cores all`"
+        )
     with atomic_dir(out_dir, overwrite=overwrite, inputs=[source]) as tmp:
         for item in source.iterdir():
             (shutil.copytree if item.is_dir() else shutil.copy2)(item, tmp / item.name)
@@ -106,12 +131,16 @@ def format_suggestion(s: dict) -> str:
     def scores(d):  # in the config's task order
         return ", ".join(f"{k} {d[k]:.4f}" for k in s["weights"] if k in d) if d else "n/a"
 
-    lines = [f"preference: {', '.join(f'{k}={v:g}' for k, v in s['weights'].items())}",
-             f"recommended: {s['method']} from preference {s['preference']} "
-             f"(best of {s['candidates']} candidates by g on the search split)",
-             f"g(.|λ): search {s['g_search']:.4f}" + (f", test {s['g_test']:.4f}" if s["g_test"] is not None else ""),
-             f"scores (search): {scores(s['scores_search'])}",
-             f"scores (test):   {scores(s['scores_test'])}",
-             f"checkpoint: {s['checkpoint']}",
-             f"recipe ({s['recipe_file']}):", *("  " + line for line in s["recipe"].rstrip().splitlines())]
+    lines = [
+        f"preference: {', '.join(f'{k}={v:g}' for k, v in s['weights'].items())}",
+        f"recommended: {s['method']} from preference {s['preference']} "
+        f"(best of {s['candidates']} candidates by g on the search split)",
+        f"g(.|λ): search {s['g_search']:.4f}"
+        + (f", test {s['g_test']:.4f}" if s["g_test"] is not None else ""),
+        f"scores (search): {scores(s['scores_search'])}",
+        f"scores (test):   {scores(s['scores_test'])}",
+        f"checkpoint: {s['checkpoint']}",
+        f"recipe ({s['recipe_file']}):",
+        *("  " + line for line in s["recipe"].rstrip().splitlines()),
+    ]
     return "\n".join(lines)

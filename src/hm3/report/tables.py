@@ -21,7 +21,11 @@ def score_table(score_files, models: dict, tasks: list[str]) -> pd.DataFrame:
         row.update({task: round(result["scores"][task], 4) for task in tasks})
         rows.append(row)
     order = {"base": 0, "expert": 1}
-    return pd.DataFrame(rows).sort_values(by="role", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    return (
+        pd.DataFrame(rows)
+        .sort_values(by="role", key=lambda s: s.map(order), kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def write_table(table: pd.DataFrame, csv_path, md_path=None, tex_path=None) -> None:

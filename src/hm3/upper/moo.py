@@ -31,7 +31,8 @@ def reporting_weights(n_tasks: int, partitions: int, shrink: float = 0.0) -> np.
     that still cares a little about every task. The exact corners only ask for an
     expert back, which the family already has.
     """
-    from pymoo.util.ref_dirs import get_reference_directions  # lazy: pymoo is slow to import; off `hm3 policy`
+    # lazy: pymoo is slow to import; off `hm3 policy`
+    from pymoo.util.ref_dirs import get_reference_directions
 
     if n_tasks < 2:
         raise ConfigError(f"a multi-objective search needs at least 2 tasks, got {n_tasks}")
@@ -67,7 +68,9 @@ def check_weights(weights: Sequence[float], tasks: Sequence[str] | None = None) 
     if np.any(w < 0):
         raise ConfigError(f"weight vector ({label}) has a negative entry; weights are >= 0")
     if abs(w.sum() - 1.0) > SIMPLEX_TOLERANCE:
-        raise ConfigError(f"weight vector ({label}) sums to {w.sum():g}, not 1 (it must lie on the simplex)")
+        raise ConfigError(
+            f"weight vector ({label}) sums to {w.sum():g}, not 1 (it must lie on the simplex)"
+        )
     return w
 
 
@@ -87,22 +90,32 @@ class Normalizer:
     floor: tuple[float, ...]
     kind: str = "ideal"
     span: tuple[float, ...] | None = None  # default: ideal - floor
-    raw: tuple[str, ...] = ()              # tasks kept on raw scores (see build)
+    raw: tuple[str, ...] = ()  # tasks kept on raw scores (see build)
 
     @classmethod
-    def build(cls, kind: str, tasks: Sequence[str], ideal: Mapping[str, float],
-              base: Mapping[str, float] | None = None, strict: bool = True) -> "Normalizer":
+    def build(
+        cls,
+        kind: str,
+        tasks: Sequence[str],
+        ideal: Mapping[str, float],
+        base: Mapping[str, float] | None = None,
+        strict: bool = True,
+    ) -> "Normalizer":
         """``strict=False``: a task whose ideal is not above its floor (no expert is
         any good at it) keeps raw scores (floor 0, span 1) instead of failing;
         :func:`degenerate_tasks` names such tasks so callers can warn."""
         if kind not in NORMALIZATIONS:
-            raise ConfigError(f"moo.normalization must be one of {', '.join(NORMALIZATIONS)}, got {kind!r}")
+            raise ConfigError(
+                f"moo.normalization must be one of {', '.join(NORMALIZATIONS)}, got {kind!r}"
+            )
         tasks = tuple(tasks)
         missing = [t for t in tasks if t not in ideal]
         if missing:
             raise ConfigError(f"no ideal-point score for task(s) {', '.join(missing)}")
         if kind == "range" and (base is None or any(t not in base for t in tasks)):
-            raise ConfigError("moo.normalization 'range' needs the base model's score on every task")
+            raise ConfigError(
+                "moo.normalization 'range' needs the base model's score on every task"
+            )
         z = tuple(float(ideal[t]) for t in tasks)
         b = tuple(float(base[t]) if kind == "range" else 0.0 for t in tasks)
         floors, spans, raw = [], [], []
@@ -112,9 +125,11 @@ class Normalizer:
             elif zt - bt > 0:
                 floors.append(bt), spans.append(zt - bt)
             elif strict:
-                raise ConfigError(f"cannot normalise task {task}: its ideal score {zt:g} is not above "
-                                  f"{'the base score ' + format(bt, 'g') if kind == 'range' else 'zero'} "
-                                  "(no expert is any good at it on the search split)")
+                raise ConfigError(
+                    f"cannot normalise task {task}: its ideal score {zt:g} is not above "
+                    f"{'the base score ' + format(bt, 'g') if kind == 'range' else 'zero'} "
+                    "(no expert is any good at it on the search split)"
+                )
             else:  # degenerate: keep raw scores
                 floors.append(0.0), spans.append(1.0), raw.append(task)
         return cls(tasks, z, tuple(floors), kind, tuple(spans), tuple(raw))
@@ -131,7 +146,11 @@ class Normalizer:
         return (f - b) / self._spans()
 
     def _spans(self) -> np.ndarray:
-        return np.array(self.span) if self.span is not None else np.array(self.ideal) - np.array(self.floor)
+        return (
+            np.array(self.span)
+            if self.span is not None
+            else np.array(self.ideal) - np.array(self.floor)
+        )
 
     def degenerate_tasks(self) -> list[str]:
         """Tasks kept on raw scores (strict=False) because no expert beats the floor."""
@@ -143,16 +162,27 @@ class Normalizer:
         return self(np.array(self.ideal))
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "tasks": list(self.tasks), "ideal": dict(zip(self.tasks, self.ideal)),
-                "floor": dict(zip(self.tasks, self.floor)), "span": dict(zip(self.tasks, self._spans().tolist())),
-                "raw": list(self.raw)}
+        return {
+            "kind": self.kind,
+            "tasks": list(self.tasks),
+            "ideal": dict(zip(self.tasks, self.ideal)),
+            "floor": dict(zip(self.tasks, self.floor)),
+            "span": dict(zip(self.tasks, self._spans().tolist())),
+            "raw": list(self.raw),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Normalizer":
         tasks = tuple(data["tasks"])
         span = tuple(float(data["span"][t]) for t in tasks) if "span" in data else None
-        return cls(tasks, tuple(float(data["ideal"][t]) for t in tasks),
-                   tuple(float(data["floor"][t]) for t in tasks), data["kind"], span, tuple(data.get("raw", ())))
+        return cls(
+            tasks,
+            tuple(float(data["ideal"][t]) for t in tasks),
+            tuple(float(data["floor"][t]) for t in tasks),
+            data["kind"],
+            span,
+            tuple(data.get("raw", ())),
+        )
 
 
 # ------------------------------------------------------------------ scalarisation
@@ -183,7 +213,9 @@ class Scalarizer:
 
     def __post_init__(self):
         if self.kind not in SCALARIZATIONS:
-            raise ConfigError(f"moo.scalarization must be one of {', '.join(SCALARIZATIONS)}, got {self.kind!r}")
+            raise ConfigError(
+                f"moo.scalarization must be one of {', '.join(SCALARIZATIONS)}, got {self.kind!r}"
+            )
         if self.augmentation < 0:
             raise ConfigError(f"moo.augmentation must be >= 0, got {self.augmentation}")
 
@@ -193,7 +225,9 @@ class Scalarizer:
             z = self.normalizer.ideal_point
             value = tchebycheff(f, weights, z)
             if self.augmentation:
-                value = value + self.augmentation * np.sum(np.asarray(weights) * np.abs(z - f), axis=-1)
+                value = value + self.augmentation * np.sum(
+                    np.asarray(weights) * np.abs(z - f), axis=-1
+                )
             return value
         return -weighted_sum(f, weights)
 
@@ -208,7 +242,8 @@ def nondominated_mask(points: np.ndarray) -> np.ndarray:
 
     Duplicated points are all kept (none dominates the other).
     """
-    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting  # lazy: pymoo is slow to import; off `hm3 policy`
+    # lazy: pymoo is slow to import; off `hm3 policy`
+    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
     points = np.asarray(points, dtype=float)
     mask = np.zeros(len(points), dtype=bool)
@@ -224,7 +259,8 @@ def hypervolume(points: np.ndarray, reference: Sequence[float]) -> float:
     Points that do not beat the reference on every objective add nothing. The
     reference is fixed in the config so figures compare across runs and methods.
     """
-    from pymoo.indicators.hv import HV  # lazy: pymoo is slow to import; off `hm3 policy`
+    # lazy: pymoo is slow to import; off `hm3 policy`
+    from pymoo.indicators.hv import HV
 
     points = np.asarray(points, dtype=float).reshape(-1, len(reference))
     inside = points[np.all(points > np.asarray(reference), axis=1)]
@@ -239,5 +275,7 @@ def hv_reference(config_value, n_tasks: int) -> np.ndarray:
         return np.full(n_tasks, float(config_value))
     values = np.asarray(config_value, dtype=float)
     if values.shape != (n_tasks,):
-        raise ConfigError(f"moo.hv_reference must be a number or a list of {n_tasks} numbers, got {config_value}")
+        raise ConfigError(
+            f"moo.hv_reference must be a number or a list of {n_tasks} numbers, got {config_value}"
+        )
     return values

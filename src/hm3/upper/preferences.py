@@ -16,6 +16,7 @@ from hm3.core.errors import HM3Error
 from hm3.core.io import atomic_file
 from hm3.core.seeds import derive_seed
 from hm3.upper.moo import Normalizer, Scalarizer, reporting_weights, training_weights, weight_ids
+from hm3.upper.settings import reporting_weights_settings
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,8 @@ def experts_by_task(config: Mapping) -> list[tuple[str, str]]:
 
 def preferences(config: Mapping) -> dict[str, np.ndarray]:
     """The reporting weight vectors by id (w00, w01, ...), fixed by the config."""
-    section = config["moo"]["reporting_weights"]
-    weights = reporting_weights(len(config["tasks"]), section["partitions"], section.get("shrink", 0.0))
+    section = reporting_weights_settings(config)
+    weights = reporting_weights(len(config["tasks"]), section.partitions, section.shrink)
     return dict(zip(weight_ids(weights), weights))
 
 
@@ -40,18 +41,26 @@ def training_preferences(config: Mapping) -> dict[str, np.ndarray]:
     count = config.get("rl", {}).get("training", {}).get("preferences", 0)
     if not count:
         return {}
-    weights = training_weights(count, len(config["tasks"]), derive_seed(config["seed"], "training_weights"))
+    weights = training_weights(
+        count, len(config["tasks"]), derive_seed(config["seed"], "training_weights")
+    )
     width = max(2, len(str(count - 1)))
     return {f"t{i:0{width}d}": w for i, w in enumerate(weights)}
 
 
 def write_preferences(config: Mapping, path: str | Path) -> None:
-    import pandas as pd  # lazy: pandas is slow to import; `hm3 suggest` needs only g(·|λ)
+    # lazy: pandas is slow to import; `hm3 suggest` needs only g(·|λ)
+    import pandas as pd
 
     tasks = list(config["tasks"])
-    rows = [{"preference": pid, **dict(zip(tasks, w)), "set": kind}
-            for kind, table in (("reporting", preferences(config)), ("training", training_preferences(config)))
-            for pid, w in table.items()]
+    rows = [
+        {"preference": pid, **dict(zip(tasks, w)), "set": kind}
+        for kind, table in (
+            ("reporting", preferences(config)),
+            ("training", training_preferences(config)),
+        )
+        for pid, w in table.items()
+    ]
     with atomic_file(path) as handle:
         pd.DataFrame(rows).to_csv(handle, index=False, float_format="%.6f")
 
@@ -59,7 +68,9 @@ def write_preferences(config: Mapping, path: str | Path) -> None:
 def ideal_point(config: Mapping, score_files: Mapping[str, str | Path]) -> dict:
     """z*: the best expert score per task on the search split (and who holds it),
     with the base model's scores beside it for the `range` normalisation."""
-    scores = {model: json.loads(Path(path).read_text())["scores"] for model, path in score_files.items()}
+    scores = {
+        model: json.loads(Path(path).read_text())["scores"] for model, path in score_files.items()
+    }
     tasks = list(config["tasks"])
     experts = [name for _, name in experts_by_task(config)]
     ideal, holder = {}, {}
@@ -67,20 +78,33 @@ def ideal_point(config: Mapping, score_files: Mapping[str, str | Path]) -> dict:
         best = max(experts, key=lambda m: (scores[m][task], -experts.index(m)))
         ideal[task], holder[task] = scores[best][task], best
     base = base_model(config)
-    normalizer = Normalizer.build(config["moo"]["normalization"], tasks, ideal, scores.get(base), strict=False)
+    normalizer = Normalizer.build(
+        config["moo"]["normalization"], tasks, ideal, scores.get(base), strict=False
+    )
     degenerate = normalizer.degenerate_tasks()
     if degenerate:
         # not an error: small test configs have experts that score 0; but say it loudly
-        log.warning("no expert beats the %s on task(s) %s on the search split: these keep raw scores, "
-                    "and the search cannot trade them off meaningfully", "base" if normalizer.kind == "range"
-                    else "zero score", ", ".join(degenerate))
-    return {"split": "search", "ideal": ideal, "held_by": holder, "base": scores.get(base),
-            "normalizer": normalizer.to_dict(), "unnormalised_tasks": degenerate,
-            "scalarization": config["moo"]["scalarization"]}
+        log.warning(
+            "no expert beats the %s on task(s) %s on the search split: these keep raw scores, "
+            "and the search cannot trade them off meaningfully",
+            "base" if normalizer.kind == "range" else "zero score",
+            ", ".join(degenerate),
+        )
+    return {
+        "split": "search",
+        "ideal": ideal,
+        "held_by": holder,
+        "base": scores.get(base),
+        "normalizer": normalizer.to_dict(),
+        "unnormalised_tasks": degenerate,
+        "scalarization": config["moo"]["scalarization"],
+    }
 
 
 def scalarizer(ideal: Mapping, augmentation: float = 0.0) -> Scalarizer:
-    return Scalarizer(Normalizer.from_dict(ideal["normalizer"]), ideal["scalarization"], augmentation)
+    return Scalarizer(
+        Normalizer.from_dict(ideal["normalizer"]), ideal["scalarization"], augmentation
+    )
 
 
 def preference_weights(config: Mapping, preference: str) -> np.ndarray:

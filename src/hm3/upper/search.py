@@ -30,7 +30,7 @@ class ParamSpace:
     ``fixed`` global parameters of the method (e.g. normalize: false)."""
 
     method: str
-    experts: tuple[str, ...]          # the labels of the experts (task names), in recipe order
+    experts: tuple[str, ...]  # the labels of the experts (task names), in recipe order
     bounds: Mapping[str, tuple[float, float]]
     fixed: Mapping = field(default_factory=dict)
 
@@ -38,7 +38,9 @@ class ParamSpace:
         method = get_method(self.method)
         for name, (low, high) in self.bounds.items():
             if not low < high:
-                raise ConfigError(f"search.space.{name}: lower bound {low} is not below upper bound {high}")
+                raise ConfigError(
+                    f"search.space.{name}: lower bound {low} is not below upper bound {high}"
+                )
             if name not in method.param_names or method.param(name).scope == "shared":
                 raise ConfigError(f"search.space.{name}: {method.name} takes no {name} per expert")
             for index, end in enumerate((low, high)):  # an interval: its ends bound every candidate
@@ -64,7 +66,9 @@ class ParamSpace:
 
     def encode(self, parameters: Sequence[Mapping[str, float]]) -> np.ndarray:
         """The point of ``decode``'s parameter dicts."""
-        return np.array([expert[param] for expert in parameters for param in self.bounds], dtype=float)
+        return np.array(
+            [expert[param] for expert in parameters for param in self.bounds], dtype=float
+        )
 
     def start(self, weights: Sequence[float], defaults: Mapping[str, float]) -> np.ndarray:
         """The search's first point: weight_k = λ_k, other parameters at ``defaults``
@@ -91,31 +95,52 @@ class Candidate:
     seconds: float
 
     def row(self, space: ParamSpace) -> dict:
-        flat = {f"{e}.{p}": v for e, params in zip(space.experts, self.parameters) for p, v in params.items()}
-        return {"candidate": self.index, "generation": self.generation, **flat,
-                **{f"score.{t}": s for t, s in self.scores.items()}, "objective": self.value,
-                "cached": self.cached, "seconds": self.seconds, "recipe": recipe_to_yaml(self.recipe)}
+        flat = {
+            f"{e}.{p}": v
+            for e, params in zip(space.experts, self.parameters)
+            for p, v in params.items()
+        }
+        return {
+            "candidate": self.index,
+            "generation": self.generation,
+            **flat,
+            **{f"score.{t}": s for t, s in self.scores.items()},
+            "objective": self.value,
+            "cached": self.cached,
+            "seconds": self.seconds,
+            "recipe": recipe_to_yaml(self.recipe),
+        }
 
 
-def _optimizer(algorithm: str, space: ParamSpace, x0: np.ndarray, seed: int, sigma: float, popsize: int):
+def _optimizer(
+    algorithm: str, space: ParamSpace, x0: np.ndarray, seed: int, sigma: float, popsize: int
+):
     """A pymoo algorithm set up for ask/tell over the box of ``space``."""
-    from pymoo.core.problem import Problem  # lazy: pymoo is slow to import; off `hm3 policy`
-    from pymoo.core.termination import NoTermination  # lazy: pymoo is slow to import; off `hm3 policy`
+    # lazy: pymoo is slow to import; off `hm3 policy`
+    from pymoo.core.problem import Problem
+    from pymoo.core.termination import NoTermination
 
     problem = Problem(n_var=len(x0), n_obj=1, xl=space.lower, xu=space.upper)
     if algorithm == "cmaes":
-        from pymoo.algorithms.soo.nonconvex.cmaes import CMAES  # lazy: pymoo is slow to import; off `hm3 policy`
+        # lazy: pymoo is slow to import; off `hm3 policy`
+        from pymoo.algorithms.soo.nonconvex.cmaes import CMAES
 
         # restarts=0: the budget is a few dozen evaluations, one CMA-ES run uses it all
         method = CMAES(x0=x0, sigma=sigma, popsize=popsize, restarts=0)
     elif algorithm == "ga":
-        from pymoo.algorithms.soo.nonconvex.ga import GA  # lazy: pymoo is slow to import; off `hm3 policy`
-        from pymoo.core.population import Population  # lazy: pymoo is slow to import; off `hm3 policy`
+        # lazy: pymoo is slow to import; off `hm3 policy`
+        from pymoo.algorithms.soo.nonconvex.ga import GA
+        from pymoo.core.population import Population
 
-        method = GA(pop_size=popsize, sampling=Population.new(X=np.vstack([x0, _uniform(space, popsize - 1, seed)])),
-                    eliminate_duplicates=True)
+        method = GA(
+            pop_size=popsize,
+            sampling=Population.new(X=np.vstack([x0, _uniform(space, popsize - 1, seed)])),
+            eliminate_duplicates=True,
+        )
     else:
-        raise ConfigError(f"search.algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+        raise ConfigError(
+            f"search.algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}"
+        )
     method.setup(problem, termination=NoTermination(), seed=seed, verbose=False)
     return problem, method
 
@@ -125,11 +150,21 @@ def _uniform(space: ParamSpace, count: int, seed: int) -> np.ndarray:
     return space.lower + rng.random((count, len(space.lower))) * (space.upper - space.lower)
 
 
-def search_preference(evaluate: Callable[[MergeRecipe], dict], make_recipe: Callable[[list[dict]], MergeRecipe],
-                      space: ParamSpace, weights: Sequence[float], scalarizer: Scalarizer, *, budget: int,
-                      algorithm: str = "cmaes", seed: int = 0, sigma: float = 0.25, popsize: int = 8,
-                      defaults: Mapping[str, float] | None = None,
-                      progress: Callable[[Candidate], None] | None = None) -> list[Candidate]:
+def search_preference(
+    evaluate: Callable[[MergeRecipe], dict],
+    make_recipe: Callable[[list[dict]], MergeRecipe],
+    space: ParamSpace,
+    weights: Sequence[float],
+    scalarizer: Scalarizer,
+    *,
+    budget: int,
+    algorithm: str = "cmaes",
+    seed: int = 0,
+    sigma: float = 0.25,
+    popsize: int = 8,
+    defaults: Mapping[str, float] | None = None,
+    progress: Callable[[Candidate], None] | None = None,
+) -> list[Candidate]:
     """Evaluate ``budget`` candidates for preference ``weights``; returns them all in order.
 
     ``evaluate(recipe)`` returns {scores, cached, seconds} (a `CachedEvaluator`
@@ -147,8 +182,16 @@ def search_preference(evaluate: Callable[[MergeRecipe], dict], make_recipe: Call
         started = time.time()
         result = evaluate(recipe)
         value = float(scalarizer(result["scores"], weights))
-        candidate = Candidate(len(candidates), generation, params, recipe, result["scores"], value,
-                              bool(result["cached"]), round(time.time() - started, 3))
+        candidate = Candidate(
+            len(candidates),
+            generation,
+            params,
+            recipe,
+            result["scores"],
+            value,
+            bool(result["cached"]),
+            round(time.time() - started, 3),
+        )
         candidates.append(candidate)
         if progress:
             progress(candidate)
@@ -162,15 +205,22 @@ def search_preference(evaluate: Callable[[MergeRecipe], dict], make_recipe: Call
 
     def restart(count: int):  # from the best point so far, with a seed of its own
         start = space.encode(best_candidate(candidates).parameters)
-        return _optimizer(algorithm, space, start, derive_seed(seed, "restart", str(count)), sigma, popsize)[1]
+        return _optimizer(
+            algorithm, space, start, derive_seed(seed, "restart", str(count)), sigma, popsize
+        )[1]
 
     ask_tell(method, problem, budget, lambda: len(candidates), evaluate_point, restart)
     return candidates
 
 
-def ask_tell(method, problem, budget: int, spent: Callable[[], int],
-             evaluate: Callable[[np.ndarray, int], float | np.ndarray],
-             restart: Callable[[int], object] | None = None) -> int:
+def ask_tell(
+    method,
+    problem,
+    budget: int,
+    spent: Callable[[], int],
+    evaluate: Callable[[np.ndarray, int], float | np.ndarray],
+    restart: Callable[[int], object] | None = None,
+) -> int:
     """Drive a pymoo algorithm (set up on ``problem``) by ask/tell until ``budget``
     points are evaluated in all (``spent()`` says how many so far), so that every
     point goes through the caller's ``evaluate(x, generation)`` (cache, log) and the
@@ -180,8 +230,9 @@ def ask_tell(method, problem, budget: int, spent: Callable[[], int],
     An algorithm may stop on its own before the budget (CMA-ES does when every point
     of a generation scores the same); ``restart(n)`` then gives the n-th fresh one, or,
     without it, the search ends early. Returns the number of restarts."""
-    from pymoo.core.evaluator import Evaluator  # lazy: pymoo is slow to import; off `hm3 policy`
-    from pymoo.problems.static import StaticProblem  # lazy: pymoo is slow to import; off `hm3 policy`
+    # lazy: pymoo is slow to import; off `hm3 policy`
+    from pymoo.core.evaluator import Evaluator
+    from pymoo.problems.static import StaticProblem
 
     generation = restarts = 0
     while spent() < budget:

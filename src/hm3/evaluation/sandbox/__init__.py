@@ -89,6 +89,16 @@ from hm3.evaluation.sandbox.harness import decode_plain, encode_plain
 from hm3.evaluation.sandbox.limits import MAX_WORKERS, STATUSES
 
 __all__ = [
-    "MAX_WORKERS", "STATUSES", "CodeCheck", "SandboxResult", "check_program", "confinement",
-    "decode_plain", "describe_confinement", "encode_plain", "run_checks", "run_program", "run_programs",
+    "MAX_WORKERS",
+    "STATUSES",
+    "CodeCheck",
+    "SandboxResult",
+    "check_program",
+    "confinement",
+    "decode_plain",
+    "describe_confinement",
+    "encode_plain",
+    "run_checks",
+    "run_program",
+    "run_programs",
 ]

@@ -29,26 +29,82 @@ from hm3.evaluation.sandbox.limits import (
 
 # Imports the audit hook refuses: process creation, networking, foreign code.
 # (Networking libraries such as urllib or http all need socket, which is refused.)
-DENIED_MODULES = frozenset({
-    "ctypes", "_ctypes", "socket", "_socket", "ssl", "_ssl", "subprocess",
-    "_posixsubprocess", "multiprocessing", "_multiprocessing", "_posixshmem", "pty",
-})
+DENIED_MODULES = frozenset(
+    {
+        "ctypes",
+        "_ctypes",
+        "socket",
+        "_socket",
+        "ssl",
+        "_ssl",
+        "subprocess",
+        "_posixsubprocess",
+        "multiprocessing",
+        "_multiprocessing",
+        "_posixshmem",
+        "pty",
+    }
+)
 # Audit events refused outright (prefix match).
 DENIED_EVENT_PREFIXES = (
-    "os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
-    "os.kill", "os.killpg", "signal.pthread_kill", "subprocess.", "socket.", "ctypes.",
-    "pty.", "syslog.", "resource.setrlimit", "resource.prlimit", "urllib.", "http.",
-    "ftplib.", "smtplib.", "poplib.", "imaplib.", "nntplib.", "telnetlib.",
-    "webbrowser.", "sys.remote_exec", "sys.settrace", "sys.setprofile",
-    "sys._current_frames", "gc.get_referrers", "gc.get_objects", "hm3.process",
+    "os.system",
+    "os.exec",
+    "os.spawn",
+    "os.posix_spawn",
+    "os.fork",
+    "os.forkpty",
+    "os.kill",
+    "os.killpg",
+    "signal.pthread_kill",
+    "subprocess.",
+    "socket.",
+    "ctypes.",
+    "pty.",
+    "syslog.",
+    "resource.setrlimit",
+    "resource.prlimit",
+    "urllib.",
+    "http.",
+    "ftplib.",
+    "smtplib.",
+    "poplib.",
+    "imaplib.",
+    "nntplib.",
+    "telnetlib.",
+    "webbrowser.",
+    "sys.remote_exec",
+    "sys.settrace",
+    "sys.setprofile",
+    "sys._current_frames",
+    "gc.get_referrers",
+    "gc.get_objects",
+    "hm3.process",
 )
 # Functions that reach other processes, or make files, and raise no audit event
 # (pidfd_open, pidfd_send_signal, mkfifo, mknod among them): refused in every program.
 PROCESS_FUNCTIONS = {
-    "posix": ("kill", "killpg", "pidfd_open", "setpgid", "setpgrp", "setsid", "tcsetpgrp",
-              "sched_setaffinity", "sched_setscheduler", "sched_setparam", "setpriority",
-              "fork", "forkpty", "register_at_fork", "waitid", "wait3", "wait4",
-              "mkfifo", "mknod", "chroot"),
+    "posix": (
+        "kill",
+        "killpg",
+        "pidfd_open",
+        "setpgid",
+        "setpgrp",
+        "setsid",
+        "tcsetpgrp",
+        "sched_setaffinity",
+        "sched_setscheduler",
+        "sched_setparam",
+        "setpriority",
+        "fork",
+        "forkpty",
+        "register_at_fork",
+        "waitid",
+        "wait3",
+        "wait4",
+        "mkfifo",
+        "mknod",
+        "chroot",
+    ),
     "signal": ("pidfd_send_signal", "pthread_kill"),
     "_signal": ("pidfd_send_signal", "pthread_kill"),
 }
@@ -88,19 +144,26 @@ FD_REFUSED_EVENTS = frozenset({"os.listdir", "os.scandir", "os.chdir"})
 # Where each event carries dir_fd arguments (CPython's audit signatures): any value
 # other than None (the current directory) is refused.
 DIR_FD_ARGUMENTS = {
-    "os.chmod": (2,), "os.chown": (3,), "os.link": (2, 3), "os.mkdir": (2,),
-    "os.remove": (1,), "os.rename": (2, 3), "os.rmdir": (1,), "os.symlink": (2,),
+    "os.chmod": (2,),
+    "os.chown": (3,),
+    "os.link": (2, 3),
+    "os.mkdir": (2,),
+    "os.remove": (1,),
+    "os.rename": (2, 3),
+    "os.rmdir": (1,),
+    "os.symlink": (2,),
     "os.utime": (3,),
 }
-_CURRENT_DIRECTORY = (None, -1, -100)   # how events spell "no dir_fd": unset, default, AT_FDCWD
+_CURRENT_DIRECTORY = (None, -1, -100)  # how events spell "no dir_fd": unset, default, AT_FDCWD
 _READABLE_DEVICES = frozenset({"/dev/null", "/dev/zero", "/dev/urandom"})
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _O_PATH = getattr(os, "O_PATH", 0)
-_VERDICT_FD = 3                    # a plain program's verdict pipe
-_OWN: dict = {}   # the server's own process functions (see _disarm_process_functions)
+_VERDICT_FD = 3  # a plain program's verdict pipe
+_OWN: dict = {}  # the server's own process functions (see _disarm_process_functions)
 
 
 # --- inside a child: common set-up ----------------------------------------------------
+
 
 def _become_child() -> None:
     _own("setpgid")(0, 0)
@@ -114,7 +177,9 @@ def _arrange_descriptors(targets: dict[int, int]) -> None:
     inherited descriptor closed (the server's request pipe and the other children's
     result pipes among them)."""
     top = max(targets) + 1
-    moved = {target: fcntl.fcntl(source, fcntl.F_DUPFD, top + 8) for target, source in targets.items()}
+    moved = {
+        target: fcntl.fcntl(source, fcntl.F_DUPFD, top + 8) for target, source in targets.items()
+    }
     null_fd = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null_fd, fd)
@@ -129,11 +194,11 @@ def _max_fd() -> int:
 
 
 def _apply_limits(limits: _Limits) -> None:
-    cpu_seconds = math.ceil(limits.timeout) + 1   # backstop; the wall clock normally fires first
+    cpu_seconds = math.ceil(limits.timeout) + 1  # backstop; the wall clock normally fires first
     values = {
         resource.RLIMIT_CPU: cpu_seconds,
         resource.RLIMIT_AS: limits.memory_mb * 1024 * 1024,
-        resource.RLIMIT_NPROC: 0,          # no fork, no threads
+        resource.RLIMIT_NPROC: 0,  # no fork, no threads
         resource.RLIMIT_FSIZE: MAX_FILE_BYTES,
         resource.RLIMIT_NOFILE: MAX_OPEN_FILES,
         resource.RLIMIT_CORE: 0,
@@ -141,8 +206,8 @@ def _apply_limits(limits: _Limits) -> None:
     for which, value in values.items():
         _, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
-            value = min(value, hard)   # an unprivileged server cannot exceed its own limit
-        resource.setrlimit(which, (value, value))   # hard = soft: cannot be raised again
+            value = min(value, hard)  # an unprivileged server cannot exceed its own limit
+        resource.setrlimit(which, (value, value))  # hard = soft: cannot be raised again
 
 
 def _drop_privileges(uid: int) -> None:
@@ -155,7 +220,7 @@ def _drop_privileges(uid: int) -> None:
 
 def _describe(exc: BaseException) -> str:
     try:
-        text = str(exc)   # the program's own exception class may misbehave here
+        text = str(exc)  # the program's own exception class may misbehave here
     except BaseException:  # noqa: BLE001
         text = ""
     try:
@@ -168,7 +233,7 @@ def _describe(exc: BaseException) -> str:
 def _send(fd: int, message: dict) -> None:
     data = json.dumps(message).encode("utf-8") + b"\n"
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def _report_and_exit(fd: int, status: str, detail: str, code: int):
@@ -188,9 +253,9 @@ def _confine(workdir: str, limits: _Limits, uid: int | None, context: _Context, 
     _apply_limits(limits)
     if uid is not None:
         _drop_privileges(uid)
-    sys.dont_write_bytecode = True   # an import must not try to write .pyc files
-    tempfile.tempdir = workdir       # temporary files of the program stay in its folder
-    _OWN.clear()   # the real process functions: out of the program's reach
+    sys.dont_write_bytecode = True  # an import must not try to write .pyc files
+    tempfile.tempdir = workdir  # temporary files of the program stay in its folder
+    _OWN.clear()  # the real process functions: out of the program's reach
     return _make_audit_hook(workdir, context.read_roots, report_fd)
 
 
@@ -218,11 +283,13 @@ def _refused(name: str):
     def refused(*args, **kwargs):
         sys.audit("hm3.process", name)
         raise PermissionError(f"{name} is refused in the sandbox")
+
     refused.__name__ = name.rpartition(".")[2]
     return refused
 
 
 # --- a plain program (run_programs) ---------------------------------------------------
+
 
 def _program_main(source, workdir, write_fd, limits, context, uid) -> None:
     try:
@@ -234,8 +301,9 @@ def _program_main(source, workdir, write_fd, limits, context, uid) -> None:
     _report_and_exit(_VERDICT_FD, "passed", "", 0)
 
 
-def _run_untrusted(source: str, workdir: str, limits: _Limits, uid: int | None, context: _Context,
-                   report_fd: int) -> dict:
+def _run_untrusted(
+    source: str, workdir: str, limits: _Limits, uid: int | None, context: _Context, report_fd: int
+) -> dict:
     """Confine this process, then run the program; returns its namespace. Anything
     that stops it is reported on ``report_fd`` and ends the process."""
     try:
@@ -257,12 +325,13 @@ def _run_untrusted(source: str, workdir: str, limits: _Limits, uid: int | None, 
 
 # --- the audit hook ------------------------------------------------------------------
 
+
 def _make_audit_hook(workdir: str, read_roots: tuple[str, ...], report_fd: int):
     """The audit hook for one program. It must not itself call audited functions (that
     would recurse), so it uses only path arithmetic, stat, readlink, os.write and
     os._exit; anything unexpected inside it is a violation, never an exception that
     would hand the program a traceback into the hook."""
-    files_written = [0]   # workdir is real already: made under the server's real base
+    files_written = [0]  # workdir is real already: made under the server's real base
 
     def deny(event: str, what) -> None:
         _report_and_exit(report_fd, "violation", f"{event} denied: {what!r}"[:DETAIL_CHARS], 3)
@@ -285,8 +354,11 @@ def _make_audit_hook(workdir: str, read_roots: tuple[str, ...], report_fd: int):
     def check_open(path, mode, flags) -> None:
         # CPython raises this event with the flags it will really use (from the
         # mode); the mode text is only a fallback
-        writing = (bool(flags & _WRITE_FLAGS) if type(flags) is int and flags > 0
-                   else type(mode) is not str or any(c in mode for c in "wax+"))
+        writing = (
+            bool(flags & _WRITE_FLAGS)
+            if type(flags) is int and flags > 0
+            else type(mode) is not str or any(c in mode for c in "wax+")
+        )
         if writing:
             files_written[0] += 1
             if files_written[0] > MAX_FILES_WRITTEN:
@@ -323,9 +395,9 @@ def _make_audit_hook(workdir: str, read_roots: tuple[str, ...], report_fd: int):
                 if type(raw) is int:
                     if event in FD_REFUSED_EVENTS:
                         deny(event, f"descriptor {raw}")
-                    continue   # fchmod & co. on a descriptor it opened: inside by the rules above
+                    continue  # fchmod & co. on a descriptor it opened: inside by the rules above
                 check_path(event, "." if raw is None else raw, access)
-            if event == "os.symlink":   # the link's target must stay inside too
+            if event == "os.symlink":  # the link's target must stay inside too
                 link_dir = os.path.dirname(_plain_path(args[1]) or ".")
                 check_path(event, os.path.join(link_dir, _plain_path(args[0]) or "/"), "write")
         elif event == "import":

@@ -30,8 +30,8 @@ log = logging.getLogger("hm3.evaluation.sandbox")
 @dataclass(frozen=True)
 class SandboxResult:
     passed: bool
-    status: str   # one of STATUSES
-    detail: str   # short message: exception type, which guard fired, which limit
+    status: str  # one of STATUSES
+    detail: str  # short message: exception type, which guard fired, which limit
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,9 @@ def run_program(source: str, timeout: float = 3.0, memory_mb: int = 512) -> Sand
     return run_programs([source], timeout=timeout, memory_mb=memory_mb)[0]
 
 
-def run_programs(sources: list[str], timeout: float = 3.0, memory_mb: int = 512,
-                 workers: int | None = None) -> list[SandboxResult]:
+def run_programs(
+    sources: list[str], timeout: float = 3.0, memory_mb: int = 512, workers: int | None = None
+) -> list[SandboxResult]:
     """Run each program in its own sandboxed process, ``workers`` at a time.
 
     A program passes when it runs to the end without an exception. ``timeout`` is the
@@ -69,29 +70,38 @@ def run_programs(sources: list[str], timeout: float = 3.0, memory_mb: int = 512,
     return _run("programs", sources, timeout, memory_mb, workers)
 
 
-def run_checks(checks: list[CodeCheck], timeout: float = 3.0, memory_mb: int = 512,
-               workers: int | None = None) -> list[SandboxResult]:
+def run_checks(
+    checks: list[CodeCheck], timeout: float = 3.0, memory_mb: int = 512, workers: int | None = None
+) -> list[SandboxResult]:
     """Run each completion against its unit tests, the tests outside the program's
     process (see the module docstring); ``passed`` means ``check`` ran to the end."""
     checks = list(checks)
     _check_arguments(checks, CodeCheck, "CodeCheck", timeout, memory_mb, workers)
     for item in checks:
-        if not all(isinstance(v, str) for v in (item.prompt, item.completion, item.test, item.entry_point)):
+        if not all(
+            isinstance(v, str) for v in (item.prompt, item.completion, item.test, item.entry_point)
+        ):
             raise HM3Error("sandbox: every field of a CodeCheck must be a str")
         if not item.entry_point.isidentifier():
             raise HM3Error(f"sandbox: entry point {item.entry_point!r} is not a Python name")
     return _run("checks", checks, timeout, memory_mb, workers)
 
 
-def _run(kind: str, items: list, timeout: float, memory_mb: int, workers: int | None) -> list[SandboxResult]:
+def _run(
+    kind: str, items: list, timeout: float, memory_mb: int, workers: int | None
+) -> list[SandboxResult]:
     if not items:
         return []
     workers = workers or _default_workers()
     rounds = math.ceil(len(items) / workers)
-    budget = rounds * (timeout + 2.0) + 30.0   # the server's own limits come far sooner
+    budget = rounds * (timeout + 2.0) + 30.0  # the server's own limits come far sooner
     with _SERVER_LOCK:
-        raw = _request_with_retry(kind, items, {"timeout": float(timeout), "memory_mb": int(memory_mb),
-                                                "workers": int(workers)}, budget)
+        raw = _request_with_retry(
+            kind,
+            items,
+            {"timeout": float(timeout), "memory_mb": int(memory_mb), "workers": int(workers)},
+            budget,
+        )
     return [SandboxResult(r["status"] == "passed", r["status"], r["detail"]) for r in raw]
 
 
@@ -103,7 +113,9 @@ def _check_arguments(items, kind, kind_name, timeout, memory_mb, workers) -> Non
     if not (isinstance(memory_mb, int) and memory_mb >= 64):
         raise HM3Error(f"sandbox: memory_mb must be an integer >= 64, got {memory_mb!r}")
     if workers is not None and not (isinstance(workers, int) and 1 <= workers <= MAX_WORKERS):
-        raise HM3Error(f"sandbox: workers must be an integer in [1, {MAX_WORKERS}], got {workers!r}")
+        raise HM3Error(
+            f"sandbox: workers must be an integer in [1, {MAX_WORKERS}], got {workers!r}"
+        )
 
 
 def _default_workers() -> int:
@@ -123,7 +135,7 @@ def confinement() -> dict:
 
 _SERVER_LOCK = threading.Lock()
 _SERVER: "_ServerProcess | None" = None
-_NAMESPACES_REFUSED = False   # unshare failed once in this process: do not retry it
+_NAMESPACES_REFUSED = False  # unshare failed once in this process: do not retry it
 
 # Started with -S (no site-packages: faster start, nothing third-party for programs),
 # -s and -B. Not -I: it would also ignore PYTHONHASHSEED, and the environment is built
@@ -137,15 +149,17 @@ _BOOTSTRAP = (
 
 
 def _server_environment() -> dict[str, str]:
-    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-            "PYTHONHASHSEED": "0"}
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "PYTHONHASHSEED": "0"}
 
 
 def _namespace_prefix() -> list[str]:
     """util-linux unshare: private PID (with its own /proc), network, IPC and UTS
     namespaces; a user namespace too when not root. Empty where unavailable."""
-    if (_NAMESPACES_REFUSED or os.environ.get("HM3_SANDBOX_NAMESPACES", "1") == "0"
-            or not sys.platform.startswith("linux")):
+    if (
+        _NAMESPACES_REFUSED
+        or os.environ.get("HM3_SANDBOX_NAMESPACES", "1") == "0"
+        or not sys.platform.startswith("linux")
+    ):
         return []
     unshare = shutil.which("unshare", path="/usr/bin:/bin:/usr/sbin:/sbin")
     if unshare is None:
@@ -158,15 +172,33 @@ class _ServerProcess:
     """The client's handle on one fork server."""
 
     def __init__(self, prefix: list[str]) -> None:
-        import subprocess  # lazy: the fork server imports this package too and must never load subprocess
+        # lazy: the fork server imports this package too and must never load subprocess
+        import subprocess
 
         # src/hm3/evaluation/sandbox/client.py -> src: the folder holding the hm3 package
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+        package_parent = os.path.dirname(
+            os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        )
         self.owner_pid = os.getpid()
         self.process = subprocess.Popen(
-            [*prefix, sys.executable, "-S", "-s", "-B", "-c", _BOOTSTRAP, package_parent, str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=_server_environment(), cwd="/", close_fds=True, start_new_session=True,
+            [
+                *prefix,
+                sys.executable,
+                "-S",
+                "-s",
+                "-B",
+                "-c",
+                _BOOTSTRAP,
+                package_parent,
+                str(os.getpid()),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_server_environment(),
+            cwd="/",
+            close_fds=True,
+            start_new_session=True,
         )
         self._buffer = b""
         self.base_dir = ""
@@ -201,7 +233,9 @@ class _ServerProcess:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     tail = self._stderr_tail()
-                    raise HM3Error(f"sandbox server exited (status {self.process.returncode}): {tail}")
+                    raise HM3Error(
+                        f"sandbox server exited (status {self.process.returncode}): {tail}"
+                    )
                 self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
         return json.loads(line)
@@ -258,8 +292,11 @@ def _start_server() -> _ServerProcess:
 
 
 def describe_confinement(report: dict) -> str:
-    layers = [f"namespaces: {', '.join(report['namespaces']) or 'none'}",
-              f"identities: {report['identities']}", *report["always"]]
+    layers = [
+        f"namespaces: {', '.join(report['namespaces']) or 'none'}",
+        f"identities: {report['identities']}",
+        *report["always"],
+    ]
     return "; ".join(layers)
 
 
@@ -268,7 +305,7 @@ def _kill_session(session_id: int) -> None:
     id cannot have been recycled: the server is not yet reaped, or members remain.)"""
     try:
         entries = os.listdir("/proc")
-    except OSError:   # no /proc: kill the server's group; children are bounded by rlimits
+    except OSError:  # no /proc: kill the server's group; children are bounded by rlimits
         _kill_group(session_id)
         return
     for entry in entries:
@@ -277,7 +314,7 @@ def _kill_session(session_id: int) -> None:
         try:
             with open(f"/proc/{entry}/stat", "rb") as handle:
                 fields = handle.read().rsplit(b")", 1)[1].split()
-            if int(fields[3]) == session_id:   # fields after "(comm)": state ppid pgrp session
+            if int(fields[3]) == session_id:  # fields after "(comm)": state ppid pgrp session
                 os.kill(int(entry), signal.SIGKILL)
         except (OSError, IndexError, ValueError):
             pass
@@ -320,8 +357,14 @@ def _hand_over_tests(server: _ServerProcess, checks: list[CodeCheck]) -> list[di
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with open(fd, "w", encoding="utf-8") as handle:
             handle.write(item.test)
-        items.append({"program": item.prompt + item.completion, "prompt": item.prompt,
-                      "entry_point": item.entry_point, "test_file": path})
+        items.append(
+            {
+                "program": item.prompt + item.completion,
+                "prompt": item.prompt,
+                "entry_point": item.entry_point,
+                "test_file": path,
+            }
+        )
     return items
 
 

@@ -67,7 +67,11 @@ def encode_plain(value, depth: int = 0):
     if kind is tuple:
         return {"t": [encode_plain(v, depth + 1) for v in value]}
     if kind is dict:
-        return {"d": [[encode_plain(k, depth + 1), encode_plain(v, depth + 1)] for k, v in value.items()]}
+        return {
+            "d": [
+                [encode_plain(k, depth + 1), encode_plain(v, depth + 1)] for k, v in value.items()
+            ]
+        }
     if kind is set or kind is frozenset:
         return {"s" if kind is set else "fs": [encode_plain(v, depth + 1) for v in value]}
     if kind is bytes:
@@ -82,7 +86,7 @@ def decode_plain(data):
         return [decode_plain(v) for v in data]
     if not isinstance(data, dict):
         return data
-    (tag, inner), = data.items()
+    ((tag, inner),) = data.items()
     if tag == "f":
         return float(inner)
     if tag == "t":
@@ -108,7 +112,7 @@ def decode_plain(data):
 # Forking is the dearest step (about 4 ms with exit, on a 2-core VM); one process per
 # program keeps the cost of a scored program at that of a plain one.
 
-_CHANNEL_FDS = (3, 4)              # the program's request (in) and reply (out) pipes
+_CHANNEL_FDS = (3, 4)  # the program's request (in) and reply (out) pipes
 
 
 class _ProgramStopped(Exception):
@@ -145,7 +149,9 @@ class _Channel:
                 self.closed = True
             self.buffer += chunk
             if len(self.buffer) > MAX_MESSAGE_BYTES:
-                raise _ProgramStopped("error", f"the program sent more than {MAX_MESSAGE_BYTES} bytes")
+                raise _ProgramStopped(
+                    "error", f"the program sent more than {MAX_MESSAGE_BYTES} bytes"
+                )
 
     def message(self) -> dict | None:
         if b"\n" not in self.buffer:
@@ -153,7 +159,10 @@ class _Channel:
         line, self.buffer = self.buffer.split(b"\n", 1)
         try:
             message = json.loads(line)
-        except (ValueError, RecursionError):   # a program can send JSON nested past the parser's depth
+        except (
+            ValueError,
+            RecursionError,
+        ):  # a program can send JSON nested past the parser's depth
             message = None
         if not isinstance(message, dict):
             raise _ProgramStopped("error", "the program sent a malformed message")
@@ -180,11 +189,11 @@ class _Program:
     ready: bool = False
     startup_seconds: float = 0.0
     call_seconds: float = 0.0
-    result: dict | None = None      # set when the program ended the check itself
+    result: dict | None = None  # set when the program ended the check itself
     exit_status: int | None = None
-    prefetched: list = field(default_factory=list)   # the calls sent ahead, as requests
-    answered: int = 0                                # how many of them the tests took
-    stale: int = 0                                   # streamed answers the tests will not take
+    prefetched: list = field(default_factory=list)  # the calls sent ahead, as requests
+    answered: int = 0  # how many of them the tests took
+    stale: int = 0  # streamed answers the tests will not take
 
 
 class _CheckBatch:
@@ -209,14 +218,14 @@ class _CheckBatch:
             self._poll(time.monotonic() if due else self._next_deadline())
             for program in [p for p in self.live.values() if self._due(p)]:
                 self._conclude(program)
-        while self.dying:   # killed programs are gone in milliseconds; their folders go with them
+        while self.dying:  # killed programs are gone in milliseconds; their folders go with them
             self._poll(time.monotonic() + 1.0)
         return self.results
 
     # -- programs ---------------------------------------------------------------------
     def _spawn(self, index: int) -> None:
         slot = self.free_slots.pop()
-        prefetched = _static_calls(self.items[index])   # before the fork: only arguments survive it
+        prefetched = _static_calls(self.items[index])  # before the fork: only arguments survive it
         workdir = tempfile.mkdtemp(prefix="p", dir=self.context.base_dir)
         uid = _program_uid(self.context, slot)
         if uid is not None:
@@ -235,9 +244,11 @@ class _CheckBatch:
         os.close(replies[1])
         os.set_blocking(replies[0], False)
         channel = _Channel(replies[0], requests[1])
-        self.live[pid] = _Program(index, pid, channel, workdir, slot, time.monotonic(), prefetched=prefetched)
+        self.live[pid] = _Program(
+            index, pid, channel, workdir, slot, time.monotonic(), prefetched=prefetched
+        )
         _RUNNING[pid] = self.live[pid]
-        if prefetched:   # the program answers them as soon as it is ready, unasked
+        if prefetched:  # the program answers them as soon as it is ready, unasked
             channel.send({"calls": prefetched})
 
     def _starting(self) -> int:
@@ -252,8 +263,11 @@ class _CheckBatch:
             return True
         if not program.ready:
             return False
-        return (len(program.prefetched) <= program.channel.buffer.count(b"\n") or program.channel.closed
-                or time.monotonic() >= program.started + self.limits.timeout)
+        return (
+            len(program.prefetched) <= program.channel.buffer.count(b"\n")
+            or program.channel.closed
+            or time.monotonic() >= program.started + self.limits.timeout
+        )
 
     def _next_deadline(self) -> float:
         waiting = [p.started + self.limits.timeout for p in self.live.values() if not p.result]
@@ -263,11 +277,16 @@ class _CheckBatch:
         """Wait for any program event until ``until``, then take in what happened: start-up
         messages, deaths, start-ups past their limit. ``current`` is the program whose
         test is running: its replies are left to the caller."""
-        watched = [p.channel.read_fd for p in self.live.values()
-                   if p is current or not (p.result or p.channel.closed or (p.ready and not p.prefetched))]
+        watched = [
+            p.channel.read_fd
+            for p in self.live.values()
+            if p is current or not (p.result or p.channel.closed or (p.ready and not p.prefetched))
+        ]
         wakeup = self.context.wakeup_fd
-        readable, _, _ = select.select([wakeup, *watched], [], [], max(0.0, until - time.monotonic()))
-        if wakeup in readable:   # SIGCHLD: someone exited
+        readable, _, _ = select.select(
+            [wakeup, *watched], [], [], max(0.0, until - time.monotonic())
+        )
+        if wakeup in readable:  # SIGCHLD: someone exited
             _drain(wakeup)
             for pid, wait_status in _reap_exited():
                 self._exited(pid, wait_status)
@@ -297,7 +316,7 @@ class _CheckBatch:
 
     def _take_startup_message(self, program: _Program, now: float, readable: bool) -> None:
         try:
-            if readable:   # a message, or the end of the pipe
+            if readable:  # a message, or the end of the pipe
                 program.channel.pump()
             message = program.channel.message()
         except _ProgramStopped as stop:
@@ -311,7 +330,10 @@ class _CheckBatch:
         elif program.channel.closed and program.exit_status is not None:
             program.result = _from_wait_status(program.exit_status)
         elif now >= program.started + self.limits.timeout:
-            program.result = {"status": "timeout", "detail": f"wall-clock limit of {self.limits.timeout:g} s"}
+            program.result = {
+                "status": "timeout",
+                "detail": f"wall-clock limit of {self.limits.timeout:g} s",
+            }
 
     def _conclude(self, program: _Program) -> None:
         result = program.result or self._test(program)
@@ -319,7 +341,7 @@ class _CheckBatch:
         del self.live[program.pid]
         _RUNNING.pop(program.pid, None)
         program.channel.close()
-        _kill_group(program.pid)   # done: its exit runs while the server goes on
+        _kill_group(program.pid)  # done: its exit runs while the server goes on
         if program.exit_status is not None:
             self._exited_now(program)
         else:
@@ -335,7 +357,7 @@ class _CheckBatch:
         namespace: dict = {"__name__": "__main__"}
         try:
             test = _take_test(item["test_file"])
-            exec(_compile_prompt(item["prompt"]), namespace)   # helpers the tests may call
+            exec(_compile_prompt(item["prompt"]), namespace)  # helpers the tests may call
             namespace[item["entry_point"]] = _Candidate(self, program, item["entry_point"])
             exec(compile(test + f"\ncheck({item['entry_point']})\n", "<test>", "exec"), namespace)
             return {"status": "passed", "detail": ""}
@@ -344,9 +366,9 @@ class _CheckBatch:
         except BaseException as exc:  # noqa: BLE001 - a failing test (SystemExit too): not a pass
             return {"status": _exception_status(exc), "detail": _describe(exc)}
         finally:
-            namespace.clear()   # the tests' functions, constants and expected values: gone
+            namespace.clear()  # the tests' functions, constants and expected values: gone
             test = None
-            gc.collect(1)       # before the next fork, so no program inherits them
+            gc.collect(1)  # before the next fork, so no program inherits them
 
     def call(self, program: _Program, request: dict) -> dict:
         """One call of the entry point: the next streamed answer when the tests ask what
@@ -355,12 +377,15 @@ class _CheckBatch:
         if program.result:
             raise _ProgramStopped(**program.result)
         start = time.monotonic()
-        if program.answered < len(program.prefetched) and program.prefetched[program.answered] == request:
+        if (
+            program.answered < len(program.prefetched)
+            and program.prefetched[program.answered] == request
+        ):
             program.answered += 1
             return self._answer(program, program.started + self.limits.timeout, start)
         # off the script: the rest of the streamed answers are stale; ask from here on
         program.stale += len(program.prefetched) - program.answered
-        program.prefetched = program.prefetched[:program.answered]
+        program.prefetched = program.prefetched[: program.answered]
         if program.channel.closed:
             raise _ProgramStopped(**self._death(program))
         deadline = start + self.limits.timeout - program.startup_seconds - program.call_seconds
@@ -381,7 +406,9 @@ class _CheckBatch:
                     raise _ProgramStopped(**self._death(program))
                 if time.monotonic() >= deadline:
                     _kill_group(program.pid)
-                    raise _ProgramStopped("timeout", f"wall-clock limit of {self.limits.timeout:g} s")
+                    raise _ProgramStopped(
+                        "timeout", f"wall-clock limit of {self.limits.timeout:g} s"
+                    )
                 self._poll(deadline, current=program)
         finally:
             program.call_seconds += time.monotonic() - start
@@ -393,7 +420,10 @@ class _CheckBatch:
         while program.exit_status is None:
             if time.monotonic() >= deadline:
                 _kill_group(program.pid)
-                return {"status": "timeout", "detail": f"wall-clock limit of {self.limits.timeout:g} s"}
+                return {
+                    "status": "timeout",
+                    "detail": f"wall-clock limit of {self.limits.timeout:g} s",
+                }
             self._poll(min(deadline, time.monotonic() + 0.05), current=program)
         return _from_wait_status(program.exit_status)
 
@@ -420,7 +450,9 @@ def _static_calls(item: dict) -> list:
     try:
         with open(item["test_file"], encoding="utf-8") as handle:
             tree = ast.parse(handle.read())
-        check = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "check")
+        check = next(
+            node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "check"
+        )
         name = check.args.args[0].arg
         calls = [_literal_call(statement, name) for statement in check.body]
         return [] if None in calls else calls
@@ -432,14 +464,16 @@ def _literal_call(statement, name: str) -> dict | None:
     if not (isinstance(statement, ast.Assert) and isinstance(statement.test, ast.Compare)):
         return None
     call = statement.test.left
-    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == name):
+    if not (
+        isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == name
+    ):
         return None
     try:
         args = [ast.literal_eval(arg) for arg in call.args]
         kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
-    if None in kwargs:   # **mapping
+    if None in kwargs:  # **mapping
         return None
     return {"args": encode_plain(args), "kwargs": encode_plain(kwargs)}
 
@@ -478,7 +512,9 @@ class _Candidate:
         try:
             return decode_plain(reply["value"])
         except (KeyError, TypeError, ValueError) as err:
-            raise _ProgramStopped("error", f"the program answered with malformed data ({err})") from None
+            raise _ProgramStopped(
+                "error", f"the program answered with malformed data ({err})"
+            ) from None
 
 
 def _rebuilt_exception(name: str, detail: str) -> BaseException:
@@ -493,12 +529,16 @@ def _rebuilt_exception(name: str, detail: str) -> BaseException:
     return RuntimeError(f"{name}: {detail}" if detail else name)
 
 
-def _program_side(item: dict, workdir: str, limits: _Limits, context: _Context, uid: int | None) -> None:
+def _program_side(
+    item: dict, workdir: str, limits: _Limits, context: _Context, uid: int | None
+) -> None:
     requests_fd, replies_fd = _CHANNEL_FDS
     namespace = _run_untrusted(item["program"], workdir, limits, uid, context, replies_fd)
     function = namespace.get(item["entry_point"])
     if not callable(function):
-        _report_and_exit(replies_fd, "error", f"NameError: name {item['entry_point']!r} is not defined", 1)
+        _report_and_exit(
+            replies_fd, "error", f"NameError: name {item['entry_point']!r} is not defined", 1
+        )
     _send(replies_fd, {"ready": True})
     _answer_calls(requests_fd, replies_fd, function)
 
@@ -513,13 +553,16 @@ def _answer_calls(requests_fd: int, replies_fd: int, function) -> None:
             buffer += chunk
         line, buffer = buffer.split(b"\n", 1)
         message = json.loads(line)
-        for request in message.get("calls") or [message]:   # a script of calls, or one
+        for request in message.get("calls") or [message]:  # a script of calls, or one
             _send(replies_fd, _answer(function, request))
 
 
 def _answer(function, request: dict) -> dict:
     try:
-        return {"value": encode_plain(function(*decode_plain(request["args"]),
-                                               **decode_plain(request["kwargs"])))}
+        return {
+            "value": encode_plain(
+                function(*decode_plain(request["args"]), **decode_plain(request["kwargs"]))
+            )
+        }
     except BaseException as exc:  # noqa: BLE001 - reported to the tests, which decide
         return {"raised": type(exc).__name__, "detail": _describe(exc).partition(": ")[2]}

@@ -12,7 +12,7 @@ import sys
 from hm3.evaluation.sandbox.child import _own
 from hm3.evaluation.sandbox.limits import _Context
 
-_RUNNING: dict = {}   # the server's live children (server._Child, harness._Program), by pid
+_RUNNING: dict = {}  # the server's live children (server._Child, harness._Program), by pid
 
 
 def _program_uid(context: _Context, slot: int) -> int | None:
@@ -47,12 +47,15 @@ def _from_wait_status(wait_status: int) -> dict:
         if signum == signal.SIGXCPU:
             return {"status": "timeout", "detail": "CPU time limit"}
         return {"status": "error", "detail": f"killed by {signal.Signals(signum).name}"}
-    return {"status": "error",
-            "detail": f"exited with code {os.waitstatus_to_exitcode(wait_status)} and no result"}
+    return {
+        "status": "error",
+        "detail": f"exited with code {os.waitstatus_to_exitcode(wait_status)} and no result",
+    }
 
 
 def _force_rmtree(path: str) -> None:
     """Remove a tree even where the program removed its own permissions."""
+
     def make_writable_and_retry(function, failed_path, _exc_info):
         try:
             os.chmod(os.path.dirname(failed_path), stat.S_IRWXU)
@@ -60,6 +63,7 @@ def _force_rmtree(path: str) -> None:
             function(failed_path)
         except OSError:
             pass
+
     if sys.version_info >= (3, 12):
         shutil.rmtree(path, onexc=make_writable_and_retry)
     else:

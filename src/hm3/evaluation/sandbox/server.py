@@ -19,7 +19,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from hm3.evaluation.sandbox.child import DENIED_MODULES, _disarm_process_functions, _own, _program_main
+from hm3.evaluation.sandbox.child import (
+    DENIED_MODULES,
+    _disarm_process_functions,
+    _own,
+    _program_main,
+)
 from hm3.evaluation.sandbox.harness import _CheckBatch
 from hm3.evaluation.sandbox.limits import (
     DETAIL_CHARS,
@@ -45,11 +50,38 @@ from hm3.evaluation.sandbox.processes import (
 # child may be unable to read the interpreter's files (e.g. a Python under /root), so
 # what completions commonly import is made available from memory.
 PRELOADED_MODULES = (
-    "math", "cmath", "re", "string", "collections", "collections.abc", "itertools",
-    "functools", "operator", "heapq", "bisect", "random", "typing", "copy",
-    "statistics", "fractions", "decimal", "datetime", "json", "textwrap", "array",
-    "dataclasses", "enum", "numbers", "hashlib", "unicodedata", "sysconfig", "pathlib",
-    "resource", "pwd", "fcntl", "builtins",   # used by the children's own set-up
+    "math",
+    "cmath",
+    "re",
+    "string",
+    "collections",
+    "collections.abc",
+    "itertools",
+    "functools",
+    "operator",
+    "heapq",
+    "bisect",
+    "random",
+    "typing",
+    "copy",
+    "statistics",
+    "fractions",
+    "decimal",
+    "datetime",
+    "json",
+    "textwrap",
+    "array",
+    "dataclasses",
+    "enum",
+    "numbers",
+    "hashlib",
+    "unicodedata",
+    "sysconfig",
+    "pathlib",
+    "resource",
+    "pwd",
+    "fcntl",
+    "builtins",  # used by the children's own set-up
 )
 
 
@@ -111,18 +143,21 @@ def _server_setup() -> _Context:
         if name.split(".")[0] in DENIED_MODULES:
             del sys.modules[name]
     _disarm_process_functions()
-    base_dir = os.path.realpath(_make_base_dir())   # real, so no program path needs resolving
-    os.chmod(base_dir, 0o711)   # traversable by the unprivileged children, not listable
-    os.mkdir(os.path.join(base_dir, "tests"), 0o700)   # the tests, out of the programs' reach
+    base_dir = os.path.realpath(_make_base_dir())  # real, so no program path needs resolving
+    os.chmod(base_dir, 0o711)  # traversable by the unprivileged children, not listable
+    os.mkdir(os.path.join(base_dir, "tests"), 0o700)  # the tests, out of the programs' reach
     paths = sysconfig.get_paths()
-    roots = {os.path.realpath(paths[k]) for k in ("stdlib", "platstdlib", "purelib", "platlib")
-             if paths.get(k)}
+    roots = {
+        os.path.realpath(paths[k])
+        for k in ("stdlib", "platstdlib", "purelib", "platlib")
+        if paths.get(k)
+    }
     wakeup_r, wakeup_w = os.pipe()
     os.set_blocking(wakeup_r, False)
     os.set_blocking(wakeup_w, False)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     signal.set_wakeup_fd(wakeup_w, warn_on_full_buffer=False)
-    block = _UID_BASE + (int(sys.argv[2]) % _UID_BLOCKS) * _UID_BLOCK   # argv[2]: the client's pid
+    block = _UID_BASE + (int(sys.argv[2]) % _UID_BLOCKS) * _UID_BLOCK  # argv[2]: the client's pid
     return _Context(base_dir, _is_real_root(), block, tuple(sorted(roots)), wakeup_r)
 
 
@@ -146,11 +181,20 @@ def _confinement_report(context: _Context) -> dict:
         namespaces.append("network")
     if os.geteuid() == 0 and not context.own_identities:
         namespaces.append("user")
-    identities = ("one uid per running program (real root)" if context.own_identities
-                  else "the server's own uid (not root): other programs of a batch share it")
-    return {"namespaces": namespaces, "identities": identities,
-            "always": ["audit hook", "rlimits (CPU, memory, no processes, file size, open files)",
-                       "tests run outside the program's process"]}
+    identities = (
+        "one uid per running program (real root)"
+        if context.own_identities
+        else "the server's own uid (not root): other programs of a batch share it"
+    )
+    return {
+        "namespaces": namespaces,
+        "identities": identities,
+        "always": [
+            "audit hook",
+            "rlimits (CPU, memory, no processes, file size, open files)",
+            "tests run outside the program's process",
+        ],
+    }
 
 
 def _has_network_interfaces() -> bool:

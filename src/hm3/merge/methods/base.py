@@ -52,17 +52,20 @@ class MaskSource(Protocol):
     rank fractions ("della") for :meth:`prune_della`.
     """
 
-    def prune_window(self, row: int, lo: int, hi: int, values: torch.Tensor,
-                     target: torch.Tensor) -> torch.Tensor:
+    def prune_window(
+        self, row: int, lo: int, hi: int, values: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
         """``values`` kept where the stable ascending rank of |delta| lies in [lo, hi),
         zero elsewhere, written to ``target`` (which may be ``values``)."""
 
-    def prune_bernoulli(self, row: int, p: float, values: torch.Tensor,
-                        target: torch.Tensor) -> torch.Tensor:
+    def prune_bernoulli(
+        self, row: int, p: float, values: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
         """``values`` kept where the row's seeded uniform u < p, zero elsewhere."""
 
-    def prune_della(self, row: int, density: float, epsilon: float, values: torch.Tensor,
-                    target: torch.Tensor) -> torch.Tensor:
+    def prune_della(
+        self, row: int, density: float, epsilon: float, values: torch.Tensor, target: torch.Tensor
+    ) -> torch.Tensor:
         """``values`` kept where u < DELLA's magnitude-ranked keep probability."""
 
     def l1(self, row: int) -> float:
@@ -84,7 +87,9 @@ class TensorContext(Protocol):
     def masks(self) -> MaskSource:
         """The sparsification masks of this tensor's rows."""
 
-    def derived(self, key: Hashable, compute: Callable[[Sequence[torch.Tensor], Sequence[int]], Any]) -> Any:
+    def derived(
+        self, key: Hashable, compute: Callable[[Sequence[torch.Tensor], Sequence[int]], Any]
+    ) -> Any:
         """``compute(task vectors of this tensor, its shape)``; the in-memory merger
         memoises it under ``key`` for every candidate over the same experts."""
 
@@ -128,8 +133,13 @@ class MergeMethod:
         return tuple(spec.name for spec in self.params)
 
     # ------------------------------------------------------------------ checks
-    def check_tensor(self, params: TensorParams, tensor_name: str, who: Sequence[str],
-                     weight_keys: Sequence[str] | None = None) -> None:
+    def check_tensor(
+        self,
+        params: TensorParams,
+        tensor_name: str,
+        who: Sequence[str],
+        weight_keys: Sequence[str] | None = None,
+    ) -> None:
         """Raise the errors merging this tensor would raise for these parameters, without
         computing: run over every tensor before a merge starts, so that a bad setting is
         reported before anything is written. ``weight_keys`` name where each weight
@@ -142,22 +152,41 @@ class MergeMethod:
         (only called when :attr:`needs_input_stats`)."""
         return None
 
-    def coefficients(self, params: TensorParams, tensor: TensorContext) -> tuple[float, list[float]] | None:
+    def coefficients(
+        self, params: TensorParams, tensor: TensorContext
+    ) -> tuple[float, list[float]] | None:
         """(c0, [c_i]) when the merge of this tensor is c0 * anchor + sum_i c_i * deltas[i], else None."""
         return None
 
-    def merge(self, anchor: torch.Tensor, deltas, params: TensorParams, tensor: TensorContext,
-              out: torch.Tensor) -> torch.Tensor:
+    def merge(
+        self,
+        anchor: torch.Tensor,
+        deltas,
+        params: TensorParams,
+        tensor: TensorContext,
+        out: torch.Tensor,
+    ) -> torch.Tensor:
         """Merge one tensor into ``out`` (which may be ``anchor``) and return it."""
         coefficients = self.coefficients(params, tensor)
         if coefficients is None:
-            raise NotImplementedError(f"merge method {self.name} defines neither coefficients nor merge")
+            raise NotImplementedError(
+                f"merge method {self.name} defines neither coefficients nor merge"
+            )
         c0, coeffs = coefficients
         return weighted_sum(anchor, c0, deltas, coeffs, out)
 
     # ------------------------------------------------------------------ two-stage methods
-    def weighted_rows(self, deltas, params: TensorParams, masks: MaskSource, ws: Workspace, targets, *,
-                      tensor_name: str, who: Sequence[str]) -> list:
+    def weighted_rows(
+        self,
+        deltas,
+        params: TensorParams,
+        masks: MaskSource,
+        ws: Workspace,
+        targets,
+        *,
+        tensor_name: str,
+        who: Sequence[str],
+    ) -> list:
         """Stage 1: each row's contribution, written into ``targets[i]`` (which may be
         ``deltas[i]`` itself)."""
         raise NotImplementedError(f"merge method {self.name} is not two-stage")
@@ -172,8 +201,9 @@ class MergeMethod:
         return None
 
 
-def check_weight_sum(method: MergeMethod, params: TensorParams, tensor_name: str,
-                     keys: Sequence[str] | None = None) -> None:
+def check_weight_sum(
+    method: MergeMethod, params: TensorParams, tensor_name: str, keys: Sequence[str] | None = None
+) -> None:
     """Refuse weights that normalize cannot divide by, for this tensor.
 
     Linear and the methods without sign election divide by the sum of the weights:
@@ -197,6 +227,10 @@ def check_weight_sum(method: MergeMethod, params: TensorParams, tensor_name: str
             return
         problem = "the weights sum to 0, and normalize divides by their sum"
     keys = keys or [f"input {i}'s weight" for i in range(len(weights))]
-    settings = ", ".join(dict.fromkeys(f"{key} = {w:g}" for key, w in zip(keys, weights)))  # a global once
-    raise ConfigError(f"tensor {tensor_name}: {problem} ({settings}); change a weight or set "
-                      f"parameters.normalize: false")
+    settings = ", ".join(
+        dict.fromkeys(f"{key} = {w:g}" for key, w in zip(keys, weights))
+    )  # a global once
+    raise ConfigError(
+        f"tensor {tensor_name}: {problem} ({settings}); change a weight or set "
+        f"parameters.normalize: false"
+    )

@@ -27,8 +27,13 @@ GAMMA = Range(0.0, 1.0, meaning="the fraction of largest magnitudes dropped")
 EPSILON = Range(0.0, meaning="the spread of keep probabilities around density")
 
 # The mask caches (MaskSource) each sparsification reads in the in-memory merger
-MASK_CACHES = {None: (), "magnitude": ("ranks",), "magnitude_outliers": ("ranks",), "random": ("noise",),
-               "della": ("noise", "della")}
+MASK_CACHES = {
+    None: (),
+    "magnitude": ("ranks",),
+    "magnitude_outliers": ("ranks",),
+    "random": ("noise",),
+    "della": ("noise", "della"),
+}
 
 
 class GeneralizedTaskArithmetic(MergeMethod):
@@ -40,11 +45,22 @@ class GeneralizedTaskArithmetic(MergeMethod):
     """
 
     family = "gta"
-    min_other = 1  # a task vector to add (with the base alone the streaming export had none to mask)
+    min_other = (
+        1  # a task vector to add (with the base alone the streaming export had none to mask)
+    )
     two_stage = True
 
-    def __init__(self, name: str, pretty_name: str, reference: str, *, sparsification: str | None,
-                 consensus: bool, normalize: bool, rescale: bool):
+    def __init__(
+        self,
+        name: str,
+        pretty_name: str,
+        reference: str,
+        *,
+        sparsification: str | None,
+        consensus: bool,
+        normalize: bool,
+        rescale: bool,
+    ):
         params = [
             ParamSpec("int8_mask", bool, "shared", False),
             ParamSpec("normalize", bool, "shared", normalize),
@@ -72,7 +88,8 @@ class GeneralizedTaskArithmetic(MergeMethod):
                 if 0 < density < 1 and (density + epsilon >= 1 or density - epsilon <= 0):
                     raise ConfigError(
                         f"della: density +/- epsilon must lie in (0, 1); got density={density}, "
-                        f"epsilon={epsilon} for {who[row]} (tensor {tensor_name})")
+                        f"epsilon={epsilon} for {who[row]} (tensor {tensor_name})"
+                    )
 
     def coefficients(self, params: TensorParams, tensor: TensorContext):
         if self.sparsification is not None or self.consensus:
@@ -80,11 +97,23 @@ class GeneralizedTaskArithmetic(MergeMethod):
         return 1.0, gta_row_coefficients(self, params)  # task arithmetic: a weighted sum
 
     def merge(self, anchor, deltas, params: TensorParams, tensor: TensorContext, out):
-        return merge_gta(self, anchor, deltas, params, tensor.masks(), tensor.ws, out, writable=tensor.writable,
-                         tensor_name=tensor.name, who=tensor.who)
+        return merge_gta(
+            self,
+            anchor,
+            deltas,
+            params,
+            tensor.masks(),
+            tensor.ws,
+            out,
+            writable=tensor.writable,
+            tensor_name=tensor.name,
+            who=tensor.who,
+        )
 
     def weighted_rows(self, deltas, params, masks, ws, targets, *, tensor_name, who):
-        return weighted_rows(self, deltas, params, masks, ws, targets, tensor_name=tensor_name, who=who)
+        return weighted_rows(
+            self, deltas, params, masks, ws, targets, tensor_name=tensor_name, who=who
+        )
 
     def combine_rows(self, anchor, rows, params, ws, out):
         return combine_rows(self, anchor, rows, params, ws, out)
@@ -92,7 +121,11 @@ class GeneralizedTaskArithmetic(MergeMethod):
     def combine_key(self, params: TensorParams):
         if not self.consensus:
             return None  # rows carry all coefficients: any tensors combine alike
-        return tuple(r["weight"] for r in params.rows), params.shared["normalize"], params.shared["lambda"]
+        return (
+            tuple(r["weight"] for r in params.rows),
+            params.shared["normalize"],
+            params.shared["lambda"],
+        )
 
 
 def sparsify_bounds(method: str, numel: int, density: float, gamma: float = 0.0):
@@ -117,8 +150,17 @@ def sparsify_bounds(method: str, numel: int, density: float, gamma: float = 0.0)
     raise ValueError(method)
 
 
-def prune_row(method: GeneralizedTaskArithmetic, index: int, row: torch.Tensor, row_params: dict,
-              masks: MaskSource, ws: Workspace, target: torch.Tensor, tensor_name: str, who: str):
+def prune_row(
+    method: GeneralizedTaskArithmetic,
+    index: int,
+    row: torch.Tensor,
+    row_params: dict,
+    masks: MaskSource,
+    ws: Workspace,
+    target: torch.Tensor,
+    tensor_name: str,
+    who: str,
+):
     """Write the pruned row into ``target`` (which may be the row itself) and return
     it, or return None when the row is kept whole (density >= 1)."""
     density = row_params["density"]
@@ -126,7 +168,9 @@ def prune_row(method: GeneralizedTaskArithmetic, index: int, row: torch.Tensor, 
     n = row.numel()
     if kind in ("magnitude", "magnitude_outliers"):
         bounds = sparsify_bounds(kind, n, density, row_params.get("gamma", 0.0))
-        return None if bounds is None else masks.prune_window(index, bounds[0], bounds[1], row, target)
+        return (
+            None if bounds is None else masks.prune_window(index, bounds[0], bounds[1], row, target)
+        )
     if density >= 1:
         return None
     if kind == "random":
@@ -138,7 +182,8 @@ def prune_row(method: GeneralizedTaskArithmetic, index: int, row: torch.Tensor, 
         if density + epsilon >= 1 or density - epsilon <= 0:
             raise ConfigError(
                 f"della: density +/- epsilon must lie in (0, 1); got density={density}, "
-                f"epsilon={epsilon} for {who} (tensor {tensor_name})")
+                f"epsilon={epsilon} for {who} (tensor {tensor_name})"
+            )
         return masks.prune_della(index, density, epsilon, row, target)
     raise ValueError(kind)
 
@@ -162,7 +207,9 @@ def _sparsified_row(method, i, deltas, params, masks, ws, target, tensor_name, w
     pruned = prune_row(method, i, row, params.rows[i], masks, ws, target, tensor_name, who[i])
     if pruned is None:
         return row, 1.0
-    return pruned, rescale_factor(before, l1_norm(pruned, ws.get("scratch_a", n))) if rescale else 1.0
+    return pruned, rescale_factor(
+        before, l1_norm(pruned, ws.get("scratch_a", n))
+    ) if rescale else 1.0
 
 
 def gta_row_coefficients(method: GeneralizedTaskArithmetic, params: TensorParams) -> list[float]:
@@ -176,8 +223,17 @@ def gta_row_coefficients(method: GeneralizedTaskArithmetic, params: TensorParams
     return [params.shared["lambda"] * w / divisor for w in weights]
 
 
-def weighted_rows(method: GeneralizedTaskArithmetic, deltas, params: TensorParams, masks: MaskSource,
-                  ws: Workspace, targets, *, tensor_name: str, who: Sequence[str]) -> list:
+def weighted_rows(
+    method: GeneralizedTaskArithmetic,
+    deltas,
+    params: TensorParams,
+    masks: MaskSource,
+    ws: Workspace,
+    targets,
+    *,
+    tensor_name: str,
+    who: Sequence[str],
+) -> list:
     """Stage 1: W_i = c_i * rescale_i * pruned(tau_i), written into ``targets[i]``
     (which may be ``deltas[i]`` itself)."""
     coeffs = gta_row_coefficients(method, params)
@@ -187,17 +243,32 @@ def weighted_rows(method: GeneralizedTaskArithmetic, deltas, params: TensorParam
     return targets
 
 
-def combine_rows(method: GeneralizedTaskArithmetic, anchor, rows, params: TensorParams, ws: Workspace, out):
+def combine_rows(
+    method: GeneralizedTaskArithmetic, anchor, rows, params: TensorParams, ws: Workspace, out
+):
     """Stage 2: the anchor plus the sum of the weighted rows, or their TIES election
     and disjoint mean."""
     if not method.consensus:
         return weighted_sum(anchor, 1.0, rows, [1.0] * len(rows), out)
     weights = [row["weight"] for row in params.rows]
-    return elect_and_mix(anchor, rows, weights, params.shared["normalize"], params.shared["lambda"], ws, out)
+    return elect_and_mix(
+        anchor, rows, weights, params.shared["normalize"], params.shared["lambda"], ws, out
+    )
 
 
-def merge_gta(method: GeneralizedTaskArithmetic, anchor, deltas, params: TensorParams, masks: MaskSource,
-              ws: Workspace, out, *, writable: bool, tensor_name: str, who: Sequence[str]):
+def merge_gta(
+    method: GeneralizedTaskArithmetic,
+    anchor,
+    deltas,
+    params: TensorParams,
+    masks: MaskSource,
+    ws: Workspace,
+    out,
+    *,
+    writable: bool,
+    tensor_name: str,
+    who: Sequence[str],
+):
     """Generalised task arithmetic, as mergekit's GeneralizedTaskArithmeticMerge.
 
     W_i = w_i * rescale_i * (tau_i * mask_i); with consensus, keep at each element

@@ -25,15 +25,21 @@ def model_stock_t(deltas: torch.Tensor, shape: Sequence[int], filter_wise: bool)
         vectors = deltas.reshape(k, rows, -1)
         gram = torch.einsum("arn,brn->abr", vectors.double(), vectors.double())
     else:
-        gram = torch.tensor([[dot64(deltas[a], deltas[b]) for b in range(k)] for a in range(k)],
-                            dtype=torch.float64).unsqueeze(-1)
+        gram = torch.tensor(
+            [[dot64(deltas[a], deltas[b]) for b in range(k)] for a in range(k)], dtype=torch.float64
+        ).unsqueeze(-1)
     norms = gram.diagonal().T.sqrt()  # [k, rows]
-    cosines = [(gram[a, b] / (norms[a] * norms[b]).clamp(min=1e-6)).clamp(-1, 1)
-               for a in range(k) for b in range(a + 1, k)]
+    cosines = [
+        (gram[a, b] / (norms[a] * norms[b]).clamp(min=1e-6)).clamp(-1, 1)
+        for a in range(k)
+        for b in range(a + 1, k)
+    ]
     cos = torch.stack(cosines).mean(dim=0)
     denominator = 1 + (k - 1) * cos
     singular = denominator.abs() < 1e-6
-    t = torch.where(singular, torch.zeros_like(cos), k * cos / torch.where(singular, 1, denominator))
+    t = torch.where(
+        singular, torch.zeros_like(cos), k * cos / torch.where(singular, 1, denominator)
+    )
     return t if filter_wise else float(t[0])
 
 
@@ -62,8 +68,10 @@ class ModelStockMerge(MergeMethod):
     @staticmethod
     def _t(params: TensorParams, tensor: TensorContext):
         filter_wise = params.shared["filter_wise"]
-        return tensor.derived(("model_stock_t", filter_wise),
-                              lambda deltas, shape: model_stock_t(deltas, shape, filter_wise))
+        return tensor.derived(
+            ("model_stock_t", filter_wise),
+            lambda deltas, shape: model_stock_t(deltas, shape, filter_wise),
+        )
 
     def coefficients(self, params: TensorParams, tensor: TensorContext):
         if params.shared["filter_wise"]:
@@ -72,4 +80,6 @@ class ModelStockMerge(MergeMethod):
         return 1.0, [self._t(params, tensor) / k] * k
 
     def merge(self, anchor, deltas, params: TensorParams, tensor: TensorContext, out):
-        return merge_model_stock(anchor, deltas, self._t(params, tensor), tensor.shape, tensor.ws, out)
+        return merge_model_stock(
+            anchor, deltas, self._t(params, tensor), tensor.shape, tensor.ws, out
+        )

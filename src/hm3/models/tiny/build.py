@@ -21,7 +21,9 @@ def load_split(data_dir: str | Path, task: str, split: str) -> list[dict]:
     return read_jsonl(path)
 
 
-def build_tokenizer(data_dir, tasks: list[str], vocab_size: int, out_dir, overwrite: bool = False) -> dict:
+def build_tokenizer(
+    data_dir, tasks: list[str], vocab_size: int, out_dir, overwrite: bool = False
+) -> dict:
     """Train on both forms of every training record: raw domain text and task format."""
     texts = []
     for task in tasks:
@@ -56,11 +58,17 @@ def _settings(cfg: dict, seed: int) -> TrainSettings:
 
 
 def _summary(log: list[dict]) -> dict:
-    return {"first_loss": log[0]["loss"], "final_loss": log[-1]["loss"], "seconds": log[-1]["seconds"],
-            "loss_curve": [[row["step"], row["loss"]] for row in log]}
+    return {
+        "first_loss": log[0]["loss"],
+        "final_loss": log[-1]["loss"],
+        "seconds": log[-1]["seconds"],
+        "loss_curve": [[row["step"], row["loss"]] for row in log],
+    }
 
 
-def _pretraining_documents(data_dir, tasks: list[str], task_format_fraction: float, rng: random.Random) -> list[str]:
+def _pretraining_documents(
+    data_dir, tasks: list[str], task_format_fraction: float, rng: random.Random
+) -> list[str]:
     """Mostly raw domain text; a small share of records in task format.
 
     Real pretraining corpora hold some question/answer and docstring/code text, which
@@ -80,9 +88,18 @@ def _pretraining_documents(data_dir, tasks: list[str], task_format_fraction: flo
     return documents
 
 
-def build_base(data_dir, tokenizer_dir, out_dir, tasks: list[str], arch: dict, training: dict,
-               seed: int, max_shard_size: str = "2GB", task_format_fraction: float = 0.0,
-               overwrite: bool = False) -> dict:
+def build_base(
+    data_dir,
+    tokenizer_dir,
+    out_dir,
+    tasks: list[str],
+    arch: dict,
+    training: dict,
+    seed: int,
+    max_shard_size: str = "2GB",
+    task_format_fraction: float = 0.0,
+    overwrite: bool = False,
+) -> dict:
     """Pretrain a small Llama on a shuffled mixture of the tasks' domain text."""
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
@@ -94,40 +111,81 @@ def build_base(data_dir, tokenizer_dir, out_dir, tasks: list[str], arch: dict, t
     model = LlamaForCausalLM(make_config(arch, tokenizer))
     log = train(model, packed_batches(torch.tensor(stream), settings), settings, desc="base")
     details = {
-        "role": "base", "architecture": "LlamaForCausalLM", "parameters": model.num_parameters(),
-        "data": {"tasks": tasks, "split": "train", "task_format_fraction": task_format_fraction,
-                 "form": "raw domain text, with that fraction of records in task format",
-                 "documents": len(documents), "tokens": len(stream)},
-        "training": {**training, "seed": seed}, "losses": _summary(log),
+        "role": "base",
+        "architecture": "LlamaForCausalLM",
+        "parameters": model.num_parameters(),
+        "data": {
+            "tasks": tasks,
+            "split": "train",
+            "task_format_fraction": task_format_fraction,
+            "form": "raw domain text, with that fraction of records in task format",
+            "documents": len(documents),
+            "tokens": len(stream),
+        },
+        "training": {**training, "seed": seed},
+        "losses": _summary(log),
     }
-    card = recipe_card("hm3 tiny base model",
-                       "A small Llama-architecture model pretrained from scratch on a mixture of "
-                       "the tiny suite's three synthetic domains (math, code, translation).",
-                       details, tags=["tiny-suite", "base"])
+    card = recipe_card(
+        "hm3 tiny base model",
+        "A small Llama-architecture model pretrained from scratch on a mixture of "
+        "the tiny suite's three synthetic domains (math, code, translation).",
+        details,
+        tags=["tiny-suite", "base"],
+    )
     save_checkpoint(model, tokenizer, out_dir, card, max_shard_size, overwrite=overwrite)
     return details
 
 
-def build_expert(base_dir, data_dir, task: str, out_dir, training: dict, seed: int,
-                 max_shard_size: str = "2GB", overwrite: bool = False) -> dict:
+def build_expert(
+    base_dir,
+    data_dir,
+    task: str,
+    out_dir,
+    training: dict,
+    seed: int,
+    max_shard_size: str = "2GB",
+    overwrite: bool = False,
+) -> dict:
     """Fine-tune all weights of the base on one task in its evaluation format."""
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(
+        base_dir, dtype=torch.float32, trust_remote_code=False
+    )
     records = load_split(data_dir, task, "train")
-    prompts = tokenizer([data.prompt(task, r) for r in records], add_special_tokens=False)["input_ids"]
-    targets = tokenizer([data.target(task, r) for r in records], add_special_tokens=False)["input_ids"]
+    prompts = tokenizer([data.prompt(task, r) for r in records], add_special_tokens=False)[
+        "input_ids"
+    ]
+    targets = tokenizer([data.target(task, r) for r in records], add_special_tokens=False)[
+        "input_ids"
+    ]
     examples = [(p, t + [tokenizer.eos_token_id]) for p, t in zip(prompts, targets)]
     settings = _settings(training, seed)
-    log = train(model, sft_batches(examples, tokenizer.pad_token_id, settings), settings, desc=f"expert:{task}")
+    log = train(
+        model,
+        sft_batches(examples, tokenizer.pad_token_id, settings),
+        settings,
+        desc=f"expert:{task}",
+    )
     details = {
-        "role": "expert", "task": task, "base_model": str(base_dir),
-        "data": {"task": task, "split": "train", "form": "prompt -> target (loss on target only)",
-                 "examples": len(examples)},
-        "training": {**training, "seed": seed}, "losses": _summary(log),
+        "role": "expert",
+        "task": task,
+        "base_model": str(base_dir),
+        "data": {
+            "task": task,
+            "split": "train",
+            "form": "prompt -> target (loss on target only)",
+            "examples": len(examples),
+        },
+        "training": {**training, "seed": seed},
+        "losses": _summary(log),
     }
-    card = recipe_card(f"hm3 tiny {task} expert",
-                       f"The hm3 tiny base model, fully fine-tuned on the tiny `{task}` task.",
-                       details, tags=["tiny-suite", "expert", task], base_model=str(base_dir))
+    card = recipe_card(
+        f"hm3 tiny {task} expert",
+        f"The hm3 tiny base model, fully fine-tuned on the tiny `{task}` task.",
+        details,
+        tags=["tiny-suite", "expert", task],
+        base_model=str(base_dir),
+    )
     save_checkpoint(model, tokenizer, out_dir, card, max_shard_size, overwrite=overwrite)
     return details

@@ -39,6 +39,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     )
 
 
-def save_tokenizer(tokenizer: PreTrainedTokenizerFast, out_dir: str | Path, overwrite: bool = False) -> None:
+def save_tokenizer(
+    tokenizer: PreTrainedTokenizerFast, out_dir: str | Path, overwrite: bool = False
+) -> None:
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         tokenizer.save_pretrained(tmp)

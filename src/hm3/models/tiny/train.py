@@ -36,16 +36,21 @@ def packed_batches(token_ids: torch.Tensor, settings: TrainSettings) -> Iterator
     generator = torch.Generator().manual_seed(settings.seed)
     span = settings.seq_len
     if token_ids.numel() <= span + 1:
-        raise ValueError(f"pretraining corpus has {token_ids.numel()} tokens, fewer than seq_len={span}")
+        raise ValueError(
+            f"pretraining corpus has {token_ids.numel()} tokens, fewer than seq_len={span}"
+        )
     offsets = torch.arange(span)
     while True:
-        starts = torch.randint(0, token_ids.numel() - span, (settings.batch_size,), generator=generator)
+        starts = torch.randint(
+            0, token_ids.numel() - span, (settings.batch_size,), generator=generator
+        )
         window = token_ids[starts[:, None] + offsets]
         yield {"input_ids": window, "labels": window}
 
 
-def sft_batches(examples: list[tuple[list[int], list[int]]], pad_id: int,
-                settings: TrainSettings) -> Iterator[dict]:
+def sft_batches(
+    examples: list[tuple[list[int], list[int]]], pad_id: int, settings: TrainSettings
+) -> Iterator[dict]:
     """Right-padded (prompt, target) batches; the loss covers the target tokens only."""
     generator = torch.Generator().manual_seed(settings.seed)
     while True:
@@ -74,8 +79,12 @@ def _lr_at(step: int, settings: TrainSettings) -> float:
 
 def train(model, batches: Iterator[dict], settings: TrainSettings, desc: str) -> list[dict]:
     """Run AdamW for ``settings.steps``; returns the loss log (one row per log interval)."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate,
-                                  weight_decay=settings.weight_decay, betas=(0.9, 0.98))
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=settings.learning_rate,
+        weight_decay=settings.weight_decay,
+        betas=(0.9, 0.98),
+    )
     model.train()
     log, window, started = [], [], time.time()
     bar = tqdm(range(settings.steps), desc=desc, mininterval=2.0)
@@ -90,7 +99,13 @@ def train(model, batches: Iterator[dict], settings: TrainSettings, desc: str) ->
         window.append(loss.item())
         if len(window) == settings.log_every or step == settings.steps - 1:
             mean = sum(window) / len(window)
-            log.append({"step": step + 1, "loss": round(mean, 4), "seconds": round(time.time() - started, 1)})
+            log.append(
+                {
+                    "step": step + 1,
+                    "loss": round(mean, 4),
+                    "seconds": round(time.time() - started, 1),
+                }
+            )
             bar.set_postfix(loss=f"{mean:.3f}")
             window = []
     model.eval()

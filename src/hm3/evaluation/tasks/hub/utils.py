@@ -13,12 +13,20 @@ from __future__ import annotations
 import datasets
 
 from hm3.core.errors import HM3Error
+
 # HumanEval is scored exactly as tiny_code: unit tests run in hm3's sandbox (filter
 # `sandbox`), pass@1 from the sandbox status. Re-exported for the YAMLs.
 from hm3.evaluation.tasks.tiny.utils import code_process_results, run_unit_tests
 
-__all__ = ["load_hub_dataset", "load_gsm8k", "load_humaneval", "load_wmt16_de_en",
-           "code_process_results", "run_unit_tests", "fetch_hint"]
+__all__ = [
+    "load_hub_dataset",
+    "load_gsm8k",
+    "load_humaneval",
+    "load_wmt16_de_en",
+    "code_process_results",
+    "run_unit_tests",
+    "fetch_hint",
+]
 
 GSM8K = ("openai/gsm8k", "main")
 HUMANEVAL = ("openai/openai_humaneval", None)
@@ -26,45 +34,64 @@ WMT16_DE_EN = ("wmt/wmt16", "de-en")
 
 
 def _offline() -> bool:
-    return bool(getattr(datasets.config, "HF_HUB_OFFLINE", False)
-                or getattr(datasets.config, "HF_DATASETS_OFFLINE", False))
+    return bool(
+        getattr(datasets.config, "HF_HUB_OFFLINE", False)
+        or getattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    )
 
 
 def fetch_hint(path: str | None = None, name: str | None = None) -> str:
     """How to put a hub dataset into the local `datasets` cache."""
-    call = (f"datasets.load_dataset({path!r}{', ' + repr(name) if name else ''})" if path
-            else "datasets.load_dataset(...)")
-    return ("Fetch it once on a machine with hub access: HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0 "
-            f"python -c \"import datasets; {call}\", then run with that machine's datasets cache, "
-            f"or copy it and point HF_DATASETS_CACHE at the copy (cache used now: "
-            f"{datasets.config.HF_DATASETS_CACHE})")
+    call = (
+        f"datasets.load_dataset({path!r}{', ' + repr(name) if name else ''})"
+        if path
+        else "datasets.load_dataset(...)"
+    )
+    return (
+        "Fetch it once on a machine with hub access: HF_DATASETS_OFFLINE=0 HF_HUB_OFFLINE=0 "
+        f'python -c "import datasets; {call}", then run with that machine\'s datasets cache, '
+        f"or copy it and point HF_DATASETS_CACHE at the copy (cache used now: "
+        f"{datasets.config.HF_DATASETS_CACHE})"
+    )
 
 
-def load_hub_dataset(path: str, name: str | None = None, cache_dir: str | None = None) -> datasets.DatasetDict:
+def load_hub_dataset(
+    path: str, name: str | None = None, cache_dir: str | None = None
+) -> datasets.DatasetDict:
     """``datasets.load_dataset(path, name)`` (the same call as lm-eval's own tasks make,
     so they share the cache), with an HM3Error naming the dataset when it cannot be had."""
     label = f"{path} ({name})" if name else path
     try:
         return datasets.load_dataset(path=path, name=name, cache_dir=cache_dir)
     except Exception as err:  # datasets raises ConnectionError, FileNotFoundError, hub errors...
-        where = ("it is not in the local datasets cache and the hub may not be used "
-                 "(HF_DATASETS_OFFLINE / HF_HUB_OFFLINE is set)" if _offline()
-                 else "it could not be loaded from the hub or the local datasets cache")
-        raise HM3Error(f"dataset {label}: {where} ({type(err).__name__}: {err}). "
-                       f"{fetch_hint(path, name)}") from err
+        where = (
+            "it is not in the local datasets cache and the hub may not be used "
+            "(HF_DATASETS_OFFLINE / HF_HUB_OFFLINE is set)"
+            if _offline()
+            else "it could not be loaded from the hub or the local datasets cache"
+        )
+        raise HM3Error(
+            f"dataset {label}: {where} ({type(err).__name__}: {err}). {fetch_hint(path, name)}"
+        ) from err
 
 
 def _size(value, key: str, task: str, optional: bool = False) -> int | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise HM3Error(f"{task}: dataset_kwargs.{key} must be a positive integer"
-                       f"{' or null' if optional else ''}, got {value!r}")
+        raise HM3Error(
+            f"{task}: dataset_kwargs.{key} must be a positive integer"
+            f"{' or null' if optional else ''}, got {value!r}"
+        )
     return value
 
 
-def load_gsm8k(search_size: int = 250, fewshot_size: int | None = None, cache_dir: str | None = None,
-               **_ignored) -> datasets.DatasetDict:
+def load_gsm8k(
+    search_size: int = 250,
+    fewshot_size: int | None = None,
+    cache_dir: str | None = None,
+    **_ignored,
+) -> datasets.DatasetDict:
     """GSM8K's train split cut in two: ``search`` = its last ``search_size`` records,
     ``fewshot`` = its first ``fewshot_size`` (default: all the others). The test split
     stays lm-eval's `gsm8k`."""
@@ -74,32 +101,46 @@ def load_gsm8k(search_size: int = 250, fewshot_size: int | None = None, cache_di
     train = load_hub_dataset(*GSM8K, cache_dir=cache_dir)["train"]
     head = len(train) - search_size
     if head < 1:
-        raise HM3Error(f"{task}: search_size {search_size} leaves no few-shot examples "
-                       f"(GSM8K train has {len(train)} records)")
+        raise HM3Error(
+            f"{task}: search_size {search_size} leaves no few-shot examples "
+            f"(GSM8K train has {len(train)} records)"
+        )
     if fewshot_size is not None and fewshot_size > head:
-        raise HM3Error(f"{task}: fewshot_size {fewshot_size} overlaps the search split "
-                       f"(at most {head} with search_size {search_size})")
-    return datasets.DatasetDict({
-        "fewshot": train.select(range(fewshot_size or head)),
-        "search": train.select(range(head, len(train))),
-    })
+        raise HM3Error(
+            f"{task}: fewshot_size {fewshot_size} overlaps the search split "
+            f"(at most {head} with search_size {search_size})"
+        )
+    return datasets.DatasetDict(
+        {
+            "fewshot": train.select(range(fewshot_size or head)),
+            "search": train.select(range(head, len(train))),
+        }
+    )
 
 
-def load_humaneval(search_every: int = 4, cache_dir: str | None = None, **_ignored) -> datasets.DatasetDict:
+def load_humaneval(
+    search_every: int = 4, cache_dir: str | None = None, **_ignored
+) -> datasets.DatasetDict:
     """HumanEval's 164 problems divided by index: ``search`` = every ``search_every``-th
     (0, 4, 8, ...: 41 problems), ``test`` = the others (123)."""
     search_every = _size(search_every, "search_every", "hm3_humaneval")
     if search_every < 2:
-        raise HM3Error(f"hm3_humaneval: dataset_kwargs.search_every must be at least 2, got {search_every!r}")
+        raise HM3Error(
+            f"hm3_humaneval: dataset_kwargs.search_every must be at least 2, got {search_every!r}"
+        )
     problems = load_hub_dataset(*HUMANEVAL, cache_dir=cache_dir)["test"]
     indices = range(len(problems))
-    return datasets.DatasetDict({
-        "search": problems.select([i for i in indices if i % search_every == 0]),
-        "test": problems.select([i for i in indices if i % search_every != 0]),
-    })
+    return datasets.DatasetDict(
+        {
+            "search": problems.select([i for i in indices if i % search_every == 0]),
+            "test": problems.select([i for i in indices if i % search_every != 0]),
+        }
+    )
 
 
-def load_wmt16_de_en(search_size: int = 300, cache_dir: str | None = None, **_ignored) -> datasets.DatasetDict:
+def load_wmt16_de_en(
+    search_size: int = 300, cache_dir: str | None = None, **_ignored
+) -> datasets.DatasetDict:
     """WMT16 de-en's validation split (newstest2015): ``search`` = its first
     ``search_size`` sentence pairs, ``fewshot`` = the rest (used only with num_fewshot > 0).
     The test split stays lm-eval's `wmt16-de-en` (newstest2016)."""
@@ -107,9 +148,13 @@ def load_wmt16_de_en(search_size: int = 300, cache_dir: str | None = None, **_ig
     search_size = _size(search_size, "search_size", task)
     validation = load_hub_dataset(*WMT16_DE_EN, cache_dir=cache_dir)["validation"]
     if search_size >= len(validation):
-        raise HM3Error(f"{task}: search_size {search_size} must be below the {len(validation)} "
-                       "sentence pairs of WMT16 de-en's validation split")
-    return datasets.DatasetDict({
-        "search": validation.select(range(search_size)),
-        "fewshot": validation.select(range(search_size, len(validation))),
-    })
+        raise HM3Error(
+            f"{task}: search_size {search_size} must be below the {len(validation)} "
+            "sentence pairs of WMT16 de-en's validation split"
+        )
+    return datasets.DatasetDict(
+        {
+            "search": validation.select(range(search_size)),
+            "fewshot": validation.select(range(search_size, len(validation))),
+        }
+    )

@@ -24,12 +24,16 @@ def _load(task: str, data_dir: str | None = None, **_ignored) -> datasets.Datase
     root = Path(data_dir or os.environ.get("HM3_DATA_DIR") or "results/data") / task
     splits = {s: root / f"{s}.jsonl" for s in SPLITS if (root / f"{s}.jsonl").exists()}
     if not splits:
-        raise FileNotFoundError(f"no JSONL splits for task {task!r} under {root} (run `hm3 data` first)")
+        raise FileNotFoundError(
+            f"no JSONL splits for task {task!r} under {root} (run `hm3 data` first)"
+        )
     records = {s: read_jsonl(p) for s, p in splits.items()}
     empty = [str(splits[s]) for s, rows in records.items() if not rows]
     if empty:
         raise ValueError(f"task {task!r}: no records in {', '.join(empty)}")
-    return datasets.DatasetDict({s: datasets.Dataset.from_list(rows) for s, rows in records.items()})
+    return datasets.DatasetDict(
+        {s: datasets.Dataset.from_list(rows) for s, rows in records.items()}
+    )
 
 
 def load_math(**kwargs):

@@ -29,8 +29,15 @@ _MODULES: dict[str, ModuleType] = {
 _MAX_FUTILE_DRAWS = 10_000
 
 __all__ = [
-    "TASKS", "generate_records", "write_splits", "record_key", "prompt", "target",
-    "stop_sequences", "domain_text", "reference_answer",
+    "TASKS",
+    "generate_records",
+    "write_splits",
+    "record_key",
+    "prompt",
+    "target",
+    "stop_sequences",
+    "domain_text",
+    "reference_answer",
 ]
 
 
@@ -59,8 +66,10 @@ def generate_records(task: str, n: int, seed: int) -> list[dict]:
         if key in seen:
             futile += 1
             if futile > _MAX_FUTILE_DRAWS:
-                raise HM3Error(f"{task}: only {len(records)} distinct records could be "
-                               f"generated, {n} were asked for")
+                raise HM3Error(
+                    f"{task}: only {len(records)} distinct records could be "
+                    f"generated, {n} were asked for"
+                )
             continue
         futile = 0
         seen.add(key)

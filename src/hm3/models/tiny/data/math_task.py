@@ -37,17 +37,81 @@ KIND_WEIGHTS = {
 STOP_SEQUENCES = ("Question:", "\n\n")
 
 NAMES = (
-    "Ava", "Ben", "Cara", "Dan", "Eli", "Fay", "Gus", "Hana", "Ivan", "Jade", "Kai",
-    "Lena", "Milo", "Nora", "Omar", "Pia", "Quinn", "Rosa", "Sam", "Tara", "Uma",
-    "Vic", "Wren", "Xena", "Yuri", "Zoe", "Noah", "Mia", "Leo", "Iris", "Hugo",
-    "Ella", "Finn", "Gina", "Ruth", "Theo", "Lily", "Max", "Anna", "Tom",
+    "Ava",
+    "Ben",
+    "Cara",
+    "Dan",
+    "Eli",
+    "Fay",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "Jade",
+    "Kai",
+    "Lena",
+    "Milo",
+    "Nora",
+    "Omar",
+    "Pia",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tara",
+    "Uma",
+    "Vic",
+    "Wren",
+    "Xena",
+    "Yuri",
+    "Zoe",
+    "Noah",
+    "Mia",
+    "Leo",
+    "Iris",
+    "Hugo",
+    "Ella",
+    "Finn",
+    "Gina",
+    "Ruth",
+    "Theo",
+    "Lily",
+    "Max",
+    "Anna",
+    "Tom",
 )
 # Plural nouns only: every count in a problem is at least 2.
 ITEMS = (
-    "apples", "pencils", "marbles", "stickers", "cookies", "books", "shells", "coins",
-    "cards", "flowers", "eggs", "balloons", "candles", "buttons", "stamps", "toys",
-    "cupcakes", "oranges", "crayons", "beads", "rocks", "ribbons", "kites", "plums",
-    "pears", "muffins", "blocks", "nuts", "cherries", "feathers", "leaves", "sweets",
+    "apples",
+    "pencils",
+    "marbles",
+    "stickers",
+    "cookies",
+    "books",
+    "shells",
+    "coins",
+    "cards",
+    "flowers",
+    "eggs",
+    "balloons",
+    "candles",
+    "buttons",
+    "stamps",
+    "toys",
+    "cupcakes",
+    "oranges",
+    "crayons",
+    "beads",
+    "rocks",
+    "ribbons",
+    "kites",
+    "plums",
+    "pears",
+    "muffins",
+    "blocks",
+    "nuts",
+    "cherries",
+    "feathers",
+    "leaves",
+    "sweets",
 )
 CONTAINERS = ("bags", "boxes", "packs", "jars", "baskets", "trays", "rows", "piles")
 
@@ -56,80 +120,155 @@ CONTAINERS = ("bags", "boxes", "packs", "jars", "baskets", "trays", "rows", "pil
 # {s} (the first step's result) and {r} (the final result).
 TEMPLATES = {
     "add": (
-        ("{name} has {a} {item}. {name} gets {b} more {item}. How many {item} does {name} have now?",
-         ("{name} has {a} + {b} = {r} {item} now.",)),
-        ("There are {a} {item} in a box and {b} {item} in a bag. How many {item} are there altogether?",
-         ("There are {a} + {b} = {r} {item} altogether.",)),
-        ("{name} picked {a} {item} in the morning and {b} {item} in the afternoon. How many {item} did {name} pick in total?",
-         ("{name} picked {a} + {b} = {r} {item} in total.",)),
-        ("{name} has {a} {item} and {other} has {b} {item}. How many {item} do they have together?",
-         ("Together they have {a} + {b} = {r} {item}.",)),
-        ("A shop sold {a} {item} on Monday and {b} {item} on Tuesday. How many {item} did the shop sell on the two days?",
-         ("The shop sold {a} + {b} = {r} {item}.",)),
-        ("{name} found {a} {item}. Then {name} found {b} more {item}. How many {item} did {name} find?",
-         ("{name} found {a} + {b} = {r} {item}.",)),
-        ("{name} made {a} {item} and {other} made {b} {item}. How many {item} did they make in all?",
-         ("They made {a} + {b} = {r} {item} in all.",)),
+        (
+            "{name} has {a} {item}. {name} gets {b} more {item}. How many {item} does {name} have now?",
+            ("{name} has {a} + {b} = {r} {item} now.",),
+        ),
+        (
+            "There are {a} {item} in a box and {b} {item} in a bag. How many {item} are there altogether?",
+            ("There are {a} + {b} = {r} {item} altogether.",),
+        ),
+        (
+            "{name} picked {a} {item} in the morning and {b} {item} in the afternoon. How many {item} did {name} pick in total?",
+            ("{name} picked {a} + {b} = {r} {item} in total.",),
+        ),
+        (
+            "{name} has {a} {item} and {other} has {b} {item}. How many {item} do they have together?",
+            ("Together they have {a} + {b} = {r} {item}.",),
+        ),
+        (
+            "A shop sold {a} {item} on Monday and {b} {item} on Tuesday. How many {item} did the shop sell on the two days?",
+            ("The shop sold {a} + {b} = {r} {item}.",),
+        ),
+        (
+            "{name} found {a} {item}. Then {name} found {b} more {item}. How many {item} did {name} find?",
+            ("{name} found {a} + {b} = {r} {item}.",),
+        ),
+        (
+            "{name} made {a} {item} and {other} made {b} {item}. How many {item} did they make in all?",
+            ("They made {a} + {b} = {r} {item} in all.",),
+        ),
     ),
     "sub": (
-        ("{name} had {a} {item} and gave {b} of them to {other}. How many {item} does {name} have left?",
-         ("{name} has {a} - {b} = {r} {item} left.",)),
-        ("There were {a} {item} on the table. {name} took {b} of them. How many {item} are still on the table?",
-         ("There are {a} - {b} = {r} {item} still on the table.",)),
-        ("{name} bought {a} {item} and used {b} of them. How many {item} are left?",
-         ("There are {a} - {b} = {r} {item} left.",)),
-        ("{name} has {a} {item}. {other} has {b} {item}. How many more {item} does {name} have than {other}?",
-         ("{name} has {a} - {b} = {r} more {item}.",)),
-        ("A basket held {a} {item}. Then {b} {item} fell out. How many {item} are in the basket now?",
-         ("The basket has {a} - {b} = {r} {item} now.",)),
-        ("{name} needs {a} {item} and already has {b}. How many more {item} does {name} need?",
-         ("{name} needs {a} - {b} = {r} more {item}.",)),
+        (
+            "{name} had {a} {item} and gave {b} of them to {other}. How many {item} does {name} have left?",
+            ("{name} has {a} - {b} = {r} {item} left.",),
+        ),
+        (
+            "There were {a} {item} on the table. {name} took {b} of them. How many {item} are still on the table?",
+            ("There are {a} - {b} = {r} {item} still on the table.",),
+        ),
+        (
+            "{name} bought {a} {item} and used {b} of them. How many {item} are left?",
+            ("There are {a} - {b} = {r} {item} left.",),
+        ),
+        (
+            "{name} has {a} {item}. {other} has {b} {item}. How many more {item} does {name} have than {other}?",
+            ("{name} has {a} - {b} = {r} more {item}.",),
+        ),
+        (
+            "A basket held {a} {item}. Then {b} {item} fell out. How many {item} are in the basket now?",
+            ("The basket has {a} - {b} = {r} {item} now.",),
+        ),
+        (
+            "{name} needs {a} {item} and already has {b}. How many more {item} does {name} need?",
+            ("{name} needs {a} - {b} = {r} more {item}.",),
+        ),
     ),
     "mul": (
-        ("{name} has {a} {box} with {b} {item} in each. How many {item} does {name} have?",
-         ("{name} has {a} * {b} = {r} {item}.",)),
-        ("There are {a} {box}. Each one holds {b} {item}. How many {item} are there in all?",
-         ("There are {a} * {b} = {r} {item} in all.",)),
-        ("{name} buys {a} {box} of {item}. Each has {b} {item}. How many {item} does {name} buy?",
-         ("{name} buys {a} * {b} = {r} {item}.",)),
-        ("{name} gives {a} friends {b} {item} each. How many {item} does {name} give away?",
-         ("{name} gives away {a} * {b} = {r} {item}.",)),
-        ("{name} collects {b} {item} every day for {a} days. How many {item} does {name} collect?",
-         ("{name} collects {a} * {b} = {r} {item}.",)),
+        (
+            "{name} has {a} {box} with {b} {item} in each. How many {item} does {name} have?",
+            ("{name} has {a} * {b} = {r} {item}.",),
+        ),
+        (
+            "There are {a} {box}. Each one holds {b} {item}. How many {item} are there in all?",
+            ("There are {a} * {b} = {r} {item} in all.",),
+        ),
+        (
+            "{name} buys {a} {box} of {item}. Each has {b} {item}. How many {item} does {name} buy?",
+            ("{name} buys {a} * {b} = {r} {item}.",),
+        ),
+        (
+            "{name} gives {a} friends {b} {item} each. How many {item} does {name} give away?",
+            ("{name} gives away {a} * {b} = {r} {item}.",),
+        ),
+        (
+            "{name} collects {b} {item} every day for {a} days. How many {item} does {name} collect?",
+            ("{name} collects {a} * {b} = {r} {item}.",),
+        ),
     ),
     "div": (
-        ("{name} shares {a} {item} equally among {b} friends. How many {item} does each friend get?",
-         ("Each friend gets {a} / {b} = {r} {item}.",)),
-        ("{name} puts {a} {item} into {b} {box} with the same number in each. How many {item} go in each?",
-         ("Each one gets {a} / {b} = {r} {item}.",)),
-        ("There are {a} {item} split evenly into {b} {box}. How many {item} are in each?",
-         ("There are {a} / {b} = {r} {item} in each.",)),
+        (
+            "{name} shares {a} {item} equally among {b} friends. How many {item} does each friend get?",
+            ("Each friend gets {a} / {b} = {r} {item}.",),
+        ),
+        (
+            "{name} puts {a} {item} into {b} {box} with the same number in each. How many {item} go in each?",
+            ("Each one gets {a} / {b} = {r} {item}.",),
+        ),
+        (
+            "There are {a} {item} split evenly into {b} {box}. How many {item} are in each?",
+            ("There are {a} / {b} = {r} {item} in each.",),
+        ),
     ),
     "add_sub": (
-        ("{name} has {a} {item}. {name} buys {b} more and then gives {c} to {other}. How many {item} does {name} have now?",
-         ("{name} has {a} + {b} = {s} {item} after buying more.", "{name} has {s} - {c} = {r} {item} now.")),
-        ("There were {a} {item} in a jar. {name} added {b} {item} and {other} took {c}. How many {item} are in the jar?",
-         ("After adding there are {a} + {b} = {s} {item}.", "Now there are {s} - {c} = {r} {item} in the jar.")),
-        ("{name} picked {a} {item} and {other} picked {b} {item}. They ate {c} of them. How many {item} are left?",
-         ("They picked {a} + {b} = {s} {item}.", "They have {s} - {c} = {r} {item} left.")),
+        (
+            "{name} has {a} {item}. {name} buys {b} more and then gives {c} to {other}. How many {item} does {name} have now?",
+            (
+                "{name} has {a} + {b} = {s} {item} after buying more.",
+                "{name} has {s} - {c} = {r} {item} now.",
+            ),
+        ),
+        (
+            "There were {a} {item} in a jar. {name} added {b} {item} and {other} took {c}. How many {item} are in the jar?",
+            (
+                "After adding there are {a} + {b} = {s} {item}.",
+                "Now there are {s} - {c} = {r} {item} in the jar.",
+            ),
+        ),
+        (
+            "{name} picked {a} {item} and {other} picked {b} {item}. They ate {c} of them. How many {item} are left?",
+            ("They picked {a} + {b} = {s} {item}.", "They have {s} - {c} = {r} {item} left."),
+        ),
     ),
     "add_add": (
-        ("{name} has {a} {item}, {other} has {b} {item} and {third} has {c} {item}. How many {item} do they have together?",
-         ("{name} and {other} have {a} + {b} = {s} {item}.", "All three have {s} + {c} = {r} {item}.")),
-        ("{name} collected {a} {item} on Monday, {b} on Tuesday and {c} on Wednesday. How many {item} did {name} collect?",
-         ("On the first two days {name} collected {a} + {b} = {s} {item}.", "In all {name} collected {s} + {c} = {r} {item}.")),
+        (
+            "{name} has {a} {item}, {other} has {b} {item} and {third} has {c} {item}. How many {item} do they have together?",
+            (
+                "{name} and {other} have {a} + {b} = {s} {item}.",
+                "All three have {s} + {c} = {r} {item}.",
+            ),
+        ),
+        (
+            "{name} collected {a} {item} on Monday, {b} on Tuesday and {c} on Wednesday. How many {item} did {name} collect?",
+            (
+                "On the first two days {name} collected {a} + {b} = {s} {item}.",
+                "In all {name} collected {s} + {c} = {r} {item}.",
+            ),
+        ),
     ),
     "mul_add": (
-        ("{name} buys {a} {box} with {b} {item} in each and finds {c} more {item}. How many {item} does {name} have?",
-         ("The {box} hold {a} * {b} = {s} {item}.", "{name} has {s} + {c} = {r} {item}.")),
-        ("There are {a} {box} of {b} {item} and {c} loose {item}. How many {item} are there in total?",
-         ("The {box} hold {a} * {b} = {s} {item}.", "In total there are {s} + {c} = {r} {item}.")),
+        (
+            "{name} buys {a} {box} with {b} {item} in each and finds {c} more {item}. How many {item} does {name} have?",
+            ("The {box} hold {a} * {b} = {s} {item}.", "{name} has {s} + {c} = {r} {item}."),
+        ),
+        (
+            "There are {a} {box} of {b} {item} and {c} loose {item}. How many {item} are there in total?",
+            (
+                "The {box} hold {a} * {b} = {s} {item}.",
+                "In total there are {s} + {c} = {r} {item}.",
+            ),
+        ),
     ),
     "mul_sub": (
-        ("{name} has {a} {box} with {b} {item} in each. {name} gives {c} {item} to {other}. How many {item} are left?",
-         ("{name} has {a} * {b} = {s} {item}.", "{name} has {s} - {c} = {r} {item} left.")),
-        ("A shop has {a} {box} of {b} {item}. It sells {c} {item}. How many {item} does the shop have left?",
-         ("The shop has {a} * {b} = {s} {item}.", "It has {s} - {c} = {r} {item} left.")),
+        (
+            "{name} has {a} {box} with {b} {item} in each. {name} gives {c} {item} to {other}. How many {item} are left?",
+            ("{name} has {a} * {b} = {s} {item}.", "{name} has {s} - {c} = {r} {item} left."),
+        ),
+        (
+            "A shop has {a} {box} of {b} {item}. It sells {c} {item}. How many {item} does the shop have left?",
+            ("The shop has {a} * {b} = {s} {item}.", "It has {s} - {c} = {r} {item} left."),
+        ),
     ),
 }
 
@@ -141,7 +280,7 @@ def _operands(kind: str, rng: random.Random) -> dict[str, int]:
     if kind == "add":
         a, b = rng.randint(lo, hi), rng.randint(lo, hi)
         return {"a": a, "b": b, "r": a + b}
-    if kind == "sub":   # results stay >= 2, so every count reads as a plural
+    if kind == "sub":  # results stay >= 2, so every count reads as a plural
         a = rng.randint(lo + 2, hi)
         b = rng.randint(lo, a - 2)
         return {"a": a, "b": b, "r": a - b}
@@ -177,8 +316,14 @@ def generate(rng: random.Random) -> dict:
             break
     question_template, step_templates = rng.choice(TEMPLATES[kind])
     name, other, third = rng.sample(NAMES, 3)
-    slots = dict(numbers, name=name, other=other, third=third,
-                 item=rng.choice(ITEMS), box=rng.choice(CONTAINERS))
+    slots = dict(
+        numbers,
+        name=name,
+        other=other,
+        third=third,
+        item=rng.choice(ITEMS),
+        box=rng.choice(CONTAINERS),
+    )
     steps = [step.format(**slots) for step in step_templates]
     answer = "\n".join(steps + [f"#### {numbers['r']}"])
     return {"question": question_template.format(**slots), "answer": answer}

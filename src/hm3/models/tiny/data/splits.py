@@ -32,6 +32,6 @@ def partition(records: list[dict], sizes: dict[str, int]) -> dict[str, list[dict
     """Consecutive slices of ``records`` in split order (test, search, then the rest)."""
     out, start = {}, 0
     for name in _split_order(sizes):
-        out[name] = records[start:start + sizes[name]]
+        out[name] = records[start : start + sizes[name]]
         start += sizes[name]
     return out

@@ -1,0 +1,31 @@
+"""Typed settings: each config section the library reads is a frozen dataclass whose
+field defaults are that section's defaults, in one place (the schema repeats them as
+`default:` for the reader of config/README.md; tests/core/test_settings.py checks that
+the two agree). The schema has already refused unknown keys and wrong types at start-up,
+so building a settings object only fills in what the config leaves out."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any, Mapping, TypeVar
+
+from hm3.core.errors import ConfigError
+
+T = TypeVar("T")
+
+# Defaults read by more than one layer, kept here because this module imports no torch:
+DEFAULT_DTYPE = "float32"  # `evaluation.dtype`, `search.dtype`
+DEFAULT_MEMORY_MODE = "auto"  # `search.memory`: the first of in-memory, host, streaming that fits
+
+
+def from_section(cls: type[T], section: Mapping[str, Any] | None, where: str, **extra: Any) -> T:
+    """``cls`` built from one config section; a key it does not know is a ConfigError
+    naming ``where`` (for configs that bypass the schema: library calls, tests)."""
+    section = dict(section or {})
+    known = {f.name for f in fields(cls)} - set(extra)
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    return cls(**section, **extra)

@@ -1,0 +1,24 @@
+"""The evaluation's settings (config section `evaluation`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from hm3.core import layout
+from hm3.core.settings import DEFAULT_DTYPE, from_section
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    batch_size: int
+    device: str
+    dtype: str = DEFAULT_DTYPE  # models are loaded, stored and scored in it
+    limit: int | None = None  # items per task and split (None: all); smoke runs only
+    include_path: Sequence[str] = ()  # extra lm-eval task folders beside hm3's own
+    cache: str = layout.CACHE  # the SQLite evaluation cache
+
+
+def evaluation_settings(section: Mapping) -> EvaluationSettings:
+    """From config section `evaluation`."""
+    return from_section(EvaluationSettings, section, "evaluation")
