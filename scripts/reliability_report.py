@@ -27,9 +27,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TESTS = [
     "tests/reliability",
-    "tests/test_config.py",
-    "tests/test_models.py",
-    "tests/test_vocabulary.py",
+    "tests/core/test_config.py",
+    "tests/models/test_acquire.py",
+    "tests/models/test_vocabulary.py",
     "tests/merge/test_merge_bad_input.py",
 ]
 AREAS = {  # area -> (title, what it covers)

@@ -179,7 +179,7 @@ def test_merge_onto_a_symlink_to_a_file_is_refused(workdir, capsys, reliability)
 
 @pytest.fixture
 def results(tmp_path):
-    from test_suggest import write_results
+    from _suggest_results import write_results
 
     return write_results(tmp_path / "results")
 

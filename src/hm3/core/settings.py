@@ -1,6 +1,6 @@
 """Typed settings: each config section the library reads is a frozen dataclass whose
 field defaults are that section's defaults, in one place (the schema repeats them as
-`default:` for the reader of config/README.md; tests/core/test_settings.py checks that
+`default:` for the reader of config/README.md; tests/core/test_settings_defaults.py checks
 the two agree). The schema has already refused unknown keys and wrong types at start-up,
 so building a settings object only fills in what the config leaves out."""
 
