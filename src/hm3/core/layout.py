@@ -15,9 +15,8 @@ from pathlib import Path
 RESULTS = "results"
 LOGS = "logs"
 BENCHMARKS = "results/benchmarks"  # Snakemake's `benchmark:` files, one per job (hm3.report.cost)
-CACHE = (
-    "results/cache/evaluations.sqlite"  # the default evaluation cache (config `evaluation.cache`)
-)
+# the default evaluation cache (config `evaluation.cache`)
+CACHE = "results/cache/evaluations.sqlite"
 
 # ------------------------------------------------------------------ data and the model family
 DATA = "results/data"
