@@ -53,6 +53,7 @@ class MergeSession:
         data_dir: str | Path = layout.DATA,
     ):
         self.config = config
+        self.dtype = search_settings(config).dtype  # read once: recipe() runs per candidate
         evaluation, security = config["evaluation"], config["security"]
         settings = evaluation_settings(evaluation)
         self.tasks = [task for task, _ in experts_by_task(config)]
@@ -93,9 +94,7 @@ class MergeSession:
         shared: Mapping | None = None,
         seed: int = 0,
     ):
-        return self.merger.recipe(
-            method, per_expert, shared or {}, seed=seed, dtype=search_settings(self.config).dtype
-        )
+        return self.merger.recipe(method, per_expert, shared or {}, seed=seed, dtype=self.dtype)
 
     def evaluate(self, recipe) -> dict:
         return self.evaluator.evaluate(
