@@ -98,7 +98,9 @@ def test_each_rule_job_calls_its_method_as_its_rule_always_did(monkeypatch):
         "models": [],
     }
     printed = [
-        registry.BY_RULE[rule].run({"seed": 1}, pref, inputs, "out", {"max_shard_size": "2GB"})
+        registry.BY_RULE[rule].run(
+            {"seed": 1}, pref, inputs, "out", {"max_shard_size": "2GB", "weights": [0.5, 0.5]}
+        )
         for rule, pref in (
             ("random_search", "w01"),
             ("nsga2", None),
@@ -113,14 +115,19 @@ def test_each_rule_job_calls_its_method_as_its_rule_always_did(monkeypatch):
         {"best": 3},
     ]  # NSGA-II's log leaves the picks out
     assert calls == [
-        ("random_search", ({"seed": 1}, "w01", "i.json", "out"), {}),
+        ("random_search", ({"seed": 1}, "w01", [0.5, 0.5], "i.json", "out"), {}),
         ("nsga2_front", ({"seed": 1}, "i.json", "out"), {}),
-        ("dataflow_search", ({"seed": 1}, "w02", "i.json", "results/models/base", "out"), {}),
+        (
+            "dataflow_search",
+            ({"seed": 1}, "w02", [0.5, 0.5], "i.json", "results/models/base", "out"),
+            {},
+        ),
         (
             "search_path",
             (
                 {"seed": 1},
                 "w03",
+                [0.5, 0.5],
                 "i.json",
                 "results/rl/policy",
                 "results/models/base",

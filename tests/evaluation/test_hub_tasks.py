@@ -95,17 +95,7 @@ SPECS = {
 
 def _specs():
     return [
-        TaskSpec(
-            name=name,
-            lm_eval_task=tasks,
-            metric=metric,
-            scale=scale,
-            extra_metrics=["exact_match,flexible-extract"]
-            if name == "math"
-            else ["bleu,none", "ter,none"]
-            if name == "translation"
-            else [],
-        )
+        TaskSpec(name=name, lm_eval_task=tasks, metric=metric, scale=scale)
         for name, (tasks, metric, scale) in SPECS.items()
     ]
 

@@ -21,7 +21,7 @@ CACHE = "results/cache/evaluations.sqlite"
 # so jobs running at once ask for the same candidates
 TARGETS = [
     f"results/{kind}/{pref}/candidates.csv"
-    for pref in ("w00", "w01", "w02")
+    for pref in ("w0833-0833-8333", "w0833-8333-0833", "w8333-0833-0833")
     for kind in ("param", "compare/random-search")
 ]
 

@@ -67,7 +67,7 @@ SEED_TARGETS = [
     "results/baselines/task_arithmetic.csv",
     "results/baselines/ties.csv",
     "results/baselines/dare_ties.csv",
-    "results/param/w01/candidates.csv",
+    "results/param/w0833-8333-0833/candidates.csv",
     "results/rl/train_log.csv",
 ]
 
@@ -111,18 +111,18 @@ def test_a_new_seed_changes_only_the_random_parts(finished_run, tmp_path, reliab
         name
         for name in (
             "results/baselines/dare_ties.csv",
-            "results/param/w01/candidates.csv",
+            "results/param/w0833-8333-0833/candidates.csv",
             "results/rl/train_log.csv",
         )
         if not same(name)
     ]
     assert changed == [
         "results/baselines/dare_ties.csv",
-        "results/param/w01/candidates.csv",
+        "results/param/w0833-8333-0833/candidates.csv",
         "results/rl/train_log.csv",
     ]
-    first = result_content(finished_run / "results/param/w01/candidates.csv")
-    second = result_content(workdir / "results/param/w01/candidates.csv")
+    first = result_content(finished_run / "results/param/w0833-8333-0833/candidates.csv")
+    second = result_content(workdir / "results/param/w0833-8333-0833/candidates.csv")
     drop = lambda row: {k: v for k, v in row.items() if k != "recipe"}  # noqa: E731
     assert drop(first[0]) == drop(second[0])  # the naive start is no random draw
     reliability(

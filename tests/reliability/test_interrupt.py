@@ -22,7 +22,7 @@ from _snakemake import job_stats, run_snakemake, start_snakemake
 
 pytestmark = pytest.mark.slow
 
-MERGE, POLICY = "results/param/w00/model", "results/rl/training.json"
+MERGE, POLICY = "results/param/w0833-0833-8333/model", "results/rl/training.json"
 CACHE = "results/cache/evaluations.sqlite"
 
 # point, target, jobs that must run again after the kill, output that must not exist
@@ -32,7 +32,7 @@ SCENARIOS = {
         "evaluate.scored:3",
         MERGE,
         {"search_params": 1, "export_param_model": 1},
-        "results/param/w00/candidates.csv",
+        "results/param/w0833-0833-8333/candidates.csv",
     ),
     "RL training": ("rl.update", POLICY, {"train_policy": 1}, "results/rl/policy"),
 }
@@ -189,7 +189,10 @@ def test_snakemake_killed_alone_stops_its_job(prepared_run, uninterrupted, tmp_p
     os.kill(proc.pid, signal.SIGKILL)
     killed = time.monotonic()
     proc.wait()
-    resumed_log, export_log = workdir / "resumed_run.log", workdir / "logs/param/w00/export.log"
+    resumed_log, export_log = (
+        workdir / "resumed_run.log",
+        workdir / "logs/param/w0833-0833-8333/export.log",
+    )
     resumed = start_snakemake(
         workdir, "--cores", "2", target, log=resumed_log
     )  # at once, as a user would

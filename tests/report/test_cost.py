@@ -61,8 +61,8 @@ def test_headline_preferences_are_the_balanced_and_the_leaning_ones():
         "moo": {"reporting_weights": {"partitions": 3, "shrink": 0.25}},
     }
     assert headline_preferences(config) == {
-        "w05": "balanced",
-        "w09": "leaning math",
-        "w03": "leaning code",
-        "w00": "leaning translation",
+        "w3333-3333-3333": "balanced",
+        "w8333-0833-0833": "leaning math",
+        "w0833-8333-0833": "leaning code",
+        "w0833-0833-8333": "leaning translation",
     }

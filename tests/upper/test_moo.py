@@ -47,9 +47,19 @@ def test_training_weights_seeded_dirichlet():
     assert np.allclose(a.sum(axis=1), 1) and (a > 0).all()
 
 
-def test_weight_ids_sortable():
-    assert weight_ids(np.zeros((3, 2))) == ["w00", "w01", "w02"]
-    assert weight_ids(np.zeros((120, 2)))[-1] == "w119"
+def test_a_weight_id_is_made_of_its_values():
+    weights = reporting_weights(3, 3, shrink=0.25)
+    ids = weight_ids(weights)
+    assert ids[0] == "w0833-0833-8333" and "w3333-3333-3333" in ids
+    # a λ two grids share keeps its name (and so its folder and its results)
+    finer = weight_ids(reporting_weights(3, 6, shrink=0.25))
+    assert set(ids) <= set(finer)
+    assert weight_ids(np.array([[0.5, 0.5], [0.0, 1.0]])) == ["w5000-5000", "w0000-10000"]
+
+
+def test_weight_ids_refuse_two_vectors_with_one_name():
+    with pytest.raises(ConfigError, match="partitions"):
+        weight_ids(np.array([[0.5, 0.5], [0.50001, 0.49999]]))
 
 
 @pytest.mark.parametrize(

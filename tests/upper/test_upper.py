@@ -60,7 +60,7 @@ def test_cached_evaluator_scores_each_task_once(tmp_path):
 
 def test_preferences_follow_the_config():
     prefs = preferences(CONFIG)
-    assert list(prefs)[:2] == ["w00", "w01"] and len(prefs) == 10
+    assert list(prefs)[:2] == ["w0833-0833-8333", "w0833-3333-5833"] and len(prefs) == 10
     assert all(abs(w.sum() - 1) < 1e-9 and w.min() > 0 for w in prefs.values())
     assert [t for t, _ in experts_by_task(CONFIG)] == TASKS
 

@@ -24,7 +24,7 @@ def test_workflow_produces_expert_table(finished_run):
         assert (finished_run / "logs").exists()
 
 
-PREFERENCES = ["w00", "w01", "w02"]  # ci.yaml: Das-Dennis with 1 partition
+PREFERENCES = ["w0833-0833-8333", "w0833-8333-0833", "w8333-0833-0833"]  # ci.yaml: 1 partition
 
 
 def test_upper_level_outputs(finished_run):
@@ -132,7 +132,9 @@ def test_comparison_methods_run_on_hm3s_budget_and_join_every_table(finished_run
                     len(pd.read_csv(results / "compare" / method / pref / "candidates.csv"))
                     == budget
                 )
-    assert (results / "compare" / "hm3-no-param" / "w00" / "model" / "config.json").exists()
+    assert (
+        results / "compare" / "hm3-no-param" / "w0833-0833-8333" / "model" / "config.json"
+    ).exists()
     nsga2 = json.loads((results / "compare" / "nsga2" / "search.json").read_text())
     assert nsga2["budget"] == budget * len(PREFERENCES) and set(nsga2["picks"]) == set(PREFERENCES)
     assert len(pd.read_csv(results / "compare" / "nsga2" / "candidates.csv")) == budget * len(
@@ -203,9 +205,11 @@ def test_html_report_and_the_explorer_page(finished_run, tmp_path):
     assert not console_errors(stderr)
     assert int(attrs["marks"]) == int(attrs["points"]) == int((front["method"] != "hm3").sum())
     details = html.unescape(dom.split('id="details"', 1)[1].split("</div>", 1)[0])
-    # the hovered mark is hm3-param at w00 (curve 0, point 0) or a point of another
+    # the hovered mark is hm3-param at w0833-0833-8333 (curve 0, point 0) or a point of another
     # method drawn at the same place (the CI models' scores coincide a lot)
-    target = front[(front["method"] == "hm3-param") & (front["preference"] == "w00")].iloc[0]
+    target = front[
+        (front["method"] == "hm3-param") & (front["preference"] == "w0833-0833-8333")
+    ].iloc[0]
     shown = dict(re.findall(r'data-(x|y)="([^"]*)"', details))
     assert float(shown["x"]) == pytest.approx(target["norm.math"], abs=1e-5)
     assert float(shown["y"]) == pytest.approx(target["norm.code"], abs=1e-5)

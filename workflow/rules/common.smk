@@ -6,6 +6,7 @@
 import os
 import re
 
+from hm3.cli.rule_reads import rule_config
 from hm3.compare import registry
 from hm3.core import layout
 from hm3.core.config import base_model, expert_models, validate_config
@@ -13,7 +14,7 @@ from hm3.core.errors import ConfigError
 from hm3.core.environment import offline_environment
 from hm3.core.resume import clear_stale_locks
 from hm3.core.seeds import derive_seed
-from hm3.upper.preferences import preferences, training_preferences
+from hm3.upper.preferences import preference_weights, preferences, training_preferences
 
 offline_environment()
 
@@ -37,7 +38,9 @@ BUILT_EXPERTS = [m for m in EXPERTS if m in BUILT_MODELS]
 GENERATED_TASKS = [
     t for t, spec in config["tasks"].items() if spec.get("generator")
 ]  # null: hub data
-PREFERENCES = list(preferences(config))  # reporting weight vectors: w00, w01, ...
+PREFERENCES = list(
+    preferences(config)
+)  # reporting weight vectors, named by their values: w8333-0833-0833, ...
 TRAINING_PREFERENCES = list(
     training_preferences(config)
 )  # the policy's training set: t00, t01, ...
@@ -101,38 +104,43 @@ def expert_training(task):
     }
 
 
-def upper_config():
-    """The config sections the upper-level jobs read (their params: a change reruns them)."""
-    keys = ("seed", "tasks", "models", "moo", "search", "baselines", "evaluation", "security")
-    return {key: config[key] for key in keys}
+def config_for(rule_name):
+    """A rule's `config` param: exactly the config keys its job reads (hm3.cli.rule_reads),
+    so that Snakemake's params trigger reruns it on an edit of those and no other."""
+    return rule_config(config, rule_name)
+
+
+def baseline_config(wildcards):
+    return rule_config(config, "naive_baseline", {"baseline": wildcards.baseline})
 
 
 def search_config(wildcards):
-    """upper_config; for a training preference, plus the training set's definition
-    and its own search budget (so a change to the RL section reruns only the
-    searches it concerns)."""
-    if wildcards.pref not in TRAINING_PREFERENCES:
-        return upper_config()
-    training = config["rl"]["training"]
-    budget = training.get("search_budget") or config["search"]["budget"]
-    return {
-        **upper_config(),
-        "search": {**config["search"], "budget": budget},
-        "rl": {"training": {"preferences": training["preferences"]}},
-    }  # with the seed, all that fixes the training λ
+    """The search's reads; a training preference searches on its own, smaller budget
+    (its M_λ only anchors the policy's training)."""
+    found = rule_config(config, "search_params")
+    if wildcards.pref in TRAINING_PREFERENCES:
+        budget = config["rl"]["training"].get("search_budget") or found["search"]["budget"]
+        found["search"] = {**found["search"], "budget": budget}
+    return found
 
 
-def lower_config():
-    """The config sections the lower-level jobs read."""
-    return {**upper_config(), "rl": config["rl"]}
+def weights_of(pref):
+    """A preference's λ: a per-λ job carries its own λ, not the grid it came from, so
+    that a grid edit reruns only the λ it adds or removes."""
+    return [float(w) for w in preference_weights(config, pref)]
 
 
-def compare_config():
-    """What the evolutionary data-flow baseline reads: the upper level's sections,
-    its own, and rl.agent.t_max (its default longest path) when set, else the lower
-    level's default (hm3.lower.settings.RLSettings) applies in the job as well."""
-    agent = {key: value for key, value in config["rl"]["agent"].items() if key == "t_max"}
-    return {**upper_config(), "compare": config.get("compare", {}), "rl": {"agent": agent}}
+def pref_weights(wildcards):
+    return weights_of(wildcards.pref)
+
+
+def report_pref_weights(wildcards):
+    return weights_of(wildcards.report_pref)
+
+
+def reporting_table():
+    """Every reporting λ by id: the param of a job that runs over all of them."""
+    return {pref: weights_of(pref) for pref in PREFERENCES}
 
 
 def compare_inputs(method):
@@ -156,15 +164,11 @@ def compare_rule_outputs(method):
 
 
 def compare_params(method):
-    """A comparison method's params: the config sections it reads (a change reruns it)
+    """A comparison method's params: the config keys it reads, its λ when it runs per λ,
     and, when it writes a checkpoint, the shard size."""
-    sections = {
-        registry.UPPER: upper_config,
-        registry.LOWER: lower_config,
-        registry.COMPARE: compare_config,
-    }
     return {
-        "config": sections[method.config](),
+        "config": config_for(method.rule),
+        **({"weights": report_pref_weights} if method.per_preference else {}),
         **({"max_shard_size": max_shard_size()} if method.exports else {}),
     }
 

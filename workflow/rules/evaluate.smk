@@ -19,9 +19,7 @@ rule score_model:
     resources:
         **resources_for("score_model"),
     params:
-        tasks=config["tasks"],
-        evaluation=config["evaluation"],
-        trust_remote_code=config["security"]["trust_remote_code"],
+        config=config_for("score_model"),
     script:
         "../scripts/score_model.py"
 
@@ -43,9 +41,7 @@ rule score_param_model:
         **resources_for("score_param_model"),
     params:
         split="test",
-        tasks=config["tasks"],
-        evaluation=config["evaluation"],
-        trust_remote_code=config["security"]["trust_remote_code"],
+        config=config_for("score_param_model"),
     script:
         "../scripts/score_model.py"
 
@@ -58,6 +54,8 @@ rule expert_table:
             layout.table("experts"), caption="../report/experts.rst", category="Model family"
         ),
         md=layout.table("experts", "md"),
+        metrics_csv=layout.table("metrics"),
+        metrics_md=layout.table("metrics", "md"),
     log:
         layout.log("tables/experts"),
     conda:
@@ -66,7 +64,6 @@ rule expert_table:
     resources:
         **resources_for("expert_table"),
     params:
-        models=config["models"],
-        tasks=list(config["tasks"]),
+        config=config_for("expert_table"),
     script:
         "../scripts/expert_table.py"

@@ -26,7 +26,7 @@ rule train_policy:
     resources:
         **resources_for("train_policy"),
     params:
-        config=lower_config(),
+        config=config_for("train_policy"),
         anchors={pref: layout.fill(layout.PARAM_MODEL, pref=pref) for pref in TRAINING_PREFERENCES},
     script:
         "../scripts/train_policy.py"
@@ -54,7 +54,8 @@ rule search_path:
     resources:
         **resources_for("search_path"),
     params:
-        config=lower_config(),
+        config=config_for("search_path"),
+        weights=report_pref_weights,
         max_shard_size=max_shard_size(),
     script:
         "../scripts/search_path.py"
@@ -80,6 +81,7 @@ rule random_paths:
     resources:
         **resources_for("random_paths"),
     params:
-        config=lower_config(),
+        config=config_for("random_paths"),
+        weights=report_pref_weights,
     script:
         "../scripts/random_paths.py"

@@ -39,6 +39,7 @@ rule naive_baseline:
     resources:
         **resources_for("naive_baseline"),
     params:
-        config=upper_config(),
+        config=baseline_config,
+        preferences=reporting_table(),
     script:
         "../scripts/naive_baseline.py"

@@ -24,7 +24,7 @@ rule param_front:
     resources:
         **resources_for("param_front"),
     params:
-        config=upper_config(),
+        config=config_for("param_front"),
         preferences=PREFERENCES,
     script:
         "../scripts/param_front.py"
@@ -58,7 +58,7 @@ rule front:
     resources:
         **resources_for("front"),
     params:
-        config=lower_config(),
+        config=config_for("front"),
         preferences=PREFERENCES,
         compare=compare_outputs(),
         models=MODELS,
@@ -85,7 +85,7 @@ rule cost_table:
     resources:
         **resources_for("cost_table"),
     params:
-        evaluation=config["evaluation"],
+        config=config_for("cost_table"),
     script:
         "../scripts/cost_table.py"
 
@@ -112,7 +112,7 @@ rule paper_views:
     resources:
         **resources_for("paper_views"),
     params:
-        config=lower_config(),
+        config=config_for("paper_views"),
         models=MODELS,
     script:
         "../scripts/paper_views.py"
@@ -136,6 +136,6 @@ rule explorer:
     resources:
         **resources_for("explorer"),
     params:
-        config=lower_config(),
+        config=config_for("explorer"),
     script:
         "../scripts/explorer.py"

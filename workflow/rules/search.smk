@@ -14,7 +14,7 @@ rule preferences:
     resources:
         **resources_for("preferences"),
     params:
-        config=upper_config(),
+        config=config_for("preferences"),
     script:
         "../scripts/preferences.py"
 
@@ -32,7 +32,7 @@ rule ideal_point:
     resources:
         **resources_for("ideal_point"),
     params:
-        config=upper_config(),
+        config=config_for("ideal_point"),
         models=MODELS,
     script:
         "../scripts/ideal_point.py"
@@ -58,5 +58,6 @@ rule search_params:
         **resources_for("search_params"),
     params:
         config=search_config,
+        weights=pref_weights,
     script:
         "../scripts/search_params.py"

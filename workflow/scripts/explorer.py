@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from hm3.cli.job import job
+from hm3.cli.job import job, job_config
 from hm3.core import layout
 from hm3.report.explorer import write_explorer
 
@@ -10,7 +10,7 @@ with job(snakemake):
     print(
         write_explorer(
             pd.read_csv(snakemake.input.front),
-            snakemake.params.config,
+            job_config(snakemake),
             layout.RESULTS,
             snakemake.output[0],
         )

@@ -1,14 +1,14 @@
 """Rule front: HM3's test-split front (merges and paths) against every baseline."""
 
 from hm3.report.front import lower_front
-from hm3.cli.job import job
+from hm3.cli.job import job, job_config
 
 with job(snakemake):
     out, inp, params = snakemake.output, snakemake.input, snakemake.params
     prefs, models = params.preferences, params.models
     print(
         lower_front(
-            params.config,
+            job_config(snakemake),
             inp.ideal,
             dict(zip(prefs, inp.tests)),
             dict(zip(prefs, inp.paths)),

@@ -7,11 +7,11 @@ import pandas as pd
 from hm3.core import layout
 from hm3.core.io import atomic_file
 from hm3.report.paper import anytime_hv, main_table, plot_anytime, plot_front_3d
-from hm3.cli.job import job
+from hm3.cli.job import job, job_config
 from hm3.report.tables import write_table
 
 with job(snakemake):
-    config, out = snakemake.params.config, snakemake.output
+    config, out = job_config(snakemake), snakemake.output
     ideal = json.loads(open(snakemake.input.ideal).read())
     front = pd.read_csv(snakemake.input.front)
     table = main_table(

@@ -3,13 +3,14 @@
 import os
 
 from hm3.lower.online import search_path
-from hm3.cli.job import job
+from hm3.cli.job import job, job_config
 
 with job(snakemake):
     print(
         search_path(
-            snakemake.params.config,
+            job_config(snakemake),
             snakemake.wildcards.report_pref,
+            snakemake.params.weights,
             snakemake.input.ideal,
             snakemake.input.policy,
             snakemake.input.anchor,

@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Iterator
 
+from hm3.cli.rule_reads import rule_reads
+from hm3.core.config_view import StrictConfig
 from hm3.core.environment import offline_environment
 from hm3.core.orphans import watch_run
 
@@ -57,6 +59,13 @@ def job(smk) -> Iterator[None]:
             os.dup2(saved[0], 1)
             os.dup2(saved[1], 2)
             os.close(saved[0]), os.close(saved[1])
+
+
+def job_config(smk) -> StrictConfig:
+    """The rule's `config` param, held to the rule's reads: a read outside them fails
+    (it would be a setting whose edit does not rerun the job: hm3.core.config_view)."""
+    wildcards = {key: value for key, value in smk.wildcards.items()}
+    return StrictConfig(smk.params.config, rule_reads(smk.rule, wildcards))
 
 
 def _set_threads(threads: int) -> None:

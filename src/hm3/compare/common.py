@@ -39,8 +39,9 @@ def write_outputs(frame, summary: Mapping, out_dir: str | Path) -> None:
 
 
 def scores_on_test(config: Mapping, recipes: Mapping[str, object]) -> dict[str, dict]:
-    """Test-split scores of merge recipes (by key), through the evaluation cache."""
-    session = MergeSession(config, "test", layout.MODELS)
+    """Test-split scores of merge recipes (by key) of the search's method, through the
+    evaluation cache."""
+    session = MergeSession(config, "test", layout.MODELS, search_settings(config).method)
     try:
         return {key: session.evaluate(recipe)["scores"] for key, recipe in recipes.items()}
     finally:

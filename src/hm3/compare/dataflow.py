@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 from pymoo.algorithms.soo.nonconvex.cmaes import CMAES
@@ -20,11 +20,11 @@ from hm3.core.seeds import derive_seed
 from hm3.lower.inference_path import as_path, parse_path
 from hm3.lower.pool import CandidateLog, PoolFactory
 from hm3.lower.settings import rl_settings
-from hm3.upper.preferences import experts_by_task, preference_weights, scalarizer
+from hm3.upper.preferences import experts_by_task, scalarizer
 from hm3.upper.moo import check_weights
 from hm3.upper.search import ask_tell
 from hm3.compare.settings import dataflow_settings
-from hm3.upper.settings import moo_settings, search_settings
+from hm3.upper.settings import augmentation, search_settings
 
 NAME = "evo-dataflow"  # also its seed label (with the preference): never rename
 
@@ -52,6 +52,7 @@ def indicator_path(x: np.ndarray, sequence, max_length: int | None = None):
 def dataflow_search(
     config: Mapping,
     preference: str,
+    weights: Sequence[float],
     ideal_file: str | Path,
     base_dir: str | Path,
     out_dir: str | Path,
@@ -61,7 +62,7 @@ def dataflow_search(
     the stack of the expert λ leans to most."""
     started = time.time()
     tasks = list(config["tasks"])
-    weights = check_weights(preference_weights(config, preference), tasks)
+    weights = check_weights(weights, tasks)
     ideal = json.loads(Path(ideal_file).read_text())
     settings, upper_search = dataflow_settings(config), search_settings(config)
     budget = int(upper_search.budget)
@@ -96,7 +97,7 @@ def dataflow_search(
             factory.evaluator(pool, base_dir, "search"),
             pool.names,
             weights,
-            scalarizer(ideal, moo_settings(config).augmentation),
+            scalarizer(ideal, augmentation(config)),
             plain,
         )
 
@@ -144,4 +145,6 @@ def dataflow_search(
 def rule_job(
     config: Mapping, preference: str, inputs: Mapping, out_dir: str, params: Mapping
 ) -> dict:
-    return dataflow_search(config, preference, inputs["ideal"], inputs["base"], out_dir)
+    return dataflow_search(
+        config, preference, params["weights"], inputs["ideal"], inputs["base"], out_dir
+    )

@@ -17,6 +17,7 @@ def rule_job(
     return search_path(
         config,
         preference,
+        params["weights"],
         inputs["ideal"],
         inputs["policy"],
         inputs["base"],

@@ -23,7 +23,7 @@ from hm3.merge.config import recipe_to_yaml
 from hm3.upper.param_search import MergeSession
 from hm3.upper.preferences import preferences, scalarizer
 from hm3.upper.search import ask_tell
-from hm3.upper.settings import moo_settings, search_settings
+from hm3.upper.settings import augmentation, search_settings
 
 NAME = "nsga2"  # also its seed label: never rename
 
@@ -38,8 +38,8 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
     section = search_settings(config)
     budget = int(section.budget) * len(prefs)
     seed = derive_seed(config["seed"], NAME)
-    objective, plain = scalarizer(ideal, moo_settings(config).augmentation), scalarizer(ideal)
-    session = MergeSession(config, "search", layout.MODELS)
+    objective, plain = scalarizer(ideal, augmentation(config)), scalarizer(ideal)
+    session = MergeSession(config, "search", layout.MODELS, section.method)
     space = param_space(config, session)
     # the first population is the naive merge of every reporting λ, as HM3's searches start from it
     starts = np.stack([space.start(w, section.start) for w in prefs.values()])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -21,7 +21,11 @@ NAME = "random-search"  # also its search's seed label (with the preference): ne
 
 
 def random_search(
-    config: Mapping, preference: str, ideal_file: str | Path, out_dir: str | Path
+    config: Mapping,
+    preference: str,
+    weights: Sequence[float],
+    ideal_file: str | Path,
+    out_dir: str | Path,
 ) -> dict:
     """Per-λ random search over the merge method's hyper-parameters, HM3's budget."""
     out_dir = Path(out_dir)
@@ -29,6 +33,7 @@ def random_search(
     summary = run_param_search(
         config,
         preference,
+        weights,
         ideal_file,
         out_dir / layout.CANDIDATES_FILE,
         recipe_file,
@@ -49,4 +54,4 @@ def random_search(
 def rule_job(
     config: Mapping, preference: str, inputs: Mapping, out_dir: str, params: Mapping
 ) -> dict:
-    return random_search(config, preference, inputs["ideal"], out_dir)
+    return random_search(config, preference, params["weights"], inputs["ideal"], out_dir)

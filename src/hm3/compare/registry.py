@@ -43,9 +43,6 @@ POINT_PICKS = "picks"  # each λ's recipe in search.json's picks; no checkpoint 
 POINT_EXPORTED_PATH = "exported path"  # path.yaml and the exported model in the method's folder
 POINT_PATH_ONLY = "path only"  # the inference path of the front's `path` column; nothing written
 
-# the config sections a method's rule carries as its `config` param (common.smk): a change reruns it
-UPPER, LOWER, COMPARE = "upper", "lower", "compare"
-
 
 @dataclass(frozen=True)
 class Method:
@@ -62,7 +59,6 @@ class Method:
     inputs: tuple[
         str, ...
     ] = ()  # read beside the models, the data and the ideal point: "base", "policy"
-    config: str = UPPER  # the config sections it reads
     anytime: str | None = None  # its curve in the anytime-HV table
     point: str = POINT_PATH_ONLY  # how the explorer finds a point's recipe and checkpoint
 
@@ -140,7 +136,6 @@ METHODS = (
         stage="baseline: evolutionary data-flow",
         outputs={"candidates": layout.CANDIDATES_FILE, "summary": layout.SUMMARY_FILE},
         inputs=("base",),
-        config=COMPARE,
         anytime="evolutionary data-flow (CMA-ES)",
         point=POINT_PATH_ONLY,
     ),
@@ -158,7 +153,6 @@ METHODS = (
             "summary": layout.SUMMARY_FILE,
         },
         inputs=("policy", "base"),
-        config=LOWER,
         anytime="HM3 without parameter level",
         point=POINT_EXPORTED_PATH,
     ),

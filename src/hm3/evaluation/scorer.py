@@ -12,9 +12,10 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Mapping
 
 import hm3.evaluation.tasks
 from hm3.checkpoints.causal_lm import load_causal_lm, remote_code_refused
@@ -35,6 +36,9 @@ for _name in ("lm_eval", "lm-eval"):
 logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
 
 
+SCORE_KEYS = ("lm_eval_task", "metric", "scale")  # the keys of a task that decide its score
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """One objective: an lm-eval task per split, and which of its metrics to use."""
@@ -43,7 +47,6 @@ class TaskSpec:
     lm_eval_task: dict[str, str]  # split -> lm-eval task name
     metric: str  # lm-eval result key, "metric,filter"
     scale: float = 1.0  # divide by this to get a 0..1 score (chrF, BLEU: 100)
-    extra_metrics: list[str] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, name: str, cfg: dict) -> "TaskSpec":
@@ -52,7 +55,6 @@ class TaskSpec:
             lm_eval_task=dict(cfg["lm_eval_task"]),
             metric=cfg["metric"],
             scale=float(cfg.get("scale", 1.0)),
-            extra_metrics=list(cfg.get("extra_metrics", [])),
         )
 
     def task_for(self, split: str) -> str:
@@ -180,9 +182,10 @@ class Scorer:
                     f"results for {task}: {sorted(k for k in result if ',' in k)}"
                 )
             scores[spec.name] = float(result[spec.metric]) / spec.scale
-            metrics[spec.name] = {
-                k: float(result[k]) for k in [spec.metric, *spec.extra_metrics] if k in result
-            }
+            # every metric the task computes, not only those `extra_metrics` shows: the
+            # scores then do not depend on which a report picks (a job reading
+            # `extra_metrics` would rerun, and everything after it, on an edit of it)
+            metrics[spec.name] = {k: float(result[k]) for k in result_metrics(result)}
             counts[spec.name] = int(output.get("n-samples", {}).get(task, {}).get("effective", 0))
         return {
             "split": self.split,
@@ -192,6 +195,17 @@ class Scorer:
             "seconds": round(seconds, 2),
             "lm_eval_version": _lm_eval_version(),
         }
+
+
+def result_metrics(result: Mapping) -> list[str]:
+    """The "metric,filter" keys of one task's lm-eval results, without the standard errors."""
+    return [
+        key
+        for key, value in result.items()
+        if "," in key
+        and not key.split(",")[0].endswith("_stderr")
+        and isinstance(value, (int, float))
+    ]
 
 
 def _lm_eval_version() -> str:
@@ -306,7 +320,11 @@ def evaluation_context(
         "models": {str(d): tree_fingerprint(d) for d in model_dirs},
         "data": tree_fingerprint(*data_files) if data_files else "",
         "task_definitions": tree_fingerprint(*include_paths(evaluation)),
-        "tasks": tasks,
+        # what decides a score, not what a report shows of it (`extra_metrics`)
+        "tasks": {
+            name: {key: spec.get(key) for key in SCORE_KEYS if key in spec}
+            for name, spec in tasks.items()
+        },
         "settings": {
             **{k: evaluation.get(k) for k in ("batch_size", "limit", "device")},
             **_dtype_setting(evaluation),

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -23,8 +23,8 @@ from hm3.lower.settings import (
     reward_function,
     rl_settings,
 )
-from hm3.upper.settings import moo_settings
-from hm3.upper.preferences import preference_weights, scalarizer
+from hm3.upper.settings import augmentation
+from hm3.upper.preferences import scalarizer
 from hm3.upper.moo import check_weights
 
 if TYPE_CHECKING:
@@ -78,6 +78,7 @@ def online_paths(
 def search_path(
     config: Mapping,
     preference: str,
+    weights: Sequence[float],
     ideal_file: str | Path,
     policy_dir: str | Path,
     anchor_dir: str | Path,
@@ -99,7 +100,7 @@ def search_path(
     from hm3.lower.pool import CandidateLog, PoolFactory, export_path
 
     started = time.time()
-    weights = check_weights(preference_weights(config, preference), list(config["tasks"]))
+    weights = check_weights(weights, list(config["tasks"]))
     ideal = json.loads(Path(ideal_file).read_text())
     agent, meta = load_policy(policy_dir)
     agent.reseed(derive_seed(config["seed"], "online", preference))
@@ -113,7 +114,7 @@ def search_path(
             search,
             pool.names,
             weights,
-            scalarizer(ideal, moo_settings(config).augmentation),
+            scalarizer(ideal, augmentation(config)),
             plain,
             reward_function(config, ideal),
         )
@@ -231,6 +232,7 @@ def align_best(
 def random_paths(
     config: Mapping,
     preference: str,
+    weights: Sequence[float],
     ideal_file: str | Path,
     anchor_dir: str | Path,
     budget_file: str | Path,
@@ -247,7 +249,7 @@ def random_paths(
     # lazy: torch and transformers (as above)
     from hm3.lower.pool import CandidateLog, PoolFactory
 
-    weights = check_weights(preference_weights(config, preference), list(config["tasks"]))
+    weights = check_weights(weights, list(config["tasks"]))
     ideal = json.loads(Path(ideal_file).read_text())
     budget = int(json.loads(Path(budget_file).read_text())["budget"])
     t_max = rl_settings(config).t_max
@@ -260,7 +262,7 @@ def random_paths(
             factory.evaluator(pool, anchor_dir, "search"),
             pool.names,
             weights,
-            scalarizer(ideal, moo_settings(config).augmentation),
+            scalarizer(ideal, augmentation(config)),
             plain,
         )
         steps = [(m, layer) for m, depth in enumerate(pool.depths) for layer in range(depth)]

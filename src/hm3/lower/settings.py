@@ -4,7 +4,7 @@ names, and a preference λ given as text."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -13,7 +13,7 @@ from hm3.core.errors import ConfigError, HM3Error
 from hm3.core.seeds import derive_seed
 from hm3.core.settings import from_section
 from hm3.upper.preferences import scalarizer
-from hm3.upper.settings import moo_settings
+from hm3.upper.settings import augmentation
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,27 @@ class OnlineSettings:
     updates: int = 0  # policy-gradient steps on the λ's own rewards
 
 
+DEFAULT_REWARD = "weighted_sum"  # or "scalarization": -g(.|λ)
+DEFAULT_RELATIVE_TO_IDENTITY = True  # rewards relative to M_λ's identity path
+
+
+@dataclass(frozen=True)
+class RewardSettings:
+    """The reward's two keys of `rl`: all the offline training reads of it besides
+    `rl.agent` and `rl.training` (its job then does not rerun on `rl.online`)."""
+
+    reward: str = DEFAULT_REWARD
+    relative_to_identity: bool = DEFAULT_RELATIVE_TO_IDENTITY
+
+
 @dataclass(frozen=True)
 class LowerSettings:
     """The lower level's switches (config section `rl`, besides its sub-sections)."""
 
     online: OnlineSettings
     align: bool  # rl.alignment.enabled
-    reward: str = "weighted_sum"  # or "scalarization": -g(.|λ)
-    relative_to_identity: bool = True  # rewards relative to M_λ's identity path
+    reward: str = DEFAULT_REWARD
+    relative_to_identity: bool = DEFAULT_RELATIVE_TO_IDENTITY
 
 
 def lower_settings(config: Mapping) -> LowerSettings:
@@ -85,6 +98,12 @@ def lower_settings(config: Mapping) -> LowerSettings:
     online = from_section(OnlineSettings, section.pop("online", None), "rl.online")
     align = bool(rl.get("alignment", {}).get("enabled", False))
     return from_section(LowerSettings, section, "rl", online=online, align=align)
+
+
+def reward_settings(config: Mapping) -> RewardSettings:
+    rl = config["rl"]
+    keys = [f.name for f in fields(RewardSettings)]
+    return from_section(RewardSettings, {k: rl[k] for k in keys if k in rl}, "rl")
 
 
 def rl_settings(config: Mapping, purpose: str = "train") -> RLSettings:
@@ -111,8 +130,8 @@ def reward_function(
 ) -> Callable[[Mapping[str, float], np.ndarray], float]:
     """Σ_k λ_k f̃_k (normalised scores), the reward of docs/method.md §5.2; or, with
     `rl.reward: scalarization`, minus the searches' own objective g(·|λ)."""
-    kind = lower_settings(config).reward
-    objective = scalarizer(ideal, moo_settings(config).augmentation)
+    kind = reward_settings(config).reward
+    objective = scalarizer(ideal, augmentation(config))
     if kind == "weighted_sum":
         return lambda scores, weights: float(np.dot(weights, objective.normalizer.vector(scores)))
     if kind == "scalarization":

@@ -14,7 +14,7 @@ import numpy as np
 from hm3.core import layout
 from hm3.core.errors import HM3Error
 from hm3.core.io import atomic_file, write_json
-from hm3.lower.settings import lower_settings, reward_function, rl_settings
+from hm3.lower.settings import reward_function, reward_settings, rl_settings
 from hm3.upper.preferences import scalarizer, training_preferences
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def train_policy(
         raise HM3Error(f"no searched merge M_λ for training preference(s) {', '.join(missing)}")
     ideal = json.loads(Path(ideal_file).read_text())
     reward, objective = reward_function(config, ideal), scalarizer(ideal)
-    relative = lower_settings(config).relative_to_identity
+    relative = reward_settings(config).relative_to_identity
     settings = rl_settings(config, "train")
     episodes = config["rl"]["training"]["episodes"]
     factory = PoolFactory(config, layout.MODELS)
@@ -137,7 +137,7 @@ def train_policy(
         tasks=factory.tasks,
         meta={
             "training_preferences": {p: w.tolist() for p, w in table.items()},
-            "reward": lower_settings(config).reward,
+            "reward": reward_settings(config).reward,
         },
         overwrite=overwrite,
     )

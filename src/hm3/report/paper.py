@@ -20,7 +20,7 @@ from hm3.core import layout
 from hm3.core.io import atomic_file
 from hm3.upper.preferences import preferences, scalarizer
 from hm3.upper.moo import hv_reference, hypervolume
-from hm3.upper.settings import moo_settings
+from hm3.upper.settings import augmentation
 
 matplotlib.use("Agg")  # files only: jobs have no display
 
@@ -206,7 +206,7 @@ def _one_run_trace(
     if not file.exists():
         return []
     prefs = preferences(config)
-    objective = scalarizer(ideal, moo_settings(config).augmentation)
+    objective = scalarizer(ideal, augmentation(config))
     raw = pd.read_csv(file)[[f"score.{t}" for t in config["tasks"]]].to_numpy(float)
     values = np.stack([objective(raw, w) for w in prefs.values()])  # (λ, candidates)
     points = objective.normalizer(raw)

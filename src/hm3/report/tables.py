@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 
+from hm3.core.errors import ConfigError
 from hm3.core.io import write_text
 
 
@@ -26,6 +28,26 @@ def score_table(score_files, models: dict, tasks: list[str]) -> pd.DataFrame:
         .sort_values(by="role", key=lambda s: s.map(order), kind="stable")
         .reset_index(drop=True)
     )
+
+
+def metrics_table(score_files, tasks: Mapping) -> pd.DataFrame:
+    """One row per model, one column per task and metric: each objective's metric and
+    the task's `extra_metrics`, as lm-eval reports them (not scaled)."""
+    rows = []
+    for path in score_files:
+        result = json.loads(Path(path).read_text())
+        row = {"model": result["model"], "split": result["split"]}
+        for task, spec in tasks.items():
+            recorded = result["metrics"][task]
+            for metric in [spec["metric"], *spec.get("extra_metrics", [])]:
+                if metric not in recorded:
+                    raise ConfigError(
+                        f"tasks.{task}.extra_metrics: {metric!r} is not among the metrics "
+                        f"lm-eval reports for it ({', '.join(sorted(recorded))})"
+                    )
+                row[f"{task} {metric}"] = round(recorded[metric], 4)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def write_table(table: pd.DataFrame, csv_path, md_path=None, tex_path=None) -> None:

@@ -51,10 +51,28 @@ def training_weights(count: int, n_tasks: int, seed: int) -> np.ndarray:
     return rng.dirichlet(np.ones(n_tasks), size=count)
 
 
+WEIGHT_ID_DIGITS = 4  # a weight in an id: w × 10⁴, rounded
+
+
+def weight_id(weights: Sequence[float]) -> str:
+    """A reporting λ's name, made of its values (0.8333, 0.0833, 0.0833: w8333-0833-0833):
+    the same λ keeps its name, its folders and its results when the grid around it
+    changes (a finer `partitions` searches only the λ it adds), which a name by
+    position in the grid (w00, w01, ...) would not. Ids are also the per-λ seeds'
+    labels, so results depend on λ, not on where it stands in the grid."""
+    scale = 10**WEIGHT_ID_DIGITS
+    return "w" + "-".join(f"{round(float(w) * scale):0{WEIGHT_ID_DIGITS}d}" for w in weights)
+
+
 def weight_ids(weights: np.ndarray) -> list[str]:
-    """Stable, sortable names for the rows of a weight table: w00, w01, ..."""
-    width = max(2, len(str(len(weights) - 1)))
-    return [f"w{i:0{width}d}" for i in range(len(weights))]
+    """The ids of a weight table's rows (weight_id), refused when two rows share one."""
+    ids = [weight_id(w) for w in weights]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(
+            "moo.reporting_weights: two weight vectors agree to "
+            f"{WEIGHT_ID_DIGITS} decimals; use fewer partitions"
+        )
+    return ids
 
 
 def check_weights(weights: Sequence[float], tasks: Sequence[str] | None = None) -> np.ndarray:

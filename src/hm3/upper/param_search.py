@@ -33,8 +33,8 @@ from hm3.evaluation.scorer import (
 from hm3.merge import get_method, load_recipe, recipe_to_yaml, run_merge
 from hm3.merge.merger import open_merger
 from hm3.upper.moo import check_weights
-from hm3.upper.preferences import experts_by_task, preference_weights, preferences, scalarizer
-from hm3.upper.settings import moo_settings, search_settings
+from hm3.upper.preferences import experts_by_task, scalarizer
+from hm3.upper.settings import augmentation, merge_storage_settings, search_settings
 from hm3.upper.search import ParamSpace, best_candidate, search_preference
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,12 @@ class MergeSession:
         config: Mapping,
         split: str,
         models_dir: str | Path,
+        method: str,
         data_dir: str | Path = layout.DATA,
     ):
         self.config = config
-        self.dtype = search_settings(config).dtype  # read once: recipe() runs per candidate
+        storage = merge_storage_settings(config)
+        self.dtype = storage.dtype  # read once: recipe() runs per candidate
         evaluation, security = config["evaluation"], config["security"]
         settings = evaluation_settings(evaluation)
         self.tasks = [task for task, _ in experts_by_task(config)]
@@ -63,7 +65,11 @@ class MergeSession:
         # in-memory on the device, host memory, or merged on disk per candidate: hm3.merge.merger
         # plans it from the checkpoint headers and logs the mode with the bytes it weighed
         self.merger, self.memory_plan = open_merger(
-            base_dir, expert_dirs, evaluation, security, config["search"]
+            base_dir,
+            expert_dirs,
+            evaluation,
+            security,
+            {"method": method, "memory": storage.memory},
         )
         check_before_tokenizer_load(
             base_dir
@@ -122,6 +128,7 @@ def split_parameters(method: str, parameters: Mapping) -> tuple[dict, dict]:
 def run_param_search(
     config: Mapping,
     preference: str,
+    weights: Sequence[float],
     ideal_file: str | Path,
     out_candidates: str | Path,
     out_recipe: str | Path,
@@ -131,15 +138,16 @@ def run_param_search(
 ) -> dict:
     """Search the configured method's hyper-parameters for one preference, with
     `search.algorithm` (or ``algorithm``: the random-search baseline reuses this
-    with its own sampler seed, ``label``, and the same merge seeds as HM3's search)."""
+    with its own sampler seed, ``label``, and the same merge seeds as HM3's search).
+    ``weights`` is the preference's λ: the job carries it, not the grid it came from."""
 
-    weights = check_weights(preference_weights(config, preference), list(config["tasks"]))
+    weights = check_weights(weights, list(config["tasks"]))
     ideal = json.loads(Path(ideal_file).read_text())
     section = search_settings(config)
     algorithm = algorithm or section.algorithm
     seed = derive_seed(config["seed"], "search", preference)  # the merges' own seed (DARE's drops)
     sampler_seed = seed if label == "search" else derive_seed(config["seed"], label, preference)
-    session = MergeSession(config, "search", layout.MODELS)
+    session = MergeSession(config, "search", layout.MODELS, section.method)
     space = ParamSpace(
         section.method,
         tuple(session.tasks),
@@ -159,8 +167,8 @@ def run_param_search(
             " (cached)" if candidate.cached else "",
         )
 
-    augmentation = moo_settings(config).augmentation
-    objective = scalarizer(ideal, augmentation)
+    rho = augmentation(config)
+    objective = scalarizer(ideal, rho)
     try:
         candidates = search_preference(
             session.evaluate,
@@ -192,9 +200,7 @@ def run_param_search(
         "method": space.method,
         "algorithm": algorithm,
         "budget": section.budget,
-        "objective": "augmented tchebycheff"
-        if plain.kind == "tchebycheff" and augmentation
-        else plain.kind,
+        "objective": "augmented tchebycheff" if plain.kind == "tchebycheff" and rho else plain.kind,
         "best": {
             "candidate": best.index,
             "objective": best.value,
@@ -221,15 +227,21 @@ def run_param_search(
 
 
 # ------------------------------------------------------------------ naive baselines
-def run_baseline(config: Mapping, method: str, split: str, out_csv: str | Path) -> list[dict]:
+def run_baseline(
+    config: Mapping,
+    method: str,
+    preferences: Mapping[str, Sequence[float]],
+    split: str,
+    out_csv: str | Path,
+) -> list[dict]:
     """The naive merge `method` (weights = λ, the configured parameters) for every
-    reporting preference, scored on ``split`` through the evaluation cache."""
+    reporting preference (id -> λ), scored on ``split`` through the evaluation cache."""
 
     per_model, shared = split_parameters(method, config["baselines"][method])
-    session = MergeSession(config, split, layout.MODELS)
+    session = MergeSession(config, split, layout.MODELS, method)
     rows = []
     try:
-        for pid, weights in preferences(config).items():
+        for pid, weights in preferences.items():
             recipe = session.recipe(
                 method,
                 [{"weight": float(w), **per_model} for w in weights],

@@ -29,9 +29,12 @@ def experts_by_task(config: Mapping) -> list[tuple[str, str]]:
 
 
 def preferences(config: Mapping) -> dict[str, np.ndarray]:
-    """The reporting weight vectors by id (w00, w01, ...), fixed by the config."""
+    """The reporting weight vectors by id (w8333-0833-0833, ...: hm3.upper.moo.weight_id)."""
     section = reporting_weights_settings(config)
     weights = reporting_weights(len(config["tasks"]), section.partitions, section.shrink)
+    # rounded far below any effect, so that a λ two grids share is the same numbers in
+    # both (k/3 and 2k/6 may differ in the last bit) and its jobs' params do not change
+    weights = np.round(weights, 12)
     return dict(zip(weight_ids(weights), weights))
 
 
@@ -108,7 +111,7 @@ def scalarizer(ideal: Mapping, augmentation: float = 0.0) -> Scalarizer:
 
 
 def preference_weights(config: Mapping, preference: str) -> np.ndarray:
-    """The weight vector of a reporting (w..) or training (t..) preference id, or a clear error."""
+    """The weight vector of a reporting (w...) or training (t..) preference id, or a clear error."""
     table = {**preferences(config), **training_preferences(config)}
     if preference not in table:
         raise HM3Error(f"unknown preference {preference!r}; the config defines {', '.join(table)}")

@@ -9,6 +9,9 @@ from typing import Any, Mapping
 from hm3.core.settings import DEFAULT_DTYPE, DEFAULT_MEMORY_MODE, from_section
 
 
+DEFAULT_AUGMENTATION = 0.0
+
+
 @dataclass(frozen=True)
 class ReportingWeightsSettings:
     partitions: int
@@ -21,7 +24,9 @@ class MooSettings:
     scalarization: str
     reporting_weights: ReportingWeightsSettings
     hv_reference: Any
-    augmentation: float = 0.0  # ρ of the augmented Tchebycheff the searches minimise
+    augmentation: float = (
+        DEFAULT_AUGMENTATION  # ρ of the augmented Tchebycheff the searches minimise
+    )
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,26 @@ class SearchSettings:
     memory: str = (
         DEFAULT_MEMORY_MODE  # where the search keeps base and experts (hm3.merge.memory_plan)
     )
+
+
+@dataclass(frozen=True)
+class MergeStorageSettings:
+    """The part of `search` every in-memory merge reads (the searches, the naive
+    baselines, the comparison methods): its own settings, so that a job merging with
+    another method does not carry, and rerun on, the search's."""
+
+    dtype: str = DEFAULT_DTYPE
+    memory: str = DEFAULT_MEMORY_MODE
+
+
+def merge_storage_settings(config: Mapping) -> MergeStorageSettings:
+    section = config["search"]
+    return MergeStorageSettings(**{k: section[k] for k in ("dtype", "memory") if k in section})
+
+
+def augmentation(config: Mapping) -> float:
+    """ρ alone (`moo.augmentation`): the searches read it, not the rest of `moo`."""
+    return float(config["moo"].get("augmentation", DEFAULT_AUGMENTATION))
 
 
 def reporting_weights_settings(config: Mapping) -> ReportingWeightsSettings:
