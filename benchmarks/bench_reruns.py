@@ -64,6 +64,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, required=True, help="a finished default run")
     parser.add_argument("--repo", type=Path, default=REPO, help="the workflow and library to use")
     parser.add_argument("--run", action="store_true", help="also rerun each edit, in a copy")
+    parser.add_argument(
+        "--skip-run",
+        default="",
+        help="comma-separated edit names (or parts of them) to plan but not rerun",
+    )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="hm3-reruns-"))
     print(f"{'edit':42s} {'jobs':>5s} {'rerun s':>8s}  planned")
@@ -76,7 +81,8 @@ def main() -> None:
                 raise SystemExit(f"{name}: snakemake -n failed:\n{plan.stderr[-3000:]}")
             jobs = job_stats(plan.stdout + plan.stderr)
             seconds = "-"
-            if args.run and jobs:
+            skipped = any(part and part in name for part in args.skip_run.split(","))
+            if args.run and jobs and not skipped:
                 copy = scratch / "run"
                 shutil.rmtree(copy, ignore_errors=True)
                 shutil.copytree(args.workdir / "results", copy / "results", symlinks=True)

@@ -97,3 +97,21 @@ def test_the_selection_does_not_change_with_the_configs_key_order():
     # ... but follows the order of the tasks, which is the order of λ's weights
     swapped = {**CONFIG, "tasks": dict(reversed(list(CONFIG["tasks"].items())))}
     assert list(select(swapped, paths)["tasks"]) == ["code", "math"]
+
+
+def test_a_settings_object_is_built_only_from_a_section_the_job_may_read_whole():
+    from dataclasses import dataclass
+
+    from hm3.core.settings import from_section
+
+    @dataclass(frozen=True)
+    class Budget:
+        budget: int
+        popsize: int = 8
+
+    view = StrictConfig(select(CONFIG, ["search.budget"]), ["search.budget"])
+    # popsize is not the job's to read: its default would stand in for the config's
+    with pytest.raises(ConfigReadError, match="'search.popsize'"):
+        from_section(Budget, view["search"], "search")
+    whole = StrictConfig(select(CONFIG, ["search"]), ["search"])
+    assert from_section(Budget, {"budget": whole["search"]["budget"]}, "search").budget == 19

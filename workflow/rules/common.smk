@@ -191,3 +191,8 @@ def max_shard_size():
 
 def model_dirs():
     return expand(layout.MODEL, model=MODELS)
+
+
+def expert_dirs():
+    """The lower level's layer pools hold the experts and M_λ, not the base."""
+    return expand(layout.MODEL, model=EXPERTS)

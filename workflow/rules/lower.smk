@@ -5,7 +5,7 @@
 
 rule train_policy:
     input:
-        models=model_dirs(),
+        experts=expert_dirs(),
         data=generated_split_files("search"),
         ideal=layout.IDEAL,
         anchors=expand(layout.PARAM_MODEL, pref=TRAINING_PREFERENCES),
@@ -36,7 +36,7 @@ rule search_path:
     input:
         policy=layout.POLICY,
         anchor=layout.fill(layout.PARAM_MODEL, pref="{report_pref}"),
-        models=model_dirs(),
+        experts=expert_dirs(),
         data=generated_split_files("search") + generated_split_files("test"),
         ideal=layout.IDEAL,
     output:
@@ -65,7 +65,7 @@ rule random_paths:
     input:
         budget=layout.PATH_SUMMARY,
         anchor=layout.fill(layout.PARAM_MODEL, pref="{report_pref}"),
-        models=model_dirs(),
+        experts=expert_dirs(),
         data=generated_split_files("search") + generated_split_files("test"),
         ideal=layout.IDEAL,
     output:

@@ -20,12 +20,17 @@ SCORING = (
     "tasks.*.lm_eval_task",
     "tasks.*.metric",
     "tasks.*.scale",
-    "evaluation",
+    "evaluation.device",
+    "evaluation.dtype",
+    "evaluation.batch_size",
+    "evaluation.limit",
+    "evaluation.include_path",
     "security.trust_remote_code",
 )
 FAMILY = ("models.*.role", "models.*.task")  # which model is the base, which expert for which task
-# scoring candidates in a search loop: the cache's seed and the searches' objective
-CANDIDATES = (*SCORING, *FAMILY, "seed", "moo.augmentation")
+# scoring candidates in a search loop: through the evaluation cache, with its seed, for
+# the searches' objective
+CANDIDATES = (*SCORING, "evaluation.cache", *FAMILY, "seed", "moo.augmentation")
 # ... merged in memory (hm3.upper.param_search.MergeSession)
 MERGED_CANDIDATES = (*CANDIDATES, "security.allow_pickle", "search.dtype", "search.memory")
 PARAM_SEARCH = (*MERGED_CANDIDATES, "search")

@@ -19,7 +19,7 @@ from hm3.core import layout
 from hm3.core.seeds import derive_seed
 from hm3.lower.inference_path import as_path, parse_path
 from hm3.lower.pool import CandidateLog, PoolFactory
-from hm3.lower.settings import rl_settings
+from hm3.lower.settings import path_length_limit
 from hm3.upper.preferences import experts_by_task, scalarizer
 from hm3.upper.moo import check_weights
 from hm3.upper.search import ask_tell
@@ -71,7 +71,7 @@ def dataflow_search(
     try:
         pool = factory.pool(base_dir)
         sequence = layer_sequence(pool.depths, int(settings.repeats))
-        max_length = settings.max_length or rl_settings(config).t_max  # as long as HM3's paths
+        max_length = settings.max_length or path_length_limit(config)  # as long as HM3's paths
         favourite = factory.names.index(experts_by_task(config)[int(np.argmax(weights))][1])
         x0 = np.array([0.5 if m == favourite else -0.5 for m, _ in sequence])
         problem = Problem(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any, Mapping, TypeVar
 
+from hm3.core.config_view import StrictConfig
 from hm3.core.errors import ConfigError
 
 T = TypeVar("T")
@@ -20,7 +21,15 @@ DEFAULT_MEMORY_MODE = "auto"  # `search.memory`: the first of in-memory, host, s
 
 def from_section(cls: type[T], section: Mapping[str, Any] | None, where: str, **extra: Any) -> T:
     """``cls`` built from one config section; a key it does not know is a ConfigError
-    naming ``where`` (for configs that bypass the schema: library calls, tests)."""
+    naming ``where`` (for configs that bypass the schema: library calls, tests).
+
+    A job's view of the config (hm3.core.config_view) must allow every field: a field
+    outside the job's params would otherwise take its default here, silently, whatever
+    the config says."""
+    if isinstance(section, StrictConfig):
+        for field in fields(cls):
+            if field.name not in extra:
+                field.name in section  # noqa: B015 - refuses a key the job may not read
     section = dict(section or {})
     known = {f.name for f in fields(cls)} - set(extra)
     unknown = sorted(set(section) - known)

@@ -21,7 +21,7 @@ from hm3.lower.settings import (
     alignment_settings,
     lower_settings,
     reward_function,
-    rl_settings,
+    path_length_limit,
 )
 from hm3.upper.settings import augmentation
 from hm3.upper.preferences import scalarizer
@@ -252,7 +252,7 @@ def random_paths(
     weights = check_weights(weights, list(config["tasks"]))
     ideal = json.loads(Path(ideal_file).read_text())
     budget = int(json.loads(Path(budget_file).read_text())["budget"])
-    t_max = rl_settings(config).t_max
+    t_max = path_length_limit(config)
     rng = np.random.default_rng(derive_seed(config["seed"], "random_paths", preference))
     factory = PoolFactory(config, layout.MODELS)
     try:

@@ -16,11 +16,14 @@ from hm3.upper.preferences import scalarizer
 from hm3.upper.settings import augmentation
 
 
+DEFAULT_T_MAX = 8
+
+
 @dataclass(frozen=True)
 class RLSettings:
     """Every hyper-parameter of the lower level (config section `rl`)."""
 
-    t_max: int = 8
+    t_max: int = DEFAULT_T_MAX
     length_penalty: float = 0.01  # β
     embed_dim: int = 32
     hidden_dim: int = 64
@@ -112,6 +115,12 @@ def rl_settings(config: Mapping, purpose: str = "train") -> RLSettings:
     return from_section(
         RLSettings, agent, "rl.agent", seed=derive_seed(config["seed"], "rl", purpose)
     )
+
+
+def path_length_limit(config: Mapping) -> int:
+    """`rl.agent.t_max` alone: the longest path, all a baseline reads of the agent."""
+    agent = config.get("rl", {}).get("agent") or {}
+    return int(agent.get("t_max", DEFAULT_T_MAX))
 
 
 def alignment_settings(config: Mapping, preference: str) -> AlignmentSettings:
