@@ -157,3 +157,14 @@ def test_param_front_writes_everything(tmp_path):
     assert all(path.stat().st_size > 0 for path in out.values())
     assert out["front.png"].read_bytes()[:4] == b"\x89PNG"
     assert len(pd.read_csv(out["front.csv"])) == 20
+
+
+def test_a_lambda_two_grids_share_is_the_same_numbers_in_both():
+    import copy
+
+    finer = copy.deepcopy(CONFIG)
+    finer["moo"]["reporting_weights"]["partitions"] *= 2
+    coarse, fine = preferences(CONFIG), preferences(finer)
+    assert set(coarse) <= set(fine)
+    for pid, weights in coarse.items():
+        assert weights.tolist() == fine[pid].tolist()  # exactly: they are the jobs' params
