@@ -17,17 +17,21 @@ def test_stages_are_named_from_benchmark_files():
     assert stage_of("train_policy") == "lower level: offline RL training"
     assert stage_of("train_math") == "tiny suite: base and experts"
     assert stage_of("search_params_t01") == "upper level: searches (training λ)"
-    assert stage_of("search_params_w07") == "upper level: searches (reporting λ)"
+    # reporting λ are named by their weights (hm3.upper.moo.weight_id)
+    assert stage_of("search_params_w0833-3333-5833") == "upper level: searches (reporting λ)"
+    assert stage_of("search_path_w0833-3333-5833") == "lower level: online path search"
+    assert stage_of("compare_random_search_w8333-0833-0833") == "baseline: random search"
+    assert stage_of("baseline_task_arithmetic") == "naive baselines"
     assert stage_of("mystery") == "other"
 
 
 def test_cost_table_sums_jobs_and_counts_evaluations(tmp_path):
     results = tmp_path / "results"
-    bench(results / "benchmarks", "search_params_w00", 10.0, 9.0, 500)
-    bench(results / "benchmarks", "search_params_w01", 30.0, 27.0, 700)
+    bench(results / "benchmarks", "search_params_w0833-0833-8333", 10.0, 9.0, 500)
+    bench(results / "benchmarks", "search_params_w0833-8333-0833", 30.0, 27.0, 700)
     bench(results / "benchmarks", "train_policy", 60.0, 58.0, 600)
     bench(results / "benchmarks", "score_test_math", 5.0, 4.0, 400)
-    for pid, n in (("w00", 25), ("w01", 20)):
+    for pid, n in (("w0833-0833-8333", 25), ("w0833-8333-0833", 20)):
         (results / "param" / pid).mkdir(parents=True)
         (results / "param" / pid / "search.json").write_text(json.dumps({"evaluated": n}))
     (results / "rl").mkdir()

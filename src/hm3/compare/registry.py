@@ -77,7 +77,7 @@ class Method:
     @property
     def benchmark_pattern(self) -> str:
         """The regular expression of its benchmark file stems (hm3.report.cost)."""
-        return rf"{self.benchmark}_\w+$" if self.per_preference else rf"{self.benchmark}$"
+        return rf"{self.benchmark}_[\w-]+$" if self.per_preference else rf"{self.benchmark}$"
 
     @property
     def exports(self) -> bool:
