@@ -56,10 +56,10 @@ def test_entries_give_the_paths_the_rules_always_wrote():
 
 def test_cost_stages_and_kinds_keep_their_labels_and_order():
     assert STAGES[-4:] == [
-        (r"compare_no_param_\w+$", "ablation: HM3 without parameter level"),
-        (r"compare_random_search_\w+$", "baseline: random search"),
+        (r"compare_no_param_[\w-]+$", "ablation: HM3 without parameter level"),
+        (r"compare_random_search_[\w-]+$", "baseline: random search"),
         (r"compare_nsga2$", "baseline: NSGA-II"),
-        (r"compare_dataflow_\w+$", "baseline: evolutionary data-flow"),
+        (r"compare_dataflow_[\w-]+$", "baseline: evolutionary data-flow"),
     ]
     assert stage_of("compare_dataflow_w03") == "baseline: evolutionary data-flow"
     assert stage_of("compare_nsga2") == "baseline: NSGA-II"
