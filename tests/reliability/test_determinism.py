@@ -98,6 +98,7 @@ def test_a_new_seed_changes_only_the_random_parts(finished_run, tmp_path, reliab
     for model in ("base", "math", "code", "translation"):
         for shard in sorted((finished_run / "results/models" / model).glob("*.safetensors")):
             assert shard.read_bytes() == (workdir / shard.relative_to(finished_run)).read_bytes()
+
     # the reporting λ are a grid; the training λ are seeded draws (a random part)
     def reporting(run):
         rows = result_content(run / "results/moo/preferences.csv")
