@@ -14,7 +14,7 @@ from hm3.core.errors import ConfigError
 from hm3.core.environment import offline_environment
 from hm3.core.resume import clear_stale_locks
 from hm3.core.seeds import derive_seed
-from hm3.upper.preferences import preference_weights, preferences, training_preferences
+from hm3.upper.preferences import preferences, training_preferences
 
 offline_environment()
 
@@ -38,12 +38,12 @@ BUILT_EXPERTS = [m for m in EXPERTS if m in BUILT_MODELS]
 GENERATED_TASKS = [
     t for t, spec in config["tasks"].items() if spec.get("generator")
 ]  # null: hub data
-PREFERENCES = list(
-    preferences(config)
-)  # reporting weight vectors, named by their values: w8333-0833-0833, ...
-TRAINING_PREFERENCES = list(
-    training_preferences(config)
-)  # the policy's training set: t00, t01, ...
+# the reporting weight vectors, named by their values (w8333-0833-0833, ...), and the
+# policy's training set (t00, t01, ...): λ by id, computed once for every rule's params
+REPORTING_WEIGHTS, TRAINING_WEIGHTS = preferences(config), training_preferences(config)
+WEIGHTS = {**REPORTING_WEIGHTS, **TRAINING_WEIGHTS}
+PREFERENCES = list(REPORTING_WEIGHTS)
+TRAINING_PREFERENCES = list(TRAINING_WEIGHTS)
 BASELINES = list(config["baselines"])
 # the tiny suite is the method's input, not part of it: its own seed keeps the models and
 # data fixed while `seed` varies the searches (null: derived from `seed`)
@@ -127,7 +127,7 @@ def search_config(wildcards):
 def weights_of(pref):
     """A preference's λ: a per-λ job carries its own λ, not the grid it came from, so
     that a grid edit reruns only the λ it adds or removes."""
-    return [float(w) for w in preference_weights(config, pref)]
+    return [float(w) for w in WEIGHTS[pref]]
 
 
 def pref_weights(wildcards):

@@ -64,8 +64,7 @@ def job(smk) -> Iterator[None]:
 def job_config(smk) -> StrictConfig:
     """The rule's `config` param, held to the rule's reads: a read outside them fails
     (it would be a setting whose edit does not rerun the job: hm3.core.config_view)."""
-    wildcards = {key: value for key, value in smk.wildcards.items()}
-    return StrictConfig(smk.params.config, rule_reads(smk.rule, wildcards))
+    return StrictConfig(smk.params.config, rule_reads(smk.rule, dict(smk.wildcards.items())))
 
 
 def _set_threads(threads: int) -> None:

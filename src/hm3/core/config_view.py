@@ -68,12 +68,7 @@ def _select(node: Any, allowed: Any) -> Any:
     if allowed is ALL or not isinstance(node, Mapping):
         return _plain(node)
     keys = list(node) if "*" in allowed else [key for key in allowed if key in node]
-    found = {}
-    for key in keys:
-        rule = allowed.get(key, allowed.get("*"))
-        if rule is not None:
-            found[key] = _select(node[key], rule)
-    return found
+    return {key: _select(node[key], allowed.get(key, allowed.get("*"))) for key in keys}
 
 
 def _plain(node: Any) -> Any:

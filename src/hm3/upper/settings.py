@@ -71,12 +71,5 @@ def reporting_weights_settings(config: Mapping) -> ReportingWeightsSettings:
     )
 
 
-def moo_settings(config: Mapping) -> MooSettings:
-    section = {k: v for k, v in config["moo"].items() if k != "reporting_weights"}
-    return from_section(
-        MooSettings, section, "moo", reporting_weights=reporting_weights_settings(config)
-    )
-
-
 def search_settings(config: Mapping) -> SearchSettings:
     return from_section(SearchSettings, config["search"], "search")
