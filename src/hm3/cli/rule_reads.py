@@ -25,6 +25,7 @@ SCORING = (
     "evaluation.batch_size",
     "evaluation.limit",
     "evaluation.include_path",
+    "evaluation.engine",
     "security.trust_remote_code",
 )
 FAMILY = ("models.*.role", "models.*.task")  # which model is the base, which expert for which task

@@ -23,6 +23,7 @@ from hm3.checkpoints.files import check_before_tokenizer_load
 from hm3.core.errors import ConfigError, HM3Error
 from hm3.core.faults import pause_point
 from hm3.evaluation.cache import tree_fingerprint
+from hm3.evaluation.prepared import PreparedTasks, supports
 
 TINY_TASKS_DIR = Path(hm3.evaluation.tasks.__file__).parent / "tiny"
 HUB_TASKS_DIR = (
@@ -36,7 +37,12 @@ for _name in ("lm_eval", "lm-eval"):
 logging.getLogger("lm_eval.models.huggingface").setLevel(logging.ERROR)
 
 
-SCORE_KEYS = ("lm_eval_task", "metric", "scale")  # the keys of a task that decide its score
+SCORE_KEYS = ("lm_eval_task", "metric", "scale")
+# prepared: requests built and prompts tokenised once per process, all tasks in shared
+# batches (hm3.evaluation.prepared); lm-eval: lm_eval.evaluator.evaluate per model.
+# Both give the same completions and metrics (tests/evaluation/test_fast_path.py).
+ENGINES = ("prepared", "lm-eval")
+DEFAULT_ENGINE = "prepared"  # the keys of a task that decide its score
 
 
 @dataclass(frozen=True)
@@ -86,11 +92,16 @@ class Scorer:
         batch_size: int = 64,
         limit: int | None = None,
         include_defaults: bool = False,
+        engine: str = DEFAULT_ENGINE,
     ):
         # lazy: lm-eval loads only when a scorer is built
         from lm_eval.tasks import TaskManager
 
+        if engine not in ENGINES:
+            raise ConfigError(f"evaluation.engine must be one of {ENGINES}, got {engine!r}")
         self.specs, self.split, self.batch_size, self.limit = specs, split, batch_size, limit
+        self.engine = engine
+        self._prepared = None  # PreparedTasks, built on the first model scored
         paths = include_path or include_paths({})
         metadata = {"data_dir": str(Path(data_dir).resolve())}
         names = [spec.task_for(split) for spec in specs]
@@ -136,6 +147,8 @@ class Scorer:
 
         ``tasks``: only these objectives (names from the config), default all.
         """
+        if self._use_prepared():
+            return self._score_prepared(model, tokenizer, tasks)
         # lazy: lm-eval and torch, only when scoring
         from lm_eval.models.huggingface import HFLM
 
@@ -147,6 +160,25 @@ class Scorer:
             max_length=getattr(model.config, "max_position_embeddings", None),
         )
         return self.score_lm(lm, tasks)
+
+    def _use_prepared(self) -> bool:
+        """The prepared path when configured and every task is a greedy generation
+        (anything else goes through lm-eval's `evaluate`)."""
+        return self.engine == "prepared" and all(
+            supports(t) for t in self.task_dict["tasks"].values()
+        )
+
+    def _score_prepared(self, model, tokenizer, tasks: list[str] | None) -> dict:
+        if self._prepared is None:
+            self._prepared = PreparedTasks(
+                self.task_dict["tasks"], tokenizer, self.batch_size, self.limit
+            )
+        specs = [s for s in self.specs if tasks is None or s.name in tasks]
+        started = time.time()
+        output = self._prepared.score(
+            model, model_max_length(model), [s.task_for(self.split) for s in specs]
+        )
+        return self._collect(output, time.time() - started, specs)
 
     def score_lm(self, lm, tasks: list[str] | None = None) -> dict:
         """Score any lm-eval `LM` (the HF wrapper above, or another backend)."""
@@ -197,6 +229,15 @@ class Scorer:
         }
 
 
+def model_max_length(model) -> int:
+    """The context length HFLM gives a model: its config's first length attribute, else 2048."""
+    for attribute in ("n_positions", "max_position_embeddings", "n_ctx"):
+        value = getattr(model.config, attribute, None)
+        if value:
+            return int(value)
+    return 2048
+
+
 def result_metrics(result: Mapping) -> list[str]:
     """The "metric,filter" keys of one task's lm-eval results, without the standard errors."""
     return [
@@ -245,15 +286,21 @@ def score_checkpoint(
     model, tokenizer = load_model(
         model_dir, evaluation["device"], trust_remote_code, evaluation_dtype(evaluation)
     )
-    scorer = Scorer(
+    scorer = configured_scorer(tasks, evaluation, split, data_dir)
+    return scorer.score(model, tokenizer, device=evaluation["device"])
+
+
+def configured_scorer(tasks: Mapping, evaluation: Mapping, split: str, data_dir) -> Scorer:
+    """The Scorer the config's `tasks` and `evaluation` sections describe, for one split."""
+    return Scorer(
         task_specs(tasks),
         split,
         data_dir,
         include_path=include_paths(evaluation),
         batch_size=evaluation["batch_size"],
         limit=evaluation.get("limit"),
+        engine=evaluation.get("engine", DEFAULT_ENGINE),
     )
-    return scorer.score(model, tokenizer, device=evaluation["device"])
 
 
 class CachedEvaluator:

@@ -17,6 +17,7 @@ class EvaluationSettings:
     limit: int | None = None  # items per task and split (None: all); smoke runs only
     include_path: Sequence[str] = ()  # extra lm-eval task folders beside hm3's own
     cache: str = layout.CACHE  # the SQLite evaluation cache
+    engine: str = "prepared"  # prepared (hm3.evaluation.prepared) | lm-eval (its evaluate())
 
 
 def evaluation_settings(section: Mapping) -> EvaluationSettings:

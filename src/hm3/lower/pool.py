@@ -23,13 +23,7 @@ from hm3.checkpoints.causal_lm import load_causal_lm
 from hm3.checkpoints.files import check_before_tokenizer_load
 from hm3.core.errors import ConfigError
 from hm3.evaluation.cache import EvaluationCache
-from hm3.evaluation.scorer import (
-    CachedEvaluator,
-    Scorer,
-    evaluation_context,
-    include_paths,
-    task_specs,
-)
+from hm3.evaluation.scorer import CachedEvaluator, configured_scorer, evaluation_context
 from hm3.lower.inference_path import LayerPool, PathEvaluator, as_path, describe
 from hm3.core.device import evaluation_dtype
 from hm3.upper.preferences import experts_by_task
@@ -93,15 +87,8 @@ class PoolFactory:
 
     def scorer(self, split: str):
         if split not in self._scorers:
-            evaluation = self.config["evaluation"]
-            settings = evaluation_settings(evaluation)
-            self._scorers[split] = Scorer(
-                task_specs(self.config["tasks"]),
-                split,
-                self.data_dir,
-                include_path=include_paths(evaluation),
-                batch_size=settings.batch_size,
-                limit=settings.limit,
+            self._scorers[split] = configured_scorer(
+                self.config["tasks"], self.config["evaluation"], split, self.data_dir
             )
         return self._scorers[split]
 

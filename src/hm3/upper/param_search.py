@@ -23,13 +23,7 @@ from hm3.core.io import atomic_file, write_json, write_text
 from hm3.core.seeds import derive_seed
 from hm3.evaluation.cache import EvaluationCache
 from hm3.evaluation.settings import evaluation_settings
-from hm3.evaluation.scorer import (
-    CachedEvaluator,
-    Scorer,
-    evaluation_context,
-    include_paths,
-    task_specs,
-)
+from hm3.evaluation.scorer import CachedEvaluator, configured_scorer, evaluation_context
 from hm3.merge import get_method, load_recipe, recipe_to_yaml, run_merge
 from hm3.merge.merger import open_merger
 from hm3.upper.moo import check_weights
@@ -77,14 +71,7 @@ class MergeSession:
         tokenizer = AutoTokenizer.from_pretrained(
             base_dir, trust_remote_code=security["trust_remote_code"]
         )
-        scorer = Scorer(
-            task_specs(config["tasks"]),
-            split,
-            data_dir,
-            include_path=include_paths(evaluation),
-            batch_size=settings.batch_size,
-            limit=settings.limit,
-        )
+        scorer = configured_scorer(config["tasks"], evaluation, split, data_dir)
         self.cache = EvaluationCache(settings.cache)
         context = evaluation_context(
             [base_dir, *expert_dirs], data_dir, split, config["tasks"], evaluation

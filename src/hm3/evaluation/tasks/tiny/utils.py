@@ -15,7 +15,8 @@ import datasets
 
 from hm3.models.tiny import data
 from hm3.core.io import read_jsonl
-from hm3.evaluation.sandbox import CodeCheck, run_checks
+from hm3.evaluation.sandbox import CodeCheck
+from hm3.evaluation.sandbox.verdicts import VERDICTS
 
 SPLITS = ("train", "search", "test")
 
@@ -61,7 +62,8 @@ def translation_prompt(doc: dict) -> str:
 
 
 def run_unit_tests(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
-    """lm-eval filter: run every completion's tests in the sandbox, in one batch.
+    """lm-eval filter: run every completion's tests in the sandbox, in one batch
+    (a check this process already ran keeps its verdict: `VerdictMemo`).
 
     Replaces each response by the sandbox status ("passed", "failed", "timeout", ...),
     so the metric below is a plain comparison.
@@ -71,7 +73,7 @@ def run_unit_tests(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
         for completion in responses:
             checks.append(CodeCheck(doc["prompt"], completion, doc["test"], doc["entry_point"]))
             owners.append(index)
-    outcomes = run_checks(checks)
+    outcomes = VERDICTS.run_checks(checks)
     statuses: list[list[str]] = [[] for _ in docs]
     for owner, outcome in zip(owners, outcomes):
         statuses[owner].append(outcome.status)

@@ -1,0 +1,62 @@
+"""The upper level's search session on a finished run, for the evaluation benchmarks:
+the tiny family in memory, the search split's tasks, a fresh evaluation cache."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def add_arguments(parser: argparse.ArgumentParser, candidates: int) -> None:
+    parser.add_argument("--workdir", type=Path, default=REPO, help="a finished default run")
+    parser.add_argument("--candidates", type=int, default=candidates)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (a search job gets 1 by default)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--engine", default="prepared", help="evaluation.engine of the session")
+
+
+def open_session(args, split: str = "search"):
+    """A MergeSession on --workdir's models, with an empty cache of its own."""
+    os.chdir(args.workdir)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's per-request bars would drown the figures
+    if not Path("results/models").is_dir():
+        sys.exit(
+            f"{args.workdir}/results/models is missing: run `snakemake --cores all` there first"
+        )
+
+    import torch
+
+    from hm3.core import layout
+    from hm3.core.environment import offline_environment
+    from hm3.upper.param_search import MergeSession
+
+    offline_environment()
+    torch.set_num_threads(args.threads)
+    config = load_config()
+    config["evaluation"]["engine"] = args.engine
+    config["evaluation"]["cache"] = str(
+        Path(tempfile.mkdtemp(prefix="hm3-bench-")) / "cache.sqlite"
+    )
+    return MergeSession(config, split, layout.MODELS, "dare_ties")
+
+
+def load_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def random_recipe(session, rng, index: int):
+    """A dare_ties merge with random weights and densities, as a search samples them."""
+    params = [
+        {"weight": float(rng.uniform(0, 1.5)), "density": float(rng.uniform(0.1, 1.0))}
+        for _ in session.tasks
+    ]
+    return session.recipe("dare_ties", params, {"normalize": False}, seed=index)

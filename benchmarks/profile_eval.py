@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Where one candidate evaluation spends its time, phase by phase.
+
+Loads the tiny family from a finished run (results/models and results/data of
+--workdir), merges random dare_ties candidates in memory as the upper level does and
+scores each on all tasks' search splits with a fresh, empty evaluation cache, while
+timers wrapped around the functions of each phase (merge, LM wrapper, lm-eval request
+building, tokenisation, the model's forward passes, stop checks, decoding, filters,
+the sandbox, metrics, the cache) add up their wall time. Prints, per candidate, the
+inclusive seconds of every phase (indented under the phase that calls it) and the
+share of the evaluation's total.
+
+    python benchmarks/profile_eval.py [--workdir DIR] [--candidates 10] [--threads 1]
+        [--engine prepared|lm-eval]
+
+`docs/performance.md` holds its output before and after the fast path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from _search_session import add_arguments, open_session, random_recipe
+
+
+class PhaseTimers:
+    """Inclusive wall time and calls of wrapped functions; a function re-entered
+    while already timed (recursion, a wrapper calling its own class's method) counts once."""
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+        self.calls = defaultdict(int)
+        self._active = defaultdict(int)
+        self._undo = []
+
+    def wrap(self, label: str, owner, name: str) -> None:
+        if owner is None or not hasattr(owner, name):
+            return
+        original = getattr(owner, name)
+        timers = self
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            if timers._active[label]:
+                return original(*args, **kwargs)
+            timers._active[label] += 1
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                timers.seconds[label] += time.perf_counter() - started
+                timers.calls[label] += 1
+                timers._active[label] -= 1
+
+        # a staticmethod or function attribute: keep it callable the same way
+        raw = owner.__dict__.get(name) if isinstance(owner, type) else None
+        setattr(owner, name, staticmethod(timed) if isinstance(raw, staticmethod) else timed)
+        self._undo.append((owner, name, raw if raw is not None else original))
+
+    def restore(self) -> None:
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+
+
+def phases():
+    """(label, depth, owner, attribute) of every timed phase, in report order;
+    owners that this version of the code does not have are skipped."""
+    import lm_eval.api.task as lm_task
+    import lm_eval.evaluator as lm_evaluator
+    import lm_eval.models.huggingface as lm_hf
+    import lm_eval.models.utils_hf as lm_utils
+    import transformers.generation.utils as gen_utils
+
+    from hm3.evaluation import cache, scorer
+    from hm3.evaluation.sandbox import client
+    from hm3.merge import inmemory
+
+    try:  # the prepared path's own phases (absent before it existed)
+        from hm3.evaluation import generation as fast, prepared
+    except ImportError:
+        fast = prepared = None
+    model_class = _model_class()
+    return [
+        ("merge (in memory)", 0, inmemory.InMemoryMerger, "apply"),
+        ("cache lookups and writes", 0, cache.EvaluationCache, "get"),
+        ("cache lookups and writes", 0, cache.EvaluationCache, "put"),
+        ("scoring", 0, scorer.Scorer, "score"),
+        ("LM wrapper (HFLM) built", 1, lm_hf.HFLM, "__init__"),
+        ("lm-eval evaluate()", 1, lm_evaluator, "evaluate"),
+        ("request building", 2, lm_task.Task, "build_all_requests"),
+        ("generate_until", 2, lm_hf.HFLM, "generate_until"),
+        ("tokenise prompts", 3, lm_hf.HFLM, "tok_encode"),
+        ("tokenise prompts", 3, lm_hf.HFLM, "tok_batch_encode"),
+        ("model.generate", 3, gen_utils.GenerationMixin, "generate"),
+        ("forward passes", 4, model_class, "forward"),
+        ("stop-sequence checks", 4, lm_utils.MultiTokenEOSCriteria, "__call__"),
+        ("decode completions", 3, lm_hf.HFLM, "tok_decode"),
+        ("prepared path (hm3)", 1, getattr(prepared, "PreparedTasks", None), "score"),
+        ("batched generation", 2, getattr(fast, "BatchedGenerator", None), "generate"),
+        ("forward passes", 3, model_class, "forward"),
+        ("stop-sequence checks", 3, getattr(fast, "StopWatcher", None), "update"),
+        ("decode completions", 3, getattr(fast, "cut_at_stop", None) and fast, "cut_at_stop"),
+        ("filters", 2, lm_task.Task, "apply_filters"),
+        ("sandbox round trip", 3, client, "_run"),
+        ("metrics (per item)", 2, lm_task.ConfigurableTask, "process_results"),
+        ("metrics (aggregation)", 2, lm_evaluator, "_process_results"),
+    ]
+
+
+def _model_class():
+    import transformers
+
+    return transformers.LlamaForCausalLM
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser, candidates=10)
+    args = parser.parse_args()
+    session = open_session(args)
+    rng = np.random.default_rng(args.seed)
+    session.evaluate(random_recipe(session, rng, -1))  # warm-up: sandbox start, lazy imports
+    timers = PhaseTimers()
+    listed = phases()
+    for label, _, owner, name in listed:
+        timers.wrap(label, owner, name)
+    total = 0.0
+    try:
+        for index in range(args.candidates):
+            started = time.perf_counter()
+            session.evaluate(random_recipe(session, rng, index))
+            total += time.perf_counter() - started
+    finally:
+        timers.restore()
+        session.close()
+    per = args.candidates
+    print(
+        f"one candidate evaluation, engine {args.engine}, mean of {per} "
+        f"({args.threads} torch thread(s)): {total / per:.3f} s\n"
+    )
+    print(f"{'phase':44s} {'s/candidate':>12s} {'share':>7s} {'calls':>7s}")
+    shown = set()
+    for label, depth, owner, name in listed:
+        if owner is None or label in shown or label not in timers.seconds:
+            continue
+        shown.add(label)
+        seconds = timers.seconds[label] / per
+        print(
+            f"{'  ' * depth + label:44s} {seconds:12.3f} {seconds / (total / per):7.1%} "
+            f"{timers.calls[label] / per:7.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Greedy generation for many lm-eval requests at once, with the completions
+lm-eval's Hugging Face backend (`HFLM.generate_until`) gives.
+
+Why not `model.generate` through HFLM: a search scores thousands of candidates on the
+same few hundred prompts, and on a small model the fixed costs dominate. HFLM
+re-tokenises every prompt, groups requests by their generation settings (one batch
+per task, so the step count is the sum of the tasks' caps), keeps finished rows in
+the batch until the last one ends, and decodes the tail of every row at every step
+for its stop check. Here prompts are tokenised once per process, all tasks share
+batches (each row keeps its own stop strings and token cap), finished rows leave the
+batch, and a row's tail is decoded only when it grew.
+
+What keeps the text equal to HFLM's: the same prompt tokens (left-truncated to
+``max_length - max_gen_toks``), the same greedy choice (argmax of the last position's
+float32 logits, as `transformers` does for ``do_sample=False``), the same end tokens
+(the model's ``generation_config.eos_token_id``), and the same post-processing: the
+completion is decoded without special tokens and cut at the first of its stop strings
+(the tokenizer's EOS text included). A row may stop as soon as its decoded text holds
+a stop string, because the cut makes what follows irrelevant. The batches differ from
+HFLM's, so rows are padded differently; as with HFLM at another ``batch_size``, an
+exact tie between two logits could then break the other way. `tests/evaluation/
+test_fast_path.py` checks the completions and metrics against `simple_evaluate`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Sequence
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt's tokens and when to stop its greedy continuation."""
+
+    context_ids: tuple[int, ...]
+    until: tuple[str, ...]  # stop strings, the EOS text among them
+    max_new_tokens: int
+
+
+def cut_at_stop(text: str, until: Sequence[str]) -> str:
+    """The text before the first of the stop strings, as lm-eval post-processes a
+    generation (empty strings are not stops)."""
+    for stop in until:
+        if stop:
+            text = text.split(stop)[0]
+    return text
+
+
+class StopWatcher:
+    """Which rows of a batch have reached a stop string.
+
+    A row is checked on the decoded tail just long enough to hold its longest stop
+    string, and a hit is confirmed on the row's whole decoded text: decoding a window
+    can differ from the same span of the full decode at its left edge (a multi-byte
+    character cut in half), and a false hit would end the row too early.
+    """
+
+    def __init__(self, tokenizer, requests: Sequence[GenerationRequest]):
+        self.tokenizer = tokenizer
+        self.stops = [tuple(s for s in r.until if s) for r in requests]
+        # a stop of n characters spans at most n tokens, plus one partial on each side
+        self.window = [max((len(s) for s in stops), default=0) + 2 for stops in self.stops]
+
+    def update(self, rows: Sequence[int], tokens: Sequence[list[int]]) -> list[bool]:
+        """For each row index in ``rows`` (its generated tokens in ``tokens``):
+        has its text reached one of its stop strings?"""
+        checked = [row for row in rows if self.stops[row]]
+        if not checked:
+            return [False] * len(rows)
+        tails = self.tokenizer.batch_decode(
+            [tokens[row][-self.window[row] :] for row in checked], skip_special_tokens=True
+        )
+        hit = {
+            row
+            for row, tail in zip(checked, tails)
+            if any(stop in tail for stop in self.stops[row])
+            and self._whole_text_stops(row, tokens[row])
+        }
+        return [row in hit for row in rows]
+
+    def _whole_text_stops(self, row: int, tokens: list[int]) -> bool:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return any(stop in text for stop in self.stops[row])
+
+
+class BatchedGenerator:
+    """Greedy completions of many requests, ``batch_size`` rows per forward pass."""
+
+    def __init__(self, tokenizer, batch_size: int):
+        self.tokenizer, self.batch_size = tokenizer, int(batch_size)
+
+    def generate(self, model, requests: Sequence[GenerationRequest]) -> list[str]:
+        """The completion of every request, in request order."""
+        # longest prompts first, as HFLM sorts: rows of a batch need little padding
+        order = sorted(range(len(requests)), key=lambda i: -len(requests[i].context_ids))
+        texts: list[str] = [""] * len(requests)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            for index, text in zip(
+                chunk, self._generate_batch(model, [requests[i] for i in chunk])
+            ):
+                texts[index] = text
+        return texts
+
+    def _generate_batch(self, model, requests: Sequence[GenerationRequest]) -> list[str]:
+        # lazy: torch only when generating
+        import torch
+
+        device = model.device
+        ids, mask = self._left_padded(requests, device)
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        end_ids = torch.tensor(sorted(_end_token_ids(model)), device=device, dtype=torch.long)
+        watcher = StopWatcher(self.tokenizer, requests)
+        caps = [r.max_new_tokens for r in requests]
+        generated: list[list[int]] = [[] for _ in requests]
+        alive = list(range(len(requests)))  # original row of each row still in the batch
+        cache = _new_cache(model)
+        names = _forward_names(type(model))
+        last_only = {names["logits"]: 1} if names["logits"] else {}
+        with torch.inference_mode():
+            # only the last position's logits, as `generate` asks for them on the prompt
+            logits = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                **{names["cache"]: cache},
+                **last_only,
+            ).logits
+            while alive:
+                chosen = logits[:, -1, :].float().argmax(-1)
+                ended = (
+                    torch.isin(chosen, end_ids).tolist() if len(end_ids) else [False] * len(alive)
+                )
+                for row, token, at_end in zip(alive, chosen.tolist(), ended):
+                    if not at_end:
+                        generated[row].append(token)
+                grown = [row for row, at_end in zip(alive, ended) if not at_end]
+                stopped = set(
+                    row for row, hit in zip(grown, watcher.update(grown, generated)) if hit
+                )
+                keep = [
+                    i
+                    for i, (row, at_end) in enumerate(zip(alive, ended))
+                    if not at_end and row not in stopped and len(generated[row]) < caps[row]
+                ]
+                if not keep:
+                    break
+                if len(keep) < len(alive):
+                    index = torch.tensor(keep, device=device)
+                    cache.batch_select_indices(index)
+                    mask, positions, chosen = mask[index], positions[index], chosen[index]
+                    alive = [alive[i] for i in keep]
+                mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+                positions = positions[:, -1:] + 1
+                logits = model(
+                    input_ids=chosen[:, None],
+                    attention_mask=mask,
+                    position_ids=positions,
+                    use_cache=True,
+                    **{names["cache"]: cache},
+                ).logits
+        return [
+            cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), r.until)
+            for tokens, r in zip(generated, requests)
+        ]
+
+    def _left_padded(self, requests: Sequence[GenerationRequest], device):
+        # lazy: torch only when generating
+        import torch
+
+        width = max(len(r.context_ids) for r in requests)
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else 0
+        ids = torch.full((len(requests), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(requests), width), dtype=torch.long)
+        for row, request in enumerate(requests):
+            n = len(request.context_ids)
+            if n:
+                ids[row, width - n :] = torch.tensor(request.context_ids, dtype=torch.long)
+                mask[row, width - n :] = 1
+        return ids.to(device), mask.to(device)
+
+
+def _end_token_ids(model) -> set[int]:
+    """The tokens that end a greedy generation, as `transformers` reads them."""
+    config = getattr(model, "generation_config", None)
+    ids = getattr(config, "eos_token_id", None)
+    if ids is None:
+        ids = getattr(model.config, "eos_token_id", None)
+    if ids is None:
+        return set()
+    return {int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])}
+
+
+def _new_cache(model):
+    # lazy: transformers only when generating
+    from transformers import DynamicCache
+
+    try:
+        return DynamicCache(config=model.config)
+    except TypeError:  # transformers < 4.56: no config argument
+        return DynamicCache()
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_names(model_class) -> dict:
+    """The forward arguments for the cache and for logits of the last position only,
+    which transformers renamed (past_key_values -> cache, num_logits_to_keep ->
+    logits_to_keep) across the versions hm3 supports."""
+    params = inspect.signature(model_class.forward).parameters
+    return {
+        "cache": "cache" if "cache" in params else "past_key_values",
+        "logits": next((n for n in ("logits_to_keep", "num_logits_to_keep") if n in params), None),
+    }

@@ -1,0 +1,248 @@
+"""The prepared engine (hm3.evaluation.prepared) scores exactly as lm-eval's own
+`simple_evaluate` does: same completions, same metrics, for every tiny task and split.
+
+The model is a small Llama pretrained for a few seconds on the tasks' own format, so
+its completions end at stop strings, at EOS and at the token caps, as merged
+candidates' do.
+"""
+
+import pytest
+import torch
+
+from hm3.evaluation.generation import BatchedGenerator, GenerationRequest, StopWatcher, cut_at_stop
+from hm3.evaluation.prepared import PreparedTasks, supports
+from hm3.evaluation.scorer import TINY_TASKS_DIR, Scorer, model_max_length, task_specs
+from hm3.models.tiny import data
+
+TASKS = ("math", "code", "translation")
+NAMES = [f"tiny_{t}{s}" for t in TASKS for s in ("", "_search")]
+
+
+@pytest.fixture(scope="module")
+def family(tmp_path_factory):
+    """Data splits, and a 2-layer base that has seen the task format (about 15 s)."""
+    from transformers import AutoTokenizer
+
+    from hm3.models.tiny.build import build_base, build_tokenizer
+
+    root = tmp_path_factory.mktemp("fast-path")
+    for task in TASKS:
+        data.write_splits(
+            task, root / "data" / task, {"train": 300, "search": 9, "test": 11}, seed=5
+        )
+    build_tokenizer(root / "data", list(TASKS), 512, root / "tokenizer")
+    arch = {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "max_position_embeddings": 256,
+    }
+    training = {
+        "steps": 120,
+        "batch_size": 16,
+        "seq_len": 96,
+        "learning_rate": 0.01,
+        "warmup_steps": 10,
+    }
+    build_base(
+        root / "data",
+        root / "tokenizer",
+        root / "base",
+        list(TASKS),
+        arch,
+        training,
+        seed=1,
+        task_format_fraction=1.0,
+    )
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(root / "base").eval()
+    return root / "data", model, AutoTokenizer.from_pretrained(root / "base")
+
+
+def _task_manager(data_dir):
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(
+        include_path=str(TINY_TASKS_DIR),
+        include_defaults=False,
+        metadata={"data_dir": str(data_dir)},
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(family):
+    """lm-eval's own run: simple_evaluate with its Hugging Face wrapper, per task."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    data_dir, model, tokenizer = family
+    lm = HFLM(
+        pretrained=model, tokenizer=tokenizer, batch_size=8, max_length=model_max_length(model)
+    )
+    out = simple_evaluate(
+        model=lm,
+        tasks=NAMES,
+        task_manager=_task_manager(data_dir),
+        bootstrap_iters=0,
+        log_samples=True,
+    )
+    completions = {}
+    for name in NAMES:
+        samples = out["samples"][name]
+        first_filter = samples[0]["filter"]  # one sample per document and filter
+        kept = sorted(
+            (s for s in samples if s["filter"] == first_filter), key=lambda s: s["doc_id"]
+        )
+        completions[name] = [s["resps"][0][0] for s in kept]
+    return out["results"], completions
+
+
+@pytest.mark.parametrize("batch_size", [64, 5])
+def test_same_completions_and_metrics_as_simple_evaluate(family, reference, batch_size):
+    data_dir, model, tokenizer = family
+    results, completions = reference
+    tasks = _task_manager(data_dir).load(NAMES)["tasks"]
+    prepared = PreparedTasks(tasks, tokenizer, batch_size)
+    output = prepared.score(model, model_max_length(model))
+    stopped_early = 0
+    for name in NAMES:
+        assert prepared.completions(name) == completions[name], name
+        ours = output["results"][name]
+        theirs = {k: v for k, v in results[name].items() if k in ours}
+        assert ours == theirs, name
+        assert set(ours) == {k for k in results[name] if "," in k and "_stderr" not in k}
+        assert output["n-samples"][name]["effective"] == len(completions[name])
+        stopped_early += sum(len(c) < 20 for c in completions[name])
+    assert stopped_early > 0  # the model does reach stop strings: the test sees both ends
+
+
+def test_scorer_engines_agree(family):
+    """Through hm3's Scorer: the default engine and lm-eval's give the same scores."""
+    import yaml
+    from _paths import REPO
+
+    data_dir, model, tokenizer = family
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    specs = task_specs(config["tasks"])
+    for split in ("search", "test"):
+        lm_eval = Scorer(specs, split, data_dir, batch_size=8, engine="lm-eval").score(
+            model, tokenizer
+        )
+        fast = Scorer(specs, split, data_dir, batch_size=8).score(model, tokenizer)
+        assert fast["metrics"] == lm_eval["metrics"]
+        assert fast["scores"] == lm_eval["scores"]
+        assert fast["examples"] == lm_eval["examples"]
+
+
+def test_scorer_subset_of_tasks(family):
+    data_dir, model, tokenizer = family
+    import yaml
+    from _paths import REPO
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    scorer = Scorer(task_specs(config["tasks"]), "search", data_dir, batch_size=8)
+    whole = scorer.score(model, tokenizer)
+    part = scorer.score(model, tokenizer, tasks=["code"])
+    assert part["scores"] == {"code": whole["scores"]["code"]}
+
+
+def test_unknown_engine_is_refused(family):
+    from hm3.core.errors import ConfigError
+
+    data_dir, _, _ = family
+    with pytest.raises(ConfigError, match="evaluation.engine"):
+        Scorer(task_specs({"math": _MATH}), "search", data_dir, engine="vllm")
+
+
+_MATH = {"lm_eval_task": {"search": "tiny_math_search"}, "metric": "exact_match,strict-match"}
+
+
+def test_sampling_tasks_are_not_prepared(family):
+    data_dir, _, _ = family
+    task = _task_manager(data_dir).load(["tiny_math_search"])["tasks"]["tiny_math_search"]
+    assert supports(task)
+    task.config.generation_kwargs = {
+        **task.config.generation_kwargs,
+        "do_sample": True,
+        "temperature": 0.7,
+    }
+    assert not supports(task)
+    with pytest.raises(ValueError, match="tiny_math_search"):
+        PreparedTasks({"tiny_math_search": task}, None, 4)
+
+
+def test_cut_at_stop_is_lm_evals_rule():
+    assert cut_at_stop("a\n\nb Question: c", ["Question:", "\n\n"]) == "a"
+    assert cut_at_stop("abc", ["", "x"]) == "abc"
+
+
+class _CharTokenizer:
+    """One character per token; token 0 decodes to nothing (a special token)."""
+
+    pad_token_id = 0
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join(chr(i) for i in ids if i)
+
+    def batch_decode(self, rows, skip_special_tokens=True):
+        return [self.decode(r) for r in rows]
+
+
+def test_stop_watcher_finds_stops_that_span_tokens():
+    requests = [GenerationRequest((1,), ("\n\n", "END"), 10), GenerationRequest((1,), (), 10)]
+    watcher = StopWatcher(_CharTokenizer(), requests)
+    tokens = [[ord(c) for c in "ab\n"], [ord(c) for c in "ab\n\n"]]
+    assert watcher.update([0, 1], tokens) == [False, False]  # row 1 has no stops at all
+    tokens[0] += [ord("\n")]
+    assert watcher.update([0], tokens) == [True]
+    tokens = [[ord(c) for c in "xxxxxxEN"] + [0, 0, ord("D")], []]
+    assert watcher.update([0], tokens) == [True]  # special tokens in between decode to nothing
+
+
+class _Counter(torch.nn.Module):
+    """A causal LM stand-in whose next token is always (last token + 1), EOS at 9."""
+
+    def __init__(self):
+        super().__init__()
+        from types import SimpleNamespace
+
+        self.config = SimpleNamespace(eos_token_id=9)
+        self.generation_config = SimpleNamespace(eos_token_id=[9])
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    @property
+    def device(self):
+        return self.anchor.device
+
+    def forward(
+        self, input_ids, attention_mask, position_ids, past_key_values=None, use_cache=True
+    ):
+        from types import SimpleNamespace
+
+        last = input_ids[:, -1]
+        logits = torch.nn.functional.one_hot((last + 1).clamp(max=15), 16).float()[:, None, :]
+        return SimpleNamespace(logits=logits)
+
+
+def test_generator_stops_at_eos_cap_and_stop_string(monkeypatch):
+    import hm3.evaluation.generation as generation
+
+    class _NoCache:
+        def batch_select_indices(self, index):
+            pass
+
+    monkeypatch.setattr(generation, "_new_cache", lambda model: _NoCache())
+    tokenizer = _CharTokenizer()
+    tokenizer.decode = lambda ids, skip_special_tokens=True: "".join(str(i) for i in ids)
+    tokenizer.batch_decode = lambda rows, skip_special_tokens=True: [
+        tokenizer.decode(r) for r in rows
+    ]
+    requests = [
+        GenerationRequest((1, 2), (), 20),  # 3..8, then EOS 9 ends it
+        GenerationRequest((1,), (), 3),  # cap: 2, 3, 4
+        GenerationRequest((3,), ("56",), 20),  # 4, 5, 6: stop "56" is cut off
+    ]
+    texts = BatchedGenerator(tokenizer, batch_size=2).generate(_Counter(), requests)
+    assert texts == ["345678", "234", "4"]
