@@ -246,3 +246,33 @@ def test_generator_stops_at_eos_cap_and_stop_string(monkeypatch):
     ]
     texts = BatchedGenerator(tokenizer, batch_size=2).generate(_Counter(), requests)
     assert texts == ["345678", "234", "4"]
+
+
+@pytest.mark.parametrize("stop_at", [None, 0])
+def test_raced_scoring(family, stop_at):
+    """Never stopped, a raced evaluation gives the full scores; stopped at the first
+    rung, it scored a quarter of each task's items."""
+    import yaml
+    from _paths import REPO
+
+    from hm3.evaluation.racing import RacingSettings
+
+    data_dir, model, tokenizer = family
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    scorer = Scorer(task_specs(config["tasks"]), "test", data_dir, batch_size=8)
+    settings = RacingSettings(enabled=True, rungs=(0.25, 0.5), seed=3)
+    seen = []
+
+    def stop(partial):
+        seen.append(partial)
+        return stop_at is not None and len(seen) > stop_at
+
+    raced = scorer.score_raced(model, tokenizer, stop, settings)
+    if stop_at is None:
+        assert raced["fidelity"] == 1.0 and raced["items"] == 33
+        assert raced["scores"] == scorer.score(model, tokenizer)["scores"]
+        assert [p["math"].items for p in seen] == [3, 6]
+    else:
+        assert raced["fidelity"] == pytest.approx(3 / 11) and raced["items"] == 9
+        assert raced["examples"] == {"math": 3, "code": 3, "translation": 3}
+        assert all(0 <= p.value <= 1 and p.stderr > 0 for p in seen[0].values())

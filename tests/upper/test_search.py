@@ -13,7 +13,7 @@ SPACE = ParamSpace(
 SCALAR = Scalarizer(Normalizer.build("ideal", ["a", "b"], {"a": 1.0, "b": 1.0}))
 
 
-def synthetic_evaluate(recipe):
+def synthetic_evaluate(recipe, stop=None):
     """Task k's score peaks at weight_k = 0.9, density_k = 0.6 (a recipe here is the parameter list)."""
     scores = {}
     for task, params in zip("ab", recipe):
@@ -93,7 +93,14 @@ def test_flat_scores_stop_cma_es_which_restarts_until_the_budget_is_spent():
     """Every candidate scoring the same makes CMA-ES stop after a generation or two
     (it was found by a seed change: the tiny models' scores were all 0); the search
     restarts from the best point with a seed of its own and spends the exact budget."""
-    flat = lambda recipe: {"scores": {"a": 0.0, "b": 0.0}, "cached": False, "seconds": 0.0}  # noqa: E731
+
+    def flat(recipe, stop=None):
+        return {
+            "scores": {"a": 0.0, "b": 0.0},
+            "cached": False,
+            "seconds": 0.0,
+        }
+
     first = search_preference(
         flat,
         lambda params: params,
@@ -135,3 +142,42 @@ def test_ask_tell_ends_early_without_a_restart():
         method, problem, 50, lambda: len(points), lambda x, g: points.append(x) or 1.0
     )
     assert restarts == 0 and 0 < len(points) < 50
+
+
+def test_raced_candidates_never_win_and_race_the_best_complete_one():
+    """An evaluator that races (here: stops every candidate the rule allows it to,
+    at half the items, reporting inflated partial scores) gets the best fully scored
+    value as the incumbent, and a partial candidate is never the search's answer."""
+    from hm3.evaluation.racing import PartialScore
+
+    incumbents = []
+
+    def racing_evaluate(recipe, stop):
+        result = synthetic_evaluate(recipe)
+        incumbents.append(stop.incumbent)
+        partial = {t: PartialScore(1.0, 0.0, 5) for t in result["scores"]}  # looks perfect...
+        if stop.decide(partial, z=0.0):  # ...so the rule never stops on it
+            raise AssertionError("an optimistic score that beats everything cannot be stopped")
+        if stop.incumbent is not None and len(incumbents) % 2:
+            return {**result, "scores": {"a": 1.0, "b": 1.0}, "fidelity": 0.5}
+        return {**result, "fidelity": 1.0}
+
+    candidates = search_preference(
+        racing_evaluate,
+        lambda p: p,
+        SPACE,
+        (0.5, 0.5),
+        SCALAR,
+        budget=12,
+        algorithm="random",
+        seed=2,
+    )
+    assert incumbents[0] is None  # the first candidate has nothing to beat
+    partial = [c for c in candidates if c.fidelity < 1.0]
+    assert partial and all(c.value == 0.0 for c in partial)  # partial scores look ideal...
+    best = best_candidate(candidates)
+    assert best.fidelity == 1.0 and best.value > 0.0  # ...yet never win
+    complete = [c for c in candidates if c.fidelity == 1.0]
+    for index, seen in enumerate(incumbents[1:], start=1):
+        before = [c.value for c in complete if c.index < index]
+        assert seen == (min(before) if before else None)

@@ -31,7 +31,14 @@ SCORING = (
 FAMILY = ("models.*.role", "models.*.task")  # which model is the base, which expert for which task
 # scoring candidates in a search loop: through the evaluation cache, with its seed, for
 # the searches' objective
-CANDIDATES = (*SCORING, "evaluation.cache", *FAMILY, "seed", "moo.augmentation")
+CANDIDATES = (
+    *SCORING,
+    "evaluation.cache",
+    "evaluation.racing",
+    *FAMILY,
+    "seed",
+    "moo.augmentation",
+)
 # ... merged in memory (hm3.upper.param_search.MergeSession)
 MERGED_CANDIDATES = (*CANDIDATES, "security.allow_pickle", "search.dtype", "search.memory")
 PARAM_SEARCH = (*MERGED_CANDIDATES, "search")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -24,6 +26,7 @@ from hm3.core.errors import ConfigError, HM3Error
 from hm3.core.faults import pause_point
 from hm3.evaluation.cache import tree_fingerprint
 from hm3.evaluation.prepared import PreparedTasks, supports
+from hm3.evaluation.racing import PartialScore, RacingSettings, bounded_stderr, item_order
 
 TINY_TASKS_DIR = Path(hm3.evaluation.tasks.__file__).parent / "tiny"
 HUB_TASKS_DIR = (
@@ -168,11 +171,67 @@ class Scorer:
             supports(t) for t in self.task_dict["tasks"].values()
         )
 
-    def _score_prepared(self, model, tokenizer, tasks: list[str] | None) -> dict:
+    def _prepared_for(self, tokenizer) -> PreparedTasks:
         if self._prepared is None:
             self._prepared = PreparedTasks(
                 self.task_dict["tasks"], tokenizer, self.batch_size, self.limit
             )
+        return self._prepared
+
+    def score_raced(self, model, tokenizer, stop, settings: RacingSettings) -> dict:
+        """`score` on every task, in rungs of items (hm3.evaluation.racing): after each
+        rung but the last, ``stop(partial scores)`` may end it. The result adds
+        ``fidelity`` (fraction of the items behind the scores, 1.0 when complete) and
+        ``items`` (items scored)."""
+        if not self._use_prepared():
+            raise ConfigError(
+                "evaluation.racing needs evaluation.engine: prepared and greedy generation tasks"
+            )
+        prepared = self._prepared_for(tokenizer)
+        started = time.time()
+        tasks = {spec.name: spec.task_for(self.split) for spec in self.specs}
+        orders = {
+            name: item_order(prepared.size(task), name, self.split, settings.seed)
+            for name, task in tasks.items()
+        }
+        raw = {task: defaultdict(dict) for task in tasks.values()}
+        done = dict.fromkeys(tasks, 0)
+        items = 0
+        for fraction in (*settings.rungs, 1.0):
+            wanted = {}
+            for name, order in orders.items():
+                count = len(order) if fraction == 1.0 else max(1, math.ceil(fraction * len(order)))
+                wanted[tasks[name]] = order[done[name] : count]
+                done[name] = max(done[name], count)
+            for task, values in prepared.score_items(
+                model, model_max_length(model), wanted
+            ).items():
+                for key, by_position in values.items():
+                    raw[task][key].update(by_position)
+            items += sum(len(v) for v in wanted.values())
+            if fraction < 1.0 and stop(self._partial(prepared, raw)):
+                break
+        fidelity = min(done[n] / len(orders[n]) for n in orders) if orders else 1.0
+        result = self._collect(prepared.results(raw), time.time() - started, self.specs)
+        return {**result, "fidelity": fidelity, "items": items}
+
+    def _partial(self, prepared: PreparedTasks, raw: Mapping) -> dict:
+        """Each objective's score on its items so far, with its standard error bound."""
+        partial = {}
+        for spec in self.specs:
+            task = spec.task_for(self.split)
+            metric, _, filter_key = spec.metric.partition(",")
+            values = raw[task].get((metric, filter_key), {})
+            aggregate = prepared.tasks[task].aggregation()[metric]
+            per_item = [float(aggregate([v])) / spec.scale for v in values.values()]
+            score = float(prepared.results({task: raw[task]})["results"][task][spec.metric])
+            partial[spec.name] = PartialScore(
+                score / spec.scale, bounded_stderr(per_item), len(per_item)
+            )
+        return partial
+
+    def _score_prepared(self, model, tokenizer, tasks: list[str] | None) -> dict:
+        self._prepared_for(tokenizer)
         specs = [s for s in self.specs if tasks is None or s.name in tasks]
         started = time.time()
         output = self._prepared.score(
@@ -313,16 +372,31 @@ class CachedEvaluator:
     """
 
     def __init__(
-        self, scorer: Scorer, tokenizer, cache, context: str, seed: int, device: str = "cpu"
+        self,
+        scorer: Scorer,
+        tokenizer,
+        cache,
+        context: str,
+        seed: int,
+        device: str = "cpu",
+        racing: RacingSettings | None = None,
     ):
         self.scorer, self.tokenizer, self.cache = scorer, tokenizer, cache
         self.context, self.seed, self.device = context, int(seed), device
+        self.racing = racing or RacingSettings()
         self.version = _lm_eval_version()
         self.evaluations = 0  # candidates actually scored (at least one task missing)
+        self.raced_out = 0  # ... of which stopped by racing before their last item
+        self.items = 0  # items (documents of a task) generated and scored for them
         self.seconds = 0.0  # time spent scoring them
 
-    def evaluate(self, candidate: str, build) -> dict:
-        """{scores, metrics, cached, seconds} for the candidate on the scorer's split."""
+    def evaluate(self, candidate: str, build, stop=None) -> dict:
+        """{scores, metrics, cached, seconds, fidelity} for the candidate on the scorer's
+        split. With racing on and a ``stop`` rule (hm3.evaluation.racing.StopRule), a
+        candidate not in the cache is scored in rungs and may stop early: its scores
+        then cover a ``fidelity`` < 1 share of the items and are not cached."""
+        if stop is not None and self.racing.enabled and not self._cached_any(candidate):
+            return self._evaluate_raced(candidate, build, stop)
         split = self.scorer.split
         found = {
             spec.name: self.cache.get(
@@ -338,6 +412,7 @@ class CachedEvaluator:
             seconds = time.time() - started
             self.evaluations += 1
             self.seconds += seconds
+            self.items += sum(result["examples"].values())
             for name in missing:
                 entry = {
                     "score": result["scores"][name],
@@ -354,6 +429,53 @@ class CachedEvaluator:
             "metrics": {n: e["metrics"] for n, e in found.items()},
             "cached": not missing,
             "seconds": round(seconds, 3),
+            "fidelity": 1.0,
+        }
+
+    def _cached_any(self, candidate: str) -> bool:
+        return any(
+            self.cache.get(
+                candidate, spec.name, self.scorer.split, self.version, self.seed, self.context
+            )
+            is not None
+            for spec in self.scorer.specs
+        )
+
+    def _evaluate_raced(self, candidate: str, build, stop) -> dict:
+        started = time.time()
+        result = self.scorer.score_raced(
+            build(),
+            self.tokenizer,
+            lambda partial: stop.decide(partial, self.racing.z),
+            self.racing,
+        )
+        seconds = time.time() - started
+        self.evaluations += 1
+        self.seconds += seconds
+        self.items += result["items"]
+        complete = result["fidelity"] >= 1.0
+        if complete:  # the same scores an unraced evaluation gives: cached as such
+            for spec in self.scorer.specs:
+                self.cache.put(
+                    candidate,
+                    spec.name,
+                    self.scorer.split,
+                    self.version,
+                    self.seed,
+                    self.context,
+                    score=result["scores"][spec.name],
+                    metrics=result["metrics"][spec.name],
+                    seconds=seconds / len(self.scorer.specs),
+                )
+            pause_point("evaluate.scored")
+        else:
+            self.raced_out += 1
+        return {
+            "scores": result["scores"],
+            "metrics": result["metrics"],
+            "cached": False,
+            "seconds": round(seconds, 3),
+            "fidelity": result["fidelity"],
         }
 
 

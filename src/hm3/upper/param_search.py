@@ -23,6 +23,7 @@ from hm3.core.io import atomic_file, write_json, write_text
 from hm3.core.seeds import derive_seed
 from hm3.evaluation.cache import EvaluationCache
 from hm3.evaluation.settings import evaluation_settings
+from hm3.evaluation.racing import racing_settings
 from hm3.evaluation.scorer import CachedEvaluator, configured_scorer, evaluation_context
 from hm3.merge import get_method, load_recipe, recipe_to_yaml, run_merge
 from hm3.merge.merger import open_merger
@@ -77,7 +78,13 @@ class MergeSession:
             [base_dir, *expert_dirs], data_dir, split, config["tasks"], evaluation
         )
         self.evaluator = CachedEvaluator(
-            scorer, tokenizer, self.cache, context, seed=config["seed"], device=evaluation["device"]
+            scorer,
+            tokenizer,
+            self.cache,
+            context,
+            seed=config["seed"],
+            device=evaluation["device"],
+            racing=racing_settings(evaluation, config["seed"]),
         )
 
     def recipe(
@@ -89,9 +96,10 @@ class MergeSession:
     ):
         return self.merger.recipe(method, per_expert, shared or {}, seed=seed, dtype=self.dtype)
 
-    def evaluate(self, recipe) -> dict:
+    def evaluate(self, recipe, stop=None) -> dict:
+        """The recipe's scores (see CachedEvaluator.evaluate; ``stop``: racing's rule)."""
         return self.evaluator.evaluate(
-            recipe_to_yaml(recipe), lambda: self.merger.apply(recipe, check_outputs=True)
+            recipe_to_yaml(recipe), lambda: self.merger.apply(recipe, check_outputs=True), stop
         )
 
     def close(self) -> None:
@@ -202,6 +210,8 @@ def run_param_search(
         },
         "candidates": len(candidates),
         "evaluated": evaluated,
+        "raced_out": session.evaluator.raced_out,
+        "item_evaluations": session.evaluator.items,
         "from_cache": len(candidates) - evaluated,
         "cache_lookups": {"hits": hits, "misses": misses},
         "seconds_per_evaluation": round(session.evaluator.seconds / evaluated, 3)

@@ -16,6 +16,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from hm3.core.errors import ConfigError
+from hm3.evaluation.racing import StopRule
 from hm3.merge.config import MergeRecipe, recipe_to_yaml
 from hm3.merge.methods import get_method
 from hm3.upper.moo import Scalarizer
@@ -93,6 +94,7 @@ class Candidate:
     value: float
     cached: bool
     seconds: float
+    fidelity: float = 1.0  # share of the items behind the scores (< 1: stopped by racing)
 
     def row(self, space: ParamSpace) -> dict:
         flat = {
@@ -108,6 +110,7 @@ class Candidate:
             "objective": self.value,
             "cached": self.cached,
             "seconds": self.seconds,
+            "fidelity": self.fidelity,
             "recipe": recipe_to_yaml(self.recipe),
         }
 
@@ -167,8 +170,10 @@ def search_preference(
 ) -> list[Candidate]:
     """Evaluate ``budget`` candidates for preference ``weights``; returns them all in order.
 
-    ``evaluate(recipe)`` returns {scores, cached, seconds} (a `CachedEvaluator`
-    around the in-memory merger); ``make_recipe(parameters)`` builds a recipe.
+    ``evaluate(recipe, stop)`` returns {scores, cached, seconds[, fidelity]} (a
+    `CachedEvaluator` around the in-memory merger); ``stop`` is racing's rule against the
+    best fully scored candidate so far, which the evaluator applies when racing is on.
+    ``make_recipe(parameters)`` builds a recipe.
     """
     if budget < 1:
         raise ConfigError(f"search.budget must be >= 1, got {budget}")
@@ -180,7 +185,12 @@ def search_preference(
         params = space.decode(x)
         recipe = make_recipe(params)
         started = time.time()
-        result = evaluate(recipe)
+        complete = [c.value for c in candidates if c.fidelity >= 1.0]
+        stop = StopRule(
+            lambda scores: float(scalarizer(scores, weights)),
+            min(complete) if complete else None,
+        )
+        result = evaluate(recipe, stop)
         value = float(scalarizer(result["scores"], weights))
         candidate = Candidate(
             len(candidates),
@@ -191,6 +201,7 @@ def search_preference(
             value,
             bool(result["cached"]),
             round(time.time() - started, 3),
+            float(result.get("fidelity", 1.0)),
         )
         candidates.append(candidate)
         if progress:
@@ -253,5 +264,7 @@ def ask_tell(
 
 
 def best_candidate(candidates: Sequence[Candidate]) -> Candidate:
-    """The lowest g; ties go to the earliest (deterministic)."""
-    return min(candidates, key=lambda c: (c.value, c.index))
+    """The lowest g among fully scored candidates (racing's partial scores never
+    win); ties go to the earliest (deterministic)."""
+    complete = [c for c in candidates if c.fidelity >= 1.0] or candidates
+    return min(complete, key=lambda c: (c.value, c.index))

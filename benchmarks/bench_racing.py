@@ -1,0 +1,307 @@
+#!/usr/bin/env python
+"""Racing on and off on the upper level: item evaluations, test HV and mean g, anytime HV.
+
+On a finished default run (--workdir: its models, data and ideal point), runs the
+upper level's per-λ search (`search_preference`, the configured algorithm and budget)
+for every reporting λ twice, racing off and on (`evaluation.racing`, --rungs, --z),
+each with an empty cache of its own. Each mode's chosen M_λ are scored on the test
+split, giving its HV and mean g there; a paired bootstrap over the test items (the same
+resampled items for both modes) gives an interval for the difference. Every time a λ's
+incumbent changes, the new one is scored on test too, so the anytime HV (HV of the
+incumbents of all λ) can be drawn against the item evaluations spent, for both modes
+(--plot). Prints a table and writes --out (JSON) and the plot.
+
+    python benchmarks/bench_racing.py --workdir RUN [--seeds 1] [--plot anytime.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _search_session import load_config
+from hm3.upper.moo import hv_reference, hypervolume
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--rungs", default="0.25,0.5")
+    parser.add_argument("--z", type=float, default=1.0)
+    parser.add_argument("--seeds", type=int, default=1, help="method seeds (config seed + k)")
+    parser.add_argument("--bootstrap", type=int, default=200)
+    parser.add_argument("--budget", type=int, default=None, help="override search.budget")
+    parser.add_argument("--preferences", type=int, default=None, help="only the first N λ")
+    parser.add_argument("--out", type=Path, default=Path("racing.json"))
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+    out, plot = args.out.resolve(), args.plot.resolve() if args.plot else None
+
+    import os
+
+    os.chdir(args.workdir)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    import torch
+
+    from hm3.core.environment import offline_environment
+
+    offline_environment()
+    torch.set_num_threads(1)
+    runs = []
+    for k in range(args.seeds):
+        config = load_config()
+        config["seed"] = int(config["seed"]) + k
+        # the family stays the one --workdir built (its seed was the config's `seed`)
+        config["tiny"]["seed"] = config["tiny"].get("seed") or load_config()["seed"]
+        for racing in (False, True):
+            started = time.time()
+            if args.budget:
+                config["search"]["budget"] = args.budget
+            rungs = [float(r) for r in args.rungs.split(",")]
+            run = search_all(config, racing, rungs, args.z, args.preferences)
+            run.update(seed=config["seed"], racing=racing, seconds=round(time.time() - started, 1))
+            runs.append(run)
+            print(
+                f"seed {config['seed']} racing {'on ' if racing else 'off'}: "
+                f"{run['items']} item evaluations, {run['raced_out']} of {run['candidates']} "
+                f"candidates stopped early, {run['seconds']} s",
+                flush=True,
+            )
+    report(runs, args.bootstrap, out, plot)
+    return 0
+
+
+def search_all(config: dict, racing: bool, rungs: list[float], z: float, first: int | None) -> dict:
+    """Every reporting λ's search with racing on or off; test scores of every incumbent."""
+    import tempfile
+
+    from hm3.core import layout
+    from hm3.core.seeds import derive_seed
+    from hm3.merge import recipe_to_yaml
+    from hm3.upper.param_search import MergeSession
+    from hm3.upper.preferences import preferences, scalarizer
+    from hm3.upper.search import ParamSpace, search_preference
+    from hm3.upper.settings import augmentation, search_settings
+
+    cache = Path(tempfile.mkdtemp(prefix="hm3-racing-")) / "cache.sqlite"
+    config["evaluation"]["cache"] = str(cache)
+    config["evaluation"]["racing"] = {"enabled": racing, "rungs": rungs, "z": z}
+    ideal = json.loads(Path(layout.IDEAL).read_text())
+    section = search_settings(config)
+    search = MergeSession(config, "search", layout.MODELS, section.method)
+    test = MergeSession(config, "test", layout.MODELS, section.method)
+    objective = scalarizer(ideal, augmentation(config))
+    space = ParamSpace(
+        section.method,
+        tuple(search.tasks),
+        {k: tuple(v) for k, v in section.space.items()},
+        dict(section.parameters),
+    )
+    per_pref, candidates = {}, 0
+    for pid, weights in list(preferences(config).items())[:first]:
+        seed = derive_seed(config["seed"], "search", pid)
+        trace = []  # (items spent so far, test scores of the incumbent)
+        best = [None]
+
+        def progress(candidate):
+            complete = candidate.fidelity >= 1.0
+            if complete and (best[0] is None or candidate.value < best[0].value):
+                best[0] = candidate
+                scored = test.evaluate(candidate.recipe)
+                trace.append((search.evaluator.items, scored["scores"], scored["metrics"]))
+
+        found = search_preference(
+            search.evaluate,
+            lambda params: search.recipe(space.method, params, space.fixed, seed),
+            space,
+            weights,
+            objective,
+            budget=section.budget,
+            algorithm=section.algorithm,
+            seed=seed,
+            sigma=section.sigma,
+            popsize=section.popsize,
+            defaults=section.start,
+            progress=progress,
+        )
+        candidates += len(found)
+        per_pref[pid] = {
+            "weights": [float(w) for w in weights],
+            "trace": trace,
+            "recipe": recipe_to_yaml(best[0].recipe),
+            "test_items": item_values(test, best[0].recipe),
+        }
+    items = search.evaluator.items
+    raced_out = search.evaluator.raced_out
+    search.close()
+    test.close()
+    return {
+        "items": items,
+        "raced_out": raced_out,
+        "candidates": candidates,
+        "preferences": per_pref,
+    }
+
+
+def item_values(session, recipe) -> dict:
+    """Per task, the primary metric's per-item values of the recipe's model on the
+    session's split, in item order (what the paired bootstrap resamples)."""
+    from hm3.evaluation.scorer import model_max_length
+
+    scorer = session.evaluator.scorer
+    prepared = scorer._prepared_for(session.evaluator.tokenizer)
+    model = session.merger.apply(recipe)
+    out = {}
+    for spec in scorer.specs:
+        task = spec.task_for(scorer.split)
+        metric, _, filter_key = spec.metric.partition(",")
+        raw = prepared.score_items(
+            model, model_max_length(model), {task: range(prepared.size(task))}
+        )
+        values = raw[task][(metric, filter_key)]
+        out[spec.name] = [values[i] for i in sorted(values)]
+    return out
+
+
+def report(runs: list[dict], bootstrap: int, out: Path, plot: Path | None) -> None:
+    from hm3.core import layout
+    from hm3.upper.preferences import scalarizer
+
+    config = load_config()
+    tasks = list(config["tasks"])
+    ideal = json.loads(Path(layout.IDEAL).read_text())
+    plain = scalarizer(ideal)
+    reference = hv_reference(config["moo"]["hv_reference"], len(tasks))
+
+    def final(run):
+        prefs = run["preferences"].values()
+        scores = np.array([[p["trace"][-1][1][t] for t in tasks] for p in prefs])
+        g = [float(plain(s, p["weights"])) for s, p in zip(scores, prefs)]
+        return hypervolume(plain.normalizer(scores), reference), float(np.mean(g))
+
+    rows = []
+    for run in runs:
+        hv, mean_g = final(run)
+        rows.append(
+            {
+                **{
+                    k: run[k]
+                    for k in ("seed", "racing", "items", "raced_out", "candidates", "seconds")
+                },
+                "hv_test": hv,
+                "mean_g_test": mean_g,
+            }
+        )
+    print(
+        f"\n{'seed':>5s} {'racing':>6s} {'items':>7s} {'stopped':>8s} {'HV test':>8s} {'mean g':>8s} {'s':>6s}"
+    )
+    for r in rows:
+        print(
+            f"{r['seed']:5d} {'on' if r['racing'] else 'off':>6s} {r['items']:7d} "
+            f"{r['raced_out']:4d}/{r['candidates']:<3d} {r['hv_test']:8.4f} {r['mean_g_test']:8.4f} {r['seconds']:6.0f}"
+        )
+    pairs = [(rows[i], rows[i + 1]) for i in range(0, len(rows), 2)]
+    ratios = [on["items"] / off["items"] for off, on in pairs]
+    print(
+        f"item evaluations on/off per seed: {[round(r, 3) for r in ratios]} (mean {statistics.mean(ratios):.3f})"
+    )
+    intervals = [
+        paired_interval(runs[2 * i], runs[2 * i + 1], tasks, plain, reference, bootstrap)
+        for i in range(len(pairs))
+    ]
+    for (off, on), interval in zip(pairs, intervals):
+        print(
+            f"seed {off['seed']}: ΔHV (on - off) {on['hv_test'] - off['hv_test']:+.4f} "
+            f"[{interval['hv'][0]:+.4f}, {interval['hv'][1]:+.4f}], Δ mean g {on['mean_g_test'] - off['mean_g_test']:+.4f} "
+            f"[{interval['g'][0]:+.4f}, {interval['g'][1]:+.4f}] (95% paired bootstrap over test items)"
+        )
+    out.write_text(
+        json.dumps({"rows": rows, "intervals": intervals, "runs": runs}, indent=1, default=str)
+    )
+    if plot:
+        plot_anytime(runs, tasks, plain, reference, plot)
+    print(f"wrote {out}" + (f" and {plot}" if plot else ""))
+
+
+def paired_interval(
+    off: dict, on: dict, tasks, plain, reference, iterations: int, seed: int = 0
+) -> dict:
+    """95% paired bootstrap interval of the on - off differences in test HV and mean g:
+    each iteration draws the test items with replacement (one draw per task, shared by
+    both modes and every λ) and re-aggregates each task's metric on the drawn items
+    with lm-eval's own aggregation (mean, or corpus chrF)."""
+    from lm_eval.api.registry import get_aggregation
+
+    config = load_config()
+    scale = {t: float(config["tasks"][t].get("scale", 1.0)) for t in tasks}
+    aggregate = {
+        t: get_aggregation("chrf" if config["tasks"][t]["metric"].startswith("chrf") else "mean")
+        for t in tasks
+    }
+    rng = np.random.default_rng(seed)
+    sizes = {t: len(next(iter(off["preferences"].values()))["test_items"][t]) for t in tasks}
+    deltas_hv, deltas_g = [], []
+    for _ in range(iterations):
+        draw = {t: rng.integers(0, sizes[t], sizes[t]) for t in tasks}
+        values = []
+        for run in (off, on):
+            prefs = list(run["preferences"].values())
+            scores = np.array(
+                [
+                    [
+                        aggregate[t]([p["test_items"][t][i] for i in draw[t]]) / scale[t]
+                        for t in tasks
+                    ]
+                    for p in prefs
+                ]
+            )
+            g = float(np.mean([plain(s, p["weights"]) for s, p in zip(scores, prefs)]))
+            values.append((hypervolume(plain.normalizer(scores), reference), g))
+        deltas_hv.append(values[1][0] - values[0][0])
+        deltas_g.append(values[1][1] - values[0][1])
+    return {
+        "hv": [float(np.percentile(deltas_hv, 2.5)), float(np.percentile(deltas_hv, 97.5))],
+        "g": [float(np.percentile(deltas_g, 2.5)), float(np.percentile(deltas_g, 97.5))],
+    }
+
+
+def plot_anytime(runs, tasks, plain, reference, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run in runs:
+        events = []  # (items, pid, scores)
+        for pid, pref in run["preferences"].items():
+            for items, scores, _ in pref["trace"]:
+                events.append((items, pid, scores))
+        events.sort(key=lambda e: e[0])
+        current, xs, ys = {}, [], []
+        for items, pid, scores in events:
+            current[pid] = [scores[t] for t in tasks]
+            xs.append(items)
+            ys.append(hypervolume(plain.normalizer(np.array(list(current.values()))), reference))
+        ax.step(
+            xs,
+            ys,
+            where="post",
+            label=f"seed {run['seed']}, racing {'on' if run['racing'] else 'off'}",
+        )
+    ax.set_xlabel("item evaluations (search split)")
+    ax.set_ylabel("HV on test of the incumbents")
+    ax.set_title("Upper level: anytime hypervolume")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Racing: stop scoring a candidate once it cannot beat the incumbent.
+
+Most candidates of a search are clearly bad after a fraction of the items. A raced
+evaluation scores each task's items in a fixed, seeded order, in rungs (e.g. the first
+quarter, the first half, all); after every rung but the last it asks the search's
+*stop rule* whether the candidate, even at the optimistic end of what its items so
+far allow, would lose to the best fully scored candidate. If so it stops there: the
+candidate keeps its partial scores, marked with the fraction of items behind them, and
+never becomes a search's answer (only fully scored candidates can).
+
+The optimistic end: each task's partial score plus ``z`` standard errors. A score on
+0..1 averaged over n items has variance at most p(1-p)/n (p its mean: the bound for
+any [0, 1] variable); p is shrunk towards 1/2 by one success and one failure, so a
+rung where every item failed still leaves room. Corpus metrics (chrF, BLEU) use the
+same bound on their per-item (sentence) values. This is a confidence-bound rule in the
+spirit of Hoeffding races (Maron & Moore, 1994) and of successive halving, applied per
+candidate against a running incumbent, so it fits any sequential search (CMA-ES, GA,
+random search, the lower level's path search) without changing its proposals.
+
+MERGE³ (Mencattini et al., ICML 2025) instead estimates every candidate's score from a
+small item subset; mergekit-evolve scores every candidate in full. Here the rule only
+ever saves evaluations on candidates it is confident about, and the full-fidelity
+scores are exactly the unraced ones.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from hm3.core.errors import ConfigError
+from hm3.core.seeds import derive_seed
+
+MAX_GRID_TASKS = 8  # 3**8 optimistic corners at most; beyond, only the upper bounds
+
+
+@dataclass(frozen=True)
+class RacingSettings:
+    """Config section `evaluation.racing`."""
+
+    enabled: bool = False
+    rungs: tuple[float, ...] = (0.25, 0.5)  # fractions of the items after which to decide
+    z: float = 1.0  # optimism of the bound, in standard errors
+    seed: int = 0  # the item order (the run's `seed` unless set)
+
+    def __post_init__(self):
+        rungs = tuple(float(r) for r in self.rungs)
+        if any(not 0 < r < 1 for r in rungs) or list(rungs) != sorted(set(rungs)):
+            raise ConfigError(
+                f"evaluation.racing.rungs must be increasing fractions in (0, 1), got {list(self.rungs)}"
+            )
+        if self.z < 0:
+            raise ConfigError(f"evaluation.racing.z must be >= 0, got {self.z}")
+        object.__setattr__(self, "rungs", rungs)
+
+
+def racing_settings(evaluation: Mapping, seed: int) -> RacingSettings:
+    """From config section `evaluation` (its `racing` key) and the run's seed."""
+    section = dict(evaluation.get("racing") or {})
+    if section.get("seed") is None:
+        section["seed"] = seed
+    unknown = set(section) - set(RacingSettings.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"evaluation.racing: unknown key(s) {sorted(unknown)}")
+    return RacingSettings(**section)
+
+
+def item_order(size: int, task: str, split: str, seed: int) -> list[int]:
+    """The fixed order in which a raced evaluation visits a task's items."""
+    rng = np.random.default_rng(derive_seed(seed, "racing", task, split))
+    return [int(i) for i in rng.permutation(size)]
+
+
+def rung_sizes(size: int, rungs: Sequence[float]) -> list[int]:
+    """Items scored after each rung, the last being all of them."""
+    counts = [max(1, math.ceil(r * size)) for r in rungs]
+    return sorted({c for c in counts if c < size} | {size})
+
+
+@dataclass
+class PartialScore:
+    """One task's score on the items scored so far, and its standard error."""
+
+    value: float
+    stderr: float
+    items: int
+
+
+def bounded_stderr(values: Sequence[float]) -> float:
+    """The standard error bound of a mean of [0, 1] values (see the module docstring)."""
+    n = len(values)
+    if n == 0:
+        return 0.5
+    p = (sum(min(1.0, max(0.0, v)) for v in values) + 1) / (n + 2)
+    return math.sqrt(p * (1 - p) / n)
+
+
+@dataclass
+class StopRule:
+    """Stop when even the optimistic scores lose to the incumbent's objective value.
+
+    A search makes one per candidate: ``objective(scores) -> float`` is what it
+    minimises (its scalarised g for the preference at hand), ``incumbent`` the best
+    fully scored value so far (None: nothing to beat yet, never stop), ``margin`` how
+    much worse the optimistic value must be. The evaluator, which holds the racing
+    settings, asks `decide` with its ``z``."""
+
+    objective: Callable[[Mapping[str, float]], float]
+    incumbent: float | None
+    margin: float = 0.0
+    decisions: list = field(default_factory=list)  # (optimistic value, stopped) per rung
+
+    def decide(self, partial: Mapping[str, PartialScore], z: float) -> bool:
+        if self.incumbent is None:
+            return False
+        best = optimistic_value(self.objective, partial, z)
+        stop = best > self.incumbent + self.margin
+        self.decisions.append((best, stop))
+        return stop
+
+
+def optimistic_value(
+    objective: Callable[[Mapping[str, float]], float], partial: Mapping[str, PartialScore], z: float
+) -> float:
+    """The lowest objective over each task's interval [value - z se, value + z se]:
+    scalarisations hm3 uses are monotone in each task's distance to the ideal point,
+    so trying each interval's ends and its middle finds (or comes close to) the best
+    case without knowing the ideal point; past MAX_GRID_TASKS tasks only the upper ends."""
+    names = list(partial)
+    options = [(p.value - z * p.stderr, p.value, p.value + z * p.stderr) for p in partial.values()]
+    if len(names) > MAX_GRID_TASKS:
+        return float(objective({n: o[2] for n, o in zip(names, options)}))
+    return min(float(objective(dict(zip(names, corner)))) for corner in itertools.product(*options))

@@ -1,0 +1,73 @@
+"""Racing's pieces (hm3.evaluation.racing): item orders, rungs, bounds, the stop rule."""
+
+import math
+
+import pytest
+
+from hm3.core.errors import ConfigError
+from hm3.evaluation.racing import (
+    PartialScore,
+    RacingSettings,
+    StopRule,
+    bounded_stderr,
+    item_order,
+    optimistic_value,
+    racing_settings,
+    rung_sizes,
+)
+
+
+def test_item_order_is_a_seeded_permutation_per_task_and_split():
+    order = item_order(60, "math", "search", 7)
+    assert sorted(order) == list(range(60))
+    assert order == item_order(60, "math", "search", 7)
+    assert order != item_order(60, "code", "search", 7)
+    assert order != item_order(60, "math", "search", 8)
+
+
+def test_rung_sizes_end_with_every_item():
+    assert rung_sizes(60, (0.25, 0.5)) == [15, 30, 60]
+    assert rung_sizes(3, (0.1, 0.2)) == [1, 3]
+    assert rung_sizes(1, (0.5,)) == [1]
+
+
+def test_settings_are_checked_and_take_the_runs_seed():
+    assert racing_settings({}, 5) == RacingSettings(enabled=False, seed=5)
+    assert racing_settings({"racing": {"enabled": True, "seed": 2}}, 5).seed == 2
+    with pytest.raises(ConfigError, match="rungs"):
+        RacingSettings(rungs=(0.5, 0.25))
+    with pytest.raises(ConfigError, match="rungs"):
+        RacingSettings(rungs=(1.0,))
+    with pytest.raises(ConfigError, match="z"):
+        RacingSettings(z=-1)
+    with pytest.raises(ConfigError, match="racing"):
+        racing_settings({"racing": {"rung": [0.5]}}, 0)
+
+
+def test_stderr_bound_leaves_room_after_all_failures():
+    assert bounded_stderr([0.0] * 15) == pytest.approx(math.sqrt((1 / 17) * (16 / 17) / 15))
+    assert bounded_stderr([0.0] * 15) > 0
+    assert bounded_stderr([0.5] * 100) <= 0.05  # at most the p(1-p)/n bound
+    assert bounded_stderr([]) == 0.5
+
+
+def _g(scores):
+    """Tchebycheff-like: the worst gap to 1, equal weights."""
+    return max(1.0 - s for s in scores.values())
+
+
+def test_optimistic_value_takes_the_best_end_of_each_interval():
+    partial = {"a": PartialScore(0.2, 0.1, 10), "b": PartialScore(0.6, 0.05, 10)}
+    assert optimistic_value(_g, partial, z=1.0) == pytest.approx(1.0 - 0.3)
+    assert optimistic_value(_g, partial, z=0.0) == pytest.approx(0.8)
+
+
+def test_stop_rule_against_the_incumbent():
+    partial = {"a": PartialScore(0.2, 0.1, 10), "b": PartialScore(0.6, 0.05, 10)}
+    assert not StopRule(_g, None).decide(partial, 1.0)  # nothing to beat yet
+    assert StopRule(_g, 0.5).decide(partial, 1.0)  # 0.7 at best, the incumbent has 0.5
+    assert not StopRule(_g, 0.75).decide(partial, 1.0)  # could still win
+    assert not StopRule(_g, 0.5, margin=0.25).decide(partial, 1.0)
+    rule = StopRule(_g, 0.5)
+    rule.decide(partial, 1.0)
+    assert rule.decisions == [(pytest.approx(0.7), True)]
