@@ -2,6 +2,8 @@
 
 import json
 
+import pandas as pd
+
 from hm3.report.cost import cost_table, stage_of
 
 
@@ -33,9 +35,10 @@ def test_cost_table_sums_jobs_and_counts_evaluations(tmp_path):
     bench(results / "benchmarks", "score_test_math", 5.0, 4.0, 400)
     for pid, n in (("w0833-0833-8333", 25), ("w0833-8333-0833", 20)):
         (results / "param" / pid).mkdir(parents=True)
-        (results / "param" / pid / "search.json").write_text(json.dumps({"evaluated": n}))
+        summary = {"evaluated": n, "item_evaluations": n * 100}
+        (results / "param" / pid / "search.json").write_text(json.dumps(summary))
     (results / "rl").mkdir()
-    (results / "rl" / "training.json").write_text(json.dumps({"evaluations": 53}))
+    (results / "rl" / "training.json").write_text(json.dumps({"evaluations": 53}))  # no items
     table = cost_table(results, {"device": "cpu"}).set_index("stage")
     searches = table.loc["upper level: searches (reporting λ)"]
     assert (
@@ -44,10 +47,13 @@ def test_cost_table_sums_jobs_and_counts_evaluations(tmp_path):
         searches["wall_s"],
         searches["max_rss_mb"],
     ) == (2, 45, 40.0, 700)
+    assert searches["item_evaluations"] == 4500
     assert table.loc["lower level: offline RL training", "evaluations"] == 53
+    assert pd.isna(table.loc["lower level: offline RL training", "item_evaluations"])
     assert table.loc["scoring the family (lm-eval)", "evaluations"] == 1
     total = table.loc["total (sum over jobs)"]
     assert total["jobs"] == 4 and total["wall_s"] == 105.0 and total["evaluations"] == 99
+    assert total["item_evaluations"] == 4500
     assert total["gpu_hours"] == 0
     on_gpu = cost_table(results, {"device": "cuda:0"}).set_index("stage")
     assert on_gpu.loc["total (sum over jobs)", "gpu_hours"] == round(105.0 / 3600, 4)

@@ -88,7 +88,14 @@ def dataflow_search(
             return algorithm
 
         def restart(count: int):  # CMA-ES stopped on flat scores: again from the best point
-            best = min(range(len(points)), key=lambda i: (candidates.rows[i]["objective"], i))
+            best = min(
+                range(len(points)),
+                key=lambda i: (
+                    candidates.rows[i]["fidelity"] < 1.0,
+                    candidates.rows[i]["objective"],
+                    i,
+                ),
+            )
             return cmaes(points[best], derive_seed(seed, "restart", str(count)))
 
         points: list[np.ndarray] = []
@@ -128,6 +135,8 @@ def dataflow_search(
         "max_length": max_length,
         "seed": seed,
         "evaluations": candidates.evaluator.evaluator.evaluations,
+        "raced_out": candidates.evaluator.evaluator.raced_out,
+        "item_evaluations": candidates.evaluator.evaluator.items,
         "test_evaluations": on_test.evaluator.evaluations,
         "wall_seconds": round(time.time() - started, 1),
         "best": {

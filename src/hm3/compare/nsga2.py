@@ -19,6 +19,7 @@ from pymoo.core.termination import NoTermination
 from hm3.compare.common import param_space, progress, scores_on_test, write_outputs
 from hm3.core import layout
 from hm3.core.seeds import derive_seed
+from hm3.evaluation.racing import DominanceRule
 from hm3.merge.config import recipe_to_yaml
 from hm3.upper.param_search import MergeSession
 from hm3.upper.preferences import preferences, scalarizer
@@ -54,7 +55,10 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
 
     def evaluate(x, generation):
         recipe = session.recipe(space.method, space.decode(x), space.fixed, seed)
-        result = session.evaluate(recipe)
+        front = [
+            {t: row[f"score.{t}"] for t in session.tasks} for row in rows if row["fidelity"] >= 1.0
+        ]
+        result = session.evaluate(recipe, DominanceRule(front))
         recipes.append(recipe)
         rows.append(
             {
@@ -62,6 +66,7 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
                 "generation": generation,
                 **{f"score.{t}": v for t, v in result["scores"].items()},
                 "cached": result["cached"],
+                "fidelity": float(result.get("fidelity", 1.0)),
                 "recipe": recipe_to_yaml(recipe),
             }
         )
@@ -77,8 +82,9 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
     frame = pd.DataFrame(rows)
     raw = frame[[f"score.{t}" for t in session.tasks]].to_numpy(float)
     picks = {}
+    partial = frame["fidelity"].to_numpy() < 1.0  # racing's partial scores are never picked
     for pid, weights in prefs.items():
-        values = objective(raw, weights)
+        values = np.where(partial, np.inf, objective(raw, weights))
         index = int(np.argmin(values))  # the first of equals
         scores = dict(zip(session.tasks, raw[index].tolist()))
         picks[pid] = {
@@ -102,6 +108,8 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
         "population": len(starts),
         "generations": int(frame["generation"].max()) + 1,
         "evaluated": session.evaluator.evaluations,
+        "raced_out": session.evaluator.raced_out,
+        "item_evaluations": session.evaluator.items,
         "test_evaluations": len(tested),
         "seed": seed,
         "wall_seconds": round(time.time() - started, 1),

@@ -135,3 +135,23 @@ def optimistic_value(
     if len(names) > MAX_GRID_TASKS:
         return float(objective({n: o[2] for n, o in zip(names, options)}))
     return min(float(objective(dict(zip(names, corner)))) for corner in itertools.product(*options))
+
+
+@dataclass
+class DominanceRule:
+    """The multi-objective form of `StopRule` (NSGA-II has no single incumbent):
+    stop when some fully scored candidate is at least as good on every task as the
+    optimistic end of the partial scores, and better on one, so that no outcome the
+    bound allows would put the candidate on the front."""
+
+    front: Sequence[Mapping[str, float]]  # scores of the fully scored candidates so far
+    decisions: list = field(default_factory=list)
+
+    def decide(self, partial: Mapping[str, PartialScore], z: float) -> bool:
+        best = {name: p.value + z * p.stderr for name, p in partial.items()}
+        stop = any(
+            all(scores[n] >= best[n] for n in best) and any(scores[n] > best[n] for n in best)
+            for scores in self.front
+        )
+        self.decisions.append((best, stop))
+        return stop

@@ -412,7 +412,7 @@ class CachedEvaluator:
             seconds = time.time() - started
             self.evaluations += 1
             self.seconds += seconds
-            self.items += sum(result["examples"].values())
+            self.items += sum(result.get("examples", {}).values())
             for name in missing:
                 entry = {
                     "score": result["scores"][name],

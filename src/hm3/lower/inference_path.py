@@ -280,10 +280,11 @@ class PathEvaluator:
     def __init__(self, pool: LayerPool, evaluator):
         self.pool, self.evaluator = pool, evaluator
 
-    def evaluate(self, path, alignment=None) -> dict:
+    def evaluate(self, path, alignment=None, stop=None) -> dict:
+        """The path's scores (CachedEvaluator.evaluate; ``stop``: racing's rule)."""
         path = as_path(path)
         self.pool.check_path(path)
         text = "path: " + describe(path, self.pool.names)
         if alignment:
             text += f" | aligned {alignment_fingerprint(alignment)}"
-        return self.evaluator.evaluate(text, lambda: self.pool.assemble(path, alignment))
+        return self.evaluator.evaluate(text, lambda: self.pool.assemble(path, alignment), stop)

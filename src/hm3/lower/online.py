@@ -191,6 +191,8 @@ def search_path(
             "distinct_paths": distinct,
             "budget": distinct,
             "evaluations": search.evaluator.evaluations,
+            "raced_out": search.evaluator.raced_out,
+            "item_evaluations": search.evaluator.items,
             "test_evaluations": on_test.evaluator.evaluations,
             "seconds_evaluating": round(search.evaluator.seconds, 2),
             "wall_seconds": round(time.time() - started, 1),
@@ -285,6 +287,8 @@ def random_paths(
         "preference": preference,
         "budget": budget,
         "evaluations": candidates.evaluator.evaluator.evaluations,
+        "raced_out": candidates.evaluator.evaluator.raced_out,
+        "item_evaluations": candidates.evaluator.evaluator.items,
         "test_evaluations": on_test.evaluator.evaluations,
         "best": {
             "path": best["path"],

@@ -23,6 +23,7 @@ from hm3.checkpoints.causal_lm import load_causal_lm
 from hm3.checkpoints.files import check_before_tokenizer_load
 from hm3.core.errors import ConfigError
 from hm3.evaluation.cache import EvaluationCache
+from hm3.evaluation.racing import StopRule, racing_settings
 from hm3.evaluation.scorer import CachedEvaluator, configured_scorer, evaluation_context
 from hm3.lower.inference_path import LayerPool, PathEvaluator, as_path, describe
 from hm3.core.device import evaluation_dtype
@@ -113,6 +114,7 @@ class PoolFactory:
             context,
             seed=self.config["seed"],
             device=self.device,
+            racing=racing_settings(self.config["evaluation"], self.config["seed"]),
         )
         return PathEvaluator(pool, cached)
 
@@ -132,7 +134,14 @@ class CandidateLog:
         self.rows: list[dict] = []
 
     def score(self, origin: str, path, alignment=None) -> dict:
-        result = self.evaluator.evaluate(path, alignment)
+        """Score a path, raced (when `evaluation.racing` is on) against the best fully
+        scored path of this log."""
+        complete = [row["objective"] for row in self.rows if row["fidelity"] >= 1.0]
+        stop = StopRule(
+            lambda scores: float(self.objective(scores, self.weights)),
+            min(complete) if complete else None,
+        )
+        result = self.evaluator.evaluate(path, alignment, stop)
         scores = result["scores"]
         value = self.reward(scores, self.weights) if self.reward else float("nan")
         self.rows.append(
@@ -146,6 +155,7 @@ class CandidateLog:
                 "value": value,
                 **{f"score.{t}": v for t, v in scores.items()},
                 "cached": result["cached"],
+                "fidelity": float(result.get("fidelity", 1.0)),
             }
         )
         return {**result, "value": value}
@@ -154,9 +164,11 @@ class CandidateLog:
         return pd.DataFrame(self.rows)
 
     def best(self):
-        """The best row by the objective; the first of equals (the identity path, when scored first)."""
+        """The best fully scored row by the objective (racing's partial scores never
+        win); the first of equals (the identity path, when scored first)."""
         frame = self.frame()
-        return frame.loc[frame["objective"].idxmin()]
+        complete = frame[frame["fidelity"] >= 1.0]
+        return (complete if len(complete) else frame).loc[lambda f: f["objective"].idxmin()]
 
 
 def export_path(

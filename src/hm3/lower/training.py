@@ -147,6 +147,7 @@ def train_policy(
         "episodes": episodes,
         "training_preferences": len(table),
         "evaluations": evaluated,
+        "item_evaluations": sum(e.evaluator.items for e in evaluators.values()),
         "cache_hits": factory.cache.hits,
         "cache_misses": factory.cache.misses,
         "episode_cache_hit_rate": round(1 - evaluated / max(1, episodes), 4),

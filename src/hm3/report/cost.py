@@ -46,23 +46,26 @@ def stage_of(name: str) -> str:
     return "other"
 
 
-def _evaluations(results: Path) -> dict[str, int]:
-    """Candidates really scored, per stage, from the stages' summaries."""
+def _evaluations(results: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Candidates really scored, and items (a task's documents) scored for them on the
+    search split, per stage, from the stages' summaries (items only where a summary
+    counts them: summaries written before racing existed do not)."""
     counts: dict[str, int] = {}
+    items: dict[str, int] = {}
 
-    def add(stage, n):
+    def add(stage, n, data=None):
         counts[stage] = counts.get(stage, 0) + int(n)
+        if data is not None and data.get("item_evaluations") is not None:
+            items[stage] = items.get(stage, 0) + int(data["item_evaluations"])
 
     for summary in layout.glob(results, layout.PARAM_SUMMARY):
         data = json.loads(summary.read_text())
         kind = "reporting" if summary.parent.name.startswith("w") else "training"
-        add(f"upper level: searches ({kind} λ)", data.get("evaluated", 0))
+        add(f"upper level: searches ({kind} λ)", data.get("evaluated", 0), data)
     training = layout.at(results, layout.RL_SUMMARY)
     if training.exists():
-        add(
-            "lower level: offline RL training",
-            json.loads(training.read_text()).get("evaluations", 0),
-        )
+        data = json.loads(training.read_text())
+        add("lower level: offline RL training", data.get("evaluations", 0), data)
     summaries = [
         (layout.PATH_SUMMARY, "lower level: online path search"),
         (layout.RANDOM_SUMMARY, "random-path baseline"),
@@ -75,10 +78,10 @@ def _evaluations(results: Path) -> dict[str, int]:
                 "evaluations", data.get("evaluated")
             )  # the merge searches say "evaluated"
             if scored is not None:  # search split, plus the test split where recorded
-                add(stage, scored + data.get("test_evaluations", 0))
+                add(stage, scored + data.get("test_evaluations", 0), data)
     for table in layout.glob(results, layout.BASELINE):
         add("naive baselines", int((~pd.read_csv(table)["cached"].astype(bool)).sum()))
-    return counts
+    return counts, items
 
 
 def cost_table(results: str | Path, evaluation: Mapping) -> pd.DataFrame:
@@ -107,6 +110,7 @@ def cost_table(results: str | Path, evaluation: Mapping) -> pd.DataFrame:
                 "gpu_hours",
                 "max_rss_mb",
                 "evaluations",
+                "item_evaluations",
             ]
         )
     jobs = pd.DataFrame(rows)
@@ -121,11 +125,12 @@ def cost_table(results: str | Path, evaluation: Mapping) -> pd.DataFrame:
         .reindex([s for s in ORDER if s in set(jobs["stage"])])
         .reset_index()
     )
-    evaluations = _evaluations(results)
+    evaluations, items = _evaluations(results)
     table["evaluations"] = [
         row.jobs if row.stage in SCORED_ONCE_PER_JOB else evaluations.get(row.stage)
         for row in table.itertuples()
     ]
+    table["item_evaluations"] = [items.get(row.stage) for row in table.itertuples()]
     on_gpu = str(evaluation.get("device", "cpu")).startswith("cuda")
     table["cpu_hours"] = table["cpu_s"] / 3600
     table["gpu_hours"] = table["wall_s"] / 3600 if on_gpu else 0.0
@@ -136,11 +141,22 @@ def cost_table(results: str | Path, evaluation: Mapping) -> pd.DataFrame:
         "cpu_s": table["cpu_s"].sum(),
         "max_rss_mb": table["max_rss_mb"].max(),
         "evaluations": sum(v for v in table["evaluations"] if pd.notna(v)),
+        "item_evaluations": sum(v for v in table["item_evaluations"] if pd.notna(v)),
         "cpu_hours": table["cpu_hours"].sum(),
         "gpu_hours": table["gpu_hours"].sum(),
     }
     table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
     table["evaluations"] = table["evaluations"].astype("Int64")
+    table["item_evaluations"] = table["item_evaluations"].astype("Int64")
     return table[
-        ["stage", "jobs", "evaluations", "wall_s", "cpu_hours", "gpu_hours", "max_rss_mb"]
+        [
+            "stage",
+            "jobs",
+            "evaluations",
+            "item_evaluations",
+            "wall_s",
+            "cpu_hours",
+            "gpu_hours",
+            "max_rss_mb",
+        ]
     ].round({"wall_s": 1, "cpu_hours": 4, "gpu_hours": 4, "max_rss_mb": 0})
