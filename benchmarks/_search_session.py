@@ -21,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser, candidates: int) -> None:
         "--threads", type=int, default=1, help="torch threads (a search job gets 1 by default)"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--engine", default="prepared", help="evaluation.engine of the session")
+    parser.add_argument(
+        "--engine", default=None, help="evaluation.engine of the session (default: the config's)"
+    )
 
 
 def open_session(args, split: str = "search"):
@@ -42,7 +44,8 @@ def open_session(args, split: str = "search"):
     offline_environment()
     torch.set_num_threads(args.threads)
     config = load_config()
-    config["evaluation"]["engine"] = args.engine
+    if args.engine:  # unset: code from before the key existed runs too (a before/after profile)
+        config["evaluation"]["engine"] = args.engine
     config["evaluation"]["cache"] = str(
         Path(tempfile.mkdtemp(prefix="hm3-bench-")) / "cache.sqlite"
     )
@@ -50,7 +53,11 @@ def open_session(args, split: str = "search"):
 
 
 def load_config() -> dict:
-    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    """The default config of the hm3 that is imported (PYTHONPATH=OTHER/src profiles
+    another checkout with its own config)."""
+    import hm3
+
+    return yaml.safe_load((Path(hm3.__file__).parents[2] / "config" / "config.yaml").read_text())
 
 
 def random_recipe(session, rng, index: int):

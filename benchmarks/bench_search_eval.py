@@ -34,7 +34,7 @@ def main() -> int:
     parser.add_argument("--engines", default="prepared,lm-eval")
     args = parser.parse_args()
     engines = args.engines.split(",")
-    args.engine = engines[0]
+    args.engine = args.engine or engines[0]
     started = time.time()
     session = open_session(args)
     print(f"set-up (models into memory, lm-eval tasks): {time.time() - started:.1f} s")

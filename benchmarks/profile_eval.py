@@ -141,7 +141,7 @@ def main() -> int:
         session.close()
     per = args.candidates
     print(
-        f"one candidate evaluation, engine {args.engine}, mean of {per} "
+        f"one candidate evaluation, engine {args.engine or 'default'}, mean of {per} "
         f"({args.threads} torch thread(s)): {total / per:.3f} s\n"
     )
     print(f"{'phase':44s} {'s/candidate':>12s} {'share':>7s} {'calls':>7s}")

@@ -233,7 +233,7 @@ def test_generator_stops_at_eos_cap_and_stop_string(monkeypatch):
         def batch_select_indices(self, index):
             pass
 
-    monkeypatch.setattr(generation, "_new_cache", lambda model: _NoCache())
+    monkeypatch.setattr(generation, "_new_cache", lambda model, capacity: _NoCache())
     tokenizer = _CharTokenizer()
     tokenizer.decode = lambda ids, skip_special_tokens=True: "".join(str(i) for i in ids)
     tokenizer.batch_decode = lambda rows, skip_special_tokens=True: [

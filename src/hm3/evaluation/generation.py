@@ -116,7 +116,7 @@ class BatchedGenerator:
         caps = [r.max_new_tokens for r in requests]
         generated: list[list[int]] = [[] for _ in requests]
         alive = list(range(len(requests)))  # original row of each row still in the batch
-        cache = _new_cache(model)
+        cache = _new_cache(model, ids.shape[1] + max(caps))
         names = _forward_names(type(model))
         last_only = {names["logits"]: 1} if names["logits"] else {}
         with torch.inference_mode():
@@ -195,14 +195,79 @@ def _end_token_ids(model) -> set[int]:
     return {int(i) for i in (ids if isinstance(ids, (list, tuple)) else [ids])}
 
 
-def _new_cache(model):
+def _new_cache(model, capacity: int):
+    """A key/value cache whose plain (full-attention) layers write into buffers sized
+    for the whole generation: `DynamicCache` copies every layer's keys and values
+    into a new tensor at each step (``torch.cat``), which is most of a small model's
+    step; the attention then reads views of the filled part, the same numbers."""
     # lazy: transformers only when generating
     from transformers import DynamicCache
 
     try:
-        return DynamicCache(config=model.config)
-    except TypeError:  # transformers < 4.56: no config argument
+        cache = DynamicCache(config=model.config)
+    except TypeError:  # transformers < 4.56: no config argument, no layer objects
         return DynamicCache()
+    layers = getattr(cache, "layers", None)
+    if layers is None or not layers:
+        return cache
+    growing = _growing_layer_class()
+    if growing is not None:
+        plain = type(layers[0]).__mro__[0]
+        cache.layers = [
+            growing(capacity)
+            if type(layer) is plain and plain.__name__ == "DynamicLayer"
+            else layer
+            for layer in layers
+        ]
+    return cache
+
+
+@functools.lru_cache(maxsize=None)
+def _growing_layer_class():
+    """`DynamicLayer` with preallocated buffers (None where transformers has no such class)."""
+    try:  # lazy: transformers only when generating
+        from transformers.cache_utils import DynamicLayer
+    except ImportError:
+        return None
+
+    class GrowingLayer(DynamicLayer):
+        def __init__(self, capacity: int):
+            super().__init__()
+            self.capacity, self.length = int(capacity), 0
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.device, self.is_initialized = key_states.device, True
+                shape = list(key_states.shape)
+                shape[-2] = max(self.capacity, shape[-2])
+                self._keys = key_states.new_empty(shape)
+                self._values = value_states.new_empty(shape)
+            end = self.length + key_states.shape[-2]
+            if end > self._keys.shape[-2]:  # past the planned length: grow by doubling
+                self._keys = _doubled(self._keys, end)
+                self._values = _doubled(self._values, end)
+            self._keys[..., self.length : end, :] = key_states
+            self._values[..., self.length : end, :] = value_states
+            self.length = end
+            self.keys = self._keys[..., :end, :]
+            self.values = self._values[..., :end, :]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices):
+            if self.is_initialized:
+                self._keys = self._keys.index_select(0, indices)
+                self._values = self._values.index_select(0, indices)
+                self.keys = self._keys[..., : self.length, :]
+                self.values = self._values[..., : self.length, :]
+
+    def _doubled(buffer, needed: int):
+        shape = list(buffer.shape)
+        shape[-2] = max(needed, 2 * shape[-2])
+        bigger = buffer.new_empty(shape)
+        bigger[..., : buffer.shape[-2], :] = buffer
+        return bigger
+
+    return GrowingLayer
 
 
 @functools.lru_cache(maxsize=None)
