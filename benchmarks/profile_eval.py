@@ -71,6 +71,7 @@ class PhaseTimers:
 def phases():
     """(label, depth, owner, attribute) of every timed phase, in report order;
     owners that this version of the code does not have are skipped."""
+    import lm_eval.api.filter as lm_filter
     import lm_eval.api.task as lm_task
     import lm_eval.evaluator as lm_evaluator
     import lm_eval.models.huggingface as lm_hf
@@ -86,13 +87,12 @@ def phases():
     except ImportError:
         fast = prepared = None
     model_class = _model_class()
-    return [
-        ("merge (in memory)", 0, inmemory.InMemoryMerger, "apply"),
-        ("cache lookups and writes", 0, cache.EvaluationCache, "get"),
-        ("cache lookups and writes", 0, cache.EvaluationCache, "put"),
-        ("scoring", 0, scorer.Scorer, "score"),
-        ("LM wrapper (HFLM) built", 1, lm_hf.HFLM, "__init__"),
+    filters = ("filters", lm_filter.FilterEnsemble, "apply")
+    sandbox = ("sandbox round trip", client, "_run")
+    per_item = ("metrics (per item)", lm_task.ConfigurableTask, "process_results")
+    lm_eval_path = [
         ("lm-eval evaluate()", 1, lm_evaluator, "evaluate"),
+        ("LM wrapper (HFLM) built", 2, lm_hf.HFLM, "__init__"),
         ("request building", 2, lm_task.Task, "build_all_requests"),
         ("generate_until", 2, lm_hf.HFLM, "generate_until"),
         ("tokenise prompts", 3, lm_hf.HFLM, "tok_encode"),
@@ -101,16 +101,44 @@ def phases():
         ("forward passes", 4, model_class, "forward"),
         ("stop-sequence checks", 4, lm_utils.MultiTokenEOSCriteria, "__call__"),
         ("decode completions", 3, lm_hf.HFLM, "tok_decode"),
+        (filters[0], 2, *filters[1:]),
+        (sandbox[0], 3, *sandbox[1:]),
+        (per_item[0], 2, *per_item[1:]),
+        ("metrics (aggregation)", 2, lm_evaluator, "_process_results"),
+    ]
+    prepared_path = [
         ("prepared path (hm3)", 1, getattr(prepared, "PreparedTasks", None), "score"),
         ("batched generation", 2, getattr(fast, "BatchedGenerator", None), "generate"),
         ("forward passes", 3, model_class, "forward"),
         ("stop-sequence checks", 3, getattr(fast, "StopWatcher", None), "update"),
-        ("decode completions", 3, getattr(fast, "cut_at_stop", None) and fast, "cut_at_stop"),
-        ("filters", 2, lm_task.Task, "apply_filters"),
-        ("sandbox round trip", 3, client, "_run"),
-        ("metrics (per item)", 2, lm_task.ConfigurableTask, "process_results"),
-        ("metrics (aggregation)", 2, lm_evaluator, "_process_results"),
+        (filters[0], 2, *filters[1:]),
+        (sandbox[0], 3, *sandbox[1:]),
+        (per_item[0], 2, *per_item[1:]),
+        ("metrics (aggregation)", 2, getattr(prepared, "PreparedTasks", None), "results"),
     ]
+    return [
+        [
+            ("merge (in memory)", 0, inmemory.InMemoryMerger, "apply"),
+            ("cache lookups and writes", 0, cache.EvaluationCache, "get"),
+            ("cache lookups and writes", 0, cache.EvaluationCache, "put"),
+            ("scoring", 0, scorer.Scorer, "score"),
+        ],
+        lm_eval_path,
+        prepared_path,
+    ]
+
+
+def _report_rows(blocks, timers):
+    """The common rows, then the block of the scoring path that ran (its first row
+    was timed), each label once per block."""
+    common, *paths = blocks
+    ran = [block for block in paths if block[0][2] is not None and block[0][0] in timers.seconds]
+    for block in [common, *ran]:
+        shown = set()
+        for row in block:
+            if row[2] is not None and row[0] in timers.seconds and row[0] not in shown:
+                shown.add(row[0])
+                yield row
 
 
 def _model_class():
@@ -127,9 +155,10 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     session.evaluate(random_recipe(session, rng, -1))  # warm-up: sandbox start, lazy imports
     timers = PhaseTimers()
-    listed = phases()
-    for label, _, owner, name in listed:
-        timers.wrap(label, owner, name)
+    blocks = phases()
+    for block in blocks:
+        for label, _, owner, name in block:
+            timers.wrap(label, owner, name)
     total = 0.0
     try:
         for index in range(args.candidates):
@@ -145,11 +174,7 @@ def main() -> int:
         f"({args.threads} torch thread(s)): {total / per:.3f} s\n"
     )
     print(f"{'phase':44s} {'s/candidate':>12s} {'share':>7s} {'calls':>7s}")
-    shown = set()
-    for label, depth, owner, name in listed:
-        if owner is None or label in shown or label not in timers.seconds:
-            continue
-        shown.add(label)
+    for label, depth, owner, name in _report_rows(blocks, timers):
         seconds = timers.seconds[label] / per
         print(
             f"{'  ' * depth + label:44s} {seconds:12.3f} {seconds / (total / per):7.1%} "
