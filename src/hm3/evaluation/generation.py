@@ -225,7 +225,8 @@ def _new_cache(model, capacity: int):
 @functools.lru_cache(maxsize=None)
 def _growing_layer_class():
     """`DynamicLayer` with preallocated buffers (None where transformers has no such class)."""
-    try:  # lazy: transformers only when generating
+    try:
+        # lazy: transformers only when generating
         from transformers.cache_utils import DynamicLayer
     except ImportError:
         return None

@@ -42,7 +42,7 @@ MAX_GRID_TASKS = 8  # 3**8 optimistic corners at most; beyond, only the upper bo
 class RacingSettings:
     """Config section `evaluation.racing`."""
 
-    enabled: bool = False
+    enabled: bool = False  # off unless the config turns it on (the default config does)
     rungs: tuple[float, ...] = (0.25, 0.5)  # fractions of the items after which to decide
     z: float = 1.0  # optimism of the bound, in standard errors
     seed: int = 0  # the item order (the run's `seed` unless set)

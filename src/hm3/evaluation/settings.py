@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from hm3.core import layout
@@ -18,7 +18,7 @@ class EvaluationSettings:
     include_path: Sequence[str] = ()  # extra lm-eval task folders beside hm3's own
     cache: str = layout.CACHE  # the SQLite evaluation cache
     engine: str = "prepared"  # prepared (hm3.evaluation.prepared) | lm-eval (its evaluate())
-    racing: Mapping | None = None  # hm3.evaluation.racing.racing_settings reads it
+    racing: Mapping = field(default_factory=dict)  # hm3.evaluation.racing.racing_settings reads it
 
 
 def evaluation_settings(section: Mapping) -> EvaluationSettings:
