@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -40,10 +41,15 @@ def main() -> int:
     parser.add_argument("--preferences", type=int, default=None, help="only the first N λ")
     parser.add_argument("--out", type=Path, default=Path("racing.json"))
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument(
+        "--replot", action="store_true", help="only redraw --plot and the table from --out"
+    )
     args = parser.parse_args()
     out, plot = args.out.resolve(), args.plot.resolve() if args.plot else None
-
-    import os
+    if args.replot:
+        os.chdir(args.workdir)
+        report(json.loads(out.read_text())["runs"], args.bootstrap, out, plot)
+        return 0
 
     os.chdir(args.workdir)
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -289,6 +295,8 @@ def plot_anytime(runs, tasks, plain, reference, path: Path) -> None:
             current[pid] = [scores[t] for t in tasks]
             xs.append(items)
             ys.append(hypervolume(plain.normalizer(np.array(list(current.values()))), reference))
+        xs.append(run["items"])  # the search's whole spend, after its last improvement
+        ys.append(ys[-1] if ys else 0.0)
         ax.step(
             xs,
             ys,
