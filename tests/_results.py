@@ -22,6 +22,8 @@ RUN_FACTS = {
     "from_cache",
     "evaluations",
     "test_evaluations",
+    "item_evaluations",
+    "raced_out",
 }
 
 
