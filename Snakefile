@@ -42,6 +42,7 @@ rule all:
     input:
         layout.table("experts"),
         layout.table("experts", "md"),
+        layout.table("family"),
         layout.PREFERENCES,
         layout.PARAM_FRONT,
         layout.table("param_vs_baselines"),

@@ -95,3 +95,48 @@ def test_batches_are_seeded():
     first = next(packed_batches(stream, settings))["input_ids"]
     again = next(packed_batches(stream, settings))["input_ids"]
     assert torch.equal(first, again)
+
+
+def _fine_tune(root, name, **options):
+    build_expert(
+        root / "base",
+        root / "data",
+        "code",
+        root / name,
+        {**TRAINING, "steps": 6, "learning_rate": 0.01, **options},
+        seed=3,
+        max_shard_size="20KB",
+    )
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(root / name).state_dict()
+
+
+def test_body_fine_tuning_leaves_embeddings_norm_and_head_alone(family):
+    from transformers import AutoModelForCausalLM
+
+    root, _ = family
+    base = AutoModelForCausalLM.from_pretrained(root / "base").state_dict()
+    expert = _fine_tune(root, "code-body", trainable="body")
+    for name, tensor in base.items():
+        moved = not torch.equal(expert[name], tensor)
+        assert moved == (".layers." in name and "rotary" not in name), name
+
+
+def test_anchor_decay_keeps_the_task_vector_smaller(family):
+    from transformers import AutoModelForCausalLM
+
+    root, _ = family
+    base = AutoModelForCausalLM.from_pretrained(root / "base").state_dict()
+
+    def change(state):
+        return sum(float((state[k] - base[k]).pow(2).sum()) for k in base) ** 0.5
+
+    free = change(_fine_tune(root, "code-free"))
+    pulled = change(_fine_tune(root, "code-pulled", anchor_decay=50.0))
+    assert 0 < pulled < 0.8 * free
+
+
+def test_unknown_trainable_is_refused():
+    with pytest.raises(ValueError, match="trainable must be one of"):
+        TrainSettings(steps=1, batch_size=1, learning_rate=1e-3, trainable="head")

@@ -40,6 +40,7 @@ EDITS = {
             "dataflow_search": 3,
             "nsga2": 1,  # one run over the whole grid
             **PATHS,
+            "family_table": 1,  # the family table reads the test scores
             "param_front": 1,
             **REPORTS,
         },
@@ -75,6 +76,7 @@ EDITS = {
             "dataflow_search": 3,
             "nsga2": 1,
             **PATHS,
+            "family_table": 1,  # the family table reads the test scores
             "param_front": 1,
             **REPORTS,
         },
@@ -92,6 +94,7 @@ EDITS = {
             "nsga2": 1,
             "search_path": 3,
             "random_paths": 3,
+            "family_table": 1,  # the family table reads the test scores
             "param_front": 1,
             **REPORTS,
         },

@@ -24,6 +24,24 @@ def test_workflow_produces_expert_table(finished_run):
         assert (finished_run / "logs").exists()
 
 
+def test_workflow_measures_the_family(finished_run):
+    table = pd.read_csv(finished_run / "results" / "tables" / "family.csv")
+    properties = set(table["property"])
+    assert {
+        "decoder layers",
+        "own-task test score",
+        "max decoder-layer |tau|/|theta|",
+        "balanced task arithmetic keeps",
+        "best searched merge keeps on every task",
+    } <= properties
+    assert set(table.loc[table["property"] == "own-task test score", "subject"]) == {
+        "math",
+        "code",
+        "translation",
+    }
+    assert (finished_run / "results" / "tables" / "family.md").exists()
+
+
 PREFERENCES = ["w0833-0833-8333", "w0833-8333-0833", "w8333-0833-0833"]  # ci.yaml: 1 partition
 
 

@@ -67,3 +67,29 @@ rule expert_table:
         config=config_for("expert_table"),
     script:
         "../scripts/expert_table.py"
+
+
+rule family_table:
+    input:
+        models=expand(layout.MODEL, model=MODELS),
+        scores=expand(layout.SCORES, split="test", model=MODELS),
+        balanced=[layout.fill(layout.BASELINE, baseline="task_arithmetic")]
+        if "task_arithmetic" in BASELINES
+        else [],
+        searched=expand(layout.PARAM_TEST_SCORES, pref=PREFERENCES),
+    output:
+        csv=report(
+            layout.table("family"), caption="../report/family.rst", category="Model family"
+        ),
+        md=layout.table("family", "md"),
+    log:
+        layout.log("tables/family"),
+    conda:
+        "../../envs/hm3.yaml"
+    threads: threads_for("family_table")
+    resources:
+        **resources_for("family_table"),
+    params:
+        config=config_for("family_table"),
+    script:
+        "../scripts/family_table.py"

@@ -60,6 +60,7 @@ RULE_READS: dict[str, tuple[str, ...]] = {
     "score_model": SCORING,
     "score_param_model": SCORING,
     "expert_table": ("tasks.*.metric", "tasks.*.extra_metrics", *FAMILY),
+    "family_table": ("tasks.*", *FAMILY, "moo.reporting_weights"),
     "search_params": PARAM_SEARCH,
     "naive_baseline": (*MERGED_CANDIDATES, "baselines.{baseline}"),
     "train_policy": (

@@ -215,6 +215,35 @@ class Scorer:
         result = self._collect(prepared.results(raw), time.time() - started, self.specs)
         return {**result, "fidelity": fidelity, "items": items}
 
+    def item_values(self, model, tokenizer) -> dict[str, list]:
+        """Per objective, its metric's per-item values in item order: what a paired
+        bootstrap resamples (`aggregate` turns any draw of them back into a score)."""
+        if not self._use_prepared():
+            raise ConfigError("per-item values need evaluation.engine: prepared")
+        prepared = self._prepared_for(tokenizer)
+        tasks = {spec.name: spec.task_for(self.split) for spec in self.specs}
+        raw = prepared.score_items(
+            model,
+            model_max_length(model),
+            {task: range(prepared.size(task)) for task in tasks.values()},
+        )
+        out = {}
+        for spec in self.specs:
+            metric, _, filter_key = spec.metric.partition(",")
+            values = raw[tasks[spec.name]][(metric, filter_key)]
+            out[spec.name] = [values[i] for i in sorted(values)]
+        return out
+
+    def aggregate(self, objective: str, values) -> float:
+        """The objective's score over some per-item values (from `item_values`), by the
+        task's own lm-eval aggregation (a mean, or corpus-level chrF), scaled to 0..1."""
+        spec = next((s for s in self.specs if s.name == objective), None)
+        if spec is None:
+            raise ConfigError(f"{objective!r} is not an objective of this scorer")
+        task = self.task_dict["tasks"][spec.task_for(self.split)]
+        metric = spec.metric.partition(",")[0]
+        return float(task.aggregation()[metric](list(values))) / spec.scale
+
     def _partial(self, prepared: PreparedTasks, raw: Mapping) -> dict:
         """Each objective's score on its items so far, with its standard error bound."""
         partial = {}

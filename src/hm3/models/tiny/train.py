@@ -29,6 +29,22 @@ class TrainSettings:
     seq_len: int = 128
     seed: int = 0
     log_every: int = 25
+    # what fine-tuning updates: "all" weights, or the decoder "body" only (embeddings,
+    # final norm and head stay the base's, as they nearly do when a real LLM is fine-tuned)
+    trainable: str = "all"
+    # decoupled pull of every trained weight towards its starting value (L2-SP, Li et al.
+    # 2018): keeps a fine-tune's task vector small, as a real fine-tune's is beside its weights
+    anchor_decay: float = 0.0
+
+    def __post_init__(self):
+        if self.trainable not in TRAINABLE:
+            raise ValueError(
+                f"trainable must be one of {sorted(TRAINABLE)}, not {self.trainable!r}"
+            )
+
+
+# parameter-name tests for TrainSettings.trainable; "body": the decoder layers of a Llama
+TRAINABLE = {"all": lambda name: True, "body": lambda name: ".layers." in f".{name}"}
 
 
 def packed_batches(token_ids: torch.Tensor, settings: TrainSettings) -> Iterator[dict]:
@@ -77,10 +93,30 @@ def _lr_at(step: int, settings: TrainSettings) -> float:
     return settings.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
+def _trained_parameters(model, trainable: str) -> list[torch.nn.Parameter]:
+    keep = TRAINABLE[trainable]
+    trained = []
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(keep(name))
+        if parameter.requires_grad:
+            trained.append(parameter)
+    if not trained:
+        raise ValueError(f"trainable={trainable!r} leaves no parameter of the model to train")
+    return trained
+
+
+@torch.no_grad()
+def _pull_towards(parameters, anchors, rate: float) -> None:
+    for parameter, anchor in zip(parameters, anchors):
+        parameter.sub_(parameter - anchor, alpha=rate)
+
+
 def train(model, batches: Iterator[dict], settings: TrainSettings, desc: str) -> list[dict]:
     """Run AdamW for ``settings.steps``; returns the loss log (one row per log interval)."""
+    trained = _trained_parameters(model, settings.trainable)
+    anchors = [p.detach().clone() for p in trained] if settings.anchor_decay else []
     optimizer = torch.optim.AdamW(
-        model.parameters(),
+        trained,
         lr=settings.learning_rate,
         weight_decay=settings.weight_decay,
         betas=(0.9, 0.98),
@@ -96,6 +132,8 @@ def train(model, batches: Iterator[dict], settings: TrainSettings, desc: str) ->
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if anchors:
+            _pull_towards(trained, anchors, _lr_at(step, settings) * settings.anchor_decay)
         window.append(loss.item())
         if len(window) == settings.log_every or step == settings.steps - 1:
             mean = sum(window) / len(window)
