@@ -69,10 +69,10 @@ def test_cost_stages_and_kinds_keep_their_labels_and_order():
     assert stage_of("compare_dataflow_w03") == "baseline: evolutionary data-flow"
     assert stage_of("compare_nsga2") == "baseline: NSGA-II"
     assert registry.KINDS == {
-        "hm3": "HM3",
+        "hm3": "extra row: union of hm3-param and hm3-path points",
         "hm3-param": "ablation: no architecture level",
         "hm3-no-param": "ablation: no parameter level",
-        "hm3-path": "HM3 (paths only)",
+        "hm3-path": "HM3 (one model per λ)",
         "random-paths": "baseline: random paths over M_λ",
         "random-search": "baseline: random search",
         "nsga2": "baseline: NSGA-II",

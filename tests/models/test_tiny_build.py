@@ -140,3 +140,37 @@ def test_anchor_decay_keeps_the_task_vector_smaller(family):
 def test_unknown_trainable_is_refused():
     with pytest.raises(ValueError, match="trainable must be one of"):
         TrainSettings(steps=1, batch_size=1, learning_rate=1e-3, trainable="head")
+
+
+def test_pretraining_mix_per_task_and_parallel_text(family):
+    import random
+
+    from hm3.models.tiny.build import _pretraining_documents
+
+    root, _ = family
+    documents = _pretraining_documents(
+        root / "data",
+        list(data.TASKS),
+        {"math": 1.0, "code": 0.0, "translation": 0.0},
+        random.Random(0),
+        parallel_fraction=1.0,
+    )
+    assert sum(d.startswith("Question: ") for d in documents) == 60  # every math record
+    assert not any(d.startswith("Translate English") for d in documents)
+    glosses = [d for d in documents if d.endswith(")") and " (" in d]
+    assert len(glosses) == 60  # every translation record, Veltan first then its English
+    record = data.generate_records("translation", 1, seed=3)[0]
+    assert data.parallel_text("translation", record) == f"{record['target']} ({record['source']})"
+    assert data.parallel_text("math", record) is None
+
+
+def test_pretraining_mix_without_parallel_text_is_the_old_one(family):
+    import random
+
+    from hm3.models.tiny.build import _pretraining_documents
+
+    root, _ = family
+    tasks = list(data.TASKS)
+    old = _pretraining_documents(root / "data", tasks, 0.5, random.Random(4))
+    again = _pretraining_documents(root / "data", tasks, 0.5, random.Random(4), 0.0)
+    assert old == again

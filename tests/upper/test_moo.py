@@ -160,3 +160,14 @@ def test_lenient_normalizer_keeps_raw_scores_for_hopeless_tasks():
         "range", ["a", "b"], {"a": 0.5, "b": 0.1}, {"a": 0.1, "b": 0.2}, strict=False
     )
     assert r.degenerate_tasks() == ["b"] and np.allclose(r({"a": 0.3, "b": 0.3}), [0.5, 0.3])
+
+
+def test_resolution_is_the_most_one_item_moves_g():
+    from hm3.upper.moo import Scalarizer
+
+    normalizer = Normalizer.build("ideal", ["a", "b"], {"a": 0.5, "b": 0.8})
+    plain = Scalarizer(normalizer)
+    # a: 1/100 of a score, / 0.5 ideal, x 0.6 -> 0.012; b: 1/200 / 0.8 x 0.4 -> 0.0025
+    assert plain.resolution([0.6, 0.4], [100, 200]) == pytest.approx(0.012)
+    with pytest.raises(ValueError):
+        plain.resolution([0.6, 0.4], [100])

@@ -16,6 +16,7 @@ with job(snakemake):
         seed=snakemake.params.seed,
         max_shard_size=snakemake.params.max_shard_size,
         task_format_fraction=snakemake.params.task_format_fraction,
+        parallel_fraction=snakemake.params.parallel_fraction,
         overwrite=True,  # the rule's own output (Snakemake-managed)
     )
     print({k: details[k] for k in ("parameters", "losses")})

@@ -29,9 +29,12 @@ NAIVE_MERGES = ("task_arithmetic", "ties", "dare_ties")  # the `baselines` of th
 
 # what each of them is, for the HV table (the paper's ablation table)
 OWN_KINDS = {
-    COMBINED: "HM3",
+    # one model per λ, as every other row: what HM3 answers for λ (the path, or M_λ where
+    # no path beat it by the margin); the union has two points per λ and is >= hm3-param
+    # by construction, so it is an extra row, labelled as such
+    COMBINED: "extra row: union of hm3-param and hm3-path points",
     SEARCHED: "ablation: no architecture level",
-    PATHS: "HM3 (paths only)",
+    PATHS: "HM3 (one model per λ)",
     RANDOM_PATHS: "baseline: random paths over M_λ",
     FAMILY: "baseline: one of the family",
     **dict.fromkeys(NAIVE_MERGES, "naive merge"),

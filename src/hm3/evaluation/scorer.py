@@ -215,6 +215,14 @@ class Scorer:
         result = self._collect(prepared.results(raw), time.time() - started, self.specs)
         return {**result, "fidelity": fidelity, "items": items}
 
+    def sizes(self) -> dict[str, int]:
+        """Items per objective on this split (after `evaluation.limit`)."""
+        out = {}
+        for spec in self.specs:
+            documents = len(self.task_dict["tasks"][spec.task_for(self.split)].eval_docs)
+            out[spec.name] = min(documents, self.limit) if self.limit else documents
+        return out
+
     def item_values(self, model, tokenizer) -> dict[str, list]:
         """Per objective, its metric's per-item values in item order: what a paired
         bootstrap resamples (`aggregate` turns any draw of them back into a score)."""

@@ -131,7 +131,11 @@ def search_path(
             lambda origin, path: candidates.score(origin, path)["value"] - identity_value,
             seen={tuple(identity)},
         )
-        best = candidates.best()
+        margin = lower.online.margin
+        if margin == "auto":
+            sizes = factory.scorer("search").sizes()
+            margin = plain.resolution(weights, [sizes[t] for t in factory.tasks])
+        best = candidates.best(margin)
         best_path = parse_path(best["path"], pool.names)
         alignment = {}
         if lower.align:
@@ -186,6 +190,8 @@ def search_path(
                 "scores_test": identity_test["scores"],
                 "g_test": float(plain(identity_test["scores"], weights)),
             },
+            "margin": round(float(margin), 6),
+            "replaced_anchor": bool(best["path"] != frame.loc[0, "path"]),
             "aligned_layers": sorted(alignment),
             "candidates": len(frame),
             "distinct_paths": distinct,

@@ -163,12 +163,17 @@ class CandidateLog:
     def frame(self):
         return pd.DataFrame(self.rows)
 
-    def best(self):
+    def best(self, margin: float = 0.0):
         """The best fully scored row by the objective (racing's partial scores never
-        win); the first of equals (the identity path, when scored first)."""
+        win); the first of equals (the identity path, when scored first). With a
+        ``margin``, the first row (the identity path) stays unless the best beats it
+        by more than the margin."""
         frame = self.frame()
         complete = frame[frame["fidelity"] >= 1.0]
-        return (complete if len(complete) else frame).loc[lambda f: f["objective"].idxmin()]
+        best = (complete if len(complete) else frame).loc[lambda f: f["objective"].idxmin()]
+        if margin and best["objective"] > frame.iloc[0]["objective"] - margin:
+            return frame.iloc[0]
+        return best
 
 
 def export_path(

@@ -64,12 +64,27 @@ class AlignmentSettings:
     seed: int = 0
 
 
+DEFAULT_MARGIN = "auto"
+
+
 @dataclass(frozen=True)
 class OnlineSettings:
     """The online path search per λ (config section `rl.online`)."""
 
     samples: int = 0  # paths sampled from the policy beside its greedy path
     updates: int = 0  # policy-gradient steps on the λ's own rewards
+    # how much a path must lower the search objective below M_λ's to replace it: a
+    # number, or "auto", the most one search item can move g at this λ (a smaller gain
+    # is within the split's resolution, and would be a pick of noise)
+    margin: float | str = DEFAULT_MARGIN
+
+    def __post_init__(self):
+        if self.margin != "auto" and not (
+            isinstance(self.margin, (int, float)) and self.margin >= 0
+        ):
+            raise ConfigError(
+                f"rl.online.margin must be 'auto' or a number >= 0, not {self.margin!r}"
+            )
 
 
 DEFAULT_REWARD = "weighted_sum"  # or "scalarization": -g(.|λ)

@@ -249,6 +249,16 @@ class Scalarizer:
             return value
         return -weighted_sum(f, weights)
 
+    def resolution(self, weights, sizes: Sequence[int]) -> float:
+        """The most one item can move the scalarised value: task k's score moves by
+        1/n_k when one of its n_k items flips (exact for a mean, about right for a
+        corpus-level chrF), which the normaliser scales and λ_k weighs."""
+        if len(sizes) != len(self.normalizer.tasks):
+            raise ValueError("one item count per task")
+        zero = np.zeros(len(sizes))
+        steps = self.normalizer(1.0 / np.asarray(sizes, dtype=float)) - self.normalizer(zero)
+        return float(np.max(np.abs(np.asarray(weights) * steps)))
+
     def plain(self) -> "Scalarizer":
         """The same scalarisation without augmentation (what reports compare)."""
         return Scalarizer(self.normalizer, self.kind)

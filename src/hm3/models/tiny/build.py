@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Mapping
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -67,21 +68,40 @@ def _summary(log: list[dict]) -> dict:
 
 
 def _pretraining_documents(
-    data_dir, tasks: list[str], task_format_fraction: float, rng: random.Random
+    data_dir,
+    tasks: list[str],
+    task_format_fraction: float | Mapping[str, float],
+    rng: random.Random,
+    parallel_fraction: float = 0.0,
 ) -> list[str]:
-    """Mostly raw domain text; a small share of records in task format.
+    """Mostly raw domain text; a share of records in task format; for translation, a
+    share as parallel text (see below).
 
     Real pretraining corpora hold some question/answer and docstring/code text, which
     gives a base model weak task abilities that fine-tuning sharpens. That keeps the
     experts' task vectors small relative to the weights, as with real LLMs, so that
     merges of them are meaningful (with raw text only, each expert has to learn its
     task's format from scratch and the experts drift too far apart to merge).
+    ``task_format_fraction`` is one share for every task or a share per task.
+    ``parallel_fraction`` of the translation records (among those not in task format)
+    are Veltan text with its English gloss: a real base model learns most of what it
+    knows of a language pair from such text, so that fine-tuning elicits translation
+    rather than teaching the lexicon (which would take a large task vector).
     """
     documents = []
     for task in tasks:
+        share = (
+            task_format_fraction.get(task, 0.0)
+            if isinstance(task_format_fraction, Mapping)
+            else task_format_fraction
+        )
         for record in load_split(data_dir, task, "train"):
-            if rng.random() < task_format_fraction:
+            draw = rng.random()
+            parallel = data.parallel_text(task, record)
+            if draw < share:
                 documents.append(data.prompt(task, record) + data.target(task, record))
+            elif parallel is not None and draw < share + (1 - share) * parallel_fraction:
+                documents.append(parallel)
             else:
                 documents.append(data.domain_text(task, record))
     rng.shuffle(documents)
@@ -97,13 +117,16 @@ def build_base(
     training: dict,
     seed: int,
     max_shard_size: str = "2GB",
-    task_format_fraction: float = 0.0,
+    task_format_fraction: float | Mapping[str, float] = 0.0,
     overwrite: bool = False,
+    parallel_fraction: float = 0.0,
 ) -> dict:
     """Pretrain a small Llama on a shuffled mixture of the tasks' domain text."""
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
-    documents = _pretraining_documents(data_dir, tasks, task_format_fraction, random.Random(seed))
+    documents = _pretraining_documents(
+        data_dir, tasks, task_format_fraction, random.Random(seed), parallel_fraction
+    )
     stream: list[int] = []
     for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
         stream.extend(ids + [tokenizer.eos_token_id])
@@ -118,6 +141,7 @@ def build_base(
             "tasks": tasks,
             "split": "train",
             "task_format_fraction": task_format_fraction,
+            "parallel_fraction": parallel_fraction,
             "form": "raw domain text, with that fraction of records in task format",
             "documents": len(documents),
             "tokens": len(stream),

@@ -37,6 +37,7 @@ __all__ = [
     "target",
     "stop_sequences",
     "domain_text",
+    "parallel_text",
     "reference_answer",
 ]
 
@@ -115,6 +116,12 @@ def stop_sequences(task: str) -> list[str]:
 def domain_text(task: str, record: dict) -> str:
     """Raw domain text for pretraining the base model, deliberately not in task format."""
     return task_module(task).domain_text(record)
+
+
+def parallel_text(task: str, record: dict) -> str | None:
+    """The record as parallel text in a non-task layout (translation only), else None."""
+    function = getattr(task_module(task), "parallel_text", None)
+    return function(record) if function else None
 
 
 def reference_answer(task: str, record: dict) -> str:

@@ -476,5 +476,12 @@ def domain_text(record: dict) -> str:
     return record["source"] if english_side else record["target"]
 
 
+def parallel_text(record: dict) -> str:
+    """The pair as parallel text is found on the web: Veltan first, its English gloss
+    after, in neither the task's direction nor its layout. Pretraining on it teaches
+    the lexicon and the grammar's correspondences, not the task."""
+    return f"{record['target']} ({record['source']})"
+
+
 def reference_answer(record: dict) -> str:
     return record["target"]
