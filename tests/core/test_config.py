@@ -35,6 +35,17 @@ def test_default_and_ci_configs_are_valid(default_config):
     validate_config(ci, SCHEMA)
 
 
+@pytest.mark.parametrize("family", sorted((REPO / "config" / "families").glob("*.yaml")))
+def test_family_configs_are_valid_over_the_default(default_config, family):
+    from snakemake.utils import update_config
+
+    config = copy.deepcopy(default_config)
+    update_config(config, yaml.safe_load(family.read_text()))
+    validate_config(config, SCHEMA)
+    depth = config["tiny"]["architecture"]["num_hidden_layers"]
+    assert config["rl"]["agent"]["t_max"] >= depth  # the identity path must fit
+
+
 @pytest.mark.parametrize(
     "path, value, named",
     [

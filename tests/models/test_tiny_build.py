@@ -174,3 +174,22 @@ def test_pretraining_mix_without_parallel_text_is_the_old_one(family):
     old = _pretraining_documents(root / "data", tasks, 0.5, random.Random(4))
     again = _pretraining_documents(root / "data", tasks, 0.5, random.Random(4), 0.0)
     assert old == again
+
+
+def test_split_newlines_tokenises_a_prompt_as_its_text_is_tokenised():
+    from hm3.models.tiny.tokenizer import train_tokenizer
+
+    records = data.generate_records("code", 80, seed=2)
+    texts = [r["prompt"] + r["canonical_solution"] for r in records]
+    prompt, body = records[0]["prompt"], records[0]["canonical_solution"]
+    glued = train_tokenizer(texts, 400)
+    split = train_tokenizer(texts, 400, split_newlines=True)
+
+    def ids(tokenizer, text):
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # the prompt ends in "\n" and the body starts with its indentation: GPT-2's regex
+    # glues them in running text, so the prompt's last token never occurs in pretraining
+    assert ids(glued, prompt + body) != ids(glued, prompt) + ids(glued, body)
+    assert ids(split, prompt + body) == ids(split, prompt) + ids(split, body)
+    assert split.decode(ids(split, prompt + body)) == prompt + body

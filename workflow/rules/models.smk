@@ -20,6 +20,7 @@ rule train_tokenizer:
     params:
         tasks=GENERATED_TASKS,
         vocab_size=config.get("tiny", {}).get("tokenizer", {}).get("vocab_size"),
+        split_newlines=config.get("tiny", {}).get("tokenizer", {}).get("split_newlines", False),
     script:
         "../scripts/train_tokenizer.py"
 

@@ -12,6 +12,7 @@ with job(snakemake):
         snakemake.params.tasks,
         snakemake.params.vocab_size,
         snakemake.output[0],
-        overwrite=True,
-    )  # the rule's own output (Snakemake-managed)
+        overwrite=True,  # the rule's own output (Snakemake-managed)
+        split_newlines=snakemake.params.split_newlines,
+    )
     print(info)

@@ -23,7 +23,12 @@ def load_split(data_dir: str | Path, task: str, split: str) -> list[dict]:
 
 
 def build_tokenizer(
-    data_dir, tasks: list[str], vocab_size: int, out_dir, overwrite: bool = False
+    data_dir,
+    tasks: list[str],
+    vocab_size: int,
+    out_dir,
+    overwrite: bool = False,
+    split_newlines: bool = False,
 ) -> dict:
     """Train on both forms of every training record: raw domain text and task format."""
     texts = []
@@ -31,7 +36,7 @@ def build_tokenizer(
         for record in load_split(data_dir, task, "train"):
             texts.append(data.domain_text(task, record))
             texts.append(data.prompt(task, record) + data.target(task, record))
-    tokenizer = train_tokenizer(texts, vocab_size)
+    tokenizer = train_tokenizer(texts, vocab_size, split_newlines)
     save_tokenizer(tokenizer, out_dir, overwrite)
     return {"vocab_size": len(tokenizer), "documents": len(texts)}
 
