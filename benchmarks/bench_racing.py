@@ -158,21 +158,8 @@ def search_all(config: dict, racing: bool, rungs: list[float], z: float, first: 
 def item_values(session, recipe) -> dict:
     """Per task, the primary metric's per-item values of the recipe's model on the
     session's split, in item order (what the paired bootstrap resamples)."""
-    from hm3.evaluation.scorer import model_max_length
-
     scorer = session.evaluator.scorer
-    prepared = scorer._prepared_for(session.evaluator.tokenizer)
-    model = session.merger.apply(recipe)
-    out = {}
-    for spec in scorer.specs:
-        task = spec.task_for(scorer.split)
-        metric, _, filter_key = spec.metric.partition(",")
-        raw = prepared.score_items(
-            model, model_max_length(model), {task: range(prepared.size(task))}
-        )
-        values = raw[task][(metric, filter_key)]
-        out[spec.name] = [values[i] for i in sorted(values)]
-    return out
+    return scorer.item_values(session.merger.apply(recipe), session.evaluator.tokenizer)
 
 
 def report(runs: list[dict], bootstrap: int, out: Path, plot: Path | None) -> None:
