@@ -29,6 +29,13 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"config key {where}: {error.message}"
     if error.validator in ("if", "then", "allOf") and error.context:
         return "; ".join(_describe(sub) for sub in error.context)
+    if error.validator in ("anyOf", "oneOf") and error.context:
+        # the branch the value was meant for is the one whose type it has: name the key
+        # inside it that is wrong (a mapping with one bad entry, not "no branch matches")
+        depth = len(error.absolute_path)
+        inside = [e for e in error.context if e.validator != "type" or len(e.absolute_path) > depth]
+        if inside:
+            return _describe(max(inside, key=lambda e: len(e.absolute_path)))
     return f"config key {where}: {error.message}"
 
 
