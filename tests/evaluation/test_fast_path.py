@@ -11,6 +11,7 @@ import torch
 
 from hm3.evaluation.generation import BatchedGenerator, GenerationRequest, StopWatcher, cut_at_stop
 from hm3.evaluation.prepared import PreparedTasks, supports
+from hm3.core.errors import ConfigError
 from hm3.evaluation.scorer import TINY_TASKS_DIR, Scorer, model_max_length, task_specs
 from hm3.models.tiny import data
 
@@ -146,6 +147,24 @@ def test_scorer_subset_of_tasks(family):
     whole = scorer.score(model, tokenizer)
     part = scorer.score(model, tokenizer, tasks=["code"])
     assert part["scores"] == {"code": whole["scores"]["code"]}
+
+
+def test_item_values_aggregate_back_to_the_scores(family):
+    """Per-item values (what a paired bootstrap resamples) give the Scorer's scores back
+    through the tasks' own aggregation; sizes count them."""
+    import yaml
+    from _paths import REPO
+
+    data_dir, model, tokenizer = family
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    scorer = Scorer(task_specs(config["tasks"]), "search", data_dir, batch_size=8)
+    scores = scorer.score(model, tokenizer)["scores"]
+    items = scorer.item_values(model, tokenizer)
+    assert {name: len(values) for name, values in items.items()} == scorer.sizes()
+    for name, values in items.items():
+        assert scorer.aggregate(name, values) == pytest.approx(scores[name], abs=1e-12)
+    with pytest.raises(ConfigError):
+        scorer.aggregate("nope", [])
 
 
 def test_unknown_engine_is_refused(family):
