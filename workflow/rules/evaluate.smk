@@ -73,14 +73,14 @@ rule family_table:
     input:
         models=expand(layout.MODEL, model=MODELS),
         scores=expand(layout.SCORES, split="test", model=MODELS),
-        balanced=[layout.fill(layout.BASELINE, baseline="task_arithmetic")]
-        if "task_arithmetic" in BASELINES
-        else [],
+        balanced=(
+            [layout.fill(layout.BASELINE, baseline="task_arithmetic")]
+            if "task_arithmetic" in BASELINES
+            else []
+        ),
         searched=expand(layout.PARAM_TEST_SCORES, pref=PREFERENCES),
     output:
-        csv=report(
-            layout.table("family"), caption="../report/family.rst", category="Model family"
-        ),
+        csv=report(layout.table("family"), caption="../report/family.rst", category="Model family"),
         md=layout.table("family", "md"),
     log:
         layout.log("tables/family"),

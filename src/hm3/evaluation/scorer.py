@@ -504,9 +504,9 @@ class CachedEvaluator:
                     metrics=result["metrics"][spec.name],
                     seconds=seconds / len(self.scorer.specs),
                 )
-            pause_point("evaluate.scored")
         else:
             self.raced_out += 1
+        pause_point("evaluate.scored")  # stopped or complete: an evaluation batch was scored
         return {
             "scores": result["scores"],
             "metrics": result["metrics"],
