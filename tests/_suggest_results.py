@@ -8,10 +8,12 @@ TASKS = ["math", "code"]
 
 
 def write_results(root):
-    """Two preferences; w00 leans to math, w01 to code; w01 also has a path."""
+    """Two reporting preferences; w00 leans to math, w01 to code; w01 also has a path;
+    one RL training preference t00 with a searched merge only."""
     (root / "moo").mkdir(parents=True)
     (root / "moo" / "preferences.csv").write_text(
         "preference,math,code,set\nw00,0.8,0.2,reporting\nw01,0.2,0.8,reporting\n"
+        "t00,0.9,0.1,training\n"
     )
     normalizer = Normalizer.build("ideal", TASKS, {"math": 0.5, "code": 0.8})
     ideal = {
@@ -31,6 +33,13 @@ def write_results(root):
         (folder / "search.json").write_text(json.dumps({"best": {"scores": search}}))
         (folder / "test_scores.json").write_text(json.dumps({"scores": test}))
         (folder / "best.yaml").write_text(f"merge_method: dare_ties\n# {pid}\n")
+    # an RL training λ's merge: searched, never exported, never scored on test; it scores
+    # best of all on the search split, so a suggestion that offered it would show here
+    training = root / "param" / "t00"
+    training.mkdir(parents=True)
+    (training / "search.json").write_text(
+        json.dumps({"best": {"scores": {"math": 0.5, "code": 0.8}}})
+    )
     paths = root / "paths" / "w01"
     (paths / "model").mkdir(parents=True)
     (paths / "model" / "config.json").write_text("{}")

@@ -41,7 +41,12 @@ def candidates(results: Path, tasks: Sequence[str]) -> list[dict]:
             f"missing result {table}: run `snakemake --cores all` first (or give --results)"
         )
     out = []
-    for pid in pd.read_csv(table)["preference"]:
+    listed = pd.read_csv(table)
+    if "set" in listed:
+        # the RL training λ's merges are searched but never exported or scored on test:
+        # a user is offered only models that exist as checkpoints with test scores
+        listed = listed[listed["set"] == "reporting"]
+    for pid in listed["preference"]:
         summary = layout.at(results, layout.PARAM_SUMMARY, pref=pid)
         if not summary.is_file():
             continue
