@@ -23,6 +23,7 @@ include: "workflow/rules/merge.smk"
 include: "workflow/rules/lower.smk"
 include: "workflow/rules/compare.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/seeds.smk"
 
 
 onstart:

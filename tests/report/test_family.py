@@ -30,7 +30,9 @@ def test_weight_changes_locate_the_task_vector(tmp_path):
     )
     base = LlamaForCausalLM(config)
     _save(base, tmp_path / "base")
-    layer_norm = sum(float(t.pow(2).sum()) for t in base.model.layers[1].parameters()) ** 0.5
+    layer_norm = (
+        sum(float(t.detach().pow(2).sum()) for t in base.model.layers[1].parameters()) ** 0.5
+    )
     with torch.no_grad():
         layer = base.model.layers[1].mlp.down_proj.weight
         layer.add_(0.5 * layer)  # +50% on one tensor of layer 1

@@ -10,6 +10,7 @@ from hm3.upper.moo import (
     check_weights,
     hv_reference,
     hypervolume,
+    igd_plus,
     nondominated_mask,
     reporting_weights,
     tchebycheff,
@@ -129,6 +130,18 @@ def test_hypervolume_by_hand():
     # a point that does not beat the reference on every objective adds nothing
     assert hypervolume([[2, -1], [0.5, 0.5]], [0, 0]) == pytest.approx(0.25)
     assert hypervolume([[-1, -1]], [0, 0]) == 0.0
+
+
+def test_igd_plus_counts_only_shortfalls():
+    front = np.array([[1.0, 0.0], [0.0, 1.0]])
+    assert igd_plus(front, front) == 0.0
+    assert igd_plus([[1.0, 1.0]], front) == 0.0  # dominating every reference point costs nothing
+    # (0.5, 0.5) falls short of each reference point by 0.5 on one objective
+    assert igd_plus([[0.5, 0.5]], front) == pytest.approx(0.5)
+    # (0.5, 0): 0.5 short of (1, 0); 1 short of (0, 1); and it ranks a front HV calls 0
+    assert igd_plus([[0.5, 0.0]], front) == pytest.approx(0.75)
+    assert hypervolume([[0.5, 0.0]], [0, 0]) == 0.0
+    assert igd_plus(np.zeros((0, 2)), front) == float("inf")
 
 
 def test_hv_reference_forms():

@@ -1,5 +1,7 @@
 """Rule front: HM3's test-split front (merges and paths) against every baseline."""
 
+from hm3.core import layout
+from hm3.report.budget import method_budgets
 from hm3.report.front import lower_front
 from hm3.cli.job import job, job_config
 
@@ -20,5 +22,7 @@ with job(snakemake):
             out.plot,
             compare_summaries=params.compare,
             family=(dict(zip(models, inp.family_search)), dict(zip(models, inp.family_test))),
+            # the summaries it counts are all upstream of the path searches (inputs)
+            budgets=method_budgets(layout.RESULTS, prefs),
         )
     )

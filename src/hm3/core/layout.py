@@ -66,6 +66,22 @@ def plot(name: str) -> str:
     return f"{RESULTS}/plots/{name}.png"
 
 
+# ------------------------------------------------------------------ the seeds protocol
+# each run of `snakemake seeds` is a whole workflow in its own folder (hm3.report.seeds)
+SEEDS = "results/seeds"
+SEED_CONFIG = "results/seeds/{run}/config.yaml"
+
+
+def seed_folder(run: str) -> str:
+    """The working directory of one run of the seeds protocol."""
+    return f"{SEEDS}/{run}"
+
+
+def seed_result(run: str, template: str) -> str:
+    """A file of that run: ``template`` (results/...) inside its folder."""
+    return f"{seed_folder(run)}/{template}"
+
+
 # ------------------------------------------------------------------ comparison methods
 # a comparison method's folder is results/compare/{method}/{report_pref} for a method run
 # per λ, results/compare/{method} for one run over every λ; the files it may write there

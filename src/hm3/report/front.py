@@ -17,7 +17,8 @@ from hm3.compare.registry import COMBINED, FAMILY, KINDS, PATHS, RANDOM_PATHS, S
 from hm3.core.io import atomic_file
 from hm3.report.tables import write_table
 from hm3.upper.preferences import preferences, scalarizer
-from hm3.upper.moo import hv_reference, hypervolume, nondominated_mask
+from hm3.report.budget import BUDGET_NOTE, with_budgets
+from hm3.upper.moo import hv_reference, hypervolume, igd_plus, nondominated_mask
 
 matplotlib.use("Agg")  # files only: jobs have no display
 
@@ -65,8 +66,14 @@ def annotate(points: pd.DataFrame, config: Mapping, ideal: Mapping) -> pd.DataFr
 
 
 def hv_table(points: pd.DataFrame, config: Mapping) -> pd.DataFrame:
+    """Per method: its points, how many are non-dominated, HV and IGD+ on test, mean g.
+
+    IGD+ is measured against the non-dominated points of every method together (the
+    best front the run knows), so it ranks fronts that HV's reference point flattens."""
     tasks = list(config["tasks"])
     reference = hv_reference(config["moo"]["hv_reference"], len(tasks))
+    everything = points[[f"norm.{t}" for t in tasks]].to_numpy(float)
+    best_known = everything[nondominated_mask(everything)]
     rows = []
     for method, group in points.groupby("method", sort=False):
         normalized = group[[f"norm.{t}" for t in tasks]].to_numpy(float)
@@ -77,6 +84,7 @@ def hv_table(points: pd.DataFrame, config: Mapping) -> pd.DataFrame:
                 "points": len(group),
                 "nondominated": int(group["nondominated"].sum()),
                 "hv_test": round(hypervolume(normalized, reference), 6),
+                "igd_plus_test": round(igd_plus(normalized, best_known), 6),
                 "mean_g_test": round(float(group["g"].mean()), 6),
             }
         )
@@ -132,14 +140,22 @@ def plot_front(
 
 
 def write_front(
-    points: pd.DataFrame, config: Mapping, ideal: Mapping, out_points, out_hv: Sequence[str]
+    points: pd.DataFrame,
+    config: Mapping,
+    ideal: Mapping,
+    out_points,
+    out_hv: Sequence[str],
+    budgets: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Annotate the points, write them and their HV table; returns both."""
+    """Annotate the points, write them and their HV table (with each method's search
+    budget, hm3.report.budget, where given); returns both."""
     points = annotate(points, config, ideal)
     with atomic_file(out_points) as handle:
         points.to_csv(handle, index=False, float_format="%.6f")
     hv = hv_table(points, config)
-    write_table(hv, *out_hv)
+    if budgets is not None:
+        hv = with_budgets(hv, budgets).round(6)
+    write_table(hv, *out_hv, note=BUDGET_NOTE if budgets is not None else None)
     return points, hv
 
 
@@ -284,6 +300,7 @@ def lower_front(
     out_plot,
     compare_summaries: Mapping | None = None,
     family: tuple[Mapping, Mapping] = ({}, {}),
+    budgets: pd.DataFrame | None = None,
 ) -> dict:
     """HM3's front (upper + lower level points) against the parameter-only front,
     the paths alone, the random-path baseline, the comparison methods and the
@@ -304,7 +321,7 @@ def lower_front(
         ],
         ignore_index=True,
     )
-    points, hv = write_front(points, config, ideal, out_points, out_hv)
+    points, hv = write_front(points, config, ideal, out_points, out_hv, budgets)
     table = paths_table(points, path_summaries, random_summaries)
     write_table(table.round(6), *out_table)
     plot_front(

@@ -50,9 +50,13 @@ def metrics_table(score_files, tasks: Mapping) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_table(table: pd.DataFrame, csv_path, md_path=None, tex_path=None) -> None:
+def write_table(
+    table: pd.DataFrame, csv_path, md_path=None, tex_path=None, note: str | None = None
+) -> None:
+    """The table as CSV, and as Markdown (with ``note`` as a paragraph under it) and LaTeX."""
     write_text(csv_path, table.to_csv(index=False))
     if md_path:
-        write_text(md_path, table.to_markdown(index=False, floatfmt=".4f") + "\n")
+        text = table.to_markdown(index=False, floatfmt=".4f") + "\n"
+        write_text(md_path, text + (f"\n{note}\n" if note else ""))
     if tex_path:
         write_text(tex_path, table.to_latex(index=False, float_format="%.4f"))

@@ -307,3 +307,23 @@ def hv_reference(config_value, n_tasks: int) -> np.ndarray:
             f"moo.hv_reference must be a number or a list of {n_tasks} numbers, got {config_value}"
         )
     return values
+
+
+def igd_plus(points: np.ndarray, reference_front: np.ndarray) -> float:
+    """IGD+ (Ishibuchi et al. 2015) of ``points`` against ``reference_front``, all
+    objectives maximised: the mean, over the reference points, of the distance to the
+    nearest point counting only the objectives where the point falls short. Lower is
+    better; 0 means every reference point is matched or dominated.
+
+    HV with a reference at 0 gives no volume to a point that scores 0 on any task, so
+    a front of one-skill models reads HV 0 whatever its quality; IGD+ still ranks it.
+    """
+    # lazy: pymoo is slow to import; off `hm3 policy`
+    from pymoo.indicators.igd_plus import IGDPlus
+
+    reference_front = np.asarray(reference_front, dtype=float)
+    points = np.asarray(points, dtype=float).reshape(-1, reference_front.shape[1])
+    if not len(points):
+        return float("inf")
+    # pymoo minimises: negate both sets so "falls short" keeps its meaning
+    return float(IGDPlus(-reference_front)(-points))

@@ -1,0 +1,119 @@
+"""The seeds protocol: the whole run repeated over method seeds and a second family, and
+the headline figures as mean ± sd with every run's value.
+
+One run is an anecdote: a method's HV moves with its own random choices (`seed`) and
+with the family it merges (`tiny.seed`). The `seeds` target (workflow/rules/seeds.smk)
+runs the workflow once per entry of `seed_runs` in its own folder, `results/seeds/{run}/`,
+then `seeds_tables` reads their `hv.csv` and `paths_vs_param.csv`.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from hm3.compare.registry import PATHS, SEARCHED
+
+METRICS = ("hv_test", "igd_plus_test", "mean_g_test")
+
+
+def suite_seed(config: Mapping) -> int:
+    """The family's seed: `tiny.seed`, or `seed` where it is null."""
+    tiny = config.get("tiny", {}).get("seed")
+    return int(tiny if tiny is not None else config["seed"])
+
+
+def seed_runs(config: Mapping) -> dict[str, dict]:
+    """Run id -> the overrides of that run: one run per method seed on the configured
+    family, then one per extra family seed (at the first method seed)."""
+    protocol = config.get("protocol", {})
+    method_seeds = [int(s) for s in protocol.get("method_seeds", [config["seed"]])]
+    family = suite_seed(config)
+    runs = {f"seed-{s}": {"seed": s, "tiny_seed": family} for s in method_seeds}
+    for other in protocol.get("family_seeds", []):
+        runs[f"family-{int(other)}"] = {"seed": method_seeds[0], "tiny_seed": int(other)}
+    return runs
+
+
+def run_config(config: Mapping, overrides: Mapping) -> dict:
+    """The whole config of one run: the parent's, with its seeds set (and without the
+    protocol section, so that a run does not plan runs of its own)."""
+    out = copy.deepcopy(dict(config))
+    out["seed"] = overrides["seed"]
+    out.setdefault("tiny", {})["seed"] = overrides["tiny_seed"]
+    out.pop("protocol", None)
+    return out
+
+
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def seeds_table(hv_files: Mapping[str, str | Path]) -> pd.DataFrame:
+    """Per method and metric: every run's value, their mean and sample sd."""
+    frames = {run: pd.read_csv(path).set_index("method") for run, path in hv_files.items()}
+    methods = list(dict.fromkeys(m for f in frames.values() for m in f.index))
+    rows = []
+    for method in methods:
+        for metric in METRICS:
+            values = {
+                run: float(f.loc[method, metric])
+                for run, f in frames.items()
+                if method in f.index and metric in f.columns
+            }
+            if not values:
+                continue
+            mean, sd = _interval(np.array(list(values.values())))
+            rows.append({"method": method, "metric": metric, "mean": mean, "sd": sd, **values})
+    return pd.DataFrame(rows)
+
+
+def path_claims(
+    hv_files: Mapping[str, str | Path], path_files: Mapping[str, str | Path]
+) -> pd.DataFrame:
+    """Per run, the architecture level's figures the testbed issue asks for: HV of
+    hm3-path over hm3-param, the λ whose path is not the identity, and the λ where the
+    path's test g is lower / higher than M_λ's; a last row pools them with a one-sided
+    sign test (is the path's g lower more often than chance?)."""
+    # lazy: scipy is slow to import and only this table needs it
+    from scipy.stats import binomtest
+
+    rows = []
+    for run, hv_file in hv_files.items():
+        hv = pd.read_csv(hv_file).set_index("method")["hv_test"]
+        table = pd.read_csv(path_files[run])
+        table = table[table["preference"] != "mean"]
+        path_g, anchor_g = table["g_test.hm3_path"], table["g_test.M_lambda"]
+        rows.append(
+            {
+                "run": run,
+                "hv_ratio_path_over_param": float(hv[PATHS] / hv[SEARCHED])
+                if hv[SEARCHED] > 0
+                else float("nan"),
+                "preferences": len(table),
+                "path_not_identity": int((table["found_by"] != "identity").sum()),
+                "path_lower_g": int((path_g < anchor_g - 1e-12).sum()),
+                "path_higher_g": int((path_g > anchor_g + 1e-12).sum()),
+            }
+        )
+    frame = pd.DataFrame(rows)
+    lower, higher = int(frame["path_lower_g"].sum()), int(frame["path_higher_g"].sum())
+    p = (
+        binomtest(lower, lower + higher, 0.5, alternative="greater").pvalue
+        if lower + higher
+        else 1.0
+    )
+    pooled = {
+        "run": "pooled",
+        "hv_ratio_path_over_param": float(frame["hv_ratio_path_over_param"].mean()),
+        "preferences": int(frame["preferences"].sum()),
+        "path_not_identity": int(frame["path_not_identity"].sum()),
+        "path_lower_g": lower,
+        "path_higher_g": higher,
+        "sign_test_p": float(p),
+    }
+    return pd.concat([frame, pd.DataFrame([pooled])], ignore_index=True)
