@@ -1,5 +1,5 @@
-"""hm3's hub task YAMLs (src/hm3/evaluation/tasks/hub): search/test splits of GSM8K, HumanEval and
-WMT16 de-en. Offline: `datasets.load_dataset` is replaced by small fake datasets with the
+"""hm3's hub task YAMLs (src/hm3/evaluation/tasks/hub): search/test splits of GSM8K, HumanEval,
+IWSLT 2017 de-en and WMT16 de-en. Offline: `datasets.load_dataset` is replaced by small fake datasets with the
 real column names and split sizes; lm-eval's own `gsm8k` and `wmt16-de-en` tasks are
 built from the same fakes, so prompts and scoring can be compared with theirs."""
 
@@ -12,10 +12,19 @@ from hm3.evaluation.scorer import HUB_TASKS_DIR, TINY_TASKS_DIR, Scorer, TaskSpe
 from hm3.evaluation.tasks.hub import utils as hub
 
 REAL_LOAD_DATASET = datasets.load_dataset
-HUB_TASKS = {"hm3_gsm8k_search", "hm3_humaneval", "hm3_humaneval_search", "hm3_wmt16_de_en_search"}
+HUB_TASKS = {
+    "hm3_gsm8k_search",
+    "hm3_humaneval",
+    "hm3_humaneval_search",
+    "hm3_wmt16_de_en_search",
+    "hm3_iwslt2017_de_en",
+    "hm3_iwslt2017_de_en_search",
+}
 GSM8K_TRAIN, GSM8K_TEST = 7473, 12  # train as the real one; test kept small
 HUMANEVAL = 164
 WMT_VALIDATION, WMT_TEST = 2169, 10  # newstest2015's size; test kept small
+IWSLT_VALIDATION, IWSLT_TEST = 888, 12  # dev2010's size in de-en; test kept small
+IWSLT_AR_EN = ("IWSLT/iwslt2017", "iwslt2017-en-ar")  # lm-eval's own IWSLT task's dataset
 
 
 def _gsm8k(i: int, split: str) -> dict:
@@ -36,6 +45,28 @@ def _humaneval(i: int) -> dict:
         f"    assert candidate(-{i}) == 0\n",
         "entry_point": name,
     }
+
+
+def _iwslt(i: int, split: str, source: str = "de") -> dict:
+    return {
+        "translation": {
+            source: f"Ein {split} Satz {i} aus einem Vortrag.",
+            "en": f"A {split} sentence {i} from a talk.",
+        }
+    }
+
+
+def _iwslt_splits(source: str) -> datasets.DatasetDict:
+    return datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_list([_iwslt(i, split, source) for i in range(size)])
+            for split, size in (
+                ("train", 5),
+                ("validation", IWSLT_VALIDATION),
+                ("test", IWSLT_TEST),
+            )
+        }
+    )
 
 
 def _wmt(i: int, split: str) -> dict:
@@ -73,6 +104,9 @@ def fake_hub():
             }
         ),
     }
+
+    fakes[hub.IWSLT2017_DE_EN] = _iwslt_splits("de")
+    fakes[IWSLT_AR_EN] = _iwslt_splits("ar")
 
     def load_dataset(path=None, name=None, **_kwargs):
         return fakes[(path, name)]
@@ -135,6 +169,17 @@ def test_humaneval_every_fourth_problem_is_search(fake_hub):
     assert not set(search) & set(test) and len(set(search) | set(test)) == HUMANEVAL
 
 
+def test_iwslt_search_is_the_head_of_validation_and_test_is_test(fake_hub):
+    real = fake_hub[hub.IWSLT2017_DE_EN]
+    splits = hub.load_iwslt2017_de_en()
+    assert len(splits["search"]) == 300 and len(splits["fewshot"]) == IWSLT_VALIDATION - 300
+    assert splits["search"]["translation"] == real["validation"]["translation"][:300]
+    assert splits["test"]["translation"] == real["test"]["translation"]
+    sources = lambda split: {t["de"] for t in split["translation"]}  # noqa: E731
+    assert not sources(splits["search"]) & sources(splits["fewshot"])
+    assert not sources(splits["search"]) & sources(splits["test"])
+
+
 def test_wmt_search_is_the_head_of_validation(fake_hub):
     validation = fake_hub[hub.WMT16_DE_EN]["validation"]
     splits = hub.load_wmt16_de_en()
@@ -158,6 +203,8 @@ def test_wmt_search_is_the_head_of_validation(fake_hub):
         (hub.load_humaneval, {"search_every": 1}, "search_every must be at least 2"),
         (hub.load_wmt16_de_en, {"search_size": "300"}, "search_size must be a positive integer"),
         (hub.load_wmt16_de_en, {"search_size": WMT_VALIDATION}, "must be below the 2169"),
+        (hub.load_iwslt2017_de_en, {"search_size": -1}, "search_size must be a positive integer"),
+        (hub.load_iwslt2017_de_en, {"search_size": 888}, "must be below the 888"),
     ],
 )
 def test_bad_sizes_are_refused(fake_hub, load, kwargs, message):
@@ -186,6 +233,8 @@ def test_every_yaml_loads_with_its_documented_sizes(fake_hub):
         "hm3_humaneval": 123,
         "hm3_humaneval_search": 41,
         "hm3_wmt16_de_en_search": 300,
+        "hm3_iwslt2017_de_en": IWSLT_TEST,
+        "hm3_iwslt2017_de_en_search": 300,
     }
     assert len(tasks["hm3_gsm8k_search"].fewshot_docs()) == GSM8K_TRAIN - 250
     assert tasks["hm3_gsm8k_search"].config.num_fewshot == 5
@@ -242,6 +291,29 @@ def test_search_task_is_the_standard_task_on_other_docs(
         assert getattr(ours.config, key) == getattr(theirs.config, key), key
     ours_docs = {ours.doc_to_text(d) for d in ours.eval_docs}
     assert not ours_docs & {theirs.doc_to_text(d) for d in theirs.eval_docs}
+
+
+@pytest.mark.parametrize("ours", ["hm3_iwslt2017_de_en", "hm3_iwslt2017_de_en_search"])
+def test_iwslt_tasks_are_lm_evals_iwslt_task_from_german(test_scorer, search_scorer, ours):
+    """lm-eval ships IWSLT 2017 as ar<->en only: ours is its `iwslt2017-ar-en` with German
+    in Arabic's place, the same dataset in its de-en configuration."""
+    theirs = test_scorer.task_manager.load(["iwslt2017-ar-en"])["tasks"]["iwslt2017-ar-en"]
+    scorer = search_scorer if ours.endswith("_search") else test_scorer
+    mine = scorer.task_manager.load([ours])["tasks"][ours]
+    for key in (
+        "output_type",
+        "generation_kwargs",
+        "metric_list",
+        "filter_list",
+        "num_fewshot",
+        "target_delimiter",
+        "fewshot_delimiter",
+        "repeats",
+    ):
+        assert getattr(mine.config, key) == getattr(theirs.config, key), key
+    pair = {"translation": {"de": "Guten Morgen.", "ar": "Guten Morgen.", "en": "Good morning."}}
+    assert mine.doc_to_text(pair) == theirs.doc_to_text(pair).replace("Arabic", "German")
+    assert mine.doc_to_target(pair) == theirs.doc_to_target(pair)
 
 
 # --- scoring ----------------------------------------------------------------------------

@@ -23,6 +23,7 @@ __all__ = [
     "load_gsm8k",
     "load_humaneval",
     "load_wmt16_de_en",
+    "load_iwslt2017_de_en",
     "code_process_results",
     "run_unit_tests",
     "fetch_hint",
@@ -31,6 +32,8 @@ __all__ = [
 GSM8K = ("openai/gsm8k", "main")
 HUMANEVAL = ("openai/openai_humaneval", None)
 WMT16_DE_EN = ("wmt/wmt16", "de-en")
+# the dataset of lm-eval's `iwslt2017-ar-en`, in its German-English configuration
+IWSLT2017_DE_EN = ("IWSLT/iwslt2017", "iwslt2017-de-en")
 
 
 def _offline() -> bool:
@@ -156,5 +159,30 @@ def load_wmt16_de_en(
         {
             "search": validation.select(range(search_size)),
             "fewshot": validation.select(range(search_size, len(validation))),
+        }
+    )
+
+
+def load_iwslt2017_de_en(
+    search_size: int = 300, cache_dir: str | None = None, **_ignored
+) -> datasets.DatasetDict:
+    """IWSLT 2017 de-en (TED talks): ``search`` = the first ``search_size`` sentence pairs
+    of its validation split (dev2010), ``fewshot`` = the rest of validation (used only
+    with num_fewshot > 0), ``test`` = its test split (tst2010-2015), all of it, as
+    lm-eval's IWSLT tasks score."""
+    task = "hm3_iwslt2017_de_en_search"
+    search_size = _size(search_size, "search_size", task)
+    splits = load_hub_dataset(*IWSLT2017_DE_EN, cache_dir=cache_dir)
+    validation = splits["validation"]
+    if search_size >= len(validation):
+        raise HM3Error(
+            f"{task}: search_size {search_size} must be below the {len(validation)} "
+            "sentence pairs of IWSLT 2017 de-en's validation split"
+        )
+    return datasets.DatasetDict(
+        {
+            "search": validation.select(range(search_size)),
+            "fewshot": validation.select(range(search_size, len(validation))),
+            "test": splits["test"],
         }
     )
