@@ -1,7 +1,10 @@
 """hm3's hub task YAMLs (src/hm3/evaluation/tasks/hub): search/test splits of GSM8K, HumanEval,
-IWSLT 2017 de-en and WMT16 de-en. Offline: `datasets.load_dataset` is replaced by small fake datasets with the
+MBPP, IWSLT 2017 de-en and WMT16 de-en. Offline: `datasets.load_dataset` is replaced by small fake datasets with the
 real column names and split sizes; lm-eval's own `gsm8k` and `wmt16-de-en` tasks are
 built from the same fakes, so prompts and scoring can be compared with theirs."""
+
+import sys
+import types
 
 import datasets
 import pytest
@@ -19,12 +22,15 @@ HUB_TASKS = {
     "hm3_wmt16_de_en_search",
     "hm3_iwslt2017_de_en",
     "hm3_iwslt2017_de_en_search",
+    "hm3_mbpp",
+    "hm3_mbpp_search",
 }
 GSM8K_TRAIN, GSM8K_TEST = 7473, 12  # train as the real one; test kept small
 HUMANEVAL = 164
 WMT_VALIDATION, WMT_TEST = 2169, 10  # newstest2015's size; test kept small
 IWSLT_VALIDATION, IWSLT_TEST = 888, 12  # dev2010's size in de-en; test kept small
 IWSLT_AR_EN = ("IWSLT/iwslt2017", "iwslt2017-en-ar")  # lm-eval's own IWSLT task's dataset
+MBPP_VALIDATION, MBPP_TEST = 90, 14  # validation as the real one; test kept small
 
 
 def _gsm8k(i: int, split: str) -> dict:
@@ -65,6 +71,55 @@ def _iwslt_splits(source: str) -> datasets.DatasetDict:
                 ("validation", IWSLT_VALIDATION),
                 ("test", IWSLT_TEST),
             )
+        }
+    )
+
+
+def _mbpp(i: int, split: str) -> dict:
+    name = f"add_{split}_{i}"
+    return {
+        "task_id": i,
+        "text": f"Write a function to add {i} to a number.",
+        "code": f"def {name}(x):\r\n  return x + {i}",
+        "test_list": [
+            f"assert {name}(1) == {i + 1}",
+            f"assert {name}(0) == {i}",
+            f"assert set([{name}(2)]) == {{{i + 2}}}",
+        ],
+        "test_setup_code": "",
+        "challenge_test_list": [],
+    }
+
+
+class _FakeCodeEval:
+    """lm-eval's `mbpp` loads `code_eval` from the hub when imported (and runs one check
+    with it): a stand-in, so that its task object can be built offline and compared with
+    ours. No test scores through it."""
+
+    def compute(self, references, predictions, k):
+        return [{"pass@1": 0.0}], {}
+
+
+def _mbpp_splits() -> datasets.DatasetDict:
+    """The real splits' names and columns; the prompt split holds lm-eval's three shots."""
+    from lm_eval.tasks.mbpp.utils import list_fewshot_samples  # needs the fake `evaluate`
+
+    shots = [
+        {**{k: v for k, v in shot.items() if k != "is_fewshot"}, "test_setup_code": ""}
+        | {"challenge_test_list": []}
+        for shot in list_fewshot_samples()
+    ]
+    prompt = [_mbpp(1, "prompt"), *shots, *(_mbpp(i, "prompt") for i in range(5, 11))]
+    return datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list([_mbpp(i, "train") for i in range(11, 20)]),
+            "test": datasets.Dataset.from_list(
+                [_mbpp(i, "test") for i in range(20, 20 + MBPP_TEST)]
+            ),
+            "validation": datasets.Dataset.from_list(
+                [_mbpp(i, "validation") for i in range(100, 100 + MBPP_VALIDATION)]
+            ),
+            "prompt": datasets.Dataset.from_list(prompt),
         }
     )
 
@@ -111,9 +166,15 @@ def fake_hub():
     def load_dataset(path=None, name=None, **_kwargs):
         return fakes[(path, name)]
 
+    evaluate = types.ModuleType("evaluate")
+    evaluate.load = lambda name, **_kwargs: _FakeCodeEval()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(datasets, "load_dataset", load_dataset)
+        patch.setitem(sys.modules, "evaluate", evaluate)
+        patch.delitem(sys.modules, "lm_eval.tasks.mbpp.utils", raising=False)
+        fakes[hub.MBPP] = _mbpp_splits()
         yield fakes
+        sys.modules.pop("lm_eval.tasks.mbpp.utils", None)  # it holds the fake code_eval
 
 
 SPECS = {
@@ -235,6 +296,8 @@ def test_every_yaml_loads_with_its_documented_sizes(fake_hub):
         "hm3_wmt16_de_en_search": 300,
         "hm3_iwslt2017_de_en": IWSLT_TEST,
         "hm3_iwslt2017_de_en_search": 300,
+        "hm3_mbpp": MBPP_TEST,
+        "hm3_mbpp_search": MBPP_VALIDATION,
     }
     assert len(tasks["hm3_gsm8k_search"].fewshot_docs()) == GSM8K_TRAIN - 250
     assert tasks["hm3_gsm8k_search"].config.num_fewshot == 5
@@ -314,6 +377,52 @@ def test_iwslt_tasks_are_lm_evals_iwslt_task_from_german(test_scorer, search_sco
     pair = {"translation": {"de": "Guten Morgen.", "ar": "Guten Morgen.", "en": "Good morning."}}
     assert mine.doc_to_text(pair) == theirs.doc_to_text(pair).replace("Arabic", "German")
     assert mine.doc_to_target(pair) == theirs.doc_to_target(pair)
+
+
+def test_mbpp_splits_are_validation_and_test_with_lm_evals_shots(fake_hub):
+    real = fake_hub[hub.MBPP]
+    splits = hub.load_mbpp()
+    assert splits["search"]["task_id"] == real["validation"]["task_id"]
+    assert splits["test"]["task_id"] == real["test"]["task_id"]
+    assert splits["fewshot"]["task_id"] == [2, 3, 4] and all(splits["fewshot"]["is_fewshot"])
+    assert not set(splits["search"]["task_id"]) & set(splits["test"]["task_id"])
+
+
+@pytest.mark.parametrize("ours", ["hm3_mbpp", "hm3_mbpp_search"])
+def test_mbpp_prompts_are_lm_evals(fake_hub, ours):
+    """The same 3-shot contexts, stop sequence and decoding as lm-eval's `mbpp` task."""
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager(include_path=[str(HUB_TASKS_DIR)])
+    tasks = manager.load(["mbpp", ours])["tasks"]
+    for task in tasks.values():
+        task.build_all_requests(limit=5, rank=0, world_size=1)
+    theirs, mine = tasks["mbpp"], tasks[ours]
+    if ours == "hm3_mbpp":  # the same test docs: the very same requests
+        assert [i.args for i in mine.instances] == [i.args for i in theirs.instances]
+    for key in ("output_type", "generation_kwargs", "num_fewshot", "target_delimiter", "repeats"):
+        assert getattr(mine.config, key) == getattr(theirs.config, key), key
+    for doc in list(mine.eval_docs)[:3]:
+        assert mine.doc_to_text(doc) == theirs.doc_to_text(doc)
+        assert mine.doc_to_target(doc) == theirs.doc_to_target(doc)
+    shots = mine.instances[0].args[0].split("[DONE]")
+    assert len(shots) == 4 and "similar_elements" in shots[0]  # lm-eval's first shot
+
+
+def test_mbpp_asserts_run_outside_the_program(fake_hub):
+    docs = list(hub.load_mbpp()["test"])[:4]
+    entry, test = hub.mbpp_check(docs[0])
+    assert entry == "add_test_20"
+    assert "def check(candidate):" in test and "set([candidate(2)]) == {22}" in test
+    completions = [
+        "def add_test_20(x):\n  return x + 20\n",  # right
+        "def add_test_21(x):\n  return x\n",  # wrong
+        "import sys\nsys.exit(0)\n",  # stops before any test: not a pass
+        "def add_test_23(x):\n  class Yes:\n    __eq__ = lambda s, o: True\n  return Yes()\n",
+    ]
+    statuses = hub.run_mbpp_tests([[c] for c in completions], docs)
+    assert statuses[0] == ["passed"]
+    assert all(s != ["passed"] for s in statuses[1:])  # no program fakes its verdict
 
 
 # --- scoring ----------------------------------------------------------------------------

@@ -10,9 +10,14 @@ into an :class:`hm3.core.errors.HM3Error` that says how to fetch the dataset.
 
 from __future__ import annotations
 
+import ast
+import builtins
+
 import datasets
 
 from hm3.core.errors import HM3Error
+from hm3.evaluation.sandbox import CodeCheck
+from hm3.evaluation.sandbox.verdicts import VERDICTS
 
 # HumanEval is scored exactly as tiny_code: unit tests run in hm3's sandbox (filter
 # `sandbox`), pass@1 from the sandbox status. Re-exported for the YAMLs.
@@ -24,6 +29,8 @@ __all__ = [
     "load_humaneval",
     "load_wmt16_de_en",
     "load_iwslt2017_de_en",
+    "load_mbpp",
+    "run_mbpp_tests",
     "code_process_results",
     "run_unit_tests",
     "fetch_hint",
@@ -32,6 +39,9 @@ __all__ = [
 GSM8K = ("openai/gsm8k", "main")
 HUMANEVAL = ("openai/openai_humaneval", None)
 WMT16_DE_EN = ("wmt/wmt16", "de-en")
+MBPP = ("google-research-datasets/mbpp", "full")
+# lm-eval's `mbpp` shows these three problems of the dataset's `prompt` split as its shots
+MBPP_SHOT_IDS = (2, 3, 4)
 # the dataset of lm-eval's `iwslt2017-ar-en`, in its German-English configuration
 IWSLT2017_DE_EN = ("IWSLT/iwslt2017", "iwslt2017-de-en")
 
@@ -186,3 +196,75 @@ def load_iwslt2017_de_en(
             "test": splits["test"],
         }
     )
+
+
+def load_mbpp(cache_dir: str | None = None, **_ignored) -> datasets.DatasetDict:
+    """MBPP (full): ``search`` = its validation split (90 problems), ``test`` = its test
+    split (500, lm-eval's `mbpp`), ``fewshot`` = the prompt split's problems 2, 3, 4, the
+    three shots lm-eval's `mbpp` shows, marked ``is_fewshot`` as its samples are (so
+    that `doc_to_target` gives their code)."""
+    splits = load_hub_dataset(*MBPP, cache_dir=cache_dir)
+    prompt = splits["prompt"]
+    where = {task_id: index for index, task_id in enumerate(prompt["task_id"])}
+    missing = [t for t in MBPP_SHOT_IDS if t not in where]
+    if missing:
+        raise HM3Error(f"hm3_mbpp: MBPP's prompt split lacks the few-shot problems {missing}")
+    shots = prompt.select([where[t] for t in MBPP_SHOT_IDS])
+    return datasets.DatasetDict(
+        {
+            "search": splits["validation"],
+            "test": splits["test"],
+            "fewshot": shots.add_column("is_fewshot", [True] * len(shots)),
+        }
+    )
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, old: str, new: str):
+        self.old, self.new = old, new
+
+    def visit_Name(self, node: ast.Name) -> ast.Name:
+        return (
+            ast.copy_location(ast.Name(self.new, node.ctx), node) if node.id == self.old else node
+        )
+
+
+def mbpp_entry_point(test_list: list[str]) -> str:
+    """The function MBPP's first assert calls (`assert name(...) == ...`, possibly inside
+    another call such as `set(name(...))` or `math.isclose(name(...), ...)`)."""
+    statement = ast.parse(test_list[0].strip()).body[0]
+    calls = [n for n in ast.walk(statement) if isinstance(n, ast.Call)]
+    names = [c.func.id for c in calls if isinstance(c.func, ast.Name)]
+    found = [n for n in names if not hasattr(builtins, n)]
+    if not found:
+        raise HM3Error(f"hm3_mbpp: no function call in the test {test_list[0]!r}")
+    return found[0]
+
+
+def mbpp_check(doc: dict) -> tuple[str, str]:
+    """MBPP's asserts as a HumanEval-style ``check(candidate)`` (the entry point's name
+    becomes ``candidate``), so that the sandbox runs the tests outside the program's
+    process as for HumanEval: a program cannot fake its own verdict. Returns the entry
+    point and the test source; ``test_setup_code`` runs beside the tests."""
+    entry = mbpp_entry_point(doc["test_list"])
+    rename = _Rename(entry, "candidate")
+    body = [ast.unparse(rename.visit(ast.parse(t.strip()))) for t in doc["test_list"]]
+    setup = doc.get("test_setup_code") or ""
+    lines = "\n".join(f"    {line}" for line in body)
+    return entry, f"{setup}\n\ndef check(candidate):\n{lines}\n"
+
+
+def run_mbpp_tests(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """lm-eval filter: every completion (the whole program, as lm-eval's `mbpp` runs it)
+    against its problem's asserts in the sandbox, in one batch; each response becomes the
+    sandbox status ("passed", "failed", ...)."""
+    checks, owners = [], []
+    for index, (doc, responses) in enumerate(zip(docs, resps)):
+        entry, test = mbpp_check(doc)
+        for completion in responses:
+            checks.append(CodeCheck("", completion, test, entry))
+            owners.append(index)
+    statuses: list[list[str]] = [[] for _ in docs]
+    for owner, outcome in zip(owners, VERDICTS.run_checks(checks)):
+        statuses[owner].append(outcome.status)
+    return statuses
