@@ -8,6 +8,17 @@ from hm3.report.seeds import run_config, seed_runs
 SEED_RUNS = seed_runs(config)
 
 
+def seed_run_threads(wildcards):
+    """A run's jobs share its job's cores: all of this run's (`--cores`), or, where the
+    executor sets no total (a cluster), `resources.seed_run.threads` (default 1). Read at
+    job time, not when the rules are parsed: a cluster run that never targets `seeds`
+    must not need `--cores`."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return threads_for("seed_run")
+
+
 wildcard_constraints:
     run=_alternatives(list(SEED_RUNS)),
 
@@ -38,7 +49,7 @@ rule seed_run:
         paths=layout.seed_result("{run}", layout.table("paths_vs_param")),
     log:
         layout.log("seeds/{run}"),
-    threads: workflow.cores
+    threads: seed_run_threads
     params:
         snakefile=os.path.join(workflow.basedir, "Snakefile"),
         folder=lambda wildcards: layout.seed_folder(wildcards.run),
