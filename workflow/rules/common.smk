@@ -5,6 +5,7 @@
 
 import os
 import re
+import sys
 
 from hm3.cli.rule_reads import rule_config
 from hm3.compare import registry
@@ -14,6 +15,7 @@ from hm3.core.errors import ConfigError
 from hm3.core.environment import offline_environment
 from hm3.core.resume import clear_stale_locks
 from hm3.core.seeds import derive_seed
+from hm3.report.seeds import run_config, seed_runs
 from hm3.upper.preferences import preferences, training_preferences
 
 offline_environment()
@@ -196,3 +198,18 @@ def model_dirs():
 def expert_dirs():
     """The lower level's layer pools hold the experts and M_λ, not the base."""
     return expand(layout.MODEL, model=EXPERTS)
+
+
+# ------------------------------------------------------------------ the seeds protocol (seeds.smk)
+SEED_RUNS = seed_runs(config)
+
+
+def seed_run_threads(wildcards):
+    """A run's jobs share its job's cores: all of this run's (`--cores`), or, where the
+    executor sets no total (a cluster), `resources.seed_run.threads` (default 1). Read at
+    job time, not when the rules are parsed: a cluster run that never targets `seeds`
+    must not need `--cores`."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return threads_for("seed_run")

@@ -3,21 +3,6 @@
 # results/seeds/{run}/ with its own cache, then the headline figures as mean ± sd with
 # every run's value (hm3.report.seeds). Not part of the default run.
 
-from hm3.report.seeds import run_config, seed_runs
-
-SEED_RUNS = seed_runs(config)
-
-
-def seed_run_threads(wildcards):
-    """A run's jobs share its job's cores: all of this run's (`--cores`), or, where the
-    executor sets no total (a cluster), `resources.seed_run.threads` (default 1). Read at
-    job time, not when the rules are parsed: a cluster run that never targets `seeds`
-    must not need `--cores`."""
-    try:
-        return workflow.cores
-    except WorkflowError:
-        return threads_for("seed_run")
-
 
 wildcard_constraints:
     run=_alternatives(list(SEED_RUNS)),
@@ -34,6 +19,8 @@ rule seed_config:
         layout.SEED_CONFIG,
     log:
         layout.log("seeds/{run}_config"),
+    conda:
+        "../../envs/hm3.yaml"
     params:
         # the whole config, with this run's seeds: any edit reruns the runs it changes
         config=lambda wildcards: run_config(config, SEED_RUNS[wildcards.run]),
@@ -49,13 +36,16 @@ rule seed_run:
         paths=layout.seed_result("{run}", layout.table("paths_vs_param")),
     log:
         layout.log("seeds/{run}"),
+    conda:
+        "../../envs/hm3.yaml"
     threads: seed_run_threads
     params:
+        python=sys.executable,
         snakefile=os.path.join(workflow.basedir, "Snakefile"),
         folder=lambda wildcards: layout.seed_folder(wildcards.run),
     shell:
         # a whole workflow of its own, in its folder, on this job's cores
-        '"{sys.executable}" -m snakemake --snakefile "{params.snakefile}" '
+        '"{params.python}" -m snakemake --snakefile "{params.snakefile}" '
         '--directory "{params.folder}" --configfile "$(realpath {input})" '
         "--cores {threads} --rerun-incomplete > {log} 2>&1"
 
@@ -71,6 +61,8 @@ rule seeds_table:
         paths_md=layout.table("seeds_paths", "md"),
     log:
         layout.log("tables/seeds"),
+    conda:
+        "../../envs/hm3.yaml"
     params:
         runs=list(SEED_RUNS),
     script:
