@@ -177,6 +177,18 @@ def fake_hub():
         sys.modules.pop("lm_eval.tasks.mbpp.utils", None)  # it holds the fake code_eval
 
 
+# the task settings a search task shares with the standard task it copies
+SHARED_SETTINGS = (
+    "output_type",
+    "generation_kwargs",
+    "metric_list",
+    "filter_list",
+    "num_fewshot",
+    "target_delimiter",
+    "fewshot_delimiter",
+    "repeats",
+)
+
 SPECS = {
     "math": ({"search": "hm3_gsm8k_search", "test": "gsm8k"}, "exact_match,strict-match", 1.0),
     "code": ({"search": "hm3_humaneval_search", "test": "hm3_humaneval"}, "pass@1,sandbox", 1.0),
@@ -341,16 +353,7 @@ def test_search_task_is_the_standard_task_on_other_docs(
     for doc in [*list(ours.eval_docs)[:3], *list(theirs.eval_docs)[:3]]:
         assert ours.doc_to_text(doc) == theirs.doc_to_text(doc)
         assert ours.doc_to_target(doc) == theirs.doc_to_target(doc)
-    for key in (
-        "output_type",
-        "generation_kwargs",
-        "metric_list",
-        "filter_list",
-        "num_fewshot",
-        "target_delimiter",
-        "fewshot_delimiter",
-        "repeats",
-    ):
+    for key in SHARED_SETTINGS:
         assert getattr(ours.config, key) == getattr(theirs.config, key), key
     ours_docs = {ours.doc_to_text(d) for d in ours.eval_docs}
     assert not ours_docs & {theirs.doc_to_text(d) for d in theirs.eval_docs}
@@ -363,16 +366,7 @@ def test_iwslt_tasks_are_lm_evals_iwslt_task_from_german(test_scorer, search_sco
     theirs = test_scorer.task_manager.load(["iwslt2017-ar-en"])["tasks"]["iwslt2017-ar-en"]
     scorer = search_scorer if ours.endswith("_search") else test_scorer
     mine = scorer.task_manager.load([ours])["tasks"][ours]
-    for key in (
-        "output_type",
-        "generation_kwargs",
-        "metric_list",
-        "filter_list",
-        "num_fewshot",
-        "target_delimiter",
-        "fewshot_delimiter",
-        "repeats",
-    ):
+    for key in SHARED_SETTINGS:
         assert getattr(mine.config, key) == getattr(theirs.config, key), key
     pair = {"translation": {"de": "Guten Morgen.", "ar": "Guten Morgen.", "en": "Good morning."}}
     assert mine.doc_to_text(pair) == theirs.doc_to_text(pair).replace("Arabic", "German")

@@ -157,20 +157,24 @@ def load_wmt16_de_en(
     """WMT16 de-en's validation split (newstest2015): ``search`` = its first
     ``search_size`` sentence pairs, ``fewshot`` = the rest (used only with num_fewshot > 0).
     The test split stays lm-eval's `wmt16-de-en` (newstest2016)."""
-    task = "hm3_wmt16_de_en_search"
-    search_size = _size(search_size, "search_size", task)
     validation = load_hub_dataset(*WMT16_DE_EN, cache_dir=cache_dir)["validation"]
+    return datasets.DatasetDict(
+        _split_validation(validation, search_size, "hm3_wmt16_de_en_search", "WMT16 de-en")
+    )
+
+
+def _split_validation(validation, search_size, task: str, label: str) -> dict:
+    """A translation validation split cut in two: ``search`` its head, ``fewshot`` the rest."""
+    search_size = _size(search_size, "search_size", task)
     if search_size >= len(validation):
         raise HM3Error(
             f"{task}: search_size {search_size} must be below the {len(validation)} "
-            "sentence pairs of WMT16 de-en's validation split"
+            f"sentence pairs of {label}'s validation split"
         )
-    return datasets.DatasetDict(
-        {
-            "search": validation.select(range(search_size)),
-            "fewshot": validation.select(range(search_size, len(validation))),
-        }
-    )
+    return {
+        "search": validation.select(range(search_size)),
+        "fewshot": validation.select(range(search_size, len(validation))),
+    }
 
 
 def load_iwslt2017_de_en(
@@ -180,22 +184,11 @@ def load_iwslt2017_de_en(
     of its validation split (dev2010), ``fewshot`` = the rest of validation (used only
     with num_fewshot > 0), ``test`` = its test split (tst2010-2015), all of it, as
     lm-eval's IWSLT tasks score."""
-    task = "hm3_iwslt2017_de_en_search"
-    search_size = _size(search_size, "search_size", task)
     splits = load_hub_dataset(*IWSLT2017_DE_EN, cache_dir=cache_dir)
-    validation = splits["validation"]
-    if search_size >= len(validation):
-        raise HM3Error(
-            f"{task}: search_size {search_size} must be below the {len(validation)} "
-            "sentence pairs of IWSLT 2017 de-en's validation split"
-        )
-    return datasets.DatasetDict(
-        {
-            "search": validation.select(range(search_size)),
-            "fewshot": validation.select(range(search_size, len(validation))),
-            "test": splits["test"],
-        }
+    cut = _split_validation(
+        splits["validation"], search_size, "hm3_iwslt2017_de_en_search", "IWSLT 2017 de-en"
     )
+    return datasets.DatasetDict({**cut, "test": splits["test"]})
 
 
 def load_mbpp(cache_dir: str | None = None, **_ignored) -> datasets.DatasetDict:
