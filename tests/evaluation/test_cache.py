@@ -14,7 +14,12 @@ def test_roundtrip_and_counts(tmp_path):
     with EvaluationCache(tmp_path / "c.sqlite") as cache:
         assert cache.get(*KEY) is None
         cache.put(*KEY, score=0.5, metrics={"em": 0.5}, seconds=1.2)
-        assert cache.get(*KEY) == {"score": 0.5, "metrics": {"em": 0.5}, "seconds": 1.2}
+        assert cache.get(*KEY) == {
+            "score": 0.5,
+            "metrics": {"em": 0.5},
+            "seconds": 1.2,
+            "item_values": None,
+        }
         assert (cache.hits, cache.misses, len(cache)) == (1, 1, 1)
         assert cache.hit_rate == 0.5
     with EvaluationCache(tmp_path / "c.sqlite") as again:  # persists across processes and runs
@@ -33,6 +38,38 @@ def test_first_write_wins(tmp_path):
         cache.put(*KEY, score=0.5, metrics={}, seconds=1)
         cache.put(*KEY, score=0.9, metrics={}, seconds=1)
         assert cache.get(*KEY)["score"] == 0.5 and len(cache) == 1
+
+
+def test_item_values_are_kept_and_fill_a_row_without_them(tmp_path):
+    values = {"exact_match,none": [1.0, 0.0], "chrf,none": [["ref", "hyp"], ["r", "h"]]}
+    with EvaluationCache(tmp_path / "c.sqlite") as cache:
+        cache.put(*KEY, score=0.5, metrics={}, seconds=1)
+        assert cache.get(*KEY)["item_values"] is None
+        cache.put(*KEY, score=0.9, metrics={}, seconds=1, item_values=values)
+        assert cache.get(*KEY)["item_values"] == values and cache.get(*KEY)["score"] == 0.5
+        cache.put(*KEY, score=0.5, metrics={}, seconds=1, item_values={"other": [0.0]})
+        assert cache.get(*KEY)["item_values"] == values  # a row's values never change
+
+
+def test_a_cache_file_from_before_item_values_gains_the_column(tmp_path):
+    path = tmp_path / "old.sqlite"
+    old_schema = "CREATE TABLE evaluations (key TEXT PRIMARY KEY, candidate TEXT NOT NULL, task TEXT NOT NULL, split TEXT NOT NULL, lm_eval_version TEXT NOT NULL, seed INTEGER NOT NULL, context TEXT NOT NULL, score REAL NOT NULL, metrics TEXT NOT NULL, seconds REAL NOT NULL, created REAL NOT NULL)"
+    with sqlite3.connect(path) as db:
+        db.execute(old_schema)
+        db.execute(
+            "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry_key(*KEY), *KEY, 0.25, "{}", 1.0, 0.0),
+        )
+    db.close()
+    with EvaluationCache(path) as cache:
+        assert cache.get(*KEY) == {
+            "score": 0.25,
+            "metrics": {},
+            "seconds": 1.0,
+            "item_values": None,
+        }
+        cache.put(*KEY, score=0.25, metrics={}, seconds=1, item_values={"m,none": [1]})
+        assert cache.get(*KEY)["item_values"] == {"m,none": [1]}
 
 
 def _writer(path, worker):

@@ -295,3 +295,36 @@ def test_raced_scoring(family, stop_at):
         assert raced["fidelity"] == pytest.approx(3 / 11) and raced["items"] == 9
         assert raced["examples"] == {"math": 3, "code": 3, "translation": 3}
         assert all(0 <= p.value <= 1 and p.stderr > 0 for p in seen[0].values())
+
+
+def test_a_cached_candidate_races_as_an_unscored_one(family, tmp_path):
+    """Racing decides from the same items whether a candidate's full scores were cached
+    by another search or not: a replay from cached per-item values stops where a live
+    race stops, with the same partial scores (the determinism of raced searches)."""
+    import yaml
+    from _paths import REPO
+
+    from hm3.evaluation.cache import EvaluationCache
+    from hm3.evaluation.racing import RacingSettings, StopRule
+    from hm3.evaluation.scorer import CachedEvaluator
+
+    data_dir, model, tokenizer = family
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    scorer = Scorer(task_specs(config["tasks"]), "test", data_dir, batch_size=8)
+    settings = RacingSettings(enabled=True, rungs=(0.25, 0.5), seed=3)
+
+    def race(cache, warm: bool) -> dict:
+        evaluator = CachedEvaluator(scorer, tokenizer, cache, "ctx", seed=1, racing=settings)
+        if warm:  # another search scored it in full first
+            assert evaluator.evaluate("model", lambda: model)["fidelity"] == 1.0
+        hopeless = StopRule(lambda scores: -sum(scores.values()), incumbent=-3.0)
+        return evaluator.evaluate("model", lambda: model, hopeless)
+
+    with (
+        EvaluationCache(tmp_path / "cold.sqlite") as cold,
+        EvaluationCache(tmp_path / "warm.sqlite") as warm,
+    ):
+        live, replayed = race(cold, warm=False), race(warm, warm=True)
+    assert live["fidelity"] == replayed["fidelity"] == pytest.approx(3 / 11)
+    assert (live["cached"], replayed["cached"]) == (False, True)
+    assert live["scores"] == replayed["scores"] and live["metrics"] == replayed["metrics"]

@@ -7,6 +7,10 @@ The "context" folds in everything else a score depends on (fingerprints of the
 models and task data, the task definitions), so a rebuilt model family or edited
 task never reuses stale scores.
 
+A row may also hold the task's per-item metric values (``item_values``): a raced search
+replays its rungs from them (hm3.evaluation.scorer.CachedEvaluator), so whether it
+stops a candidate early does not depend on which job scored that candidate first.
+
 SQLite's locking needs a file system with working POSIX locks: on a cluster, point
 `evaluation.cache` at node-local or a lock-capable shared file system (not NFSv3).
 """
@@ -32,9 +36,12 @@ CREATE TABLE IF NOT EXISTS evaluations (
     score REAL NOT NULL,
     metrics TEXT NOT NULL,
     seconds REAL NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    item_values TEXT
 )
 """
+# `item_values` came later: a cache file from before gets the column on open
+ADD_ITEMS = "ALTER TABLE evaluations ADD COLUMN item_values TEXT"
 
 
 def entry_key(
@@ -54,20 +61,42 @@ class EvaluationCache:
         self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
         self._db.execute(SCHEMA)
+        self._add_item_values_column()
         self.hits = self.misses = 0
+
+    def _add_item_values_column(self) -> None:
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(evaluations)")}
+        if "item_values" in columns:
+            return
+        self._db.execute("BEGIN IMMEDIATE")  # one of several jobs opening the file adds it
+        try:
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(evaluations)")}
+            if "item_values" not in columns:
+                self._db.execute(ADD_ITEMS)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def get(
         self, candidate: str, task: str, split: str, lm_eval_version: str, seed: int, context: str
     ) -> dict | None:
+        """{score, metrics, seconds, item_values}, or None; item_values None where the row has none."""
         row = self._db.execute(
-            "SELECT score, metrics, seconds FROM evaluations WHERE key = ?",
+            "SELECT score, metrics, seconds, item_values FROM evaluations WHERE key = ?",
             (entry_key(candidate, task, split, lm_eval_version, seed, context),),
         ).fetchone()
         if row is None:
             self.misses += 1
             return None
         self.hits += 1
-        return {"score": row[0], "metrics": json.loads(row[1]), "seconds": row[2]}
+        values = None if row[3] is None else json.loads(row[3])
+        return {
+            "score": row[0],
+            "metrics": json.loads(row[1]),
+            "seconds": row[2],
+            "item_values": values,
+        }
 
     def put(
         self,
@@ -80,14 +109,18 @@ class EvaluationCache:
         score: float,
         metrics: Mapping,
         seconds: float,
+        item_values: Mapping | None = None,
     ) -> None:
+        """Store a complete score; ``item_values``: the task's per-item values, JSON-able."""
         key = entry_key(candidate, task, split, lm_eval_version, seed, context)
-        # INSERT OR IGNORE: two jobs that scored the same candidate at once keep the
-        # first row (both computed the same deterministic value)
+        # on a conflict two jobs scored the same candidate at once: the first row stays
+        # (both computed the same deterministic value), gaining item values if it had none
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute(
-                "INSERT OR IGNORE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET item_values = excluded.item_values "
+                "WHERE evaluations.item_values IS NULL",
                 (
                     key,
                     candidate,
@@ -100,6 +133,7 @@ class EvaluationCache:
                     json.dumps(dict(metrics), sort_keys=True),
                     float(seconds),
                     time.time(),
+                    None if item_values is None else json.dumps(item_values, sort_keys=True),
                 ),
             )
             self._db.execute("COMMIT")

@@ -182,12 +182,50 @@ class Scorer:
         """`score` on every task, in rungs of items (hm3.evaluation.racing): after each
         rung but the last, ``stop(partial scores)`` may end it. The result adds
         ``fidelity`` (fraction of the items behind the scores, 1.0 when complete) and
-        ``items`` (items scored)."""
+        ``items`` (items scored); complete, also ``item_values`` (as `score`'s)."""
+        prepared = self._raceable(tokenizer)
+        max_length = model_max_length(model)
+        return self._race(
+            prepared, lambda wanted: prepared.score_items(model, max_length, wanted), stop, settings
+        )
+
+    def replay_raced(self, tokenizer, item_values: Mapping, stop, settings: RacingSettings) -> dict:
+        """What `score_raced` gives a model whose per-item values are known (every
+        objective's ``item_values``, as `score` returns them): the same rungs, partial
+        scores and stop decisions, with nothing generated (``items`` 0)."""
+        prepared = self._raceable(tokenizer)
+        known = {
+            spec.task_for(self.split): _raw_values(item_values[spec.name]) for spec in self.specs
+        }
+
+        def look_up(wanted: Mapping) -> dict:
+            return {
+                task: {
+                    key: {p: values[p] for p in positions} for key, values in known[task].items()
+                }
+                for task, positions in wanted.items()
+            }
+
+        return {**self._race(prepared, look_up, stop, settings), "items": 0}
+
+    def replayable(self, item_values: Mapping | None) -> bool:
+        """Whether some cached per-item values cover every objective's items on this split."""
+        sizes = self.sizes()
+        return bool(item_values) and all(
+            item_values.get(spec.name)
+            and all(len(v) == sizes[spec.name] for v in item_values[spec.name].values())
+            for spec in self.specs
+        )
+
+    def _raceable(self, tokenizer) -> PreparedTasks:
         if not self._use_prepared():
             raise ConfigError(
                 "evaluation.racing needs evaluation.engine: prepared and greedy generation tasks"
             )
-        prepared = self._prepared_for(tokenizer)
+        return self._prepared_for(tokenizer)
+
+    def _race(self, prepared: PreparedTasks, values_for, stop, settings: RacingSettings) -> dict:
+        """The rung loop; ``values_for({task: positions})`` gives those items' values."""
         started = time.time()
         tasks = {spec.name: spec.task_for(self.split) for spec in self.specs}
         orders = {
@@ -203,16 +241,17 @@ class Scorer:
                 count = len(order) if fraction == 1.0 else max(1, math.ceil(fraction * len(order)))
                 wanted[tasks[name]] = order[done[name] : count]
                 done[name] = max(done[name], count)
-            for task, values in prepared.score_items(
-                model, model_max_length(model), wanted
-            ).items():
+            for task, values in values_for(wanted).items():
                 for key, by_position in values.items():
                     raw[task][key].update(by_position)
             items += sum(len(v) for v in wanted.values())
             if fraction < 1.0 and stop(self._partial(prepared, raw)):
                 break
         fidelity = min(done[n] / len(orders[n]) for n in orders) if orders else 1.0
-        result = self._collect(prepared.results(raw), time.time() - started, self.specs)
+        output = prepared.results(raw)
+        result = self._collect(output, time.time() - started, self.specs)
+        if fidelity >= 1.0:
+            result["item_values"] = self._item_values(prepared, raw, output, self.specs)
         return {**result, "fidelity": fidelity, "items": items}
 
     def sizes(self) -> dict[str, int]:
@@ -268,13 +307,34 @@ class Scorer:
         return partial
 
     def _score_prepared(self, model, tokenizer, tasks: list[str] | None) -> dict:
-        self._prepared_for(tokenizer)
+        prepared = self._prepared_for(tokenizer)
         specs = [s for s in self.specs if tasks is None or s.name in tasks]
         started = time.time()
-        output = self._prepared.score(
-            model, model_max_length(model), [s.task_for(self.split) for s in specs]
+        raw = prepared.score_items(
+            model,
+            model_max_length(model),
+            {s.task_for(self.split): range(prepared.size(s.task_for(self.split))) for s in specs},
         )
-        return self._collect(output, time.time() - started, specs)
+        output = prepared.results(raw)
+        result = self._collect(output, time.time() - started, specs)
+        return {**result, "item_values": self._item_values(prepared, raw, output, specs)}
+
+    def _item_values(self, prepared: PreparedTasks, raw: Mapping, output: Mapping, specs) -> dict:
+        """Per objective, {"metric,filter": values in item order}, JSON-able, for the
+        cache: only the objectives whose values, read back from JSON, aggregate to the
+        same metrics (a metric whose per-item values JSON cannot carry is not replayed)."""
+        out = {}
+        for spec in specs:
+            task = spec.task_for(self.split)
+            values = {
+                f"{metric},{filter_key}": [by_position[p] for p in sorted(by_position)]
+                for (metric, filter_key), by_position in raw[task].items()
+            }
+            values = json.loads(json.dumps(values))
+            again = prepared.results({task: _raw_values(values)})["results"][task]
+            if again == output["results"][task]:
+                out[spec.name] = values
+        return out
 
     def score_lm(self, lm, tasks: list[str] | None = None) -> dict:
         """Score any lm-eval `LM` (the HF wrapper above, or another backend)."""
@@ -323,6 +383,19 @@ class Scorer:
             "seconds": round(seconds, 2),
             "lm_eval_version": _lm_eval_version(),
         }
+
+
+def _raw_values(item_values: Mapping) -> dict:
+    """{"metric,filter": [values]} (JSON) back to {(metric, filter): {position: value}},
+    lists as the tuples lm-eval's corpus metrics (chrF, BLEU) pass per item."""
+
+    def restored(value):
+        return tuple(restored(v) for v in value) if isinstance(value, list) else value
+
+    return {
+        tuple(key.split(",", 1)): {p: restored(v) for p, v in enumerate(values)}
+        for key, values in item_values.items()
+    }
 
 
 def model_max_length(model) -> int:
@@ -431,8 +504,13 @@ class CachedEvaluator:
         """{scores, metrics, cached, seconds, fidelity} for the candidate on the scorer's
         split. With racing on and a ``stop`` rule (hm3.evaluation.racing.StopRule), a
         candidate not in the cache is scored in rungs and may stop early: its scores
-        then cover a ``fidelity`` < 1 share of the items and are not cached."""
-        if stop is not None and self.racing.enabled and not self._cached_any(candidate):
+        then cover a ``fidelity`` < 1 share of the items and are not cached. A cached
+        candidate is raced too, from its cached per-item values: what a search records
+        must not depend on whether another job happened to score the candidate first."""
+        if stop is not None and self.racing.enabled:
+            known = self._cached_item_values(candidate)
+            if known is not None:
+                return self._replay_raced(known, stop)
             return self._evaluate_raced(candidate, build, stop)
         split = self.scorer.split
         found = {
@@ -457,7 +535,14 @@ class CachedEvaluator:
                     "seconds": seconds / len(missing),
                 }
                 self.cache.put(
-                    candidate, name, split, self.version, self.seed, self.context, **entry
+                    candidate,
+                    name,
+                    split,
+                    self.version,
+                    self.seed,
+                    self.context,
+                    **entry,
+                    item_values=result.get("item_values", {}).get(name),
                 )
                 found[name] = entry
             pause_point("evaluate.scored")  # reliability tests kill an evaluation batch here
@@ -469,14 +554,27 @@ class CachedEvaluator:
             "fidelity": 1.0,
         }
 
-    def _cached_any(self, candidate: str) -> bool:
-        return any(
-            self.cache.get(
+    def _cached_item_values(self, candidate: str) -> dict | None:
+        """Every objective's cached per-item values, or None where any is missing."""
+        values = {}
+        for spec in self.scorer.specs:
+            entry = self.cache.get(
                 candidate, spec.name, self.scorer.split, self.version, self.seed, self.context
             )
-            is not None
-            for spec in self.scorer.specs
+            values[spec.name] = (entry or {}).get("item_values")
+        return values if self.scorer.replayable(values) else None
+
+    def _replay_raced(self, known: Mapping, stop) -> dict:
+        result = self.scorer.replay_raced(
+            self.tokenizer, known, lambda partial: stop.decide(partial, self.racing.z), self.racing
         )
+        return {
+            "scores": result["scores"],
+            "metrics": result["metrics"],
+            "cached": True,
+            "seconds": 0.0,
+            "fidelity": result["fidelity"],
+        }
 
     def _evaluate_raced(self, candidate: str, build, stop) -> dict:
         started = time.time()
@@ -503,6 +601,7 @@ class CachedEvaluator:
                     score=result["scores"][spec.name],
                     metrics=result["metrics"][spec.name],
                     seconds=seconds / len(self.scorer.specs),
+                    item_values=result.get("item_values", {}).get(spec.name),
                 )
         else:
             self.raced_out += 1
