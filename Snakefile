@@ -49,6 +49,7 @@ rule all:
         layout.table("param_vs_baselines"),
         layout.plot("param_front"),
         layout.table("hv"),
+        layout.table("intervals"),
         layout.table("paths_vs_param"),
         layout.plot("front"),
         layout.plot("rl_training"),

@@ -328,3 +328,28 @@ def test_a_cached_candidate_races_as_an_unscored_one(family, tmp_path):
     assert live["fidelity"] == replayed["fidelity"] == pytest.approx(3 / 11)
     assert (live["cached"], replayed["cached"]) == (False, True)
     assert live["scores"] == replayed["scores"] and live["metrics"] == replayed["metrics"]
+
+
+def test_a_row_without_item_values_is_scored_once_more_to_keep_them(family, tmp_path):
+    """Cache files from before per-item values were kept: their rows are scored again
+    once (the values are what racing replays and the intervals resample), then served."""
+    import yaml
+    from _paths import REPO
+
+    from hm3.evaluation.cache import EvaluationCache
+    from hm3.evaluation.scorer import CachedEvaluator
+
+    data_dir, model, tokenizer = family
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    scorer = Scorer(task_specs(config["tasks"]), "test", data_dir, batch_size=8)
+    with EvaluationCache(tmp_path / "old.sqlite") as cache:
+        evaluator = CachedEvaluator(scorer, tokenizer, cache, "ctx", seed=1)
+        scores = scorer.score(model, tokenizer)["scores"]
+        for name, score in scores.items():  # an old row: a score, no item values
+            cache.put("model", name, "test", evaluator.version, 1, "ctx", score, {}, 1.0)
+        first = evaluator.evaluate("model", lambda: model)
+        second = evaluator.evaluate("model", lambda: model)
+    assert (first["cached"], second["cached"], evaluator.evaluations) == (False, True, 1)
+    assert first["scores"] == second["scores"] == scores
+    assert second["item_values"] == first["item_values"]
+    assert len(second["item_values"]["math"]["exact_match,strict-match"]) == 11

@@ -61,6 +61,14 @@ def test_tables_give_every_run_the_mean_and_the_sd(tmp_path):
     assert (row["seed-1"], row["seed-2"]) == (0.12, 0.20)
     assert row["mean"] == pytest.approx(0.16)
     assert row["sd"] == pytest.approx(pd.Series([0.12, 0.20]).std())
+    # Student's t with 1 degree of freedom: 12.706 standard errors either side
+    half = 12.7062 * row["sd"] / 2**0.5
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.16 - half, 0.16 + half), rel=1e-4)
+    # the difference to hm3-param, run by run: +0.02 and 0
+    delta = table.loc[("hm3-path", "delta_hv_test")]
+    assert (delta["seed-1"], delta["seed-2"]) == pytest.approx((0.02, 0.0))
+    assert delta["mean"] == pytest.approx(0.01) and delta["ci_low"] < 0 < delta["ci_high"]
+    assert ("hm3-param", "delta_hv_test") not in table.index
     paths = {
         "seed-1": _paths(
             tmp_path / "p1.csv", [0.3, 0.3, 0.3], [0.2, 0.3, 0.25], ["sample", "identity", "policy"]

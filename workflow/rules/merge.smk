@@ -28,7 +28,8 @@ rule naive_baseline:
         models=model_dirs(),
         data=generated_split_files("test"),
     output:
-        layout.BASELINE,
+        table=layout.BASELINE,
+        values=layout.BASELINE_ITEMS,
     log:
         layout.log("baselines/{baseline}"),
     benchmark:

@@ -66,6 +66,36 @@ rule front:
         "../scripts/front.py"
 
 
+rule intervals:
+    input:
+        points=layout.FRONT,
+        ideal=layout.IDEAL,
+        tests=expand(layout.PARAM_TEST_SCORES, pref=PREFERENCES),
+        paths=expand(layout.PATH_SUMMARY, report_pref=PREFERENCES),
+        random=expand(layout.RANDOM_SUMMARY, report_pref=PREFERENCES),
+        baselines=expand(layout.BASELINE_ITEMS, baseline=BASELINES),
+        compare=[file for files in compare_outputs().values() for file in files],
+        family_test=expand(layout.SCORES, split="test", model=MODELS),
+        data=generated_split_files("test"),
+    output:
+        csv=report(layout.table("intervals"), caption="../report/intervals.rst", category="HM3"),
+        md=layout.table("intervals", "md"),
+    log:
+        layout.log("tables/intervals"),
+    conda:
+        "../../envs/hm3.yaml"
+    threads: threads_for("intervals")
+    resources:
+        **resources_for("intervals"),
+    params:
+        config=config_for("intervals"),
+        preferences=PREFERENCES,
+        compare=compare_outputs(),
+        models=MODELS,
+    script:
+        "../scripts/intervals.py"
+
+
 rule cost_table:
     input:
         # everything whose benchmark it reads comes before these

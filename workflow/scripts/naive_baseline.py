@@ -9,5 +9,6 @@ with job(snakemake):
         snakemake.wildcards.baseline,
         snakemake.params.preferences,
         "test",
-        snakemake.output[0],
+        snakemake.output.table,
+        snakemake.output["values"],
     )

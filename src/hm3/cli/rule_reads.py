@@ -75,6 +75,7 @@ RULE_READS: dict[str, tuple[str, ...]] = {
     "random_paths": (*CANDIDATES, "rl.agent.t_max"),
     "param_front": HV,
     "front": HV,
+    "intervals": (*HV, *SCORING, "seed", "protocol.bootstrap"),
     "paper_views": (*HV, "models.*.role", "moo.augmentation"),
     "explorer": ("tasks.*",),
     "cost_table": ("evaluation.device",),

@@ -38,11 +38,15 @@ def write_outputs(frame, summary: Mapping, out_dir: str | Path) -> None:
     write_json(out_dir / layout.SUMMARY_FILE, summary)
 
 
-def scores_on_test(config: Mapping, recipes: Mapping[str, object]) -> dict[str, dict]:
-    """Test-split scores of merge recipes (by key) of the search's method, through the
-    evaluation cache."""
+def tested(config: Mapping, recipes: Mapping[str, object]) -> dict[str, dict]:
+    """Merge recipes (by key) of the search's method on the test split, through the
+    evaluation cache: per key, the {scores_test, item_values_test} a summary records."""
     session = MergeSession(config, "test", layout.MODELS, search_settings(config).method)
     try:
-        return {key: session.evaluate(recipe)["scores"] for key, recipe in recipes.items()}
+        results = {key: session.evaluate(recipe) for key, recipe in recipes.items()}
     finally:
         session.close()
+    return {
+        key: {"scores_test": r["scores"], "item_values_test": r.get("item_values")}
+        for key, r in results.items()
+    }

@@ -145,6 +145,7 @@ def dataflow_search(
             "g_search": float(best["g"]),
             "scores_test": test["scores"],
             "g_test": float(plain(test["scores"], weights)),
+            "item_values_test": test.get("item_values"),
         },
     }
     write_outputs(candidates.frame(), summary, out_dir)

@@ -16,7 +16,7 @@ from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 from pymoo.core.termination import NoTermination
 
-from hm3.compare.common import param_space, progress, scores_on_test, write_outputs
+from hm3.compare.common import param_space, progress, tested, write_outputs
 from hm3.core import layout
 from hm3.core.seeds import derive_seed
 from hm3.evaluation.racing import DominanceRule
@@ -94,14 +94,12 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
             "scores_search": scores,
             "recipe": rows[index]["recipe"],
         }
-    tested = scores_on_test(
+    on_test = tested(
         config, {i: recipes[i] for i in sorted({p["candidate"] for p in picks.values()})}
     )
     for pid, pick in picks.items():
-        pick.update(
-            scores_test=tested[pick["candidate"]],
-            g_test=float(plain(tested[pick["candidate"]], prefs[pid])),
-        )
+        test = on_test[pick["candidate"]]
+        pick.update(**test, g_test=float(plain(test["scores_test"], prefs[pid])))
     summary = {
         "method": NAME,
         "budget": budget,
@@ -110,7 +108,7 @@ def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) ->
         "evaluated": session.evaluator.evaluations,
         "raced_out": session.evaluator.raced_out,
         "item_evaluations": session.evaluator.items,
-        "test_evaluations": len(tested),
+        "test_evaluations": len(on_test),
         "seed": seed,
         "wall_seconds": round(time.time() - started, 1),
         "picks": picks,

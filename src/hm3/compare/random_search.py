@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from hm3.compare.common import scores_on_test
+from hm3.compare.common import tested
 from hm3.core import layout
 from hm3.core.io import write_json
 from hm3.merge.config import load_recipe
@@ -42,10 +42,10 @@ def random_search(
         label=NAME,
     )
     recipe = load_recipe(recipe_file)
-    scores = scores_on_test(config, {"best": recipe})["best"]
+    test = tested(config, {"best": recipe})["best"]
     weights = np.array(list(summary["weights"].values()))
     plain = scalarizer(json.loads(Path(ideal_file).read_text()))
-    summary["best"].update(scores_test=scores, g_test=float(plain(scores, weights)))
+    summary["best"].update(**test, g_test=float(plain(test["scores_test"], weights)))
     summary["test_evaluations"] = 1
     write_json(summary_file, summary)
     return summary

@@ -37,6 +37,7 @@ PARAM_SUMMARY = "results/param/{pref}/search.json"
 PARAM_MODEL = "results/param/{pref}/model"
 PARAM_TEST_SCORES = "results/param/{pref}/test_scores.json"
 BASELINE = "results/baselines/{baseline}.csv"
+BASELINE_ITEMS = "results/baselines/{baseline}_items.json"  # per-item test values
 
 # ------------------------------------------------------------------ lower level
 POLICY = "results/rl/policy"

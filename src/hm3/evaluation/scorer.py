@@ -164,6 +164,11 @@ class Scorer:
         )
         return self.score_lm(lm, tasks)
 
+    @property
+    def keeps_item_values(self) -> bool:
+        """Whether `score` also gives per-item values (the prepared engine does)."""
+        return self._use_prepared()
+
     def _use_prepared(self) -> bool:
         """The prepared path when configured and every task is a greedy generation
         (anything else goes through lm-eval's `evaluate`)."""
@@ -321,8 +326,8 @@ class Scorer:
 
     def _item_values(self, prepared: PreparedTasks, raw: Mapping, output: Mapping, specs) -> dict:
         """Per objective, {"metric,filter": values in item order}, JSON-able, for the
-        cache: only the objectives whose values, read back from JSON, aggregate to the
-        same metrics (a metric whose per-item values JSON cannot carry is not replayed)."""
+        cache; {} for an objective whose values, read back from JSON, do not aggregate
+        to the same metrics (a metric JSON cannot carry is then never replayed)."""
         out = {}
         for spec in specs:
             task = spec.task_for(self.split)
@@ -332,8 +337,7 @@ class Scorer:
             }
             values = json.loads(json.dumps(values))
             again = prepared.results({task: _raw_values(values)})["results"][task]
-            if again == output["results"][task]:
-                out[spec.name] = values
+            out[spec.name] = values if again == output["results"][task] else {}
         return out
 
     def score_lm(self, lm, tasks: list[str] | None = None) -> dict:
@@ -501,8 +505,9 @@ class CachedEvaluator:
         self.seconds = 0.0  # time spent scoring them
 
     def evaluate(self, candidate: str, build, stop=None) -> dict:
-        """{scores, metrics, cached, seconds, fidelity} for the candidate on the scorer's
-        split. With racing on and a ``stop`` rule (hm3.evaluation.racing.StopRule), a
+        """{scores, metrics, cached, seconds, fidelity, item_values} for the candidate on
+        the scorer's split (item_values: per objective, its per-item metric values where
+        the scorer gives them, else None; what a bootstrap over items resamples). With racing on and a ``stop`` rule (hm3.evaluation.racing.StopRule), a
         candidate not in the cache is scored in rungs and may stop early: its scores
         then cover a ``fidelity`` < 1 share of the items and are not cached. A cached
         candidate is raced too, from its cached per-item values: what a search records
@@ -519,7 +524,13 @@ class CachedEvaluator:
             )
             for spec in self.scorer.specs
         }
-        missing = [name for name, entry in found.items() if entry is None]
+        # a row from before per-item values were kept is scored again, once, to get them
+        keeps = getattr(self.scorer, "keeps_item_values", False)
+        missing = [
+            name
+            for name, entry in found.items()
+            if entry is None or (keeps and entry.get("item_values") is None)
+        ]
         seconds = 0.0
         if missing:
             started = time.time()
@@ -533,16 +544,10 @@ class CachedEvaluator:
                     "score": result["scores"][name],
                     "metrics": result["metrics"][name],
                     "seconds": seconds / len(missing),
+                    "item_values": result.get("item_values", {}).get(name),
                 }
                 self.cache.put(
-                    candidate,
-                    name,
-                    split,
-                    self.version,
-                    self.seed,
-                    self.context,
-                    **entry,
-                    item_values=result.get("item_values", {}).get(name),
+                    candidate, name, split, self.version, self.seed, self.context, **entry
                 )
                 found[name] = entry
             pause_point("evaluate.scored")  # reliability tests kill an evaluation batch here
@@ -552,6 +557,7 @@ class CachedEvaluator:
             "cached": not missing,
             "seconds": round(seconds, 3),
             "fidelity": 1.0,
+            "item_values": {n: e.get("item_values") for n, e in found.items()},
         }
 
     def _cached_item_values(self, candidate: str) -> dict | None:

@@ -184,6 +184,7 @@ def search_path(
                 "scores_search": {t: float(best[f"score.{t}"]) for t in factory.tasks},
                 "scores_test": test["scores"],
                 "g_test": float(plain(test["scores"], weights)),
+                "item_values_test": test.get("item_values"),
             },
             "identity": {
                 "g_search": float(frame.loc[0, "g"]),
@@ -301,6 +302,7 @@ def random_paths(
             "g_search": float(best["g"]),
             "scores_test": test["scores"],
             "g_test": float(plain(test["scores"], weights)),
+            "item_values_test": test.get("item_values"),
         },
     }
     write_json(out_json, summary)

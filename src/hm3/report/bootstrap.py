@@ -41,21 +41,39 @@ def paired_interval(
     """Percentile interval of ``statistic(draw)``, where ``draw`` maps each objective to
     item positions (its own items, drawn with replacement); ``statistic`` must use the
     same draw for every model it compares, which is what makes the interval paired."""
+    intervals = paired_intervals(
+        lambda draw: {"value": statistic(draw)}, sizes, iterations, seed, level
+    )
+    return intervals["value"]
+
+
+def paired_intervals(
+    statistics: Callable[[Mapping[str, np.ndarray]], Mapping[str, float]],
+    sizes: Mapping[str, int],
+    iterations: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Interval]:
+    """`paired_interval` for several statistics computed on each draw at once (a draw
+    rescoring every model once serves every difference between them)."""
     if iterations < 1:
         raise ValueError("a bootstrap needs at least one iteration")
     rng = np.random.default_rng(seed)
-    whole = {name: np.arange(size) for name, size in sizes.items()}
-    values = [
-        statistic({name: rng.integers(0, size, size) for name, size in sizes.items()})
+    whole = statistics({name: np.arange(size) for name, size in sizes.items()})
+    drawn = [
+        statistics({name: rng.integers(0, size, size) for name, size in sizes.items()})
         for _ in range(iterations)
     ]
     tail = 100 * (1 - level) / 2
-    return Interval(
-        float(statistic(whole)),
-        float(np.percentile(values, tail)),
-        float(np.percentile(values, 100 - tail)),
-        iterations,
-    )
+    return {
+        key: Interval(
+            float(estimate),
+            float(np.percentile([d[key] for d in drawn], tail)),
+            float(np.percentile([d[key] for d in drawn], 100 - tail)),
+            iterations,
+        )
+        for key, estimate in whole.items()
+    }
 
 
 def drawn_scores(

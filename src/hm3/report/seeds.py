@@ -49,27 +49,55 @@ def run_config(config: Mapping, overrides: Mapping) -> dict:
     return out
 
 
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+def _summary(values: np.ndarray, level: float = 0.95) -> dict:
+    """Mean, sample sd and Student's t interval of the mean over the runs (none for one)."""
+    # lazy: scipy is slow to import and only the seeds tables need it
+    from scipy import stats
+
+    mean = float(np.mean(values))
+    if len(values) < 2:
+        return {"mean": mean, "sd": 0.0, "ci_low": float("nan"), "ci_high": float("nan")}
+    sd = float(np.std(values, ddof=1))
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1)) * sd / np.sqrt(len(values))
+    return {"mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half}
 
 
 def seeds_table(hv_files: Mapping[str, str | Path]) -> pd.DataFrame:
-    """Per method and metric: every run's value, their mean and sample sd."""
+    """Per method and metric: every run's value, their mean, sample sd and 95% t interval;
+    then per method the same for its difference to hm3-param in the same run
+    (``delta_<metric>``: paired over runs, so a family's difficulty cancels)."""
     frames = {run: pd.read_csv(path).set_index("method") for run, path in hv_files.items()}
     methods = list(dict.fromkeys(m for f in frames.values() for m in f.index))
     rows = []
-    for method in methods:
-        for metric in METRICS:
-            values = {
-                run: float(f.loc[method, metric])
-                for run, f in frames.items()
-                if method in f.index and metric in f.columns
-            }
-            if not values:
+    for difference in (False, True):
+        for method in methods:
+            if difference and method == SEARCHED:
                 continue
-            mean, sd = _interval(np.array(list(values.values())))
-            rows.append({"method": method, "metric": metric, "mean": mean, "sd": sd, **values})
+            for metric in METRICS:
+                values = _run_values(frames, method, metric, difference)
+                if values:
+                    rows.append(
+                        {
+                            "method": method,
+                            "metric": f"delta_{metric}" if difference else metric,
+                            **_summary(np.array(list(values.values()))),
+                            **values,
+                        }
+                    )
     return pd.DataFrame(rows)
+
+
+def _run_values(frames: Mapping, method: str, metric: str, difference: bool) -> dict:
+    """Each run's value of the metric (minus hm3-param's, for a difference)."""
+    values = {}
+    for run, frame in frames.items():
+        if method not in frame.index or metric not in frame.columns:
+            continue
+        if difference and SEARCHED not in frame.index:
+            continue
+        value = float(frame.loc[method, metric])
+        values[run] = value - float(frame.loc[SEARCHED, metric]) if difference else value
+    return values
 
 
 def path_claims(

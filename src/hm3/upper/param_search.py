@@ -230,13 +230,15 @@ def run_baseline(
     preferences: Mapping[str, Sequence[float]],
     split: str,
     out_csv: str | Path,
+    out_items: str | Path | None = None,
 ) -> list[dict]:
     """The naive merge `method` (weights = λ, the configured parameters) for every
-    reporting preference (id -> λ), scored on ``split`` through the evaluation cache."""
+    reporting preference (id -> λ), scored on ``split`` through the evaluation cache;
+    ``out_items``: their per-item values as JSON (for the bootstrap intervals)."""
 
     per_model, shared = split_parameters(method, config["baselines"][method])
     session = MergeSession(config, split, layout.MODELS, method)
-    rows = []
+    rows, item_values = [], {}
     try:
         for pid, weights in preferences.items():
             recipe = session.recipe(
@@ -259,10 +261,13 @@ def run_baseline(
                     "recipe": recipe_to_yaml(recipe),
                 }
             )
+            item_values[pid] = result.get("item_values")
     finally:
         session.close()
     with atomic_file(out_csv) as handle:
         pd.DataFrame(rows).to_csv(handle, index=False)
+    if out_items is not None:
+        write_json(out_items, {"method": method, "split": split, "item_values_test": item_values})
     return rows
 
 
