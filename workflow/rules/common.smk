@@ -7,8 +7,9 @@ import os
 import re
 import sys
 
-from hm3.cli.rule_reads import rule_config
+from hm3.cli.rule_reads import rule_config, rule_reads
 from hm3.compare import registry
+from hm3.compare.settings import with_resolved_budget
 from hm3.core import layout
 from hm3.core.config import base_model, expert_models, validate_config
 from hm3.core.errors import ConfigError
@@ -168,8 +169,11 @@ def compare_rule_outputs(method):
 def compare_params(method):
     """A comparison method's params: the config keys it reads, its λ when it runs per λ,
     and, when it writes a checkpoint, the shard size."""
+    found = config_for(method.rule)
+    if "compare.budget" in rule_reads(method.rule):
+        found = with_resolved_budget(found, config)
     return {
-        "config": config_for(method.rule),
+        "config": found,
         **({"weights": report_pref_weights} if method.per_preference else {}),
         **({"max_shard_size": max_shard_size()} if method.exports else {}),
     }

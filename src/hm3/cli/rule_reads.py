@@ -82,11 +82,18 @@ RULE_READS: dict[str, tuple[str, ...]] = {
 }
 
 # the comparison methods' rules (hm3.compare.registry)
+# compare.budget: the rule's param holds it resolved to a number (compare_params)
 METHOD_READS = {
-    "random-search": PARAM_SEARCH,
-    "nsga2": (*PARAM_SEARCH, "moo.reporting_weights"),
+    "random-search": (*PARAM_SEARCH, "compare.budget"),
+    "nsga2": (*PARAM_SEARCH, "moo.reporting_weights", "compare.budget"),
     # rl.agent.t_max: the default longest path, as HM3's (compare.dataflow.max_length: null)
-    "evo-dataflow": (*CANDIDATES, "search", "compare.dataflow", "rl.agent.t_max"),
+    "evo-dataflow": (
+        *CANDIDATES,
+        "search",
+        "compare.dataflow",
+        "compare.budget",
+        "rl.agent.t_max",
+    ),
     "hm3-no-param": PATH_SEARCH,
 }
 RULE_READS.update({registry.BY_NAME[name].rule: reads for name, reads in METHOD_READS.items()})

@@ -1,6 +1,6 @@
 """``evo-dataflow``: per λ, CMA-ES over a layer-indicator array in the style of Akiba
 et al.'s data-flow-space merging (layer t of the model sequence is run when its
-indicator is positive), ``search.budget`` candidates."""
+indicator is positive), `compare.budget` candidates."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from hm3.lower.settings import path_length_limit
 from hm3.upper.preferences import experts_by_task, scalarizer
 from hm3.upper.moo import check_weights
 from hm3.upper.search import ask_tell
-from hm3.compare.settings import dataflow_settings
+from hm3.compare.settings import compare_budget, dataflow_settings
 from hm3.upper.settings import augmentation, search_settings
 
 NAME = "evo-dataflow"  # also its seed label (with the preference): never rename
@@ -58,14 +58,14 @@ def dataflow_search(
     out_dir: str | Path,
 ) -> dict:
     """Per-λ CMA-ES over a layer-indicator array across the experts and the base (the
-    base's embeddings and head frame every path), HM3's per-λ budget. It starts from
+    base's embeddings and head frame every path), `compare.budget` candidates. It starts from
     the stack of the expert λ leans to most."""
     started = time.time()
     tasks = list(config["tasks"])
     weights = check_weights(weights, tasks)
     ideal = json.loads(Path(ideal_file).read_text())
     settings, upper_search = dataflow_settings(config), search_settings(config)
-    budget = int(upper_search.budget)
+    budget = compare_budget(config)
     seed = derive_seed(config["seed"], NAME, preference)
     factory = PoolFactory(config, layout.MODELS)
     try:

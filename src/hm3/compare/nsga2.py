@@ -17,6 +17,7 @@ from pymoo.core.problem import Problem
 from pymoo.core.termination import NoTermination
 
 from hm3.compare.common import param_space, progress, tested, write_outputs
+from hm3.compare.settings import compare_budget
 from hm3.core import layout
 from hm3.core.seeds import derive_seed
 from hm3.evaluation.racing import DominanceRule
@@ -31,13 +32,13 @@ NAME = "nsga2"  # also its seed label: never rename
 
 def nsga2_front(config: Mapping, ideal_file: str | Path, out_dir: str | Path) -> dict:
     """One multi-objective NSGA-II run over the merge hyper-parameters (objectives:
-    the normalised search-split scores), HM3's total budget over the reporting λ;
+    the normalised search-split scores), `compare.budget` per reporting λ in all;
     each λ then picks its best candidate by the searches' objective."""
     started = time.time()
     ideal = json.loads(Path(ideal_file).read_text())
     prefs = preferences(config)
     section = search_settings(config)
-    budget = int(section.budget) * len(prefs)
+    budget = compare_budget(config) * len(prefs)
     seed = derive_seed(config["seed"], NAME)
     objective, plain = scalarizer(ideal, augmentation(config)), scalarizer(ideal)
     session = MergeSession(config, "search", layout.MODELS, section.method)

@@ -1,6 +1,6 @@
 """``random-search``: per λ, uniform random hyper-parameters of the merge method in
-`search.space` (the naive merge first, as HM3's CMA-ES), ``search.budget``
-candidates, through HM3's own search loop (`hm3.upper.param_search.run_param_search`)."""
+`search.space` (the naive merge first, as HM3's CMA-ES), `compare.budget`
+candidates (hm3.compare.settings.compare_budget), through HM3's own search loop (`hm3.upper.param_search.run_param_search`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from hm3.compare.common import tested
+from hm3.compare.settings import compare_budget
 from hm3.core import layout
 from hm3.core.io import write_json
 from hm3.merge.config import load_recipe
@@ -27,11 +28,13 @@ def random_search(
     ideal_file: str | Path,
     out_dir: str | Path,
 ) -> dict:
-    """Per-λ random search over the merge method's hyper-parameters, HM3's budget."""
+    """Per-λ random search over the merge method's hyper-parameters, `compare.budget`
+    candidates."""
     out_dir = Path(out_dir)
     recipe_file, summary_file = out_dir / layout.RECIPE_FILE, out_dir / layout.SUMMARY_FILE
+    budget = compare_budget(config)
     summary = run_param_search(
-        config,
+        {**config, "search": {**config["search"], "budget": budget}},
         preference,
         weights,
         ideal_file,
