@@ -316,5 +316,7 @@ def write_intervals(
         )
     elif table.attrs["skipped"]:
         note += f" Without per-item values (not shown): {', '.join(table.attrs['skipped'])}."
-    write_table(table.round(6), out_csv, out_md, note=note)
+    numbers = table.select_dtypes("number").columns
+    table[numbers] = table[numbers].round(6) + 0.0  # + 0.0: no "-0.0000" for a float's dust
+    write_table(table, out_csv, out_md, note=note)
     return table
