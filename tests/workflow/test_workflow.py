@@ -195,6 +195,23 @@ def test_comparison_methods_run_on_hm3s_budget_and_join_every_table(finished_run
     )
 
 
+def test_intervals_cover_every_method_and_agree_with_the_hv_table(finished_run):
+    """Every test score kept its per-item values (searches, paths, comparison methods,
+    the family, the naive merges): the bootstrap table has every method, and its
+    whole-items estimates are the HV table's figures."""
+    tables = finished_run / "results" / "tables"
+    hv = pd.read_csv(tables / "hv.csv").set_index("method")
+    intervals = pd.read_csv(tables / "intervals.csv").set_index("method")
+    assert set(intervals.index) == set(hv.index)
+    for column in ("hv_test", "mean_g_test"):
+        assert intervals[column].to_dict() == pytest.approx(
+            hv.loc[intervals.index, column].to_dict()
+        )
+    assert (intervals["delta_mean_g_low"] <= intervals["delta_mean_g_high"]).all()
+    assert (intervals.loc["hm3-param", ["delta_hv", "delta_mean_g"]] == 0).all()
+    assert "paired bootstrap" in (tables / "intervals.md").read_text()
+
+
 @pytest.mark.browser
 def test_html_report_and_the_explorer_page(finished_run, tmp_path):
     import html
