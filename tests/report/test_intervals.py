@@ -148,3 +148,13 @@ def test_each_point_finds_its_values_in_the_file_its_scores_came_from(tmp_path):
         [ties],
     )
     assert found == ["M", "P", "M", "P", "R", "N", "F", "T", None]
+
+
+def test_bootstrap_settings_default_where_the_config_has_no_protocol():
+    from hm3.core.errors import ConfigError
+    from hm3.report.intervals import BootstrapSettings, bootstrap_settings
+
+    assert bootstrap_settings({"seed": 1}) == BootstrapSettings(1000, 0.95)  # a seed run's config
+    assert bootstrap_settings({"protocol": {"bootstrap": {"iterations": 50}}}).iterations == 50
+    with pytest.raises(ConfigError, match="protocol.bootstrap"):
+        bootstrap_settings({"protocol": {"bootstrap": {"draws": 50}}})

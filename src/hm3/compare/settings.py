@@ -8,7 +8,7 @@ from typing import Mapping
 
 from hm3.core.errors import ConfigError
 from hm3.core.settings import from_section
-from hm3.lower.settings import lower_settings
+from hm3.lower.settings import lower_settings, rl_settings
 from hm3.upper.preferences import preferences
 
 
@@ -57,7 +57,7 @@ def hm3_budget(config: Mapping) -> int:
     upper = int(config["search"]["budget"])
     rl = config["rl"]
     online = lower_settings(config).online
-    per_update = int(rl.get("agent", {}).get("episodes_per_update", 8)) + 2
+    per_update = rl_settings(config).episodes_per_update + 2
     online_paths = 2 + online.samples + online.updates * per_update
     training = rl["training"]
     searches = int(training["preferences"]) * int(training.get("search_budget") or upper)

@@ -105,6 +105,7 @@ class Scorer:
         self.specs, self.split, self.batch_size, self.limit = specs, split, batch_size, limit
         self.engine = engine
         self._prepared = None  # PreparedTasks, built on the first model scored
+        self._json_safe: set[str] = set()  # tasks whose per-item values JSON carries exactly
         paths = include_path or include_paths({})
         metadata = {"data_dir": str(Path(data_dir).resolve())}
         names = [spec.task_for(split) for spec in specs]
@@ -326,8 +327,8 @@ class Scorer:
 
     def _item_values(self, prepared: PreparedTasks, raw: Mapping, output: Mapping, specs) -> dict:
         """Per objective, {"metric,filter": values in item order}, JSON-able, for the
-        cache; {} for an objective whose values, read back from JSON, do not aggregate
-        to the same metrics (a metric JSON cannot carry is then never replayed)."""
+        cache; {} while an objective's values, read back from JSON, do not aggregate to
+        the same metrics (a metric JSON cannot carry is then never replayed)."""
         out = {}
         for spec in specs:
             task = spec.task_for(self.split)
@@ -335,9 +336,14 @@ class Scorer:
                 f"{metric},{filter_key}": [by_position[p] for p in sorted(by_position)]
                 for (metric, filter_key), by_position in raw[task].items()
             }
-            values = json.loads(json.dumps(values))
-            again = prepared.results({task: _raw_values(values)})["results"][task]
-            out[spec.name] = values if again == output["results"][task] else {}
+            if task not in self._json_safe:  # once per task: a property of its metrics,
+                # and re-aggregating (corpus chrF, BLEU) on every candidate of a search costs
+                again = prepared.results({task: _raw_values(json.loads(json.dumps(values)))})
+                if again["results"][task] != output["results"][task]:
+                    out[spec.name] = {}
+                    continue
+                self._json_safe.add(task)
+            out[spec.name] = values
         return out
 
     def score_lm(self, lm, tasks: list[str] | None = None) -> dict:
@@ -507,9 +513,10 @@ class CachedEvaluator:
     def evaluate(self, candidate: str, build, stop=None) -> dict:
         """{scores, metrics, cached, seconds, fidelity, item_values} for the candidate on
         the scorer's split (item_values: per objective, its per-item metric values where
-        the scorer gives them, else None; what a bootstrap over items resamples). With racing on and a ``stop`` rule (hm3.evaluation.racing.StopRule), a
-        candidate not in the cache is scored in rungs and may stop early: its scores
-        then cover a ``fidelity`` < 1 share of the items and are not cached. A cached
+        the scorer gives them, else None; what a bootstrap over items resamples). With
+        racing on and a ``stop`` rule (hm3.evaluation.racing.StopRule), a candidate not
+        in the cache is scored in rungs and may stop early: its scores then cover a
+        ``fidelity`` < 1 share of the items and are not cached. A cached
         candidate is raced too, from its cached per-item values: what a search records
         must not depend on whether another job happened to score the candidate first."""
         if stop is not None and self.racing.enabled:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from hm3.compare.registry import COMBINED, FAMILY, PATHS, RANDOM_PATHS, SEARCHED
 from hm3.core.errors import HM3Error
+from hm3.core.settings import from_section
 from hm3.report.bootstrap import paired_intervals
 from hm3.report.tables import write_table
 from hm3.upper.moo import hv_reference, hypervolume
@@ -39,6 +40,20 @@ INTERVAL_COLUMNS = [
     "mean_g_test",
     *[f"delta_{k}{end}" for k in ("hv", "mean_g") for end in ("", "_low", "_high")],
 ]
+
+
+@dataclass(frozen=True)
+class BootstrapSettings:
+    """Config section `protocol.bootstrap` (absent: these; a seed run's config has no
+    `protocol` at all)."""
+
+    iterations: int = 1000
+    level: float = 0.95
+
+
+def bootstrap_settings(config: Mapping) -> BootstrapSettings:
+    section = (config.get("protocol") or {}).get("bootstrap")
+    return from_section(BootstrapSettings, section, "protocol.bootstrap")
 
 
 # ------------------------------------------------------------------ fast rescoring
@@ -297,18 +312,18 @@ def write_intervals(
     points = pd.read_csv(points_file, keep_default_na=False)
     item_values = point_item_values(points, **sources)
     scorer = configured_scorer(config["tasks"], config["evaluation"], "test", data_dir)
-    settings = {"iterations": 1000, "level": 0.95, **config["protocol"].get("bootstrap", {})}
+    settings = bootstrap_settings(config)
     table = interval_table(
         points,
         item_values,
         rescorers_for(scorer),
         config,
         json.loads(Path(ideal_file).read_text()),
-        iterations=int(settings["iterations"]),
+        iterations=settings.iterations,
         seed=int(config["seed"]),
-        level=float(settings["level"]),
+        level=settings.level,
     )
-    note = INTERVALS_NOTE.format(**settings)
+    note = INTERVALS_NOTE.format(iterations=settings.iterations, level=settings.level)
     if table.empty:
         note = (
             f"No intervals: {REFERENCE} has no per-item test values (only "
