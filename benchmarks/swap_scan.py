@@ -10,7 +10,16 @@ The noise is the 95% paired bootstrap interval of Δg over the search items (the
 same items drawn for M_λ and the swap); `one item` is how much g moves when one item
 of the most weighted task flips, the split's resolution.
 
+`--fresh N` scores on N new items per task instead of the search split: the tiny
+suite's generator continues past the run's train, search and test records, so the
+items are disjoint from all of them (tiny suite only). A bigger split narrows the
+interval, which tells a swap that gains too little to see on the search split from one
+that gains nothing. `--combine` then scores M_λ with every swap that lowered g at once
+(the best expert per layer): single swaps below the noise may still add up to room for
+a path search.
+
     python benchmarks/swap_scan.py --workdir RUN [--preferences ID ...] [--bootstrap 500]
+        [--fresh 600] [--combine]
 """
 
 from __future__ import annotations
@@ -40,6 +49,12 @@ def main() -> int:
     parser.add_argument("--bootstrap", type=int, default=500, help="paired bootstrap iterations")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="write the scan as JSON")
+    parser.add_argument(
+        "--fresh", type=int, default=0, help="score on N new items per task (tiny suite)"
+    )
+    parser.add_argument(
+        "--combine", action="store_true", help="also score all improving swaps together"
+    )
     args = parser.parse_args()
     os.chdir(args.workdir)
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -60,9 +75,11 @@ def main() -> int:
     plain = scalarizer(json.loads(Path(layout.IDEAL).read_text()))
     table = preferences(config)
     chosen = args.preferences or sorted(table, key=lambda p: float(np.max(table[p])))[:3]
-    factory = PoolFactory(config, layout.MODELS)
+    data_dir = _fresh_split(config, args.fresh) if args.fresh else layout.DATA
+    factory = PoolFactory(config, layout.MODELS, data_dir)
     scorer = factory.scorer("search")
-    report = {"preferences": {}, "bootstrap": args.bootstrap}
+    rescore = _rescorers(scorer)
+    report = {"preferences": {}, "bootstrap": args.bootstrap, "fresh_items": args.fresh}
     for pref in chosen:
         weights = np.asarray(table[pref])
         pool = factory.pool(layout.fill(layout.PARAM_MODEL, pref=pref))
@@ -78,18 +95,24 @@ def main() -> int:
                     {
                         "expert": name,
                         "layer": layer,
-                        **_compare(items, anchor, scorer, plain, weights, args.bootstrap),
+                        **_compare(items, anchor, rescore, plain, weights, args.bootstrap),
                     }
                 )
         swaps.sort(key=lambda s: s["delta_g"])
-        resolution = _one_item(anchor, scorer, plain, weights)
+        combined = None
+        if args.combine:
+            combined = _combined(
+                swaps, pool, factory, scorer, anchor, rescore, plain, weights, args
+            )
+        resolution = _one_item(anchor, rescore, plain, weights)
         beyond = [s for s in swaps if s["high"] < 0]
         report["preferences"][pref] = {
             "weights": weights.tolist(),
-            "g_anchor": float(plain(_scores(anchor, scorer), weights)),
+            "g_anchor": float(plain(_scores(anchor, rescore), weights)),
             "one_item": resolution,
             "swaps": swaps,
             "beyond_noise": len(beyond),
+            "combined": combined,
             "seconds": round(time.time() - started, 1),
         }
         print(
@@ -102,6 +125,11 @@ def main() -> int:
                 f"   {s['expert']:>12s} layer {s['layer']:2d}: Δg {s['delta_g']:+.4f} "
                 f"[{s['low']:+.4f}, {s['high']:+.4f}]"
             )
+        if combined:
+            print(
+                f"   combined ({combined['path']}): Δg {combined['delta_g']:+.4f} "
+                f"[{combined['low']:+.4f}, {combined['high']:+.4f}]"
+            )
     factory.close()
     total = sum(p["beyond_noise"] for p in report["preferences"].values())
     print(f"swaps beyond noise: {total} over {len(chosen)} preferences")
@@ -111,21 +139,39 @@ def main() -> int:
     return 0
 
 
-def _scores(items, scorer) -> dict:
-    return {name: scorer.aggregate(name, values) for name, values in items.items()}
+def _rescorers(scorer) -> dict:
+    """Per objective, a function from per-item values to the fast rescorer the intervals
+    table uses (corpus chrF from per-sentence statistics: lm-eval's own aggregation
+    recomputes every sentence's n-grams on every draw, 10x slower)."""
+    from hm3.report.intervals import rescorer
+
+    out = {}
+    for spec in scorer.specs:
+        task = scorer.task_dict["tasks"][spec.task_for(scorer.split)]
+        aggregate = task.aggregation()[spec.metric.partition(",")[0]]
+        out[spec.name] = lambda values, a=aggregate, s=spec.scale: rescorer(
+            [tuple(v) if isinstance(v, list) else v for v in values], a, s
+        )
+    return out
 
 
-def _compare(items, anchor, scorer, plain, weights, iterations) -> dict:
-    from hm3.report.bootstrap import drawn_scores, paired_interval
+def _scores(items, rescore) -> dict:
+    return {
+        name: rescore[name](values).score(np.arange(len(values))) for name, values in items.items()
+    }
+
+
+def _compare(items, anchor, rescore, plain, weights, iterations) -> dict:
+    from hm3.report.bootstrap import paired_interval
 
     names = list(anchor)
-    aggregate = scorer.aggregate
+    mine = {n: rescore[n](items[n]) for n in names}
+    theirs = {n: rescore[n](anchor[n]) for n in names}
 
     def delta_g(draw):
-        mine = drawn_scores(items, draw, aggregate, names)
-        theirs = drawn_scores(anchor, draw, aggregate, names)
         return float(
-            plain(dict(zip(names, mine)), weights) - plain(dict(zip(names, theirs)), weights)
+            plain({n: mine[n].score(draw[n]) for n in names}, weights)
+            - plain({n: theirs[n].score(draw[n]) for n in names}, weights)
         )
 
     interval = paired_interval(delta_g, {n: len(v) for n, v in anchor.items()}, iterations)
@@ -133,14 +179,72 @@ def _compare(items, anchor, scorer, plain, weights, iterations) -> dict:
         "delta_g": interval.estimate,
         "low": interval.low,
         "high": interval.high,
-        "scores": _scores(items, scorer),
+        "scores": {n: mine[n].score(np.arange(len(items[n]))) for n in names},
     }
 
 
-def _one_item(anchor, scorer, plain, weights) -> float:
+def _combined(swaps, pool, factory, scorer, anchor, rescore, plain, weights, args) -> dict | None:
+    """M_λ with, at each layer, the swap that lowered g most (if any did)."""
+    from hm3.lower.inference_path import Step, describe
+
+    chosen = {}
+    for swap in swaps:  # sorted by Δg, best first
+        if swap["delta_g"] < 0 and swap["layer"] not in chosen:
+            chosen[swap["layer"]] = factory.names.index(swap["expert"])
+    if len(chosen) < 2:
+        return None
+    path = list(pool.identity_path())
+    for layer, model_index in chosen.items():
+        path[layer] = Step(model_index, layer)
+    items = scorer.item_values(pool.assemble(tuple(path)), factory.tokenizer)
+    return {
+        "path": describe(tuple(path), factory.names),
+        "swaps": len(chosen),
+        **_compare(items, anchor, rescore, plain, weights, args.bootstrap),
+    }
+
+
+def _fresh_split(config, size: int) -> str:
+    """A data folder whose search split is ``size`` new records per task, generated past
+    every record of the run's own splits (so disjoint from train, search and test)."""
+    import tempfile
+
+    from hm3.core.io import read_jsonl, write_jsonl
+    from hm3.core.seeds import derive_seed
+    from hm3.models.tiny import data
+    from hm3.report.seeds import suite_seed
+
+    if config["suite"] != "tiny":
+        sys.exit("--fresh needs the tiny suite (its generator makes the new items)")
+    root = Path(tempfile.mkdtemp(prefix="hm3-fresh-"))
+    used = sum(config["tiny"]["data"]["sizes"].values())
+    for task, spec in config["tasks"].items():
+        generator = spec.get("generator", task)
+        records = data.generate_records(
+            generator, used + size, derive_seed(suite_seed(config), "data", generator)
+        )[used:]
+        seen = {
+            data.record_key(generator, r)
+            for split in ("train", "search", "test")
+            for r in read_jsonl(Path("results/data") / generator / f"{split}.jsonl")
+        }
+        if any(data.record_key(generator, r) in seen for r in records):
+            sys.exit(f"{task}: fresh records overlap the run's splits; is this the run's config?")
+        out = root / generator
+        out.mkdir()
+        write_jsonl(out / "search.jsonl", records)
+        for split in ("train", "test"):
+            (out / f"{split}.jsonl").symlink_to(
+                Path("results/data").resolve() / generator / f"{split}.jsonl"
+            )
+    print(f"fresh split: {size} new items per task in {root}")
+    return str(root)
+
+
+def _one_item(anchor, rescore, plain, weights) -> float:
     """The most g can move when one item changes: a mean-aggregated task's score moves
     by 1/n, which the normaliser scales and λ weighs (an upper bound for Tchebycheff)."""
-    scores = _scores(anchor, scorer)
+    scores = _scores(anchor, rescore)
     names = list(scores)
     moves = []
     for k, name in enumerate(names):

@@ -6,7 +6,13 @@ import json
 import numpy as np
 import pandas as pd
 
-from hm3.compare.dataflow import indicator_path, layer_sequence
+from hm3.compare.dataflow import (
+    indicator_path,
+    layer_sequence,
+    path_alignment,
+    scale_pairs,
+    transition_scales,
+)
 from hm3.lower.inference_path import Step
 from hm3.report.front import FAMILY, compare_points, family_points
 from hm3.report.paper import _one_run_trace
@@ -54,13 +60,75 @@ def test_indicator_path_keeps_positive_layers_in_order_and_never_returns_an_empt
     )
 
 
+def test_scales_cover_each_ordered_pair_of_models_once_and_start_at_one():
+    assert scale_pairs(3) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+    scales = transition_scales(np.array([0.0, 1.0, -1.0, 0.5, 0, 0]), 3)
+    assert scales[(0, 1)] == 1.0 and scales[(0, 2)] == 2.0 and scales[(1, 0)] == 0.5
+    assert scales[(1, 2)] == 2**0.5
+
+
+def test_a_path_is_scaled_only_where_it_passes_from_one_model_to_another():
+    scales = {(2, 0): 3.0, (0, 1): 5.0, (1, 0): 7.0, (0, 2): 1.0}
+    # embeddings of model 2; layers 0,1 of model 0, then model 1, then model 0 again
+    path = (Step(0, 0), Step(0, 1), Step(1, 2), Step(0, 3))
+    applied = {i: float(s) for i, (s, shift) in path_alignment(path, scales, 2).items()}
+    assert applied == {0: 3.0, 2: 5.0, 3: 7.0}  # position 1 stays within model 0
+    assert all(float(shift) == 0 for _, shift in path_alignment(path, scales, 2).values())
+    # a factor of exactly 1 (and the anchor's own stack) adds no entry
+    assert path_alignment((Step(2, 0), Step(0, 1)), {(2, 0): 1.0}, 2) == {}
+
+
+def test_a_scale_multiplies_the_hidden_state_entering_its_layer():
+    import torch
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hm3.lower.inference_path import LayerPool
+
+    def tiny_llama(seed):
+        torch.manual_seed(seed)
+        config = LlamaConfig(
+            vocab_size=32,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=16,
+        )
+        return LlamaForCausalLM(config).eval()
+
+    pool = LayerPool({"a": tiny_llama(1), "M": tiny_llama(3)}, anchor="M")
+    path = (Step(1, 0), Step(0, 1))
+    captured = {}
+    layer = pool.models[0].model.layers[1]
+    hook = layer.register_forward_pre_hook(
+        lambda _m, args, kwargs: captured.setdefault("h", []).append(
+            (args[0] if args else kwargs["hidden_states"]).clone()
+        ),
+        with_kwargs=True,
+    )
+    tokens = torch.tensor([[1, 5, 9, 2]])
+    try:
+        with torch.no_grad():
+            pool.assemble(path)(tokens)
+            pool.assemble(path, path_alignment(path, {(1, 0): 2.0}, 1))(tokens)
+    finally:
+        hook.remove()
+    plain, scaled = captured["h"]
+    assert torch.allclose(scaled, 2.0 * plain)
+
+
 def test_compare_points_read_per_preference_and_one_run_summaries(tmp_path):
     per_pref = tmp_path / "w00.json"
     per_pref.write_text(
         json.dumps(
             {
                 "preference": "w00",
-                "best": {"path": "M:0", "scores_test": {"math": 0.5, "code": 0.1}},
+                "best": {
+                    "path": "M:0 math:1",
+                    "applied_scales": {"1": 1.5},
+                    "scores_test": {"math": 0.5, "code": 0.1},
+                },
             }
         )
     )
@@ -72,6 +140,8 @@ def test_compare_points_read_per_preference_and_one_run_summaries(tmp_path):
     )
     points = compare_points(CONFIG, {"evo-dataflow": [per_pref], "nsga2": [one_run]})
     assert list(points["method"]) == ["evo-dataflow", "nsga2", "nsga2"]
+    # evo-dataflow's scaling is part of what its point is
+    assert points["path"].iloc[0] == "M:0 math:1 | scaled at 1: x1.5"
     assert list(points["preference"]) == ["w00", "w00", "w01"] and points[
         "score.math"
     ].tolist() == [0.5, 0.2, 0.2]

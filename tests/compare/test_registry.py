@@ -60,11 +60,12 @@ def test_entries_give_the_paths_the_rules_always_wrote():
 
 
 def test_cost_stages_and_kinds_keep_their_labels_and_order():
-    assert STAGES[-4:] == [
+    assert STAGES[-5:] == [
         (r"compare_no_param_[\w-]+$", "ablation: HM3 without parameter level"),
         (r"compare_random_search_[\w-]+$", "baseline: random search"),
         (r"compare_nsga2$", "baseline: NSGA-II"),
         (r"compare_dataflow_[\w-]+$", "baseline: evolutionary data-flow"),
+        (r"train_no_param_policy$", "ablation: HM3 without parameter level"),
     ]
     assert stage_of("compare_dataflow_w03") == "baseline: evolutionary data-flow"
     assert stage_of("compare_nsga2") == "baseline: NSGA-II"
@@ -99,7 +100,7 @@ def test_each_rule_job_calls_its_method_as_its_rule_always_did(monkeypatch):
     inputs = {
         "ideal": "i.json",
         "base": "results/models/base",
-        "policy": "results/rl/policy",
+        "base_policy": "results/compare/hm3-no-param/rl/policy",
         "models": [],
     }
     printed = [
@@ -134,7 +135,7 @@ def test_each_rule_job_calls_its_method_as_its_rule_always_did(monkeypatch):
                 "w03",
                 [0.5, 0.5],
                 "i.json",
-                "results/rl/policy",
+                "results/compare/hm3-no-param/rl/policy",
                 "results/models/base",
                 "out",
                 "2GB",

@@ -34,6 +34,12 @@ def results(tmp_path):
             evaluated=19,
             item_evaluations=900,
         )
+        summary(
+            root / "compare" / "hm3-no-param" / pid / "search.json",
+            budget=8,
+            evaluations=8,
+            item_evaluations=500,
+        )
     for pid in ("t00", "t01"):  # the RL pools' merge searches: offline work
         summary(
             root / "param" / pid / "search.json", candidates=7, evaluated=7, item_evaluations=700
@@ -46,6 +52,13 @@ def results(tmp_path):
         item_evaluations=1000,
     )
     summary(root / "compare" / "nsga2" / "search.json", budget=38, evaluated=37)
+    # the ablation's own policy, trained on pools anchored on the base
+    summary(
+        root / "compare" / "hm3-no-param" / "rl" / "training.json",
+        episodes=16,
+        distinct_paths=10,
+        evaluations=9,
+    )
     return root
 
 
@@ -62,6 +75,10 @@ def test_budgets_amortise_the_offline_work_over_the_reporting_preferences(result
     assert table.loc["random-search", "candidates_per_λ"] == 19
     assert table.loc["nsga2", "candidates_per_λ"] == 19  # one run for every λ
     assert table.loc["nsga2", "amortised_per_λ"] == 0
+    # HM3 without the parameter level: its own online search and its own policy's
+    # 10 distinct training paths over 2 λ, nothing of HM3's parameter level
+    assert table.loc["hm3-no-param", "amortised_per_λ"] == 10 / 2
+    assert table.loc["hm3-no-param", "candidates_per_λ"] == 8 + 10 / 2
 
 
 def test_the_hv_table_states_the_budgets(results, tmp_path):

@@ -17,6 +17,9 @@ def bench(folder, name, seconds, cpu, rss):
 
 def test_stages_are_named_from_benchmark_files():
     assert stage_of("train_policy") == "lower level: offline RL training"
+    # the ablation's own policy counts with the ablation, not with the tiny suite
+    assert stage_of("train_no_param_policy") == "ablation: HM3 without parameter level"
+    assert stage_of("train_math") == "tiny suite: base and experts"
     assert stage_of("train_math") == "tiny suite: base and experts"
     assert stage_of("search_params_t01") == "upper level: searches (training λ)"
     # reporting λ are named by their weights (hm3.upper.moo.weight_id)

@@ -52,7 +52,7 @@ EDITS = {
     "the HV reference point": ({"moo": {"hv_reference": 0.1}}, {"param_front": 1, **REPORTS}),
     "the RL episodes": (
         {"rl": {"training": {"episodes": 12}}},
-        {"train_policy": 1, **PATHS, **REPORTS},
+        {"train_policy": 1, "train_no_param_policy": 1, **PATHS, **REPORTS},
     ),
     # the score files keep every metric lm-eval computes: only the table showing them reruns
     "a task's extra metric": (
@@ -72,6 +72,7 @@ EDITS = {
             "score_param_model": 3,
             "naive_baseline": 3,
             "train_policy": 1,
+            "train_no_param_policy": 1,
             "random_search": 3,
             "dataflow_search": 3,
             "nsga2": 1,
@@ -82,7 +83,7 @@ EDITS = {
         },
     ),
     # the training searches keep their own budget (rl.training.search_budget), so the
-    # policy stays, and HM3 without its parameter level (the base in M_λ's place) with it
+    # policy stays; HM3 without its parameter level (its own policy, over the base) too
     "the search budget": (
         {"search": {"budget": 5}},
         {

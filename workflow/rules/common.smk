@@ -149,7 +149,7 @@ def reporting_table():
 def compare_inputs(method):
     """The inputs of a comparison method's job: what it reads beside the models, the
     data (search and test splits) and the ideal point, then those."""
-    extra = {"base": layout.fill(layout.MODEL, model=BASE), "policy": layout.POLICY}
+    extra = {"base": layout.fill(layout.MODEL, model=BASE), "base_policy": layout.NO_PARAM_POLICY}
     return {
         **{name: extra[name] for name in method.inputs},
         "models": model_dirs(),

@@ -27,3 +27,33 @@ for method in registry.METHODS:
             **compare_params(method),
         script:
             "../scripts/compare.py"
+
+
+# HM3 without its parameter level trains its own policy, as the paper's ablation does:
+# HM3's offline training (same script, keys and seed) with every training λ's pool
+# anchored on the base instead of that λ's searched merge.
+rule train_no_param_policy:
+    input:
+        experts=expert_dirs(),
+        base=layout.fill(layout.MODEL, model=BASE),
+        data=generated_split_files("search"),
+        ideal=layout.IDEAL,
+    output:
+        policy=directory(layout.NO_PARAM_POLICY),
+        log_csv=layout.NO_PARAM_RL_LOG,
+        summary=layout.NO_PARAM_RL_SUMMARY,
+        plot=layout.NO_PARAM_RL_PLOT,
+    log:
+        layout.log("compare/hm3-no-param/train_policy"),
+    benchmark:
+        layout.benchmark("train_no_param_policy")
+    conda:
+        "../../envs/hm3.yaml"
+    threads: threads_for("train_no_param_policy")
+    resources:
+        **resources_for("train_no_param_policy"),
+    params:
+        config=config_for("train_no_param_policy"),
+        anchors={pref: layout.fill(layout.MODEL, model=BASE) for pref in TRAINING_PREFERENCES},
+    script:
+        "../scripts/train_policy.py"

@@ -51,6 +51,15 @@ PATH_SEARCH = (
     "rl.reward",
     "rl.relative_to_identity",
 )
+# offline PPO over the training λ's pools (hm3.lower.training.train_policy)
+POLICY_TRAINING = (
+    *CANDIDATES,
+    "rl.training.preferences",
+    "rl.training.episodes",
+    "rl.agent",
+    "rl.reward",
+    "rl.relative_to_identity",
+)
 HV = ("tasks.*", "moo.reporting_weights", "moo.hv_reference")  # a front's rows and its HV
 
 # ------------------------------------------------------------------ rules
@@ -63,14 +72,8 @@ RULE_READS: dict[str, tuple[str, ...]] = {
     "family_table": ("tasks.*", *FAMILY, "moo.reporting_weights"),
     "search_params": PARAM_SEARCH,
     "naive_baseline": (*MERGED_CANDIDATES, "baselines.{baseline}"),
-    "train_policy": (
-        *CANDIDATES,
-        "rl.training.preferences",
-        "rl.training.episodes",
-        "rl.agent",
-        "rl.reward",
-        "rl.relative_to_identity",
-    ),
+    "train_policy": POLICY_TRAINING,
+    "train_no_param_policy": POLICY_TRAINING,  # the same training, anchored on the base
     "search_path": PATH_SEARCH,
     "random_paths": (*CANDIDATES, "rl.agent.t_max"),
     "param_front": HV,

@@ -1,6 +1,16 @@
 """``evo-dataflow``: per λ, CMA-ES over a layer-indicator array in the style of Akiba
 et al.'s data-flow-space merging (layer t of the model sequence is run when its
-indicator is positive), `compare.budget` candidates."""
+indicator is positive) and, as theirs, over scaling factors of the hidden state where
+a path passes from one model's layer to another's, `compare.budget` candidates.
+
+Akiba et al. (2024, "Evolutionary optimization of model merging recipes", §3.2) scale
+the input of every layer by an entry of a matrix W over all pairs of layers of the
+search space, because a layer fed by another model's layer sees a shifted
+distribution. That matrix has (layers × repeats)² entries (1,024 over this family's
+four 8-layer models), far beyond what a few dozen candidates can search, so here W is
+shared by model: one factor per ordered pair of different models (the embeddings
+count as the base's), K·(K−1) entries for K models; a step within one model is
+unscaled, so a model's own stack runs as it was trained."""
 
 from __future__ import annotations
 
@@ -17,7 +27,7 @@ from pymoo.core.termination import NoTermination
 from hm3.compare.common import progress, write_outputs
 from hm3.core import layout
 from hm3.core.seeds import derive_seed
-from hm3.lower.inference_path import as_path, parse_path
+from hm3.lower.inference_path import InferencePath, as_path
 from hm3.lower.pool import CandidateLog, PoolFactory
 from hm3.lower.settings import path_length_limit
 from hm3.upper.preferences import experts_by_task, scalarizer
@@ -49,6 +59,36 @@ def indicator_path(x: np.ndarray, sequence, max_length: int | None = None):
     return as_path([sequence[i] for i in chosen])
 
 
+def scale_pairs(models: int) -> list[tuple[int, int]]:
+    """The ordered pairs (from, to) of different models that get a scaling factor."""
+    return [(a, b) for a in range(models) for b in range(models) if a != b]
+
+
+def transition_scales(z: np.ndarray, models: int) -> dict[tuple[int, int], float]:
+    """Scaling factors from CMA-ES's variables in [-1, 1]: 2**z, so 0 is no scaling and
+    the range is [1/2, 2], symmetric in log scale."""
+    return {pair: float(2.0 ** z[i]) for i, pair in enumerate(scale_pairs(models))}
+
+
+def path_alignment(path: InferencePath, scales: Mapping, embedding_model: int) -> dict:
+    """The path's scaling as `hm3.lower.align`'s alignment: {position: (scale, shift)}
+    where position's layer comes from another model than the one before it (the
+    embeddings' model before the first); no entry where the factor is exactly 1."""
+    import torch
+
+    out, before = {}, embedding_model
+    for position, step in enumerate(path):
+        factor = scales.get((before, step.model), 1.0) if step.model != before else 1.0
+        if factor != 1.0:
+            out[position] = (torch.tensor(factor), torch.tensor(0.0))
+        before = step.model
+    return out
+
+
+def describe_scales(scales: Mapping, names) -> dict[str, float]:
+    return {f"{names[a]}->{names[b]}": round(v, 6) for (a, b), v in scales.items()}
+
+
 def dataflow_search(
     config: Mapping,
     preference: str,
@@ -73,10 +113,17 @@ def dataflow_search(
         sequence = layer_sequence(pool.depths, int(settings.repeats))
         max_length = settings.max_length or path_length_limit(config)  # as long as HM3's paths
         favourite = factory.names.index(experts_by_task(config)[int(np.argmax(weights))][1])
-        x0 = np.array([0.5 if m == favourite else -0.5 for m, _ in sequence])
-        problem = Problem(
-            n_var=len(sequence), n_obj=1, xl=-np.ones(len(sequence)), xu=np.ones(len(sequence))
-        )
+        n_scales = len(scale_pairs(len(pool.names))) if settings.scaling else 0
+        x0 = np.array(
+            [0.5 if m == favourite else -0.5 for m, _ in sequence] + [0.0] * n_scales
+        )  # the favourite's stack, unscaled
+        n_var = len(x0)
+        problem = Problem(n_var=n_var, n_obj=1, xl=-np.ones(n_var), xu=np.ones(n_var))
+
+        def decode(x: np.ndarray):
+            path = indicator_path(x[: len(sequence)], sequence, max_length)
+            scales = transition_scales(x[len(sequence) :], len(pool.names)) if n_scales else {}
+            return path, scales
 
         def cmaes(start: np.ndarray, algorithm_seed: int):
             algorithm = CMAES(
@@ -110,7 +157,9 @@ def dataflow_search(
 
         def evaluate(x, _generation):
             points.append(np.asarray(x, dtype=float))
-            candidates.score("cma-es", indicator_path(x, sequence, max_length))
+            path, scales = decode(points[-1])
+            candidates.score("cma-es", path, path_alignment(path, scales, pool.anchor_index))
+            candidates.rows[-1]["scales"] = json.dumps(describe_scales(scales, pool.names))
             bar.update(1)
             return candidates.rows[-1]["objective"]
 
@@ -122,8 +171,11 @@ def dataflow_search(
         finally:
             bar.close()
         best = candidates.best()
+        best_path, best_scales = decode(points[int(best["candidate"])])
         on_test = factory.evaluator(pool, base_dir, "test")
-        test = on_test.evaluate(parse_path(best["path"], pool.names))
+        test = on_test.evaluate(
+            best_path, path_alignment(best_path, best_scales, pool.anchor_index)
+        )
     finally:
         factory.close()
     summary = {
@@ -133,6 +185,7 @@ def dataflow_search(
         "budget": budget,
         "sequence_length": len(sequence),
         "max_length": max_length,
+        "scaling": bool(n_scales),
         "seed": seed,
         "evaluations": candidates.evaluator.evaluator.evaluations,
         "raced_out": candidates.evaluator.evaluator.raced_out,
@@ -141,6 +194,16 @@ def dataflow_search(
         "wall_seconds": round(time.time() - started, 1),
         "best": {
             "path": best["path"],
+            # the hidden state entering a layer from another model's is multiplied by
+            # scales["from->to"] (from: the embeddings' model before the first layer)
+            "scales": describe_scales(best_scales, pool.names),
+            # what the path applies: position -> factor on the hidden state entering it
+            "applied_scales": {
+                str(position): round(float(scale), 6)
+                for position, (scale, _) in path_alignment(
+                    best_path, best_scales, pool.anchor_index
+                ).items()
+            },
             "objective_search": float(best["objective"]),
             "g_search": float(best["g"]),
             "scores_test": test["scores"],

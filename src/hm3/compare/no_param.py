@@ -1,6 +1,9 @@
-"""``hm3-no-param``: HM3 without its parameter level, the lower level's online path
-search (the trained policy, HM3's budget) with the unmerged base in M_λ's place.
-(HM3 without its architecture level is ``hm3-param``, the M_λ alone, already on the front.)"""
+"""``hm3-no-param``: HM3 without its parameter level, as the paper's ablation: the lower
+level alone over the unmerged family. Its own policy is trained offline on pools
+anchored on the base (rule `train_no_param_policy`: HM3's training, the base in every
+training λ's M_λ place), then the online path search runs per reporting λ over
+{experts, base}, on HM3's online budget. (HM3 without its architecture level is
+``hm3-param``, the M_λ alone, already on the front.)"""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ def rule_job(
         preference,
         params["weights"],
         inputs["ideal"],
-        inputs["policy"],
+        inputs["base_policy"],
         inputs["base"],
         out_dir,
         params["max_shard_size"],

@@ -61,7 +61,7 @@ class Method:
     per_preference: bool = True  # one job per reporting λ, or one run for every λ (per-λ picks)
     inputs: tuple[
         str, ...
-    ] = ()  # read beside the models, the data and the ideal point: "base", "policy"
+    ] = ()  # read beside the models, the data and the ideal point: "base", "base_policy"
     anytime: str | None = None  # its curve in the anytime-HV table
     point: str = POINT_PATH_ONLY  # how the explorer finds a point's recipe and checkpoint
 
@@ -155,7 +155,7 @@ METHODS = (
             "recipe": layout.PATH_FILE,
             "summary": layout.SUMMARY_FILE,
         },
-        inputs=("policy", "base"),
+        inputs=("base_policy", "base"),
         anytime="HM3 without parameter level",
         point=POINT_EXPORTED_PATH,
     ),

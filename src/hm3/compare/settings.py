@@ -19,6 +19,7 @@ class DataflowSettings:
     repeats: int = 1  # how many times the layer sequence repeats
     sigma: float = 0.3  # CMA-ES's initial step over the layer indicators
     max_length: int | None = None  # longest path; None: rl.agent.t_max, as HM3's paths
+    scaling: bool = True  # Akiba et al.'s scaling between models' layers (hm3.compare.dataflow)
 
 
 def dataflow_settings(config: Mapping) -> DataflowSettings:

@@ -49,6 +49,13 @@ PATH_RECIPE = "results/paths/{report_pref}/path.yaml"
 PATH_SUMMARY = "results/paths/{report_pref}/search.json"
 RANDOM_SUMMARY = "results/paths/{report_pref}/random.json"
 RANDOM_CANDIDATES = "results/paths/{report_pref}/random_candidates.csv"
+# the ablation without the parameter level trains its own policy, on pools anchored on
+# the base (hm3.compare.no_param); its folder is beside the method's per-λ folders
+NO_PARAM_RL = "results/compare/hm3-no-param/rl"
+NO_PARAM_POLICY = f"{NO_PARAM_RL}/policy"
+NO_PARAM_RL_LOG = f"{NO_PARAM_RL}/train_log.csv"
+NO_PARAM_RL_SUMMARY = f"{NO_PARAM_RL}/training.json"
+NO_PARAM_RL_PLOT = f"{NO_PARAM_RL}/rl_training.png"
 
 # ------------------------------------------------------------------ the report
 PARAM_FRONT = "results/pareto/param_front.csv"

@@ -6,8 +6,9 @@ looked at: every candidate model it asked to be scored, whether or not the evalu
 cache already held it (another run would have scored it), and each distinct path once
 for the RL policy's episodes. HM3's offline work is **amortised**: the policy's
 training paths and the training-λ merge searches that built its pools are divided over
-the reporting λ and added to every method that uses the policy (hm3-path, the union
-hm3, and the ablation without the parameter level).
+the reporting λ and added to the methods that use the policy (hm3-path and the union
+hm3); the ablation without the parameter level has its own policy, trained on pools
+anchored on the base, whose distinct training paths are amortised the same way.
 
 Candidates, not item evaluations: what racing saves, and what the cache serves, depend
 on which jobs ran first, so items are a fact of one run (the cost table lists them per
@@ -68,12 +69,16 @@ def method_budgets(results: str | Path, preferences: Iterable[str]) -> pd.DataFr
         row(registry.PATHS, upper, online, amortised=offline),
         row(registry.RANDOM_PATHS, upper, random_paths),
     ]
+    own_policy = layout.at(results, layout.NO_PARAM_RL_SUMMARY)
+    own_offline = (
+        _spent([own_policy], "distinct_paths", "evaluations") if own_policy.is_file() else 0.0
+    )
     for method in registry.METHODS:
         files = layout.glob(results, method.file(layout.SUMMARY_FILE))
         if files:
-            uses_policy = "policy" in method.inputs
             spent = _spent(files, "candidates", "budget", "evaluated", "evaluations")
-            rows.append(row(method.name, spent, amortised=offline if uses_policy else 0.0))
+            amortised = own_offline if "base_policy" in method.inputs else 0.0
+            rows.append(row(method.name, spent, amortised=amortised))
     return pd.DataFrame(rows)
 
 

@@ -23,7 +23,7 @@ from hm3.core import layout
 # their registry entries
 STAGES = [
     (r"train_tokenizer$", "tiny suite: tokenizer"),
-    (r"train_(?!policy$)\w+$", "tiny suite: base and experts"),
+    (r"train_(?!policy$|no_param_policy$)\w+$", "tiny suite: base and experts"),
     (r"score_(search|test)_\w+$", "scoring the family (lm-eval)"),
     (r"search_params_w[\d-]+$", "upper level: searches (reporting λ)"),
     (r"search_params_t\d+$", "upper level: searches (training λ)"),
@@ -34,8 +34,10 @@ STAGES = [
     (r"search_path_[\w-]+$", "lower level: online path search"),
     (r"random_paths_[\w-]+$", "random-path baseline"),
     *((m.benchmark_pattern, m.stage) for m in registry.cost_order()),
+    # the ablation's own policy (workflow/rules/compare.smk) counts with the ablation
+    (r"train_no_param_policy$", registry.BY_NAME["hm3-no-param"].stage),
 ]
-ORDER = [label for _, label in STAGES] + ["other"]
+ORDER = list(dict.fromkeys(label for _, label in STAGES)) + ["other"]
 SCORED_ONCE_PER_JOB = ("scoring the family (lm-eval)", "upper level: test scores of M_λ")
 
 
@@ -62,10 +64,15 @@ def _evaluations(results: Path) -> tuple[dict[str, int], dict[str, int]]:
         data = json.loads(summary.read_text())
         kind = "reporting" if summary.parent.name.startswith("w") else "training"
         add(f"upper level: searches ({kind} λ)", data.get("evaluated", 0), data)
-    training = layout.at(results, layout.RL_SUMMARY)
-    if training.exists():
-        data = json.loads(training.read_text())
-        add("lower level: offline RL training", data.get("evaluations", 0), data)
+    trainings = [
+        (layout.RL_SUMMARY, "lower level: offline RL training"),
+        (layout.NO_PARAM_RL_SUMMARY, registry.BY_NAME["hm3-no-param"].stage),
+    ]
+    for template, stage in trainings:
+        training = layout.at(results, template)
+        if training.exists():
+            data = json.loads(training.read_text())
+            add(stage, data.get("evaluations", 0), data)
     summaries = [
         (layout.PATH_SUMMARY, "lower level: online path search"),
         (layout.RANDOM_SUMMARY, "random-path baseline"),

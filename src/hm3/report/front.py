@@ -280,11 +280,19 @@ def compare_points(config: Mapping, summaries: Mapping[str, Sequence[str | Path]
                     {
                         "method": method,
                         "preference": pid,
-                        "path": best.get("path", ""),
+                        "path": _with_scales(best),
                         **{f"score.{t}": best["scores_test"][t] for t in config["tasks"]},
                     }
                 )
     return pd.DataFrame(rows)
+
+
+def _with_scales(best: Mapping) -> str:
+    """A pick's path, with the scaling evo-dataflow applies at some positions (without
+    it the path alone is another model)."""
+    applied = best.get("applied_scales") or {}
+    scaled = ", ".join(f"{position}: x{factor:g}" for position, factor in applied.items())
+    return f"{best.get('path', '')} | scaled at {scaled}" if scaled else best.get("path", "")
 
 
 def lower_front(
