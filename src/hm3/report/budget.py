@@ -95,7 +95,8 @@ BUDGET_NOTE = (
     "Budget: `candidates_per_λ` counts, per reporting λ, every candidate a method's search "
     "looked at on the search split (cache hits included); `amortised_per_λ` is the part of "
     "it that is HM3's offline work (the RL policy's distinct training paths and the "
-    "training-λ merge searches) divided over the reporting λ. Methods without a search "
+    "training-λ merge searches; for hm3-no-param, its own policy's training paths) "
+    "divided over the reporting λ. Methods without a search "
     "spend 0; the family's scoring is shared by all and counted for none. Items really "
     "scored (racing, cache) are facts of one run: see the cost table."
 )
