@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
+import torch
 from pymoo.algorithms.soo.nonconvex.cmaes import CMAES
 from pymoo.core.problem import Problem
 from pymoo.core.termination import NoTermination
@@ -74,8 +75,6 @@ def path_alignment(path: InferencePath, scales: Mapping, embedding_model: int) -
     """The path's scaling as `hm3.lower.align`'s alignment: {position: (scale, shift)}
     where position's layer comes from another model than the one before it (the
     embeddings' model before the first); no entry where the factor is exactly 1."""
-    import torch
-
     out, before = {}, embedding_model
     for position, step in enumerate(path):
         factor = scales.get((before, step.model), 1.0) if step.model != before else 1.0
@@ -86,6 +85,7 @@ def path_alignment(path: InferencePath, scales: Mapping, embedding_model: int) -
 
 
 def describe_scales(scales: Mapping, names) -> dict[str, float]:
+    """The factors by model names ("from->to"), as the summary and candidates.csv keep them."""
     return {f"{names[a]}->{names[b]}": round(v, 6) for (a, b), v in scales.items()}
 
 
