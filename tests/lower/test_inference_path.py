@@ -6,16 +6,24 @@ import yaml
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from hm3.core.errors import HM3Error
-from hm3.lower.inference_path import LayerPool, Step, as_path, describe, parse_path
+from hm3.lower.inference_path import (
+    LayerPool,
+    Step,
+    as_path,
+    check_compatible,
+    describe,
+    parse_path,
+)
 
 VOCAB = 64
 
 
 def tiny_llama(
-    layers: int, seed: int, hidden: int = 32, intermediate: int = 64
+    layers: int, seed: int, hidden: int = 32, intermediate: int = 64, rope_theta: float = 1e4
 ) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
+        rope_theta=rope_theta,
         vocab_size=VOCAB,
         hidden_size=hidden,
         intermediate_size=intermediate,
@@ -134,6 +142,57 @@ def test_incompatible_pools_fail_with_the_field():
         LayerPool({"a": tiny_llama(2, 1), "b": tiny_llama(2, 2, hidden=48)}, anchor="a")
     with pytest.raises(HM3Error, match="anchor"):
         LayerPool({"a": tiny_llama(2, 1)}, anchor="z")
+
+
+# the paper's pool (config.json of each hub checkpoint, the fields a layer depends on)
+LLAMA2_7B = dict(
+    hidden_size=4096,
+    intermediate_size=11008,
+    num_attention_heads=32,
+    num_key_value_heads=32,
+    num_hidden_layers=32,
+    hidden_act="silu",
+    max_position_embeddings=4096,
+    rope_theta=10000.0,
+    vocab_size=32000,
+)
+REAL_POOL = {
+    "math": {**LLAMA2_7B, "vocab_size": 32001},  # WizardMath-7B-V1.0: adds [PAD]
+    "code": {
+        **LLAMA2_7B,
+        "rope_theta": 1000000.0,
+        "max_position_embeddings": 16384,
+        "vocab_size": 32016,
+    },  # CodeLlama-7b-hf
+    "translation": LLAMA2_7B,  # Llama-2-7b-chat-hf
+    "M": LLAMA2_7B,  # M_λ keeps the base's (Llama-2-7b-hf) config
+}
+
+
+def test_the_papers_pool_passes_with_codellamas_rotary_base_reported():
+    configs = {name: LlamaConfig(**fields) for name, fields in REAL_POOL.items()}
+    notes = check_compatible(configs)
+    assert len(notes) == 1 and notes[0].startswith("code's layers")
+    assert "1000000.0" in notes[0] and "10000.0" in notes[0]
+    # a model with another attention shape is still refused (Mistral-7B: 8 key/value heads)
+    with pytest.raises(HM3Error, match="num_key_value_heads"):
+        check_compatible(
+            {**configs, "mistral": LlamaConfig(**{**LLAMA2_7B, "num_key_value_heads": 8})}
+        )
+
+
+def test_a_layer_of_another_rotary_base_runs_under_the_anchors_as_exported(tmp_path):
+    pool = LayerPool({"code": tiny_llama(2, 1, rope_theta=1e6), "M": tiny_llama(2, 3)}, anchor="M")
+    assert len(pool.rotary_notes) == 1
+    steps = [(1, 0), (0, 1)]
+    path = as_path(steps)
+    assembled = logits(pool.assemble(path))
+    # what is scored is what is written: the checkpoint keeps the anchor's config
+    pool.export(path, tmp_path / "out", card="---\nlicense: apache-2.0\n---\n# path\n")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    assert reloaded.config.rope_parameters["rope_theta"] == 1e4
+    assert torch.allclose(logits(reloaded), assembled, atol=1e-6)
+    assert torch.allclose(assembled, logits(hand_built(pool, steps)), atol=1e-6)
 
 
 def test_mixed_mlp_widths_run_live_but_do_not_export(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -29,6 +30,8 @@ from hm3.checkpoints.causal_lm import load_causal_lm, save_checkpoint
 from hm3.checkpoints.layers import PathLayer, decoder
 from hm3.core.errors import HM3Error
 
+log = logging.getLogger(__name__)
+
 # config fields that must agree for a layer to run inside another model's stream
 LAYER_FIELDS = (
     "hidden_size",
@@ -36,12 +39,16 @@ LAYER_FIELDS = (
     "num_key_value_heads",
     "head_dim",
     "hidden_act",
-    "rope_theta",
-    "rope_scaling",
-    "rope_parameters",
     "attention_bias",
     "mlp_bias",
 )
+# Rotary settings may differ (CodeLlama-7B was trained with rope_theta 1e6, Llama-2-7B
+# with 1e4, and the paper pools them): the positions' rotation is computed once per
+# forward pass by the anchor's model and handed to every layer, so a path runs every
+# layer under the anchor's settings, as a parameter merge of those models does (the
+# merged checkpoint keeps the base's config) and as the exported path's config says.
+# A difference is logged, never silent.
+ROTARY_FIELDS = ("rope_theta", "rope_scaling", "rope_parameters", "partial_rotary_factor")
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,9 @@ class LayerPool:
         self.models = [models[n] for n in self.names]
         self.anchor_index = self.names.index(anchor)
         self.depths = [len(decoder(m).layers) for m in self.models]
-        check_compatible(dict(zip(self.names, (m.config for m in self.models))))
+        # the anchor last: rotary differences are reported against it
+        order = [*(n for n in self.names if n != anchor), anchor]
+        self.rotary_notes = check_compatible({n: models[n].config for n in order})
 
     @property
     def anchor(self) -> nn.Module:
@@ -239,8 +248,10 @@ class LayerPool:
         return yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
 
 
-def check_compatible(configs: Mapping[str, object]) -> None:
-    """Every model's layers must run in every other model's hidden stream."""
+def check_compatible(configs: Mapping[str, object]) -> list[str]:
+    """Every model's layers must run in every other model's hidden stream. Returns (and
+    logs) the rotary settings that differ from the last model's (the anchor's, in a
+    pool): layers of those models run under the anchor's rotary settings in a path."""
     names = list(configs)
     first = configs[names[0]]
     for name in names[1:]:
@@ -251,6 +262,27 @@ def check_compatible(configs: Mapping[str, object]) -> None:
                     f"incompatible pool: {names[0]} has {field} = {a!r}, {name} has {b!r}; "
                     "layers of one cannot run in the other's hidden stream"
                 )
+    anchor = names[-1]
+    notes = []
+    for name in names[:-1]:
+        theirs, ours = _rotary(configs[name]), _rotary(configs[anchor])
+        if theirs != ours:
+            notes.append(
+                f"{name}'s layers were trained with rotary settings {theirs}; in a path they "
+                f"run under {anchor}'s {ours} (as in any merge of them: one config)"
+            )
+    for note in notes:
+        log.warning("layer pool: %s", note)
+    return notes
+
+
+def _rotary(config) -> dict:
+    """A config's rotary settings that are set (transformers 5 keeps rope_theta inside
+    rope_parameters, and rope_scaling is the same dict under its old name)."""
+    found = {f: getattr(config, f, None) for f in ROTARY_FIELDS}
+    if found.get("rope_scaling") == found.get("rope_parameters"):
+        found.pop("rope_scaling")
+    return {f: v for f, v in found.items() if v is not None}
 
 
 def load_pool(
