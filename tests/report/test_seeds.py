@@ -3,7 +3,14 @@
 import pandas as pd
 import pytest
 
-from hm3.report.seeds import path_claims, run_config, seed_runs, seeds_table, suite_seed
+from hm3.report.seeds import (
+    path_claims,
+    run_config,
+    seed_runs,
+    seeds_table,
+    shares_family,
+    suite_seed,
+)
 
 CONFIG = {
     "seed": 7,
@@ -25,6 +32,8 @@ def test_runs_vary_the_method_seed_on_one_family_then_the_family():
     assert suite_seed({"seed": 1, "tiny": {"seed": 5}}) == 5
     # without a protocol section: the configured run alone
     assert seed_runs({"seed": 3}) == {"seed-3": {"seed": 3, "tiny_seed": 3}}
+    # the method seeds' runs merge the parent's family (linked); the second family's does not
+    assert [shares_family(CONFIG, r) for r in runs.values()] == [True, True, False]
 
 
 def _hv(path, hv_param, hv_path):

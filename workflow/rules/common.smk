@@ -16,7 +16,7 @@ from hm3.core.errors import ConfigError
 from hm3.core.environment import offline_environment
 from hm3.core.resume import clear_stale_locks
 from hm3.core.seeds import derive_seed
-from hm3.report.seeds import run_config, seed_runs
+from hm3.report.seeds import run_config, seed_runs, shares_family
 from hm3.upper.preferences import preferences, training_preferences
 
 offline_environment()
@@ -206,6 +206,24 @@ def expert_dirs():
 
 # ------------------------------------------------------------------ the seeds protocol (seeds.smk)
 SEED_RUNS = seed_runs(config)
+
+
+def family_files():
+    """What makes the model family: the tiny suite's data, tokenizer and trained models,
+    and every model as the pipeline reads it (results/models)."""
+    built = [layout.TOKENIZER, *expand(layout.TINY_MODEL, model=BUILT_MODELS)]
+    return [
+        *expand(layout.TASK_SPLIT, task=GENERATED_TASKS, split=SPLITS),
+        *(built if BUILT_MODELS else []),
+        *model_dirs(),
+    ]
+
+
+def seed_run_family(wildcards):
+    """A run on the parent's family seed starts from the parent's family (rule seed_family)."""
+    if shares_family(config, SEED_RUNS[wildcards.run]):
+        return [layout.SEED_FAMILY]
+    return []
 
 
 def seed_run_threads(wildcards):

@@ -272,3 +272,42 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 )
             records.append(record)
     return records
+
+
+def mirror_links(paths: Iterable[str | os.PathLike], destination: str | os.PathLike) -> int:
+    """Hard-link every file under ``paths`` (files or folders, relative to the working
+    directory) to the same relative place under ``destination`` (a copy where no link
+    can be made: another filesystem). Files stay the same inodes and folders get their
+    source's modification times, so a workflow run in ``destination`` finds them as old
+    as they are here and does not rebuild them. Each top-level path appears at once
+    (mirrored beside it, then renamed): an interruption leaves whole paths or none.
+    Returns the number of files."""
+    destination, count = Path(destination), 0
+    for source in map(Path, paths):
+        if source.is_absolute() or not source.exists():
+            raise HM3Error(f"cannot mirror {source}: not an existing path relative to the run")
+        target = destination / source
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _tmp_sibling(target, "dir")
+        count += _mirror(source, tmp / source.name)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.replace(tmp / source.name, target)
+        tmp.rmdir()
+    return count
+
+
+def _mirror(source: Path, target: Path) -> int:
+    if source.is_file():
+        try:
+            os.link(source, target)
+        except OSError:  # another filesystem, or links not allowed: a copy keeps the mtime
+            shutil.copy2(source, target)
+        return 1
+    target.mkdir()
+    count = sum(_mirror(child, target / child.name) for child in sorted(source.iterdir()))
+    stat = source.stat()
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # after its children
+    return count

@@ -78,6 +78,8 @@ def plot(name: str) -> str:
 # each run of `snakemake seeds` is a whole workflow in its own folder (hm3.report.seeds)
 SEEDS = "results/seeds"
 SEED_CONFIG = "results/seeds/{run}/config.yaml"
+# written once a run's folder holds the parent's model family (hard links): the list of it
+SEED_FAMILY = "results/seeds/{run}/shared_family.txt"
 
 
 def seed_folder(run: str) -> str:

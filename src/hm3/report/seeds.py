@@ -39,6 +39,13 @@ def seed_runs(config: Mapping) -> dict[str, dict]:
     return runs
 
 
+def shares_family(config: Mapping, overrides: Mapping) -> bool:
+    """Whether a run merges the parent's own family (the method seeds' runs): its data,
+    tokenizer and models are then the parent's files, linked, not built again (the same
+    config and seed build the same files: tests/reliability/test_determinism.py)."""
+    return int(overrides["tiny_seed"]) == suite_seed(config)
+
+
 def run_config(config: Mapping, overrides: Mapping) -> dict:
     """The whole config of one run: the parent's, with its seeds set (and without the
     protocol section, so that a run does not plan runs of its own)."""
