@@ -78,46 +78,6 @@ def test_a_path_is_scaled_only_where_it_passes_from_one_model_to_another():
     assert path_alignment((Step(2, 0), Step(0, 1)), {(2, 0): 1.0}, 2) == {}
 
 
-def test_a_scale_multiplies_the_hidden_state_entering_its_layer():
-    import torch
-
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from hm3.lower.inference_path import LayerPool
-
-    def tiny_llama(seed):
-        torch.manual_seed(seed)
-        config = LlamaConfig(
-            vocab_size=32,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=16,
-        )
-        return LlamaForCausalLM(config).eval()
-
-    pool = LayerPool({"a": tiny_llama(1), "M": tiny_llama(3)}, anchor="M")
-    path = (Step(1, 0), Step(0, 1))
-    captured = {}
-    layer = pool.models[0].model.layers[1]
-    hook = layer.register_forward_pre_hook(
-        lambda _m, args, kwargs: captured.setdefault("h", []).append(
-            (args[0] if args else kwargs["hidden_states"]).clone()
-        ),
-        with_kwargs=True,
-    )
-    tokens = torch.tensor([[1, 5, 9, 2]])
-    try:
-        with torch.no_grad():
-            pool.assemble(path)(tokens)
-            pool.assemble(path, path_alignment(path, {(1, 0): 2.0}, 1))(tokens)
-    finally:
-        hook.remove()
-    plain, scaled = captured["h"]
-    assert torch.allclose(scaled, 2.0 * plain)
-
-
 def test_compare_points_read_per_preference_and_one_run_summaries(tmp_path):
     per_pref = tmp_path / "w00.json"
     per_pref.write_text(

@@ -195,6 +195,31 @@ def test_a_layer_of_another_rotary_base_runs_under_the_anchors_as_exported(tmp_p
     assert torch.allclose(assembled, logits(hand_built(pool, steps)), atol=1e-6)
 
 
+def test_a_dataflow_scale_multiplies_the_hidden_state_entering_its_layer():
+    from hm3.compare.dataflow import path_alignment
+
+    pool = LayerPool({"a": tiny_llama(2, 1), "M": tiny_llama(2, 3)}, anchor="M")
+    path = (Step(1, 0), Step(0, 1))
+    captured = []
+    hook = (
+        pool.models[0]
+        .model.layers[1]
+        .register_forward_pre_hook(
+            lambda _m, args, kwargs: captured.append(
+                (args[0] if args else kwargs["hidden_states"]).clone()
+            ),
+            with_kwargs=True,
+        )
+    )
+    try:
+        logits(pool.assemble(path))
+        logits(pool.assemble(path, path_alignment(path, {(1, 0): 2.0}, 1)))
+    finally:
+        hook.remove()
+    plain, scaled = captured
+    assert torch.allclose(scaled, 2.0 * plain)
+
+
 def test_mixed_mlp_widths_run_live_but_do_not_export(tmp_path):
     pool = LayerPool({"a": tiny_llama(2, 1), "b": tiny_llama(2, 2, intermediate=96)}, anchor="a")
     path = as_path([(0, 0), (1, 1)])

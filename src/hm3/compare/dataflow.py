@@ -172,10 +172,9 @@ def dataflow_search(
             bar.close()
         best = candidates.best()
         best_path, best_scales = decode(points[int(best["candidate"])])
+        best_alignment = path_alignment(best_path, best_scales, pool.anchor_index)
         on_test = factory.evaluator(pool, base_dir, "test")
-        test = on_test.evaluate(
-            best_path, path_alignment(best_path, best_scales, pool.anchor_index)
-        )
+        test = on_test.evaluate(best_path, best_alignment)
     finally:
         factory.close()
     summary = {
@@ -200,9 +199,7 @@ def dataflow_search(
             # what the path applies: position -> factor on the hidden state entering it
             "applied_scales": {
                 str(position): round(float(scale), 6)
-                for position, (scale, _) in path_alignment(
-                    best_path, best_scales, pool.anchor_index
-                ).items()
+                for position, (scale, _) in best_alignment.items()
             },
             "objective_search": float(best["objective"]),
             "g_search": float(best["g"]),
