@@ -20,6 +20,10 @@ and prints a table:
   For della, the kept fraction among the largest and the smallest magnitudes
   is printed for both tools (larger magnitudes must be kept more often).
 
+``--real BASE EXPERT...`` also merges real checkpoints cast to bfloat16 (task_arithmetic,
+ties at densities 0.4 and 0.7) and splits the elements where the tools differ by cause:
+a tie at the top-k threshold, one bfloat16 step of arithmetic, or neither (docs/merge.md).
+
 Not part of the test suite: it needs a mergekit install.
 """
 
@@ -296,6 +300,128 @@ def compare_random(venv: Path, root: Path) -> list[tuple[str, dict, dict]]:
     return rows
 
 
+# --- bf16 merges of a real checkpoint (--real): where hm3 and mergekit part, and why
+
+
+def write_bf16_copies(sources: list[Path], root: Path) -> list[str]:
+    """Every checkpoint cast to bfloat16 (as real checkpoints are stored), beside the
+    others, so the task vectors are differences of bfloat16 weights."""
+    from transformers import AutoModelForCausalLM
+
+    names = []
+    for index, source in enumerate(sources):
+        name = "real_base" if index == 0 else f"real_expert_{index}"
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.bfloat16)
+        model.save_pretrained(root / name)
+        names.append(str(root / name))
+    return names
+
+
+def bf16_configs(names: list[str]) -> dict[str, dict]:
+    base, experts = names[0], names[1:]
+    weights = [round(1 / len(experts), 4)] * len(experts)
+    configs = {
+        "task_arithmetic": dict(
+            merge_method="task_arithmetic",
+            base_model=base,
+            models=[(e, {"weight": w}) for e, w in zip(experts, weights)],
+        )
+    }
+    for density in (0.4, 0.7):
+        configs[f"ties d={density}"] = dict(
+            merge_method="ties",
+            base_model=base,
+            models=[(e, {"weight": w, "density": density}) for e, w in zip(experts, weights)],
+        )
+    return configs
+
+
+def threshold_ties(deltas: list[torch.Tensor], density: float | None) -> torch.Tensor:
+    """Positions where some expert's |delta| equals its k-th largest magnitude: the only
+    places where two correct top-k masks (same k, other tie order) can disagree."""
+    tied = torch.zeros(deltas[0].numel(), dtype=torch.bool)
+    if density is None:
+        return tied
+    for delta in deltas:
+        magnitudes = delta.abs().reshape(-1).float()
+        k = max(1, int(density * magnitudes.numel()))
+        if k >= magnitudes.numel():
+            continue
+        threshold = torch.topk(magnitudes, k).values[-1]
+        tied |= magnitudes == threshold
+    return tied
+
+
+def explain_bf16(theirs: dict, ours: dict, base: dict, experts: list[dict], density) -> dict:
+    """Differing elements split by cause: at a threshold tie (which equal magnitude a
+    top-k keeps), one bfloat16 step apart elsewhere (arithmetic order), or neither."""
+    total = differ = at_ties = one_ulp = other = tied_total = 0
+    worst = 0.0
+    for name, mine in ours.items():
+        a, b = theirs[name].float().reshape(-1), mine.float().reshape(-1)
+        total += a.numel()
+        gap = (a - b).abs()
+        worst = max(worst, float(gap.max()))
+        deltas = [(e[name].float() - base[name].float()).reshape(-1) for e in experts]
+        tied = threshold_ties(deltas, density)
+        tied_total += int(tied.sum())
+        apart = gap > 0
+        differ += int(apart.sum())
+        at_ties += int((apart & tied).sum())
+        # one bfloat16 step at the value: 2^(exponent - 7)
+        step = torch.ldexp(torch.ones_like(b), torch.frexp(b.abs().clamp_min(1e-30)).exponent - 8)
+        rounding = apart & ~tied & (gap <= step)
+        one_ulp += int(rounding.sum())
+        other += int((apart & ~tied & ~rounding).sum())
+    return {
+        "differ": differ / total,
+        "max_abs": worst,
+        "at_ties": at_ties,
+        "one_step": one_ulp,
+        "other": other,
+        "differ_count": differ,
+        "tied": tied_total / total,
+    }
+
+
+def compare_bf16(venv: Path, root: Path, sources: list[Path]) -> list[tuple[str, str, dict]]:
+    names = write_bf16_copies(sources, root)
+    base = load_dir(Path(names[0]))
+    experts = [load_dir(Path(n)) for n in names[1:]]
+    rows = []
+    for label, spec in bf16_configs(names).items():
+        density = spec["models"][0][1].get("density")
+        recipe = make_recipe(dtype="bfloat16", seed=1, **spec)
+        slug = "".join(c if c.isalnum() else "_" for c in label)
+        run_merge(recipe, root / f"hm3_{slug}")
+        ours = load_dir(root / f"hm3_{slug}")
+        # mergekit computing in bfloat16, and in float32 with a bfloat16 output
+        for mode, extra in (("bf16", ""), ("fp32->bf16", "out_dtype: bfloat16\n")):
+            text = recipe_to_yaml(recipe)
+            if extra:
+                text = text.replace("dtype: bfloat16", "dtype: float32") + extra
+            config_path = root / f"{slug}_{mode.replace('>', '').replace('-', '')}.yaml"
+            config_path.write_text(text)
+            out = root / f"mk_{config_path.stem}"
+            run_mergekit(venv, config_path, out, seed=1)
+            rows.append((label, mode, explain_bf16(load_dir(out), ours, base, experts, density)))
+    return rows
+
+
+def print_bf16(rows) -> None:
+    print(
+        "\n| method (bf16 real checkpoint) | mergekit computes in | elements differing "
+        "| max abs | of them at a top-k threshold tie | one bf16 step elsewhere | other "
+        "| elements at a threshold tie |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for label, mode, r in rows:
+        print(
+            f"| {label} | {mode} | {r['differ']:.2%} ({r['differ_count']}) | {r['max_abs']:.3g} "
+            f"| {r['at_ties']} | {r['one_step']} | {r['other']} | {r['tied']:.2%} |"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -308,15 +434,32 @@ def main() -> int:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--vocab", type=int, default=512)
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    parser.add_argument(
+        "--real",
+        nargs="+",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="a base and its experts (e.g. a smollm2-135m run's results/models/{base,math,"
+        "code,translation}): also compare bfloat16 merges of them",
+    )
+    parser.add_argument(
+        "--real-only", action="store_true", help="skip the random-checkpoint comparisons"
+    )
     args = parser.parse_args()
     if not (args.mergekit_venv / "bin" / "mergekit-yaml").exists():
         parser.error(f"no bin/mergekit-yaml in {args.mergekit_venv}")
     with tempfile.TemporaryDirectory(prefix="hm3-vs-mergekit-") as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
-        build_models(root, args.hidden, args.layers, args.vocab)
-        deterministic = compare_deterministic(args.mergekit_venv, root)
-        random_rows = compare_random(args.mergekit_venv, root)
+        deterministic, random_rows, bf16_rows = [], [], []
+        if not args.real_only:
+            build_models(root, args.hidden, args.layers, args.vocab)
+            deterministic = compare_deterministic(args.mergekit_venv, root)
+            random_rows = compare_random(args.mergekit_venv, root)
+        if args.real:
+            bf16_rows = compare_bf16(args.mergekit_venv, root, args.real)
+    if bf16_rows:
+        print_bf16(bf16_rows)
     print("\n| method (config) | max abs diff hm3 vs mergekit (float32) | pass (<= 1e-5) |")
     print("|---|---|---|")
     for label, worst, ok in deterministic:

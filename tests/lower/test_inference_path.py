@@ -3,6 +3,7 @@
 import pytest
 import torch
 import yaml
+from safetensors import safe_open
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from hm3.core.errors import HM3Error
@@ -19,7 +20,12 @@ VOCAB = 64
 
 
 def tiny_llama(
-    layers: int, seed: int, hidden: int = 32, intermediate: int = 64, rope_theta: float = 1e4
+    layers: int,
+    seed: int,
+    hidden: int = 32,
+    intermediate: int = 64,
+    rope_theta: float = 1e4,
+    tie: bool = False,
 ) -> LlamaForCausalLM:
     torch.manual_seed(seed)
     config = LlamaConfig(
@@ -31,7 +37,7 @@ def tiny_llama(
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=64,
-        tie_word_embeddings=False,
+        tie_word_embeddings=tie,
     )
     model = LlamaForCausalLM(config).eval()
     with torch.no_grad():  # break the default init's symmetry so layers differ visibly
@@ -124,6 +130,19 @@ def test_export_then_reload_gives_the_same_logits(pool, tmp_path):
     assert reloaded.config.num_hidden_layers == 4
     assert len(list((tmp_path / "out").glob("*.safetensors"))) > 1  # sharded
     assert torch.allclose(logits(reloaded), logits(pool.assemble(path)), atol=1e-6)
+
+
+def test_a_tied_anchor_exports_a_tied_checkpoint(tmp_path):
+    # SmolLM2, Qwen2.5-1.5B, Llama-3.2: the head is the embedding; a path must not write
+    # it twice (a second 49k x 576 tensor for SmolLM2) nor untie it on reload
+    tied = LayerPool({"math": tiny_llama(2, 1, tie=True), "M": tiny_llama(3, 3, tie=True)}, "M")
+    path = as_path([(1, 0), (0, 1), (1, 2)])
+    tied.export(path, tmp_path / "out", card="# path\n")
+    with safe_open(tmp_path / "out" / "model.safetensors", "pt") as weights:
+        assert "lm_head.weight" not in set(weights.keys())
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out").eval()
+    assert reloaded.lm_head.weight.data_ptr() == reloaded.model.embed_tokens.weight.data_ptr()
+    assert torch.equal(logits(reloaded), logits(tied.assemble(path)))
 
 
 def test_invalid_steps_are_refused(pool):

@@ -12,12 +12,15 @@ from _snakemake import job_stats, run_snakemake
 
 from hm3.models.acquire import pin_revisions
 
-SUITES = sorted((REPO / "config" / "suites").glob("*.yaml"))
+# the paper's hub suites; smollm2-135m (a GGUF base, experts built here) has tests of its
+# own (test_smollm2.py) and its -ci file is an overlay, not a suite
+SUITES = [REPO / "config" / "suites" / f"{name}.yaml" for name in ("llama2-7b", "qwen2.5-1.5b")]
 GPU_RULES = {"score_model", "search_params", "train_policy", "search_path"}
 
 
-def test_the_two_paper_suites_exist():
-    assert {p.stem for p in SUITES} >= {"llama2-7b", "qwen2.5-1.5b"}
+def test_the_suites_exist():
+    found = {p.stem for p in (REPO / "config" / "suites").glob("*.yaml")}
+    assert found >= {"llama2-7b", "qwen2.5-1.5b", "smollm2-135m", "smollm2-135m-ci"}
 
 
 @pytest.mark.parametrize("suite", SUITES, ids=lambda p: p.stem)
@@ -122,3 +125,16 @@ def test_pin_offline_names_the_repository(tmp_path, monkeypatch):
     ):
         pin_revisions(suite)
     assert suite.read_text() == (REPO / "config" / "suites" / "llama2-7b.yaml").read_text()
+
+
+def test_the_smollm2_suite_plans_a_gguf_base_and_experts_built_from_it(tmp_path):
+    suite = REPO / "config" / "suites" / "smollm2-135m.yaml"
+    proc = run_snakemake(tmp_path / "work", "-n", configfile=suite, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = job_stats(proc.stdout)
+    assert jobs["acquire_model"] == 4 and jobs["train_expert"] == 3
+    assert not {"train_tokenizer", "train_base"} & set(jobs)  # the base is SmolLM2's
+    # the experts are fine-tuned from the acquired base, not from a tiny one
+    block = re.search(r"rule train_expert:\n(.*?)\n\n", proc.stdout, re.S).group(1)
+    assert "input: results/models/base," in block
+    assert {"search_params", "train_policy", "search_path", "front", "explorer"} <= set(jobs)

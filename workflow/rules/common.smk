@@ -211,12 +211,21 @@ SEED_RUNS = seed_runs(config)
 def family_files():
     """What makes the model family: the tiny suite's data, tokenizer and trained models,
     and every model as the pipeline reads it (results/models)."""
-    built = [layout.TOKENIZER, *expand(layout.TINY_MODEL, model=BUILT_MODELS)]
+    tokenizer = [layout.TOKENIZER] if BASE in BUILT_MODELS else []
     return [
         *expand(layout.TASK_SPLIT, task=GENERATED_TASKS, split=SPLITS),
-        *(built if BUILT_MODELS else []),
+        *tokenizer,
+        *expand(layout.TINY_MODEL, model=BUILT_MODELS),
         *model_dirs(),
     ]
+
+
+def expert_training_base():
+    """What a built expert is fine-tuned from: the tiny base the suite trained, or an
+    acquired base (a hub, local or GGUF checkpoint: the smollm2 suite's experts)."""
+    if BASE in BUILT_MODELS:
+        return layout.fill(layout.TINY_MODEL, model=BASE)
+    return layout.fill(layout.MODEL, model=BASE)
 
 
 def seed_run_family(wildcards):

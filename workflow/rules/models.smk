@@ -56,7 +56,7 @@ rule train_base:
 
 rule train_expert:
     input:
-        base=layout.fill(layout.TINY_MODEL, model=BASE),
+        base=expert_training_base(),
         data=lambda wc: layout.fill(
             layout.TASK_SPLIT, task=config["models"][wc.model]["task"], split="train"
         ),

@@ -203,6 +203,9 @@ class LayerPool:
             strict=True,
             assign=True,
         )
+        # assign=True gave the tied head its own clone of the embedding: tie them again,
+        # or the checkpoint carries the embedding twice (found on SmolLM2's tied 49k head)
+        model.tie_weights()
         extra = functools.partial(save_alignment, alignment) if alignment else None
         save_checkpoint(
             model,

@@ -150,7 +150,11 @@ def train_policy(
         "item_evaluations": sum(e.evaluator.items for e in evaluators.values()),
         "cache_hits": factory.cache.hits,
         "cache_misses": factory.cache.misses,
-        "episode_cache_hit_rate": round(1 - evaluated / max(1, episodes), 4),
+        # episodes served without scoring (a path seen before, or in the cache); not
+        # 1 - evaluations / episodes, since the evaluations include M_λ's own baselines
+        "episode_cache_hit_rate": round(float(frame["cached"].astype(bool).mean()), 4)
+        if len(frame)
+        else 0.0,
         "seconds_evaluating": round(seconds, 1),
         "seconds_per_evaluation": round(seconds / max(1, evaluated), 3),
         "wall_seconds": round(time.time() - started, 1),

@@ -3,7 +3,9 @@
 Three sources behind one interface (`acquire`):
 - ``build``: a checkpoint the tiny suite trained inside the DAG;
 - ``hub``: `huggingface_hub.snapshot_download` at a pinned commit, weights as safetensors;
-- ``local``: a checkpoint folder already on disk.
+- ``local``: a checkpoint folder already on disk;
+- ``gguf``: a llama.cpp GGUF file (on disk or shipped in a Python package), dequantised
+  once to safetensors (`hm3.models.gguf`).
 The result is written atomically, with a `SOURCE.json` saying where it came from.
 """
 
@@ -25,8 +27,10 @@ from hm3.checkpoints.files import (
     read_json_object,
     real_file,
 )
+from hm3.checkpoints.card import recipe_card
 from hm3.core.errors import HM3Error
 from hm3.core.io import atomic_dir, check_output_dir, write_json, write_text
+from hm3.models import gguf
 from hm3.models.vocabulary import adapt_rows, adapted_config, is_vocabulary_tensor, plan_vocabulary
 
 # What a hub download fetches: weights as safetensors, configs, tokenizer files, card.
@@ -344,7 +348,38 @@ def acquire(
             family,
             overwrite=overwrite,
         )
-    raise HM3Error(f"models.{name}.source: unknown source {source!r} (build, hub or local)")
+    if source == "gguf":
+        return acquire_gguf(name, spec, out_dir, family, overwrite)
+    raise HM3Error(f"models.{name}.source: unknown source {source!r} (build, hub, local or gguf)")
+
+
+def acquire_gguf(
+    name: str,
+    spec: dict,
+    out_dir: str | Path,
+    family: FamilyCheck | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Convert model ``name``'s GGUF file (`hm3.models.gguf`) into a staging folder, then
+    check and place it like any other checkpoint."""
+    path = gguf.locate(name, spec)
+    out_dir = check_output_dir(out_dir, overwrite=overwrite, inputs=[path])
+    described = gguf.provenance(name, spec, path)  # the pin first, before minutes of work
+    staging = out_dir.parent / f".{out_dir.name}.gguf"
+    card = recipe_card(
+        f"hm3 {name} (from GGUF)",
+        f"`{path.name}` dequantised to float32 by hm3 (transformers' GGUF loader), "
+        "weights and tokenizer unchanged otherwise.",
+        described,
+        tags=["gguf"],
+    )
+    try:
+        shape = gguf.convert(path, staging, card)
+        return _materialise(
+            staging, out_dir, {**described, **shape}, False, family, overwrite=overwrite
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def pin_revisions(

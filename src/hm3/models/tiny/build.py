@@ -175,7 +175,8 @@ def build_expert(
     max_shard_size: str = "2GB",
     overwrite: bool = False,
 ) -> dict:
-    """Fine-tune all weights of the base on one task in its evaluation format."""
+    """Fine-tune the base (the tiny one, or any acquired Llama-like checkpoint) on one
+    task in its evaluation format; `training.trainable` says which weights move."""
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(
@@ -210,8 +211,9 @@ def build_expert(
         "losses": _summary(log),
     }
     card = recipe_card(
-        f"hm3 tiny {task} expert",
-        f"The hm3 tiny base model, fully fine-tuned on the tiny `{task}` task.",
+        f"hm3 {task} expert",
+        f"The base model `{base_dir}` fine-tuned on the tiny suite's `{task}` task "
+        f"({settings.trainable} weights trained).",
         details,
         tags=["tiny-suite", "expert", task],
         base_model=str(base_dir),
