@@ -123,3 +123,15 @@ def test_gguf_becomes_a_tied_safetensors_checkpoint_with_the_same_logits(tiny_gg
         assert torch.equal(converted(ids).logits, original(ids).logits)
     assert converted.lm_head.weight.data_ptr() == converted.model.embed_tokens.weight.data_ptr()
     assert "hm3" in (out / "README.md").read_text()  # the card says how it was made
+
+
+def test_hm3_acquire_converts_a_gguf_file(tiny_gguf, tmp_path, capsys):
+    from hm3.cli.main import main
+
+    digest = gguf_source.sha256(tiny_gguf)
+    assert main(["acquire", "--gguf", str(tiny_gguf), "--sha256", digest, str(tmp_path / "m")]) == 0
+    assert json.loads((tmp_path / "m" / "SOURCE.json").read_text())["sha256"] == digest
+    assert (
+        main(["acquire", "--gguf", str(tiny_gguf), "--sha256", "f" * 64, str(tmp_path / "n")]) == 1
+    )
+    assert "not the pinned" in capsys.readouterr().err

@@ -28,13 +28,13 @@ def smollm2_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("smollm2")
     proc = run_snakemake(
         workdir,
-        "--cores",
-        "2",
-        "--configfile",
-        SUITE,
-        OVERLAY,
         f"results/param/{PREFERENCE}/model",
         f"results/paths/{PREFERENCE}/model",
+        "--cores",
+        "2",
+        "--configfile",  # last: it takes every argument after it as a config file
+        SUITE,
+        OVERLAY,
         configfile=None,
         timeout=1800,
     )

@@ -14,7 +14,11 @@ def register(subparsers) -> None:
     source = acquire.add_mutually_exclusive_group(required=True)
     source.add_argument("--repo-id", help="hub repository, e.g. Qwen/Qwen2.5-1.5B")
     source.add_argument("--path", help="a local checkpoint folder")
+    source.add_argument(
+        "--gguf", help="a llama.cpp GGUF file, dequantised to a float32 safetensors checkpoint"
+    )
     acquire.add_argument("--revision", help="full commit hash (required with --repo-id)")
+    acquire.add_argument("--sha256", help="with --gguf: the file's expected SHA-256")
     acquire.add_argument("--allow-pickle", action="store_true", help="accept pickled .bin weights")
     acquire.add_argument(
         "--overwrite",
@@ -53,6 +57,8 @@ def run_acquire(args) -> int:
                 "--revision is required with --repo-id (a full commit hash pins the download)"
             )
         spec = {"source": "hub", "repo_id": args.repo_id, "revision": args.revision}
+    elif args.gguf:
+        spec = {"source": "gguf", "path": args.gguf, "sha256": args.sha256}
     else:
         spec = {"source": "local", "path": args.path}
     print(
