@@ -92,12 +92,15 @@ def convert(path: Path, out_dir: Path, card: str, max_shard_size: str = "2GB") -
     if importlib.util.find_spec("gguf") is None:
         raise HM3Error(f"{path}: reading a GGUF file needs the `gguf` package (pip install gguf)")
     folder, file = str(path.parent), path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file)
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=file, dtype=torch.float32)
+    # a GGUF file holds no code, and none is ever run for it
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=file, trust_remote_code=False)
+    loaded = AutoModelForCausalLM.from_pretrained(
+        folder, gguf_file=file, dtype=torch.float32, trust_remote_code=False
+    )
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=False)
     model.load_state_dict(loaded.state_dict(), strict=True)
     model.tie_weights()
     save_checkpoint(model, tokenizer, out_dir, card, max_shard_size, overwrite=True)
