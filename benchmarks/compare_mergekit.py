@@ -368,7 +368,7 @@ def explain_bf16(theirs: dict, ours: dict, base: dict, experts: list[dict], dens
         apart = gap > 0
         differ += int(apart.sum())
         at_ties += int((apart & tied).sum())
-        # one bfloat16 step at the value: 2^(exponent - 7)
+        # one bfloat16 step at the value: 8 significant bits, so 2^(frexp exponent - 8)
         step = torch.ldexp(torch.ones_like(b), torch.frexp(b.abs().clamp_min(1e-30)).exponent - 8)
         rounding = apart & ~tied & (gap <= step)
         one_ulp += int(rounding.sum())
@@ -422,6 +422,29 @@ def print_bf16(rows) -> None:
         )
 
 
+def print_agreement(deterministic, random_rows) -> bool:
+    """The random-checkpoint tables; True when every row passes."""
+    print("\n| method (config) | max abs diff hm3 vs mergekit (float32) | pass (<= 1e-5) |")
+    print("|---|---|---|")
+    for label, worst, ok in deterministic:
+        print(f"| {label} | {worst:.2e} | {'yes' if ok else 'NO'} |")
+    print(
+        "\n| method (1 expert, density 0.3) | kept: mergekit / hm3 | rescale: max abs err vs base + s*(tau*mask), mergekit / hm3 "
+        "| kept among top 10% / bottom 10% magnitudes: mergekit ; hm3 | pass |"
+    )
+    print("|---|---|---|---|---|")
+    all_ok = all(ok for _, _, ok in deterministic)
+    for label, mk, ours in random_rows:
+        ok = mk["kept_ok"] and ours["kept_ok"] and mk["rescale_ok"] and ours["rescale_ok"]
+        all_ok &= ok
+        print(
+            f"| {label} | {mk['kept']:.4f} / {ours['kept']:.4f} | {mk['rescale_err']:.1e} / "
+            f"{ours['rescale_err']:.1e} | {mk['top10']:.3f}, {mk['bottom10']:.3f} ; "
+            f"{ours['top10']:.3f}, {ours['bottom10']:.3f} | {'yes' if ok else 'NO'} |"
+        )
+    return all_ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -460,25 +483,8 @@ def main() -> int:
             bf16_rows = compare_bf16(args.mergekit_venv, root, args.real)
     if bf16_rows:
         print_bf16(bf16_rows)
-    print("\n| method (config) | max abs diff hm3 vs mergekit (float32) | pass (<= 1e-5) |")
-    print("|---|---|---|")
-    for label, worst, ok in deterministic:
-        print(f"| {label} | {worst:.2e} | {'yes' if ok else 'NO'} |")
-    print(
-        "\n| method (1 expert, density 0.3) | kept: mergekit / hm3 | rescale: max abs err vs base + s*(tau*mask), mergekit / hm3 "
-        "| kept among top 10% / bottom 10% magnitudes: mergekit ; hm3 | pass |"
-    )
-    print("|---|---|---|---|---|")
-    all_ok = all(ok for _, _, ok in deterministic)
-    for label, mk, ours in random_rows:
-        ok = mk["kept_ok"] and ours["kept_ok"] and mk["rescale_ok"] and ours["rescale_ok"]
-        all_ok &= ok
-        print(
-            f"| {label} | {mk['kept']:.4f} / {ours['kept']:.4f} | {mk['rescale_err']:.1e} / "
-            f"{ours['rescale_err']:.1e} | {mk['top10']:.3f}, {mk['bottom10']:.3f} ; "
-            f"{ours['top10']:.3f}, {ours['bottom10']:.3f} | {'yes' if ok else 'NO'} |"
-        )
-    return 0 if all_ok else 1
+    # --real-only: the bf16 table is a finding, not a pass/fail check
+    return 0 if args.real_only else (0 if print_agreement(deterministic, random_rows) else 1)
 
 
 if __name__ == "__main__":
