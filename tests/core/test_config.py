@@ -1,6 +1,7 @@
 """Config validation: every bad key fails at once, naming the key."""
 
 import copy
+import re
 import subprocess
 import sys
 import time
@@ -110,6 +111,22 @@ def test_hub_model_needs_pinned_revision(default_config):
     )
     with pytest.raises(ConfigError, match="models.math.revision"):
         validate_config(config, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "revisions, named",
+    [
+        ({"openai/gsm8k": "main"}, "evaluation.dataset_revisions.openai/gsm8k"),
+        ({"openai/gsm8k": "a" * 39}, "evaluation.dataset_revisions.openai/gsm8k"),
+        ({"not a dataset": None}, "evaluation.dataset_revisions"),
+    ],
+)
+def test_dataset_revisions_are_commits_of_hub_datasets(default_config, revisions, named):
+    config = _mutated(default_config, "evaluation.dataset_revisions", revisions)
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        validate_config(config, SCHEMA)
+    pinned = {"openai/gsm8k": "a" * 40, "IWSLT/iwslt2017": None}
+    validate_config(_mutated(default_config, "evaluation.dataset_revisions", pinned), SCHEMA)
 
 
 def test_cross_references(default_config):

@@ -12,7 +12,8 @@ import torch
 from hm3.evaluation.generation import BatchedGenerator, GenerationRequest, StopWatcher, cut_at_stop
 from hm3.evaluation.prepared import PreparedTasks, supports
 from hm3.core.errors import ConfigError
-from hm3.evaluation.scorer import TINY_TASKS_DIR, Scorer, model_max_length, task_specs
+from hm3.evaluation.scorer import Scorer, model_max_length, task_specs
+from hm3.evaluation.tasks import TINY_TASKS_DIR
 from hm3.models.tiny import data
 
 TASKS = ("math", "code", "translation")

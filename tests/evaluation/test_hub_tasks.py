@@ -3,6 +3,7 @@ MBPP, IWSLT 2017 de-en and WMT16 de-en. Offline: `datasets.load_dataset` is repl
 real column names and split sizes; lm-eval's own `gsm8k` and `wmt16-de-en` tasks are
 built from the same fakes, so prompts and scoring can be compared with theirs."""
 
+import hashlib
 import sys
 import types
 
@@ -11,7 +12,8 @@ import pytest
 from lm_eval.api.model import LM
 
 from hm3.core.errors import HM3Error
-from hm3.evaluation.scorer import HUB_TASKS_DIR, TINY_TASKS_DIR, Scorer, TaskSpec, include_paths
+from hm3.evaluation.scorer import Scorer, TaskSpec
+from hm3.evaluation.tasks import HUB_TASKS_DIR, TINY_TASKS_DIR, include_paths
 from hm3.evaluation.tasks.hub import utils as hub
 
 REAL_LOAD_DATASET = datasets.load_dataset
@@ -31,6 +33,7 @@ WMT_VALIDATION, WMT_TEST = 2169, 10  # newstest2015's size; test kept small
 IWSLT_VALIDATION, IWSLT_TEST = 888, 12  # dev2010's size in de-en; test kept small
 IWSLT_AR_EN = ("IWSLT/iwslt2017", "iwslt2017-en-ar")  # lm-eval's own IWSLT task's dataset
 MBPP_VALIDATION, MBPP_TEST = 90, 14  # validation as the real one; test kept small
+LOADS = []  # (path, name, revision) of every load the fake hub answered
 
 
 def _gsm8k(i: int, split: str) -> dict:
@@ -163,7 +166,8 @@ def fake_hub():
     fakes[hub.IWSLT2017_DE_EN] = _iwslt_splits("de")
     fakes[IWSLT_AR_EN] = _iwslt_splits("ar")
 
-    def load_dataset(path=None, name=None, **_kwargs):
+    def load_dataset(path=None, name=None, revision=None, **_kwargs):
+        LOADS.append((path, name, revision))
         return fakes[(path, name)]
 
     evaluate = types.ModuleType("evaluate")
@@ -485,6 +489,83 @@ def test_references_score_perfectly_and_wrong_answers_do_not(
     wrong = scorer.score_lm(_CannedLM(right=False))
     assert wrong["scores"]["math"] == wrong["scores"]["code"] == 0.0
     assert wrong["scores"]["translation"] < 0.2
+
+
+# --- pinned dataset revisions ----------------------------------------------------------
+
+EVERY_HUB_TASK = sorted(HUB_TASKS | {"gsm8k", "wmt16-de-en"})
+
+
+def _revision(path: str) -> str:
+    return hashlib.sha1(path.encode()).hexdigest()  # a 40-hex commit per dataset
+
+
+@pytest.fixture(scope="module")
+def pinned_loads(fake_hub, tmp_path_factory):
+    """Every hub task built once, with a revision for each dataset: {task: (path, name, revision)}."""
+    paths = {path for path, _name in fake_hub if isinstance(path, str)}
+    revisions = {path: _revision(path) for path in paths}
+    LOADS.clear()
+    loads = {}
+    data = tmp_path_factory.mktemp("data")
+    for task in EVERY_HUB_TASK:  # one scorer per task, so each load is the task's own
+        before = len(LOADS)
+        spec = TaskSpec(name="x", lm_eval_task={"search": task}, metric="chrf,none")
+        scorer = Scorer([spec], "search", data, dataset_revisions=revisions)
+        assert len(LOADS) == before + 1, task
+        loads[task] = (LOADS[-1], scorer.task_dict["tasks"][task])
+    return loads
+
+
+@pytest.mark.parametrize("task", EVERY_HUB_TASK)
+def test_every_hub_task_loads_its_dataset_at_the_pinned_revision(pinned_loads, task):
+    (path, name, revision), built = pinned_loads[task]
+    assert revision == _revision(path)
+    # the YAML's dataset_path/dataset_name (what hm3 pin pins) is what the loader reads
+    assert (built.config.dataset_path, built.config.dataset_name) == (path, name)
+
+
+@pytest.mark.parametrize("task", ["gsm8k", "wmt16-de-en"])
+def test_a_pinned_standard_task_is_lm_evals_task_with_a_revision(pinned_loads, test_scorer, task):
+    """lm-eval's own tasks get the revision through a config dict (its YAML, includes
+    resolved, plus `dataset_kwargs.revision`): the task is otherwise the one lm-eval builds."""
+    pinned = pinned_loads[task][1]
+    plain = test_scorer.task_dict["tasks"][task]
+    ignored = {"metadata", "dataset_kwargs"}
+    assert {k: v for k, v in pinned.config.to_dict().items() if k not in ignored} == {
+        k: v for k, v in plain.config.to_dict().items() if k not in ignored
+    }
+    assert pinned.config.dataset_kwargs == {"revision": _revision(pinned.config.dataset_path)}
+    docs = list(plain.eval_docs)[:3]
+    assert [pinned.doc_to_text(d) for d in docs] == [plain.doc_to_text(d) for d in docs]
+
+
+def test_an_unpinned_dataset_is_loaded_with_a_warning(fake_hub, caplog, tmp_path):
+    LOADS.clear()
+    specs = [
+        TaskSpec(name="math", lm_eval_task={"test": "gsm8k"}, metric="exact_match,strict-match"),
+        TaskSpec(name="code", lm_eval_task={"test": "hm3_humaneval"}, metric="pass@1,sandbox"),
+    ]
+    with caplog.at_level("WARNING", logger="hm3.evaluation.dataset_revisions"):
+        Scorer(specs, "test", tmp_path, dataset_revisions={"openai/gsm8k": "a" * 40})
+    assert sorted(LOADS) == [
+        ("openai/gsm8k", "main", "a" * 40),
+        ("openai/openai_humaneval", None, None),
+    ]
+    assert "dataset openai/openai_humaneval is read at the hub's current commit" in caplog.text
+    assert "openai/gsm8k" not in caplog.text
+
+
+def test_the_cache_fingerprint_includes_the_dataset_revisions(tmp_path):
+    from hm3.evaluation.scorer import evaluation_context
+
+    def context(**revisions):
+        evaluation = {"batch_size": 8, "device": "cpu", "dataset_revisions": revisions}
+        return evaluation_context([], tmp_path, "test", {}, evaluation)
+
+    plain = evaluation_context([], tmp_path, "test", {}, {"batch_size": 8, "device": "cpu"})
+    assert context() == plain  # scores cached before the key existed stay valid
+    assert context(**{"openai/gsm8k": "a" * 40}) != context(**{"openai/gsm8k": "b" * 40}) != plain
 
 
 # --- offline, no cache ------------------------------------------------------------------

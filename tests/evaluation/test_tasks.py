@@ -4,7 +4,8 @@ import pytest
 from lm_eval.api.model import LM
 
 from hm3.models.tiny import data
-from hm3.evaluation.scorer import TINY_TASKS_DIR, Scorer, TaskSpec
+from hm3.evaluation.scorer import Scorer, TaskSpec
+from hm3.evaluation.tasks import TINY_TASKS_DIR
 from hm3.core.errors import HM3Error
 
 TASK_NAMES = {"math": "tiny_math", "code": "tiny_code", "translation": "tiny_translation"}

@@ -10,6 +10,7 @@ import yaml
 from _paths import REPO
 from _snakemake import job_stats, run_snakemake
 
+from hm3.evaluation.dataset_revisions import pin_datasets
 from hm3.models.acquire import pin_revisions
 
 # the paper's hub suites; smollm2-135m (a GGUF base, experts built here) has tests of its
@@ -99,6 +100,75 @@ def test_pin_block_style_and_bad_answers(tmp_path):
 
     with pytest.raises(HM3Error, match="no commit for org/base"):
         pin_revisions(config, resolve=lambda repo: "main")
+
+
+SUITE_DATASETS = {"openai/gsm8k", "openai/openai_humaneval", "IWSLT/iwslt2017"}
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=lambda p: p.stem)
+def test_pin_writes_the_datasets_commits_in_place(suite, tmp_path):
+    copy = tmp_path / suite.name
+    shutil.copy(suite, copy)
+    before = copy.read_text()
+    asked = []
+
+    def resolve(path):
+        asked.append(path)
+        return "d" * 40
+
+    assert pin_datasets(copy, resolve=resolve) == dict.fromkeys(SUITE_DATASETS, "d" * 40)
+    assert sorted(asked) == sorted(SUITE_DATASETS)  # every dataset the tasks read, once
+    after = copy.read_text()
+    assert after.replace("d" * 40, "null") == before  # only those values changed
+    assert yaml.safe_load(after)["evaluation"]["dataset_revisions"] == dict.fromkeys(
+        SUITE_DATASETS, "d" * 40
+    )
+    assert pin_datasets(copy, resolve=resolve) == {}  # nothing left to pin
+    again = pin_datasets(copy, resolve=lambda path: "e" * 40, update_all=True)
+    assert set(again) == SUITE_DATASETS
+
+
+def test_pin_names_a_dataset_the_config_does_not_list(tmp_path):
+    from hm3.core.errors import HM3Error
+
+    suite = tmp_path / "mbpp.yaml"
+    text = (
+        SUITES[0]
+        .read_text()
+        .replace(
+            "{search: hm3_humaneval_search, test: hm3_humaneval}",
+            "{search: hm3_mbpp_search, test: hm3_mbpp}",
+        )
+    )
+    suite.write_text(text)
+    with pytest.raises(HM3Error, match=r"google-research-datasets/mbpp, which .*add\n"):
+        pin_datasets(suite, resolve=lambda path: "d" * 40)
+    assert suite.read_text() == text  # nothing written
+    with pytest.raises(HM3Error, match="the hub gave no commit"):
+        pin_datasets(SUITES[0], resolve=lambda path: "main")
+
+
+def test_hm3_pin_pins_models_and_datasets_from_the_hub(tmp_path, monkeypatch, capsys):
+    """The command line, with the hub's answers faked at huggingface_hub.HfApi."""
+    import huggingface_hub
+
+    from hm3.cli.main import main
+
+    class FakeHub:
+        def model_info(self, repo_id):
+            return type("Info", (), {"sha": "a" * 40})()
+
+        def dataset_info(self, path):
+            return type("Info", (), {"sha": "b" * 40})()
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHub)
+    suite = tmp_path / "llama2-7b.yaml"
+    shutil.copy(SUITES[0], suite)
+    assert main(["pin", str(suite)]) == 0
+    out = capsys.readouterr().out
+    assert "models.math: revision " + "a" * 40 in out
+    assert "evaluation.dataset_revisions.openai/gsm8k: revision " + "b" * 40 in out
+    assert "4 revision(s) written" in out
 
 
 def test_suites_use_no_pickles_or_remote_code_unless_said_so():

@@ -31,13 +31,15 @@ def register(subparsers) -> None:
     acquire.set_defaults(func=run_acquire)
 
     pin = subparsers.add_parser(
-        "pin", help="write the hub's current commit into a config's unpinned hub models"
+        "pin",
+        help="write the hub's current commits into a config's unpinned hub models and the "
+        "hub datasets its tasks read (evaluation.dataset_revisions)",
     )
     pin.add_argument("config", type=Path)
     pin.add_argument(
         "--all",
         action="store_true",
-        help="re-pin every hub model, not only those with revision: null",
+        help="re-pin every hub model and dataset, not only those at null",
     )
     pin.set_defaults(func=run_pin)
 
@@ -74,12 +76,18 @@ def run_acquire(args) -> int:
 
 
 def run_pin(args) -> int:
-    # lazy: yaml; keeps it off hm3 --help
+    # lazy: yaml and lm-eval's task index; keeps them off hm3 --help
+    from hm3.evaluation.dataset_revisions import pin_datasets
     from hm3.models.acquire import pin_revisions
 
-    pinned = pin_revisions(args.config, update_all=args.all)
-    for name, sha in pinned.items():
-        print(f"models.{name}: revision {sha}")
+    pinned = {
+        f"models.{name}": sha
+        for name, sha in pin_revisions(args.config, update_all=args.all).items()
+    }
+    datasets = pin_datasets(args.config, update_all=args.all)
+    pinned.update({f"evaluation.dataset_revisions.{n}": sha for n, sha in datasets.items()})
+    for key, sha in pinned.items():
+        print(f"{key}: revision {sha}")
     print(
         f"{args.config}: {len(pinned)} revision(s) written"
         if pinned

@@ -19,19 +19,16 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Mapping
 
-import hm3.evaluation.tasks
 from hm3.checkpoints.causal_lm import load_causal_lm, remote_code_refused
 from hm3.checkpoints.files import check_before_tokenizer_load
 from hm3.core.errors import ConfigError, HM3Error
 from hm3.core.faults import pause_point
 from hm3.evaluation.cache import tree_fingerprint
+from hm3.evaluation.dataset_revisions import task_spec
 from hm3.evaluation.prepared import PreparedTasks, supports
+from hm3.evaluation.tasks import include_paths
 from hm3.evaluation.racing import PartialScore, RacingSettings, bounded_stderr, item_order
 
-TINY_TASKS_DIR = Path(hm3.evaluation.tasks.__file__).parent / "tiny"
-HUB_TASKS_DIR = (
-    Path(hm3.evaluation.tasks.__file__).parent / "hub"
-)  # search/test splits of hub datasets
 
 # lm-eval is chatty at INFO (one line per request batch); our logs keep WARNING and up
 for _name in ("lm_eval", "lm-eval"):
@@ -77,12 +74,6 @@ def task_specs(tasks: dict) -> list[TaskSpec]:
     return [TaskSpec.from_config(name, cfg) for name, cfg in tasks.items()]
 
 
-def include_paths(evaluation: dict) -> list[str]:
-    """Task folders lm-eval should index: hm3's tiny and hub tasks plus any the config adds."""
-    extra = evaluation.get("include_path") or []
-    return [str(TINY_TASKS_DIR), str(HUB_TASKS_DIR), *[str(Path(p)) for p in extra]]
-
-
 class Scorer:
     """lm-eval task objects for one split, built once; `score` evaluates a live model."""
 
@@ -96,6 +87,7 @@ class Scorer:
         limit: int | None = None,
         include_defaults: bool = False,
         engine: str = DEFAULT_ENGINE,
+        dataset_revisions: Mapping[str, str | None] | None = None,
     ):
         # lazy: lm-eval loads only when a scorer is built
         from lm_eval.tasks import TaskManager
@@ -107,7 +99,10 @@ class Scorer:
         self._prepared = None  # PreparedTasks, built on the first model scored
         self._json_safe: set[str] = set()  # tasks whose per-item values JSON carries exactly
         paths = include_path or include_paths({})
-        metadata = {"data_dir": str(Path(data_dir).resolve())}
+        revisions = dict(dataset_revisions or {})
+        # every `custom_dataset` function gets the metadata as keyword arguments: hm3's hub
+        # loaders read their dataset's commit from it (hm3.evaluation.dataset_revisions)
+        metadata = {"data_dir": str(Path(data_dir).resolve()), "dataset_revisions": revisions}
         names = [spec.task_for(split) for spec in specs]
         self.task_manager = TaskManager(
             include_path=paths, include_defaults=include_defaults, metadata=metadata
@@ -124,7 +119,9 @@ class Scorer:
                 f"(searched {paths} and lm-eval's own tasks)"
             )
         try:
-            self.task_dict = self.task_manager.load(names)
+            self.task_dict = self.task_manager.load(
+                [task_spec(self.task_manager, name, revisions) for name in names]
+            )
         except (
             ConnectionError
         ) as err:  # an lm-eval task's hub dataset, not cached on an offline machine
@@ -479,6 +476,7 @@ def configured_scorer(tasks: Mapping, evaluation: Mapping, split: str, data_dir)
         batch_size=evaluation["batch_size"],
         limit=evaluation.get("limit"),
         engine=evaluation.get("engine", DEFAULT_ENGINE),
+        dataset_revisions=evaluation.get("dataset_revisions"),
     )
 
 
@@ -648,6 +646,8 @@ def evaluation_context(
             **_dtype_setting(evaluation),
         },
     }
+    if evaluation.get("dataset_revisions"):  # absent when empty: earlier caches stay valid
+        payload["dataset_revisions"] = dict(evaluation["dataset_revisions"])
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import ast
 import builtins
+from typing import Mapping
 
 import datasets
 
 from hm3.core.errors import HM3Error
+from hm3.evaluation.dataset_revisions import warn_unpinned
 from hm3.evaluation.sandbox import CodeCheck
 from hm3.evaluation.sandbox.verdicts import VERDICTS
 
@@ -53,10 +55,11 @@ def _offline() -> bool:
     )
 
 
-def fetch_hint(path: str | None = None, name: str | None = None) -> str:
+def fetch_hint(path: str | None = None, name: str | None = None, revision=None) -> str:
     """How to put a hub dataset into the local `datasets` cache."""
+    pinned = f", revision={revision!r}" if revision else ""
     call = (
-        f"datasets.load_dataset({path!r}{', ' + repr(name) if name else ''})"
+        f"datasets.load_dataset({path!r}{', ' + repr(name) if name else ''}{pinned})"
         if path
         else "datasets.load_dataset(...)"
     )
@@ -69,13 +72,23 @@ def fetch_hint(path: str | None = None, name: str | None = None) -> str:
 
 
 def load_hub_dataset(
-    path: str, name: str | None = None, cache_dir: str | None = None
+    path: str,
+    name: str | None = None,
+    cache_dir: str | None = None,
+    revisions: Mapping[str, str | None] | None = None,
+    task: str = "hm3",
 ) -> datasets.DatasetDict:
     """``datasets.load_dataset(path, name)`` (the same call as lm-eval's own tasks make,
-    so they share the cache), with an HM3Error naming the dataset when it cannot be had."""
+    so they share the cache) at the commit ``revisions`` pins for ``path``
+    (`evaluation.dataset_revisions`), with an HM3Error naming the dataset when it cannot
+    be had."""
     label = f"{path} ({name})" if name else path
+    revision = (revisions or {}).get(path)
+    if not revision:
+        warn_unpinned(path, task)
+    pinned = {"revision": revision} if revision else {}
     try:
-        return datasets.load_dataset(path=path, name=name, cache_dir=cache_dir)
+        return datasets.load_dataset(path=path, name=name, cache_dir=cache_dir, **pinned)
     except Exception as err:  # datasets raises ConnectionError, FileNotFoundError, hub errors...
         where = (
             "it is not in the local datasets cache and the hub may not be used "
@@ -83,8 +96,10 @@ def load_hub_dataset(
             if _offline()
             else "it could not be loaded from the hub or the local datasets cache"
         )
+        at = f" at revision {revision}" if revision else ""
         raise HM3Error(
-            f"dataset {label}: {where} ({type(err).__name__}: {err}). {fetch_hint(path, name)}"
+            f"dataset {label}{at}: {where} ({type(err).__name__}: {err}). "
+            f"{fetch_hint(path, name, revision)}"
         ) from err
 
 
@@ -103,6 +118,7 @@ def load_gsm8k(
     search_size: int = 250,
     fewshot_size: int | None = None,
     cache_dir: str | None = None,
+    dataset_revisions: Mapping | None = None,
     **_ignored,
 ) -> datasets.DatasetDict:
     """GSM8K's train split cut in two: ``search`` = its last ``search_size`` records,
@@ -111,7 +127,7 @@ def load_gsm8k(
     task = "hm3_gsm8k_search"
     search_size = _size(search_size, "search_size", task)
     fewshot_size = _size(fewshot_size, "fewshot_size", task, optional=True)
-    train = load_hub_dataset(*GSM8K, cache_dir=cache_dir)["train"]
+    train = load_hub_dataset(*GSM8K, cache_dir, dataset_revisions, task)["train"]
     head = len(train) - search_size
     if head < 1:
         raise HM3Error(
@@ -132,7 +148,10 @@ def load_gsm8k(
 
 
 def load_humaneval(
-    search_every: int = 4, cache_dir: str | None = None, **_ignored
+    search_every: int = 4,
+    cache_dir: str | None = None,
+    dataset_revisions: Mapping | None = None,
+    **_ignored,
 ) -> datasets.DatasetDict:
     """HumanEval's 164 problems divided by index: ``search`` = every ``search_every``-th
     (0, 4, 8, ...: 41 problems), ``test`` = the others (123)."""
@@ -141,7 +160,7 @@ def load_humaneval(
         raise HM3Error(
             f"hm3_humaneval: dataset_kwargs.search_every must be at least 2, got {search_every!r}"
         )
-    problems = load_hub_dataset(*HUMANEVAL, cache_dir=cache_dir)["test"]
+    problems = load_hub_dataset(*HUMANEVAL, cache_dir, dataset_revisions, "hm3_humaneval")["test"]
     indices = range(len(problems))
     return datasets.DatasetDict(
         {
@@ -152,12 +171,17 @@ def load_humaneval(
 
 
 def load_wmt16_de_en(
-    search_size: int = 300, cache_dir: str | None = None, **_ignored
+    search_size: int = 300,
+    cache_dir: str | None = None,
+    dataset_revisions: Mapping | None = None,
+    **_ignored,
 ) -> datasets.DatasetDict:
     """WMT16 de-en's validation split (newstest2015): ``search`` = its first
     ``search_size`` sentence pairs, ``fewshot`` = the rest (used only with num_fewshot > 0).
     The test split stays lm-eval's `wmt16-de-en` (newstest2016)."""
-    validation = load_hub_dataset(*WMT16_DE_EN, cache_dir=cache_dir)["validation"]
+    validation = load_hub_dataset(
+        *WMT16_DE_EN, cache_dir, dataset_revisions, "hm3_wmt16_de_en_search"
+    )["validation"]
     return datasets.DatasetDict(
         _split_validation(validation, search_size, "hm3_wmt16_de_en_search", "WMT16 de-en")
     )
@@ -178,25 +202,30 @@ def _split_validation(validation, search_size, task: str, label: str) -> dict:
 
 
 def load_iwslt2017_de_en(
-    search_size: int = 300, cache_dir: str | None = None, **_ignored
+    search_size: int = 300,
+    cache_dir: str | None = None,
+    dataset_revisions: Mapping | None = None,
+    **_ignored,
 ) -> datasets.DatasetDict:
     """IWSLT 2017 de-en (TED talks): ``search`` = the first ``search_size`` sentence pairs
     of its validation split (dev2010), ``fewshot`` = the rest of validation (used only
     with num_fewshot > 0), ``test`` = its test split (tst2010-2015), all of it, as
     lm-eval's IWSLT tasks score."""
-    splits = load_hub_dataset(*IWSLT2017_DE_EN, cache_dir=cache_dir)
+    splits = load_hub_dataset(*IWSLT2017_DE_EN, cache_dir, dataset_revisions, "hm3_iwslt2017_de_en")
     cut = _split_validation(
         splits["validation"], search_size, "hm3_iwslt2017_de_en_search", "IWSLT 2017 de-en"
     )
     return datasets.DatasetDict({**cut, "test": splits["test"]})
 
 
-def load_mbpp(cache_dir: str | None = None, **_ignored) -> datasets.DatasetDict:
+def load_mbpp(
+    cache_dir: str | None = None, dataset_revisions: Mapping | None = None, **_ignored
+) -> datasets.DatasetDict:
     """MBPP (full): ``search`` = its validation split (90 problems), ``test`` = its test
     split (500, lm-eval's `mbpp`), ``fewshot`` = the prompt split's problems 2, 3, 4, the
     three shots lm-eval's `mbpp` shows, marked ``is_fewshot`` as its samples are (so
     that `doc_to_target` gives their code)."""
-    splits = load_hub_dataset(*MBPP, cache_dir=cache_dir)
+    splits = load_hub_dataset(*MBPP, cache_dir, dataset_revisions, "hm3_mbpp")
     prompt = splits["prompt"]
     where = {task_id: index for index, task_id in enumerate(prompt["task_id"])}
     missing = [t for t in MBPP_SHOT_IDS if t not in where]
