@@ -4,11 +4,12 @@ derive from the entries is what they wrote before the registry (file paths, benc
 stems, cost-table stages, HV-table kinds): results keep their names and labels."""
 
 import importlib
+from pathlib import Path
 
 import yaml
 
 from _paths import REPO
-from hm3.compare import dataflow, no_param, nsga2, random_search, registry
+from hm3.compare import dataflow, no_param, nsga2, random_paths, random_search, registry
 from hm3.core import layout
 from hm3.report.cost import STAGES, stage_of
 
@@ -56,17 +57,28 @@ def test_entries_give_the_paths_the_rules_always_wrote():
         "nsga2",
         "dataflow_search",
         "no_param_paths",
+        "random_paths",
     ]
+    # the random-path baseline moved into the registry: its rule, benchmark and log keep
+    # their names; its files moved from results/paths/ to its compare folder
+    random_paths = registry.BY_NAME["random-paths"]
+    assert random_paths.benchmark_file == "results/benchmarks/random_paths_{report_pref}.tsv"
+    assert (
+        random_paths.file(layout.SUMMARY_FILE)
+        == "results/compare/random-paths/{report_pref}/search.json"
+    )
 
 
 def test_cost_stages_and_kinds_keep_their_labels_and_order():
-    assert STAGES[-5:] == [
+    assert STAGES[-6:] == [
         (r"compare_no_param_[\w-]+$", "ablation: HM3 without parameter level"),
         (r"compare_random_search_[\w-]+$", "baseline: random search"),
         (r"compare_nsga2$", "baseline: NSGA-II"),
         (r"compare_dataflow_[\w-]+$", "baseline: evolutionary data-flow"),
+        (r"random_paths_[\w-]+$", "random-path baseline"),
         (r"train_no_param_policy$", "ablation: HM3 without parameter level"),
     ]
+    assert stage_of("random_paths_w03") == "random-path baseline"  # its benchmark's old name
     assert stage_of("compare_dataflow_w03") == "baseline: evolutionary data-flow"
     assert stage_of("compare_nsga2") == "baseline: NSGA-II"
     assert registry.KINDS == {
@@ -97,10 +109,13 @@ def test_each_rule_job_calls_its_method_as_its_rule_always_did(monkeypatch):
     )
     monkeypatch.setattr(dataflow, "dataflow_search", record("dataflow_search", {"best": 2}))
     monkeypatch.setattr(no_param, "search_path", record("search_path", {"best": 3}))
+    monkeypatch.setattr(random_paths, "random_paths", record("random_paths", {"best": 4}))
     inputs = {
         "ideal": "i.json",
         "base": "results/models/base",
         "base_policy": "results/compare/hm3-no-param/rl/policy",
+        "anchor": "results/models/param/w04",
+        "path_budget": "results/paths/w04/search.json",
         "models": [],
     }
     printed = [
@@ -112,6 +127,7 @@ def test_each_rule_job_calls_its_method_as_its_rule_always_did(monkeypatch):
             ("nsga2", None),
             ("dataflow_search", "w02"),
             ("no_param_paths", "w03"),
+            ("random_paths", "w04"),
         )
     ]
     assert printed == [
@@ -119,6 +135,7 @@ def test_each_rule_job_calls_its_method_as_its_rule_always_did(monkeypatch):
         {"budget": 9},
         {"best": 2},
         {"best": 3},
+        {"best": 4},
     ]  # NSGA-II's log leaves the picks out
     assert calls == [
         ("random_search", ({"seed": 1}, "w01", [0.5, 0.5], "i.json", "out"), {}),
@@ -141,5 +158,19 @@ def test_each_rule_job_calls_its_method_as_its_rule_always_did(monkeypatch):
                 "2GB",
             ),
             {"overwrite": True},
+        ),
+        (
+            "random_paths",
+            (
+                {"seed": 1},
+                "w04",
+                [0.5, 0.5],
+                "i.json",
+                "results/models/param/w04",
+                "results/paths/w04/search.json",
+                Path("out") / layout.SUMMARY_FILE,
+                Path("out") / layout.CANDIDATES_FILE,
+            ),
+            {},
         ),
     ]

@@ -27,7 +27,7 @@ def results(tmp_path):
         summary(
             root / "paths" / pid / "search.json", candidates=9, evaluations=8, item_evaluations=600
         )
-        summary(root / "paths" / pid / "random.json", budget=8, evaluations=8)
+        summary(root / "compare" / "random-paths" / pid / "search.json", budget=8, evaluations=8)
         summary(
             root / "compare" / "random-search" / pid / "search.json",
             candidates=19,
@@ -71,6 +71,7 @@ def test_budgets_amortise_the_offline_work_over_the_reporting_preferences(result
     # M_λ's 19, the online search's 8 (its first candidate is M_λ), the offline share
     assert table.loc["hm3-path", "candidates_per_λ"] == 19 + 8 + offline
     assert table.loc["hm3", "candidates_per_λ"] == table.loc["hm3-path", "candidates_per_λ"]
+    # random paths over M_λ: M_λ's search and as many paths as the online search scored
     assert table.loc["random-paths", "candidates_per_λ"] == 19 + 8
     assert table.loc["random-search", "candidates_per_λ"] == 19
     assert table.loc["nsga2", "candidates_per_λ"] == 19  # one run for every λ

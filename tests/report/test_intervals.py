@@ -126,7 +126,7 @@ def test_each_point_finds_its_values_in_the_file_its_scores_came_from(tmp_path):
 
     param = put("param.json", {"scores": {}, "item_values": "M"})
     path = put("path.json", {"best": {"item_values_test": "P"}})
-    random = put("random.json", {"best": {"item_values_test": "R"}})
+    random = put("random.json", {"preference": "w1", "best": {"item_values_test": "R"}})
     nsga2 = put("nsga2.json", {"picks": {"w1": {"item_values_test": "N"}}})
     family = put("math.json", {"item_values": "F"})
     ties = put("ties_items.json", {"method": "ties", "item_values_test": {"w1": "T"}})
@@ -142,8 +142,7 @@ def test_each_point_finds_its_values_in_the_file_its_scores_came_from(tmp_path):
         points,
         {"w1": param},
         {"w1": path},
-        {"w1": random},
-        {"nsga2": [nsga2]},
+        {"nsga2": [nsga2], "random-paths": [random]},
         {"math": family},
         [ties],
     )

@@ -91,7 +91,9 @@ def test_lower_level_outputs(finished_run):
         # the identity path (M_λ itself) is a candidate, so the path is never worse on search
         assert summary["best"]["g_search"] <= summary["identity"]["g_search"] + 1e-12
         assert (
-            json.loads((results / "paths" / pref / "random.json").read_text())["budget"]
+            json.loads((results / "compare" / "random-paths" / pref / "search.json").read_text())[
+                "budget"
+            ]
             == summary["budget"]
         )
         model = results / "paths" / pref / "model"

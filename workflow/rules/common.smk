@@ -149,7 +149,12 @@ def reporting_table():
 def compare_inputs(method):
     """The inputs of a comparison method's job: what it reads beside the models, the
     data (search and test splits) and the ideal point, then those."""
-    extra = {"base": layout.fill(layout.MODEL, model=BASE), "base_policy": layout.NO_PARAM_POLICY}
+    extra = {
+        "base": layout.fill(layout.MODEL, model=BASE),
+        "base_policy": layout.NO_PARAM_POLICY,
+        "anchor": layout.fill(layout.PARAM_MODEL, pref="{report_pref}"),
+        "path_budget": layout.PATH_SUMMARY,
+    }
     return {
         **{name: extra[name] for name in method.inputs},
         "models": model_dirs(),

@@ -1,6 +1,6 @@
 # Lower level: the path policy trained offline over the training preferences (t00..),
 # then, per reporting preference (w00..), the online path search over the experts and
-# M_λ, and the random-path baseline given the same number of evaluations.
+# M_λ. (The random-path baseline on its budget is a comparison method: compare.smk.)
 
 
 rule train_policy:
@@ -60,28 +60,3 @@ rule search_path:
     script:
         "../scripts/search_path.py"
 
-
-rule random_paths:
-    input:
-        budget=layout.PATH_SUMMARY,
-        anchor=layout.fill(layout.PARAM_MODEL, pref="{report_pref}"),
-        experts=expert_dirs(),
-        data=generated_split_files("search") + generated_split_files("test"),
-        ideal=layout.IDEAL,
-    output:
-        summary=layout.RANDOM_SUMMARY,
-        candidates=layout.RANDOM_CANDIDATES,
-    log:
-        layout.log("paths/{report_pref}/random"),
-    benchmark:
-        layout.benchmark("random_paths_{report_pref}")
-    conda:
-        "../../envs/hm3.yaml"
-    threads: threads_for("random_paths")
-    resources:
-        **resources_for("random_paths"),
-    params:
-        config=config_for("random_paths"),
-        weights=report_pref_weights,
-    script:
-        "../scripts/random_paths.py"

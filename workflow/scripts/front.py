@@ -14,7 +14,6 @@ with job(snakemake):
             inp.ideal,
             dict(zip(prefs, inp.tests)),
             dict(zip(prefs, inp.paths)),
-            dict(zip(prefs, inp.random)),
             inp.baselines,
             out.points,
             [out.hv, out.hv_md, out.hv_tex],

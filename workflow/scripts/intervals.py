@@ -15,7 +15,6 @@ with job(snakemake):
         {
             "test_files": dict(zip(prefs, inp.tests)),
             "path_summaries": dict(zip(prefs, inp.paths)),
-            "random_summaries": dict(zip(prefs, inp.random)),
             "compare_summaries": params.compare,
             "family_test_files": dict(zip(params.models, inp.family_test)),
             "baseline_item_files": list(inp.baselines),

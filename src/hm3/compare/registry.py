@@ -21,10 +21,10 @@ from hm3.core import layout
 COMBINED = "hm3"  # every upper- and lower-level point: HM3's front
 SEARCHED = "hm3-param"  # the per-λ searched merges M_λ
 PATHS = "hm3-path"  # the best inference path per λ (architecture level over M_λ)
-RANDOM_PATHS = "random-paths"  # best of as many random valid paths as HM3's online search scored
 # per λ, the base or expert with the best g on the search split (front.csv's `path`
 # column names the model picked)
 FAMILY = "best single model"
+RANDOM_PATHS = "random-paths"  # a comparison method (below) that works over M_λ
 NAIVE_MERGES = ("task_arithmetic", "ties", "dare_ties")  # the `baselines` of the default config
 
 # what each of them is, for the HV table (the paper's ablation table)
@@ -35,7 +35,6 @@ OWN_KINDS = {
     COMBINED: "extra row: union of hm3-param and hm3-path points",
     SEARCHED: "ablation: no architecture level",
     PATHS: "HM3 (one model per λ)",
-    RANDOM_PATHS: "baseline: random paths over M_λ",
     FAMILY: "baseline: one of the family",
     **dict.fromkeys(NAIVE_MERGES, "naive merge"),
 }
@@ -61,7 +60,8 @@ class Method:
     per_preference: bool = True  # one job per reporting λ, or one run for every λ (per-λ picks)
     inputs: tuple[
         str, ...
-    ] = ()  # read beside the models, the data and the ideal point: "base", "base_policy"
+    ] = ()  # read beside the models, the data and the ideal point: "base", "base_policy",
+    # "anchor" (this λ's searched merge M_λ), "path_budget" (this λ's online path search)
     anytime: str | None = None  # its curve in the anytime-HV table
     point: str = POINT_PATH_ONLY  # how the explorer finds a point's recipe and checkpoint
 
@@ -158,6 +158,20 @@ METHODS = (
         inputs=("base_policy", "base"),
         anytime="HM3 without parameter level",
         point=POINT_EXPORTED_PATH,
+    ),
+    # the architecture level's own baseline: as many distinct random valid paths over
+    # {experts, M_λ} as HM3's online search scored for that λ (its budget counts M_λ's
+    # search too); its anytime curve continues the upper level's (hm3.report.paper)
+    Method(
+        RANDOM_PATHS,
+        "baseline: random paths over M_λ",
+        module="random_paths",
+        rule="random_paths",
+        benchmark="random_paths",
+        stage="random-path baseline",
+        outputs={"candidates": layout.CANDIDATES_FILE, "summary": layout.SUMMARY_FILE},
+        inputs=("anchor", "path_budget"),
+        point=POINT_PATH_ONLY,
     ),
 )
 BY_NAME = {m.name: m for m in METHODS}

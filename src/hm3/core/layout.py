@@ -47,8 +47,6 @@ PATH_MODEL = "results/paths/{report_pref}/model"
 PATH_CANDIDATES = "results/paths/{report_pref}/candidates.csv"
 PATH_RECIPE = "results/paths/{report_pref}/path.yaml"
 PATH_SUMMARY = "results/paths/{report_pref}/search.json"
-RANDOM_SUMMARY = "results/paths/{report_pref}/random.json"
-RANDOM_CANDIDATES = "results/paths/{report_pref}/random_candidates.csv"
 # the ablation without the parameter level trains its own policy, on pools anchored on
 # the base (hm3.compare.no_param); its folder is beside the method's per-λ folders
 NO_PARAM_RL = "results/compare/hm3-no-param/rl"

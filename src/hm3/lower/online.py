@@ -1,6 +1,7 @@
 """Online path search per reporting preference: roll the trained policy out over the
 pool (experts + M_λ), keep the best path on the search split (optionally aligned), score
-it on test and export it; and the random-path baseline on the same budget."""
+it on test and export it. (The random-path baseline on the same budget is a comparison
+method: hm3.compare.random_paths.)"""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from hm3.lower.settings import (
     alignment_settings,
     lower_settings,
     reward_function,
-    path_length_limit,
 )
 from hm3.upper.settings import augmentation
 from hm3.upper.preferences import scalarizer
@@ -236,77 +236,6 @@ def align_best(
         return alignment
     candidates.rows[-1]["origin"] = "aligned (rejected)"
     return {}
-
-
-def random_paths(
-    config: Mapping,
-    preference: str,
-    weights: Sequence[float],
-    ideal_file: str | Path,
-    anchor_dir: str | Path,
-    budget_file: str | Path,
-    out_json: str | Path,
-    out_csv: str | Path,
-) -> dict:
-    """The random-path baseline: as many distinct uniformly random valid paths as the
-    online search scored for this λ, best on the search split, scored on test."""
-    # the stage's script imports this module before `job()` sets its threads and its log,
-    # so the heavy modules load here, once the job runs
-    # lazy: torch, once the job runs (see above)
-    from hm3.lower.inference_path import as_path, parse_path
-
-    # lazy: torch and transformers (as above)
-    from hm3.lower.pool import CandidateLog, PoolFactory
-
-    weights = check_weights(weights, list(config["tasks"]))
-    ideal = json.loads(Path(ideal_file).read_text())
-    budget = int(json.loads(Path(budget_file).read_text())["budget"])
-    t_max = path_length_limit(config)
-    rng = np.random.default_rng(derive_seed(config["seed"], "random_paths", preference))
-    factory = PoolFactory(config, layout.MODELS)
-    try:
-        pool = factory.pool(anchor_dir)
-        plain = scalarizer(ideal)
-        candidates = CandidateLog(
-            factory.evaluator(pool, anchor_dir, "search"),
-            pool.names,
-            weights,
-            scalarizer(ideal, augmentation(config)),
-            plain,
-        )
-        steps = [(m, layer) for m, depth in enumerate(pool.depths) for layer in range(depth)]
-        possible = sum(len(steps) ** length for length in range(1, t_max + 1))
-        seen = set()
-        while len(seen) < min(budget, possible):
-            length = int(rng.integers(1, t_max + 1))
-            path = as_path([steps[i] for i in rng.integers(len(steps), size=length)])
-            if path not in seen:
-                seen.add(path)
-                candidates.score("random", path)
-        best = candidates.best()
-        on_test = factory.evaluator(pool, anchor_dir, "test")
-        test = on_test.evaluate(parse_path(best["path"], pool.names))
-    finally:
-        factory.close()
-    with atomic_file(out_csv) as handle:
-        candidates.frame().to_csv(handle, index=False, float_format="%.6f")
-    summary = {
-        "preference": preference,
-        "budget": budget,
-        "evaluations": candidates.evaluator.evaluator.evaluations,
-        "raced_out": candidates.evaluator.evaluator.raced_out,
-        "item_evaluations": candidates.evaluator.evaluator.items,
-        "test_evaluations": on_test.evaluator.evaluations,
-        "best": {
-            "path": best["path"],
-            "g_search": float(best["g"]),
-            "scores_test": test["scores"],
-            "g_test": float(plain(test["scores"], weights)),
-            "item_values_test": test.get("item_values"),
-        },
-    }
-    write_json(out_json, summary)
-    return summary
 
 
 def _check_layout(pool, meta: Mapping) -> None:

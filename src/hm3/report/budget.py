@@ -54,7 +54,6 @@ def method_budgets(results: str | Path, preferences: Iterable[str]) -> pd.DataFr
         offline += _spent([rl_file], "distinct_paths", "evaluations")
     # the path searches' allowance: their first candidate, M_λ, is the upper level's
     online = _spent(layout.glob(results, layout.PATH_SUMMARY), "budget", "evaluations")
-    random_paths = _spent(layout.glob(results, layout.RANDOM_SUMMARY), "budget", "evaluations")
 
     def row(method, *parts, amortised=0.0):
         return {
@@ -67,7 +66,6 @@ def method_budgets(results: str | Path, preferences: Iterable[str]) -> pd.DataFr
         row(registry.COMBINED, upper, online, amortised=offline),
         row(registry.SEARCHED, upper),
         row(registry.PATHS, upper, online, amortised=offline),
-        row(registry.RANDOM_PATHS, upper, random_paths),
     ]
     own_policy = layout.at(results, layout.NO_PARAM_RL_SUMMARY)
     own_offline = (
@@ -78,7 +76,9 @@ def method_budgets(results: str | Path, preferences: Iterable[str]) -> pd.DataFr
         if files:
             spent = _spent(files, "candidates", "budget", "evaluated", "evaluations")
             amortised = own_offline if "base_policy" in method.inputs else 0.0
-            rows.append(row(method.name, spent, amortised=amortised))
+            # a method over HM3's M_λ (random paths) spends the upper level's search too
+            over = upper if "anchor" in method.inputs else 0.0
+            rows.append(row(method.name, over, spent, amortised=amortised))
     return pd.DataFrame(rows)
 
 

@@ -32,7 +32,6 @@ STAGES = [
     (r"baseline_[\w-]+$", "naive baselines"),
     (r"train_policy$", "lower level: offline RL training"),
     (r"search_path_[\w-]+$", "lower level: online path search"),
-    (r"random_paths_[\w-]+$", "random-path baseline"),
     *((m.benchmark_pattern, m.stage) for m in registry.cost_order()),
     # the ablation's own policy (workflow/rules/compare.smk) counts with the ablation
     (r"train_no_param_policy$", registry.BY_NAME["hm3-no-param"].stage),
@@ -75,7 +74,6 @@ def _evaluations(results: Path) -> tuple[dict[str, int], dict[str, int]]:
             add(stage, data.get("evaluations", 0), data)
     summaries = [
         (layout.PATH_SUMMARY, "lower level: online path search"),
-        (layout.RANDOM_SUMMARY, "random-path baseline"),
         *((m.file(layout.SUMMARY_FILE), m.stage) for m in registry.cost_order()),
     ]
     for template, stage in summaries:

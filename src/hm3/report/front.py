@@ -204,27 +204,37 @@ def path_points(config: Mapping, summaries: Mapping[str, str | Path], method: st
 def paths_table(
     points: pd.DataFrame,
     summaries: Mapping[str, str | Path],
-    random_summaries: Mapping[str, str | Path],
+    random_summaries: Sequence[str | Path] = (),
 ) -> pd.DataFrame:
-    """Per preference: g on test of M_λ alone, HM3's path and the random-path
-    baseline (same number of evaluations), the chosen path and its g on search."""
+    """Per preference: g on test of M_λ alone and of HM3's path, the chosen path and its
+    g on search; with the random-path baseline's summaries (same number of evaluations,
+    when `compare.methods` runs it), its g on test and on search too."""
     wide = points[points["method"].isin([SEARCHED, PATHS, RANDOM_PATHS])].pivot(
         index="preference", columns="method", values="g"
     )
+    random = {}
+    for file in random_summaries:
+        data = json.loads(Path(file).read_text())
+        random[data["preference"]] = data["best"]["g_search"]
     rows = []
     for pid in wide.index:
         found = json.loads(Path(summaries[pid]).read_text())
+        baseline = (
+            {
+                "g_test.random_paths": wide.loc[pid, RANDOM_PATHS],
+                "g_search.random_paths": random[pid],
+            }
+            if pid in random
+            else {}
+        )
         rows.append(
             {
                 "preference": pid,
                 "g_test.M_lambda": wide.loc[pid, SEARCHED],
                 "g_test.hm3_path": wide.loc[pid, PATHS],
-                "g_test.random_paths": wide.loc[pid, RANDOM_PATHS],
                 "g_search.M_lambda": found["identity"]["g_search"],
                 "g_search.hm3_path": found["best"]["g_search"],
-                "g_search.random_paths": json.loads(Path(random_summaries[pid]).read_text())[
-                    "best"
-                ]["g_search"],
+                **baseline,
                 "evaluations": found["budget"],
                 "path": found["best"]["path"],
                 "found_by": found["best"]["origin"],
@@ -300,7 +310,6 @@ def lower_front(
     ideal_file,
     test_files: Mapping[str, str | Path],
     path_summaries: Mapping,
-    random_summaries: Mapping,
     baseline_files,
     out_points,
     out_hv: Sequence[str],
@@ -311,7 +320,7 @@ def lower_front(
     budgets: pd.DataFrame | None = None,
 ) -> dict:
     """HM3's front (upper + lower level points) against the parameter-only front,
-    the paths alone, the random-path baseline, the comparison methods and the
+    the paths alone, the comparison methods (the random-path baseline among them) and the
     naive baselines."""
     ideal = json.loads(Path(ideal_file).read_text())
     param = searched_points(config, test_files)
@@ -322,7 +331,6 @@ def lower_front(
             combined,
             param,
             paths,
-            path_points(config, random_summaries, RANDOM_PATHS),
             compare_points(config, compare_summaries or {}),
             family_points(config, ideal, *family),
             baseline_points(baseline_files),
@@ -330,7 +338,7 @@ def lower_front(
         ignore_index=True,
     )
     points, hv = write_front(points, config, ideal, out_points, out_hv, budgets)
-    table = paths_table(points, path_summaries, random_summaries)
+    table = paths_table(points, path_summaries, (compare_summaries or {}).get(RANDOM_PATHS, ()))
     write_table(table.round(6), *out_table)
     plot_front(
         points[points["method"] != COMBINED],

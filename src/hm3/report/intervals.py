@@ -26,7 +26,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from hm3.compare.registry import COMBINED, FAMILY, PATHS, RANDOM_PATHS, SEARCHED
+from hm3.compare.registry import COMBINED, FAMILY, PATHS, SEARCHED
 from hm3.core.errors import HM3Error
 from hm3.core.settings import from_section
 from hm3.report.bootstrap import paired_intervals
@@ -136,7 +136,6 @@ def point_item_values(
     points: pd.DataFrame,
     test_files: Mapping[str, str | Path],
     path_summaries: Mapping[str, str | Path],
-    random_summaries: Mapping[str, str | Path],
     compare_summaries: Mapping[str, Sequence[str | Path]],
     family_test_files: Mapping[str, str | Path],
     baseline_item_files: Sequence[str | Path],
@@ -145,7 +144,6 @@ def point_item_values(
     from the files its scores came from; None where they were not recorded."""
     param = {p: _read(f).get("item_values") for p, f in test_files.items()}
     paths = {p: _read(f)["best"].get("item_values_test") for p, f in path_summaries.items()}
-    random = {p: _read(f)["best"].get("item_values_test") for p, f in random_summaries.items()}
     family = {m: _read(f).get("item_values") for m, f in family_test_files.items()}
     compared = {}
     for method, files in compare_summaries.items():
@@ -167,8 +165,6 @@ def point_item_values(
             return param.get(pid)
         if method in (PATHS, COMBINED):
             return paths.get(pid)
-        if method == RANDOM_PATHS:
-            return random.get(pid)
         if method == FAMILY:
             return family.get(path)
         return compared.get((method, pid), baselines.get((method, pid)))

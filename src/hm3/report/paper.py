@@ -152,7 +152,10 @@ def anytime_hv(config: Mapping, ideal: Mapping, results: str | Path) -> pd.DataF
         )
     for label, template in (
         ("hm3-path (online, after M_λ)", layout.PATH_CANDIDATES),
-        ("random paths (after M_λ)", layout.RANDOM_CANDIDATES),
+        (
+            "random paths (after M_λ)",
+            registry.BY_NAME[registry.RANDOM_PATHS].file(layout.CANDIDATES_FILE),
+        ),
     ):
         more = traces(template)
         if not more:
