@@ -61,3 +61,20 @@ def test_a_rules_config_is_its_reads_and_nothing_else():
     assert set(policy["rl"]) == {"training", "agent", "reward", "relative_to_identity"}
     assert set(policy["rl"]["training"]) == {"preferences", "episodes"}
     assert rule_reads("naive_baseline", {"baseline": "ties"})[-1] == "baselines.ties"
+
+
+@pytest.mark.parametrize("revisions", [None, {"openai/gsm8k": "a" * 40}])
+def test_scoring_reads_only_the_scoring_rules_keys(revisions, tmp_path):
+    """What a scoring job reads of `evaluation` (the scorer and the cache fingerprint),
+    held to score_model's reads as the job is (hm3.core.config_view.StrictConfig)."""
+    from hm3.core.config_view import StrictConfig
+    from hm3.evaluation.scorer import evaluation_context, scorer_options
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    if revisions:
+        config["evaluation"]["dataset_revisions"] = revisions
+    view = StrictConfig(rule_config(config, "score_model"), rule_reads("score_model"))
+    evaluation = view["evaluation"]
+    assert scorer_options(evaluation)["dataset_revisions"] == revisions
+    evaluation_context([], tmp_path, "search", view["tasks"], evaluation)
+    assert evaluation.get("dataset_revisions") == revisions

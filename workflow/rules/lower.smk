@@ -59,4 +59,3 @@ rule search_path:
         max_shard_size=max_shard_size(),
     script:
         "../scripts/search_path.py"
-

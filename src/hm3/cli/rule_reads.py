@@ -26,6 +26,7 @@ SCORING = (
     "evaluation.limit",
     "evaluation.include_path",
     "evaluation.engine",
+    "evaluation.dataset_revisions",
     "security.trust_remote_code",
 )
 FAMILY = ("models.*.role", "models.*.task")  # which model is the base, which expert for which task
@@ -75,7 +76,6 @@ RULE_READS: dict[str, tuple[str, ...]] = {
     "train_policy": POLICY_TRAINING,
     "train_no_param_policy": POLICY_TRAINING,  # the same training, anchored on the base
     "search_path": PATH_SEARCH,
-    "random_paths": (*CANDIDATES, "rl.agent.t_max"),
     "param_front": HV,
     "front": HV,
     "intervals": (*HV, *SCORING, "seed", "protocol.bootstrap"),
@@ -98,6 +98,7 @@ METHOD_READS = {
         "rl.agent.t_max",
     ),
     "hm3-no-param": PATH_SEARCH,
+    "random-paths": (*CANDIDATES, "rl.agent.t_max"),
 }
 RULE_READS.update({registry.BY_NAME[name].rule: reads for name, reads in METHOD_READS.items()})
 

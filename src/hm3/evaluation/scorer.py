@@ -468,16 +468,19 @@ def score_checkpoint(
 
 def configured_scorer(tasks: Mapping, evaluation: Mapping, split: str, data_dir) -> Scorer:
     """The Scorer the config's `tasks` and `evaluation` sections describe, for one split."""
-    return Scorer(
-        task_specs(tasks),
-        split,
-        data_dir,
-        include_path=include_paths(evaluation),
-        batch_size=evaluation["batch_size"],
-        limit=evaluation.get("limit"),
-        engine=evaluation.get("engine", DEFAULT_ENGINE),
-        dataset_revisions=evaluation.get("dataset_revisions"),
-    )
+    return Scorer(task_specs(tasks), split, data_dir, **scorer_options(evaluation))
+
+
+def scorer_options(evaluation: Mapping) -> dict:
+    """The Scorer's keyword arguments from config section `evaluation` (every key of it
+    a scoring job reads to build one: hm3.cli.rule_reads.SCORING)."""
+    return {
+        "include_path": include_paths(evaluation),
+        "batch_size": evaluation["batch_size"],
+        "limit": evaluation.get("limit"),
+        "engine": evaluation.get("engine", DEFAULT_ENGINE),
+        "dataset_revisions": evaluation.get("dataset_revisions"),
+    }
 
 
 class CachedEvaluator:

@@ -19,8 +19,6 @@ class EvaluationSettings:
     cache: str = layout.CACHE  # the SQLite evaluation cache
     engine: str = "prepared"  # prepared (hm3.evaluation.prepared) | lm-eval (its evaluate())
     racing: Mapping = field(default_factory=dict)  # hm3.evaluation.racing.racing_settings reads it
-    # hub dataset -> commit (hm3.evaluation.dataset_revisions); {}: the tiny tasks' own data
-    dataset_revisions: Mapping = field(default_factory=dict)
 
 
 def evaluation_settings(section: Mapping) -> EvaluationSettings:
