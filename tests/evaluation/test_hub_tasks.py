@@ -502,34 +502,33 @@ def _revision(path: str) -> str:
 
 @pytest.fixture(scope="module")
 def pinned_loads(fake_hub, tmp_path_factory):
-    """Every hub task built once, with a revision for each dataset: {task: (path, name, revision)}."""
+    """Every hub task built by one scorer, with a revision for each dataset: the loads the
+    fake hub answered, and the tasks."""
     paths = {path for path, _name in fake_hub if isinstance(path, str)}
     revisions = {path: _revision(path) for path in paths}
     LOADS.clear()
-    loads = {}
-    data = tmp_path_factory.mktemp("data")
-    for task in EVERY_HUB_TASK:  # one scorer per task, so each load is the task's own
-        before = len(LOADS)
-        spec = TaskSpec(name="x", lm_eval_task={"search": task}, metric="chrf,none")
-        scorer = Scorer([spec], "search", data, dataset_revisions=revisions)
-        assert len(LOADS) == before + 1, task
-        loads[task] = (LOADS[-1], scorer.task_dict["tasks"][task])
-    return loads
+    specs = [
+        TaskSpec(name=f"x{i}", lm_eval_task={"search": task}, metric="chrf,none")
+        for i, task in enumerate(EVERY_HUB_TASK)
+    ]
+    scorer = Scorer(specs, "search", tmp_path_factory.mktemp("data"), dataset_revisions=revisions)
+    return list(LOADS), scorer.task_dict["tasks"]
 
 
-@pytest.mark.parametrize("task", EVERY_HUB_TASK)
-def test_every_hub_task_loads_its_dataset_at_the_pinned_revision(pinned_loads, task):
-    (path, name, revision), built = pinned_loads[task]
-    assert revision == _revision(path)
-    # the YAML's dataset_path/dataset_name (what hm3 pin pins) is what the loader reads
-    assert (built.config.dataset_path, built.config.dataset_name) == (path, name)
+def test_every_hub_task_loads_its_dataset_at_the_pinned_revision(pinned_loads):
+    loads, tasks = pinned_loads
+    assert len(loads) == len(EVERY_HUB_TASK)  # one load per task
+    assert all(revision == _revision(path) for path, _name, revision in loads)
+    # the YAMLs' dataset_path/dataset_name (what hm3 pin pins) are what the loaders read
+    declared = {(t.config.dataset_path, t.config.dataset_name) for t in tasks.values()}
+    assert declared == {(path, name) for path, name, _revision in loads}
 
 
 @pytest.mark.parametrize("task", ["gsm8k", "wmt16-de-en"])
 def test_a_pinned_standard_task_is_lm_evals_task_with_a_revision(pinned_loads, test_scorer, task):
     """lm-eval's own tasks get the revision through a config dict (its YAML, includes
     resolved, plus `dataset_kwargs.revision`): the task is otherwise the one lm-eval builds."""
-    pinned = pinned_loads[task][1]
+    pinned = pinned_loads[1][task]
     plain = test_scorer.task_dict["tasks"][task]
     ignored = {"metadata", "dataset_kwargs"}
     assert {k: v for k, v in pinned.config.to_dict().items() if k not in ignored} == {
