@@ -43,11 +43,12 @@ def task_config(task_manager, task: str) -> dict:
     return load_yaml(entry.yaml_path, resolve_func=True)
 
 
-def dataset_of(config: Mapping) -> tuple[str, str | None] | None:
-    """(dataset_path, dataset_name) of a hub task's config; None for a task without one
-    (the tiny tasks read the run's own data)."""
+def dataset_of(config: Mapping) -> str | None:
+    """The hub dataset (`dataset_path`) a task's config reads; None for a task without
+    one (the tiny tasks read the run's own data). Revisions are per repository, so the
+    configuration (`dataset_name`) does not matter here."""
     path = config.get("dataset_path")
-    return (str(path), config.get("dataset_name")) if path else None
+    return str(path) if path else None
 
 
 def task_spec(task_manager, task: str, revisions: Mapping[str, str | None]) -> str | dict:
@@ -58,11 +59,11 @@ def task_spec(task_manager, task: str, revisions: Mapping[str, str | None]) -> s
     dataset = dataset_of(config)
     if dataset is None:
         return task
-    revision = revisions.get(dataset[0])
+    revision = revisions.get(dataset)
     if config.get("custom_dataset") is not None:
         return task  # hm3's loaders read `dataset_revisions` from the metadata
     if not revision:
-        warn_unpinned(dataset[0], task)
+        warn_unpinned(dataset, task)
         return task
     kwargs = {**(config.get("dataset_kwargs") or {}), "revision": revision}
     return {**config, "dataset_kwargs": kwargs}
@@ -89,7 +90,7 @@ def used_datasets(tasks: Mapping, include_path: list[str]) -> dict[str, list[str
                 raise HM3Error(f"tasks.{objective}.lm_eval_task.{split}: no lm-eval task {task!r}")
             dataset = dataset_of(task_config(manager, task))
             if dataset is not None:
-                used.setdefault(dataset[0], []).append(task)
+                used.setdefault(dataset, []).append(task)
     return used
 
 
