@@ -9,7 +9,9 @@ from hm3.lower.settings import OnlineSettings, RLSettings
 
 def test_online_proposals_follow_the_configured_schedule():
     agent = PathAgent(
-        [2, 2], n_tasks=2, settings=RLSettings(t_max=3, seed=1, episodes_per_update=3)
+        [2, 2],
+        n_tasks=2,
+        settings=RLSettings(actions="free", t_max=3, seed=1, episodes_per_update=3),
     )
     seen = []
     online_paths(

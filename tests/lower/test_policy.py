@@ -1,20 +1,28 @@
 """The trained policy on disk (no pickle) and its amortised answer."""
 
+import json
 import time
 
 import numpy as np
 import pytest
 
 from hm3.core.errors import HM3Error
-from hm3.lower.policy import load_policy, nearest_searched, policy_answer, save_policy
+from hm3.lower.policy import (
+    greedy_diversity,
+    load_policy,
+    nearest_searched,
+    policy_answer,
+    save_policy,
+)
 from hm3.lower.rl import PathAgent
 from hm3.lower.settings import RLSettings
+from hm3.lower.training import reward_quarters
 
 TASKS = ["math", "code", "translation"]
 
 
 def test_policy_round_trips_through_safetensors_and_answers_fast(tmp_path):
-    agent = PathAgent([4, 4, 4, 4], n_tasks=3, settings=RLSettings(t_max=6, seed=5))
+    agent = PathAgent([4, 4, 4, 4], n_tasks=3, settings=RLSettings(actions="free", t_max=6, seed=5))
     agent.train(
         lambda rng: rng.dirichlet([1, 1, 1]), lambda path, w: float(len(path) == 2), episodes=16
     )
@@ -52,3 +60,38 @@ def test_nearest_searched_preference_stands_in_for_m(tmp_path):
     assert found["preference"] == "t00" and found["M"].endswith("param/t00/model")
     assert found["l1_distance"] == pytest.approx(0.2)
     assert "note" in nearest_searched(tmp_path / "elsewhere", TASKS, np.array([1.0, 0, 0]))
+
+
+def test_an_old_free_policy_still_loads_and_an_aligned_one_round_trips(tmp_path):
+    """Policies saved before `rl.agent.actions` existed are free-space policies."""
+    free = PathAgent([3, 3], n_tasks=3, settings=RLSettings(actions="free", t_max=4, seed=1))
+    save_policy(free, tmp_path / "old", names=["math", "M"], tasks=TASKS, meta={})
+    meta_file = tmp_path / "old" / "policy.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["settings"]["actions"]
+    meta_file.write_text(json.dumps(meta))
+    loaded, _ = load_policy(tmp_path / "old")
+    assert loaded.space.kind == "free"
+    aligned = PathAgent([3, 3], n_tasks=3, settings=RLSettings(seed=1))
+    save_policy(aligned, tmp_path / "new", names=["math", "M"], tasks=TASKS, meta={})
+    loaded, _ = load_policy(tmp_path / "new")
+    assert loaded.space.kind == "aligned"
+    w = [0.2, 0.3, 0.5]
+    assert loaded.rollout(w, greedy=True).actions == aligned.rollout(w, greedy=True).actions
+
+
+def test_greedy_diversity_counts_distinct_answers_over_unseen_preferences():
+    agent = PathAgent([2, 2], n_tasks=3, settings=RLSettings(seed=2))
+    found = greedy_diversity(agent, 3, samples=20, seed=0)
+    assert set(found) == {"distinct_greedy_critic", "distinct_greedy_actor"}
+    assert all(1 <= n <= 20 for n in found.values())
+    assert found == greedy_diversity(agent, 3, samples=20, seed=0)  # greedy: no randomness used
+    agent.imitate([(w, [(1, 0), (1, 1)]) for w in ([0.2, 0.3, 0.5], [0.7, 0.2, 0.1])], steps=150)
+    assert greedy_diversity(agent, 3, samples=20, seed=0)["distinct_greedy_actor"] == 1
+
+
+def test_reward_quarters():
+    found = reward_quarters(np.array([0.0, 0.2, 0.4, 0.6, 1.0, 1.0, 1.0, 1.0]))
+    assert found["reward_first_quarter"] == pytest.approx(0.1)
+    assert found["reward_first_quarter_sd"] == pytest.approx(0.1)
+    assert found["reward_last_quarter"] == 1.0 and found["reward_last_quarter_sd"] == 0.0

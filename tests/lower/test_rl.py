@@ -5,7 +5,15 @@ import pytest
 import torch
 
 from hm3.core.errors import ConfigError
-from hm3.lower.rl import ActionSpace, PathAgent, action_probabilities, nearest, wolpertinger_pick
+from hm3.core.errors import HM3Error
+from hm3.lower.rl import (
+    ActionSpace,
+    AlignedActionSpace,
+    PathAgent,
+    action_probabilities,
+    nearest,
+    wolpertinger_pick,
+)
 from hm3.lower.settings import RLSettings
 
 
@@ -55,6 +63,8 @@ def test_settings_are_checked():
         RLSettings(t_max=0)
     with pytest.raises(ConfigError, match="epsilon"):
         RLSettings(epsilon=1.0)
+    with pytest.raises(ConfigError, match="rl.agent.actions"):
+        RLSettings(actions="anywhere")
 
 
 def _toy_value(path, weights):
@@ -72,6 +82,7 @@ def _two_preferences(rng):
 def test_ppo_converges_to_the_known_optimum_of_a_toy_mdp():
     """A contextual toy MDP: the optimum is a different path for each λ."""
     settings = RLSettings(
+        actions="free",
         t_max=3,
         neighbours=2,
         epsilon=0.1,
@@ -94,7 +105,9 @@ def test_ppo_converges_to_the_known_optimum_of_a_toy_mdp():
 
 
 def test_one_step_bandit_is_solved_by_the_wolpertinger_decision():
-    settings = RLSettings(t_max=1, neighbours=2, learning_rate=3e-3, episodes_per_update=16, seed=0)
+    settings = RLSettings(
+        actions="free", t_max=1, neighbours=2, learning_rate=3e-3, episodes_per_update=16, seed=0
+    )
     agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
 
     def value(path, w):
@@ -110,7 +123,9 @@ def test_one_step_bandit_is_solved_by_the_wolpertinger_decision():
 def test_training_is_deterministic_under_the_seed():
     def run():
         agent = PathAgent(
-            [2, 2], n_tasks=2, settings=RLSettings(t_max=2, seed=3, episodes_per_update=4)
+            [2, 2],
+            n_tasks=2,
+            settings=RLSettings(actions="free", t_max=2, seed=3, episodes_per_update=4),
         )
         episodes = agent.train(lambda rng: rng.dirichlet([1, 1]), _toy_value, episodes=12)
         return [e.actions for e in episodes], [p.detach().clone() for p in agent.actor.parameters()]
@@ -121,10 +136,63 @@ def test_training_is_deterministic_under_the_seed():
 
 def test_imitation_makes_the_demonstrated_paths_greedy():
     """Behaviour cloning of one path per λ (offline training starts from M_λ's identity path)."""
-    agent = PathAgent([3, 3, 4], n_tasks=2, settings=RLSettings(t_max=5, seed=2))
+    agent = PathAgent([3, 3, 4], n_tasks=2, settings=RLSettings(actions="free", t_max=5, seed=2))
     demos = [([0.8, 0.2], [(2, 0), (2, 1), (2, 2), (2, 3)]), ([0.2, 0.8], [(0, 0), (1, 1), (0, 2)])]
     nll = agent.imitate(demos, steps=150)
     assert nll < 0.25
     for weights, path in demos:
         assert agent.rollout(weights, greedy=True, decide="actor").path(agent.space) == path
     assert np.isnan(agent.imitate([], steps=10))
+
+
+def test_the_aligned_space_offers_one_layer_per_depth_or_a_skip():
+    space = AlignedActionSpace([3, 3], t_max=99)  # t_max does not apply: one decision per depth
+    assert space.t_max == 3 and space.skip == 6 and space.stop == 7
+    for depth in range(3):
+        valid = space.mask(depth)
+        assert sorted(torch.nonzero(valid).flatten().tolist()) == [depth, 3 + depth, space.skip]
+    assert torch.nonzero(space.mask(3)).flatten().tolist() == [space.stop]  # forced
+    assert space.encode([(1, 0), (1, 1), (1, 2)]) == [3, 4, 5, 7]
+    assert space.encode([(0, 0), (1, 2)]) == [0, space.skip, 5, 7]
+    for bad in ([(0, 1), (0, 0)], [(0, 1), (1, 1)]):  # out of order, a depth twice
+        with pytest.raises(HM3Error, match="not in the aligned"):
+            space.encode(bad)
+    with pytest.raises(HM3Error, match="one depth"):
+        AlignedActionSpace([3, 4], t_max=4)
+    assert space.embeddings[space.skip].tolist() != space.embeddings[space.stop].tolist()
+
+
+def test_every_aligned_rollout_is_a_runnable_path_and_cloning_reaches_the_identity():
+    """Sampled aligned paths never repeat or reorder depths; cloning makes the
+    identity path (the anchor's layers, the last model) the greedy one."""
+    settings = RLSettings(seed=4, epsilon=0.5)
+    agent = PathAgent([4, 4, 4], n_tasks=2, settings=settings)
+    for _ in range(30):
+        path = agent.rollout(np.array([0.5, 0.5])).path(agent.space)
+        layers = [layer for _, layer in path]
+        assert layers == sorted(set(layers)) and len(path) <= 4
+    identity = [(2, layer) for layer in range(4)]
+    agent.imitate([([0.5, 0.5], identity)], steps=150)
+    assert agent.rollout([0.5, 0.5], greedy=True, decide="actor").path(agent.space) == identity
+
+
+def test_ppo_learns_a_preference_dependent_aligned_path():
+    """The toy optimum per λ: model 1's layer at depth 0 and a skip at depth 1 when
+    the first task weighs more, else model 0 at both depths (partial credit per
+    matching position, as the free space's toy)."""
+
+    def value(path, weights):
+        target = [(1, 0)] if weights[0] > 0.5 else [(0, 0), (0, 1)]
+        matches = sum(a == b for a, b in zip(path, target))
+        return matches / len(target) - 0.3 * abs(len(path) - len(target))
+
+    settings = RLSettings(learning_rate=3e-3, episodes_per_update=16, seed=0)
+    agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
+    rewards = []
+    agent.train(_two_preferences, value, 800, log=lambda i, ep, stats: rewards.append(ep.reward))
+    assert agent.rollout([0.9, 0.1], greedy=True, decide="actor").path(agent.space) == [(1, 0)]
+    assert agent.rollout([0.1, 0.9], greedy=True, decide="actor").path(agent.space) == [
+        (0, 0),
+        (0, 1),
+    ]
+    assert np.mean(rewards[-100:]) > 0.8 > np.mean(rewards[:100]) + 0.5

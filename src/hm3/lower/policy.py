@@ -27,6 +27,18 @@ def describe_actions(agent, episode, names: Sequence[str]) -> str:
     return describe(as_path(episode.path(agent.space)), names)
 
 
+def greedy_diversity(agent, n_tasks: int, samples: int, seed: int) -> dict:
+    """How many distinct greedy paths (critic and actor decisions) the policy gives
+    over ``samples`` preferences drawn uniformly from the simplex (seeded): a policy
+    that ignores λ answers every one with the same path."""
+    rng = np.random.default_rng(seed)
+    paths = {"critic": set(), "actor": set()}
+    for weights in rng.dirichlet(np.ones(n_tasks), size=samples):
+        for decide, seen in paths.items():
+            seen.add(tuple(agent.rollout(weights, greedy=True, decide=decide).actions))
+    return {f"distinct_greedy_{decide}": len(seen) for decide, seen in paths.items()}
+
+
 def save_policy(
     agent,
     out_dir: str | Path,
@@ -67,6 +79,7 @@ def load_policy(policy_dir: str | Path):
             "run `snakemake --cores all results/rl/policy` first"
         )
     meta = json.loads((policy_dir / POLICY_META).read_text())
+    meta["settings"].setdefault("actions", "free")  # saved before the aligned space existed
     agent = PathAgent(meta["depths"], len(meta["tasks"]), RLSettings(**meta["settings"]))
     tensors = load_file(str(policy_dir / POLICY_WEIGHTS))
     for part, module in (("actor", agent.actor), ("critic", agent.critic)):

@@ -28,25 +28,36 @@ import numpy as np
 import torch
 from torch import nn
 
+from hm3.core.errors import HM3Error
 from hm3.core.faults import pause_point
 from hm3.lower.settings import RLSettings
 
 
 class ActionSpace:
-    """Actions 0..n-2 are the pool's (model, layer) steps; the last is STOP.
+    """The paper's free action space: actions 0..n-2 are the pool's (model, layer)
+    steps in any order; the last is STOP.
 
     Each action has a fixed embedding: the model as one-hot, the layer's relative
     depth (and its sine and cosine), and a STOP flag, so that the nearest
     neighbours of a proto-action are neighbouring layers of the same model.
     """
 
+    kind = "free"
+
     def __init__(self, depths: Sequence[int], t_max: int):
         self.depths, self.t_max = list(depths), t_max
         self.steps = [(m, layer) for m, depth in enumerate(self.depths) for layer in range(depth)]
         self.stop = len(self.steps)
         self.size = self.stop + 1
+        self.embeddings = self._embedding_table(flags=1)
+        self.model_ids = torch.tensor([m for m, _ in self.steps] + [len(self.depths)])  # STOP
+        self.layer_ids = torch.tensor([layer for _, layer in self.steps] + [0])
+        self.token_ids = len(self.depths) + 2  # models, STOP, the start token
+
+    def _embedding_table(self, flags: int) -> torch.Tensor:
+        """Rows for the steps, then one flag column per non-step action (STOP last)."""
         n_models = len(self.depths)
-        table = torch.zeros(self.size, n_models + 4)
+        table = torch.zeros(self.size, n_models + 3 + flags)
         for index, (m, layer) in enumerate(self.steps):
             rel = layer / max(1, self.depths[m] - 1)
             table[index, m] = 1.0
@@ -54,9 +65,11 @@ class ActionSpace:
                 [rel, math.sin(math.pi * rel), math.cos(math.pi * rel)]
             )
         table[self.stop, -1] = 1.0
-        self.embeddings = table
-        self.model_ids = torch.tensor([m for m, _ in self.steps] + [n_models])  # STOP: its own id
-        self.layer_ids = torch.tensor([layer for _, layer in self.steps] + [0])
+        return table
+
+    def is_step(self, action: int) -> bool:
+        """Whether an action adds a layer to the path (not STOP, not a skip)."""
+        return action < len(self.steps)
 
     def mask(self, length: int) -> torch.Tensor:
         """Valid actions after ``length`` steps: no STOP on an empty path; only STOP at T_max."""
@@ -68,6 +81,73 @@ class ActionSpace:
             valid[self.stop] = True
         return valid
 
+    def encode(self, path: Sequence[tuple[int, int]]) -> list[int]:
+        """The actions that build ``path``, STOP included (cut at T_max)."""
+        index = {step: a for a, step in enumerate(self.steps)}
+        return [index[tuple(step)] for step in path][: self.t_max] + [self.stop]
+
+
+class AlignedActionSpace(ActionSpace):
+    """Position-aligned actions: decision t chooses which pool model's layer t runs
+    at depth t, or skips depth t; the episode ends after the last depth.
+
+    Every path of this space keeps the base architecture's order of depths, so each
+    layer reads a hidden state of the depth it was trained at (from a sibling
+    model of the same family): the paths stay runnable, the identity path (M_λ's
+    layers) is one choice per depth away from each neighbour, and exploration
+    moves between models instead of into broken orders. The paper's free space
+    (any layer anywhere, repeats) contains all of these paths; on the tiny suite
+    almost none of its random paths run (docs/lower.md).
+    """
+
+    kind = "aligned"
+
+    def __init__(self, depths: Sequence[int], t_max: int):
+        if len(set(depths)) != 1:
+            raise HM3Error(
+                f"rl.agent.actions: aligned needs models of one depth, not {list(depths)}"
+            )
+        self.depths = list(depths)
+        self.t_max = self.depths[0]  # one decision per depth: t_max does not apply
+        self.steps = [(m, layer) for m, depth in enumerate(self.depths) for layer in range(depth)]
+        self.skip, self.stop = len(self.steps), len(self.steps) + 1
+        self.size = self.stop + 1
+        table = self._embedding_table(flags=2)
+        table[self.skip, -2] = 1.0
+        self.embeddings = table
+        n_models = len(self.depths)
+        self.model_ids = torch.tensor([m for m, _ in self.steps] + [n_models + 2, n_models])
+        self.layer_ids = torch.tensor([layer for _, layer in self.steps] + [0, 0])
+        self.token_ids = n_models + 3  # models, STOP, the start token, skip
+
+    def mask(self, length: int) -> torch.Tensor:
+        """At depth ``length``: that depth's layer of any model, or a skip; STOP after the last."""
+        valid = torch.zeros(self.size, dtype=torch.bool)
+        if length >= self.t_max:
+            valid[self.stop] = True
+            return valid
+        for index, (_, layer) in enumerate(self.steps):
+            valid[index] = layer == length
+        valid[self.skip] = True
+        return valid
+
+    def encode(self, path: Sequence[tuple[int, int]]) -> list[int]:
+        """A path of increasing depths as one action per depth (skips where it has no
+        layer), STOP included; any other path is not in this space."""
+        at_depth = {}
+        for model, layer in path:
+            if layer in at_depth or (at_depth and layer < max(at_depth)):
+                raise HM3Error(f"path {list(path)} is not in the aligned action space")
+            at_depth[layer] = self.steps.index((model, layer))
+        return [at_depth.get(depth, self.skip) for depth in range(self.t_max)] + [self.stop]
+
+
+ACTION_SPACES = {space.kind: space for space in (ActionSpace, AlignedActionSpace)}
+
+
+def action_space(depths: Sequence[int], settings: RLSettings) -> ActionSpace:
+    return ACTION_SPACES[settings.actions](depths, settings.t_max)
+
 
 class StateEncoder(nn.Module):
     """GRU over learned embeddings of (model, layer, position) of the path so far,
@@ -77,9 +157,7 @@ class StateEncoder(nn.Module):
         super().__init__()
         n_models = len(space.depths)
         self.space = space
-        self.model_embedding = nn.Embedding(
-            n_models + 2, settings.embed_dim
-        )  # + STOP, + start token
+        self.model_embedding = nn.Embedding(space.token_ids, settings.embed_dim)
         self.layer_embedding = nn.Embedding(max(space.depths), settings.embed_dim)
         self.position_embedding = nn.Embedding(space.t_max + 1, settings.embed_dim)
         self.start_token = n_models + 1
@@ -212,7 +290,7 @@ class Episode:
     scores: dict = field(default_factory=dict)
 
     def path(self, space: ActionSpace) -> list[tuple[int, int]]:
-        return [space.steps[a] for a in self.actions if a != space.stop]
+        return [space.steps[a] for a in self.actions if space.is_step(a)]
 
 
 class PathAgent:
@@ -222,7 +300,7 @@ class PathAgent:
         self.settings = settings
         torch.manual_seed(settings.seed)
         self.rng = np.random.default_rng(settings.seed)
-        self.space = ActionSpace(depths, settings.t_max)
+        self.space = action_space(depths, settings)
         self.actor = Actor(self.space, n_tasks, settings)
         self.critic = Critic(self.space, n_tasks, settings)
         self.optimizer = torch.optim.Adam(
@@ -367,12 +445,11 @@ class PathAgent:
         episodes from a uniform start never came near M_λ's reward)."""
         steps = self.settings.imitation_steps if steps is None else steps
         prefixes, weights, actions = [], [], []
-        index = {step: a for a, step in enumerate(self.space.steps)}
         for w, path in demonstrations:
             steps_of = [
                 (s.model, s.layer) if hasattr(s, "model") else (int(s[0]), int(s[1])) for s in path
             ]
-            sequence = [index[step] for step in steps_of][: self.settings.t_max] + [self.space.stop]
+            sequence = self.space.encode(steps_of)
             for position, action in enumerate(sequence):
                 if int(self.space.mask(position).sum()) > 1:  # forced STOPs are not decisions
                     prefixes.append(sequence[:position])

@@ -17,12 +17,17 @@ from hm3.upper.settings import augmentation
 
 
 DEFAULT_T_MAX = 8
+DEFAULT_ACTIONS = "aligned"
+ACTION_KINDS = ("aligned", "free")
 
 
 @dataclass(frozen=True)
 class RLSettings:
     """Every hyper-parameter of the lower level (config section `rl`)."""
 
+    # aligned: at depth t, layer t of any pool model or a skip (every path runs);
+    # free: the paper's any-layer-anywhere steps up to t_max (hm3.lower.rl)
+    actions: str = DEFAULT_ACTIONS
     t_max: int = DEFAULT_T_MAX
     length_penalty: float = 0.01  # β
     embed_dim: int = 32
@@ -43,6 +48,10 @@ class RLSettings:
     seed: int = 0
 
     def __post_init__(self):
+        if self.actions not in ACTION_KINDS:
+            raise ConfigError(
+                f"rl.agent.actions must be one of {ACTION_KINDS}, not {self.actions!r}"
+            )
         if self.t_max < 1:
             raise ConfigError(f"rl.t_max must be >= 1, got {self.t_max}")
         if self.neighbours < 1:

@@ -14,10 +14,27 @@ import numpy as np
 from hm3.core import layout
 from hm3.core.errors import HM3Error
 from hm3.core.io import atomic_file, write_json
+from hm3.core.seeds import derive_seed
 from hm3.lower.settings import reward_function, reward_settings, rl_settings
 from hm3.upper.preferences import scalarizer, training_preferences
 
 log = logging.getLogger(__name__)
+
+DIVERSITY_SAMPLES = 200  # unseen preferences the trained policy answers (issue: >= 5 paths)
+
+
+def reward_quarters(rewards: np.ndarray) -> dict:
+    """Mean and sd of the episode rewards in the first and the last quarter of
+    training: learning shows as a last-quarter mean above the first by more than
+    its sd."""
+    quarter = max(1, len(rewards) // 4)
+    first, last = rewards[:quarter], rewards[-quarter:]
+    return {
+        "reward_first_quarter": round(float(np.mean(first)), 5) if len(first) else None,
+        "reward_first_quarter_sd": round(float(np.std(first)), 5) if len(first) else None,
+        "reward_last_quarter": round(float(np.mean(last)), 5) if len(last) else None,
+        "reward_last_quarter_sd": round(float(np.std(last)), 5) if len(last) else None,
+    }
 
 
 def train_policy(
@@ -44,7 +61,7 @@ def train_policy(
     from hm3.lower.plots import plot_training
 
     # lazy: torch, once the job runs (see above)
-    from hm3.lower.policy import describe_actions, save_policy
+    from hm3.lower.policy import describe_actions, greedy_diversity, save_policy
 
     # lazy: torch and transformers, once the job runs (see above)
     from hm3.lower.pool import PoolFactory
@@ -161,6 +178,12 @@ def train_policy(
         "reward_first_batch": float(frame["reward"].head(settings.episodes_per_update).mean()),
         "reward_last_batch": float(frame["reward"].tail(settings.episodes_per_update).mean()),
         "distinct_paths": int(frame["path"].nunique()),
+        **reward_quarters(frame["reward"].to_numpy()),
+        # λ-dependence: greedy answers over preferences it never trained on
+        "unseen_preferences": DIVERSITY_SAMPLES,
+        **greedy_diversity(
+            agent, len(factory.tasks), DIVERSITY_SAMPLES, derive_seed(config["seed"], "diversity")
+        ),
         "seed": settings.seed,
         "imitation_nll": round(imitation, 4)
         if np.isfinite(imitation)

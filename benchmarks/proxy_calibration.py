@@ -1,0 +1,177 @@
+"""Would a cheap proxy reward rank inference paths as the real metrics do?
+
+The lower level's reward scores every path by generation (and, for code, running
+tests): ~1.3 s a path on the tiny suite, which caps offline training at about a
+hundred distinct paths. A teacher-forced proxy needs one forward pass: the mean
+log-probability per token of each search item's reference continuation (the tiny
+suite's fine-tuning target: the worked answer, the canonical solution, the
+translation) given its prompt. This script measures, before any training uses it,
+whether it ranks paths as the metrics do.
+
+For each preference λ of a finished run, it scores M_λ's identity path and `--paths`
+seeded random aligned paths near it (1 to `--changes` depths swapped to an expert's
+layer or skipped) both ways on the search split, and prints, per task, Spearman's
+rank correlation of proxy and metric, and over the paths the correlation of the
+λ-weighted proxy gain with the reward the policy is trained on (Σ λ_k f̃_k), with
+the seconds per path of each. Tiny suite only (the references are its records').
+
+    python benchmarks/proxy_calibration.py --workdir RUN [--preferences ID ...]
+        [--paths 40] [--changes 3] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _search_session import load_config  # noqa: E402
+
+
+def reference_pairs(task: str, split_file: Path) -> list[tuple[str, str]]:
+    """(prompt, reference continuation) of every record of a tiny task's split."""
+    # lazy: hm3 after the arguments are checked
+    from hm3.models.tiny import data
+
+    records = [json.loads(line) for line in split_file.read_text().splitlines() if line.strip()]
+    return [(data.prompt(task, r), data.target(task, r)) for r in records]
+
+
+def proxy_score(model, tokenizer, pairs, batch_size: int = 32) -> float:
+    """Mean over items of the mean log-probability per reference token (teacher forcing)."""
+    import torch  # lazy: with the model
+
+    values = []
+    for start in range(0, len(pairs), batch_size):
+        batch = pairs[start : start + batch_size]
+        prompts = [tokenizer(p, add_special_tokens=False)["input_ids"] for p, _ in batch]
+        whole = [tokenizer(p + t, add_special_tokens=False)["input_ids"] for p, t in batch]
+        width = max(len(ids) for ids in whole)
+        ids = torch.zeros(len(batch), width, dtype=torch.long)
+        mask = torch.zeros(len(batch), width, dtype=torch.long)
+        for row, tokens in enumerate(whole):
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, : len(tokens)] = 1
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
+        for row, (prompt, tokens) in enumerate(zip(prompts, whole)):
+            # the reference's tokens: those after the prompt's (a merge at the seam
+            # counts to the reference)
+            first = max(1, min(len(prompt), len(tokens) - 1))
+            values.append(float(logp[row, first - 1 : len(tokens) - 1].mean()))
+    return float(np.mean(values))
+
+
+def nearby_paths(depth: int, experts: int, count: int, changes: int, rng) -> list[tuple]:
+    """Distinct aligned paths 1..changes depths away from the identity (M is model
+    ``experts``): a depth takes an expert's layer, or is skipped."""
+    identity = [(experts, layer) for layer in range(depth)]
+    seen, paths = {tuple(identity)}, []
+    while len(paths) < count:
+        path = list(identity)
+        for layer in rng.choice(depth, size=int(rng.integers(1, changes + 1)), replace=False):
+            choice = int(rng.integers(experts + 1))  # an expert, or `experts`: skip
+            path[layer] = (choice, int(layer)) if choice < experts else None
+        path = tuple(step for step in path if step is not None)
+        if path and path not in seen:
+            seen.add(path)
+            paths.append(path)
+    return paths
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--preferences", nargs="*", default=["w3333-3333-3333"])
+    parser.add_argument("--paths", type=int, default=40)
+    parser.add_argument("--changes", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    os.chdir(args.workdir)
+
+    # lazy: hm3 and torch after the arguments are checked
+    from scipy.stats import spearmanr
+
+    from hm3.core import layout
+    from hm3.lower.pool import PoolFactory
+    from hm3.lower.settings import reward_function
+    from hm3.upper.preferences import experts_by_task
+
+    config = load_config()
+    tasks = [task for task, _ in experts_by_task(config)]
+    ideal = json.loads(Path(layout.IDEAL).read_text())
+    reward = reward_function(config, ideal)
+    pairs = {t: reference_pairs(t, Path(f"results/data/{t}/search.jsonl")) for t in tasks}
+    factory = PoolFactory(config, layout.MODELS)
+    rng = np.random.default_rng(args.seed)
+    report = {}
+    for pref in args.preferences:
+        weights = _weights_of(pref, tasks)
+        anchor = layout.fill(layout.PARAM_MODEL, pref=pref)
+        pool = factory.pool(anchor)
+        evaluator = factory.evaluator(pool, anchor, "search")
+        depth = pool.depths[-1]
+        paths = [
+            pool.identity_path(),
+            *nearby_paths(depth, len(tasks), args.paths, args.changes, rng),
+        ]
+        rows, real_seconds, proxy_seconds = [], 0.0, 0.0
+        for path in paths:
+            started = time.perf_counter()
+            scores = evaluator.evaluate(path)["scores"]
+            real_seconds += time.perf_counter() - started
+            started = time.perf_counter()
+            model = pool.assemble(tuple(path))
+            proxy = {t: proxy_score(model, factory.tokenizer, pairs[t]) for t in tasks}
+            proxy_seconds += time.perf_counter() - started
+            rows.append({"scores": scores, "proxy": proxy, "reward": reward(scores, weights)})
+        base = rows[0]["proxy"]
+        proxy_gain = [
+            sum(w * (r["proxy"][t] - base[t]) / abs(base[t]) for t, w in zip(tasks, weights))
+            for r in rows
+        ]
+        report[pref] = {
+            "paths": len(rows),
+            **{
+                f"spearman.{t}": round(
+                    float(
+                        spearmanr(
+                            [r["proxy"][t] for r in rows], [r["scores"][t] for r in rows]
+                        ).statistic
+                    ),
+                    3,
+                )
+                for t in tasks
+            },
+            "spearman.reward": round(
+                float(spearmanr(proxy_gain, [r["reward"] for r in rows]).statistic), 3
+            ),
+            "paths_better_than_M.metric": int(
+                sum(r["reward"] > rows[0]["reward"] for r in rows[1:])
+            ),
+            "paths_better_than_M.proxy": int(sum(g > 0 for g in proxy_gain[1:])),
+            "seconds_per_path.metric": round(real_seconds / len(rows), 3),
+            "seconds_per_path.proxy": round(proxy_seconds / len(rows), 3),
+        }
+        print(pref, json.dumps(report[pref]), flush=True)
+    factory.close()
+    return 0
+
+
+def _weights_of(pref: str, tasks) -> np.ndarray:
+    """The weight vector of a searched preference, from the run's preferences table."""
+    import pandas as pd  # lazy: with the run's tables
+
+    frame = pd.read_csv("results/moo/preferences.csv").set_index("preference")
+    return frame.loc[pref, list(tasks)].to_numpy(float)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
