@@ -20,9 +20,9 @@ from hm3.lower.settings import RLSettings
 def test_action_space_and_masks():
     space = ActionSpace([2, 3], t_max=3)
     assert space.steps == [(0, 0), (0, 1), (1, 0), (1, 1), (1, 2)] and space.stop == 5
-    assert not space.mask(0)[space.stop] and space.mask(0)[:5].all()  # no empty path
-    assert space.mask(2).all()
-    only_stop = space.mask(3)
+    assert not space.mask([])[space.stop] and space.mask([])[:5].all()  # no empty path
+    assert space.mask([0, 1]).all()
+    only_stop = space.mask([0, 1, 2])
     assert only_stop[space.stop] and only_stop.sum() == 1  # T_max reached
     # neighbouring layers of one model are nearer than other models' layers
     e = space.embeddings
@@ -44,7 +44,7 @@ def test_wolpertinger_returns_the_critics_best_of_the_nearest():
 def test_behaviour_policy_is_a_distribution_over_valid_actions():
     space = ActionSpace([3, 3], t_max=4)
     settings = RLSettings(neighbours=2, epsilon=0.2)
-    valid = space.mask(0)
+    valid = space.mask([])
     probs = action_probabilities(
         torch.zeros(space.embeddings.shape[1]), space.embeddings, valid, settings
     )
@@ -53,7 +53,7 @@ def test_behaviour_policy_is_a_distribution_over_valid_actions():
     assert (probs[valid] >= 0.2 / valid.sum() - 1e-7).all()
     # more probable the nearer the proto-action
     proto = space.embeddings[4] + 0.01
-    probs = action_probabilities(proto, space.embeddings, space.mask(1), settings)
+    probs = action_probabilities(proto, space.embeddings, space.mask([4]), settings)
     assert int(torch.argmax(probs)) == 4
     assert probs[3] > probs[0]  # a neighbouring layer of the same model beats another model's
 
@@ -149,9 +149,12 @@ def test_the_aligned_space_offers_one_layer_per_depth_or_a_skip():
     space = AlignedActionSpace([3, 3], t_max=99)  # t_max does not apply: one decision per depth
     assert space.t_max == 3 and space.skip == 6 and space.stop == 7
     for depth in range(3):
-        valid = space.mask(depth)
+        valid = space.mask([0, 1, 2][:depth])
         assert sorted(torch.nonzero(valid).flatten().tolist()) == [depth, 3 + depth, space.skip]
-    assert torch.nonzero(space.mask(3)).flatten().tolist() == [space.stop]  # forced
+    assert torch.nonzero(space.mask([0, 1, 2])).flatten().tolist() == [space.stop]  # forced
+    skipped = [space.skip, space.skip]  # the last depth must then give the path a layer
+    assert sorted(torch.nonzero(space.mask(skipped)).flatten().tolist()) == [2, 5]
+    assert space.mask([space.skip, 1])[space.skip]
     assert space.encode([(1, 0), (1, 1), (1, 2)]) == [3, 4, 5, 7]
     assert space.encode([(0, 0), (1, 2)]) == [0, space.skip, 5, 7]
     for bad in ([(0, 1), (0, 0)], [(0, 1), (1, 1)]):  # out of order, a depth twice
@@ -170,7 +173,7 @@ def test_every_aligned_rollout_is_a_runnable_path_and_cloning_reaches_the_identi
     for _ in range(30):
         path = agent.rollout(np.array([0.5, 0.5])).path(agent.space)
         layers = [layer for _, layer in path]
-        assert layers == sorted(set(layers)) and len(path) <= 4
+        assert layers == sorted(set(layers)) and 1 <= len(path) <= 4  # never empty
     identity = [(2, layer) for layer in range(4)]
     agent.imitate([([0.5, 0.5], identity)], steps=150)
     assert agent.rollout([0.5, 0.5], greedy=True, decide="actor").path(agent.space) == identity

@@ -1,7 +1,9 @@
 """Lower level of HM3: a preference-conditioned actor-critic that builds inference paths.
 
 The MDP (docs/method.md §5.2): the state is the path so far plus λ; an
-action appends a (model, layer) step of the pool or stops; an episode ends on stop or
+action appends a (model, layer) step of the pool or stops (`ActionSpace`, the paper's),
+or, position-aligned, picks which model's layer runs at the next depth or skips it
+(`AlignedActionSpace`, the default); an episode ends on stop or
 at T_max; its reward R = Σ_k λ_k f_k − β·T is spread evenly over its decisions.
 
 Policy discretisation (Wolpertinger). The actor emits a continuous proto-action µ(s)
@@ -71,8 +73,10 @@ class ActionSpace:
         """Whether an action adds a layer to the path (not STOP, not a skip)."""
         return action < len(self.steps)
 
-    def mask(self, length: int) -> torch.Tensor:
-        """Valid actions after ``length`` steps: no STOP on an empty path; only STOP at T_max."""
+    def mask(self, prefix: Sequence[int]) -> torch.Tensor:
+        """Valid actions after the actions ``prefix``: no STOP on an empty path; only
+        STOP at T_max."""
+        length = len(prefix)
         valid = torch.ones(self.size, dtype=torch.bool)
         if length == 0:
             valid[self.stop] = False
@@ -120,15 +124,18 @@ class AlignedActionSpace(ActionSpace):
         self.layer_ids = torch.tensor([layer for _, layer in self.steps] + [0, 0])
         self.token_ids = n_models + 3  # models, STOP, the start token, skip
 
-    def mask(self, length: int) -> torch.Tensor:
-        """At depth ``length``: that depth's layer of any model, or a skip; STOP after the last."""
+    def mask(self, prefix: Sequence[int]) -> torch.Tensor:
+        """At the next depth: that depth's layer of any model, or a skip (not at the
+        last depth when every earlier one was skipped: a path has a layer); STOP
+        after the last depth."""
+        length = len(prefix)
         valid = torch.zeros(self.size, dtype=torch.bool)
         if length >= self.t_max:
             valid[self.stop] = True
             return valid
         for index, (_, layer) in enumerate(self.steps):
             valid[index] = layer == length
-        valid[self.skip] = True
+        valid[self.skip] = length < self.t_max - 1 or any(a != self.skip for a in prefix)
         return valid
 
     def encode(self, path: Sequence[tuple[int, int]]) -> list[int]:
@@ -329,7 +336,7 @@ class PathAgent:
         w = torch.as_tensor(np.asarray(weights, dtype=np.float32)).unsqueeze(0)
         episode = Episode(np.asarray(weights, dtype=np.float64), [])
         while True:
-            valid = self.space.mask(len(episode.actions))
+            valid = self.space.mask(episode.actions)
             if int(valid.sum()) == 1:  # forced (STOP at T_max): not a decision
                 episode.actions.append(int(torch.nonzero(valid)[0]))
                 break
@@ -405,7 +412,7 @@ class PathAgent:
         weights = torch.as_tensor(np.stack([t.weights for t in transitions]).astype(np.float32))
         actions = torch.tensor([t.action for t in transitions])
         old_log_probs = torch.tensor([t.log_prob for t in transitions])
-        valid = torch.stack([self.space.mask(len(p)) for p in prefixes])
+        valid = torch.stack([self.space.mask(p) for p in prefixes])
         stats = {}
         for _ in range(s.epochs):
             protos = self.actor(prefixes, weights)
@@ -451,7 +458,9 @@ class PathAgent:
             ]
             sequence = self.space.encode(steps_of)
             for position, action in enumerate(sequence):
-                if int(self.space.mask(position).sum()) > 1:  # forced STOPs are not decisions
+                if (
+                    int(self.space.mask(sequence[:position]).sum()) > 1
+                ):  # forced STOPs are not decisions
                     prefixes.append(sequence[:position])
                     weights.append(np.asarray(w, dtype=np.float32))
                     actions.append(action)
@@ -459,7 +468,7 @@ class PathAgent:
             return float("nan")
         w = torch.as_tensor(np.stack(weights))
         chosen = torch.tensor(actions)
-        valid = torch.stack([self.space.mask(len(p)) for p in prefixes])
+        valid = torch.stack([self.space.mask(p) for p in prefixes])
         loss = torch.zeros(())
         for _ in range(steps):
             probs = action_probabilities(
