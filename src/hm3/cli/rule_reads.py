@@ -98,7 +98,8 @@ METHOD_READS = {
         "rl.agent.t_max",
     ),
     "hm3-no-param": PATH_SEARCH,
-    "random-paths": (*CANDIDATES, "rl.agent.t_max"),
+    # rl.agent.actions and t_max: random paths of HM3's own action space
+    "random-paths": (*CANDIDATES, "rl.agent.actions", "rl.agent.t_max"),
 }
 RULE_READS.update({registry.BY_NAME[name].rule: reads for name, reads in METHOD_READS.items()})
 

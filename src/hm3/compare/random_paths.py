@@ -16,7 +16,7 @@ from hm3.core.io import atomic_file, write_json
 from hm3.core.seeds import derive_seed
 from hm3.lower.inference_path import as_path, parse_path
 from hm3.lower.pool import CandidateLog, PoolFactory
-from hm3.lower.settings import path_length_limit
+from hm3.lower.settings import path_actions, path_length_limit
 from hm3.upper.moo import check_weights
 from hm3.upper.preferences import scalarizer
 from hm3.upper.settings import augmentation
@@ -41,6 +41,36 @@ def rule_job(
     )
 
 
+def free_paths(depths: Sequence[int], t_max: int):
+    """Uniform paths of the free space: a length 1..T_max, then any (model, layer) per
+    position; and how many such paths exist."""
+    steps = [(m, layer) for m, depth in enumerate(depths) for layer in range(depth)]
+
+    def draw(rng):
+        length = int(rng.integers(1, t_max + 1))
+        return [steps[i] for i in rng.integers(len(steps), size=length)]
+
+    return draw, sum(len(steps) ** length for length in range(1, t_max + 1))
+
+
+def aligned_paths(depths: Sequence[int], t_max: int):
+    """Uniform paths of the aligned space: per depth, one pool model's layer or a skip
+    (never every depth skipped); and how many such paths exist."""
+    models, depth = len(depths), min(depths)
+
+    def draw(rng):
+        while True:
+            choices = rng.integers(models + 1, size=depth)  # `models`: skip
+            path = [(int(m), layer) for layer, m in enumerate(choices) if m < models]
+            if path:
+                return path
+
+    return draw, (models + 1) ** depth - 1
+
+
+PATH_SAMPLERS = {"free": free_paths, "aligned": aligned_paths}
+
+
 def random_paths(
     config: Mapping,
     preference: str,
@@ -51,12 +81,13 @@ def random_paths(
     out_json: str | Path,
     out_csv: str | Path,
 ) -> dict:
-    """The random-path baseline: as many distinct uniformly random valid paths as the
-    online search scored for this λ, best on the search split, scored on test."""
+    """The random-path baseline: as many distinct uniformly random valid paths of HM3's
+    action space (`rl.agent.actions`) as the online search scored for this λ, best on
+    the search split, scored on test."""
     weights = check_weights(weights, list(config["tasks"]))
     ideal = json.loads(Path(ideal_file).read_text())
     budget = int(json.loads(Path(budget_file).read_text())["budget"])
-    t_max = path_length_limit(config)
+    t_max, actions = path_length_limit(config), path_actions(config)
     rng = np.random.default_rng(derive_seed(config["seed"], SEED_LABEL, preference))
     factory = PoolFactory(config, layout.MODELS)
     try:
@@ -69,12 +100,10 @@ def random_paths(
             scalarizer(ideal, augmentation(config)),
             plain,
         )
-        steps = [(m, layer) for m, depth in enumerate(pool.depths) for layer in range(depth)]
-        possible = sum(len(steps) ** length for length in range(1, t_max + 1))
+        draw, possible = PATH_SAMPLERS[actions](pool.depths, t_max)
         seen = set()
         while len(seen) < min(budget, possible):
-            length = int(rng.integers(1, t_max + 1))
-            path = as_path([steps[i] for i in rng.integers(len(steps), size=length)])
+            path = as_path(draw(rng))
             if path not in seen:
                 seen.add(path)
                 candidates.score("random", path)

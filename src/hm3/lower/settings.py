@@ -141,6 +141,13 @@ def rl_settings(config: Mapping, purpose: str = "train") -> RLSettings:
     )
 
 
+def path_actions(config: Mapping) -> str:
+    """`rl.agent.actions` alone: the space HM3's paths come from (a baseline that
+    samples paths samples the same space)."""
+    agent = config.get("rl", {}).get("agent") or {}
+    return str(agent.get("actions", DEFAULT_ACTIONS))
+
+
 def path_length_limit(config: Mapping) -> int:
     """`rl.agent.t_max` alone: the longest path, all a baseline reads of the agent."""
     agent = config.get("rl", {}).get("agent") or {}
