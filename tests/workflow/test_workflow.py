@@ -79,6 +79,10 @@ def test_lower_level_outputs(finished_run):
     assert training["episodes"] == 8 and training["training_preferences"] == 2
     log = pd.read_csv(results / "rl" / "train_log.csv")
     assert len(log) == 8 and set(log["preference"]) <= {"t00", "t01"}
+    # whether the policy learns is measured by every run (issue 15's RL criteria)
+    assert training["unseen_preferences"] == 200
+    assert 1 <= training["distinct_greedy_actor"] <= 200
+    assert training["reward_last_quarter"] is not None
     assert {"reward", "path", "score.math", "policy_loss", "value_loss", "entropy"} <= set(
         log.columns
     )
@@ -96,6 +100,12 @@ def test_lower_level_outputs(finished_run):
             ]
             == summary["budget"]
         )
+        # aligned actions (the default): HM3's and the random baseline's paths keep the
+        # depths in order, one layer per depth at most
+        random_log = pd.read_csv(results / "compare" / "random-paths" / pref / "candidates.csv")
+        for path in [summary["best"]["path"], *random_log["path"]]:
+            layers = [int(step.split(":")[1]) for step in path.split()]
+            assert layers == sorted(set(layers)), path
         model = results / "paths" / pref / "model"
         assert (model / "config.json").exists() and "inference path" in (
             model / "README.md"
