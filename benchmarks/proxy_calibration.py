@@ -2,21 +2,22 @@
 
 The lower level's reward scores every path by generation (and, for code, running
 tests): ~1.3 s a path on the tiny suite, which caps offline training at about a
-hundred distinct paths. A teacher-forced proxy needs one forward pass: the mean
-log-probability per token of each search item's reference continuation (the tiny
-suite's fine-tuning target: the worked answer, the canonical solution, the
-translation) given its prompt. This script measures, before any training uses it,
-whether it ranks paths as the metrics do.
+hundred distinct paths. The teacher-forced proxy (hm3.evaluation.proxy, what
+`rl.training.reward_signal: proxy` trains on) needs one forward pass: the mean
+log-probability per token of each search item's reference continuation (the worked
+answer, the canonical solution, the translation) given its prompt. This script
+measures whether it ranks paths as the metrics do, on the whole search split or on
+the `--items` subset training uses.
 
 For each preference λ of a finished run, it scores M_λ's identity path and `--paths`
 seeded random aligned paths near it (1 to `--changes` depths swapped to an expert's
 layer or skipped) both ways on the search split, and prints, per task, Spearman's
 rank correlation of proxy and metric, and over the paths the correlation of the
-λ-weighted proxy gain with the reward the policy is trained on (Σ λ_k f̃_k), with
-the seconds per path of each. Tiny suite only (the references are its records').
+λ-weighted proxy gain (the proxy reward, `relative_gain`) with the metric reward the
+policy would otherwise be trained on (Σ λ_k f̃_k), with the seconds per path of each.
 
     python benchmarks/proxy_calibration.py --workdir RUN [--preferences ID ...]
-        [--paths 40] [--changes 3] [--seed 0]
+        [--paths 40] [--changes 3] [--items N] [--seed 0]
 """
 
 from __future__ import annotations
@@ -32,41 +33,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _search_session import load_config  # noqa: E402
-
-
-def reference_pairs(task: str, split_file: Path) -> list[tuple[str, str]]:
-    """(prompt, reference continuation) of every record of a tiny task's split."""
-    # lazy: hm3 after the arguments are checked
-    from hm3.models.tiny import data
-
-    records = [json.loads(line) for line in split_file.read_text().splitlines() if line.strip()]
-    return [(data.prompt(task, r), data.target(task, r)) for r in records]
-
-
-def proxy_score(model, tokenizer, pairs, batch_size: int = 32) -> float:
-    """Mean over items of the mean log-probability per reference token (teacher forcing)."""
-    import torch  # lazy: with the model
-
-    values = []
-    for start in range(0, len(pairs), batch_size):
-        batch = pairs[start : start + batch_size]
-        prompts = [tokenizer(p, add_special_tokens=False)["input_ids"] for p, _ in batch]
-        whole = [tokenizer(p + t, add_special_tokens=False)["input_ids"] for p, t in batch]
-        width = max(len(ids) for ids in whole)
-        ids = torch.zeros(len(batch), width, dtype=torch.long)
-        mask = torch.zeros(len(batch), width, dtype=torch.long)
-        for row, tokens in enumerate(whole):
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-            mask[row, : len(tokens)] = 1
-        with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
-        for row, (prompt, tokens) in enumerate(zip(prompts, whole)):
-            # the reference's tokens: those after the prompt's (a merge at the seam
-            # counts to the reference)
-            first = max(1, min(len(prompt), len(tokens) - 1))
-            values.append(float(logp[row, first - 1 : len(tokens) - 1].mean()))
-    return float(np.mean(values))
 
 
 def nearby_paths(depth: int, experts: int, count: int, changes: int, rng) -> list[tuple]:
@@ -92,6 +58,7 @@ def main() -> int:
     parser.add_argument("--preferences", nargs="*", default=["w3333-3333-3333"])
     parser.add_argument("--paths", type=int, default=40)
     parser.add_argument("--changes", type=int, default=3)
+    parser.add_argument("--items", type=int, default=None, help="per task; default all")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.chdir(args.workdir)
@@ -100,6 +67,8 @@ def main() -> int:
     from scipy.stats import spearmanr
 
     from hm3.core import layout
+    from hm3.evaluation.proxy import ReferenceLikelihood, relative_gain
+    from hm3.evaluation.scorer import model_max_length
     from hm3.lower.pool import PoolFactory
     from hm3.lower.settings import reward_function
     from hm3.upper.preferences import experts_by_task
@@ -108,8 +77,8 @@ def main() -> int:
     tasks = [task for task, _ in experts_by_task(config)]
     ideal = json.loads(Path(layout.IDEAL).read_text())
     reward = reward_function(config, ideal)
-    pairs = {t: reference_pairs(t, Path(f"results/data/{t}/search.jsonl")) for t in tasks}
     factory = PoolFactory(config, layout.MODELS)
+    proxy = None  # built with the first pool: it needs the models' length
     rng = np.random.default_rng(args.seed)
     report = {}
     for pref in args.preferences:
@@ -118,6 +87,14 @@ def main() -> int:
         pool = factory.pool(anchor)
         evaluator = factory.evaluator(pool, anchor, "search")
         depth = pool.depths[-1]
+        if proxy is None:
+            proxy = ReferenceLikelihood.from_scorer(
+                factory.scorer("search"),
+                factory.tokenizer,
+                model_max_length(pool.anchor),
+                args.items,
+                args.seed,
+            )
         paths = [
             pool.identity_path(),
             *nearby_paths(depth, len(tasks), args.paths, args.changes, rng),
@@ -129,14 +106,11 @@ def main() -> int:
             real_seconds += time.perf_counter() - started
             started = time.perf_counter()
             model = pool.assemble(tuple(path))
-            proxy = {t: proxy_score(model, factory.tokenizer, pairs[t]) for t in tasks}
+            values = proxy.score(model)
             proxy_seconds += time.perf_counter() - started
-            rows.append({"scores": scores, "proxy": proxy, "reward": reward(scores, weights)})
+            rows.append({"scores": scores, "proxy": values, "reward": reward(scores, weights)})
         base = rows[0]["proxy"]
-        proxy_gain = [
-            sum(w * (r["proxy"][t] - base[t]) / abs(base[t]) for t, w in zip(tasks, weights))
-            for r in rows
-        ]
+        proxy_gain = [relative_gain(r["proxy"], base, weights) for r in rows]
         report[pref] = {
             "paths": len(rows),
             **{

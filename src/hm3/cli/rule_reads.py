@@ -57,6 +57,8 @@ POLICY_TRAINING = (
     *CANDIDATES,
     "rl.training.preferences",
     "rl.training.episodes",
+    "rl.training.reward_signal",
+    "rl.training.proxy_items",
     "rl.agent",
     "rl.reward",
     "rl.relative_to_identity",

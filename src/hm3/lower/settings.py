@@ -96,6 +96,39 @@ class OnlineSettings:
             )
 
 
+REWARD_SIGNALS = ("metric", "proxy")
+DEFAULT_REWARD_SIGNAL = "metric"
+DEFAULT_PROXY_ITEMS = 24
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    """What the offline training's episodes are scored by (config `rl.training`):
+    `metric`, the search split's metrics (generation, tests), or `proxy`, the
+    teacher-forced likelihood of ``proxy_items`` references per task
+    (hm3.evaluation.proxy), one forward pass a path."""
+
+    reward_signal: str = DEFAULT_REWARD_SIGNAL
+    proxy_items: int | None = DEFAULT_PROXY_ITEMS  # per task; None: the whole search split
+
+    def __post_init__(self):
+        if self.reward_signal not in REWARD_SIGNALS:
+            raise ConfigError(
+                f"rl.training.reward_signal must be one of {REWARD_SIGNALS}, "
+                f"not {self.reward_signal!r}"
+            )
+        if self.proxy_items is not None and self.proxy_items < 1:
+            raise ConfigError(f"rl.training.proxy_items must be >= 1, got {self.proxy_items}")
+
+
+def proxy_settings(config: Mapping) -> ProxySettings:
+    training = config.get("rl", {}).get("training", {})
+    keys = [f.name for f in fields(ProxySettings)]
+    return from_section(
+        ProxySettings, {k: training[k] for k in keys if k in training}, "rl.training"
+    )
+
+
 DEFAULT_REWARD = "weighted_sum"  # or "scalarization": -g(.|λ)
 DEFAULT_RELATIVE_TO_IDENTITY = True  # rewards relative to M_λ's identity path
 

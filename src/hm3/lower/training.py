@@ -15,7 +15,12 @@ from hm3.core import layout
 from hm3.core.errors import HM3Error
 from hm3.core.io import atomic_file, write_json
 from hm3.core.seeds import derive_seed
-from hm3.lower.settings import reward_function, reward_settings, rl_settings
+from hm3.lower.settings import (
+    proxy_settings,
+    reward_function,
+    reward_settings,
+    rl_settings,
+)
 from hm3.upper.preferences import scalarizer, training_preferences
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,98 @@ def reward_quarters(rewards: np.ndarray) -> dict:
         "reward_last_quarter": round(float(np.mean(last)), 5) if len(last) else None,
         "reward_last_quarter_sd": round(float(np.std(last)), 5) if len(last) else None,
     }
+
+
+def _metric_scoring(config, evaluators, pools, table, reward, objective, relative):
+    """score_path(pid, path) -> (reward, details) by the search split's metrics."""
+    # M_λ's own value per training λ: rewards are measured from it (a per-λ constant,
+    # so each λ's optimal path is unchanged), which spares the critic learning how
+    # good each M_λ is and makes "better than M_λ" the sign of the reward
+    baseline = {
+        pid: reward(evaluators[pid].evaluate(pools[pid].identity_path())["scores"], table[pid])
+        if relative
+        else 0.0
+        for pid in table
+    }
+
+    def score_path(pid, path):
+        result = evaluators[pid].evaluate(path)
+        weights = table[pid]
+        value = reward(result["scores"], weights)
+        return value - baseline[pid], {
+            "preference": pid,
+            "scores": result["scores"],
+            "cached": result["cached"],
+            "g": float(objective(result["scores"], weights)),
+            "value": value,
+        }
+
+    return score_path
+
+
+class ProxyScoring:
+    """score_path(pid, path) -> (reward, details) by the reference likelihood
+    (hm3.evaluation.proxy): the λ-weighted relative gain over M_λ's own likelihood,
+    so 0 is M_λ, as the metric reward relative to the identity. Paths are scored once
+    per pool (a repeat is served from memory)."""
+
+    def __init__(self, config, factory, pools, table, settings):
+        # lazy: torch, once the job runs
+        from hm3.evaluation.proxy import ReferenceLikelihood
+
+        # lazy: torch, once the job runs
+        from hm3.lower.inference_path import as_path
+        from hm3.evaluation.scorer import model_max_length
+
+        if reward_settings(config).reward != "weighted_sum":
+            raise HM3Error(
+                "rl.training.reward_signal: proxy trains on the weighted sum of the tasks' "
+                "likelihood gains; set rl.reward: weighted_sum (or reward_signal: metric)"
+            )
+        self.pools, self.table = pools, table
+        first = next(iter(pools.values()))
+        self.proxy = ReferenceLikelihood.from_scorer(
+            factory.scorer("search"),
+            factory.tokenizer,
+            model_max_length(first.anchor),
+            settings.proxy_items,
+            derive_seed(config["seed"], "proxy_items"),
+        )
+        self.key = as_path  # Steps and (model, layer) pairs name one path alike
+        self.seen: dict[tuple, dict] = {}
+        self.evaluations, self.seconds = 0, 0.0
+        self.anchor = {pid: self.scores(pid, pools[pid].identity_path()) for pid in table}
+
+    def scores(self, pid, path) -> dict:
+        key = (pid, self.key(path))
+        if key not in self.seen:
+            started = time.perf_counter()
+            self.seen[key] = self.proxy.score(self.pools[pid].assemble(path))
+            self.seconds += time.perf_counter() - started
+            self.evaluations += 1
+        return self.seen[key]
+
+    def __call__(self, pid, path):
+        # lazy: with the class
+        from hm3.evaluation.proxy import relative_gain
+
+        cached = (pid, self.key(path)) in self.seen
+        scores = self.scores(pid, path)
+        value = relative_gain(scores, self.anchor[pid], self.table[pid])
+        return value, {
+            "preference": pid,
+            "scores": scores,
+            "cached": cached,
+            "g": float("nan"),  # the proxy has no g(.|λ): that is the metrics'
+            "value": value,
+        }
+
+    def summary(self) -> dict:
+        return {
+            "proxy_items_per_task": dict(self.proxy.items),
+            "proxy_evaluations": self.evaluations,
+            "proxy_seconds_per_path": round(self.seconds / max(1, self.evaluations), 3),
+        }
 
 
 def train_policy(
@@ -91,34 +188,23 @@ def train_policy(
         imitation,
     )
     ids = list(table)
-    # M_λ's own value per training λ: rewards are measured from it (a per-λ constant,
-    # so each λ's optimal path is unchanged), which spares the critic learning how
-    # good each M_λ is and makes "better than M_λ" the sign of the reward
-    baseline = {
-        pid: reward(evaluators[pid].evaluate(pools[pid].identity_path())["scores"], table[pid])
-        if relative
-        else 0.0
-        for pid in ids
-    }
+    signal = proxy_settings(config)
+    if signal.reward_signal == "proxy":
+        score_path = ProxyScoring(config, factory, pools, table, signal)
+    else:
+        score_path = _metric_scoring(config, evaluators, pools, table, reward, objective, relative)
     bar = tqdm(total=episodes, desc="train policy", mininterval=2.0)
+
+    def evaluate(path, weights):
+        pid = next(p for p in ids if np.array_equal(table[p], weights))
+        bar.update(1)
+        return score_path(pid, path)
 
     def sample(rng):
         return table[ids[int(rng.integers(len(ids)))]]
 
-    def evaluate(path, weights):
-        pid = next(p for p in ids if np.array_equal(table[p], weights))
-        result = evaluators[pid].evaluate(path)
-        value = reward(result["scores"], weights)
-        bar.update(1)
-        return value - baseline[pid], {
-            "preference": pid,
-            "scores": result["scores"],
-            "cached": result["cached"],
-            "g": float(objective(result["scores"], weights)),
-            "value": value,
-        }
-
     rows = []
+    column = "proxy" if isinstance(score_path, ProxyScoring) else "score"
 
     def record(index, episode, stats):
         info = episode.scores
@@ -132,7 +218,8 @@ def train_policy(
                 "reward": episode.reward,
                 "value": info["value"],
                 "g": info["g"],
-                **{f"score.{t}": s for t, s in info["scores"].items()},
+                # score.TASK: the metric; proxy.TASK: the mean reference log-probability
+                **{f"{column}.{t}": s for t, s in info["scores"].items()},
                 "cached": info["cached"],
                 **stats,
             }
@@ -184,6 +271,8 @@ def train_policy(
         **greedy_diversity(
             agent, len(factory.tasks), DIVERSITY_SAMPLES, derive_seed(config["seed"], "diversity")
         ),
+        "reward_signal": signal.reward_signal,
+        **(score_path.summary() if isinstance(score_path, ProxyScoring) else {}),
         "seed": settings.seed,
         "imitation_nll": round(imitation, 4)
         if np.isfinite(imitation)
