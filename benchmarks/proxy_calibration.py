@@ -13,7 +13,7 @@ For each preference λ of a finished run, it scores M_λ's identity path and `--
 seeded random aligned paths near it (1 to `--changes` depths swapped to an expert's
 layer or skipped) both ways on the search split, and prints, per task, Spearman's
 rank correlation of proxy and metric, and over the paths the correlation of the
-λ-weighted proxy gain (the proxy reward, `relative_gain`) with the metric reward the
+λ-weighted proxy gain (the proxy reward, `normalised_gain`) with the metric reward the
 policy would otherwise be trained on (Σ λ_k f̃_k), with the seconds per path of each.
 
     python benchmarks/proxy_calibration.py --workdir RUN [--preferences ID ...]
@@ -67,7 +67,7 @@ def main() -> int:
     from scipy.stats import spearmanr
 
     from hm3.core import layout
-    from hm3.evaluation.proxy import ReferenceLikelihood, relative_gain
+    from hm3.evaluation.proxy import ReferenceLikelihood, expert_spread, normalised_gain
     from hm3.evaluation.scorer import model_max_length
     from hm3.lower.pool import PoolFactory
     from hm3.lower.settings import reward_function
@@ -78,7 +78,7 @@ def main() -> int:
     ideal = json.loads(Path(layout.IDEAL).read_text())
     reward = reward_function(config, ideal)
     factory = PoolFactory(config, layout.MODELS)
-    proxy = None  # built with the first pool: it needs the models' length
+    proxy = spread = None  # built with the first pool: it needs the models' length
     rng = np.random.default_rng(args.seed)
     report = {}
     for pref in args.preferences:
@@ -95,6 +95,7 @@ def main() -> int:
                 args.items,
                 args.seed,
             )
+            spread = expert_spread({n: proxy.score(m) for n, m in factory.experts.items()})
         paths = [
             pool.identity_path(),
             *nearby_paths(depth, len(tasks), args.paths, args.changes, rng),
@@ -110,7 +111,7 @@ def main() -> int:
             proxy_seconds += time.perf_counter() - started
             rows.append({"scores": scores, "proxy": values, "reward": reward(scores, weights)})
         base = rows[0]["proxy"]
-        proxy_gain = [relative_gain(r["proxy"], base, weights) for r in rows]
+        proxy_gain = [normalised_gain(r["proxy"], base, spread, weights) for r in rows]
         report[pref] = {
             "paths": len(rows),
             **{

@@ -59,7 +59,12 @@ def test_a_rules_config_is_its_reads_and_nothing_else():
     assert "extra_metrics" not in ties["tasks"]["math"]
     policy = rule_config(config, "train_policy")
     assert set(policy["rl"]) == {"training", "agent", "reward", "relative_to_identity"}
-    assert set(policy["rl"]["training"]) == {"preferences", "episodes"}
+    assert set(policy["rl"]["training"]) == {
+        "preferences",
+        "episodes",
+        "reward_signal",
+        "proxy_items",
+    }
     assert rule_reads("naive_baseline", {"baseline": "ties"})[-1] == "baselines.ties"
 
 

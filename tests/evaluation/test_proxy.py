@@ -16,7 +16,8 @@ from hm3.evaluation.proxy import (
     ReferenceLikelihood,
     item_subset,
     reference_text,
-    relative_gain,
+    expert_spread,
+    normalised_gain,
     tokenise_item,
 )
 from hm3.evaluation.scorer import Scorer, model_max_length, task_specs
@@ -159,13 +160,21 @@ def test_reference_text_uses_the_answer_field_of_code_tasks():
     assert reference_text(_task("x"), {"answer": " 4"}) == " 4"  # no second space
 
 
-def test_relative_gain_is_zero_at_the_anchor_and_floored():
-    anchor = {"math": -1.0, "code": -2.0}
-    assert relative_gain(anchor, anchor, [0.5, 0.5]) == 0.0
-    better = {"math": -0.5, "code": -2.0}
-    assert relative_gain(better, anchor, [0.5, 0.5]) == pytest.approx(0.25)
-    broken = {"math": -50.0, "code": -2.0}
-    assert relative_gain(broken, anchor, [1.0, 0.0]) == FLOOR
+def test_normalised_gain_is_zero_at_the_anchor_in_expert_units_and_floored():
+    experts = {
+        "math_expert": {"math": -0.5, "code": -0.4},
+        "code_expert": {"math": -1.5, "code": -0.2},
+    }
+    spread = expert_spread(experts)
+    assert spread == pytest.approx({"math": 1.0, "code": 0.2})
+    anchor = {"math": -1.0, "code": -0.3}
+    assert normalised_gain(anchor, anchor, spread, [0.5, 0.5]) == 0.0
+    # a tenth of the code experts' gap is worth a tenth of the math experts' gap
+    assert normalised_gain({"math": -1.0, "code": -0.28}, anchor, spread, [0, 1]) == (
+        pytest.approx(normalised_gain({"math": -0.9, "code": -0.3}, anchor, spread, [1, 0]))
+    )
+    broken = {"math": -50.0, "code": -0.3}
+    assert normalised_gain(broken, anchor, spread, [1.0, 0.0]) == FLOOR
 
 
 def test_proxy_scoring_rewards_gains_over_the_anchor(suite):
@@ -182,7 +191,11 @@ def test_proxy_scoring_rewards_gains_over_the_anchor(suite):
     torch.manual_seed(1)
     other = LlamaForCausalLM(model.config).eval()
     pool = LayerPool({"expert": other, "M": model}, "M")
-    factory = SimpleNamespace(scorer=lambda split: _scorer(data_dir), tokenizer=tokenizer)
+    factory = SimpleNamespace(
+        scorer=lambda split: _scorer(data_dir),
+        tokenizer=tokenizer,
+        experts={"expert": other, "other": model},
+    )
     table = {"t00": np.array([0.5, 0.3, 0.2])}
     config = {"seed": 0, "rl": {"reward": "weighted_sum"}}
     scoring = ProxyScoring(config, factory, {"t00": pool}, table, ProxySettings("proxy", 4))
@@ -196,6 +209,7 @@ def test_proxy_scoring_rewards_gains_over_the_anchor(suite):
     assert again == value and details["cached"]
     assert scoring.summary()["proxy_evaluations"] == 2
     assert scoring.summary()["proxy_items_per_task"] == dict.fromkeys(TASKS, 4)
+    assert set(scoring.summary()["proxy_expert_spread"]) == set(TASKS)
     with pytest.raises(HM3Error, match="weighted_sum"):
         ProxyScoring(
             {"seed": 0, "rl": {"reward": "scalarization"}},

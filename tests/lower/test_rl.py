@@ -199,3 +199,49 @@ def test_ppo_learns_a_preference_dependent_aligned_path():
         (0, 1),
     ]
     assert np.mean(rewards[-100:]) > 0.8 > np.mean(rewards[:100]) + 0.5
+
+
+def test_self_imitation_keeps_each_preferences_best_path():
+    """From a confidently cloned identity path (model 2's layers), graded rewards per λ
+    (a point per depth that holds the λ's target model): PPO alone stays near the
+    identity; with self-imitation the greedy actor answers each λ with the best path it
+    has seen, and exploration goes on from there, so it sees better ones."""
+    targets = {0.9: [(1, 0), (1, 1), (1, 2)], 0.1: [(0, 0), (0, 1), (0, 2)]}
+
+    def value(path, weights):
+        target = targets[round(float(weights[0]), 1)]
+        return sum(a == b for a, b in zip(path, target)) / 3 - 0.3 * abs(len(path) - 3)
+
+    identity = [(2, layer) for layer in range(3)]
+    best_rewards = {}
+    for steps in (0, 50):
+        settings = RLSettings(
+            learning_rate=3e-3, episodes_per_update=8, seed=2, self_imitation_steps=steps
+        )
+        agent = PathAgent([3, 3, 3], n_tasks=2, settings=settings)
+        agent.imitate([([0.9, 0.1], identity), ([0.1, 0.9], identity)], steps=50)
+        best = {}
+        for ep in agent.train(_two_preferences, value, 96):
+            key = round(float(ep.weights[0]), 1)
+            if key not in best or ep.reward > best[key].reward:
+                best[key] = ep
+        best_rewards[steps] = sum(ep.reward for ep in best.values())
+        if steps:
+            for key, ep in best.items():
+                greedy = agent.rollout([key, 1 - key], greedy=True, decide="actor")
+                assert greedy.path(agent.space) == ep.path(agent.space)
+    assert best_rewards[50] > best_rewards[0] + 0.3
+
+
+def test_cloning_moves_a_confident_policy():
+    """Behaviour cloning learns on the softmax's log-probability: a policy confident in
+    one path (its ε-floored behaviour probability of any other action stuck at ε/n)
+    still learns a demonstrated other path."""
+    agent = PathAgent([3, 3, 3], n_tasks=2, settings=RLSettings(learning_rate=3e-3, seed=0))
+    weights = [0.5, 0.5]
+    agent.imitate([(weights, [(2, 0), (2, 1), (2, 2)])], steps=300)
+    other = [(0, 0), (1, 1), (0, 2)]
+    first = agent.imitate([(weights, other)], steps=1)
+    last = agent.imitate([(weights, other)], steps=100)
+    assert last < first / 10
+    assert agent.rollout(weights, greedy=True, decide="actor").path(agent.space) == other

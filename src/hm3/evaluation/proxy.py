@@ -166,17 +166,37 @@ class ReferenceLikelihood:
         return {name: sums[name] / self.items[name] for name in self.names}
 
 
-FLOOR = -1.0  # a task's relative change counts no lower: its loss doubled is broken enough
+FLOOR = -1.0  # a task's change counts no lower: one expert gap below M_λ is broken enough
 
 
-def relative_gain(proxy: Mapping[str, float], anchor: Mapping[str, float], weights) -> float:
-    """Σ_k λ_k max(-1, (p_k - p_k(M_λ)) / |p_k(M_λ)|): the λ-weighted relative change of
-    the reference likelihood against the anchor (0 for the anchor itself). The floor
-    keeps a broken path's reward on the metric reward's scale (a metric falls to 0, no
-    lower; a log-likelihood falls without bound and would swamp every update)."""
+def expert_spread(expert_scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    """Per objective, the best expert's proxy minus the worst expert's: the proxy's
+    unit, as the best expert's score is the metrics' (moo.normalization). Raw
+    log-likelihoods differ in scale between tasks (a code completion is far more
+    predictable than a translation), so unnormalised gains would weigh tasks by how
+    predictable their text is, not by λ."""
+    names = next(iter(expert_scores.values())).keys()
+    spread = {}
+    for name in names:
+        values = [scores[name] for scores in expert_scores.values()]
+        spread[name] = max(max(values) - min(values), 1e-6)
+    return spread
+
+
+def normalised_gain(
+    proxy: Mapping[str, float],
+    anchor: Mapping[str, float],
+    spread: Mapping[str, float],
+    weights,
+) -> float:
+    """Σ_k λ_k max(-1, (p_k - p_k(M_λ)) / spread_k): the λ-weighted change of the
+    reference likelihood against the anchor, in units of the experts' spread on each
+    task (0 for the anchor itself). The floor keeps a broken path's reward on the
+    metric reward's scale (a metric falls to 0, no lower; a log-likelihood falls
+    without bound and would swamp every update)."""
     return float(
         sum(
-            w * max(FLOOR, (proxy[name] - anchor[name]) / max(abs(anchor[name]), 1e-9))
+            w * max(FLOOR, (proxy[name] - anchor[name]) / spread[name])
             for name, w in zip(anchor, weights)
         )
     )

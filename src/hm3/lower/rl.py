@@ -262,6 +262,17 @@ def wolpertinger_pick(
     return int(candidates[torch.argmax(q_values[candidates])])
 
 
+def action_logits(
+    proto: torch.Tensor, embeddings: torch.Tensor, valid: torch.Tensor, settings: RLSettings
+) -> torch.Tensor:
+    """−‖µ − e_a‖²/τ per action, −inf for the invalid ones: the softmax part of the
+    behaviour policy."""
+    distance = ((embeddings - proto.unsqueeze(-2)) ** 2).sum(
+        -1
+    )  # (n,) or, for a batch (B, d), (B, n)
+    return (-distance / settings.temperature).masked_fill(~valid, float("-inf"))
+
+
 def action_probabilities(
     proto: torch.Tensor, embeddings: torch.Tensor, valid: torch.Tensor, settings: RLSettings
 ) -> torch.Tensor:
@@ -269,10 +280,7 @@ def action_probabilities(
     valid actions plus ε-uniform over them. It is a smooth function of µ for every
     action, so the policy gradient reaches actions outside the current M' nearest
     (restricting the softmax to them leaves the others without any signal)."""
-    distance = ((embeddings - proto.unsqueeze(-2)) ** 2).sum(
-        -1
-    )  # (n,) or, for a batch (B, d), (B, n)
-    logits = (-distance / settings.temperature).masked_fill(~valid, float("-inf"))
+    logits = action_logits(proto, embeddings, valid, settings)
     uniform = valid.float() / valid.sum(-1, keepdim=True)
     return settings.epsilon * uniform + (1 - settings.epsilon) * torch.softmax(logits, dim=-1)
 
@@ -471,10 +479,14 @@ class PathAgent:
         valid = torch.stack([self.space.mask(p) for p in prefixes])
         loss = torch.zeros(())
         for _ in range(steps):
-            probs = action_probabilities(
+            # the softmax part alone: once the policy is confident elsewhere, the
+            # ε-uniform floor of the behaviour probability would leave a demonstrated
+            # action without gradient (its log-probability stuck at log(ε/n))
+            logits = action_logits(
                 self.actor(prefixes, w), self.space.embeddings, valid, self.settings
             )
-            loss = -torch.log(probs.gather(1, chosen.unsqueeze(1)) + 1e-12).mean()
+            log_probs = torch.log_softmax(logits, dim=-1)
+            loss = -log_probs.gather(1, chosen.unsqueeze(1)).mean()
             self.optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(self.actor.parameters(), self.settings.grad_clip)
@@ -493,6 +505,7 @@ class PathAgent:
         or (that value, a dict of details stored as the episode's ``scores``)."""
         done: list[Episode] = []
         batch: list[Episode] = []
+        best: dict[tuple, Episode] = {}  # per λ, the best episode so far (self-imitation)
         while len(done) < episodes:
             weights = sample_weights(self.rng)
             episode = self.rollout(weights)
@@ -500,10 +513,18 @@ class PathAgent:
             if isinstance(value, tuple):  # (value, details kept on the episode for the log)
                 value, episode.scores = value
             self.finish(episode, value)
+            key = tuple(np.round(episode.weights, 12))
+            if key not in best or episode.reward > best[key].reward:
+                best[key] = episode
             batch.append(episode)
             done.append(episode)
             if len(batch) == self.settings.episodes_per_update or len(done) == episodes:
                 stats = self.update(batch)
+                if self.settings.self_imitation_steps:
+                    stats["self_imitation_nll"] = self.imitate(
+                        [(ep.weights, ep.path(self.space)) for ep in best.values()],
+                        steps=self.settings.self_imitation_steps,
+                    )
                 for offset, ep in enumerate(batch):
                     if log:
                         log(len(done) - len(batch) + offset, ep, stats)

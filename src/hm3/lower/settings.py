@@ -45,6 +45,9 @@ class RLSettings:
     episodes_per_update: int = 8
     grad_clip: float = 1.0
     imitation_steps: int = 100  # behaviour cloning of the identity path before PPO (0: off)
+    # after each PPO update, cloning steps towards each training λ's best path so far
+    # (self-imitation, Oh et al. 2018): what exploration found is not forgotten (0: off)
+    self_imitation_steps: int = 0
     seed: int = 0
 
     def __post_init__(self):

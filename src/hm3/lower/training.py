@@ -71,13 +71,13 @@ def _metric_scoring(config, evaluators, pools, table, reward, objective, relativ
 
 class ProxyScoring:
     """score_path(pid, path) -> (reward, details) by the reference likelihood
-    (hm3.evaluation.proxy): the λ-weighted relative gain over M_λ's own likelihood,
-    so 0 is M_λ, as the metric reward relative to the identity. Paths are scored once
-    per pool (a repeat is served from memory)."""
+    (hm3.evaluation.proxy): the λ-weighted gain over M_λ's own likelihood in units of
+    the experts' spread per task, so 0 is M_λ, as the metric reward relative to the
+    identity. Paths are scored once per pool (a repeat is served from memory)."""
 
     def __init__(self, config, factory, pools, table, settings):
         # lazy: torch, once the job runs
-        from hm3.evaluation.proxy import ReferenceLikelihood
+        from hm3.evaluation.proxy import ReferenceLikelihood, expert_spread
 
         # lazy: torch, once the job runs
         from hm3.lower.inference_path import as_path
@@ -101,6 +101,9 @@ class ProxyScoring:
         self.seen: dict[tuple, dict] = {}
         self.evaluations, self.seconds = 0, 0.0
         self.anchor = {pid: self.scores(pid, pools[pid].identity_path()) for pid in table}
+        # the experts themselves (their own embeddings and head) set each task's unit
+        self.experts = {name: self.proxy.score(model) for name, model in factory.experts.items()}
+        self.spread = expert_spread(self.experts)
 
     def scores(self, pid, path) -> dict:
         key = (pid, self.key(path))
@@ -113,11 +116,11 @@ class ProxyScoring:
 
     def __call__(self, pid, path):
         # lazy: with the class
-        from hm3.evaluation.proxy import relative_gain
+        from hm3.evaluation.proxy import normalised_gain
 
         cached = (pid, self.key(path)) in self.seen
         scores = self.scores(pid, path)
-        value = relative_gain(scores, self.anchor[pid], self.table[pid])
+        value = normalised_gain(scores, self.anchor[pid], self.spread, self.table[pid])
         return value, {
             "preference": pid,
             "scores": scores,
@@ -129,6 +132,7 @@ class ProxyScoring:
     def summary(self) -> dict:
         return {
             "proxy_items_per_task": dict(self.proxy.items),
+            "proxy_expert_spread": {k: round(v, 5) for k, v in self.spread.items()},
             "proxy_evaluations": self.evaluations,
             "proxy_seconds_per_path": round(self.seconds / max(1, self.evaluations), 3),
         }
