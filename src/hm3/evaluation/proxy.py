@@ -5,8 +5,8 @@ for code, running tests). The proxy needs one forward pass over a fixed item sub
 for each item, the mean log-probability per token of the reference continuation (the
 worked answer, the canonical solution, the translation) given the exact prompt the
 metric's generation sees. `benchmarks/proxy_calibration.py` measures how well it ranks
-inference paths against the metrics (Spearman 0.93-0.96 of the λ-weighted gain against
-the RL reward on the tiny suite); the lower level trains its policy on it when
+inference paths near M_λ against the metrics (docs/lower.md: Spearman 0.75-0.99 per
+task on the tiny suite); the lower level trains its policy on it when
 `rl.training.reward_signal` is `proxy` and keeps the metrics for every choice it
 reports.
 
@@ -189,9 +189,10 @@ def normalised_gain(
     spread: Mapping[str, float],
     weights,
 ) -> float:
-    """Σ_k λ_k max(-1, (p_k - p_k(M_λ)) / spread_k): the λ-weighted change of the
-    reference likelihood against the anchor, in units of the experts' spread on each
-    task (0 for the anchor itself). The floor keeps a broken path's reward on the
+    """Σ_k λ_k max(-1, (p_k - p_k(M_λ)) / spread_k), ``weights`` in the anchor's
+    objective order: the λ-weighted change of the reference likelihood against the
+    anchor, in units of the experts' spread on each task (0 for the anchor itself). The
+    floor keeps a broken path's reward on the
     metric reward's scale (a metric falls to 0, no lower; a log-likelihood falls
     without bound and would swamp every update)."""
     return float(
