@@ -14,6 +14,7 @@ RUN_FACTS = {
     "seconds_per_evaluation",
     "wall_seconds",
     "seconds_evaluating",
+    "proxy_seconds_per_path",
     "cache_lookups",
     "cache_hits",
     "cache_misses",
