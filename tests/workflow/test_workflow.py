@@ -83,7 +83,9 @@ def test_lower_level_outputs(finished_run):
     assert training["unseen_preferences"] == 200
     assert 1 <= training["distinct_greedy_actor"] <= 200
     assert training["reward_last_quarter"] is not None
-    assert {"reward", "path", "score.math", "policy_loss", "value_loss", "entropy"} <= set(
+    # the default trains on the proxy reward: per-task likelihoods, no metric scores
+    assert training["reward_signal"] == "proxy" and training["proxy_evaluations"] >= 1
+    assert {"reward", "path", "proxy.math", "policy_loss", "value_loss", "entropy"} <= set(
         log.columns
     )
     assert (results / "rl" / "policy" / "networks.safetensors").exists()
