@@ -77,7 +77,7 @@ class ProxyScoring:
 
     def __init__(self, config, factory, pools, table, settings):
         # lazy: torch, once the job runs
-        from hm3.evaluation.proxy import ReferenceLikelihood, expert_spread
+        from hm3.evaluation.proxy import ReferenceLikelihood, expert_spread, normalised_gain
 
         # lazy: torch, once the job runs
         from hm3.lower.inference_path import as_path
@@ -98,6 +98,7 @@ class ProxyScoring:
             derive_seed(config["seed"], "proxy_items"),
         )
         self.key = as_path  # Steps and (model, layer) pairs name one path alike
+        self.gain = normalised_gain
         self.seen: dict[tuple, dict] = {}
         self.evaluations, self.seconds = 0, 0.0
         self.anchor = {pid: self.scores(pid, pools[pid].identity_path()) for pid in table}
@@ -115,12 +116,9 @@ class ProxyScoring:
         return self.seen[key]
 
     def __call__(self, pid, path):
-        # lazy: with the class
-        from hm3.evaluation.proxy import normalised_gain
-
         cached = (pid, self.key(path)) in self.seen
         scores = self.scores(pid, path)
-        value = normalised_gain(scores, self.anchor[pid], self.spread, self.table[pid])
+        value = self.gain(scores, self.anchor[pid], self.spread, self.table[pid])
         return value, {
             "preference": pid,
             "scores": scores,
@@ -182,7 +180,6 @@ def train_policy(
     episodes = config["rl"]["training"]["episodes"]
     factory = PoolFactory(config, layout.MODELS)
     pools = {pid: factory.pool(anchor_dirs[pid]) for pid in table}
-    evaluators = {pid: factory.evaluator(pools[pid], anchor_dirs[pid], "search") for pid in table}
     depths = pools[next(iter(table))].depths
     agent = PathAgent(depths, len(factory.tasks), settings)
     imitation = agent.imitate([(table[pid], pools[pid].identity_path()) for pid in table])
@@ -193,9 +190,13 @@ def train_policy(
     )
     ids = list(table)
     signal = proxy_settings(config)
+    evaluators = {}  # the metrics' evaluators: none when the proxy scores the episodes
     if signal.reward_signal == "proxy":
         score_path = ProxyScoring(config, factory, pools, table, signal)
     else:
+        evaluators = {
+            pid: factory.evaluator(pools[pid], anchor_dirs[pid], "search") for pid in table
+        }
         score_path = _metric_scoring(config, evaluators, pools, table, reward, objective, relative)
     bar = tqdm(total=episodes, desc="train policy", mininterval=2.0)
 
