@@ -4,8 +4,10 @@ import pandas as pd
 import pytest
 
 from hm3.report.seeds import (
+    is_parent_run,
     path_claims,
     run_config,
+    run_tables,
     seed_runs,
     seeds_table,
     shares_family,
@@ -34,6 +36,19 @@ def test_runs_vary_the_method_seed_on_one_family_then_the_family():
     assert seed_runs({"seed": 3}) == {"seed-3": {"seed": 3, "tiny_seed": 3}}
     # the method seeds' runs merge the parent's family (linked); the second family's does not
     assert [shares_family(CONFIG, r) for r in runs.values()] == [True, True, False]
+
+
+def test_the_run_with_the_parents_seeds_is_read_from_the_parents_results():
+    runs = seed_runs(CONFIG)
+    assert [is_parent_run(CONFIG, r) for r in runs.values()] == [True, False, False]
+    assert run_tables(CONFIG, "results/tables/hv.csv") == [
+        "results/tables/hv.csv",
+        "results/seeds/seed-8/results/tables/hv.csv",
+        "results/seeds/family-99/results/tables/hv.csv",
+    ]
+    # a parent whose seed is not among the method seeds runs them all in folders
+    other = {**CONFIG, "seed": 5, "tiny": {"seed": 7}}
+    assert not any(is_parent_run(other, r) for r in seed_runs(other).values())
 
 
 def _hv(path, hv_param, hv_path):

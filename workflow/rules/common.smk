@@ -16,7 +16,7 @@ from hm3.core.errors import ConfigError
 from hm3.core.environment import offline_environment
 from hm3.core.resume import clear_stale_locks
 from hm3.core.seeds import derive_seed
-from hm3.report.seeds import run_config, seed_runs, shares_family
+from hm3.report.seeds import run_config, run_tables, seed_runs, shares_family
 from hm3.upper.preferences import preferences, training_preferences
 
 offline_environment()

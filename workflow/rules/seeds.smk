@@ -1,7 +1,9 @@
 # The seeds protocol (`snakemake --cores all seeds`): the whole workflow once per method
 # seed and per extra family seed (`protocol` in the config), each in its own folder
 # results/seeds/{run}/ with its own cache, then the headline figures as mean ± sd with
-# every run's value (hm3.report.seeds). Not part of the default run.
+# every run's value (hm3.report.seeds). Not part of the default run. The run with the
+# parent's own seeds is the default run itself (same config, same results), so it is
+# read from results/, not repeated in a folder.
 
 
 wildcard_constraints:
@@ -71,8 +73,9 @@ rule seed_run:
 
 rule seeds_table:
     input:
-        hv=expand(layout.seed_result("{run}", layout.table("hv")), run=SEED_RUNS),
-        paths=expand(layout.seed_result("{run}", layout.table("paths_vs_param")), run=SEED_RUNS),
+        # the run with the parent's own seeds is the parent's run: its tables are read
+        hv=run_tables(config, layout.table("hv")),
+        paths=run_tables(config, layout.table("paths_vs_param")),
     output:
         csv=report(layout.table("seeds"), caption="../report/seeds.rst", category="HM3"),
         md=layout.table("seeds", "md"),

@@ -3,8 +3,9 @@ the headline figures as mean ± sd with every run's value.
 
 One run is an anecdote: a method's HV moves with its own random choices (`seed`) and
 with the family it merges (`tiny.seed`). The `seeds` target (workflow/rules/seeds.smk)
-runs the workflow once per entry of `seed_runs` in its own folder, `results/seeds/{run}/`,
-then `seeds_tables` reads their `hv.csv` and `paths_vs_param.csv`.
+runs the workflow once per entry of `seed_runs` in its own folder, `results/seeds/{run}/`
+(except the run with the parent's own seeds, which is the parent's run: `is_parent_run`),
+then `seeds_tables` reads their `hv.csv` and `paths_vs_param.csv` (`run_tables`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hm3.compare.registry import PATHS, SEARCHED
+from hm3.core.layout import seed_result
 
 METRICS = ("hv_test", "igd_plus_test", "mean_g_test")
 
@@ -44,6 +46,23 @@ def shares_family(config: Mapping, overrides: Mapping) -> bool:
     tokenizer and models are then the parent's files, linked, not built again (the same
     config and seed build the same files: tests/reliability/test_determinism.py)."""
     return int(overrides["tiny_seed"]) == suite_seed(config)
+
+
+def is_parent_run(config: Mapping, overrides: Mapping) -> bool:
+    """Whether a run has the parent's own seeds: its config is the parent's (less the
+    protocol section), so the parent's results are that run's (the same config gives the
+    same results on one machine: tests/reliability/test_determinism.py), and the seeds
+    target reads them instead of running the whole workflow a second time."""
+    return int(overrides["seed"]) == int(config["seed"]) and shares_family(config, overrides)
+
+
+def run_tables(config: Mapping, template: str) -> list[str]:
+    """Per run of `seed_runs`, in order, where its ``template`` table (results/...) is:
+    the parent's own for the parent's seeds, else inside the run's folder."""
+    return [
+        template if is_parent_run(config, overrides) else seed_result(run, template)
+        for run, overrides in seed_runs(config).items()
+    ]
 
 
 def run_config(config: Mapping, overrides: Mapping) -> dict:
