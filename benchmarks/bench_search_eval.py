@@ -12,6 +12,9 @@ merge included, on one thread with the `prepared` engine.
 
     python benchmarks/bench_search_eval.py [--workdir DIR] [--candidates 20] [--threads 1]
         [--engines prepared,lm-eval]
+
+An engine name ending in `+hf` (e.g. `prepared+hf`) is that engine with transformers'
+own forward instead of hm3's Llama forward (the fast path's forward passes before it).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ import numpy as np
 from _search_session import add_arguments, open_session, random_recipe
 
 TARGET_SECONDS = 0.5
+# an engine name ending so runs that engine with transformers' forward instead of hm3's
+# own Llama forward (hm3.evaluation.llama_forward): e.g. --engines prepared,prepared+hf
+TRANSFORMERS_FORWARD = "+hf"
 
 
 def main() -> int:
@@ -39,12 +45,16 @@ def main() -> int:
     session = open_session(args)
     print(f"set-up (models into memory, lm-eval tasks): {time.time() - started:.1f} s")
 
+    from hm3.evaluation import generation
     from hm3.evaluation.scorer import configured_scorer
 
     config = session.config
     scorers = {
         engine: configured_scorer(
-            config["tasks"], {**config["evaluation"], "engine": engine}, "search", "results/data"
+            config["tasks"],
+            {**config["evaluation"], "engine": engine.removesuffix(TRANSFORMERS_FORWARD)},
+            "search",
+            "results/data",
         )
         for engine in engines
     }
@@ -62,6 +72,7 @@ def main() -> int:
         order = engines if i % 2 == 0 else engines[::-1]
         scores = {}
         for engine in order:
+            generation.OWN_LLAMA_FORWARD = not engine.endswith(TRANSFORMERS_FORWARD)
             t0 = time.perf_counter()
             scores[engine] = scorers[engine].score(model, tokenizer)["scores"]
             seconds[engine].append(time.perf_counter() - t0)
@@ -80,7 +91,7 @@ def main() -> int:
     for engine in engines:
         total = [m + s for m, s in zip(merges, seconds[engine])]
         print(
-            f"  {engine:9s} median {statistics.median(total):.3f} s, "
+            f"  {engine:12s} median {statistics.median(total):.3f} s, "
             f"mean {statistics.mean(total):.3f} s, max {max(total):.3f} s"
         )
     if len(engines) > 1:

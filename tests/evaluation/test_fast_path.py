@@ -9,6 +9,7 @@ candidates' do.
 import pytest
 import torch
 
+from hm3.evaluation import llama_forward
 from hm3.evaluation.generation import BatchedGenerator, GenerationRequest, StopWatcher, cut_at_stop
 from hm3.evaluation.prepared import PreparedTasks, supports
 from hm3.core.errors import ConfigError
@@ -105,6 +106,7 @@ def reference(family):
 def test_same_completions_and_metrics_as_simple_evaluate(family, reference, batch_size):
     data_dir, model, tokenizer = family
     results, completions = reference
+    assert llama_forward.supports(model)  # generated with hm3's own forward passes
     tasks = _task_manager(data_dir).load(NAMES)["tasks"]
     prepared = PreparedTasks(tasks, tokenizer, batch_size)
     output = prepared.score(model, model_max_length(model))

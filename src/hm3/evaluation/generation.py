@@ -116,19 +116,10 @@ class BatchedGenerator:
         caps = [r.max_new_tokens for r in requests]
         generated: list[list[int]] = [[] for _ in requests]
         alive = list(range(len(requests)))  # original row of each row still in the batch
-        cache = _new_cache(model, ids.shape[1] + max(caps))
-        names = _forward_names(type(model))
-        last_only = {names["logits"]: 1} if names["logits"] else {}
+        forward = _batch_forward(model, ids.shape[1] + max(caps))
         with torch.inference_mode():
             # only the last position's logits, as `generate` asks for them on the prompt
-            logits = model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=positions,
-                use_cache=True,
-                **{names["cache"]: cache},
-                **last_only,
-            ).logits
+            logits = forward(ids, mask, positions, last_only=True)
             while alive:
                 chosen = logits[:, -1, :].float().argmax(-1)
                 ended = (
@@ -150,18 +141,12 @@ class BatchedGenerator:
                     break
                 if len(keep) < len(alive):
                     index = torch.tensor(keep, device=device)
-                    cache.batch_select_indices(index)
+                    forward.select(index)
                     mask, positions, chosen = mask[index], positions[index], chosen[index]
                     alive = [alive[i] for i in keep]
                 mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
                 positions = positions[:, -1:] + 1
-                logits = model(
-                    input_ids=chosen[:, None],
-                    attention_mask=mask,
-                    position_ids=positions,
-                    use_cache=True,
-                    **{names["cache"]: cache},
-                ).logits
+                logits = forward(chosen[:, None], mask, positions)
         return [
             cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), r.until)
             for tokens, r in zip(generated, requests)
@@ -182,6 +167,45 @@ class BatchedGenerator:
                 ids[row, width - n :] = torch.tensor(request.context_ids, dtype=torch.long)
                 mask[row, width - n :] = 1
         return ids.to(device), mask.to(device)
+
+
+# hm3's own Llama forward where it applies (bitwise transformers' logits, less overhead:
+# hm3.evaluation.llama_forward); a benchmark sets it False to time transformers' forward
+OWN_LLAMA_FORWARD = True
+
+
+def _batch_forward(model, capacity: int):
+    """The forward passes of one batch: ``forward(ids, mask, positions, last_only)`` gives
+    logits, ``forward.select(rows)`` drops the other rows from its key/value cache."""
+    # lazy: torch only when generating
+    from hm3.evaluation import llama_forward
+
+    if OWN_LLAMA_FORWARD and llama_forward.supports(model):
+        return llama_forward.LlamaForward(model, capacity)
+    return _TransformersForward(model, capacity)
+
+
+class _TransformersForward:
+    """The model's own forward with a preallocated cache (`_new_cache`)."""
+
+    def __init__(self, model, capacity: int):
+        self.model, self.cache = model, _new_cache(model, capacity)
+        self.names = _forward_names(type(model))
+
+    def __call__(self, ids, mask, positions, last_only: bool = False):
+        logits = self.names["logits"]
+        extra = {logits: 1} if last_only and logits else {}
+        return self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            use_cache=True,
+            **{self.names["cache"]: self.cache},
+            **extra,
+        ).logits
+
+    def select(self, rows) -> None:
+        self.cache.batch_select_indices(rows)
 
 
 def _end_token_ids(model) -> set[int]:

@@ -1,0 +1,118 @@
+"""hm3's own Llama forward gives bitwise transformers' logits (hm3.evaluation.llama_forward)."""
+
+import copy
+
+import pytest
+import torch
+
+from hm3.checkpoints.layers import PathLayer
+from hm3.evaluation import llama_forward
+from hm3.evaluation.generation import _TransformersForward
+
+
+def _llama(**overrides):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    settings = dict(
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=80,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=128,
+        attn_implementation="sdpa",
+    )
+    settings.update(overrides)
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(**settings)).eval()
+
+
+def _batch(rows=6, width=9, padded=True):
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(3, 97, (rows, width), generator=generator)
+    mask = torch.ones(rows, width, dtype=torch.long)
+    if padded:  # left padding of different lengths, one row unpadded
+        for row in range(1, rows):
+            mask[row, : row % width] = 0
+            ids[row, : row % width] = 0
+    return ids, mask
+
+
+def _run(forward, ids, mask, steps=6, drop_at=3):
+    """Prefill, then greedy steps; at step ``drop_at`` the odd rows leave the batch."""
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    out = []
+    with torch.inference_mode():
+        logits = forward(ids, mask, positions, last_only=True)
+        for step in range(steps):
+            out.append(logits[:, -1, :].clone())
+            chosen = logits[:, -1, :].argmax(-1)
+            if step == drop_at:
+                keep = torch.arange(0, len(chosen), 2)
+                forward.select(keep)
+                mask, positions, chosen = mask[keep], positions[keep], chosen[keep]
+            mask = torch.cat([mask, mask.new_ones((len(chosen), 1))], dim=1)
+            positions = positions[:, -1:] + 1
+            logits = forward(chosen[:, None], mask, positions)
+    return out
+
+
+@pytest.mark.parametrize("padded", [True, False])
+def test_prefill_and_decoding_steps_are_bitwise_transformers(padded):
+    model = _llama()
+    assert llama_forward.supports(model)
+    ids, mask = _batch(padded=padded)
+    theirs = _run(_TransformersForward(model, 32), ids, mask)
+    ours = _run(llama_forward.LlamaForward(model, 32), ids, mask)
+    assert len(theirs) == len(ours)
+    for a, b in zip(theirs, ours):
+        assert torch.equal(a, b)
+
+
+def test_a_path_that_repeats_and_aligns_layers_is_bitwise_transformers():
+    model = _llama()
+    layers = list(model.model.layers)
+    path = copy.copy(model)
+    path.model = copy.copy(model.model)
+    path.config = copy.deepcopy(model.config)
+    path.config.num_hidden_layers = 4
+    path.model.config = path.config
+    path.model.layers = torch.nn.ModuleList(
+        [
+            PathLayer(layers[0], 0),
+            PathLayer(layers[1], 1, (torch.full((32,), 0.9), torch.full((32,), 0.01))),
+            PathLayer(layers[1], 2),
+            PathLayer(layers[2], 3),
+        ]
+    )
+    assert llama_forward.supports(path)
+    ids, mask = _batch()
+    theirs = _run(_TransformersForward(path, 32), ids, mask)
+    ours = _run(llama_forward.LlamaForward(path, 32), ids, mask)
+    for a, b in zip(theirs, ours):
+        assert torch.equal(a, b)
+
+
+def test_buffers_grow_past_the_planned_length():
+    model = _llama()
+    ids, mask = _batch()
+    theirs = _run(_TransformersForward(model, 32), ids, mask, steps=8)
+    ours = _run(llama_forward.LlamaForward(model, 10), ids, mask, steps=8)
+    for a, b in zip(theirs, ours):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"num_key_value_heads": 2},
+        {"attn_implementation": "eager"},
+        {"attention_bias": True},
+        {"hidden_act": "gelu"},
+        {"rope_parameters": {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}},
+    ],
+)
+def test_other_models_keep_transformers_forward(overrides):
+    assert not llama_forward.supports(_llama(**overrides))
+    assert not llama_forward.supports(torch.nn.Linear(2, 2))
