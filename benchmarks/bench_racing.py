@@ -4,7 +4,7 @@
 On a finished default run (--workdir: its models, data and ideal point), runs the
 upper level's per-λ search (`search_preference`, the configured algorithm and budget)
 for every reporting λ twice, racing off and on (`evaluation.racing`, --rungs, --z),
-each with an empty cache of its own. Each mode's chosen M_λ are scored on the test
+each with an empty cache of its own (--paired: racing's paired estimates). Each mode's chosen M_λ are scored on the test
 split, giving its HV and mean g there; a paired bootstrap over the test items (the same
 resampled items for both modes) gives an interval for the difference. Every time a λ's
 incumbent changes, the new one is scored on test too, so the anytime HV (HV of the
@@ -35,6 +35,11 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--rungs", default="0.25,0.5")
     parser.add_argument("--z", type=float, default=1.0)
+    parser.add_argument(
+        "--paired",
+        action="store_true",
+        help="racing on estimates from the best fully scored candidate (racing.paired)",
+    )
     parser.add_argument("--seeds", type=int, default=1, help="method seeds (config seed + k)")
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--budget", type=int, default=None, help="override search.budget")
@@ -70,7 +75,7 @@ def main() -> int:
             if args.budget:
                 config["search"]["budget"] = args.budget
             rungs = [float(r) for r in args.rungs.split(",")]
-            run = search_all(config, racing, rungs, args.z, args.preferences)
+            run = search_all(config, racing, rungs, args.z, args.preferences, args.paired)
             run.update(seed=config["seed"], racing=racing, seconds=round(time.time() - started, 1))
             runs.append(run)
             print(
@@ -83,7 +88,9 @@ def main() -> int:
     return 0
 
 
-def search_all(config: dict, racing: bool, rungs: list[float], z: float, first: int | None) -> dict:
+def search_all(
+    config: dict, racing: bool, rungs: list[float], z: float, first: int | None, paired: bool
+) -> dict:
     """Every reporting λ's search with racing on or off; test scores of every incumbent."""
     import tempfile
 
@@ -97,7 +104,7 @@ def search_all(config: dict, racing: bool, rungs: list[float], z: float, first: 
 
     cache = Path(tempfile.mkdtemp(prefix="hm3-racing-")) / "cache.sqlite"
     config["evaluation"]["cache"] = str(cache)
-    config["evaluation"]["racing"] = {"enabled": racing, "rungs": rungs, "z": z}
+    config["evaluation"]["racing"] = {"enabled": racing, "rungs": rungs, "z": z, "paired": paired}
     ideal = json.loads(Path(layout.IDEAL).read_text())
     section = search_settings(config)
     search = MergeSession(config, "search", layout.MODELS, section.method)

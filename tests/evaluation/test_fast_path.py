@@ -333,6 +333,43 @@ def test_a_cached_candidate_races_as_an_unscored_one(family, tmp_path):
     assert live["scores"] == replayed["scores"] and live["metrics"] == replayed["metrics"]
 
 
+def test_paired_racing_estimates_from_a_fully_scored_reference(family, tmp_path):
+    """With `paired`, the partial scores are the best fully scored candidate's full
+    scores plus the difference on the shared items: a candidate that writes the same
+    completions as the reference is estimated at exactly its full scores at every rung."""
+    import yaml
+    from _paths import REPO
+
+    from hm3.evaluation.cache import EvaluationCache
+    from hm3.evaluation.racing import RacingSettings, StopRule
+    from hm3.evaluation.scorer import CachedEvaluator
+
+    data_dir, model, tokenizer = family
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    scorer = Scorer(task_specs(config["tasks"]), "test", data_dir, batch_size=8)
+    settings = RacingSettings(enabled=True, rungs=(0.25, 0.5), seed=3, paired=True)
+    seen = []
+
+    class Watching(StopRule):
+        def decide(self, partial, z):
+            seen.append(partial)
+            return super().decide(partial, z)
+
+    with EvaluationCache(tmp_path / "cache.sqlite") as cache:
+        evaluator = CachedEvaluator(scorer, tokenizer, cache, "ctx", seed=1, racing=settings)
+        full = evaluator.evaluate("reference", lambda: model)  # no rule: scored in full
+        rule = Watching(
+            lambda scores: -sum(scores.values()), incumbent=-sum(full["scores"].values())
+        )
+        same = evaluator.evaluate("the same model again", lambda: model, rule)
+    assert same["fidelity"] == 1.0 and same["scores"] == full["scores"]
+    assert len(seen) == 2
+    for partial in seen:
+        for name, estimate in partial.items():
+            assert estimate.value == pytest.approx(full["scores"][name], abs=1e-12)
+            assert 0 < estimate.stderr < 0.35
+
+
 def test_a_row_without_item_values_is_scored_once_more_to_keep_them(family, tmp_path):
     """Cache files from before per-item values were kept: their rows are scored again
     once (the values are what racing replays and the intervals resample), then served."""

@@ -12,6 +12,7 @@ from hm3.evaluation.racing import (
     bounded_stderr,
     item_order,
     optimistic_value,
+    paired_estimate,
     racing_settings,
     rung_sizes,
 )
@@ -71,3 +72,16 @@ def test_stop_rule_against_the_incumbent():
     rule = StopRule(_g, 0.5)
     rule.decide(partial, 1.0)
     assert rule.decisions == [(pytest.approx(0.7), True)]
+
+
+def test_paired_estimate_is_the_reference_plus_the_difference_on_shared_items():
+    agree = paired_estimate(0.6, 0.0, [0.0] * 15, 60)
+    assert agree.value == 0.6 and agree.items == 15
+    # one item's worth of variance is left however well they agree so far
+    assert agree.stderr == pytest.approx(math.sqrt(1 / 15 / 15 * (1 - 15 / 60)))
+    # far tighter than the unpaired bound of a score near 0.6 on 15 items
+    assert agree.stderr < bounded_stderr([1.0] * 9 + [0.0] * 6) / 2
+    worse = paired_estimate(0.6, -0.2, [-1.0] * 3 + [0.0] * 12, 60)
+    assert worse.value == pytest.approx(0.4) and worse.stderr > agree.stderr
+    assert paired_estimate(0.6, 0.1, [0.1] * 60, 60).stderr == 0.0  # every item: exact
+    assert paired_estimate(0.6, 0.0, [], 60).stderr == 0.5

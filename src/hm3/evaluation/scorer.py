@@ -27,7 +27,13 @@ from hm3.evaluation.cache import tree_fingerprint
 from hm3.evaluation.dataset_revisions import task_spec
 from hm3.evaluation.prepared import PreparedTasks, supports
 from hm3.evaluation.tasks import include_paths
-from hm3.evaluation.racing import PartialScore, RacingSettings, bounded_stderr, item_order
+from hm3.evaluation.racing import (
+    PartialScore,
+    RacingSettings,
+    bounded_stderr,
+    item_order,
+    paired_estimate,
+)
 
 
 # lm-eval is chatty at INFO (one line per request batch); our logs keep WARNING and up
@@ -181,18 +187,33 @@ class Scorer:
             )
         return self._prepared
 
-    def score_raced(self, model, tokenizer, stop, settings: RacingSettings) -> dict:
+    def score_raced(
+        self, model, tokenizer, stop, settings: RacingSettings, reference: Mapping | None = None
+    ) -> dict:
         """`score` on every task, in rungs of items (hm3.evaluation.racing): after each
         rung but the last, ``stop(partial scores)`` may end it. The result adds
         ``fidelity`` (fraction of the items behind the scores, 1.0 when complete) and
-        ``items`` (items scored); complete, also ``item_values`` (as `score`'s)."""
+        ``items`` (items scored); complete, also ``item_values`` (as `score`'s).
+        ``reference``: a fully scored candidate's {"scores", "item_values"} (as this
+        returns them) for paired estimates (`racing.paired_estimate`)."""
         prepared = self._raceable(tokenizer)
         max_length = model_max_length(model)
         return self._race(
-            prepared, lambda wanted: prepared.score_items(model, max_length, wanted), stop, settings
+            prepared,
+            lambda wanted: prepared.score_items(model, max_length, wanted),
+            stop,
+            settings,
+            reference,
         )
 
-    def replay_raced(self, tokenizer, item_values: Mapping, stop, settings: RacingSettings) -> dict:
+    def replay_raced(
+        self,
+        tokenizer,
+        item_values: Mapping,
+        stop,
+        settings: RacingSettings,
+        reference: Mapping | None = None,
+    ) -> dict:
         """What `score_raced` gives a model whose per-item values are known (every
         objective's ``item_values``, as `score` returns them): the same rungs, partial
         scores and stop decisions, with nothing generated (``items`` 0)."""
@@ -209,7 +230,7 @@ class Scorer:
                 for task, positions in wanted.items()
             }
 
-        return {**self._race(prepared, look_up, stop, settings), "items": 0}
+        return {**self._race(prepared, look_up, stop, settings, reference), "items": 0}
 
     def replayable(self, item_values: Mapping | None) -> bool:
         """Whether some cached per-item values cover every objective's items on this split."""
@@ -227,8 +248,16 @@ class Scorer:
             )
         return self._prepared_for(tokenizer)
 
-    def _race(self, prepared: PreparedTasks, values_for, stop, settings: RacingSettings) -> dict:
+    def _race(
+        self,
+        prepared: PreparedTasks,
+        values_for,
+        stop,
+        settings: RacingSettings,
+        reference: Mapping | None = None,
+    ) -> dict:
         """The rung loop; ``values_for({task: positions})`` gives those items' values."""
+        paired = self._paired_reference(reference) if settings.paired else None
         started = time.time()
         tasks = {spec.name: spec.task_for(self.split) for spec in self.specs}
         orders = {
@@ -248,7 +277,7 @@ class Scorer:
                 for key, by_position in values.items():
                     raw[task][key].update(by_position)
             items += sum(len(v) for v in wanted.values())
-            if fraction < 1.0 and stop(self._partial(prepared, raw)):
+            if fraction < 1.0 and stop(self._partial(prepared, raw, paired)):
                 break
         fidelity = min(done[n] / len(orders[n]) for n in orders) if orders else 1.0
         output = prepared.results(raw)
@@ -294,20 +323,44 @@ class Scorer:
         metric = spec.metric.partition(",")[0]
         return float(task.aggregation()[metric](list(values))) / spec.scale
 
-    def _partial(self, prepared: PreparedTasks, raw: Mapping) -> dict:
-        """Each objective's score on its items so far, with its standard error bound."""
+    def _partial(self, prepared: PreparedTasks, raw: Mapping, paired: Mapping | None) -> dict:
+        """Each objective's score on its items so far, with its standard error bound;
+        with a ``paired`` reference (`_paired_reference`), the paired estimate of its
+        full score instead."""
         partial = {}
         for spec in self.specs:
             task = spec.task_for(self.split)
             metric, _, filter_key = spec.metric.partition(",")
             values = raw[task].get((metric, filter_key), {})
             aggregate = prepared.tasks[task].aggregation()[metric]
-            per_item = [float(aggregate([v])) / spec.scale for v in values.values()]
+            per_item = {p: float(aggregate([v])) / spec.scale for p, v in values.items()}
             score = float(prepared.results({task: raw[task]})["results"][task][spec.metric])
-            partial[spec.name] = PartialScore(
-                score / spec.scale, bounded_stderr(per_item), len(per_item)
+            if paired is None:
+                partial[spec.name] = PartialScore(
+                    score / spec.scale, bounded_stderr(list(per_item.values())), len(per_item)
+                )
+                continue
+            theirs = {key: {p: v[p] for p in values} for key, v in paired["raw"][task].items()}
+            their_score = prepared.results({task: theirs})["results"][task][spec.metric]
+            own = theirs[(metric, filter_key)]
+            differences = [per_item[p] - float(aggregate([own[p]])) / spec.scale for p in per_item]
+            partial[spec.name] = paired_estimate(
+                paired["scores"][spec.name],
+                (score - float(their_score)) / spec.scale,
+                differences,
+                prepared.size(task),
             )
         return partial
+
+    def _paired_reference(self, reference: Mapping | None) -> dict | None:
+        """A fully scored candidate's scores and per-item values by task, or None."""
+        if not reference or not self.replayable(reference.get("item_values")):
+            return None
+        raw = {
+            spec.task_for(self.split): _raw_values(reference["item_values"][spec.name])
+            for spec in self.specs
+        }
+        return {"scores": reference["scores"], "raw": raw}
 
     def _score_prepared(self, model, tokenizer, tasks: list[str] | None) -> dict:
         prepared = self._prepared_for(tokenizer)
@@ -510,6 +563,8 @@ class CachedEvaluator:
         self.raced_out = 0  # ... of which stopped by racing before their last item
         self.items = 0  # items (documents of a task) generated and scored for them
         self.seconds = 0.0  # time spent scoring them
+        # fully scored candidates seen by this process: the references of paired racing
+        self._complete: dict[str, dict] = {}
 
     def evaluate(self, candidate: str, build, stop=None) -> dict:
         """{scores, metrics, cached, seconds, fidelity, item_values} for the candidate on
@@ -522,9 +577,10 @@ class CachedEvaluator:
         must not depend on whether another job happened to score the candidate first."""
         if stop is not None and self.racing.enabled:
             known = self._cached_item_values(candidate)
+            reference = self._reference(stop, candidate)
             if known is not None:
-                return self._replay_raced(known, stop)
-            return self._evaluate_raced(candidate, build, stop)
+                return self._replay_raced(candidate, known, stop, reference)
+            return self._evaluate_raced(candidate, build, stop, reference)
         split = self.scorer.split
         found = {
             spec.name: self.cache.get(
@@ -559,14 +615,32 @@ class CachedEvaluator:
                 )
                 found[name] = entry
             pause_point("evaluate.scored")  # reliability tests kill an evaluation batch here
+        scores = {n: e["score"] for n, e in found.items()}
+        item_values = {n: e.get("item_values") for n, e in found.items()}
+        self._remember(candidate, scores, item_values)
         return {
-            "scores": {n: e["score"] for n, e in found.items()},
+            "scores": scores,
             "metrics": {n: e["metrics"] for n, e in found.items()},
             "cached": not missing,
             "seconds": round(seconds, 3),
             "fidelity": 1.0,
-            "item_values": {n: e.get("item_values") for n, e in found.items()},
+            "item_values": item_values,
         }
+
+    def _remember(self, candidate: str, scores: Mapping, item_values: Mapping | None) -> None:
+        if self.racing.paired and self.scorer.replayable(item_values):
+            self._complete[candidate] = {"scores": dict(scores), "item_values": item_values}
+
+    def _reference(self, stop, candidate: str) -> dict | None:
+        """For paired racing: the fully scored candidate seen so far that is best under
+        the stop rule's objective (the search's incumbent, or one as good)."""
+        objective = getattr(stop, "objective", None)
+        if not self.racing.paired or objective is None:
+            return None
+        known = [(k, v) for k, v in self._complete.items() if k != candidate]
+        if not known:
+            return None
+        return min(known, key=lambda kv: float(objective(kv[1]["scores"])))[1]
 
     def _cached_item_values(self, candidate: str) -> dict | None:
         """Every objective's cached per-item values, or None where any is missing."""
@@ -578,10 +652,16 @@ class CachedEvaluator:
             values[spec.name] = (entry or {}).get("item_values")
         return values if self.scorer.replayable(values) else None
 
-    def _replay_raced(self, known: Mapping, stop) -> dict:
+    def _replay_raced(self, candidate: str, known: Mapping, stop, reference=None) -> dict:
         result = self.scorer.replay_raced(
-            self.tokenizer, known, lambda partial: stop.decide(partial, self.racing.z), self.racing
+            self.tokenizer,
+            known,
+            lambda partial: stop.decide(partial, self.racing.z),
+            self.racing,
+            reference,
         )
+        if result["fidelity"] >= 1.0:
+            self._remember(candidate, result["scores"], known)
         return {
             "scores": result["scores"],
             "metrics": result["metrics"],
@@ -590,13 +670,14 @@ class CachedEvaluator:
             "fidelity": result["fidelity"],
         }
 
-    def _evaluate_raced(self, candidate: str, build, stop) -> dict:
+    def _evaluate_raced(self, candidate: str, build, stop, reference=None) -> dict:
         started = time.time()
         result = self.scorer.score_raced(
             build(),
             self.tokenizer,
             lambda partial: stop.decide(partial, self.racing.z),
             self.racing,
+            reference,
         )
         seconds = time.time() - started
         self.evaluations += 1
@@ -617,6 +698,7 @@ class CachedEvaluator:
                     seconds=seconds / len(self.scorer.specs),
                     item_values=result.get("item_values", {}).get(spec.name),
                 )
+            self._remember(candidate, result["scores"], result.get("item_values"))
         else:
             self.raced_out += 1
         pause_point("evaluate.scored")  # stopped or complete: an evaluation batch was scored
