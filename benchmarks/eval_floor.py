@@ -19,6 +19,7 @@ shape, then reports, per candidate:
   can cut; the projections it cannot.
 
     python benchmarks/eval_floor.py [--workdir DIR] [--candidates 6] [--threads 1]
+        [--transformers-forward]
 """
 
 from __future__ import annotations
@@ -36,32 +37,36 @@ TARGET_SECONDS = 0.5
 
 
 class ForwardLog:
-    """Shapes and wall time of every forward pass of one model class."""
+    """Shapes and wall time of every forward pass of greedy generation (hm3's own Llama
+    forward and transformers', whichever the generator runs)."""
 
-    def __init__(self, model_class):
-        self.model_class, self.original = model_class, model_class.forward
+    def __init__(self, classes):
+        self.originals = {cls: cls.__call__ for cls in classes}
         self.prefill = Counter()  # (rows, tokens) -> passes
         self.decode = Counter()  # (rows, cached length) -> passes
         self.seconds = {"prefill": 0.0, "decode": 0.0}
+        for cls, original in self.originals.items():
+            cls.__call__ = self._recorded(original)
+
+    def _recorded(self, original):
         log = self
 
-        def recorded(model, *args, input_ids=None, **kwargs):
+        def recorded(forward, ids, mask, positions, last_only=False):
             started = time.perf_counter()
-            out = log.original(model, *args, input_ids=input_ids, **kwargs)
-            rows, tokens = input_ids.shape
-            mask = kwargs.get("attention_mask")
-            width = mask.shape[1] if mask is not None else tokens
+            out = original(forward, ids, mask, positions, last_only)
+            rows, tokens = ids.shape
             kind = "prefill" if tokens > 1 else "decode"
             (log.prefill if tokens > 1 else log.decode)[
-                (rows, tokens if tokens > 1 else width)
+                (rows, tokens if tokens > 1 else mask.shape[1])
             ] += 1
             log.seconds[kind] += time.perf_counter() - started
             return out
 
-        model_class.forward = recorded
+        return recorded
 
     def restore(self):
-        self.model_class.forward = self.original
+        for cls, original in self.originals.items():
+            cls.__call__ = original
 
 
 def projection_shapes(config) -> list[tuple[int, int]]:
@@ -96,14 +101,22 @@ def gemm_seconds(rows: int, shapes, reps: int) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, candidates=6)
+    parser.add_argument(
+        "--transformers-forward",
+        action="store_true",
+        help="transformers' forward passes instead of hm3's own Llama forward",
+    )
     args = parser.parse_args()
     session = open_session(args)
     rng = np.random.default_rng(args.seed)
     session.evaluate(random_recipe(session, rng, -1))  # warm-up: sandbox start, lazy imports
     import transformers
 
+    from hm3.evaluation import generation, llama_forward
+
     config = transformers.AutoConfig.from_pretrained("results/models/base")
-    log = ForwardLog(transformers.LlamaForCausalLM)
+    generation.OWN_LLAMA_FORWARD = not args.transformers_forward
+    log = ForwardLog([llama_forward.LlamaForward, generation._TransformersForward])
     started = time.perf_counter()
     try:
         for index in range(args.candidates):

@@ -116,3 +116,4 @@ def test_buffers_grow_past_the_planned_length():
 def test_other_models_keep_transformers_forward(overrides):
     assert not llama_forward.supports(_llama(**overrides))
     assert not llama_forward.supports(torch.nn.Linear(2, 2))
+    assert not llama_forward.supports(_llama().to("meta"))  # CPU only: tested there

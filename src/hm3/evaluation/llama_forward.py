@@ -27,10 +27,13 @@ import torch.nn.functional as F
 def supports(model) -> bool:
     """Whether the model is a Llama this module reproduces: SiLU MLP without biases,
     default rotary embedding, one key/value head per query head, SDPA attention, every
-    layer a plain `LlamaDecoderLayer` (or a path layer wrapping one)."""
+    layer a plain `LlamaDecoderLayer` (or a path layer wrapping one), on the CPU (where
+    the equality is tested; accelerators choose their SDPA kernels by mask type too)."""
     config = getattr(model, "config", None)
     inner = getattr(model, "model", None)
     if config is None or inner is None or type(model).__name__ != "LlamaForCausalLM":
+        return False
+    if getattr(getattr(model, "device", None), "type", None) != "cpu":
         return False
     rope = getattr(config, "rope_parameters", None) or {}
     heads = config.num_attention_heads
