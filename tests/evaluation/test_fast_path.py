@@ -334,9 +334,9 @@ def test_a_cached_candidate_races_as_an_unscored_one(family, tmp_path):
 
 
 def test_paired_racing_estimates_from_a_fully_scored_reference(family, tmp_path):
-    """With `paired`, the partial scores are the best fully scored candidate's full
-    scores plus the difference on the shared items: a candidate that writes the same
-    completions as the reference is estimated at exactly its full scores at every rung."""
+    """With `paired`, the partial scores are a fully scored candidate's full scores plus
+    the difference on the shared items: a candidate that writes the same completions as
+    the reference is estimated at exactly its full scores at every rung."""
     import yaml
     from _paths import REPO
 
@@ -357,12 +357,19 @@ def test_paired_racing_estimates_from_a_fully_scored_reference(family, tmp_path)
 
     with EvaluationCache(tmp_path / "cache.sqlite") as cache:
         evaluator = CachedEvaluator(scorer, tokenizer, cache, "ctx", seed=1, racing=settings)
+        # a fully scored candidate unlike this model on math: every item the other way
+        warm = evaluator.evaluate("warm", lambda: model)
+        values = {n: {k: list(v) for k, v in by.items()} for n, by in warm["item_values"].items()}
+        values["math"] = {k: [1.0 - float(x) for x in v] for k, v in values["math"].items()}
+        scores = {**warm["scores"], "math": 1.0 - warm["scores"]["math"]}
+        evaluator._complete = {"unlike": {"scores": scores, "item_values": values}}
         full = evaluator.evaluate("reference", lambda: model)  # no rule: scored in full
         rule = Watching(
             lambda scores: -sum(scores.values()), incumbent=-sum(full["scores"].values())
         )
         same = evaluator.evaluate("the same model again", lambda: model, rule)
     assert same["fidelity"] == 1.0 and same["scores"] == full["scores"]
+    # the reference that agrees on the most items is the one the estimate starts from
     assert len(seen) == 2
     for partial in seen:
         for name, estimate in partial.items():

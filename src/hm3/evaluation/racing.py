@@ -17,13 +17,14 @@ spirit of Hoeffding races (Maron & Moore, 1994) and of successive halving, appli
 candidate against a running incumbent, so it fits any sequential search (CMA-ES, GA,
 random search, the lower level's path search) without changing its proposals.
 
-Paired (``paired: true``): a fully scored candidate (the best one so far under the
-search's objective) serves as a reference, and each task's full score is estimated as
-the reference's plus the candidate's difference to it on the same items
-(`paired_estimate`), a control variate: on the items the two share, their difficulty
-cancels, so the bound is much tighter than the unpaired one and more candidates stop at
-the same ``z``. Without a fully scored candidate (the first of a search, NSGA-II's
-dominance rule) the unpaired bound applies.
+Paired (``paired: true``): a fully scored candidate serves as a reference, and each
+task's full score is estimated as the reference's plus the candidate's difference to it
+on the same items (`paired_estimate`), a control variate: on the items the two share,
+their difficulty cancels. The reference, per task, is the fully scored candidate seen
+so far that agrees with this one on the most items scored (a search's neighbouring
+candidates write the same completions for most items), so the bound is tight exactly
+where the candidates are alike. Without a fully scored candidate (the first of a search)
+the unpaired bound applies; NSGA-II's dominance rule uses the unpaired bounds.
 
 MERGE³ (Mencattini et al., ICML 2025) instead estimates every candidate's score from a
 small item subset; mergekit-evolve scores every candidate in full. Here the rule only

@@ -17,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from hm3.checkpoints.causal_lm import load_causal_lm, remote_code_refused
 from hm3.checkpoints.files import check_before_tokenizer_load
@@ -188,13 +188,13 @@ class Scorer:
         return self._prepared
 
     def score_raced(
-        self, model, tokenizer, stop, settings: RacingSettings, reference: Mapping | None = None
+        self, model, tokenizer, stop, settings: RacingSettings, references: Sequence = ()
     ) -> dict:
         """`score` on every task, in rungs of items (hm3.evaluation.racing): after each
         rung but the last, ``stop(partial scores)`` may end it. The result adds
         ``fidelity`` (fraction of the items behind the scores, 1.0 when complete) and
         ``items`` (items scored); complete, also ``item_values`` (as `score`'s).
-        ``reference``: a fully scored candidate's {"scores", "item_values"} (as this
+        ``references``: fully scored candidates' {"scores", "item_values"} (as this
         returns them) for paired estimates (`racing.paired_estimate`)."""
         prepared = self._raceable(tokenizer)
         max_length = model_max_length(model)
@@ -203,7 +203,7 @@ class Scorer:
             lambda wanted: prepared.score_items(model, max_length, wanted),
             stop,
             settings,
-            reference,
+            references,
         )
 
     def replay_raced(
@@ -212,7 +212,7 @@ class Scorer:
         item_values: Mapping,
         stop,
         settings: RacingSettings,
-        reference: Mapping | None = None,
+        references: Sequence = (),
     ) -> dict:
         """What `score_raced` gives a model whose per-item values are known (every
         objective's ``item_values``, as `score` returns them): the same rungs, partial
@@ -230,7 +230,7 @@ class Scorer:
                 for task, positions in wanted.items()
             }
 
-        return {**self._race(prepared, look_up, stop, settings, reference), "items": 0}
+        return {**self._race(prepared, look_up, stop, settings, references), "items": 0}
 
     def replayable(self, item_values: Mapping | None) -> bool:
         """Whether some cached per-item values cover every objective's items on this split."""
@@ -254,10 +254,10 @@ class Scorer:
         values_for,
         stop,
         settings: RacingSettings,
-        reference: Mapping | None = None,
+        references: Sequence = (),
     ) -> dict:
         """The rung loop; ``values_for({task: positions})`` gives those items' values."""
-        paired = self._paired_reference(reference) if settings.paired else None
+        paired = self._paired_references(references) if settings.paired else []
         started = time.time()
         tasks = {spec.name: spec.task_for(self.split) for spec in self.specs}
         orders = {
@@ -323,10 +323,10 @@ class Scorer:
         metric = spec.metric.partition(",")[0]
         return float(task.aggregation()[metric](list(values))) / spec.scale
 
-    def _partial(self, prepared: PreparedTasks, raw: Mapping, paired: Mapping | None) -> dict:
+    def _partial(self, prepared: PreparedTasks, raw: Mapping, paired: Sequence) -> dict:
         """Each objective's score on its items so far, with its standard error bound;
-        with a ``paired`` reference (`_paired_reference`), the paired estimate of its
-        full score instead."""
+        with ``paired`` references (`_paired_references`), the paired estimate of its
+        full score from the one that agrees with it on the most of those items."""
         partial = {}
         for spec in self.specs:
             task = spec.task_for(self.split)
@@ -335,32 +335,42 @@ class Scorer:
             aggregate = prepared.tasks[task].aggregation()[metric]
             per_item = {p: float(aggregate([v])) / spec.scale for p, v in values.items()}
             score = float(prepared.results({task: raw[task]})["results"][task][spec.metric])
-            if paired is None:
+            if not paired:
                 partial[spec.name] = PartialScore(
                     score / spec.scale, bounded_stderr(list(per_item.values())), len(per_item)
                 )
                 continue
-            theirs = {key: {p: v[p] for p in values} for key, v in paired["raw"][task].items()}
+            # the closest reference: the fewest items where its metric value differs
+            # (a neighbour in the search writes the same completions for most items)
+            closest = min(
+                paired,
+                key=lambda ref: sum(
+                    ref["raw"][task][(metric, filter_key)][p] != v for p, v in values.items()
+                ),
+            )
+            theirs = {key: {p: v[p] for p in values} for key, v in closest["raw"][task].items()}
             their_score = prepared.results({task: theirs})["results"][task][spec.metric]
             own = theirs[(metric, filter_key)]
             differences = [per_item[p] - float(aggregate([own[p]])) / spec.scale for p in per_item]
             partial[spec.name] = paired_estimate(
-                paired["scores"][spec.name],
+                closest["scores"][spec.name],
                 (score - float(their_score)) / spec.scale,
                 differences,
                 prepared.size(task),
             )
         return partial
 
-    def _paired_reference(self, reference: Mapping | None) -> dict | None:
-        """A fully scored candidate's scores and per-item values by task, or None."""
-        if not reference or not self.replayable(reference.get("item_values")):
-            return None
-        raw = {
-            spec.task_for(self.split): _raw_values(reference["item_values"][spec.name])
-            for spec in self.specs
-        }
-        return {"scores": reference["scores"], "raw": raw}
+    def _paired_references(self, references: Sequence) -> list[dict]:
+        """Fully scored candidates' scores and per-item values by task."""
+        out = []
+        for reference in references:
+            if self.replayable(reference.get("item_values")):
+                raw = {
+                    spec.task_for(self.split): _raw_values(reference["item_values"][spec.name])
+                    for spec in self.specs
+                }
+                out.append({"scores": reference["scores"], "raw": raw})
+        return out
 
     def _score_prepared(self, model, tokenizer, tasks: list[str] | None) -> dict:
         prepared = self._prepared_for(tokenizer)
@@ -577,10 +587,10 @@ class CachedEvaluator:
         must not depend on whether another job happened to score the candidate first."""
         if stop is not None and self.racing.enabled:
             known = self._cached_item_values(candidate)
-            reference = self._reference(stop, candidate)
+            references = self._references(candidate)
             if known is not None:
-                return self._replay_raced(candidate, known, stop, reference)
-            return self._evaluate_raced(candidate, build, stop, reference)
+                return self._replay_raced(candidate, known, stop, references)
+            return self._evaluate_raced(candidate, build, stop, references)
         split = self.scorer.split
         found = {
             spec.name: self.cache.get(
@@ -631,16 +641,11 @@ class CachedEvaluator:
         if self.racing.paired and self.scorer.replayable(item_values):
             self._complete[candidate] = {"scores": dict(scores), "item_values": item_values}
 
-    def _reference(self, stop, candidate: str) -> dict | None:
-        """For paired racing: the fully scored candidate seen so far that is best under
-        the stop rule's objective (the search's incumbent, or one as good)."""
-        objective = getattr(stop, "objective", None)
-        if not self.racing.paired or objective is None:
-            return None
-        known = [(k, v) for k, v in self._complete.items() if k != candidate]
-        if not known:
-            return None
-        return min(known, key=lambda kv: float(objective(kv[1]["scores"])))[1]
+    def _references(self, candidate: str) -> list[dict]:
+        """For paired racing: the fully scored candidates seen so far, in the order seen."""
+        if not self.racing.paired:
+            return []
+        return [v for k, v in self._complete.items() if k != candidate]
 
     def _cached_item_values(self, candidate: str) -> dict | None:
         """Every objective's cached per-item values, or None where any is missing."""
@@ -652,13 +657,13 @@ class CachedEvaluator:
             values[spec.name] = (entry or {}).get("item_values")
         return values if self.scorer.replayable(values) else None
 
-    def _replay_raced(self, candidate: str, known: Mapping, stop, reference=None) -> dict:
+    def _replay_raced(self, candidate: str, known: Mapping, stop, references=()) -> dict:
         result = self.scorer.replay_raced(
             self.tokenizer,
             known,
             lambda partial: stop.decide(partial, self.racing.z),
             self.racing,
-            reference,
+            references,
         )
         if result["fidelity"] >= 1.0:
             self._remember(candidate, result["scores"], known)
@@ -670,14 +675,14 @@ class CachedEvaluator:
             "fidelity": result["fidelity"],
         }
 
-    def _evaluate_raced(self, candidate: str, build, stop, reference=None) -> dict:
+    def _evaluate_raced(self, candidate: str, build, stop, references=()) -> dict:
         started = time.time()
         result = self.scorer.score_raced(
             build(),
             self.tokenizer,
             lambda partial: stop.decide(partial, self.racing.z),
             self.racing,
-            reference,
+            references,
         )
         seconds = time.time() - started
         self.evaluations += 1
