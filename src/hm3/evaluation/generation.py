@@ -20,6 +20,10 @@ a stop string, because the cut makes what follows irrelevant. The batches differ
 HFLM's, so rows are padded differently; as with HFLM at another ``batch_size``, an
 exact tie between two logits could then break the other way. `tests/evaluation/
 test_fast_path.py` checks the completions and metrics against `simple_evaluate`.
+
+The forward passes themselves are hm3's own for the Llama models it reproduces bit for
+bit (`hm3.evaluation.llama_forward`: most of a small model's decoding step is
+transformers' per-call overhead), else the model's own forward.
 """
 
 from __future__ import annotations
