@@ -58,9 +58,9 @@ def _run(forward, ids, mask, steps=6, drop_at=3):
     return out
 
 
-@pytest.mark.parametrize("padded", [True, False])
-def test_prefill_and_decoding_steps_are_bitwise_transformers(padded):
-    model = _llama()
+@pytest.mark.parametrize("padded, overrides", [(True, {}), (False, {}), (True, {"head_dim": 16})])
+def test_prefill_and_decoding_steps_are_bitwise_transformers(padded, overrides):
+    model = _llama(**overrides)  # head_dim 16: heads wider than hidden_size / heads
     assert llama_forward.supports(model)
     ids, mask = _batch(padded=padded)
     theirs = _run(_TransformersForward(model, 32), ids, mask)

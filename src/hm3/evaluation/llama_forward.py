@@ -113,7 +113,10 @@ class LlamaForward:
             model.lm_head.weight,
         )
         self.inv_freq = inner.rotary_emb.inv_freq
-        self.head_dim = model.config.hidden_size // model.config.num_attention_heads
+        config = model.config
+        self.head_dim = getattr(config, "head_dim", None) or (
+            config.hidden_size // config.num_attention_heads
+        )
         self.keys: list[torch.Tensor | None] = [None] * len(self.layers)
         self.values: list[torch.Tensor | None] = [None] * len(self.layers)
         self.length = 0
