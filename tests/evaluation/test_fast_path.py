@@ -362,7 +362,7 @@ def test_paired_racing_estimates_from_a_fully_scored_reference(family, tmp_path)
         values = {n: {k: list(v) for k, v in by.items()} for n, by in warm["item_values"].items()}
         values["math"] = {k: [1.0 - float(x) for x in v] for k, v in values["math"].items()}
         scores = {**warm["scores"], "math": 1.0 - warm["scores"]["math"]}
-        evaluator._complete = {"unlike": {"scores": scores, "item_values": values}}
+        evaluator._complete = {"unlike": scorer.paired_reference(scores, values)}
         full = evaluator.evaluate("reference", lambda: model)  # no rule: scored in full
         rule = Watching(
             lambda scores: -sum(scores.values()), incumbent=-sum(full["scores"].values())

@@ -194,8 +194,8 @@ class Scorer:
         rung but the last, ``stop(partial scores)`` may end it. The result adds
         ``fidelity`` (fraction of the items behind the scores, 1.0 when complete) and
         ``items`` (items scored); complete, also ``item_values`` (as `score`'s).
-        ``references``: fully scored candidates' {"scores", "item_values"} (as this
-        returns them) for paired estimates (`racing.paired_estimate`)."""
+        ``references``: fully scored candidates as `paired_reference` gives them, for
+        paired estimates (`racing.paired_estimate`)."""
         prepared = self._raceable(tokenizer)
         max_length = model_max_length(model)
         return self._race(
@@ -257,7 +257,7 @@ class Scorer:
         references: Sequence = (),
     ) -> dict:
         """The rung loop; ``values_for({task: positions})`` gives those items' values."""
-        paired = self._paired_references(references) if settings.paired else []
+        paired = list(references) if settings.paired else []
         started = time.time()
         tasks = {spec.name: spec.task_for(self.split) for spec in self.specs}
         orders = {
@@ -325,7 +325,7 @@ class Scorer:
 
     def _partial(self, prepared: PreparedTasks, raw: Mapping, paired: Sequence) -> dict:
         """Each objective's score on its items so far, with its standard error bound;
-        with ``paired`` references (`_paired_references`), the paired estimate of its
+        with ``paired`` references (`paired_reference`), the paired estimate of its
         full score from the one that agrees with it on the most of those items."""
         partial = {}
         for spec in self.specs:
@@ -360,17 +360,16 @@ class Scorer:
             )
         return partial
 
-    def _paired_references(self, references: Sequence) -> list[dict]:
-        """Fully scored candidates' scores and per-item values by task."""
-        out = []
-        for reference in references:
-            if self.replayable(reference.get("item_values")):
-                raw = {
-                    spec.task_for(self.split): _raw_values(reference["item_values"][spec.name])
-                    for spec in self.specs
-                }
-                out.append({"scores": reference["scores"], "raw": raw})
-        return out
+    def paired_reference(self, scores: Mapping, item_values: Mapping | None) -> dict | None:
+        """A fully scored candidate as paired racing reads it (its scores, and its per-item
+        values by task as `_race` gathers them), or None where the values are incomplete.
+        Converted once, when the candidate is scored, not per raced candidate."""
+        if not self.replayable(item_values):
+            return None
+        raw = {
+            spec.task_for(self.split): _raw_values(item_values[spec.name]) for spec in self.specs
+        }
+        return {"scores": dict(scores), "raw": raw}
 
     def _score_prepared(self, model, tokenizer, tasks: list[str] | None) -> dict:
         prepared = self._prepared_for(tokenizer)
@@ -638,8 +637,10 @@ class CachedEvaluator:
         }
 
     def _remember(self, candidate: str, scores: Mapping, item_values: Mapping | None) -> None:
-        if self.racing.paired and self.scorer.replayable(item_values):
-            self._complete[candidate] = {"scores": dict(scores), "item_values": item_values}
+        if self.racing.paired:
+            reference = self.scorer.paired_reference(scores, item_values)
+            if reference is not None:
+                self._complete[candidate] = reference
 
     def _references(self, candidate: str) -> list[dict]:
         """For paired racing: the fully scored candidates seen so far, in the order seen."""
