@@ -20,6 +20,8 @@ def test_matched_is_everything_hm3_spends_per_preference(config):
     assert hm3_budget(config) == 19 + (2 + 6) + 54
     config["rl"]["online"]["updates"] = 1  # a batch of 8 episodes and two greedy paths more
     assert hm3_budget(config) == 19 + (2 + 6 + 10) + 54
+    config["rl"]["online"]["screen"] = 24  # every screened draw counts, as proxy episodes do
+    assert hm3_budget(config) == 19 + (2 + 24 + 10) + 54
 
 
 def test_the_budget_key(config):

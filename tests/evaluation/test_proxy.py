@@ -177,15 +177,12 @@ def test_normalised_gain_is_zero_at_the_anchor_in_expert_units_and_floored():
     assert normalised_gain(broken, anchor, spread, [1.0, 0.0]) == FLOOR
 
 
-def test_proxy_scoring_rewards_gains_over_the_anchor(suite):
-    """The offline training's proxy reward (hm3.lower.training.ProxyScoring): 0 for
-    M_λ's own path, each path scored once, the scalarization reward refused."""
+def _pool_and_factory(suite):
+    """A pool of the suite's model as M_λ and a random one as the expert, and the
+    factory parts the proxy reads."""
     from transformers import LlamaForCausalLM
 
-    from hm3.core.errors import HM3Error
     from hm3.lower.inference_path import LayerPool
-    from hm3.lower.settings import ProxySettings
-    from hm3.lower.training import ProxyScoring
 
     data_dir, tokenizer, model = suite
     torch.manual_seed(1)
@@ -196,6 +193,17 @@ def test_proxy_scoring_rewards_gains_over_the_anchor(suite):
         tokenizer=tokenizer,
         experts={"expert": other, "other": model},
     )
+    return pool, factory
+
+
+def test_proxy_scoring_rewards_gains_over_the_anchor(suite):
+    """The offline training's proxy reward (hm3.lower.training.ProxyScoring): 0 for
+    M_λ's own path, each path scored once, the scalarization reward refused."""
+    from hm3.core.errors import HM3Error
+    from hm3.lower.settings import ProxySettings
+    from hm3.lower.training import ProxyScoring
+
+    pool, factory = _pool_and_factory(suite)
     table = {"t00": np.array([0.5, 0.3, 0.2])}
     config = {"seed": 0, "rl": {"reward": "weighted_sum"}}
     scoring = ProxyScoring(config, factory, {"t00": pool}, table, ProxySettings("proxy", 4))
@@ -218,6 +226,29 @@ def test_proxy_scoring_rewards_gains_over_the_anchor(suite):
             table,
             ProxySettings("proxy", 4),
         )
+
+
+def test_online_screen_scores_paths_by_the_proxy_reward(suite):
+    """rl.online.screen's cheap score (hm3.lower.online.ProxyScreen): the training's
+    proxy reward for this λ's pool, each screened path recorded for search.json and
+    counted in the budget when the metrics never scored it."""
+    from hm3.core.errors import ConfigError
+    from hm3.lower.online import ProxyScreen
+
+    pool, factory = _pool_and_factory(suite)
+    config = {"seed": 0, "rl": {"reward": "weighted_sum", "training": {"proxy_items": 4}}}
+    weights = np.array([0.5, 0.3, 0.2])
+    screen = ProxyScreen(config, factory, pool, "w5000-3000-2000", weights)
+    identity = pool.identity_path()
+    assert screen(identity) == 0.0
+    swapped = [(0, 0), identity[1]]
+    assert screen(swapped) != 0.0
+    summary = screen.summary()
+    assert [row["path"] for row in summary["screened"]] == ["M:0 M:1", "expert:0 M:1"]
+    assert summary["proxy_items_per_task"] == dict.fromkeys(TASKS, 4)
+    assert screen.unscored(["M:0 M:1"]) == 1
+    with pytest.raises(ConfigError, match="rl.online.screen"):
+        ProxyScreen({"seed": 0, "rl": {"reward": "scalarization"}}, factory, pool, "p", weights)
 
 
 def test_proxy_settings_refuse_bad_values():

@@ -31,6 +31,64 @@ def test_online_proposals_follow_the_configured_schedule():
     ]
 
 
+def _agent(seed=1):
+    return PathAgent(
+        [3, 3, 3],
+        n_tasks=2,
+        settings=RLSettings(actions="free", t_max=3, seed=seed, epsilon=0.5),
+    )
+
+
+def test_screened_samples_are_the_best_draws_by_the_cheap_score():
+    """With rl.online.screen, the metrics score the `samples` best of `screen` new
+    draws by the proxy, and no path it screened twice."""
+    screened, proposed = [], []
+
+    def cheap(path):
+        screened.append(tuple(path))
+        return float(sum(layer for _model, layer in path))
+
+    online_paths(
+        _agent(),
+        np.array([0.5, 0.5]),
+        OnlineSettings(samples=3, screen=12),
+        lambda origin, path: proposed.append((origin, tuple(path))) or 0.0,
+        screen=cheap,
+    )
+    origins = [origin for origin, _path in proposed]
+    assert origins == ["greedy-critic", "greedy-actor", *["screened-sample"] * 3]
+    greedy = {path for origin, path in proposed[:2]}
+    assert len(screened) == len(set(screened)) > 3  # distinct draws, more than kept
+    assert not greedy & set(screened)  # never a path already scored
+    best = sorted(screened, key=lambda p: sum(layer for _m, layer in p), reverse=True)[:3]
+    assert [path for _origin, path in proposed[2:]] == best
+
+
+def test_without_a_cheap_score_the_samples_are_drawn_as_before():
+    runs = []
+    for screen in (0, 12):
+        proposed = []
+        online_paths(
+            _agent(),
+            np.array([0.5, 0.5]),
+            OnlineSettings(samples=3, screen=screen),
+            lambda origin, path: proposed.append((origin, tuple(path))) or 0.0,
+        )
+        runs.append(proposed)
+    assert runs[0] == runs[1] and [o for o, _p in runs[0]][2:] == ["sample"] * 3
+
+
+def test_screen_must_cover_the_samples():
+    import pytest
+
+    from hm3.core.errors import ConfigError
+
+    assert OnlineSettings(samples=6).screen == 0
+    assert OnlineSettings(samples=6, screen=6).screen == 6
+    with pytest.raises(ConfigError, match="rl.online.screen"):
+        OnlineSettings(samples=6, screen=3)
+
+
 class _Fixed:
     """An evaluator giving each path a preset score (no model)."""
 

@@ -48,6 +48,7 @@ PATH_SEARCH = (
     *CANDIDATES,
     "rl.agent",
     "rl.online",
+    "rl.training.proxy_items",  # rl.online.screen's proxy
     "rl.alignment",
     "rl.reward",
     "rl.relative_to_identity",

@@ -49,8 +49,8 @@ def compare_budget(config: Mapping) -> int:
 
 def hm3_budget(config: Mapping) -> int:
     """HM3's candidates per reporting λ as the config sets them: M_λ's search, the
-    online path search (greedy critic and actor paths, samples, per update a batch and
-    two greedy paths; the identity path is M_λ, counted once), and the offline work
+    online path search (greedy critic and actor paths, samples or the draws screened for
+    them, per update a batch and two greedy paths; the identity path is M_λ, counted once), and the offline work
     (training-λ searches, every policy episode) divided over the reporting λ, rounded
     up. Episodes count in full although repeated paths are served by the cache: the
     comparison methods get at least HM3's budget (hm3.report.budget counts what was
@@ -59,7 +59,8 @@ def hm3_budget(config: Mapping) -> int:
     rl = config["rl"]
     online = lower_settings(config).online
     per_update = rl_settings(config).episodes_per_update + 2
-    online_paths = 2 + online.samples + online.updates * per_update
+    # screened draws count in full, as proxy-scored episodes do (each ~1/5 of a candidate)
+    online_paths = 2 + max(online.samples, online.screen) + online.updates * per_update
     training = rl["training"]
     searches = int(training["preferences"]) * int(training.get("search_budget") or upper)
     offline = searches + int(training["episodes"])

@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 import numpy as np
 
 from hm3.core import layout
-from hm3.core.errors import HM3Error
+from hm3.core.errors import ConfigError, HM3Error
 from hm3.core.io import atomic_file, write_json, write_text
 from hm3.core.seeds import derive_seed
 from hm3.lower.settings import (
     OnlineSettings,
     alignment_settings,
     lower_settings,
+    proxy_settings,
     reward_function,
+    reward_settings,
 )
 from hm3.upper.settings import augmentation
 from hm3.upper.preferences import scalarizer
@@ -39,6 +41,7 @@ def online_paths(
     settings: OnlineSettings,
     score: Callable[[str, list], float],
     seen: set | None = None,
+    screen: Callable[[list], float] | None = None,
 ) -> None:
     """Score the paths the online search proposes for one λ (the caller scores the
     identity path first and passes it in ``seen``): the greedy critic and actor
@@ -46,7 +49,9 @@ def online_paths(
     from M_λ's identity path resamples it often; re-drawing, which costs no
     evaluation, keeps the budget for distinct candidates), then per extra PPO update
     (``updates``) a batch of sampled episodes, the update on their rewards, and fresh
-    greedy decisions. ``score(origin, path)`` evaluates a path and returns its reward."""
+    greedy decisions. ``score(origin, path)`` evaluates a path and returns its reward.
+    With ``screen`` (a cheap score, higher is better) and ``settings.screen``, the
+    samples are the best ``samples`` of ``settings.screen`` new draws by that score."""
     seen = set() if seen is None else seen
 
     def propose(origin, path):
@@ -61,18 +66,39 @@ def online_paths(
             )
 
     greedy("")
-    for _ in range(settings.samples):
-        for _attempt in range(50):
-            path = agent.rollout(weights).path(agent.space)
-            if tuple(path) not in seen:
-                break
-        propose("sample", path)
+    if screen is not None and settings.screen:
+        for path in _screened(agent, weights, settings, seen, screen):
+            propose("screened-sample", path)
+    else:
+        for _ in range(settings.samples):
+            propose("sample", _new_rollout(agent, weights, seen))
     for update in range(settings.updates):
         batch = [agent.rollout(weights) for _ in range(agent.settings.episodes_per_update)]
         for episode in batch:
             agent.finish(episode, propose(f"update{update}-sample", episode.path(agent.space)))
         agent.update(batch)
         greedy(f"update{update}-")
+
+
+def _new_rollout(agent, weights, seen) -> list:
+    """A sampled path not in ``seen`` (after 50 draws, a repeat: its score is cached)."""
+    for _attempt in range(50):
+        path = agent.rollout(weights).path(agent.space)
+        if tuple(path) not in seen:
+            break
+    return path
+
+
+def _screened(agent, weights, settings: OnlineSettings, seen, screen) -> list:
+    """The ``samples`` best of ``screen`` distinct new draws by the cheap score; ties
+    keep the order drawn. Why: the proxy ranks nearby paths as the metrics do
+    (docs/lower.md), so many draws cost less than a few generations."""
+    drawn: dict[tuple, list] = {}
+    for _ in range(settings.screen):
+        path = _new_rollout(agent, weights, seen | drawn.keys())
+        drawn.setdefault(tuple(path), path)
+    ranked = sorted(drawn.values(), key=screen, reverse=True)
+    return ranked[: settings.samples]
 
 
 def search_path(
@@ -124,12 +150,16 @@ def search_path(
         ]  # always the first candidate
         lower = lower_settings(config)
         identity_value *= bool(lower.relative_to_identity)
+        screen = (
+            ProxyScreen(config, factory, pool, preference, weights) if lower.online.screen else None
+        )
         online_paths(
             agent,
             weights,
             lower.online,
             lambda origin, path: candidates.score(origin, path)["value"] - identity_value,
             seen={tuple(identity)},
+            screen=screen,
         )
         margin = lower.online.margin
         if margin == "auto":
@@ -196,18 +226,61 @@ def search_path(
             "aligned_layers": sorted(alignment),
             "candidates": len(frame),
             "distinct_paths": distinct,
-            "budget": distinct,
+            # what the comparison methods' budgets count: proxy-only draws in full, as
+            # the offline training's proxy episodes are
+            "budget": distinct + (screen.unscored(frame["path"]) if screen else 0),
             "evaluations": search.evaluator.evaluations,
             "raced_out": search.evaluator.raced_out,
             "item_evaluations": search.evaluator.items,
             "test_evaluations": on_test.evaluator.evaluations,
             "seconds_evaluating": round(search.evaluator.seconds, 2),
+            **(screen.summary() if screen else {}),
             "wall_seconds": round(time.time() - started, 1),
         }
     finally:
         factory.close()
     write_json(Path(out_dir) / "search.json", summary)
     return summary
+
+
+class ProxyScreen:
+    """The online search's cheap score of a path (``rl.online.screen``): the offline
+    training's proxy reward (hm3.lower.training.ProxyScoring), the λ-weighted gain of
+    the references' likelihood over M_λ's in units of the experts' spread. Keeps each
+    screened path's value for search.json."""
+
+    def __init__(self, config: Mapping, factory, pool, preference: str, weights: np.ndarray):
+        # lazy: torch, once the job runs
+        from hm3.lower.training import ProxyScoring
+
+        if reward_settings(config).reward != "weighted_sum":
+            raise ConfigError(
+                "rl.online.screen ranks paths by the weighted sum of the tasks' likelihood "
+                "gains; set rl.reward: weighted_sum, or rl.online.screen: 0"
+            )
+        self.scoring = ProxyScoring(
+            config, factory, {preference: pool}, {preference: weights}, proxy_settings(config)
+        )
+        self.preference, self.names = preference, list(pool.names)
+        self.values: list[dict] = []
+
+    def __call__(self, path) -> float:
+        # lazy: torch (inference_path)
+        from hm3.lower.inference_path import as_path, describe
+
+        value, _details = self.scoring(self.preference, path)
+        self.values.append({"path": describe(as_path(path), self.names), "proxy_gain": value})
+        return value
+
+    def unscored(self, scored_paths) -> int:
+        """How many screened paths the metrics never scored."""
+        return len({v["path"] for v in self.values} - set(scored_paths))
+
+    def summary(self) -> dict:
+        return {
+            "screened": [{**v, "proxy_gain": round(v["proxy_gain"], 6)} for v in self.values],
+            **self.scoring.summary(),
+        }
 
 
 def align_best(

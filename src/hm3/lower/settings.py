@@ -89,8 +89,17 @@ class OnlineSettings:
     # number, or "auto", the most one search item can move g at this λ (a smaller gain
     # is within the split's resolution, and would be a pick of noise)
     margin: float | str = DEFAULT_MARGIN
+    # with screen > samples: draw `screen` new paths from the policy, score each by the
+    # reference-likelihood proxy (rl.training.proxy_items per task, ~1/5 of a metric
+    # evaluation) and score by the metrics only the `samples` the proxy ranks best
+    screen: int = 0
 
     def __post_init__(self):
+        if self.screen and self.screen < self.samples:
+            raise ConfigError(
+                f"rl.online.screen ({self.screen}) must be 0 (off) or at least "
+                f"rl.online.samples ({self.samples}): it draws the paths samples keeps"
+            )
         if self.margin != "auto" and not (
             isinstance(self.margin, (int, float)) and self.margin >= 0
         ):
