@@ -137,6 +137,42 @@ def test_anchor_decay_keeps_the_task_vector_smaller(family):
     assert 0 < pulled < 0.8 * free
 
 
+def test_layer_drop_trains_on_seeded_subsets_of_the_layers_and_restores_them():
+    """LayerDrop: each step's forward sees the kept layers only (at least one, in
+    order), the draws are seeded, and the model keeps its own layer list."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hm3.models.tiny.train import _LayerDrop, train
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, **{**ARCH, "num_hidden_layers": 4}))
+    layers = model.model.layers
+    depths = []
+    model.model.register_forward_pre_hook(lambda module, args: depths.append(len(module.layers)))
+    settings = TrainSettings(
+        steps=12, batch_size=2, learning_rate=1e-3, seq_len=8, layer_drop=0.5, seed=4
+    )
+    train(model, packed_batches(torch.arange(200) % 50, settings), settings, "drop")
+    assert model.model.layers is layers and len(layers) == 4
+    assert min(depths) >= 1 and len(set(depths)) > 1  # some steps ran shallower
+
+    def kept(seed):
+        return [list(layers).index(layer) for layer in _LayerDrop(model, 0.5, seed).draw()]
+
+    assert kept(9) == kept(9) and kept(9) == sorted(kept(9))
+    kept = _LayerDrop(model, 0.99, seed=1).draw()
+    assert len(kept) == 1 and any(kept[0] is layer for layer in layers)
+
+
+def test_layer_drop_is_refused_out_of_range_or_without_decoder_layers():
+    with pytest.raises(ValueError, match="layer_drop"):
+        TrainSettings(steps=1, batch_size=1, learning_rate=1e-3, layer_drop=1.0)
+    from hm3.models.tiny.train import _LayerDrop
+
+    with pytest.raises(ValueError, match="model.layers"):
+        _LayerDrop(torch.nn.Linear(2, 2), 0.1, seed=0)
+
+
 def test_unknown_trainable_is_refused():
     with pytest.raises(ValueError, match="trainable must be one of"):
         TrainSettings(steps=1, batch_size=1, learning_rate=1e-3, trainable="head")

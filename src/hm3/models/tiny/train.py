@@ -35,12 +35,18 @@ class TrainSettings:
     # decoupled pull of every trained weight towards its starting value (L2-SP, Li et al.
     # 2018): keeps a fine-tune's task vector small, as a real fine-tune's is beside its weights
     anchor_decay: float = 0.0
+    # each step skips each decoder layer with this probability (LayerDrop, Fan et al.
+    # 2019): a small model then tolerates a skipped or repeated layer as a deep LLM's
+    # residual stream does (Gromov et al. 2024; Sun et al. 2024, "layers as painters")
+    layer_drop: float = 0.0
 
     def __post_init__(self):
         if self.trainable not in TRAINABLE:
             raise ValueError(
                 f"trainable must be one of {sorted(TRAINABLE)}, not {self.trainable!r}"
             )
+        if not 0.0 <= self.layer_drop < 1.0:
+            raise ValueError(f"layer_drop must be in [0, 1), not {self.layer_drop}")
 
 
 # parameter-name tests for TrainSettings.trainable; "body": the decoder layers of a Llama
@@ -111,9 +117,36 @@ def _pull_towards(parameters, anchors, rate: float) -> None:
         parameter.sub_(parameter - anchor, alpha=rate)
 
 
+class _LayerDrop:
+    """Per step, the decoder layers a LayerDrop step keeps (seeded; at least one, in
+    order), swapped into the model for that step's forward and backward passes."""
+
+    def __init__(self, model, rate: float, seed: int):
+        decoder = getattr(getattr(model, "model", None), "layers", None)
+        if not isinstance(decoder, torch.nn.ModuleList):
+            raise ValueError(
+                f"layer_drop needs a decoder with a `model.layers` list (a Llama); "
+                f"{type(model).__name__} has none"
+            )
+        self.inner, self.layers, self.rate = model.model, decoder, rate
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def draw(self) -> torch.nn.ModuleList:
+        keep = torch.rand(len(self.layers), generator=self.generator) >= self.rate
+        if not keep.any():
+            keep[torch.randint(len(self.layers), (1,), generator=self.generator)] = True
+        return torch.nn.ModuleList(layer for layer, k in zip(self.layers, keep) if k)
+
+    def use(self, layers: torch.nn.ModuleList) -> None:
+        self.inner.layers = layers
+
+
 def train(model, batches: Iterator[dict], settings: TrainSettings, desc: str) -> list[dict]:
     """Run AdamW for ``settings.steps``; returns the loss log (one row per log interval)."""
     trained = _trained_parameters(model, settings.trainable)
+    drop = (
+        _LayerDrop(model, settings.layer_drop, settings.seed + 1) if settings.layer_drop else None
+    )
     anchors = [p.detach().clone() for p in trained] if settings.anchor_decay else []
     optimizer = torch.optim.AdamW(
         trained,
@@ -127,8 +160,14 @@ def train(model, batches: Iterator[dict], settings: TrainSettings, desc: str) ->
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, settings)
-        loss = model(**next(batches)).loss
-        loss.backward()
+        if drop:
+            drop.use(drop.draw())
+        try:
+            loss = model(**next(batches)).loss
+            loss.backward()
+        finally:
+            if drop:
+                drop.use(drop.layers)
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
