@@ -236,7 +236,15 @@ def test_online_screen_scores_paths_by_the_proxy_reward(suite):
     from hm3.lower.online import ProxyScreen
 
     pool, factory = _pool_and_factory(suite)
-    config = {"seed": 0, "rl": {"reward": "weighted_sum", "training": {"proxy_items": 4}}}
+    from _paths import REPO
+
+    from hm3.cli.rule_reads import rule_config, rule_reads
+    from hm3.core.config_view import StrictConfig
+
+    full = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    full["rl"]["training"]["proxy_items"] = 4
+    # held to search_path's reads, as the job is: the screen reads nothing else
+    config = StrictConfig(rule_config(full, "search_path"), rule_reads("search_path"))
     weights = np.array([0.5, 0.3, 0.2])
     screen = ProxyScreen(config, factory, pool, "w5000-3000-2000", weights)
     identity = pool.identity_path()

@@ -21,9 +21,9 @@ from hm3.lower.settings import (
     OnlineSettings,
     alignment_settings,
     lower_settings,
-    proxy_settings,
     reward_function,
     reward_settings,
+    screen_proxy_settings,
 )
 from hm3.upper.settings import augmentation
 from hm3.upper.preferences import scalarizer
@@ -259,7 +259,11 @@ class ProxyScreen:
                 "gains; set rl.reward: weighted_sum, or rl.online.screen: 0"
             )
         self.scoring = ProxyScoring(
-            config, factory, {preference: pool}, {preference: weights}, proxy_settings(config)
+            config,
+            factory,
+            {preference: pool},
+            {preference: weights},
+            screen_proxy_settings(config),
         )
         self.preference, self.names = preference, list(pool.names)
         self.values: list[dict] = []

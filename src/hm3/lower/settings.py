@@ -141,6 +141,13 @@ def proxy_settings(config: Mapping) -> ProxySettings:
     )
 
 
+def screen_proxy_settings(config: Mapping) -> ProxySettings:
+    """The proxy of `rl.online.screen`: the training's `rl.training.proxy_items`, the
+    only key of `rl.training` an online search reads (its rule carries no other)."""
+    training = config.get("rl", {}).get("training") or {}
+    return ProxySettings("proxy", training.get("proxy_items", DEFAULT_PROXY_ITEMS))
+
+
 DEFAULT_REWARD = "weighted_sum"  # or "scalarization": -g(.|λ)
 DEFAULT_RELATIVE_TO_IDENTITY = True  # rewards relative to M_λ's identity path
 
