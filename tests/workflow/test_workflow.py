@@ -96,6 +96,8 @@ def test_lower_level_outputs(finished_run):
         summary = json.loads((results / "paths" / pref / "search.json").read_text())
         # the identity path (M_λ itself) is a candidate, so the path is never worse on search
         assert summary["best"]["g_search"] <= summary["identity"]["g_search"] + 1e-12
+        # ci.yaml screens the samples by the proxy: each screened draw is listed and counted
+        assert summary["screened"] and summary["budget"] >= summary["distinct_paths"]
         assert (
             json.loads((results / "compare" / "random-paths" / pref / "search.json").read_text())[
                 "budget"
