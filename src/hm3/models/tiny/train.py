@@ -7,6 +7,7 @@ dependency would dominate, and we need exact control of seeds and loss masking.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -137,13 +138,20 @@ class _LayerDrop:
             keep[torch.randint(len(self.layers), (1,), generator=self.generator)] = True
         return torch.nn.ModuleList(layer for layer, k in zip(self.layers, keep) if k)
 
-    def use(self, layers: torch.nn.ModuleList) -> None:
-        self.inner.layers = layers
+    @contextlib.contextmanager
+    def step(self):
+        """The model runs a fresh draw of its layers inside; its own list after."""
+        self.inner.layers = self.draw()
+        try:
+            yield
+        finally:
+            self.inner.layers = self.layers
 
 
 def train(model, batches: Iterator[dict], settings: TrainSettings, desc: str) -> list[dict]:
     """Run AdamW for ``settings.steps``; returns the loss log (one row per log interval)."""
     trained = _trained_parameters(model, settings.trainable)
+    # its own stream, apart from the batches' (seeded by settings.seed)
     drop = (
         _LayerDrop(model, settings.layer_drop, settings.seed + 1) if settings.layer_drop else None
     )
@@ -160,14 +168,9 @@ def train(model, batches: Iterator[dict], settings: TrainSettings, desc: str) ->
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = _lr_at(step, settings)
-        if drop:
-            drop.use(drop.draw())
-        try:
+        with drop.step() if drop else contextlib.nullcontext():
             loss = model(**next(batches)).loss
             loss.backward()
-        finally:
-            if drop:
-                drop.use(drop.layers)
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
