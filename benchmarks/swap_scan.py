@@ -16,10 +16,14 @@ items are disjoint from all of them (tiny suite only). A bigger split narrows th
 interval, which tells a swap that gains too little to see on the search split from one
 that gains nothing. `--combine` then scores M_λ with every swap that lowered g at once
 (the best expert per layer): single swaps below the noise may still add up to room for
-a path search.
+a path search. `--insert` also scores every path one layer longer than M_λ's: layer i
+of an expert (or M_λ's own layer i again) run right after M_λ's layer i, the paper's
+free action space; on a family whose layers tolerate a repeat (LayerDrop training,
+benchmarks/layer_robustness.py) such a path adds an expert's update to M_λ's instead
+of replacing one.
 
     python benchmarks/swap_scan.py --workdir RUN [--preferences ID ...] [--bootstrap 500]
-        [--fresh 600] [--combine]
+        [--fresh 600] [--combine] [--insert]
 """
 
 from __future__ import annotations
@@ -55,6 +59,9 @@ def main() -> int:
     parser.add_argument(
         "--combine", action="store_true", help="also score all improving swaps together"
     )
+    parser.add_argument(
+        "--insert", action="store_true", help="also score every one-layer insertion"
+    )
     args = parser.parse_args()
     os.chdir(args.workdir)
     os.environ.setdefault("TQDM_DISABLE", "1")
@@ -65,7 +72,6 @@ def main() -> int:
 
     from hm3.core import layout
     from hm3.core.environment import offline_environment
-    from hm3.lower.inference_path import Step
     from hm3.lower.pool import PoolFactory
     from hm3.upper.preferences import preferences, scalarizer
 
@@ -86,18 +92,16 @@ def main() -> int:
         started = time.time()
         anchor = scorer.item_values(pool.assemble(pool.identity_path()), factory.tokenizer)
         swaps = []
-        for model_index, name in enumerate(factory.names[:-1]):
-            for layer in range(pool.depths[-1]):
-                path = list(pool.identity_path())
-                path[layer] = Step(model_index, layer)
-                items = scorer.item_values(pool.assemble(tuple(path)), factory.tokenizer)
-                swaps.append(
-                    {
-                        "expert": name,
-                        "layer": layer,
-                        **_compare(items, anchor, rescore, plain, weights, args.bootstrap),
-                    }
-                )
+        for edit, model_index, layer, path in _edits(pool, factory.names, args.insert):
+            items = scorer.item_values(pool.assemble(path), factory.tokenizer)
+            swaps.append(
+                {
+                    "edit": edit,
+                    "expert": factory.names[model_index],
+                    "layer": layer,
+                    **_compare(items, anchor, rescore, plain, weights, args.bootstrap),
+                }
+            )
         swaps.sort(key=lambda s: s["delta_g"])
         combined = None
         if args.combine:
@@ -122,7 +126,7 @@ def main() -> int:
         )
         for s in swaps[:5]:
             print(
-                f"   {s['expert']:>12s} layer {s['layer']:2d}: Δg {s['delta_g']:+.4f} "
+                f"   {s['edit']:>6s} {s['expert']:>12s} layer {s['layer']:2d}: Δg {s['delta_g']:+.4f} "
                 f"[{s['low']:+.4f}, {s['high']:+.4f}]"
             )
         if combined:
@@ -137,6 +141,25 @@ def main() -> int:
         args.out.write_text(json.dumps(report, indent=1))
         print(f"wrote {args.out}")
     return 0
+
+
+def _edits(pool, names, insert: bool):
+    """(edit, model index, layer, path) for every path one edit from M_λ's (the last
+    model of the pool): each expert's layer i in place of M_λ's, and with ``insert``
+    each pool model's layer i run after M_λ's layer i."""
+    from hm3.lower.inference_path import Step
+
+    own = list(pool.identity_path())
+    m_lambda = len(names) - 1
+    for model_index in range(m_lambda):
+        for layer in range(pool.depths[-1]):
+            path = own[:layer] + [Step(model_index, layer)] + own[layer + 1 :]
+            yield "swap", model_index, layer, tuple(path)
+    if insert:
+        for model_index in range(m_lambda + 1):
+            for layer in range(pool.depths[-1]):
+                path = own[: layer + 1] + [Step(model_index, layer)] + own[layer + 1 :]
+                yield "insert", model_index, layer, tuple(path)
 
 
 def _rescorers(scorer) -> dict:
@@ -189,7 +212,7 @@ def _combined(swaps, pool, factory, scorer, anchor, rescore, plain, weights, arg
 
     chosen = {}
     for swap in swaps:  # sorted by Δg, best first
-        if swap["delta_g"] < 0 and swap["layer"] not in chosen:
+        if swap["edit"] == "swap" and swap["delta_g"] < 0 and swap["layer"] not in chosen:
             chosen[swap["layer"]] = factory.names.index(swap["expert"])
     if len(chosen) < 2:
         return None
