@@ -121,7 +121,7 @@ def main() -> int:
         }
         print(
             f"{pref} λ={np.round(weights, 3).tolist()} g(M_λ)={report['preferences'][pref]['g_anchor']:.4f} "
-            f"one item={resolution:.4f}: {len(beyond)} of {len(swaps)} swaps lower g beyond the "
+            f"one item={resolution:.4f}: {len(beyond)} of {len(swaps)} edits lower g beyond the "
             f"95% interval ({time.time() - started:.0f} s)"
         )
         for s in swaps[:5]:
