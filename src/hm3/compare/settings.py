@@ -51,10 +51,10 @@ def hm3_budget(config: Mapping) -> int:
     """HM3's candidates per reporting λ as the config sets them: M_λ's search, the
     online path search (greedy critic and actor paths, samples or the draws screened
     for them, per update a batch and two greedy paths; the identity path is M_λ,
-    counted once), and the offline work (training-λ searches, every policy episode) divided over the reporting λ, rounded
-    up. Episodes count in full although repeated paths are served by the cache: the
-    comparison methods get at least HM3's budget (hm3.report.budget counts what was
-    really spent)."""
+    counted once), and the offline work (training-λ searches, every policy episode)
+    divided over the reporting λ, rounded up. Episodes count in full although repeated
+    paths are served by the cache: the comparison methods get at least HM3's budget
+    (hm3.report.budget counts what was really spent)."""
     upper = int(config["search"]["budget"])
     rl = config["rl"]
     online = lower_settings(config).online
