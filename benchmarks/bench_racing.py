@@ -12,6 +12,10 @@ incumbents of all λ) can be drawn against the item evaluations spent, for both 
 (--plot). Prints a table and writes --out (JSON) and the plot.
 
     python benchmarks/bench_racing.py --workdir RUN [--seeds 1] [--plot anytime.png]
+
+Seeds can run in parallel processes (`--first-seed K --seeds 1 --out sK.json` each) and be
+joined afterwards: `--replot --from s0.json s1.json s2.json --out all.json`. With more
+than one seed the table adds the mean ± sd over seeds and a pooled interval.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ def main() -> int:
         help="racing on estimates from the best fully scored candidate (racing.paired)",
     )
     parser.add_argument("--seeds", type=int, default=1, help="method seeds (config seed + k)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="start k here (run seeds in parallel processes, then --replot --from them all)",
+    )
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--budget", type=int, default=None, help="override search.budget")
     parser.add_argument("--preferences", type=int, default=None, help="only the first N λ")
@@ -49,11 +59,21 @@ def main() -> int:
     parser.add_argument(
         "--replot", action="store_true", help="only redraw --plot and the table from --out"
     )
+    parser.add_argument(
+        "--from",
+        dest="sources",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="with --replot: join the runs of these --out files (e.g. one per seed) into --out",
+    )
     args = parser.parse_args()
     out, plot = args.out.resolve(), args.plot.resolve() if args.plot else None
     if args.replot:
+        sources = [s.resolve() for s in args.sources or [out]]
         os.chdir(args.workdir)
-        report(json.loads(out.read_text())["runs"], args.bootstrap, out, plot)
+        runs = [run for s in sources for run in json.loads(s.read_text())["runs"]]
+        report(runs, args.bootstrap, out, plot)
         return 0
 
     os.chdir(args.workdir)
@@ -65,7 +85,7 @@ def main() -> int:
     offline_environment()
     torch.set_num_threads(1)
     runs = []
-    for k in range(args.seeds):
+    for k in range(args.first_seed, args.first_seed + args.seeds):
         config = load_config()
         config["seed"] = int(config["seed"]) + k
         # the family stays the one --workdir built (its seed was the config's `seed`)
@@ -212,7 +232,7 @@ def report(runs: list[dict], bootstrap: int, out: Path, plot: Path | None) -> No
         f"item evaluations on/off per seed: {[round(r, 3) for r in ratios]} (mean {statistics.mean(ratios):.3f})"
     )
     intervals = [
-        paired_interval(runs[2 * i], runs[2 * i + 1], tasks, plain, reference, bootstrap)
+        paired_interval([(runs[2 * i], runs[2 * i + 1])], tasks, plain, reference, bootstrap)
         for i in range(len(pairs))
     ]
     for (off, on), interval in zip(pairs, intervals):
@@ -221,21 +241,59 @@ def report(runs: list[dict], bootstrap: int, out: Path, plot: Path | None) -> No
             f"[{interval['hv'][0]:+.4f}, {interval['hv'][1]:+.4f}], Δ mean g {on['mean_g_test'] - off['mean_g_test']:+.4f} "
             f"[{interval['g'][0]:+.4f}, {interval['g'][1]:+.4f}] (95% paired bootstrap over test items)"
         )
+    pooled = None
+    if len(pairs) > 1:
+        pooled = pooled_summary(runs, pairs, ratios, tasks, plain, reference, bootstrap)
     out.write_text(
-        json.dumps({"rows": rows, "intervals": intervals, "runs": runs}, indent=1, default=str)
+        json.dumps(
+            {"rows": rows, "intervals": intervals, "pooled": pooled, "runs": runs},
+            indent=1,
+            default=str,
+        )
     )
     if plot:
         plot_anytime(runs, tasks, plain, reference, plot)
     print(f"wrote {out}" + (f" and {plot}" if plot else ""))
 
 
+def pooled_summary(runs, pairs, ratios, tasks, plain, reference, bootstrap) -> dict:
+    """Mean ± sd over seeds of the item ratio and of the on - off differences, and the
+    pooled interval of the mean difference (one item draw shared by every seed)."""
+    d_hv = [on["hv_test"] - off["hv_test"] for off, on in pairs]
+    d_g = [on["mean_g_test"] - off["mean_g_test"] for off, on in pairs]
+    interval = paired_interval(
+        [(runs[2 * i], runs[2 * i + 1]) for i in range(len(pairs))],
+        tasks,
+        plain,
+        reference,
+        bootstrap,
+    )
+    summary = {
+        "seeds": len(pairs),
+        "ratio": [statistics.mean(ratios), statistics.stdev(ratios)],
+        "d_hv": [statistics.mean(d_hv), statistics.stdev(d_hv)],
+        "d_g": [statistics.mean(d_g), statistics.stdev(d_g)],
+        "interval": interval,
+    }
+    print(
+        f"over {len(pairs)} seeds: items on/off {summary['ratio'][0]:.3f} ± {summary['ratio'][1]:.3f}; "
+        f"ΔHV {summary['d_hv'][0]:+.4f} ± {summary['d_hv'][1]:.4f} "
+        f"[{interval['hv'][0]:+.4f}, {interval['hv'][1]:+.4f}]; "
+        f"Δ mean g {summary['d_g'][0]:+.4f} ± {summary['d_g'][1]:.4f} "
+        f"[{interval['g'][0]:+.4f}, {interval['g'][1]:+.4f}] "
+        "(mean ± sd over seeds; 95% bootstrap of the mean over test items, one draw for all seeds)"
+    )
+    return summary
+
+
 def paired_interval(
-    off: dict, on: dict, tasks, plain, reference, iterations: int, seed: int = 0
+    pairs: list[tuple[dict, dict]], tasks, plain, reference, iterations: int, seed: int = 0
 ) -> dict:
-    """95% paired bootstrap interval of the on - off differences in test HV and mean g:
-    each iteration draws the test items with replacement (one draw per task, shared by
-    both modes and every λ) and re-aggregates each task's metric on the drawn items
-    with lm-eval's own aggregation (mean, or corpus chrF)."""
+    """95% paired bootstrap interval of the on - off differences in test HV and mean g,
+    averaged over the (off, on) pairs (seeds): each iteration draws the test items with
+    replacement (one draw per task, shared by both modes, every λ and every seed) and
+    re-aggregates each task's metric on the drawn items with lm-eval's own aggregation
+    (mean, or corpus chrF)."""
     from lm_eval.api.registry import get_aggregation
 
     config = load_config()
@@ -245,26 +303,30 @@ def paired_interval(
         for t in tasks
     }
     rng = np.random.default_rng(seed)
-    sizes = {t: len(next(iter(off["preferences"].values()))["test_items"][t]) for t in tasks}
+    first = next(iter(pairs[0][0]["preferences"].values()))
+    sizes = {t: len(first["test_items"][t]) for t in tasks}
+
+    def measured(run, draw):
+        prefs = list(run["preferences"].values())
+        scores = np.array(
+            [
+                [aggregate[t]([p["test_items"][t][i] for i in draw[t]]) / scale[t] for t in tasks]
+                for p in prefs
+            ]
+        )
+        g = float(np.mean([plain(s, p["weights"]) for s, p in zip(scores, prefs)]))
+        return hypervolume(plain.normalizer(scores), reference), g
+
     deltas_hv, deltas_g = [], []
     for _ in range(iterations):
         draw = {t: rng.integers(0, sizes[t], sizes[t]) for t in tasks}
-        values = []
-        for run in (off, on):
-            prefs = list(run["preferences"].values())
-            scores = np.array(
-                [
-                    [
-                        aggregate[t]([p["test_items"][t][i] for i in draw[t]]) / scale[t]
-                        for t in tasks
-                    ]
-                    for p in prefs
-                ]
-            )
-            g = float(np.mean([plain(s, p["weights"]) for s, p in zip(scores, prefs)]))
-            values.append((hypervolume(plain.normalizer(scores), reference), g))
-        deltas_hv.append(values[1][0] - values[0][0])
-        deltas_g.append(values[1][1] - values[0][1])
+        step_hv, step_g = [], []
+        for off, on in pairs:
+            (hv_off, g_off), (hv_on, g_on) = measured(off, draw), measured(on, draw)
+            step_hv.append(hv_on - hv_off)
+            step_g.append(g_on - g_off)
+        deltas_hv.append(float(np.mean(step_hv)))
+        deltas_g.append(float(np.mean(step_g)))
     return {
         "hv": [float(np.percentile(deltas_hv, 2.5)), float(np.percentile(deltas_hv, 97.5))],
         "g": [float(np.percentile(deltas_g, 2.5)), float(np.percentile(deltas_g, 97.5))],

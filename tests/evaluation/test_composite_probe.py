@@ -1,0 +1,49 @@
+"""The composite probe's word-problem-to-code conversion (benchmarks/composite_probe.py)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from composite_probe import evaluate, expression, solved  # noqa: E402
+
+from hm3.models.tiny.data import generate_records
+
+
+def test_steps_become_one_expression_with_the_answer():
+    answer = "They picked 11 + 15 = 26 stamps.\nThey have 26 - 20 = 6 stamps left.\n#### 6"
+    assert expression(answer) == "11 + 15 - 20"
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("4 * 2 = 8 jars.\n8 + 6 = 14 in all.\n#### 14", "4 * 2 + 6"),
+        ("3 + 4 = 7 boxes.\n7 * 5 = 35.\n#### 35", "(3 + 4) * 5"),
+        ("2 * 3 = 6.\n20 - 6 = 14.\n#### 14", "20 - (2 * 3)"),
+        ("18 / 3 = 6.\n#### 6", "18 // 3"),
+    ],
+)
+def test_brackets_keep_the_order_of_the_steps(answer, expected):
+    assert expression(answer) == expected
+    assert evaluate(expected) == int(answer.rsplit("####", 1)[1])
+
+
+def test_every_generated_problem_converts_to_its_answer():
+    for record in generate_records("math", 300, seed=7):
+        body = expression(record["answer"])
+        assert evaluate(body) == int(record["answer"].rsplit("####", 1)[1]), record
+
+
+@pytest.mark.parametrize(
+    "text", ["__import__('os').system('true')", "2 ** 99999", "1 // 0", "x + 1", "return"]
+)
+def test_generated_text_is_parsed_not_run(text):
+    assert evaluate(text) is None
+
+
+def test_solved_reads_the_first_returned_line():
+    assert solved("    return 3 + 4\n    return 9", 7)
+    assert not solved("    return 3 + 5", 7)
+    assert not solved("    print(7)", 7)
