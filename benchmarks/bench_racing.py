@@ -60,6 +60,14 @@ def main() -> int:
         "--replot", action="store_true", help="only redraw --plot and the table from --out"
     )
     parser.add_argument(
+        "--reuse-off",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="take each seed's racing-off run from these --out files instead of rerunning it "
+        "(racing off does not depend on --rungs or --z)",
+    )
+    parser.add_argument(
         "--from",
         dest="sources",
         type=Path,
@@ -69,6 +77,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     out, plot = args.out.resolve(), args.plot.resolve() if args.plot else None
+    reuse_off = [source.resolve() for source in args.reuse_off or []]
     if args.replot:
         sources = [s.resolve() for s in args.sources or [out]]
         os.chdir(args.workdir)
@@ -84,6 +93,13 @@ def main() -> int:
 
     offline_environment()
     torch.set_num_threads(1)
+    reused_off = {
+        run["seed"]: run
+        for source in reuse_off
+        for run in json.loads(source.read_text())["runs"]
+        if not run["racing"]
+        and (args.preferences is None or len(run["preferences"]) == args.preferences)
+    }
     runs = []
     for k in range(args.first_seed, args.first_seed + args.seeds):
         config = load_config()
@@ -91,6 +107,10 @@ def main() -> int:
         # the family stays the one --workdir built (its seed was the config's `seed`)
         config["tiny"]["seed"] = config["tiny"].get("seed") or load_config()["seed"]
         for racing in (False, True):
+            if not racing and config["seed"] in reused_off:
+                runs.append(reused_off[config["seed"]])
+                print(f"seed {config['seed']} racing off: reused", flush=True)
+                continue
             started = time.time()
             if args.budget:
                 config["search"]["budget"] = args.budget
@@ -292,9 +312,11 @@ def paired_interval(
     """95% paired bootstrap interval of the on - off differences in test HV and mean g,
     averaged over the (off, on) pairs (seeds): each iteration draws the test items with
     replacement (one draw per task, shared by both modes, every λ and every seed) and
-    re-aggregates each task's metric on the drawn items with lm-eval's own aggregation
-    (mean, or corpus chrF)."""
+    re-aggregates each task's metric on the drawn items as lm-eval's own aggregation
+    (mean, or corpus chrF) does."""
     from lm_eval.api.registry import get_aggregation
+
+    from hm3.report.intervals import rescorer
 
     config = load_config()
     scale = {t: float(config["tasks"][t].get("scale", 1.0)) for t in tasks}
@@ -306,14 +328,20 @@ def paired_interval(
     first = next(iter(pairs[0][0]["preferences"].values()))
     sizes = {t: len(first["test_items"][t]) for t in tasks}
 
+    # each (λ, task)'s per-item values in the fast form the pipeline's intervals use
+    # (hm3.report.intervals.rescorer: chrF from per-item statistics, not re-aggregated)
+    rescorers = {
+        id(run): [
+            {t: rescorer(p["test_items"][t], aggregate[t], scale[t]) for t in tasks}
+            for p in run["preferences"].values()
+        ]
+        for pair in pairs
+        for run in pair
+    }
+
     def measured(run, draw):
         prefs = list(run["preferences"].values())
-        scores = np.array(
-            [
-                [aggregate[t]([p["test_items"][t][i] for i in draw[t]]) / scale[t] for t in tasks]
-                for p in prefs
-            ]
-        )
+        scores = np.array([[r[t].score(draw[t]) for t in tasks] for r in rescorers[id(run)]])
         g = float(np.mean([plain(s, p["weights"]) for s, p in zip(scores, prefs)]))
         return hypervolume(plain.normalizer(scores), reference), g
 
