@@ -53,7 +53,7 @@ class RacingSettings:
 
     enabled: bool = False  # off unless the config turns it on (the default config does)
     # fractions of the items after which to decide: a sixteenth (4 of 60 items) already
-    # stops the hopeless; chosen over 3 method seeds (docs/performance.md)
+    # stops the hopeless; chosen over 4 method seeds (docs/performance.md)
     rungs: tuple[float, ...] = (0.0625, 0.125, 0.25, 0.5)
     z: float = 1.0  # optimism of the bound, in standard errors
     seed: int = 0  # the item order (the run's `seed` unless set)
