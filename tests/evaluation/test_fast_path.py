@@ -300,6 +300,26 @@ def test_raced_scoring(family, stop_at):
         assert all(0 <= p.value <= 1 and p.stderr > 0 for p in seen[0].values())
 
 
+def test_a_rung_that_adds_no_item_is_skipped(family):
+    """On a split too small for the rungs (11 items: 0.04 and 0.08 both round up to the
+    first item), the second rung adds nothing: no task is scored empty and no decision is
+    taken twice on the same items; the full scores are the unraced ones."""
+    import yaml
+    from _paths import REPO
+
+    from hm3.evaluation.racing import RacingSettings
+
+    data_dir, model, tokenizer = family
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    scorer = Scorer(task_specs(config["tasks"]), "test", data_dir, batch_size=8)
+    settings = RacingSettings(enabled=True, rungs=(0.04, 0.08, 0.25, 0.5), seed=3)
+    seen = []
+    raced = scorer.score_raced(model, tokenizer, lambda partial: seen.append(partial), settings)
+    assert raced["fidelity"] == 1.0 and raced["items"] == 33
+    assert raced["scores"] == scorer.score(model, tokenizer)["scores"]
+    assert [p["math"].items for p in seen] == [1, 3, 6]
+
+
 def test_a_cached_candidate_races_as_an_unscored_one(family, tmp_path):
     """Racing decides from the same items whether a candidate's full scores were cached
     by another search or not: a replay from cached per-item values stops where a live

@@ -271,8 +271,11 @@ class Scorer:
             wanted = {}
             for name, order in orders.items():
                 count = len(order) if fraction == 1.0 else max(1, math.ceil(fraction * len(order)))
-                wanted[tasks[name]] = order[done[name] : count]
+                if order[done[name] : count]:  # a small split can add nothing at a rung
+                    wanted[tasks[name]] = order[done[name] : count]
                 done[name] = max(done[name], count)
+            if not wanted:  # no task gained an item: nothing new to score or decide on
+                continue
             for task, values in values_for(wanted).items():
                 for key, by_position in values.items():
                     raw[task][key].update(by_position)
