@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import itertools
 import json
 import operator
@@ -193,7 +194,6 @@ def main() -> int:
     base = load_causal_lm(f"{layout.MODELS}/base", factory.device, factory.trust, factory.dtype)
     items = composite_items(Path("results/data"))
     length = model_max_length(base)
-    # fixed item order for the batches: per_item's values line up with `items`
     tokenised = [tokenise_item(tokenizer, i["prompt"], i["reference"], length) for i in items]
     # the proxy orders its rows by length (stable): ordered so already, per_item's
     # values line up with `items`
@@ -217,17 +217,15 @@ def main() -> int:
         add(name, "single model", model)
 
     base_state = {k: v.clone() for k, v in base.state_dict().items()}
-    vectors = {
-        name: {k: experts[name].state_dict()[k] - v for k, v in base_state.items()}
-        for name in ("math", "code")
-    }
+    vectors = {}
+    for name in ("math", "code"):
+        state = experts[name].state_dict()  # once per expert, not once per tensor
+        vectors[name] = {k: state[k] - v for k, v in base_state.items()}
     grid = [float(x) for x in args.grid.split(",")]
     merged = {}
     for a, b in itertools.product(grid, grid):
         name = f"TA math {a:g} code {b:g}"
-        model = load_causal_lm(
-            f"{layout.MODELS}/base", factory.device, factory.trust, factory.dtype
-        )
+        model = copy.deepcopy(base)  # not re-read from disk for each merge of the grid
         model.load_state_dict(
             {k: v + a * vectors["math"][k] + b * vectors["code"][k] for k, v in base_state.items()}
         )
