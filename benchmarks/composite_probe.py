@@ -142,21 +142,6 @@ def solved(text: str, answer: int) -> bool:
     return bool(match) and evaluate(match.group(1).split("\n")[0]) == answer
 
 
-def per_item(proxy, model) -> np.ndarray:
-    """The proxy's per-item scores (its `score` averages them)."""
-    # lazy: torch with the models
-    import torch
-
-    values = []
-    with torch.no_grad():
-        for _, ids, attention, reference in proxy.batches:
-            logits = model(input_ids=ids, attention_mask=attention).logits
-            logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-            token = logp.gather(-1, ids[:, 1:, None])[..., 0]
-            values.extend(((token * reference).sum(1) / reference.sum(1)).tolist())
-    return np.array(values)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, type=Path)
@@ -195,8 +180,8 @@ def main() -> int:
     items = composite_items(Path("results/data"))
     length = model_max_length(base)
     tokenised = [tokenise_item(tokenizer, i["prompt"], i["reference"], length) for i in items]
-    # the proxy orders its rows by length (stable): ordered so already, per_item's
-    # values line up with `items`
+    # items in length order: the seeded halves below index this order, as in the runs
+    # docs/results.md reports
     order = sorted(range(len(items)), key=lambda i: len(tokenised[i].tokens))
     items, tokenised = [items[i] for i in order], [tokenised[i] for i in order]
     proxy = ReferenceLikelihood(
@@ -210,7 +195,7 @@ def main() -> int:
     kinds: dict[str, str] = {}
 
     def add(name, kind, model):
-        scores[name], kinds[name] = per_item(proxy, model), kind
+        scores[name], kinds[name] = np.array(proxy.per_item(model)["composite"]), kind
 
     add("base", "single model", base)
     for name, model in experts.items():

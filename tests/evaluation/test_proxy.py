@@ -94,7 +94,7 @@ def test_batched_scores_equal_item_by_item(suite):
         scorer, tokenizer, model_max_length(model), items=None, seed=0
     )
     prepared = scorer._prepared_for(tokenizer)
-    expected = {}
+    expected, expected_items = {}, {}
     for spec in scorer.specs:
         name = spec.task_for("search")
         values = [
@@ -110,8 +110,13 @@ def test_batched_scores_equal_item_by_item(suite):
             for pos in range(prepared.size(name))
         ]
         expected[spec.name] = sum(values) / len(values)
+        expected_items[spec.name] = values
     scores = proxy.score(model)
     assert scores == pytest.approx(expected, abs=1e-5)
+    # per item, in the split's order although the batches go by length
+    per_item = proxy.per_item(model)
+    for name, values in expected_items.items():
+        assert per_item[name] == pytest.approx(values, abs=1e-5)
     assert all(value < 0 for value in scores.values())
 
 

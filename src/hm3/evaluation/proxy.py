@@ -104,21 +104,24 @@ class ReferenceLikelihood:
 
         self.names = list(items)
         self.batches = []  # (objective per row, input ids, attention mask, reference mask)
-        rows = [(name, item) for name in self.names for item in items[name]]
-        rows.sort(key=lambda row: len(row[1].tokens))  # similar lengths share a batch
+        # (objective, position in its list, item): positions map the batches' length
+        # order back to the caller's item order in `per_item`
+        rows = [(name, pos, item) for name in self.names for pos, item in enumerate(items[name])]
+        rows.sort(key=lambda row: len(row[2].tokens))  # similar lengths share a batch
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            width = max(len(item.tokens) for _, item in chunk)
+            width = max(len(item.tokens) for _, _, item in chunk)
             ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
             attention = torch.zeros(len(chunk), width, dtype=torch.long)
             reference = torch.zeros(len(chunk), width - 1, dtype=torch.bool)
-            for row, (_, item) in enumerate(chunk):
+            for row, (_, _, item) in enumerate(chunk):
                 ids[row, : len(item.tokens)] = torch.tensor(item.tokens)
                 attention[row, : len(item.tokens)] = 1
                 # position p predicts token p + 1: the reference's tokens are predicted
                 # from reference_start - 1 to the end
                 reference[row, item.reference_start - 1 : len(item.tokens) - 1] = True
-            self.batches.append(([name for name, _ in chunk], ids, attention, reference))
+            keys = [(name, pos) for name, pos, _ in chunk]
+            self.batches.append((keys, ids, attention, reference))
         self.items = {name: len(items[name]) for name in self.names}
 
     @classmethod
@@ -148,22 +151,32 @@ class ReferenceLikelihood:
 
     def score(self, model) -> dict[str, float]:
         """{objective: mean log-probability per reference token, averaged over items}."""
+        values = self.per_item(model)
+        sums = dict.fromkeys(self.names, 0.0)
+        for keys, *_ in self.batches:  # summed in batch order, as the scores were always
+            for name, pos in keys:
+                sums[name] += values[name][pos]
+        return {name: sums[name] / self.items[name] for name in self.names}
+
+    def per_item(self, model) -> dict[str, list[float]]:
+        """{objective: each item's mean log-probability per reference token}, in the
+        order the items were given (paired comparisons and bootstraps need them)."""
         # lazy: torch with the models
         import torch
 
         device = next(model.parameters()).device
-        sums = dict.fromkeys(self.names, 0.0)
+        values = {name: [0.0] * self.items[name] for name in self.names}
         with torch.no_grad():
-            for names, ids, attention, reference in self.batches:
+            for keys, ids, attention, reference in self.batches:
                 logits = model(input_ids=ids.to(device), attention_mask=attention.to(device)).logits
                 logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
                 target = ids[:, 1:].to(device)
                 token = logp.gather(-1, target[..., None])[..., 0]
                 mask = reference.to(device)
-                per_item = (token * mask).sum(1) / mask.sum(1)
-                for name, value in zip(names, per_item.tolist()):
-                    sums[name] += value
-        return {name: sums[name] / self.items[name] for name in self.names}
+                per_row = (token * mask).sum(1) / mask.sum(1)
+                for (name, pos), value in zip(keys, per_row.tolist()):
+                    values[name][pos] = value
+        return values
 
 
 FLOOR = -1.0  # a task's change counts no lower: one expert gap below M_λ is broken enough
