@@ -75,7 +75,7 @@ def run_config(config: Mapping, overrides: Mapping) -> dict:
     return out
 
 
-def _summary(values: np.ndarray, level: float = 0.95) -> dict:
+def mean_interval(values: np.ndarray, level: float = 0.95) -> dict:
     """Mean, sample sd and Student's t interval of the mean over the runs (none for one)."""
     # lazy: scipy is slow to import and only the seeds tables need it
     from scipy import stats
@@ -106,7 +106,7 @@ def seeds_table(hv_files: Mapping[str, str | Path]) -> pd.DataFrame:
                         {
                             "method": method,
                             "metric": f"delta_{metric}" if difference else metric,
-                            **_summary(np.array(list(values.values()))),
+                            **mean_interval(np.array(list(values.values()))),
                             **values,
                         }
                     )
