@@ -6,7 +6,9 @@ import pytest
 
 from hm3.core.errors import ConfigError
 from hm3.evaluation.racing import (
+    DominanceRule,
     PartialScore,
+    PicksRule,
     RacingSettings,
     StopRule,
     bounded_stderr,
@@ -72,6 +74,37 @@ def test_stop_rule_against_the_incumbent():
     rule = StopRule(_g, 0.5)
     rule.decide(partial, 1.0)
     assert rule.decisions == [(pytest.approx(0.7), True)]
+
+
+def _weighted(weights):
+    """Tchebycheff with weights: the worst weighted gap to 1."""
+    return lambda scores: max(w * (1.0 - scores[n]) for n, w in weights.items())
+
+
+def test_picks_rule_stops_only_when_every_preference_is_lost():
+    partial = {"a": PartialScore(0.2, 0.1, 10), "b": PartialScore(0.9, 0.05, 10)}
+    on_a, on_b = _weighted({"a": 1.0, "b": 0.1}), _weighted({"a": 0.1, "b": 1.0})
+    # at best: 0.7 for the a-heavy preference, max(0.07, 0.05) = 0.07 for the b-heavy one
+    assert PicksRule([on_a, on_b], [0.5, 0.2]).decide(partial, 1.0) is False  # b's still open
+    assert PicksRule([on_a, on_b], [0.5, 0.05]).decide(partial, 1.0) is True
+    assert PicksRule([on_a, on_b], [0.5, None]).decide(partial, 1.0) is False  # nothing to beat
+    assert PicksRule([on_a, on_b], [0.5, 0.05], margin=0.1).decide(partial, 1.0) is False
+    assert PicksRule([], []).decide(partial, 1.0) is False
+    with pytest.raises(ValueError):
+        PicksRule([on_a], [0.5, 0.5])
+
+
+def test_picks_rule_stops_a_front_point_that_no_preference_picks():
+    # (0.5, 0.5) is on the front of {(0.9, 0.1), (0.1, 0.9)}: dominance keeps it, but
+    # with these two preferences neither would pick it
+    partial = {"a": PartialScore(0.5, 0.0, 10), "b": PartialScore(0.5, 0.0, 10)}
+    front = [{"a": 0.9, "b": 0.1}, {"a": 0.1, "b": 0.9}]
+    on_a, on_b = _weighted({"a": 1.0, "b": 0.1}), _weighted({"a": 0.1, "b": 1.0})
+    incumbents = [min(objective(s) for s in front) for objective in (on_a, on_b)]
+    assert not DominanceRule(front).decide(partial, 1.0)
+    rule = PicksRule([on_a, on_b], incumbents)
+    assert rule.decide(partial, 1.0)
+    assert rule.decisions == [([pytest.approx(0.5), pytest.approx(0.5)], True)]
 
 
 def test_paired_estimate_is_the_reference_plus_the_difference_on_shared_items():

@@ -24,7 +24,8 @@ their difficulty cancels. The reference, per task, is the fully scored candidate
 so far that agrees with this one on the most items scored (a search's neighbouring
 candidates write the same completions for most items), so the bound is tight exactly
 where the candidates are alike. Without a fully scored candidate (the first of a search)
-the unpaired bound applies; NSGA-II's dominance rule uses the unpaired bounds.
+the unpaired bound applies; NSGA-II's rules (`PicksRule`, `DominanceRule`) use the
+unpaired bounds.
 
 MERGE³ (Mencattini et al., ICML 2025) instead estimates every candidate's score from a
 small item subset; mergekit-evolve scores every candidate in full. Here the rule only
@@ -173,6 +174,33 @@ def optimistic_value(
     if len(names) > MAX_GRID_TASKS:
         return float(objective({n: o[2] for n, o in zip(names, options)}))
     return min(float(objective(dict(zip(names, corner)))) for corner in itertools.product(*options))
+
+
+@dataclass
+class PicksRule:
+    """`StopRule` for a search that answers several preferences from one pool of
+    candidates (NSGA-II: each reporting λ picks its best candidate by its own
+    objective): stop when, for every λ, even the optimistic scores lose to that λ's
+    incumbent. A candidate stopped so could not have become any λ's answer, which is
+    what the per-λ searches' rule guarantees for their one λ. Stronger than
+    `DominanceRule`: a candidate on the front can still be no λ's best."""
+
+    objectives: Sequence[Callable[[Mapping[str, float]], float]]  # one per λ
+    incumbents: Sequence[float | None]  # each λ's best fully scored value (None: none yet)
+    margin: float = 0.0
+    decisions: list = field(default_factory=list)  # (optimistic values, stopped) per rung
+
+    def __post_init__(self):
+        if len(self.objectives) != len(self.incumbents):
+            raise ValueError("one incumbent per objective")
+
+    def decide(self, partial: Mapping[str, PartialScore], z: float) -> bool:
+        if not self.objectives or any(value is None for value in self.incumbents):
+            return False
+        best = [optimistic_value(objective, partial, z) for objective in self.objectives]
+        stop = all(b > value + self.margin for b, value in zip(best, self.incumbents))
+        self.decisions.append((best, stop))
+        return stop
 
 
 @dataclass
