@@ -199,6 +199,7 @@ def search_all(
         "raced_out": raced_out,
         "candidates": candidates,
         "preferences": per_pref,
+        "cache": str(cache),  # every scored candidate, with item values: racing_replay.py reads it
     }
 
 

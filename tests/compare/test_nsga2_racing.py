@@ -78,6 +78,8 @@ def test_picks_rule_gets_each_preferences_best_full_value_so_far(fake):
     assert summary["stop_rule"] == "picks" and len(rules) == 30
     assert all(isinstance(rule, PicksRule) for rule in rules)
     assert all(value is None for value in rules[0].incumbents)  # nothing scored yet
+    ideal = json.loads((tmp_path / "ideal.json").read_text())["normalizer"]["ideal"]
+    assert all(rule.targets == ideal for rule in rules)  # bounds reach for the ideal point
     assert 0 < summary["raced_out"] < 30
     # every rule's incumbents: per λ, the best objective over the fully scored before it
     for i, rule in enumerate(rules[1:], start=1):

@@ -65,6 +65,31 @@ def test_optimistic_value_takes_the_best_end_of_each_interval():
     assert optimistic_value(_g, partial, z=0.0) == pytest.approx(0.8)
 
 
+def _gap(scores):
+    """hm3's Tchebycheff: the worst distance to the ideal 0.8, so 0.9 is as far as 0.7."""
+    return max(abs(0.8 - s) for s in scores.values())
+
+
+def test_optimistic_value_takes_the_point_nearest_the_ideal_when_given():
+    # [0.3, 0.9] holds the ideal 0.8: the best case is no gap at all. The grid of ends
+    # and middle only sees 0.3, 0.6 and 0.9 (gap 0.1) and would stop a candidate that
+    # can still reach any incumbent above 0
+    partial = {"a": PartialScore(0.6, 0.3, 4)}
+    assert optimistic_value(_gap, partial, 1.0, targets={"a": 0.8}) == pytest.approx(0.0)
+    assert optimistic_value(_gap, partial, 1.0) == pytest.approx(0.1)
+    # an interval below the ideal: its upper end, as before
+    below = {"a": PartialScore(0.4, 0.1, 20)}
+    assert optimistic_value(_gap, below, 1.0, targets={"a": 0.8}) == pytest.approx(0.3)
+    assert not StopRule(_gap, 0.05, targets={"a": 0.8}).decide(partial, 1.0)
+    assert StopRule(_gap, 0.05).decide(partial, 1.0)
+    on_a = PicksRule([_gap], [0.05], targets={"a": 0.8})
+    assert not on_a.decide(partial, 1.0)
+    # a task without a target: the grid, for every task
+    assert optimistic_value(_gap, {**partial, "b": below["a"]}, 1.0, {"a": 0.8}) == pytest.approx(
+        0.3
+    )
+
+
 def test_stop_rule_against_the_incumbent():
     partial = {"a": PartialScore(0.2, 0.1, 10), "b": PartialScore(0.6, 0.05, 10)}
     assert not StopRule(_g, None).decide(partial, 1.0)  # nothing to beat yet

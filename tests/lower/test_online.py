@@ -116,6 +116,24 @@ def test_a_path_replaces_the_anchor_only_beyond_the_margin():
     assert log.best(0.05)["origin"] == "identity"  # 0.02 is within the margin
 
 
+def test_path_racing_bounds_reach_for_the_ideal_point():
+    from hm3.lower.pool import CandidateLog
+    from hm3.upper.moo import Normalizer, Scalarizer
+
+    class _Recording(_Fixed):
+        def evaluate(self, path, alignment=None, stop=None):
+            self.targets = stop.targets
+            return super().evaluate(path, alignment, stop)
+
+    identity = ((1, 0), (1, 1))
+    evaluator = _Recording({identity: {"a": 0.5}})
+    objective = Scalarizer(Normalizer.build("ideal", ["a"], {"a": 0.7}))
+    CandidateLog(evaluator, ["e", "M"], np.array([1.0]), objective, objective).score(
+        "identity", identity
+    )
+    assert evaluator.targets == {"a": 0.7}
+
+
 def test_online_margin_must_be_auto_or_a_number():
     import pytest
 

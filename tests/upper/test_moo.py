@@ -117,6 +117,17 @@ def test_scalarizer_minimises():
         Scalarizer(n, "chebyshev")
 
 
+def test_scalarizer_names_the_scores_where_it_is_best():
+    n = Normalizer.build("range", ["a", "b"], {"a": 0.8, "b": 0.5}, base={"a": 0.2, "b": 0.1})
+    tch = Scalarizer(n, "tchebycheff", augmentation=0.05)
+    assert tch.best_scores == {"a": 0.8, "b": 0.5}
+    # nothing is lower than the value at those scores, above them included
+    at_best = tch(tch.best_scores, [0.5, 0.5])
+    assert at_best == pytest.approx(0.0)
+    assert tch({"a": 0.9, "b": 0.5}, [0.5, 0.5]) > at_best
+    assert Scalarizer(n, "weighted_sum").best_scores is None
+
+
 def test_nondominated_mask_maximises():
     points = np.array([[1, 0], [0, 1], [0.5, 0.5], [0.4, 0.4], [1, 0]])
     assert nondominated_mask(points).tolist() == [True, True, True, False, True]

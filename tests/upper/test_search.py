@@ -155,6 +155,7 @@ def test_raced_candidates_never_win_and_race_the_best_complete_one():
     def racing_evaluate(recipe, stop):
         result = synthetic_evaluate(recipe)
         incumbents.append(stop.incumbent)
+        assert stop.targets == {"a": 1.0, "b": 1.0}  # the ideal point bounds the best case
         partial = {t: PartialScore(1.0, 0.0, 5) for t in result["scores"]}  # looks perfect...
         if stop.decide(partial, z=0.0):  # ...so the rule never stops on it
             raise AssertionError("an optimistic score that beats everything cannot be stopped")

@@ -72,7 +72,7 @@ def nsga2_front(
 
     def stop_rule_now():
         if stop_rule == "picks":
-            return PicksRule(objectives, list(incumbents))
+            return PicksRule(objectives, list(incumbents), targets=objective.best_scores)
         front = [
             {t: row[f"score.{t}"] for t in session.tasks} for row in rows if row["fidelity"] >= 1.0
         ]

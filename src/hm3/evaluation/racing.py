@@ -8,7 +8,11 @@ far allow, would lose to the best fully scored candidate. If so it stops there: 
 candidate keeps its partial scores, marked with the fraction of items behind them, and
 never becomes a search's answer (only fully scored candidates can).
 
-The optimistic end: each task's partial score plus ``z`` standard errors. A score on
+The optimistic end: each task's partial score within ``z`` standard errors, at the
+point of that interval where the objective is best. For hm3's Tchebycheff objective
+that is the point nearest the ideal score (``targets``), not the interval's upper end:
+g counts a score *above* the ideal as a gap too, so an upper end past the ideal is a
+worse case, not the best one. A score on
 0..1 averaged over n items has variance at most p(1-p)/n (p its mean: the bound for
 any [0, 1] variable); p is shrunk towards 1/2 by one success and one failure, so a
 rung where every item failed still leaves room. Corpus metrics (chrF, BLEU) use the
@@ -24,8 +28,10 @@ their difficulty cancels. The reference, per task, is the fully scored candidate
 so far that agrees with this one on the most items scored (a search's neighbouring
 candidates write the same completions for most items), so the bound is tight exactly
 where the candidates are alike. Without a fully scored candidate (the first of a search)
-the unpaired bound applies; NSGA-II's rules (`PicksRule`, `DominanceRule`) use the
-unpaired bounds.
+the unpaired bound applies. Every rule (`StopRule`, `PicksRule`, `DominanceRule`) gets
+the same estimates. The default since replays of both tiny families showed it stops
+more candidates with fewer false stops than the unpaired bound (docs/performance.md,
+"Replaying the rules").
 
 MERGE³ (Mencattini et al., ICML 2025) instead estimates every candidate's score from a
 small item subset; mergekit-evolve scores every candidate in full. Here the rule only
@@ -54,12 +60,12 @@ class RacingSettings:
 
     enabled: bool = False  # off unless the config turns it on (the default config does)
     # fractions of the items after which to decide: a quarter, then a half. Earlier
-    # rungs (from a sixteenth) kept test HV on one family over 4 method seeds but lost
-    # it on a second family (docs/performance.md, "On a second family")
+    # rungs (from a sixteenth) stop winners too often even with the exact bound
+    # (docs/performance.md, "Replaying the rules")
     rungs: tuple[float, ...] = (0.25, 0.5)
     z: float = 1.0  # optimism of the bound, in standard errors
     seed: int = 0  # the item order (the run's `seed` unless set)
-    paired: bool = False  # estimate from the differences to a fully scored candidate
+    paired: bool = True  # estimate from the differences to a fully scored candidate
 
     def __post_init__(self):
         rungs = tuple(float(r) for r in self.rungs)
@@ -153,24 +159,40 @@ class StopRule:
     incumbent: float | None
     margin: float = 0.0
     decisions: list = field(default_factory=list)  # (optimistic value, stopped) per rung
+    # each task's score at which the objective is best (`Scalarizer.best_scores`)
+    targets: Mapping[str, float] | None = None
 
     def decide(self, partial: Mapping[str, PartialScore], z: float) -> bool:
         if self.incumbent is None:
             return False
-        best = optimistic_value(self.objective, partial, z)
+        best = optimistic_value(self.objective, partial, z, self.targets)
         stop = best > self.incumbent + self.margin
         self.decisions.append((best, stop))
         return stop
 
 
 def optimistic_value(
-    objective: Callable[[Mapping[str, float]], float], partial: Mapping[str, PartialScore], z: float
+    objective: Callable[[Mapping[str, float]], float],
+    partial: Mapping[str, PartialScore],
+    z: float,
+    targets: Mapping[str, float] | None = None,
 ) -> float:
-    """The lowest objective over each task's interval [value - z se, value + z se]:
-    scalarisations hm3 uses are monotone in each task's distance to the ideal point,
-    so trying each interval's ends and its middle finds (or comes close to) the best
-    case without knowing the ideal point; past MAX_GRID_TASKS tasks only the upper ends."""
+    """The lowest objective over each task's interval [value - z se, value + z se].
+
+    With ``targets`` (each task's score at which the objective is best) it is exact for
+    any objective that grows with each task's distance to its target, as hm3's
+    scalarisations do: the interval's point nearest the target. Without, each interval's
+    ends and middle are tried (past MAX_GRID_TASKS tasks only the upper ends), which is
+    exact for objectives that fall as scores rise, and too pessimistic where an
+    interval reaches past a target: early rungs' wide intervals then stop candidates
+    that could still win."""
     names = list(partial)
+    if targets is not None and all(n in targets for n in names):
+        nearest = {
+            n: min(max(float(targets[n]), p.value - z * p.stderr), p.value + z * p.stderr)
+            for n, p in partial.items()
+        }
+        return float(objective(nearest))
     options = [(p.value - z * p.stderr, p.value, p.value + z * p.stderr) for p in partial.values()]
     if len(names) > MAX_GRID_TASKS:
         return float(objective({n: o[2] for n, o in zip(names, options)}))
@@ -190,6 +212,7 @@ class PicksRule:
     incumbents: Sequence[float | None]  # each λ's best fully scored value (None: none yet)
     margin: float = 0.0
     decisions: list = field(default_factory=list)  # (optimistic values, stopped) per rung
+    targets: Mapping[str, float] | None = None  # as StopRule's, shared by every λ
 
     def __post_init__(self):
         if len(self.objectives) != len(self.incumbents):
@@ -198,7 +221,9 @@ class PicksRule:
     def decide(self, partial: Mapping[str, PartialScore], z: float) -> bool:
         if not self.objectives or any(value is None for value in self.incumbents):
             return False
-        best = [optimistic_value(objective, partial, z) for objective in self.objectives]
+        best = [
+            optimistic_value(objective, partial, z, self.targets) for objective in self.objectives
+        ]
         stop = all(b > value + self.margin for b, value in zip(best, self.incumbents))
         self.decisions.append((best, stop))
         return stop

@@ -216,7 +216,8 @@ class Scorer:
     ) -> dict:
         """What `score_raced` gives a model whose per-item values are known (every
         objective's ``item_values``, as `score` returns them): the same rungs, partial
-        scores and stop decisions, with nothing generated (``items`` 0)."""
+        scores and stop decisions, with nothing generated (``items`` 0; ``replayed_items``:
+        the items a live evaluation would have scored)."""
         prepared = self._raceable(tokenizer)
         known = {
             spec.task_for(self.split): _raw_values(item_values[spec.name]) for spec in self.specs
@@ -230,7 +231,9 @@ class Scorer:
                 for task, positions in wanted.items()
             }
 
-        return {**self._race(prepared, look_up, stop, settings, references), "items": 0}
+        raced = self._race(prepared, look_up, stop, settings, references)
+        # "items" counts generation; what a live run would have scored is kept apart
+        return {**raced, "items": 0, "replayed_items": raced["items"]}
 
     def replayable(self, item_values: Mapping | None) -> bool:
         """Whether some cached per-item values cover every objective's items on this split."""
@@ -640,14 +643,14 @@ class CachedEvaluator:
         }
 
     def _remember(self, candidate: str, scores: Mapping, item_values: Mapping | None) -> None:
-        if self.racing.paired:
+        if self.racing.enabled and self.racing.paired:  # references serve paired racing only
             reference = self.scorer.paired_reference(scores, item_values)
             if reference is not None:
                 self._complete[candidate] = reference
 
     def _references(self, candidate: str) -> list[dict]:
         """For paired racing: the fully scored candidates seen so far, in the order seen."""
-        if not self.racing.paired:
+        if not (self.racing.enabled and self.racing.paired):
             return []
         return [v for k, v in self._complete.items() if k != candidate]
 

@@ -140,6 +140,8 @@ class CandidateLog:
         stop = StopRule(
             lambda scores: float(self.objective(scores, self.weights)),
             min(complete) if complete else None,
+            # a Scalarizer names its ideal point; a bare function leaves the grid bound
+            targets=getattr(self.objective, "best_scores", None),
         )
         result = self.evaluator.evaluate(path, alignment, stop)
         scores = result["scores"]

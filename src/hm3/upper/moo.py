@@ -249,6 +249,16 @@ class Scalarizer:
             return value
         return -weighted_sum(f, weights)
 
+    @property
+    def best_scores(self) -> dict[str, float] | None:
+        """Each task's raw score at which this scalarisation is lowest, where one exists:
+        the ideal point for Tchebycheff (which counts a score above it as a gap too);
+        None for the weighted sum, which only improves as scores rise. Racing's
+        optimistic bound needs it (hm3.evaluation.racing.optimistic_value)."""
+        if self.kind != "tchebycheff":
+            return None
+        return dict(zip(self.normalizer.tasks, self.normalizer.ideal))
+
     def resolution(self, weights, sizes: Sequence[int]) -> float:
         """The most one item can move the scalarised value: task k's score moves by
         1/n_k when one of its n_k items flips (exact for a mean, about right for a

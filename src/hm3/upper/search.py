@@ -189,6 +189,7 @@ def search_preference(
         stop = StopRule(
             lambda scores: float(scalarizer(scores, weights)),
             min(complete) if complete else None,
+            targets=scalarizer.best_scores,
         )
         result = evaluate(recipe, stop)
         value = float(scalarizer(result["scores"], weights))
