@@ -4,7 +4,8 @@
 On a finished default run (--workdir: its models, data and ideal point), runs the
 upper level's per-λ search (`search_preference`, the configured algorithm and budget)
 for every reporting λ twice, racing off and on (`evaluation.racing`, --rungs, --z),
-each with an empty cache of its own (--paired: racing's paired estimates). Each mode's chosen M_λ are scored on the test
+each with an empty cache of its own (--paired/--no-paired: racing's paired estimates,
+the config's by default). Each mode's chosen M_λ are scored on the test
 split, giving its HV and mean g there; a paired bootstrap over the test items (the same
 resampled items for both modes) gives an interval for the difference. Every time a λ's
 incumbent changes, the new one is scored on test too, so the anytime HV (HV of the
@@ -41,8 +42,9 @@ def main() -> int:
     parser.add_argument("--z", type=float, default=1.0)
     parser.add_argument(
         "--paired",
-        action="store_true",
-        help="racing on estimates from the best fully scored candidate (racing.paired)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="racing on with paired estimates (racing.paired); default: the config's",
     )
     parser.add_argument("--seeds", type=int, default=1, help="method seeds (config seed + k)")
     parser.add_argument(
@@ -115,7 +117,10 @@ def main() -> int:
             if args.budget:
                 config["search"]["budget"] = args.budget
             rungs = [float(r) for r in args.rungs.split(",")]
-            run = search_all(config, racing, rungs, args.z, args.preferences, args.paired)
+            paired = config["evaluation"]["racing"].get("paired", True)
+            if args.paired is not None:
+                paired = args.paired
+            run = search_all(config, racing, rungs, args.z, args.preferences, paired)
             run.update(seed=config["seed"], racing=racing, seconds=round(time.time() - started, 1))
             runs.append(run)
             print(
