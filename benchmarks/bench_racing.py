@@ -92,6 +92,7 @@ def main() -> int:
     import torch
 
     from hm3.core.environment import offline_environment
+    from hm3.evaluation.racing import racing_settings
 
     offline_environment()
     torch.set_num_threads(1)
@@ -117,9 +118,9 @@ def main() -> int:
             if args.budget:
                 config["search"]["budget"] = args.budget
             rungs = [float(r) for r in args.rungs.split(",")]
-            paired = config["evaluation"]["racing"].get("paired", True)
-            if args.paired is not None:
-                paired = args.paired
+            paired = args.paired
+            if paired is None:  # the config's, with the library's default where it says none
+                paired = racing_settings(config["evaluation"], config["seed"]).paired
             run = search_all(config, racing, rungs, args.z, args.preferences, paired)
             run.update(seed=config["seed"], racing=racing, seconds=round(time.time() - started, 1))
             runs.append(run)

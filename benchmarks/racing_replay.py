@@ -90,7 +90,7 @@ def main() -> int:
         )
         print_rule(text, report["rules"][text])
     if caches[1]:
-        report["on_run"] = real_regret(read_searches(caches[1], objectives), sequences, objectives)
+        report["on_run"] = real_regret(read_searches(caches[1], objectives), sequences)
         regrets = [r["regret"] for r in report["on_run"].values()]
         print(
             f"racing-on run: search regret mean {statistics.mean(regrets):.4f}, "
@@ -206,7 +206,8 @@ def replay(session, sequences: dict, objectives: dict, settings, targets, per_jo
                     references.append(
                         scorer.paired_reference(candidate["scores"], candidate["item_values"])
                     )
-                incumbent = min(candidate["value"], incumbent or math.inf)
+                value = candidate["value"]
+                incumbent = value if incumbent is None else min(value, incumbent)
                 continue
             stopped += 1
             if candidate["value"] < incumbent:
@@ -234,7 +235,7 @@ def replay(session, sequences: dict, objectives: dict, settings, targets, per_jo
     }
 
 
-def real_regret(on: dict, off: dict, objectives: dict) -> dict:
+def real_regret(on: dict, off: dict) -> dict:
     """Per λ: the racing-on run's pick (its best fully scored candidate) against the
     racing-off winner, both by the search objective."""
     out = {}

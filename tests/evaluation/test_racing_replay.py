@@ -88,7 +88,19 @@ def test_a_stopped_winner_is_a_false_stop_and_costs_regret(tmp_path):
     assert row["regret"] == pytest.approx(0.0)  # an equal candidate came later
     assert result["items_ratio"] == pytest.approx((4 + 2 + 4 + 2) / 16)
     on = {"w1": [sequences["w1"][0]]}
-    assert real_regret(on, sequences, objectives)["w1"]["regret"] == pytest.approx(0.25)
+    assert real_regret(on, sequences)["w1"]["regret"] == pytest.approx(0.25)
     assert parse_rule("0.25,0.5:1.0:paired:grid", seed=3)[0].paired
     with pytest.raises(SystemExit):
         parse_rule("0.25:1.0:fast", seed=0)
+
+
+def test_a_perfect_incumbent_stays_the_incumbent(tmp_path):
+    # value 0 is the best there is: a later, worse candidate kept in full must not replace it
+    _cache(
+        tmp_path / "c.sqlite", [(_recipe(11, 0.1), [1, 1, 1, 1]), (_recipe(11, 0.2), [1, 1, 0, 0])]
+    )
+    objectives = {11: ("w1", _objective)}
+    sequences = read_searches(tmp_path / "c.sqlite", objectives)
+    settings, _ = parse_rule("0.5:0.0", seed=0)
+    result = replay(_Session(), sequences, objectives, settings, None, per_job=True)
+    assert result["preferences"]["w1"]["regret"] == pytest.approx(0.0)
