@@ -12,6 +12,12 @@ incumbent changes, the new one is scored on test too, so the anytime HV (HV of t
 incumbents of all λ) can be drawn against the item evaluations spent, for both modes
 (--plot). Prints a table and writes --out (JSON) and the plot.
 
+--checkpoints 19 also keeps, per λ, the pick after the first 19 candidates of the same
+search (CMA-ES draws the same first candidates whatever the budget), so one run at a
+larger --budget says whether the upper level still gains past its default budget: the
+test HV and mean g of the final picks against those at each checkpoint, with the same
+paired bootstrap (issue 15: "if the upper level is under-converged, say so").
+
     python benchmarks/bench_racing.py --workdir RUN [--seeds 1] [--plot anytime.png]
 
 Seeds can run in parallel processes (`--first-seed K --seeds 1 --out sK.json` each) and be
@@ -56,6 +62,12 @@ def main() -> int:
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument("--budget", type=int, default=None, help="override search.budget")
     parser.add_argument("--preferences", type=int, default=None, help="only the first N λ")
+    parser.add_argument(
+        "--checkpoints",
+        default="",
+        help="candidate counts per λ (e.g. 19) at which to keep the pick so far, "
+        "to compare with the final pick at --budget",
+    )
     parser.add_argument("--out", type=Path, default=Path("racing.json"))
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument(
@@ -121,7 +133,8 @@ def main() -> int:
             paired = args.paired
             if paired is None:  # the config's, with the library's default where it says none
                 paired = racing_settings(config["evaluation"], config["seed"]).paired
-            run = search_all(config, racing, rungs, args.z, args.preferences, paired)
+            checkpoints = [int(c) for c in args.checkpoints.split(",") if c]
+            run = search_all(config, racing, rungs, args.z, args.preferences, paired, checkpoints)
             run.update(seed=config["seed"], racing=racing, seconds=round(time.time() - started, 1))
             runs.append(run)
             print(
@@ -135,9 +148,16 @@ def main() -> int:
 
 
 def search_all(
-    config: dict, racing: bool, rungs: list[float], z: float, first: int | None, paired: bool
+    config: dict,
+    racing: bool,
+    rungs: list[float],
+    z: float,
+    first: int | None,
+    paired: bool,
+    checkpoints: list[int] = (),
 ) -> dict:
-    """Every reporting λ's search with racing on or off; test scores of every incumbent."""
+    """Every reporting λ's search with racing on or off; test scores of every incumbent,
+    and the pick after each of ``checkpoints`` candidates."""
     import tempfile
 
     from hm3.core import layout
@@ -166,14 +186,21 @@ def search_all(
     for pid, weights in list(preferences(config).items())[:first]:
         seed = derive_seed(config["seed"], "search", pid)
         trace = []  # (items spent so far, test scores of the incumbent)
-        best = [None]
+        best, seen, at = [None], [0], {}
 
         def progress(candidate):
             complete = candidate.fidelity >= 1.0
+            seen[0] += 1
             if complete and (best[0] is None or candidate.value < best[0].value):
                 best[0] = candidate
                 scored = test.evaluate(candidate.recipe)
                 trace.append((search.evaluator.items, scored["scores"], scored["metrics"]))
+            if seen[0] in checkpoints and best[0] is not None:
+                at[str(seen[0])] = {
+                    "trace": [trace[-1]],
+                    "recipe": recipe_to_yaml(best[0].recipe),
+                    "test_items": item_values(test, best[0].recipe),
+                }
 
         found = search_preference(
             search.evaluate,
@@ -195,6 +222,7 @@ def search_all(
             "trace": trace,
             "recipe": recipe_to_yaml(best[0].recipe),
             "test_items": item_values(test, best[0].recipe),
+            "checkpoints": at,
         }
     items = search.evaluator.items
     raced_out = search.evaluator.raced_out
@@ -278,9 +306,80 @@ def report(runs: list[dict], bootstrap: int, out: Path, plot: Path | None) -> No
             default=str,
         )
     )
+    checkpoints = checkpoint_summary(runs, tasks, plain, reference, bootstrap, final)
+    if checkpoints:
+        data = json.loads(out.read_text())
+        out.write_text(json.dumps({**data, "checkpoints": checkpoints}, indent=1, default=str))
     if plot:
         plot_anytime(runs, tasks, plain, reference, plot)
     print(f"wrote {out}" + (f" and {plot}" if plot else ""))
+
+
+def at_checkpoint(run: dict, count: str) -> dict | None:
+    """The run as it stood after ``count`` candidates per λ (its picks then), in the
+    form `final` and `paired_interval` read; None where a λ has no such pick."""
+    prefs = {}
+    for pid, pref in run["preferences"].items():
+        kept = pref.get("checkpoints", {}).get(count)
+        if kept is None:
+            return None
+        prefs[pid] = {"weights": pref["weights"], **kept}
+    return {**run, "preferences": prefs}
+
+
+def checkpoint_summary(runs, tasks, plain, reference, bootstrap, final) -> list[dict]:
+    """Per racing mode and checkpoint: test HV and mean g of the picks then and at the
+    end, per seed and pooled (final - checkpoint, paired bootstrap over test items)."""
+    # lazy: the report's t interval, with the other hm3 imports of this script
+    from hm3.report.seeds import mean_interval
+
+    counts = sorted(
+        {c for run in runs for p in run["preferences"].values() for c in p.get("checkpoints", {})},
+        key=int,
+    )
+    summary = []
+    for racing in (False, True):
+        for count in counts:
+            pairs = [
+                (early, run)
+                for run in runs
+                if run["racing"] == racing and (early := at_checkpoint(run, count))
+            ]
+            if not pairs:
+                continue
+            print(
+                f"\nracing {'on' if racing else 'off'}: picks after {count} candidates per λ "
+                f"against the final ones (test; 95% paired bootstrap over test items)"
+            )
+            seeds = []
+            for early, run in pairs:
+                (hv0, g0), (hv1, g1) = final(early), final(run)
+                interval = paired_interval([(early, run)], tasks, plain, reference, bootstrap)
+                seeds.append(
+                    {"seed": run["seed"], "hv": [hv0, hv1], "g": [g0, g1], "interval": interval}
+                )
+                print(
+                    f"  seed {run['seed']}: HV {hv0:.4f} -> {hv1:.4f} ({hv1 - hv0:+.4f} "
+                    f"[{interval['hv'][0]:+.4f}, {interval['hv'][1]:+.4f}]), mean g {g0:.4f} -> "
+                    f"{g1:.4f} ({g1 - g0:+.4f} [{interval['g'][0]:+.4f}, {interval['g'][1]:+.4f}])"
+                )
+            entry = {"racing": racing, "candidates": int(count), "seeds": seeds}
+            if len(pairs) > 1:
+                pooled = paired_interval(pairs, tasks, plain, reference, bootstrap)
+                d_hv = np.array([s["hv"][1] - s["hv"][0] for s in seeds])
+                d_g = np.array([s["g"][1] - s["g"][0] for s in seeds])
+                t_hv, t_g = mean_interval(d_hv), mean_interval(d_g)
+                entry.update(pooled=pooled, t_hv=t_hv, t_g=t_g)
+                print(
+                    f"  over {len(pairs)} seeds: ΔHV {d_hv.mean():+.4f} ± {d_hv.std(ddof=1):.4f} "
+                    f"[{pooled['hv'][0]:+.4f}, {pooled['hv'][1]:+.4f}], t "
+                    f"[{t_hv['ci_low']:+.4f}, {t_hv['ci_high']:+.4f}]; Δ mean g "
+                    f"{d_g.mean():+.4f} ± {d_g.std(ddof=1):.4f} "
+                    f"[{pooled['g'][0]:+.4f}, {pooled['g'][1]:+.4f}], t "
+                    f"[{t_g['ci_low']:+.4f}, {t_g['ci_high']:+.4f}]"
+                )
+            summary.append(entry)
+    return summary
 
 
 def pooled_summary(runs, pairs, ratios, tasks, plain, reference, bootstrap) -> dict:

@@ -86,6 +86,10 @@ def phases():
         from hm3.evaluation import generation as fast, prepared
     except ImportError:
         fast = prepared = None
+    try:  # hm3's own Llama forward (absent before it existed)
+        from hm3.evaluation.llama_forward import LlamaForward
+    except ImportError:
+        LlamaForward = None
     model_class = _model_class()
     filters = ("filters", lm_filter.FilterEnsemble, "apply")
     sandbox = ("sandbox round trip", client, "_run")
@@ -107,9 +111,11 @@ def phases():
         ("metrics (aggregation)", 2, lm_evaluator, "_process_results"),
     ]
     prepared_path = [
-        ("prepared path (hm3)", 1, getattr(prepared, "PreparedTasks", None), "score"),
+        # score_items: every prepared scoring goes through it (score, racing's rungs)
+        ("prepared path (hm3)", 1, getattr(prepared, "PreparedTasks", None), "score_items"),
         ("batched generation", 2, getattr(fast, "BatchedGenerator", None), "generate"),
         ("forward passes", 3, model_class, "forward"),
+        ("forward passes", 3, LlamaForward, "__call__"),
         ("stop-sequence checks", 3, getattr(fast, "StopWatcher", None), "update"),
         (filters[0], 2, *filters[1:]),
         (sandbox[0], 3, *sandbox[1:]),
