@@ -327,9 +327,31 @@ def at_checkpoint(run: dict, count: str) -> dict | None:
     return {**run, "preferences": prefs}
 
 
+def search_mean_g(run: dict, plain) -> float | None:
+    """Mean over λ of the picks' plain g on the search split, read from the run's
+    evaluation cache (None where the cache is gone): what the search itself saw."""
+    import sqlite3
+
+    cache = Path(run.get("cache", ""))
+    if not cache.is_file():
+        return None
+    values = []
+    with sqlite3.connect(f"file:{cache}?mode=ro", uri=True) as db:
+        for pref in run["preferences"].values():
+            scores = dict(
+                db.execute(
+                    "SELECT task, score FROM evaluations WHERE split = 'search' AND candidate = ?",
+                    (pref["recipe"],),
+                )
+            )
+            values.append(float(plain(scores, pref["weights"])))
+    return float(np.mean(values))
+
+
 def checkpoint_summary(runs, tasks, plain, reference, bootstrap, final) -> list[dict]:
     """Per racing mode and checkpoint: test HV and mean g of the picks then and at the
-    end, per seed and pooled (final - checkpoint, paired bootstrap over test items)."""
+    end, per seed and pooled (final - checkpoint, paired bootstrap over test items),
+    and their mean g on the search split where the run's cache is still there."""
     # lazy: the report's t interval, with the other hm3 imports of this script
     from hm3.report.seeds import mean_interval
 
@@ -355,13 +377,26 @@ def checkpoint_summary(runs, tasks, plain, reference, bootstrap, final) -> list[
             for early, run in pairs:
                 (hv0, g0), (hv1, g1) = final(early), final(run)
                 interval = paired_interval([(early, run)], tasks, plain, reference, bootstrap)
+                searched = [search_mean_g(early, plain), search_mean_g(run, plain)]
                 seeds.append(
-                    {"seed": run["seed"], "hv": [hv0, hv1], "g": [g0, g1], "interval": interval}
+                    {
+                        "seed": run["seed"],
+                        "hv": [hv0, hv1],
+                        "g": [g0, g1],
+                        "interval": interval,
+                        "g_search": searched,
+                    }
+                )
+                seen = (
+                    f"; on search {searched[0]:.4f} -> {searched[1]:.4f}"
+                    if None not in searched
+                    else ""
                 )
                 print(
                     f"  seed {run['seed']}: HV {hv0:.4f} -> {hv1:.4f} ({hv1 - hv0:+.4f} "
                     f"[{interval['hv'][0]:+.4f}, {interval['hv'][1]:+.4f}]), mean g {g0:.4f} -> "
                     f"{g1:.4f} ({g1 - g0:+.4f} [{interval['g'][0]:+.4f}, {interval['g'][1]:+.4f}])"
+                    + seen
                 )
             entry = {"racing": racing, "candidates": int(count), "seeds": seeds}
             if len(pairs) > 1:
