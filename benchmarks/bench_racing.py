@@ -299,17 +299,15 @@ def report(runs: list[dict], bootstrap: int, out: Path, plot: Path | None) -> No
     pooled = None
     if len(pairs) > 1:
         pooled = pooled_summary(runs, pairs, ratios, tasks, plain, reference, bootstrap)
+    checkpoints = checkpoint_summary(runs, tasks, plain, reference, bootstrap, final)
+    extra = {"checkpoints": checkpoints} if checkpoints else {}
     out.write_text(
         json.dumps(
-            {"rows": rows, "intervals": intervals, "pooled": pooled, "runs": runs},
+            {"rows": rows, "intervals": intervals, "pooled": pooled, **extra, "runs": runs},
             indent=1,
             default=str,
         )
     )
-    checkpoints = checkpoint_summary(runs, tasks, plain, reference, bootstrap, final)
-    if checkpoints:
-        data = json.loads(out.read_text())
-        out.write_text(json.dumps({**data, "checkpoints": checkpoints}, indent=1, default=str))
     if plot:
         plot_anytime(runs, tasks, plain, reference, plot)
     print(f"wrote {out}" + (f" and {plot}" if plot else ""))
