@@ -248,8 +248,12 @@ class _Counter(torch.nn.Module):
         return SimpleNamespace(logits=logits)
 
 
-def test_generator_stops_at_eos_cap_and_stop_string(monkeypatch):
+# finished rows leave at once (0), in groups (the default), or only with the batch (1)
+@pytest.mark.parametrize("compact_share", [0.0, 0.25, 1.0])
+def test_generator_stops_at_eos_cap_and_stop_string(monkeypatch, compact_share):
     import hm3.evaluation.generation as generation
+
+    monkeypatch.setattr(generation, "COMPACT_SHARE", compact_share)
 
     class _NoCache:
         def batch_select_indices(self, index):
@@ -267,6 +271,9 @@ def test_generator_stops_at_eos_cap_and_stop_string(monkeypatch):
         GenerationRequest((3,), ("56",), 20),  # 4, 5, 6: stop "56" is cut off
     ]
     texts = BatchedGenerator(tokenizer, batch_size=2).generate(_Counter(), requests)
+    assert texts == ["345678", "234", "4"]
+    # one batch: the rows that end early ride along or leave, as compact_share says
+    texts = BatchedGenerator(tokenizer, batch_size=3).generate(_Counter(), requests)
     assert texts == ["345678", "234", "4"]
 
 

@@ -8,7 +8,8 @@ per task, so the step count is the sum of the tasks' caps), keeps finished rows 
 the batch until the last one ends, and decodes the tail of every row at every step
 for its stop check. Here prompts are tokenised once per process, all tasks share
 batches (each row keeps its own stop strings and token cap), finished rows leave the
-batch, and a row's tail is decoded only when it grew.
+batch (a quarter at a time: `COMPACT_SHARE`), and a row's tail is decoded only when it
+grew.
 
 What keeps the text equal to HFLM's: the same prompt tokens (left-truncated to
 ``max_length - max_gen_toks``), the same greedy choice (argmax of the last position's
@@ -89,6 +90,23 @@ class StopWatcher:
         return any(stop in text for stop in self.stops[row])
 
 
+def _record_step(tokens, ended, batch, live, generated, caps, watcher) -> None:
+    """Append each live row's new token (``batch``: original row of each batch row;
+    ``ended``: which tokens end a generation, None when none can), and mark as no
+    longer live the rows that ended, reached a stop string or their token cap."""
+    grown = []
+    for i, row in enumerate(batch):
+        if live[i] and not (ended and ended[i]):
+            generated[row].append(tokens[i])
+            grown.append(row)
+        elif live[i]:
+            live[i] = False
+    stopped = {row for row, hit in zip(grown, watcher.update(grown, generated)) if hit}
+    for i, row in enumerate(batch):
+        if live[i] and (row in stopped or len(generated[row]) >= caps[row]):
+            live[i] = False
+
+
 class BatchedGenerator:
     """Greedy completions of many requests, ``batch_size`` rows per forward pass."""
 
@@ -119,36 +137,26 @@ class BatchedGenerator:
         watcher = StopWatcher(self.tokenizer, requests)
         caps = [r.max_new_tokens for r in requests]
         generated: list[list[int]] = [[] for _ in requests]
-        alive = list(range(len(requests)))  # original row of each row still in the batch
+        batch = list(range(len(requests)))  # original row of each row of the batch
+        live = [True] * len(batch)  # rows whose generation goes on; the others ride along
         forward = _batch_forward(model, ids.shape[1] + max(caps))
         with torch.inference_mode():
             # only the last position's logits, as `generate` asks for them on the prompt
             logits = forward(ids, mask, positions, last_only=True)
-            while alive:
+            while True:
                 chosen = logits[:, -1, :].float().argmax(-1)
-                ended = (
-                    torch.isin(chosen, end_ids).tolist() if len(end_ids) else [False] * len(alive)
-                )
-                for row, token, at_end in zip(alive, chosen.tolist(), ended):
-                    if not at_end:
-                        generated[row].append(token)
-                grown = [row for row, at_end in zip(alive, ended) if not at_end]
-                stopped = set(
-                    row for row, hit in zip(grown, watcher.update(grown, generated)) if hit
-                )
-                keep = [
-                    i
-                    for i, (row, at_end) in enumerate(zip(alive, ended))
-                    if not at_end and row not in stopped and len(generated[row]) < caps[row]
-                ]
-                if not keep:
+                ended = torch.isin(chosen, end_ids).tolist() if len(end_ids) else None
+                _record_step(chosen.tolist(), ended, batch, live, generated, caps, watcher)
+                alive = sum(live)
+                if not alive:
                     break
-                if len(keep) < len(alive):
-                    index = torch.tensor(keep, device=device)
+                if len(batch) - alive >= max(1, len(batch) * COMPACT_SHARE):
+                    index = torch.tensor([i for i in range(len(batch)) if live[i]], device=device)
                     forward.select(index)
                     mask, positions, chosen = mask[index], positions[index], chosen[index]
-                    alive = [alive[i] for i in keep]
-                mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=1)
+                    batch = [batch[i] for i in index.tolist()]
+                    live = [True] * len(batch)
+                mask = torch.cat([mask, mask.new_ones((len(batch), 1))], dim=1)
                 positions = positions[:, -1:] + 1
                 logits = forward(chosen[:, None], mask, positions)
         return [
@@ -176,6 +184,13 @@ class BatchedGenerator:
 # hm3's own Llama forward where it applies (bitwise transformers' logits, less overhead:
 # hm3.evaluation.llama_forward); a benchmark sets it False to time transformers' forward
 OWN_LLAMA_FORWARD = True
+
+# Finished rows leave the batch once they are this share of it. Why not each at once:
+# a compaction copies every layer's key/value buffers (a few ms on the tiny suite),
+# while a finished row riding along costs a little attention per step; on the tiny
+# suite's search splits a quarter took 5-8 % less time than compacting per row, with
+# the same completions (docs/performance.md, "Compaction").
+COMPACT_SHARE = 0.25
 
 
 def _batch_forward(model, capacity: int):
