@@ -38,11 +38,10 @@ def open_session(args, split: str = "search"):
     import torch
 
     from hm3.core import layout
-    from hm3.core.environment import keep_freed_memory, offline_environment
+    from hm3.core.environment import offline_environment
     from hm3.upper.param_search import MergeSession
 
     offline_environment()
-    keep_freed_memory()
     torch.set_num_threads(args.threads)
     config = load_config()
     if args.engine:  # unset: code from before the key existed runs too (a before/after profile)

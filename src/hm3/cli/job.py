@@ -16,7 +16,7 @@ from typing import Iterator
 
 from hm3.cli.rule_reads import rule_reads
 from hm3.core.config_view import StrictConfig
-from hm3.core.environment import keep_freed_memory, offline_environment
+from hm3.core.environment import offline_environment
 from hm3.core.orphans import watch_run
 
 
@@ -26,7 +26,6 @@ def job(smk) -> Iterator[None]:
     job if its Snakemake run is killed (hm3.core.orphans: it would go on writing otherwise)."""
     watch_run()  # prints to fd 2, which is the rule's log from below on
     offline_environment()
-    keep_freed_memory()
     log_path = smk.log[0] if smk.log else os.devnull
     os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
     with open(log_path, "a", buffering=1, encoding="utf-8") as log:

@@ -12,7 +12,6 @@ import argparse
 import importlib
 import sys
 
-from hm3.core.environment import keep_freed_memory
 from hm3.core.errors import HM3Error
 
 # module path of every sub-command provider, in help order
@@ -46,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    keep_freed_memory()
     try:
         return int(args.func(args) or 0)
     except HM3Error as err:
