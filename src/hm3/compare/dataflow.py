@@ -27,7 +27,7 @@ from pymoo.core.termination import NoTermination
 
 from hm3.compare.common import progress, write_outputs
 from hm3.core import layout
-from hm3.core.seeds import derive_seed
+from hm3.core.seeds import cma_seed, derive_seed
 from hm3.lower.inference_path import InferencePath, as_path
 from hm3.lower.pool import CandidateLog, PoolFactory
 from hm3.lower.settings import path_length_limit
@@ -130,7 +130,7 @@ def dataflow_search(
                 x0=start, sigma=float(settings.sigma), popsize=upper_search.popsize, restarts=0
             )
             algorithm.setup(
-                problem, termination=NoTermination(), seed=algorithm_seed, verbose=False
+                problem, termination=NoTermination(), seed=cma_seed(algorithm_seed), verbose=False
             )
             return algorithm
 

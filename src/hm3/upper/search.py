@@ -20,7 +20,7 @@ from hm3.evaluation.racing import StopRule
 from hm3.merge.config import MergeRecipe, recipe_to_yaml
 from hm3.merge.methods import get_method
 from hm3.upper.moo import Scalarizer
-from hm3.core.seeds import derive_seed
+from hm3.core.seeds import cma_seed, derive_seed
 
 ALGORITHMS = ("cmaes", "ga", "random")
 
@@ -130,6 +130,7 @@ def _optimizer(
 
         # restarts=0: the budget is a few dozen evaluations, one CMA-ES run uses it all
         method = CMAES(x0=x0, sigma=sigma, popsize=popsize, restarts=0)
+        seed = cma_seed(seed)
     elif algorithm == "ga":
         # lazy: pymoo is slow to import; off `hm3 policy`
         from pymoo.algorithms.soo.nonconvex.ga import GA
