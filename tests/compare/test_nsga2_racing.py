@@ -72,22 +72,31 @@ def fake(monkeypatch, tmp_path):
 
 
 def test_picks_rule_gets_each_preferences_best_full_value_so_far(fake):
+    """Three seeds: how many of a run's 30 candidates the rule stops depends on NSGA-II's
+    draws (1 to 8; none at 3 of 201 seeds tried, and which seeds can
+    depend on the CPU's arithmetic), so at least two of the three runs must stop some."""
     config, tmp_path = fake
-    summary = nsga2.nsga2_front(config, tmp_path / "ideal.json", tmp_path / "out")
-    rules, results = _FakeSession.rules, _FakeSession.results
-    assert summary["stop_rule"] == "picks" and len(rules) == 30
-    assert all(isinstance(rule, PicksRule) for rule in rules)
-    assert all(value is None for value in rules[0].incumbents)  # nothing scored yet
     ideal = json.loads((tmp_path / "ideal.json").read_text())["normalizer"]["ideal"]
-    assert all(rule.targets == ideal for rule in rules)  # bounds reach for the ideal point
-    assert 0 < summary["raced_out"] < 30
-    # every rule's incumbents: per λ, the best objective over the fully scored before it
-    for i, rule in enumerate(rules[1:], start=1):
-        full = [scores for scores, fidelity in results[:i] if fidelity >= 1.0]
-        expected = [min(f(s) for s in full) for f in rule.objectives]
-        assert rule.incumbents == pytest.approx(expected)
-    # no λ picks a stopped candidate
-    assert all(results[p["candidate"]][1] >= 1.0 for p in summary["picks"].values())
+    raced_out = []
+    for seed in (config["seed"], config["seed"] + 1, config["seed"] + 2):
+        _FakeSession.rules, _FakeSession.results = [], []
+        config["seed"] = seed
+        summary = nsga2.nsga2_front(config, tmp_path / "ideal.json", tmp_path / f"out{seed}")
+        rules, results = _FakeSession.rules, _FakeSession.results
+        assert summary["stop_rule"] == "picks" and len(rules) == 30
+        assert all(isinstance(rule, PicksRule) for rule in rules)
+        assert all(value is None for value in rules[0].incumbents)  # nothing scored yet
+        assert all(rule.targets == ideal for rule in rules)  # bounds reach for the ideal point
+        assert summary["raced_out"] < 30
+        raced_out.append(summary["raced_out"])
+        # every rule's incumbents: per λ, the best objective over the fully scored before it
+        for i, rule in enumerate(rules[1:], start=1):
+            full = [scores for scores, fidelity in results[:i] if fidelity >= 1.0]
+            expected = [min(f(s) for s in full) for f in rule.objectives]
+            assert rule.incumbents == pytest.approx(expected)
+        # no λ picks a stopped candidate
+        assert all(results[p["candidate"]][1] >= 1.0 for p in summary["picks"].values())
+    assert sum(count > 0 for count in raced_out) >= 2, raced_out
 
 
 def test_dominance_rule_is_kept_for_the_benchmark(fake):

@@ -48,9 +48,12 @@ def alignment_loss(pool, path, alignment):
 
 
 def test_fit_reduces_the_alignment_loss_and_is_deterministic():
+    """At the default learning rate (0.01) 40 steps leave 0.16 to 0.63 of the loss at
+    each of 120 seeds; at 0.05 the fit overshot at 10 of 60 seeds (0.75 to 2.6 of the
+    loss), and which seeds do can depend on the CPU's arithmetic."""
     pool = make_pool()
     path = as_path([(2, 0), (0, 2), (1, 0), (2, 2)])
-    settings = AlignmentSettings(steps=40, learning_rate=0.05, seed=3)
+    settings = AlignmentSettings(steps=40, learning_rate=0.01, seed=3)
     fitted = fit_alignment(pool, path, BATCH, settings)
     assert sorted(fitted) == [1, 2, 3]
     assert alignment_loss(pool, path, fitted) < 0.7 * alignment_loss(pool, path, {})

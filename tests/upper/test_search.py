@@ -58,14 +58,21 @@ def test_bad_space():
 
 @pytest.mark.parametrize("algorithm", ["cmaes", "ga", "random"])
 def test_budget_exact_deterministic_and_improving(algorithm):
+    """Whether one seed's 25 candidates beat the start depends on its draws (and CMA-ES's
+    draws on the CPU's arithmetic: its eigendecompositions): over 200 seeds CMA-ES missed
+    at 1% of them (and halved the start's value at 82%), the GA at 6%, random search at
+    2%; so the test searches ten seeds (3 and 1 to 10): at least six must beat the start,
+    and for CMA-ES at least four must halve its value (every ten consecutive seeds of the
+    200 do)."""
     first, second = run(algorithm), run(algorithm)
     assert len(first) == 25
     assert [c.parameters for c in first] == [c.parameters for c in second]
     assert first[0].parameters == SPACE.decode(SPACE.start([0.5, 0.5], {}))
-    best = best_candidate(first)
-    assert best.value < first[0].value
-    if algorithm == "cmaes":
-        assert best.value < 0.5 * first[0].value  # the optimum is easy to approach
+    searches = [first, *(run(algorithm, seed=seed) for seed in range(1, 11) if seed != 3)]
+    ratios = [best_candidate(found).value / found[0].value for found in searches]
+    assert sum(ratio < 1 for ratio in ratios) >= 6, ratios
+    if algorithm == "cmaes":  # the optimum is easy to approach
+        assert sum(ratio < 0.5 for ratio in ratios) >= 4, ratios
 
 
 def test_seed_changes_the_search():

@@ -188,8 +188,8 @@ OWN_LLAMA_FORWARD = True
 # Finished rows leave the batch once they are this share of it. Why not each at once:
 # a compaction copies every layer's key/value buffers (a few ms on the tiny suite),
 # while a finished row riding along costs a little attention per step; on the tiny
-# suite's search splits a quarter took 5-8 % less time than compacting per row, with
-# the same completions (docs/performance.md, "Compaction").
+# suite's search splits a quarter took 5 to 10 % less time than compacting per row,
+# with the same completions (docs/performance.md, "Compaction, and the allocator").
 COMPACT_SHARE = 0.25
 
 
