@@ -1,4 +1,5 @@
 import os
+
 from hm3.core import environment
 
 
