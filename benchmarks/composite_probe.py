@@ -52,27 +52,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _search_session import load_config  # noqa: E402
 
-STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
-PYTHON_OP = {"+": "+", "-": "-", "*": "*", "/": "//"}
-# operators whose right operand needs brackets when it is itself a sum or difference
-BINDS_TIGHTER = {"*", "/"}
-
-
-def expression(answer: str) -> str | None:
-    """The GSM8K-style worked steps as one Python expression (``20 + 15 - 19``): each
-    step's use of an earlier result is replaced by that step's expression."""
-    built: dict[str, str] = {}
-    last = None
-    for a, op, b, result in STEP.findall(answer):
-        left, right = built.get(a, a), built.get(b, b)
-        if op in BINDS_TIGHTER and any(c in left for c in "+-") and a in built:
-            left = f"({left})"
-        if (op in BINDS_TIGHTER or op == "-") and any(c in right for c in "+-*/") and b in built:
-            right = f"({right})"
-        last = built[result] = f"{left} {PYTHON_OP[op]} {right}"
-    return last
-
-
 _ARITHMETIC = {
     ast.Add: operator.add,
     ast.Sub: operator.sub,
@@ -103,16 +82,18 @@ def evaluate(text: str) -> int | None:
 
 def composite_items(data_dir: Path) -> list[dict]:
     """Word problems of the run's math search and test splits as code prompts."""
+    # lazy: hm3 after the arguments are checked
+    from hm3.models.tiny.data.math_task import as_code
+
     items = []
     for split in ("search", "test"):
         for line in (data_dir / "math" / f"{split}.jsonl").read_text().splitlines():
             record = json.loads(line)
-            body = expression(record["answer"])
-            if body is None:
+            pair = as_code(record)
+            if pair is None:
                 continue
             answer = int(record["answer"].rsplit("####", 1)[1].strip())
-            prompt = f'def solve():\n    """{record["question"]}"""\n'
-            items.append({"prompt": prompt, "reference": f"    return {body}\n", "answer": answer})
+            items.append({"prompt": pair[0], "reference": pair[1], "answer": answer})
     return items
 
 

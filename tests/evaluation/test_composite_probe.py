@@ -1,4 +1,5 @@
-"""The composite probe's word-problem-to-code conversion (benchmarks/composite_probe.py)."""
+"""Word problems as code (hm3.models.tiny.data.math_task.as_code) and the composite
+probe's parsing of generated code (benchmarks/composite_probe.py)."""
 
 import sys
 from pathlib import Path
@@ -6,9 +7,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-from composite_probe import evaluate, expression, solved  # noqa: E402
+from composite_probe import evaluate, solved  # noqa: E402
 
-from hm3.models.tiny.data import generate_records
+from hm3.models.tiny.data import composite_text, generate_records
+from hm3.models.tiny.data.math_task import as_code, expression
 
 
 def test_steps_become_one_expression_with_the_answer():
@@ -47,3 +49,12 @@ def test_solved_reads_the_first_returned_line():
     assert solved("    return 3 + 4\n    return 9", 7)
     assert not solved("    return 3 + 5", 7)
     assert not solved("    print(7)", 7)
+
+
+def test_a_problem_as_code_returns_its_steps():
+    record = {"question": "Ava has 3 jars.", "answer": "Ava has 3 + 4 = 7 jars.\n#### 7"}
+    prompt, reference = as_code(record)
+    assert prompt == 'def solve():\n    """Ava has 3 jars."""\n'
+    assert reference == "    return 3 + 4\n"
+    assert composite_text("math", record) == prompt + reference
+    assert as_code({"question": "?", "answer": "#### 7"}) is None

@@ -212,6 +212,25 @@ def test_pretraining_mix_without_parallel_text_is_the_old_one(family):
     assert old == again
 
 
+def test_pretraining_mix_with_word_problems_as_code(family):
+    import random
+
+    from hm3.models.tiny.build import _pretraining_documents
+
+    root, _ = family
+    tasks = list(data.TASKS)
+    documents = _pretraining_documents(
+        root / "data", tasks, 0.0, random.Random(0), composite_fraction=1.0
+    )
+    as_code = [d for d in documents if d.startswith("def solve():")]
+    assert len(as_code) == 60  # every math record, none of the others
+    assert all("    return " in d for d in as_code)
+    # no share asked: the same documents, in the same order, as before the option
+    plain = _pretraining_documents(root / "data", tasks, 0.3, random.Random(5), 0.2)
+    assert plain == _pretraining_documents(root / "data", tasks, 0.3, random.Random(5), 0.2, 0.0)
+    assert data.composite_text("code", data.generate_records("code", 1, seed=0)[0]) is None
+
+
 def test_split_newlines_tokenises_a_prompt_as_its_text_is_tokenised():
     from hm3.models.tiny.tokenizer import train_tokenizer
 

@@ -49,6 +49,7 @@ rule train_base:
         training=config.get("tiny", {}).get("base_training"),
         task_format_fraction=config.get("tiny", {}).get("base_task_format_fraction", 0.0),
         parallel_fraction=config.get("tiny", {}).get("base_parallel_fraction", 0.0),
+        composite_fraction=config.get("tiny", {}).get("base_composite_fraction", 0.0),
         max_shard_size=config.get("tiny", {}).get("max_shard_size", "2GB"),
     script:
         "../scripts/train_base.py"

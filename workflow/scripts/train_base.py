@@ -17,6 +17,7 @@ with job(snakemake):
         max_shard_size=snakemake.params.max_shard_size,
         task_format_fraction=snakemake.params.task_format_fraction,
         parallel_fraction=snakemake.params.parallel_fraction,
+        composite_fraction=snakemake.params.composite_fraction,
         overwrite=True,  # the rule's own output (Snakemake-managed)
     )
     print({k: details[k] for k in ("parameters", "losses")})

@@ -78,6 +78,7 @@ def _pretraining_documents(
     task_format_fraction: float | Mapping[str, float],
     rng: random.Random,
     parallel_fraction: float = 0.0,
+    composite_fraction: float = 0.0,
 ) -> list[str]:
     """Mostly raw domain text; a share of records in task format; for translation, a
     share as parallel text (see below).
@@ -92,6 +93,10 @@ def _pretraining_documents(
     are Veltan text with its English gloss: a real base model learns most of what it
     knows of a language pair from such text, so that fine-tuning elicits translation
     rather than teaching the lexicon (which would take a large task vector).
+    ``composite_fraction`` of the math records (among those not in task format) are
+    word problems written as code (:func:`hm3.models.tiny.data.math_task.as_code`): a
+    real corpus holds some text that mixes two domains (prose problems solved in
+    code), which gives a base a weak composite skill that each expert sharpens half of.
     """
     documents = []
     for task in tasks:
@@ -103,10 +108,13 @@ def _pretraining_documents(
         for record in load_split(data_dir, task, "train"):
             draw = rng.random()
             parallel = data.parallel_text(task, record)
+            composite = data.composite_text(task, record) if composite_fraction else None
             if draw < share:
                 documents.append(data.prompt(task, record) + data.target(task, record))
             elif parallel is not None and draw < share + (1 - share) * parallel_fraction:
                 documents.append(parallel)
+            elif composite is not None and draw < share + (1 - share) * composite_fraction:
+                documents.append(composite)
             else:
                 documents.append(data.domain_text(task, record))
     rng.shuffle(documents)
@@ -125,12 +133,18 @@ def build_base(
     task_format_fraction: float | Mapping[str, float] = 0.0,
     overwrite: bool = False,
     parallel_fraction: float = 0.0,
+    composite_fraction: float = 0.0,
 ) -> dict:
     """Pretrain a small Llama on a shuffled mixture of the tasks' domain text."""
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False)
     documents = _pretraining_documents(
-        data_dir, tasks, task_format_fraction, random.Random(seed), parallel_fraction
+        data_dir,
+        tasks,
+        task_format_fraction,
+        random.Random(seed),
+        parallel_fraction,
+        composite_fraction,
     )
     stream: list[int] = []
     for ids in tokenizer(documents, add_special_tokens=False)["input_ids"]:
@@ -147,6 +161,7 @@ def build_base(
             "split": "train",
             "task_format_fraction": task_format_fraction,
             "parallel_fraction": parallel_fraction,
+            "composite_fraction": composite_fraction,
             "form": "raw domain text, with that fraction of records in task format",
             "documents": len(documents),
             "tokens": len(stream),

@@ -38,6 +38,7 @@ __all__ = [
     "stop_sequences",
     "domain_text",
     "parallel_text",
+    "composite_text",
     "reference_answer",
 ]
 
@@ -122,6 +123,14 @@ def parallel_text(task: str, record: dict) -> str | None:
     """The record as parallel text in a non-task layout (translation only), else None."""
     function = getattr(task_module(task), "parallel_text", None)
     return function(record) if function else None
+
+
+def composite_text(task: str, record: dict) -> str | None:
+    """The record as a word problem written as code (math only: docstring, then
+    ``return <expression>``), else None."""
+    function = getattr(task_module(task), "as_code", None)
+    pair = function(record) if function else None
+    return None if pair is None else pair[0] + pair[1]
 
 
 def reference_answer(task: str, record: dict) -> str:

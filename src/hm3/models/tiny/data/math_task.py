@@ -12,6 +12,7 @@ match. The knobs below are the only places to make it harder.
 from __future__ import annotations
 
 import random
+import re
 
 # --- difficulty knobs -------------------------------------------------------------
 # Operands of additions and subtractions (inclusive). Small, so the whole addition
@@ -348,3 +349,38 @@ def domain_text(record: dict) -> str:
 
 def reference_answer(record: dict) -> str:
     return record["answer"].rsplit("####", 1)[1].strip()
+
+
+# --- word problems as code: a composite of the math and code skills ---------------
+# Layer-level merging earns its keep in the literature on composite tasks, which need
+# one model's skill to read the input and another's to write the output (Akiba et al.
+# 2024 stack a Japanese model's layers with a math model's for Japanese math). The
+# tiny analogue: a HumanEval-style function whose docstring is the word problem and
+# whose body returns the worked steps as one Python expression.
+_STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
+_PYTHON_OP = {"+": "+", "-": "-", "*": "*", "/": "//"}
+_BINDS_TIGHTER = {"*", "/"}  # their right operand needs brackets if it is a sum
+
+
+def expression(answer: str) -> str | None:
+    """The worked steps as one Python expression (``20 + 15 - 19``): each step's use of
+    an earlier result is replaced by that step's expression; None without a step."""
+    built: dict[str, str] = {}
+    last = None
+    for a, op, b, result in _STEP.findall(answer):
+        left, right = built.get(a, a), built.get(b, b)
+        if op in _BINDS_TIGHTER and any(c in left for c in "+-") and a in built:
+            left = f"({left})"
+        if (op in _BINDS_TIGHTER or op == "-") and any(c in right for c in "+-*/") and b in built:
+            right = f"({right})"
+        last = built[result] = f"{left} {_PYTHON_OP[op]} {right}"
+    return last
+
+
+def as_code(record: dict) -> tuple[str, str] | None:
+    """The problem as a code prompt and its reference body (``return <expression>``),
+    or None where the answer has no arithmetic step."""
+    body = expression(record["answer"])
+    if body is None:
+        return None
+    return f'def solve():\n    """{record["question"]}"""\n', f"    return {body}\n"
