@@ -9,15 +9,18 @@ late ones: Akiba et al. (2024, "Evolutionary optimization of model merging recip
 solve Japanese math word problems by stacking a Japanese model's layers with a math
 model's, where no parameter merge does as well.
 
-The tiny analogue built here, with no training: *word problems as code*. Each math
-item of the run (search and test splits) becomes a HumanEval-style prompt whose
-docstring is the word problem, and whose reference body returns the arithmetic
-expression (``return 20 + 15 - 19``): reading the story is the math expert's skill,
-writing Python the code expert's. No model of the family was trained on this format.
+The tiny analogue: *word problems as code* (hm3.models.tiny.data.math_task.as_code).
+Each math item of the run (search and test splits) becomes a HumanEval-style prompt
+whose docstring is the word problem with one number left as the argument, and whose
+reference body returns the worked steps as an expression of it (``def solve(n):``,
+``return n * 7 - 19``): reading the story is the math expert's skill, writing a body
+in terms of an argument the code expert's. No model of the default family was trained
+on this format; with ``tiny.base_composite_fraction`` the base reads a share of the
+training problems in it, as a real base reads some text that mixes two domains.
 
 Every candidate is scored by the reference-likelihood proxy (hm3.evaluation.proxy:
 mean log-probability per reference token), and the best few by greedy generation
-(does the returned expression evaluate to the answer?):
+(does the returned expression equal the reference at n = 2, 5 and 11?):
 
 - the base and each expert;
 - parameter merges: task arithmetic ``base + a τ_math + b τ_code`` over a grid, and
@@ -60,13 +63,15 @@ _ARITHMETIC = {
 }
 
 
-def evaluate(text: str) -> int | None:
-    """The value of an integer expression of + - * //, or None: parsed, never executed
-    (generated text is untrusted)."""
+def evaluate(text: str, n: int | None = None) -> int | None:
+    """The value of an integer expression of + - * // (and the argument ``n``, where
+    given), or None: parsed, never executed (generated text is untrusted)."""
 
     def walk(node):
         if isinstance(node, ast.Constant) and isinstance(node.value, int):
             return node.value
+        if isinstance(node, ast.Name) and node.id == "n" and n is not None:
+            return n
         if isinstance(node, ast.BinOp) and type(node.op) in _ARITHMETIC:
             right = walk(node.right)
             if isinstance(node.op, ast.FloorDiv) and right == 0:
@@ -78,6 +83,10 @@ def evaluate(text: str) -> int | None:
         return walk(ast.parse(text.strip(), mode="eval").body)
     except (SyntaxError, ValueError, RecursionError):
         return None
+
+
+# the argument values at which a returned expression must equal the reference's
+ARGUMENTS = (2, 5, 11)
 
 
 def composite_items(data_dir: Path) -> list[dict]:
@@ -92,8 +101,7 @@ def composite_items(data_dir: Path) -> list[dict]:
             pair = as_code(record)
             if pair is None:
                 continue
-            answer = int(record["answer"].rsplit("####", 1)[1].strip())
-            items.append({"prompt": pair[0], "reference": pair[1], "answer": answer})
+            items.append({"prompt": pair[0], "reference": pair[1]})
     return items
 
 
@@ -118,9 +126,15 @@ def greedy_returns(model, tokenizer, prompts: list[str], max_new: int = 24) -> l
     return outputs
 
 
-def solved(text: str, answer: int) -> bool:
-    match = re.search(r"return (.+)", text)
-    return bool(match) and evaluate(match.group(1).split("\n")[0]) == answer
+def solved(text: str, reference: str) -> bool:
+    """Whether the first returned expression equals the reference body's at every one
+    of ARGUMENTS."""
+    returned = [re.search(r"return (.+)", t) for t in (text, reference)]
+    if not all(returned):
+        return False
+    generated, wanted = (m.group(1).split("\n")[0] for m in returned)
+    values = [(evaluate(generated, n), evaluate(wanted, n)) for n in ARGUMENTS]
+    return all(got is not None and got == want for got, want in values)
 
 
 def main() -> int:
@@ -232,7 +246,7 @@ def main() -> int:
     top = [n for n in ranking if kinds[n] != "single model"][: args.generate]
     generation = {}
     prompts = [items[i]["prompt"] for i in np.flatnonzero(confirm)]
-    answers = [items[i]["answer"] for i in np.flatnonzero(confirm)]
+    answers = [items[i]["reference"] for i in np.flatnonzero(confirm)]
     for name in dict.fromkeys([*top, *chosen.values(), "math", "code"]):
         model = model_named(name, base, experts, merged, sources, depth, LayerPool, Step, config)
         texts = greedy_returns(model, tokenizer, prompts)

@@ -1,6 +1,7 @@
 """Word problems as code (hm3.models.tiny.data.math_task.as_code) and the composite
 probe's parsing of generated code (benchmarks/composite_probe.py)."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -45,16 +46,39 @@ def test_generated_text_is_parsed_not_run(text):
     assert evaluate(text) is None
 
 
-def test_solved_reads_the_first_returned_line():
-    assert solved("    return 3 + 4\n    return 9", 7)
-    assert not solved("    return 3 + 5", 7)
-    assert not solved("    print(7)", 7)
+def test_solved_compares_the_first_returned_line_at_several_arguments():
+    assert solved("    return 3 + 4\n    return 9", "    return 7\n")
+    assert not solved("    return 3 + 5", "    return 7\n")
+    assert not solved("    print(7)", "    return 7\n")
+    assert solved("    return n * 2 + 1", "    return 1 + 2 * n\n")
+    assert not solved("    return 7", "    return n + 2\n")  # right at n = 5 only
+    assert not solved("    return m + 2", "    return n + 2\n")
 
 
-def test_a_problem_as_code_returns_its_steps():
-    record = {"question": "Ava has 3 jars.", "answer": "Ava has 3 + 4 = 7 jars.\n#### 7"}
+def test_a_problem_as_code_leaves_one_number_as_the_argument():
+    record = {"question": "Ava has 3 jars of 4.", "answer": "Ava has 3 * 4 = 12.\n#### 12"}
     prompt, reference = as_code(record)
-    assert prompt == 'def solve():\n    """Ava has 3 jars."""\n'
-    assert reference == "    return 3 + 4\n"
+    assert prompt == 'def solve(n):\n    """Ava has n jars of 4."""\n'
+    assert reference == "    return n * 4\n"
     assert composite_text("math", record) == prompt + reference
     assert as_code({"question": "?", "answer": "#### 7"}) is None
+    # a number that occurs twice in the question cannot be the argument: the next one is
+    twice = {"question": "Ava has 3 jars of 3 and 5.", "answer": "3 * 3 = 9.\n9 + 5 = 14.\n#### 14"}
+    assert as_code(twice)[1] == "    return 3 * 3 + n\n"
+
+
+def test_most_generated_problems_have_an_argument_and_keep_their_value():
+    records = generate_records("math", 300, seed=7)
+    pairs = [as_code(record) for record in records]
+    assert sum(pair is None for pair in pairs) < 30
+    for record, pair in zip(records, pairs):
+        if pair is None:
+            continue
+        body = pair[1].removeprefix("    return ").strip()
+        original = expression(record["answer"])
+        # the argument stands for one number of the story: that number gives the answer
+        (value,) = {
+            a for a, b in zip(re.findall(r"\w+", original), re.findall(r"\w+", body)) if b == "n"
+        }
+        assert evaluate(body, int(value)) == int(record["answer"].rsplit("####", 1)[1]), record
+        assert pair[0].startswith("def solve(n):")

@@ -355,8 +355,9 @@ def reference_answer(record: dict) -> str:
 # Layer-level merging earns its keep in the literature on composite tasks, which need
 # one model's skill to read the input and another's to write the output (Akiba et al.
 # 2024 stack a Japanese model's layers with a math model's for Japanese math). The
-# tiny analogue: a HumanEval-style function whose docstring is the word problem and
-# whose body returns the worked steps as one Python expression.
+# tiny analogue: a HumanEval-style function whose docstring is the word problem, with
+# one number left as the argument, and whose body returns the worked steps as one
+# Python expression of it.
 _STEP = re.compile(r"(\d+) ([-+*/]) (\d+) = (\d+)")
 _PYTHON_OP = {"+": "+", "-": "-", "*": "*", "/": "//"}
 _BINDS_TIGHTER = {"*", "/"}  # their right operand needs brackets if it is a sum
@@ -377,10 +378,23 @@ def expression(answer: str) -> str | None:
     return last
 
 
-def as_code(record: dict) -> tuple[str, str] | None:
-    """The problem as a code prompt and its reference body (``return <expression>``),
-    or None where the answer has no arithmetic step."""
+def as_code(record: dict, unknown: str = "n") -> tuple[str, str] | None:
+    """The problem as a code prompt and its reference body, or None where the answer
+    has no arithmetic step or no number to make the unknown.
+
+    One number of the story becomes the function's argument (``def solve(n):``, "Wren
+    has 6 bags with n eggs in each...", ``return 6 * n - 19``): reading the story is
+    the math expert's skill, writing a body in terms of an argument the code
+    expert's. The number is the first one of the expression that occurs once in it
+    and once in the question."""
     body = expression(record["answer"])
     if body is None:
         return None
-    return f'def solve():\n    """{record["question"]}"""\n', f"    return {body}\n"
+    numbers = re.findall(r"\d+", body)
+    question = record["question"]
+    for number in numbers:
+        word = re.compile(rf"\b{number}\b")
+        if numbers.count(number) == 1 and len(word.findall(question)) == 1:
+            question, body = word.sub(unknown, question), word.sub(unknown, body)
+            return f'def solve({unknown}):\n    """{question}"""\n', f"    return {body}\n"
+    return None
