@@ -26,7 +26,9 @@ mean log-probability per reference token), and the best few by greedy generation
 - parameter merges: task arithmetic ``base + a τ_math + b τ_code`` over a grid, and
   the run's M_λ of every reporting λ;
 - layer stacks: the first k layers of model A, then layers k.. of model B (A, B among
-  the math expert, the code expert and the best task-arithmetic merge), k = 1..depth-1.
+  the math expert, the code expert and the best task-arithmetic merge), k = 1..depth-1;
+- layer swaps: the best task-arithmetic merge with one layer from the math or the code
+  expert (the issue's swap scan, on the composite).
 
 Selection happens on half of the items and the chosen parameter merge and stack are
 compared on the other half (a paired bootstrap interval), so the winner's curse of
@@ -232,22 +234,31 @@ def main() -> int:
         for k in range(1, depth):
             path = [Step(0, i) for i in range(k)] + [Step(1, i) for i in range(k, depth)]
             add(f"stack {a}[:{k}] + {b}[{k}:]", "layer stack", pool.assemble(tuple(path)))
+    # the swap scan on the composite: one layer of TA* from an expert
+    for expert in ("math", "code"):
+        pool = LayerPool({"A": sources["TA*"], "B": experts[expert]}, "A")
+        for k in range(depth):
+            path = [Step(int(i == k), i) for i in range(depth)]
+            add(f"swap TA* layer {k} from {expert}", "layer swap", pool.assemble(tuple(path)))
 
     confirm = ~select
     chosen = {
         kind: max((n for n in scores if kinds[n] == kind), key=on_select)
-        for kind in ("single model", "parameter merge", "layer stack")
+        for kind in ("single model", "parameter merge", "layer stack", "layer swap")
     }
-    diff = scores[chosen["layer stack"]][confirm] - scores[chosen["parameter merge"]][confirm]
-    draws = rng.integers(0, diff.size, (args.bootstrap, diff.size))
-    interval = np.percentile(diff[draws].mean(1), [2.5, 97.5]).tolist()
+    differences = {}
+    for kind in ("layer stack", "layer swap"):
+        diff = scores[chosen[kind]][confirm] - scores[chosen["parameter merge"]][confirm]
+        draws = rng.integers(0, diff.size, (args.bootstrap, diff.size))
+        interval = np.percentile(diff[draws].mean(1), [2.5, 97.5]).tolist()
+        differences[kind] = {"mean": float(diff.mean()), "interval": interval}
 
     ranking = sorted(scores, key=on_select, reverse=True)
     top = [n for n in ranking if kinds[n] != "single model"][: args.generate]
     generation = {}
     prompts = [items[i]["prompt"] for i in np.flatnonzero(confirm)]
     answers = [items[i]["reference"] for i in np.flatnonzero(confirm)]
-    for name in dict.fromkeys([*top, *chosen.values(), "math", "code"]):
+    for name in dict.fromkeys([*top, *chosen.values(), "base", "math", "code"]):
         model = model_named(name, base, experts, merged, sources, depth, LayerPool, Step, config)
         texts = greedy_returns(model, tokenizer, prompts)
         generation[name] = float(np.mean([solved(t, a) for t, a in zip(texts, answers)]))
@@ -261,11 +272,14 @@ def main() -> int:
         print(
             f"{name:<40} {kinds[name]:<16} {on_select(name):8.4f} {scores[name][confirm].mean():8.4f}"
         )
-    print(
-        f"\nconfirm half: best stack {chosen['layer stack']} - best parameter merge "
-        f"{chosen['parameter merge']}: {diff.mean():+.4f} nats/token, 95% [{interval[0]:+.4f}, "
-        f"{interval[1]:+.4f}] (paired bootstrap over items); {time.perf_counter() - started:.0f} s"
-    )
+    for kind, found in differences.items():
+        low, high = found["interval"]
+        print(
+            f"confirm half: best {kind} {chosen[kind]} - best parameter merge "
+            f"{chosen['parameter merge']}: {found['mean']:+.4f} nats/token, 95% [{low:+.4f}, "
+            f"{high:+.4f}] (paired bootstrap over items)"
+        )
+    print(f"{time.perf_counter() - started:.0f} s")
     if out:
         out.write_text(
             json.dumps(
@@ -273,7 +287,8 @@ def main() -> int:
                     "items": len(items),
                     "select": select.tolist(),
                     "chosen": chosen,
-                    "difference": {"mean": float(diff.mean()), "interval": interval},
+                    "difference": differences["layer stack"],
+                    "difference_swap": differences["layer swap"],
                     "generation_solved_confirm": generation,
                     "candidates": {
                         n: {
@@ -299,6 +314,11 @@ def model_named(name, base, experts, merged, sources, depth, LayerPool, Step, co
         return experts[name]
     if name in merged:
         return merged[name]
+    swap = re.fullmatch(r"swap TA\* layer (\d+) from (\S+)", name)
+    if swap:
+        k, expert = int(swap.group(1)), swap.group(2)
+        pool = LayerPool({"A": sources["TA*"], "B": experts[expert]}, "A")
+        return pool.assemble(tuple(Step(int(i == k), i) for i in range(depth)))
     match = re.fullmatch(r"stack (\S+)\[:(\d+)\] \+ (\S+)\[\d+:\]", name)
     if match:
         a, k, b = match.group(1), int(match.group(2)), match.group(3)
