@@ -126,8 +126,9 @@ def parallel_text(task: str, record: dict) -> str | None:
 
 
 def composite_text(task: str, record: dict) -> str | None:
-    """The record as a word problem written as code (math only: docstring, then
-    ``return <expression>``), else None."""
+    """The record as a word problem written as code (math only: ``def solve(n):``, the
+    problem with one of its numbers as ``n`` for docstring, then ``return <expression>``),
+    else None."""
     function = getattr(task_module(task), "as_code", None)
     pair = function(record) if function else None
     return None if pair is None else pair[0] + pair[1]
