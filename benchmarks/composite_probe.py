@@ -30,7 +30,7 @@ mean log-probability per reference token), and the best few by greedy generation
 - layer swaps: the best task-arithmetic merge with one layer from the math or the code
   expert (the issue's swap scan, on the composite).
 
-Selection happens on half of the items and the chosen parameter merge and stack are
+Selection happens on half of the items and the chosen parameter merge, stack and swap are
 compared on the other half (a paired bootstrap interval), so the winner's curse of
 picking the best of many candidates does not make the stacks look better than they are.
 
