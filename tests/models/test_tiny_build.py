@@ -227,9 +227,15 @@ def test_pretraining_mix_with_word_problems_as_code(family):
     # every math record with an argument to make, none of the others
     assert len(as_code) == sum(data.composite_text("math", r) is not None for r in math) > 50
     assert all("    return " in d for d in as_code)
-    # no share asked: the same documents, in the same order, as before the option
-    plain = _pretraining_documents(root / "data", tasks, 0.3, random.Random(5), 0.2)
-    assert plain == _pretraining_documents(root / "data", tasks, 0.3, random.Random(5), 0.2, 0.0)
+    # no share asked: no problem as code, and the same draws as a mix without the option
+    plain = _pretraining_documents(root / "data", tasks, 0.3, random.Random(5), 0.2, 0.0)
+    assert not any(d.startswith("def solve(") for d in plain)
+    some = _pretraining_documents(root / "data", tasks, 0.3, random.Random(5), 0.2, 0.5)
+    changed = [a != b for a, b in zip(sorted(plain), sorted(some))]
+    assert len(some) == len(plain) and any(changed)
+    # only math records change form: every other document is in both mixes
+    others = [d for d in some if not d.startswith("def solve(")]
+    assert set(others) <= set(plain)
     assert data.composite_text("code", data.generate_records("code", 1, seed=0)[0]) is None
 
 
