@@ -52,6 +52,40 @@ def open_session(args, split: str = "search"):
     return MergeSession(config, split, layout.MODELS, "dare_ties")
 
 
+def open_pool_factory(workdir: Path, threads: int):
+    """The lower level's PoolFactory on ``workdir``'s family (cwd becomes ``workdir``),
+    offline, with a throwaway evaluation cache: the run's own stays untouched."""
+    os.chdir(workdir)
+    if not Path("results/models").is_dir():
+        sys.exit(f"{workdir}/results/models is missing: run `snakemake --cores all` there")
+
+    import torch
+
+    from hm3.core import layout
+    from hm3.core.environment import offline_environment
+    from hm3.lower.pool import PoolFactory
+
+    offline_environment()
+    torch.set_num_threads(threads)
+    config = load_config()
+    config["evaluation"]["cache"] = str(
+        Path(tempfile.mkdtemp(prefix="hm3-bench-")) / "cache.sqlite"
+    )
+    return PoolFactory(config, layout.MODELS)
+
+
+def search_proxy(factory, items: int | None, seed: int):
+    """The reference-likelihood proxy (hm3.evaluation.proxy) on the search split:
+    ``items`` seeded items per task (None: all)."""
+    from hm3.evaluation.proxy import ReferenceLikelihood
+    from hm3.evaluation.scorer import model_max_length
+
+    first = next(iter(factory.experts.values()))
+    return ReferenceLikelihood.from_scorer(
+        factory.scorer("search"), factory.tokenizer, model_max_length(first), items, seed
+    )
+
+
 def load_config() -> dict:
     """The default config of the hm3 that is imported (PYTHONPATH=OTHER/src profiles
     another checkout with its own config)."""

@@ -45,17 +45,15 @@ import copy
 import itertools
 import json
 import operator
-import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _search_session import load_config  # noqa: E402
+from _search_session import open_pool_factory  # noqa: E402
 
 _ARITHMETIC = {
     ast.Add: operator.add,
@@ -150,28 +148,18 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out.resolve() if args.out else None
-    os.chdir(args.workdir)
-    if not Path("results/models").is_dir():
-        sys.exit(f"{args.workdir}/results/models is missing: run `snakemake --cores all` there")
+    started = time.perf_counter()
+    factory = open_pool_factory(args.workdir, args.threads)
+    config = factory.config
 
-    # lazy: hm3 and torch after the arguments are checked
-    import torch
-
+    # lazy: hm3 once the run is found
     from hm3.checkpoints.causal_lm import load_causal_lm
     from hm3.core import layout
-    from hm3.core.environment import offline_environment
     from hm3.evaluation.proxy import ReferenceLikelihood, tokenise_item
     from hm3.evaluation.scorer import model_max_length
     from hm3.lower.inference_path import LayerPool, Step
-    from hm3.lower.pool import PoolFactory
     from hm3.upper.preferences import preferences
 
-    offline_environment()
-    torch.set_num_threads(args.threads)
-    started = time.perf_counter()
-    config = load_config()
-    config["evaluation"]["cache"] = str(Path(tempfile.mkdtemp(prefix="hm3-probe-")) / "c.sqlite")
-    factory = PoolFactory(config, layout.MODELS)
     tokenizer, experts = factory.tokenizer, factory.experts
     base = load_causal_lm(f"{layout.MODELS}/base", factory.device, factory.trust, factory.dtype)
     items = composite_items(Path("results/data"))

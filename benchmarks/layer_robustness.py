@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _search_session import load_config  # noqa: E402
+from _search_session import open_pool_factory, search_proxy  # noqa: E402
 
 
 def edits(depth: int) -> dict[str, list[int]]:
@@ -72,33 +70,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    os.chdir(args.workdir)
-    if not Path("results/models").is_dir():
-        sys.exit(f"{args.workdir}/results/models is missing: run `snakemake --cores all` there")
+    factory = open_pool_factory(args.workdir, args.threads)
+    proxy = search_proxy(factory, args.items, args.seed)
 
-    # lazy: hm3 and torch after the arguments are checked
-    import torch
-
+    # lazy: hm3 once the run is found
     from hm3.checkpoints.causal_lm import load_causal_lm
     from hm3.core import layout
-    from hm3.core.environment import offline_environment
-    from hm3.evaluation.proxy import ReferenceLikelihood, expert_spread
-    from hm3.evaluation.scorer import model_max_length
+    from hm3.evaluation.proxy import expert_spread
     from hm3.lower.inference_path import LayerPool, Step
-    from hm3.lower.pool import PoolFactory
 
-    offline_environment()
-    torch.set_num_threads(args.threads)
-    config = load_config()
-    # the proxy needs no evaluation cache: a throwaway one leaves the run's untouched
-    config["evaluation"]["cache"] = str(
-        Path(tempfile.mkdtemp(prefix="hm3-bench-")) / "cache.sqlite"
-    )
-    factory = PoolFactory(config, layout.MODELS)
-    first = next(iter(factory.experts.values()))
-    proxy = ReferenceLikelihood.from_scorer(
-        factory.scorer("search"), factory.tokenizer, model_max_length(first), args.items, args.seed
-    )
     spread = expert_spread({n: proxy.score(m) for n, m in factory.experts.items()})
     dirs = {name: f"{layout.MODELS}/{name}" for name in (args.models or ["base", *factory.experts])}
     for pref in args.preferences:

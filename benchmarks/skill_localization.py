@@ -1,0 +1,157 @@
+"""Where in the decoder stack does each expert's skill live?
+
+Layer-level merging earns its keep where experts keep their skills in different layers:
+Bandarkar et al. (2024, "Layer swapping for zero-shot cross-lingual transfer in large
+language models") find a math fine-tune of Llama 3.1 8B changing the middle layers
+most and a language fine-tune the first and last few, and swapping those layers
+between the two experts beats either of them and their average. The relative size of
+each layer's task vector (`results/tables/family.md`) shows where an expert's weights
+moved, not where its skill is: Adam moves every weight by about its learning rate per
+step whether or not the weight matters. This benchmark measures the skill itself.
+
+For each expert e and each decoder layer l, two models by the reference-likelihood
+proxy (hm3.evaluation.proxy: the mean log-probability per token of each search item's
+reference after its prompt) on e's own task:
+
+* `only l`: the base with layer l taken from e (e's task vector at that layer alone);
+* `without l`: e with layer l taken back from the base;
+
+and the same for blocks (the first quarter of the layers, the middle half, the last
+quarter). Each is reported as the share of e's gain over the base it recovers: 0 is the
+base, 1 is the expert. A skill spread evenly gives every `only l` about 1/depth of the
+gain; a localised one gives a few layers most of it. `concentration` is the share of
+the summed single-layer gains that the two best layers carry (2/depth when even), and
+the profiles' correlation between experts says whether two experts keep their skills
+in the same layers (near 1) or in different ones (near 0 or below).
+
+    python benchmarks/skill_localization.py --workdir RUN [--items 60] [--threads 2]
+        [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _search_session import open_pool_factory, search_proxy  # noqa: E402
+
+
+def blocks(depth: int) -> dict[str, list[int]]:
+    """The first quarter, the middle half and the last quarter of the layers (at least
+    one layer each), as Bandarkar et al. split the stack."""
+    edge = max(1, depth // 4)
+    return {
+        "first quarter": list(range(edge)),
+        "middle half": list(range(edge, depth - edge)),
+        "last quarter": list(range(depth - edge, depth)),
+    }
+
+
+def recovered(score: float, base: float, expert: float) -> float:
+    """The share of the expert's gain over the base that ``score`` keeps."""
+    gain = expert - base
+    return (score - base) / gain if gain else float("nan")
+
+
+def concentration(shares: list[float], top: int = 2) -> float:
+    """The share of the summed single-layer gains carried by the ``top`` best layers
+    (negative gains count as none)."""
+    positive = sorted((max(0.0, s) for s in shares), reverse=True)
+    total = sum(positive)
+    return sum(positive[:top]) / total if total else float("nan")
+
+
+def profile_correlations(profiles: dict[str, list[float]]) -> dict[str, float]:
+    """Pearson correlation across layers of every two experts' `only l` profiles."""
+    names = list(profiles)
+    return {
+        f"{a} ~ {b}": round(float(np.corrcoef(profiles[a], profiles[b])[0, 1]), 3)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+    }
+
+
+def mixed_path(depth: int, taken: list[int], base_index: int, expert_index: int):
+    """Layer i from the expert where i is in ``taken``, else from the base."""
+    # lazy: hm3 after the arguments are checked
+    from hm3.lower.inference_path import Step
+
+    chosen = set(taken)
+    return tuple(Step(expert_index if i in chosen else base_index, i) for i in range(depth))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True, type=Path)
+    parser.add_argument("--items", type=int, default=None, help="per task (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    factory = open_pool_factory(args.workdir, args.threads)
+    proxy = search_proxy(factory, args.items, args.seed)
+
+    # lazy: hm3 once the run is found
+    from hm3.checkpoints.causal_lm import load_causal_lm
+    from hm3.core import layout
+    from hm3.lower.inference_path import LayerPool
+
+    base = load_causal_lm(f"{layout.MODELS}/base", factory.device, factory.trust, factory.dtype)
+    base_scores = proxy.score(base)
+    report = {"items_per_task": dict(proxy.items), "base": base_scores, "experts": {}}
+    profiles = {}
+    print(f"{'expert':<12} {'layer':<14} {'only':>7} {'without':>8}   (share of the gain)")
+    for task, expert in factory.experts.items():
+        pool = LayerPool({"base": base, "expert": expert}, "base")
+        depth = pool.depths[0]
+        own = proxy.score(expert)
+
+        def share(taken: list[int], task=task, pool=pool, depth=depth, own=own) -> float:
+            model = pool.assemble(mixed_path(depth, taken, 0, 1))
+            return recovered(proxy.score(model)[task], base_scores[task], own[task])
+
+        everything = list(range(depth))
+        rows = {
+            f"layer {i}": (share([i]), share([j for j in everything if j != i])) for i in everything
+        }
+        for name, taken in blocks(depth).items():
+            rows[name] = (share(taken), share([j for j in everything if j not in taken]))
+        only = [rows[f"layer {i}"][0] for i in everything]
+        profiles[task] = only
+        report["experts"][task] = {
+            "own": own,
+            "gain": own[task] - base_scores[task],
+            "shares": {
+                k: {"only": round(a, 4), "without": round(b, 4)} for k, (a, b) in rows.items()
+            },
+            "sum_of_single_layers": round(float(sum(only)), 4),
+            "concentration_top2": round(concentration(only), 4),
+        }
+        for name, (a, b) in rows.items():
+            print(f"{task:<12} {name:<14} {a:>7.3f} {b:>8.3f}", flush=True)
+        entry = report["experts"][task]
+        print(
+            f"{task:<12} sum of single layers {entry['sum_of_single_layers']:.3f}, "
+            f"top-2 concentration {entry['concentration_top2']:.3f} "
+            f"(even: {2 / depth:.3f})",
+            flush=True,
+        )
+    report["profile_correlation"] = profile_correlations(profiles)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    print("correlation of the `only l` profiles:", report["profile_correlation"])
+    print(f"{report['seconds']} s")
+    factory.close()
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""benchmarks/skill_localization.py: the blocks it splits a stack into, the share of a
+gain, how concentrated a profile is, and the mixed base/expert paths it scores."""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from skill_localization import (  # noqa: E402
+    blocks,
+    concentration,
+    mixed_path,
+    profile_correlations,
+    recovered,
+)
+
+from hm3.lower.inference_path import Step
+
+
+@pytest.mark.parametrize(
+    "depth, first, last",
+    [(8, [0, 1], [6, 7]), (4, [0], [3]), (3, [0], [2]), (12, [0, 1, 2], [9, 10, 11])],
+)
+def test_blocks_cover_the_stack_once_in_order(depth, first, last):
+    parts = blocks(depth)
+    assert parts["first quarter"] == first and parts["last quarter"] == last
+    assert sum(parts.values(), []) == list(range(depth))
+
+
+def test_recovered_is_zero_at_the_base_and_one_at_the_expert():
+    assert recovered(-2.0, -2.0, -1.0) == 0.0
+    assert recovered(-1.0, -2.0, -1.0) == 1.0
+    assert recovered(-1.5, -2.0, -1.0) == 0.5
+    assert recovered(-2.5, -2.0, -1.0) == -0.5  # worse than the base
+    assert math.isnan(recovered(-1.0, -1.0, -1.0))  # no gain to share
+
+
+def test_concentration_is_even_for_a_flat_profile_and_one_for_a_spike():
+    assert concentration([0.1] * 8) == pytest.approx(0.25)
+    assert concentration([0.0, 0.5, 0.0, 0.0]) == 1.0
+    # a layer that hurts carries none of the gain
+    assert concentration([0.3, 0.3, -0.4, 0.4]) == pytest.approx(0.7 / 1.0)
+    assert math.isnan(concentration([-0.1, 0.0]))
+
+
+def test_profiles_in_the_same_layers_correlate_and_opposite_ones_do_not():
+    correlations = profile_correlations(
+        {"a": [3.0, 1.0, 1.0, 1.0], "b": [6.0, 2.0, 2.0, 2.0], "c": [1.0, 1.0, 1.0, 3.0]}
+    )
+    assert correlations["a ~ b"] == 1.0
+    assert correlations["a ~ c"] < 0
+
+
+def test_mixed_path_takes_the_named_layers_from_the_expert():
+    path = mixed_path(4, [1, 3], base_index=0, expert_index=1)
+    assert path == (Step(0, 0), Step(1, 1), Step(0, 2), Step(1, 3))
+    assert mixed_path(3, [], 0, 1) == (Step(0, 0), Step(0, 1), Step(0, 2))
