@@ -58,9 +58,17 @@ def _run(forward, ids, mask, steps=6, drop_at=3):
     return out
 
 
-@pytest.mark.parametrize("padded, overrides", [(True, {}), (False, {}), (True, {"head_dim": 16})])
-def test_prefill_and_decoding_steps_are_bitwise_transformers(padded, overrides):
-    model = _llama(**overrides)  # head_dim 16: heads wider than hidden_size / heads
+@pytest.mark.parametrize(
+    "padded, overrides, dtype",
+    [
+        (True, {}, torch.float32),
+        (False, {}, torch.float32),
+        (True, {"head_dim": 16}, torch.float32),
+        (True, {}, torch.bfloat16),  # evaluation.dtype: bfloat16
+    ],
+)
+def test_prefill_and_decoding_steps_are_bitwise_transformers(padded, overrides, dtype):
+    model = _llama(**overrides).to(dtype)  # head_dim 16: heads wider than hidden_size / heads
     assert llama_forward.supports(model)
     ids, mask = _batch(padded=padded)
     theirs = _run(_TransformersForward(model, 32), ids, mask)
@@ -117,3 +125,15 @@ def test_other_models_keep_transformers_forward(overrides):
     assert not llama_forward.supports(_llama(**overrides))
     assert not llama_forward.supports(torch.nn.Linear(2, 2))
     assert not llama_forward.supports(_llama().to("meta"))  # CPU only: tested there
+
+
+def test_rms_norm_keeps_transformers_promotion_when_the_weight_is_wider():
+    # LlamaRMSNorm returns weight * x: a float32 weight makes a bfloat16 input's output
+    # float32, which writing into the input in place could not
+    norm = torch.nn.Module()
+    norm.weight, norm.variance_epsilon = torch.rand(8) + 0.5, 1e-5
+    hidden = torch.randn(2, 3, 8).to(torch.bfloat16)
+    variance = hidden.float().pow(2).mean(-1, keepdim=True)
+    expected = norm.weight * (hidden.float() * torch.rsqrt(variance + 1e-5)).to(torch.bfloat16)
+    out = llama_forward._rms_norm(norm, hidden)
+    assert out.dtype == torch.float32 and torch.equal(out, expected)

@@ -15,10 +15,10 @@ SwiGLU MLP), on tensors of the same shapes and strides, so the results are the s
 bits. Where an operation's inputs are tensors this pass made, it writes into one of them
 (`mul_`, `add_`, SiLU in place) rather than into a new tensor: the same arithmetic, and
 on a prefill of 64 rows about a fifth less time, which fresh allocations' page faults
-had taken (docs/performance.md). `tests/evaluation/test_llama_forward.py` holds it to that against the installed
-transformers (prefill with and without padding, decoding steps, rows leaving the batch,
-paths that repeat layers or align hidden states); anything `supports` does not accept
-runs transformers' own forward.
+had taken (docs/performance.md). `tests/evaluation/test_llama_forward.py` holds it to
+that against the installed transformers (prefill with and without padding, decoding
+steps, rows leaving the batch, paths that repeat layers or align hidden states, float32
+and bfloat16); anything `supports` does not accept runs transformers' own forward.
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ def _rms_norm(norm, hidden: torch.Tensor) -> torch.Tensor:
     hidden = hidden.to(torch.float32)
     variance = hidden.pow(2).mean(-1, keepdim=True)
     hidden = hidden * torch.rsqrt(variance + norm.variance_epsilon)
+    if norm.weight.dtype != dtype:  # the product is promoted: it needs a tensor of its own
+        return norm.weight * hidden.to(dtype)
     # weight * x in place of x: the same products (IEEE multiplication commutes), one
     # tensor fewer to allocate
     return hidden.to(dtype).mul_(norm.weight)
