@@ -24,13 +24,18 @@ the summed single-layer gains that the two best layers carry (2/depth when even)
 the profiles' correlation between experts says whether two experts keep their skills
 in the same layers (near 1) or in different ones (near 0 or below).
 
+`--stack-first` also scores paths that run several experts' first layers in a row
+before the base's other layers (every order of two and of three experts): can a path
+hold two experts' first-layer skills at once, where a swap holds one?
+
     python benchmarks/skill_localization.py --workdir RUN [--items 60] [--threads 2]
-        [--out FILE.json]
+        [--stack-first] [--out FILE.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -86,12 +91,42 @@ def mixed_path(depth: int, taken: list[int], base_index: int, expert_index: int)
     return tuple(Step(expert_index if i in chosen else base_index, i) for i in range(depth))
 
 
+def stacked_first_layers(order: list[int], depth: int, base_index: int = 0):
+    """Layer 0 of each pool model in ``order``, then the base's layers 1 to depth - 1."""
+    # lazy: hm3 after the arguments are checked
+    from hm3.lower.inference_path import Step
+
+    return tuple(Step(i, 0) for i in order) + tuple(Step(base_index, i) for i in range(1, depth))
+
+
+def stack_first(proxy, base, experts: dict, base_scores: dict, own: dict) -> dict:
+    """Every order of two and of three experts' layer 0 before the base's other layers:
+    the share of each expert's own-task gain the path keeps."""
+    # lazy: hm3 after the arguments are checked
+    from hm3.lower.inference_path import LayerPool
+
+    pool = LayerPool({"base": base, **experts}, "base")
+    names = list(experts)
+    results = {}
+    for size in (2, 3):
+        for order in itertools.permutations(names, size):
+            path = stacked_first_layers([pool.names.index(n) for n in order], pool.depths[0])
+            scores = proxy.score(pool.assemble(path))
+            label = " > ".join(order)
+            results[label] = {
+                t: round(recovered(scores[t], base_scores[t], own[t][t]), 4) for t in names
+            }
+            print(f"layer 0 of {label:<32} {results[label]}", flush=True)
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--items", type=int, default=None, help="per task (default: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--stack-first", action="store_true", help="also stack first layers")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
@@ -106,12 +141,12 @@ def main() -> int:
     base = load_causal_lm(f"{layout.MODELS}/base", factory.device, factory.trust, factory.dtype)
     base_scores = proxy.score(base)
     report = {"items_per_task": dict(proxy.items), "base": base_scores, "experts": {}}
-    profiles = {}
+    profiles, owns = {}, {}
     print(f"{'expert':<12} {'layer':<14} {'only':>7} {'without':>8}   (share of the gain)")
     for task, expert in factory.experts.items():
         pool = LayerPool({"base": base, "expert": expert}, "base")
         depth = pool.depths[0]
-        own = proxy.score(expert)
+        own = owns[task] = proxy.score(expert)
 
         def share(taken: list[int], task=task, pool=pool, depth=depth, own=own) -> float:
             model = pool.assemble(mixed_path(depth, taken, 0, 1))
@@ -144,8 +179,12 @@ def main() -> int:
             flush=True,
         )
     report["profile_correlation"] = profile_correlations(profiles)
-    report["seconds"] = round(time.perf_counter() - started, 1)
     print("correlation of the `only l` profiles:", report["profile_correlation"])
+    if args.stack_first:
+        report["stacked_first_layers"] = stack_first(
+            proxy, base, factory.experts, base_scores, owns
+        )
+    report["seconds"] = round(time.perf_counter() - started, 1)
     print(f"{report['seconds']} s")
     factory.close()
     if args.out:

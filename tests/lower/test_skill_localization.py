@@ -14,6 +14,7 @@ from skill_localization import (  # noqa: E402
     mixed_path,
     profile_correlations,
     recovered,
+    stacked_first_layers,
 )
 
 from hm3.lower.inference_path import Step
@@ -57,3 +58,8 @@ def test_mixed_path_takes_the_named_layers_from_the_expert():
     path = mixed_path(4, [1, 3], base_index=0, expert_index=1)
     assert path == (Step(0, 0), Step(1, 1), Step(0, 2), Step(1, 3))
     assert mixed_path(3, [], 0, 1) == (Step(0, 0), Step(0, 1), Step(0, 2))
+
+
+def test_stacked_first_layers_run_each_layer_0_then_the_base():
+    path = stacked_first_layers([2, 1], depth=3)
+    assert path == (Step(2, 0), Step(1, 0), Step(0, 1), Step(0, 2))
