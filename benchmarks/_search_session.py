@@ -52,9 +52,10 @@ def open_session(args, split: str = "search"):
     return MergeSession(config, split, layout.MODELS, "dare_ties")
 
 
-def open_pool_factory(workdir: Path, threads: int):
+def open_pool_factory(workdir: Path, threads: int, configfile: Path | None = None):
     """The lower level's PoolFactory on ``workdir``'s family (cwd becomes ``workdir``),
-    offline, with a throwaway evaluation cache: the run's own stays untouched."""
+    offline, with a throwaway evaluation cache: the run's own stays untouched.
+    ``configfile``: the run's `--configfile` (relative to ``workdir``), over the default."""
     os.chdir(workdir)
     if not Path("results/models").is_dir():
         sys.exit(f"{workdir}/results/models is missing: run `snakemake --cores all` there")
@@ -68,6 +69,10 @@ def open_pool_factory(workdir: Path, threads: int):
     offline_environment()
     torch.set_num_threads(threads)
     config = load_config()
+    if configfile is not None:  # as Snakemake's --configfile: recursively over the default
+        from snakemake.utils import update_config
+
+        update_config(config, yaml.safe_load(Path(configfile).read_text()) or {})
     config["evaluation"]["cache"] = str(
         Path(tempfile.mkdtemp(prefix="hm3-bench-")) / "cache.sqlite"
     )

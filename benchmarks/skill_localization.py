@@ -28,8 +28,8 @@ in the same layers (near 1) or in different ones (near 0 or below).
 before the base's other layers (every order of two and of three experts): can a path
 hold two experts' first-layer skills at once, where a swap holds one?
 
-    python benchmarks/skill_localization.py --workdir RUN [--items 60] [--threads 2]
-        [--stack-first] [--out FILE.json]
+    python benchmarks/skill_localization.py --workdir RUN [--configfile FILE] [--items 60]
+        [--threads 2] [--stack-first] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -127,23 +127,35 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--stack-first", action="store_true", help="also stack first layers")
+    parser.add_argument(
+        "--configfile", type=Path, default=None, help="the run's --configfile, if it had one"
+    )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
-    factory = open_pool_factory(args.workdir, args.threads)
+    factory = open_pool_factory(args.workdir, args.threads, args.configfile)
     proxy = search_proxy(factory, args.items, args.seed)
 
     # lazy: hm3 once the run is found
     from hm3.checkpoints.causal_lm import load_causal_lm
     from hm3.core import layout
+    from hm3.core.config import base_model
     from hm3.lower.inference_path import LayerPool
+    from hm3.upper.preferences import experts_by_task
 
-    base = load_causal_lm(f"{layout.MODELS}/base", factory.device, factory.trust, factory.dtype)
+    # the proxy's objectives are tasks; a family's expert models may be named otherwise
+    experts = {task: factory.experts[name] for task, name in experts_by_task(factory.config)}
+    base = load_causal_lm(
+        f"{layout.MODELS}/{base_model(factory.config)}",
+        factory.device,
+        factory.trust,
+        factory.dtype,
+    )
     base_scores = proxy.score(base)
     report = {"items_per_task": dict(proxy.items), "base": base_scores, "experts": {}}
     profiles, owns = {}, {}
     print(f"{'expert':<12} {'layer':<14} {'only':>7} {'without':>8}   (share of the gain)")
-    for task, expert in factory.experts.items():
+    for task, expert in experts.items():
         pool = LayerPool({"base": base, "expert": expert}, "base")
         depth = pool.depths[0]
         own = owns[task] = proxy.score(expert)
@@ -181,9 +193,7 @@ def main() -> int:
     report["profile_correlation"] = profile_correlations(profiles)
     print("correlation of the `only l` profiles:", report["profile_correlation"])
     if args.stack_first:
-        report["stacked_first_layers"] = stack_first(
-            proxy, base, factory.experts, base_scores, owns
-        )
+        report["stacked_first_layers"] = stack_first(proxy, base, experts, base_scores, owns)
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(f"{report['seconds']} s")
     factory.close()
