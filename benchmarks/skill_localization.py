@@ -20,9 +20,10 @@ and the same for blocks (the first quarter of the layers, the middle half, the l
 quarter). Each is reported as the share of e's gain over the base it recovers: 0 is the
 base, 1 is the expert. A skill spread evenly gives every `only l` about 1/depth of the
 gain; a localised one gives a few layers most of it. `concentration` is the share of
-the summed single-layer gains that the two best layers carry (2/depth when even), and
-the profiles' correlation between experts says whether two experts keep their skills
-in the same layers (near 1) or in different ones (near 0 or below).
+the summed single-layer gains that the two best layers carry (2/depth when even). The
+`only` profiles' correlation between experts is near 1 where two experts lean on the
+same layers alike; a low one is not enough to call them apart: experts whose skills sit
+apart need different layers most (their `without` minima differ).
 
 `--stack-first` also scores paths that run several experts' first layers in a row
 before the base's other layers (every order of two and of three experts): can a path
