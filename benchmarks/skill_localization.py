@@ -6,8 +6,9 @@ language models") find a math fine-tune of Llama 3.1 8B changing the middle laye
 most and a language fine-tune the first and last few, and swapping those layers
 between the two experts beats either of them and their average. The relative size of
 each layer's task vector (`results/tables/family.md`) shows where an expert's weights
-moved, not where its skill is: Adam moves every weight by about its learning rate per
-step whether or not the weight matters. This benchmark measures the skill itself.
+moved, not where its skill is: Adam divides each weight's step by its own gradient's
+running size, so weights with small gradients move about as far as weights with large
+ones. This benchmark measures the skill itself.
 
 For each expert e and each decoder layer l, two models by the reference-likelihood
 proxy (hm3.evaluation.proxy: the mean log-probability per token of each search item's
