@@ -14,7 +14,7 @@ or none with `is_causal` where transformers skips the mask, o-projection, residu
 SwiGLU MLP), on tensors of the same shapes and strides, so the results are the same
 bits. Where an operation's inputs are tensors this pass made, it writes into one of them
 (`mul_`, `add_`, SiLU in place) rather than into a new tensor: the same arithmetic, and
-on a prefill of 64 rows about a fifth less time, which fresh allocations' page faults
+on a prefill of 128 rows about a quarter less time, which fresh allocations' page faults
 had taken (docs/performance.md). `tests/evaluation/test_llama_forward.py` holds it to
 that against the installed transformers (prefill with and without padding, decoding
 steps, rows leaving the batch, paths that repeat layers or align hidden states, float32
