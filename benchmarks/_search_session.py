@@ -28,55 +28,51 @@ def add_arguments(parser: argparse.ArgumentParser, candidates: int) -> None:
 
 def open_session(args, split: str = "search"):
     """A MergeSession on --workdir's models, with an empty cache of its own."""
-    os.chdir(args.workdir)
     os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's per-request bars would drown the figures
-    if not Path("results/models").is_dir():
-        sys.exit(
-            f"{args.workdir}/results/models is missing: run `snakemake --cores all` there first"
-        )
-
-    import torch
+    config = bench_config(args.workdir, args.threads)
 
     from hm3.core import layout
-    from hm3.core.environment import offline_environment
     from hm3.upper.param_search import MergeSession
 
-    offline_environment()
-    torch.set_num_threads(args.threads)
-    config = load_config()
     if args.engine:  # unset: code from before the key existed runs too (a before/after profile)
         config["evaluation"]["engine"] = args.engine
-    config["evaluation"]["cache"] = str(
-        Path(tempfile.mkdtemp(prefix="hm3-bench-")) / "cache.sqlite"
-    )
     return MergeSession(config, split, layout.MODELS, "dare_ties")
 
 
 def open_pool_factory(workdir: Path, threads: int, configfile: Path | None = None):
-    """The lower level's PoolFactory on ``workdir``'s family (cwd becomes ``workdir``),
-    offline, with a throwaway evaluation cache: the run's own stays untouched.
-    ``configfile``: the run's `--configfile` (relative to ``workdir``), over the default."""
+    """The lower level's PoolFactory on ``workdir``'s family (see `bench_config`)."""
+    config = bench_config(workdir, threads, configfile)
+
+    from hm3.core import layout
+    from hm3.lower.pool import PoolFactory
+
+    return PoolFactory(config, layout.MODELS)
+
+
+def bench_config(workdir: Path, threads: int, configfile: Path | None = None) -> dict:
+    """The config a benchmark on ``workdir``'s finished run uses (cwd becomes ``workdir``):
+    offline, ``threads`` torch threads, a throwaway evaluation cache (the run's own stays
+    untouched). ``configfile``: the run's `--configfile` (relative to ``workdir``), over
+    the default as Snakemake merges it."""
     os.chdir(workdir)
     if not Path("results/models").is_dir():
-        sys.exit(f"{workdir}/results/models is missing: run `snakemake --cores all` there")
+        sys.exit(f"{workdir}/results/models is missing: run `snakemake --cores all` there first")
 
     import torch
 
-    from hm3.core import layout
     from hm3.core.environment import offline_environment
-    from hm3.lower.pool import PoolFactory
 
     offline_environment()
     torch.set_num_threads(threads)
     config = load_config()
-    if configfile is not None:  # as Snakemake's --configfile: recursively over the default
+    if configfile is not None:
         from snakemake.utils import update_config
 
         update_config(config, yaml.safe_load(Path(configfile).read_text()) or {})
     config["evaluation"]["cache"] = str(
         Path(tempfile.mkdtemp(prefix="hm3-bench-")) / "cache.sqlite"
     )
-    return PoolFactory(config, layout.MODELS)
+    return config
 
 
 def search_proxy(factory, items: int | None, seed: int):
