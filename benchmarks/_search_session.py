@@ -39,7 +39,7 @@ def open_session(args, split: str = "search"):
     return MergeSession(config, split, layout.MODELS, "dare_ties")
 
 
-def open_pool_factory(workdir: Path, threads: int, configfile: Path | None = None):
+def open_pool_factory(workdir: Path, threads: int, configfile=None):
     """The lower level's PoolFactory on ``workdir``'s family (see `bench_config`)."""
     config = bench_config(workdir, threads, configfile)
 
@@ -49,11 +49,11 @@ def open_pool_factory(workdir: Path, threads: int, configfile: Path | None = Non
     return PoolFactory(config, layout.MODELS)
 
 
-def bench_config(workdir: Path, threads: int, configfile: Path | None = None) -> dict:
+def bench_config(workdir: Path, threads: int, configfile=None) -> dict:
     """The config a benchmark on ``workdir``'s finished run uses (cwd becomes ``workdir``):
     offline, ``threads`` torch threads, a throwaway evaluation cache (the run's own stays
-    untouched). ``configfile``: the run's `--configfile` (relative to ``workdir``), over
-    the default as Snakemake merges it."""
+    untouched). ``configfile``: the run's `--configfile` (relative to ``workdir``; one
+    path or several, in the run's order), over the default as Snakemake merges them."""
     os.chdir(workdir)
     if not Path("results/models").is_dir():
         sys.exit(f"{workdir}/results/models is missing: run `snakemake --cores all` there first")
@@ -65,10 +65,14 @@ def bench_config(workdir: Path, threads: int, configfile: Path | None = None) ->
     offline_environment()
     torch.set_num_threads(threads)
     config = load_config()
-    if configfile is not None:
-        from snakemake.utils import update_config
+    if configfile is None:
+        configfile = []
+    elif isinstance(configfile, (str, Path)):
+        configfile = [configfile]
+    from snakemake.utils import update_config
 
-        update_config(config, yaml.safe_load(Path(configfile).read_text()) or {})
+    for path in configfile:
+        update_config(config, yaml.safe_load(Path(path).read_text()) or {})
     config["evaluation"]["cache"] = str(
         Path(tempfile.mkdtemp(prefix="hm3-bench-")) / "cache.sqlite"
     )

@@ -30,8 +30,12 @@ apart need different layers most (their `without` minima differ).
 before the base's other layers (every order of two and of three experts): can a path
 hold two experts' first-layer skills at once, where a swap holds one?
 
-    python benchmarks/skill_localization.py --workdir RUN [--configfile FILE] [--items 60]
-        [--threads 2] [--stack-first] [--out FILE.json]
+`--blocks-only` scores the three blocks and not every layer: on a deep real model (30
+layers of SmolLM2-135M) each proxy evaluation takes seconds, and the blocks are what
+Bandarkar et al.'s split is stated in.
+
+    python benchmarks/skill_localization.py --workdir RUN [--configfile FILE...] [--items 60]
+        [--threads 2] [--stack-first] [--blocks-only] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -130,7 +134,14 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--stack-first", action="store_true", help="also stack first layers")
     parser.add_argument(
-        "--configfile", type=Path, default=None, help="the run's --configfile, if it had one"
+        "--blocks-only", action="store_true", help="the three blocks, not every layer"
+    )
+    parser.add_argument(
+        "--configfile",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="the run's --configfile (one or several, in its order), if it had one",
     )
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -167,33 +178,34 @@ def main() -> int:
             return recovered(proxy.score(model)[task], base_scores[task], own[task])
 
         everything = list(range(depth))
+        layers = [] if args.blocks_only else everything
         rows = {
-            f"layer {i}": (share([i]), share([j for j in everything if j != i])) for i in everything
+            f"layer {i}": (share([i]), share([j for j in everything if j != i])) for i in layers
         }
         for name, taken in blocks(depth).items():
             rows[name] = (share(taken), share([j for j in everything if j not in taken]))
-        only = [rows[f"layer {i}"][0] for i in everything]
-        profiles[task] = only
-        report["experts"][task] = {
+        entry = report["experts"][task] = {
             "own": own,
             "gain": own[task] - base_scores[task],
             "shares": {
                 k: {"only": round(a, 4), "without": round(b, 4)} for k, (a, b) in rows.items()
             },
-            "sum_of_single_layers": round(float(sum(only)), 4),
-            "concentration_top2": round(concentration(only), 4),
         }
         for name, (a, b) in rows.items():
             print(f"{task:<12} {name:<14} {a:>7.3f} {b:>8.3f}", flush=True)
-        entry = report["experts"][task]
-        print(
-            f"{task:<12} sum of single layers {entry['sum_of_single_layers']:.3f}, "
-            f"top-2 concentration {entry['concentration_top2']:.3f} "
-            f"(even: {2 / depth:.3f})",
-            flush=True,
-        )
-    report["profile_correlation"] = profile_correlations(profiles)
-    print("correlation of the `only l` profiles:", report["profile_correlation"])
+        if layers:
+            only = profiles[task] = [rows[f"layer {i}"][0] for i in layers]
+            entry["sum_of_single_layers"] = round(float(sum(only)), 4)
+            entry["concentration_top2"] = round(concentration(only), 4)
+            print(
+                f"{task:<12} sum of single layers {entry['sum_of_single_layers']:.3f}, "
+                f"top-2 concentration {entry['concentration_top2']:.3f} "
+                f"(even: {2 / depth:.3f})",
+                flush=True,
+            )
+    if profiles:
+        report["profile_correlation"] = profile_correlations(profiles)
+        print("correlation of the `only l` profiles:", report["profile_correlation"])
     if args.stack_first:
         report["stacked_first_layers"] = stack_first(proxy, base, experts, base_scores, owns)
     report["seconds"] = round(time.perf_counter() - started, 1)

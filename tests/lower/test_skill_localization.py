@@ -63,3 +63,23 @@ def test_mixed_path_takes_the_named_layers_from_the_expert():
 def test_stacked_first_layers_run_each_layer_0_then_the_base():
     path = stacked_first_layers([2, 1], depth=3)
     assert path == (Step(2, 0), Step(1, 0), Step(0, 1), Step(0, 2))
+
+
+def test_bench_config_merges_several_configfiles_in_order(tmp_path, monkeypatch):
+    import torch
+    from _search_session import bench_config
+
+    monkeypatch.chdir(tmp_path)  # bench_config moves into the workdir; this restores it
+    (tmp_path / "results" / "models").mkdir(parents=True)
+    (tmp_path / "suite.yaml").write_text("search: {budget: 4, popsize: 3}\nsuite: other\n")
+    (tmp_path / "more.yaml").write_text("search: {budget: 7}\n")
+    threads = torch.get_num_threads()  # bench_config sets the benchmark's
+    try:
+        config = bench_config(tmp_path, 1, [Path("suite.yaml"), Path("more.yaml")])
+        single = bench_config(tmp_path, 1, Path("more.yaml"))
+    finally:
+        torch.set_num_threads(threads)
+    assert config["suite"] == "other"
+    assert config["search"]["budget"] == 7 and config["search"]["popsize"] == 3
+    assert config["search"]["method"] == "dare_ties"  # the default's keys stay
+    assert single["search"]["popsize"] == 6
