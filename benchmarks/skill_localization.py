@@ -30,17 +30,24 @@ apart need different layers most (their `without` minima differ).
 before the base's other layers (every order of two and of three experts): can a path
 hold two experts' first-layer skills at once, where a swap holds one?
 
+`--swaps` also scores Bandarkar et al.'s layer swap against task arithmetic for every
+two experts a and b: a's stack with one of b's blocks (and b's with one of a's), and
+base + w (τ_a + τ_b) at w = 1 and ½, each as the share of every expert's own-task gain
+it keeps. A swap beats the merge only where the two task vectors conflict; where they
+add up (task arithmetic at w = 1 keeping both gains), a layer path has nothing to add.
+
 `--blocks-only` scores the three blocks and not every layer: on a deep real model (30
 layers of SmolLM2-135M) each proxy evaluation takes seconds, and the blocks are what
 Bandarkar et al.'s split is stated in.
 
     python benchmarks/skill_localization.py --workdir RUN [--configfile FILE...] [--items 60]
-        [--threads 2] [--stack-first] [--blocks-only] [--out FILE.json]
+        [--threads 2] [--stack-first] [--swaps] [--blocks-only] [--out FILE.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import json
 import sys
@@ -89,7 +96,8 @@ def profile_correlations(profiles: dict[str, list[float]]) -> dict[str, float]:
 
 
 def mixed_path(depth: int, taken: list[int], base_index: int, expert_index: int):
-    """Layer i from the expert where i is in ``taken``, else from the base."""
+    """Layer i from the expert where i is in ``taken``, else from the base (any two pool
+    models: a swap takes one expert's block into another's stack)."""
     # lazy: hm3 after the arguments are checked
     from hm3.lower.inference_path import Step
 
@@ -126,6 +134,48 @@ def stack_first(proxy, base, experts: dict, base_scores: dict, own: dict) -> dic
     return results
 
 
+def task_arithmetic(base, experts: list, weight: float):
+    """A copy of ``base`` plus ``weight`` times the sum of the experts' task vectors (the
+    method's definition, on whole state dicts: a benchmark's few merges need no search
+    session)."""
+    model = copy.deepcopy(base)
+    base_state = base.state_dict()
+    states = [expert.state_dict() for expert in experts]  # once per expert, not per tensor
+    model.load_state_dict(
+        {k: v + weight * sum(state[k] - v for state in states) for k, v in base_state.items()}
+    )
+    return model
+
+
+def block_swaps(proxy, base, experts: dict, base_scores: dict, own: dict) -> dict:
+    """For every two experts: task arithmetic of the two at weights 1 and ½, and each
+    one's stack with one block of the other's layers; the share of every expert's
+    own-task gain each model keeps."""
+    # lazy: hm3 after the arguments are checked
+    from hm3.lower.inference_path import LayerPool
+
+    pool = LayerPool({"base": base, **experts}, "base")
+    depth, names = pool.depths[0], list(experts)
+    results = {}
+
+    def record(label: str, model) -> None:
+        scores = proxy.score(model)
+        results[label] = {
+            t: round(recovered(scores[t], base_scores[t], own[t][t]), 4) for t in names
+        }
+        print(f"{label:<48} {results[label]}", flush=True)
+
+    for a, b in itertools.combinations(names, 2):
+        for weight in (1.0, 0.5):
+            merged = task_arithmetic(base, [experts[a], experts[b]], weight)
+            record(f"task arithmetic {a} + {b}, w {weight:g}", merged)
+        for block, taken in blocks(depth).items():
+            for host, guest in ((a, b), (b, a)):
+                path = mixed_path(depth, taken, pool.names.index(host), pool.names.index(guest))
+                record(f"{host} with {guest}'s {block}", pool.assemble(path))
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, type=Path)
@@ -135,6 +185,9 @@ def main() -> int:
     parser.add_argument("--stack-first", action="store_true", help="also stack first layers")
     parser.add_argument(
         "--blocks-only", action="store_true", help="the three blocks, not every layer"
+    )
+    parser.add_argument(
+        "--swaps", action="store_true", help="also block swaps against task arithmetic"
     )
     parser.add_argument(
         "--configfile",
@@ -208,6 +261,8 @@ def main() -> int:
         print("correlation of the `only l` profiles:", report["profile_correlation"])
     if args.stack_first:
         report["stacked_first_layers"] = stack_first(proxy, base, experts, base_scores, owns)
+    if args.swaps:
+        report["block_swaps"] = block_swaps(proxy, base, experts, base_scores, owns)
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(f"{report['seconds']} s")
     factory.close()

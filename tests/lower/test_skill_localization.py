@@ -15,6 +15,7 @@ from skill_localization import (  # noqa: E402
     profile_correlations,
     recovered,
     stacked_first_layers,
+    task_arithmetic,
 )
 
 from hm3.lower.inference_path import Step
@@ -83,3 +84,16 @@ def test_bench_config_merges_several_configfiles_in_order(tmp_path, monkeypatch)
     assert config["search"]["budget"] == 7 and config["search"]["popsize"] == 3
     assert config["search"]["method"] == "dare_ties"  # the default's keys stay
     assert single["search"]["popsize"] == 6
+
+
+def test_task_arithmetic_adds_the_weighted_task_vectors_to_a_copy_of_the_base():
+    import torch
+
+    base, one, two = (torch.nn.Linear(2, 2, bias=False) for _ in range(3))
+    with torch.no_grad():
+        base.weight.copy_(torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+        one.weight.copy_(base.weight + torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
+        two.weight.copy_(base.weight + torch.tensor([[0.0, 0.0], [0.0, -2.0]]))
+    merged = task_arithmetic(base, [one, two], 0.5)
+    assert torch.equal(merged.weight, torch.tensor([[1.5, 2.0], [3.0, 3.0]]))
+    assert merged is not base and torch.equal(base.weight, torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
