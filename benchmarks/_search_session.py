@@ -52,8 +52,8 @@ def open_pool_factory(workdir: Path, threads: int, configfile=None):
 def bench_config(workdir: Path, threads: int, configfile=None) -> dict:
     """The config a benchmark on ``workdir``'s finished run uses (cwd becomes ``workdir``):
     offline, ``threads`` torch threads, a throwaway evaluation cache (the run's own stays
-    untouched). ``configfile``: the run's `--configfile` (relative to ``workdir``; one
-    path or several, in the run's order), over the default as Snakemake merges them."""
+    untouched). ``configfile``: the run's `--configfile` paths (relative to ``workdir``, in
+    the run's order), over the default as Snakemake merges them."""
     os.chdir(workdir)
     if not Path("results/models").is_dir():
         sys.exit(f"{workdir}/results/models is missing: run `snakemake --cores all` there first")
@@ -65,13 +65,9 @@ def bench_config(workdir: Path, threads: int, configfile=None) -> dict:
     offline_environment()
     torch.set_num_threads(threads)
     config = load_config()
-    if configfile is None:
-        configfile = []
-    elif isinstance(configfile, (str, Path)):
-        configfile = [configfile]
     from snakemake.utils import update_config
 
-    for path in configfile:
+    for path in configfile or ():
         update_config(config, yaml.safe_load(Path(path).read_text()) or {})
     config["evaluation"]["cache"] = str(
         Path(tempfile.mkdtemp(prefix="hm3-bench-")) / "cache.sqlite"

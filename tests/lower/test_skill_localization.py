@@ -77,7 +77,7 @@ def test_bench_config_merges_several_configfiles_in_order(tmp_path, monkeypatch)
     threads = torch.get_num_threads()  # bench_config sets the benchmark's
     try:
         config = bench_config(tmp_path, 1, [Path("suite.yaml"), Path("more.yaml")])
-        single = bench_config(tmp_path, 1, Path("more.yaml"))
+        single = bench_config(tmp_path, 1, [Path("more.yaml")])
     finally:
         torch.set_num_threads(threads)
     assert config["suite"] == "other"
