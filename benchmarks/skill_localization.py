@@ -36,12 +36,18 @@ base + w (τ_a + τ_b) at w = 1 and ½, each as the share of every expert's own-
 it keeps. A swap beats the merge only where the two task vectors conflict; where they
 add up (task arithmetic at w = 1 keeping both gains), a layer path has nothing to add.
 
+`--merge-swaps` scores the lower level's own move on the same pairs: the two experts'
+task-arithmetic merge (at each of `--weights`, default 1 and ½) with one block taken
+from one of them. A block that lifts the merge's weaker share without costing the other
+share is room for a layer path on top of the parameter level.
+
 `--blocks-only` scores the three blocks and not every layer: on a deep real model (30
 layers of SmolLM2-135M) each proxy evaluation takes seconds, and the blocks are what
 Bandarkar et al.'s split is stated in.
 
     python benchmarks/skill_localization.py --workdir RUN [--configfile FILE...] [--items 60]
-        [--threads 2] [--stack-first] [--swaps] [--blocks-only] [--out FILE.json]
+        [--threads 2] [--stack-first] [--swaps] [--merge-swaps] [--weights 1 0.5]
+        [--blocks-only] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -147,16 +153,9 @@ def task_arithmetic(base, experts: list, weight: float):
     return model
 
 
-def block_swaps(proxy, base, experts: dict, base_scores: dict, own: dict) -> dict:
-    """For every two experts: task arithmetic of the two at weights 1 and ½, and each
-    one's stack with one block of the other's layers; the share of every expert's
-    own-task gain each model keeps."""
-    # lazy: hm3 after the arguments are checked
-    from hm3.lower.inference_path import LayerPool
-
-    pool = LayerPool({"base": base, **experts}, "base")
-    depth, names = pool.depths[0], list(experts)
-    results = {}
+def _recorder(proxy, names: list, base_scores: dict, own: dict, results: dict):
+    """A function that scores a model and files, under its label, the share of every
+    expert's own-task gain it keeps."""
 
     def record(label: str, model) -> None:
         scores = proxy.score(model)
@@ -165,14 +164,58 @@ def block_swaps(proxy, base, experts: dict, base_scores: dict, own: dict) -> dic
         }
         print(f"{label:<48} {results[label]}", flush=True)
 
+    return record
+
+
+def block_swaps(
+    proxy, base, experts: dict, base_scores: dict, own: dict, weights=(1.0, 0.5)
+) -> dict:
+    """For every two experts: task arithmetic of the two at each weight, and each one's
+    stack with one block of the other's layers; the share of every expert's own-task
+    gain each model keeps."""
+    # lazy: hm3 after the arguments are checked
+    from hm3.lower.inference_path import LayerPool
+
+    pool = LayerPool({"base": base, **experts}, "base")
+    depth, names = pool.depths[0], list(experts)
+    results = {}
+    record = _recorder(proxy, names, base_scores, own, results)
     for a, b in itertools.combinations(names, 2):
-        for weight in (1.0, 0.5):
+        for weight in weights:
             merged = task_arithmetic(base, [experts[a], experts[b]], weight)
             record(f"task arithmetic {a} + {b}, w {weight:g}", merged)
         for block, taken in blocks(depth).items():
             for host, guest in ((a, b), (b, a)):
                 path = mixed_path(depth, taken, pool.names.index(host), pool.names.index(guest))
                 record(f"{host} with {guest}'s {block}", pool.assemble(path))
+    return results
+
+
+def merge_swaps(
+    proxy, base, experts: dict, base_scores: dict, own: dict, weights=(1.0, 0.5)
+) -> dict:
+    """For every two experts and each weight: their task-arithmetic merge with one block
+    taken back from one of the two experts. This is the lower level's own move (layer i
+    of M_λ replaced by layer i of an expert), where `block_swaps` compares an expert's
+    stack with the merge: a block that lifts the merge's weaker share without costing
+    the other is room for a path."""
+    # lazy: hm3 after the arguments are checked
+    from hm3.lower.inference_path import LayerPool
+
+    names = list(experts)
+    results = {}
+    record = _recorder(proxy, names, base_scores, own, results)
+    for a, b in itertools.combinations(names, 2):
+        for weight in weights:
+            merged = task_arithmetic(base, [experts[a], experts[b]], weight)
+            label = f"task arithmetic {a} + {b}, w {weight:g}"
+            record(label, merged)
+            pool = LayerPool({"merge": merged, a: experts[a], b: experts[b]}, "merge")
+            depth = pool.depths[0]
+            for block, taken in blocks(depth).items():
+                for guest in (a, b):
+                    path = mixed_path(depth, taken, 0, pool.names.index(guest))
+                    record(f"{label} with {guest}'s {block}", pool.assemble(path))
     return results
 
 
@@ -188,6 +231,18 @@ def main() -> int:
     )
     parser.add_argument(
         "--swaps", action="store_true", help="also block swaps against task arithmetic"
+    )
+    parser.add_argument(
+        "--merge-swaps",
+        action="store_true",
+        help="also the task-arithmetic merge of every two experts with one of their blocks",
+    )
+    parser.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        default=[1.0, 0.5],
+        help="task arithmetic's weights for --swaps and --merge-swaps",
     )
     parser.add_argument(
         "--configfile",
@@ -262,7 +317,9 @@ def main() -> int:
     if args.stack_first:
         report["stacked_first_layers"] = stack_first(proxy, base, experts, base_scores, owns)
     if args.swaps:
-        report["block_swaps"] = block_swaps(proxy, base, experts, base_scores, owns)
+        report["block_swaps"] = block_swaps(proxy, base, experts, base_scores, owns, args.weights)
+    if args.merge_swaps:
+        report["merge_swaps"] = merge_swaps(proxy, base, experts, base_scores, owns, args.weights)
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(f"{report['seconds']} s")
     factory.close()

@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from skill_localization import (  # noqa: E402
     blocks,
     concentration,
+    merge_swaps,
     mixed_path,
     profile_correlations,
     recovered,
@@ -97,3 +98,46 @@ def test_task_arithmetic_adds_the_weighted_task_vectors_to_a_copy_of_the_base():
     merged = task_arithmetic(base, [one, two], 0.5)
     assert torch.equal(merged.weight, torch.tensor([[1.5, 2.0], [3.0, 3.0]]))
     assert merged is not base and torch.equal(base.weight, torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+
+
+def test_merge_swaps_puts_one_experts_block_into_the_pairs_merge():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def llama(seed):
+        torch.manual_seed(seed)
+        config = LlamaConfig(
+            vocab_size=16,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+        return LlamaForCausalLM(config).eval()
+
+    base, experts = llama(0), {"a": llama(1), "b": llama(2)}
+
+    def layer_weights(model):  # an assembled path wraps each layer in a PathLayer
+        layers = model.model.layers
+        return [getattr(layer, "layer", layer).mlp.up_proj.weight for layer in layers]
+
+    scored = []
+
+    class Proxy:  # the share of each gain is beside the point here: record the models
+        def score(self, model):
+            scored.append(layer_weights(model))
+            return {"a": 0.0, "b": 0.0}
+
+    gains = {"a": {"a": 1.0, "b": 0.0}, "b": {"a": 0.0, "b": 1.0}}
+    results = merge_swaps(Proxy(), base, experts, {"a": 0.0, "b": 0.0}, gains, (0.5,))
+    # the merge, then each of the three blocks from each of the two experts
+    assert len(results) == len(scored) == 7
+    merged = scored[0]
+    expected = task_arithmetic(base, list(experts.values()), 0.5)
+    assert all(torch.equal(m, e) for m, e in zip(merged, layer_weights(expected), strict=True))
+    label = "task arithmetic a + b, w 0.5 with b's middle half"
+    swapped = scored[list(results).index(label)]
+    guest = layer_weights(experts["b"])
+    assert [torch.equal(swapped[i], guest[i]) for i in range(4)] == [False, True, True, False]
+    assert torch.equal(swapped[0], merged[0]) and torch.equal(swapped[3], merged[3])
