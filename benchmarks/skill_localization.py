@@ -41,13 +41,21 @@ task-arithmetic merge (at each of `--weights`, default 1 and ½) with one block 
 from one of them. A block that lifts the merge's weaker share without costing the other
 share is room for a layer path on top of the parameter level.
 
+`--grid W...` scores task arithmetic of every two experts at every pair of weights
+(w_a, w_b) from W, the reach of the parameter level's weights, and reports for each
+pair the hypervolume of those merges in the two experts' shares, alone and with the
+swaps of `--swaps` and `--merge-swaps`, and the swaps that no merge of the grid weakly
+dominates: a layer path earns its place only past that front. It also scores each
+pair's best merge of the grid (the highest lower share: the balanced M_λ) with each of
+the two experts' blocks.
+
 `--blocks-only` scores the three blocks and not every layer: on a deep real model (30
 layers of SmolLM2-135M) each proxy evaluation takes seconds, and the blocks are what
 Bandarkar et al.'s split is stated in.
 
     python benchmarks/skill_localization.py --workdir RUN [--configfile FILE...] [--items 60]
         [--threads 2] [--stack-first] [--swaps] [--merge-swaps] [--weights 1 0.5]
-        [--blocks-only] [--out FILE.json]
+        [--grid 0.25 0.5 0.75 1] [--blocks-only] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ import argparse
 import copy
 import itertools
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -140,17 +149,43 @@ def stack_first(proxy, base, experts: dict, base_scores: dict, own: dict) -> dic
     return results
 
 
-def task_arithmetic(base, experts: list, weight: float):
-    """A copy of ``base`` plus ``weight`` times the sum of the experts' task vectors (the
-    method's definition, on whole state dicts: a benchmark's few merges need no search
-    session)."""
+def task_arithmetic(base, experts: list, weight):
+    """A copy of ``base`` plus the experts' task vectors, each times ``weight`` (one
+    number for all, or one per expert): the method's definition, on whole state dicts
+    (a benchmark's few merges need no search session)."""
+    weights = list(weight) if isinstance(weight, (list, tuple)) else [weight] * len(experts)
     model = copy.deepcopy(base)
     base_state = base.state_dict()
     states = [expert.state_dict() for expert in experts]  # once per expert, not per tensor
     model.load_state_dict(
-        {k: v + weight * sum(state[k] - v for state in states) for k, v in base_state.items()}
+        {
+            k: v + sum(w * (state[k] - v) for w, state in zip(weights, states, strict=True))
+            for k, v in base_state.items()
+        }
     )
     return model
+
+
+def beyond_the_merges(merges: dict, others: dict) -> dict:
+    """Does a layer path reach past what the merge's weights reach? ``merges`` and
+    ``others`` map labels to two experts' shares (a, b). Returns the hypervolume above
+    (0, 0) of the merges alone and with the others (a share at or below 0 adds
+    nothing), and the others no merge weakly dominates."""
+    # lazy: hm3 after the arguments are checked
+    from hm3.upper.moo import hypervolume
+
+    reached = np.array(list(merges.values()), dtype=float).reshape(-1, 2)
+    every = np.array([*merges.values(), *others.values()], dtype=float).reshape(-1, 2)
+    undominated = [
+        label
+        for label, point in others.items()
+        if not np.any(np.all(reached >= np.asarray(point, dtype=float), axis=1))
+    ]
+    return {
+        "hv_merges": round(hypervolume(reached, (0.0, 0.0)), 4),
+        "hv_with_others": round(hypervolume(every, (0.0, 0.0)), 4),
+        "undominated": undominated,
+    }
 
 
 def _recorder(proxy, names: list, base_scores: dict, own: dict, results: dict):
@@ -199,24 +234,91 @@ def merge_swaps(
     of M_λ replaced by layer i of an expert), where `block_swaps` compares an expert's
     stack with the merge: a block that lifts the merge's weaker share without costing
     the other is room for a path."""
-    # lazy: hm3 after the arguments are checked
-    from hm3.lower.inference_path import LayerPool
-
     names = list(experts)
     results = {}
     record = _recorder(proxy, names, base_scores, own, results)
     for a, b in itertools.combinations(names, 2):
         for weight in weights:
-            merged = task_arithmetic(base, [experts[a], experts[b]], weight)
             label = f"task arithmetic {a} + {b}, w {weight:g}"
+            merged = task_arithmetic(base, [experts[a], experts[b]], weight)
             record(label, merged)
-            pool = LayerPool({"merge": merged, a: experts[a], b: experts[b]}, "merge")
-            depth = pool.depths[0]
-            for block, taken in blocks(depth).items():
-                for guest in (a, b):
-                    path = mixed_path(depth, taken, 0, pool.names.index(guest))
-                    record(f"{label} with {guest}'s {block}", pool.assemble(path))
+            _swap_blocks_into(record, label, merged, {a: experts[a], b: experts[b]})
     return results
+
+
+def _swap_blocks_into(record, label: str, merged, guests: dict) -> None:
+    """Score ``merged`` with each block taken from each guest."""
+    # lazy: hm3 after the arguments are checked
+    from hm3.lower.inference_path import LayerPool
+
+    pool = LayerPool({"merge": merged, **guests}, "merge")
+    depth = pool.depths[0]
+    for block, taken in blocks(depth).items():
+        for guest in guests:
+            path = mixed_path(depth, taken, 0, pool.names.index(guest))
+            record(f"{label} with {guest}'s {block}", pool.assemble(path))
+
+
+def merge_grid(proxy, base, experts: dict, base_scores: dict, own: dict, grid) -> dict:
+    """For every two experts, task arithmetic at every pair of weights in ``grid``: how
+    far the parameter level's weights alone reach, in the two experts' shares."""
+    names = list(experts)
+    results = {}
+    record = _recorder(proxy, names, base_scores, own, results)
+    for a, b in itertools.combinations(names, 2):
+        for wa, wb in itertools.product(grid, repeat=2):
+            merged = task_arithmetic(base, [experts[a], experts[b]], (wa, wb))
+            record(grid_label(a, wa, b, wb), merged)
+    return results
+
+
+def grid_label(a: str, wa: float, b: str, wb: float) -> str:
+    return f"task arithmetic {a} {wa:g} + {b} {wb:g}"
+
+
+def swaps_on_the_best_merges(
+    proxy, base, experts: dict, base_scores: dict, own: dict, grid, grid_results: dict
+) -> dict:
+    """For every two experts, the grid's merge with the highest lower share (the
+    balanced M_λ the parameter level would pick), with each block from each expert."""
+    names = list(experts)
+    results = {}
+    record = _recorder(proxy, names, base_scores, own, results)
+    for a, b in itertools.combinations(names, 2):
+
+        def lower_share(weights, a=a, b=b):
+            shares = grid_results[grid_label(a, weights[0], b, weights[1])]
+            return min(shares[a], shares[b])
+
+        weights = max(itertools.product(grid, repeat=2), key=lower_share)
+        label = grid_label(a, weights[0], b, weights[1])
+        merged = task_arithmetic(base, [experts[a], experts[b]], weights)
+        _swap_blocks_into(record, label, merged, {a: experts[a], b: experts[b]})
+    return results
+
+
+def pair_shares(results: dict, a: str, b: str) -> dict:
+    """The (a, b) shares of the labels that name both experts, as words (a label
+    names the two experts of its model, and a merge-swap's guest again)."""
+    return {
+        label: (shares[a], shares[b])
+        for label, shares in results.items()
+        if {a, b} <= set(re.findall(r"[\w-]+", label.replace("'s ", " ")))
+    }
+
+
+def compare_with_grid(report: dict, names: list) -> dict:
+    """For every two experts: the swaps (of --swaps and --merge-swaps) against the
+    merges of the grid."""
+    merges = report["merge_grid"]
+    paths = {**report.get("block_swaps", {}), **report.get("merge_swaps", {})}
+    paths = {k: v for k, v in paths.items() if " with " in k}  # swaps only, not merges
+    comparison = {}
+    for a, b in itertools.combinations(names, 2):
+        verdict = beyond_the_merges(pair_shares(merges, a, b), pair_shares(paths, a, b))
+        comparison[f"{a} + {b}"] = verdict
+        print(f"{a} + {b}: {verdict}", flush=True)
+    return comparison
 
 
 def main() -> int:
@@ -243,6 +345,14 @@ def main() -> int:
         nargs="+",
         default=[1.0, 0.5],
         help="task arithmetic's weights for --swaps and --merge-swaps",
+    )
+    parser.add_argument(
+        "--grid",
+        type=float,
+        nargs="+",
+        default=None,
+        help="also task arithmetic of every two experts at every pair of these weights, "
+        "and which swaps reach past all of them",
     )
     parser.add_argument(
         "--configfile",
@@ -320,6 +430,15 @@ def main() -> int:
         report["block_swaps"] = block_swaps(proxy, base, experts, base_scores, owns, args.weights)
     if args.merge_swaps:
         report["merge_swaps"] = merge_swaps(proxy, base, experts, base_scores, owns, args.weights)
+    if args.grid:
+        report["merge_grid"] = merge_grid(proxy, base, experts, base_scores, owns, args.grid)
+        report["merge_swaps"] = {
+            **report.get("merge_swaps", {}),
+            **swaps_on_the_best_merges(
+                proxy, base, experts, base_scores, owns, args.grid, report["merge_grid"]
+            ),
+        }
+        report["beyond_the_grid"] = compare_with_grid(report, list(experts))
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(f"{report['seconds']} s")
     factory.close()

@@ -9,13 +9,17 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from skill_localization import (  # noqa: E402
+    beyond_the_merges,
     blocks,
     concentration,
+    grid_label,
     merge_swaps,
     mixed_path,
+    pair_shares,
     profile_correlations,
     recovered,
     stacked_first_layers,
+    swaps_on_the_best_merges,
     task_arithmetic,
 )
 
@@ -100,44 +104,113 @@ def test_task_arithmetic_adds_the_weighted_task_vectors_to_a_copy_of_the_base():
     assert merged is not base and torch.equal(base.weight, torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
 
 
-def test_merge_swaps_puts_one_experts_block_into_the_pairs_merge():
+def _llama(seed):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    def llama(seed):
-        torch.manual_seed(seed)
-        config = LlamaConfig(
-            vocab_size=16,
-            hidden_size=8,
-            intermediate_size=16,
-            num_hidden_layers=4,
-            num_attention_heads=2,
-            num_key_value_heads=2,
-        )
-        return LlamaForCausalLM(config).eval()
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=16,
+        hidden_size=8,
+        intermediate_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    return LlamaForCausalLM(config).eval()
 
-    base, experts = llama(0), {"a": llama(1), "b": llama(2)}
 
-    def layer_weights(model):  # an assembled path wraps each layer in a PathLayer
-        layers = model.model.layers
-        return [getattr(layer, "layer", layer).mlp.up_proj.weight for layer in layers]
+def _layer_weights(model):  # an assembled path wraps each layer in a PathLayer
+    return [getattr(layer, "layer", layer).mlp.up_proj.weight for layer in model.model.layers]
 
-    scored = []
 
-    class Proxy:  # the share of each gain is beside the point here: record the models
-        def score(self, model):
-            scored.append(layer_weights(model))
-            return {"a": 0.0, "b": 0.0}
+class _RecordingProxy:  # the shares are beside the point here: record the models scored
+    def __init__(self):
+        self.scored = []
 
+    def score(self, model):
+        self.scored.append(_layer_weights(model))
+        return {"a": 0.0, "b": 0.0}
+
+
+def test_merge_swaps_puts_one_experts_block_into_the_pairs_merge():
+    import torch
+
+    base, experts = _llama(0), {"a": _llama(1), "b": _llama(2)}
+    proxy = _RecordingProxy()
+    scored = proxy.scored
     gains = {"a": {"a": 1.0, "b": 0.0}, "b": {"a": 0.0, "b": 1.0}}
-    results = merge_swaps(Proxy(), base, experts, {"a": 0.0, "b": 0.0}, gains, (0.5,))
+    results = merge_swaps(proxy, base, experts, {"a": 0.0, "b": 0.0}, gains, (0.5,))
     # the merge, then each of the three blocks from each of the two experts
     assert len(results) == len(scored) == 7
     merged = scored[0]
     expected = task_arithmetic(base, list(experts.values()), 0.5)
-    assert all(torch.equal(m, e) for m, e in zip(merged, layer_weights(expected), strict=True))
+    assert all(torch.equal(m, e) for m, e in zip(merged, _layer_weights(expected), strict=True))
     label = "task arithmetic a + b, w 0.5 with b's middle half"
     swapped = scored[list(results).index(label)]
-    guest = layer_weights(experts["b"])
+    guest = _layer_weights(experts["b"])
     assert [torch.equal(swapped[i], guest[i]) for i in range(4)] == [False, True, True, False]
     assert torch.equal(swapped[0], merged[0]) and torch.equal(swapped[3], merged[3])
+
+
+def test_task_arithmetic_takes_one_weight_per_expert():
+    import torch
+
+    base, one, two = (torch.nn.Linear(1, 1, bias=False) for _ in range(3))
+    with torch.no_grad():
+        base.weight.fill_(1.0)
+        one.weight.fill_(3.0)  # task vector 2
+        two.weight.fill_(-3.0)  # task vector -4
+    merged = task_arithmetic(base, [one, two], (0.5, 0.25))
+    assert float(merged.weight.detach()) == 1.0 + 0.5 * 2 + 0.25 * -4
+
+
+def test_a_swap_is_beyond_the_merges_only_where_no_merge_weakly_dominates_it():
+    merges = {"w 1 1": (0.6, 0.6), "w 1 0.5": (0.9, 0.3), "w 0.5 1": (0.2, 0.8)}
+    others = {"tie": (0.6, 0.6), "inside": (0.5, 0.2), "past": (0.7, 0.65)}
+    verdict = beyond_the_merges(merges, others)
+    assert verdict["undominated"] == ["past"]
+    # the front's area above (0, 0): 0.9 x 0.3 + 0.6 x 0.3 + 0.2 x 0.2
+    assert verdict["hv_merges"] == pytest.approx(0.27 + 0.18 + 0.04)
+    assert verdict["hv_with_others"] == pytest.approx(0.27 + 0.7 * 0.35 + 0.2 * 0.15)
+    nothing = beyond_the_merges(merges, {"below zero": (-0.1, 2.0)})
+    assert nothing["hv_with_others"] == nothing["hv_merges"]
+    assert nothing["undominated"] == ["below zero"]  # undominated, yet no volume
+
+
+def test_pair_shares_match_expert_names_as_words():
+    results = {
+        "task arithmetic math 1 + code 0.5": {"math": 0.1, "code": 0.2, "maths": 0.0},
+        "math with code's middle half": {"math": 0.3, "code": 0.4, "maths": 0.0},
+        "task arithmetic maths 1 + code 1": {"math": 0.5, "code": 0.6, "maths": 0.0},
+    }
+    assert pair_shares(results, "math", "code") == {
+        "task arithmetic math 1 + code 0.5": (0.1, 0.2),
+        "math with code's middle half": (0.3, 0.4),
+    }
+
+
+def test_the_best_merge_of_the_grid_is_the_one_with_the_highest_lower_share():
+    import torch
+
+    base, experts = _llama(0), {"a": _llama(1), "b": _llama(2)}
+    grid = (0.5, 1.0)
+    shares = {(0.5, 0.5): (0.4, 0.4), (0.5, 1.0): (0.2, 0.9), (1.0, 0.5): (0.8, 0.5)}
+    shares[(1.0, 1.0)] = (0.95, 0.1)
+    grid_results = {
+        grid_label("a", wa, "b", wb): {"a": x, "b": y} for (wa, wb), (x, y) in shares.items()
+    }
+    proxy = _RecordingProxy()
+    gains = {"a": {"a": 1.0, "b": 0.0}, "b": {"a": 0.0, "b": 1.0}}
+    results = swaps_on_the_best_merges(
+        proxy, base, experts, {"a": 0.0, "b": 0.0}, gains, grid, grid_results
+    )
+    assert list(results)[0] == "task arithmetic a 1 + b 0.5 with a's first quarter"
+    assert len(results) == 6  # three blocks from each of the two experts
+    best = _layer_weights(task_arithmetic(base, list(experts.values()), (1.0, 0.5)))
+    # b's first quarter replaces layer 0 only; the rest is the best merge's
+    with_b_first = proxy.scored[
+        list(results).index("task arithmetic a 1 + b 0.5 with b's first quarter")
+    ]
+    assert torch.equal(with_b_first[0], _layer_weights(experts["b"])[0])
+    assert all(torch.equal(with_b_first[i], best[i]) for i in (1, 2, 3))
