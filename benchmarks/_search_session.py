@@ -24,12 +24,19 @@ def add_arguments(parser: argparse.ArgumentParser, candidates: int) -> None:
     parser.add_argument(
         "--engine", default=None, help="evaluation.engine of the session (default: the config's)"
     )
+    parser.add_argument(
+        "--configfile",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="the run's --configfile (one or several, in its order), if it had one",
+    )
 
 
 def open_session(args, split: str = "search"):
     """A MergeSession on --workdir's models, with an empty cache of its own."""
     os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's per-request bars would drown the figures
-    config = bench_config(args.workdir, args.threads)
+    config = bench_config(args.workdir, args.threads, args.configfile)
 
     from hm3.core import layout
     from hm3.upper.param_search import MergeSession
