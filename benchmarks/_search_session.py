@@ -24,6 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser, candidates: int) -> None:
     parser.add_argument(
         "--engine", default=None, help="evaluation.engine of the session (default: the config's)"
     )
+    add_configfile_argument(parser)
+
+
+def add_configfile_argument(parser: argparse.ArgumentParser) -> None:
+    """--configfile: the run's own, for a family built from one (see `bench_config`)."""
     parser.add_argument(
         "--configfile",
         type=Path,

@@ -72,7 +72,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _search_session import open_pool_factory, search_proxy  # noqa: E402
+from _search_session import (  # noqa: E402
+    add_configfile_argument,
+    open_pool_factory,
+    search_proxy,
+)
 
 
 def blocks(depth: int) -> dict[str, list[int]]:
@@ -354,13 +358,7 @@ def main() -> int:
         help="also task arithmetic of every two experts at every pair of these weights, "
         "and which swaps reach past all of them",
     )
-    parser.add_argument(
-        "--configfile",
-        type=Path,
-        nargs="+",
-        default=None,
-        help="the run's --configfile (one or several, in its order), if it had one",
-    )
+    add_configfile_argument(parser)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     started = time.perf_counter()
