@@ -47,7 +47,9 @@ pair the hypervolume of those merges in the two experts' shares, alone and with 
 swaps of `--swaps` and `--merge-swaps`, and the swaps that no merge of the grid weakly
 dominates: a layer path earns its place only past that front. It also scores each
 pair's best merge of the grid (the highest lower share: the balanced M_λ) with each of
-the two experts' blocks.
+the two experts' blocks. `--grid-all W...` asks the same of all experts at once (every
+combination of weights from W, the merge with the highest lowest share, each block from
+each expert), in all experts' shares: M_λ holds every expert.
 
 `--blocks-only` scores the three blocks and not every layer: on a deep real model (30
 layers of SmolLM2-135M) each proxy evaluation takes seconds, and the blocks are what
@@ -55,7 +57,7 @@ Bandarkar et al.'s split is stated in.
 
     python benchmarks/skill_localization.py --workdir RUN [--configfile FILE...] [--items 60]
         [--threads 2] [--stack-first] [--swaps] [--merge-swaps] [--weights 1 0.5]
-        [--grid 0.25 0.5 0.75 1] [--blocks-only] [--out FILE.json]
+        [--grid 0.25 0.5 0.75 1] [--grid-all 0.5 0.75 1] [--blocks-only] [--out FILE.json]
 """
 
 from __future__ import annotations
@@ -172,22 +174,24 @@ def task_arithmetic(base, experts: list, weight):
 
 def beyond_the_merges(merges: dict, others: dict) -> dict:
     """Does a layer path reach past what the merge's weights reach? ``merges`` and
-    ``others`` map labels to two experts' shares (a, b). Returns the hypervolume above
-    (0, 0) of the merges alone and with the others (a share at or below 0 adds
-    nothing), and the others no merge weakly dominates."""
+    ``others`` map labels to experts' shares (two, or any number, the same in all).
+    Returns the hypervolume above the origin of the merges alone and with the others (a
+    share at or below 0 adds nothing), and the others no merge weakly dominates."""
     # lazy: hm3 after the arguments are checked
     from hm3.upper.moo import hypervolume
 
-    reached = np.array(list(merges.values()), dtype=float).reshape(-1, 2)
-    every = np.array([*merges.values(), *others.values()], dtype=float).reshape(-1, 2)
+    dimensions = len(next(iter(merges.values())))
+    origin = (0.0,) * dimensions
+    reached = np.array(list(merges.values()), dtype=float).reshape(-1, dimensions)
+    every = np.array([*merges.values(), *others.values()], dtype=float).reshape(-1, dimensions)
     undominated = [
         label
         for label, point in others.items()
         if not np.any(np.all(reached >= np.asarray(point, dtype=float), axis=1))
     ]
     return {
-        "hv_merges": round(hypervolume(reached, (0.0, 0.0)), 4),
-        "hv_with_others": round(hypervolume(every, (0.0, 0.0)), 4),
+        "hv_merges": round(hypervolume(reached, origin), 4),
+        "hv_with_others": round(hypervolume(every, origin), 4),
         "undominated": undominated,
     }
 
@@ -301,6 +305,36 @@ def swaps_on_the_best_merges(
     return results
 
 
+def all_label(names, weights) -> str:
+    return "task arithmetic " + " + ".join(
+        f"{n} {w:g}" for n, w in zip(names, weights, strict=True)
+    )
+
+
+def all_experts_grid(proxy, base, experts: dict, base_scores: dict, own: dict, grid) -> dict:
+    """Task arithmetic of all experts at every combination of weights in ``grid``, and
+    the merge with the highest lowest share (the balanced M_λ) with each block from each
+    expert: the pairs' question, where M_λ holds every expert at once. Returns the
+    merges, the swaps and the verdict of `beyond_the_merges` in all experts' shares."""
+    names = list(experts)
+    merges, swaps, weights_of = {}, {}, {}
+    record = _recorder(proxy, names, base_scores, own, merges)
+    for weights in itertools.product(grid, repeat=len(names)):
+        label = all_label(names, weights)
+        weights_of[label] = weights
+        record(label, task_arithmetic(base, list(experts.values()), weights))
+    label = max(merges, key=lambda k: min(merges[k].values()))
+    merged = task_arithmetic(base, list(experts.values()), weights_of[label])
+    _swap_blocks_into(_recorder(proxy, names, base_scores, own, swaps), label, merged, experts)
+
+    def shares(results):
+        return {k: tuple(v[n] for n in names) for k, v in results.items()}
+
+    verdict = beyond_the_merges(shares(merges), shares(swaps))
+    print(f"all experts: {verdict}", flush=True)
+    return {"merges": merges, "swaps": swaps, "verdict": verdict}
+
+
 def pair_shares(results: dict, a: str, b: str) -> dict:
     """The (a, b) shares of the labels that name both experts, as words (a label
     names the two experts of its model, and a merge-swap's guest again)."""
@@ -332,6 +366,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--stack-first", action="store_true", help="also stack first layers")
+    parser.add_argument(
+        "--grid-all",
+        type=float,
+        nargs="+",
+        default=None,
+        help="also task arithmetic of all experts at every combination of these weights, "
+        "and the best merge's swaps against them",
+    )
     parser.add_argument(
         "--blocks-only", action="store_true", help="the three blocks, not every layer"
     )
@@ -428,6 +470,10 @@ def main() -> int:
         report["block_swaps"] = block_swaps(proxy, base, experts, base_scores, owns, args.weights)
     if args.merge_swaps:
         report["merge_swaps"] = merge_swaps(proxy, base, experts, base_scores, owns, args.weights)
+    if args.grid_all:
+        report["all_experts"] = all_experts_grid(
+            proxy, base, experts, base_scores, owns, args.grid_all
+        )
     if args.grid:
         report["merge_grid"] = merge_grid(proxy, base, experts, base_scores, owns, args.grid)
         report["merge_swaps"] = {

@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from skill_localization import (  # noqa: E402
+    all_experts_grid,
     beyond_the_merges,
     blocks,
     concentration,
@@ -214,3 +215,37 @@ def test_the_best_merge_of_the_grid_is_the_one_with_the_highest_lower_share():
     ]
     assert torch.equal(with_b_first[0], _layer_weights(experts["b"])[0])
     assert all(torch.equal(with_b_first[i], best[i]) for i in (1, 2, 3))
+
+
+def test_the_all_experts_grid_swaps_blocks_into_its_most_balanced_merge():
+    import torch
+
+    base, experts = _llama(0), {"a": _llama(1), "b": _llama(2)}
+    layers = {  # the first layer's weight -> the shares the proxy reports for it
+        "a": _layer_weights(experts["a"])[0],
+        "b": _layer_weights(experts["b"])[0],
+    }
+    balanced = _layer_weights(task_arithmetic(base, list(experts.values()), (1.0, 0.5)))[0]
+
+    class Proxy:  # the merge at (1, ½) is the balanced one; the others lean one way
+        def score(self, model):
+            first = _layer_weights(model)[0]
+            if torch.equal(first, balanced):
+                return {"a": 0.6, "b": 0.6}
+            if torch.equal(first, layers["b"]):  # b's first quarter in the merge
+                return {"a": 0.5, "b": 0.9}
+            return {"a": 0.9, "b": 0.1}
+
+    gains = {"a": {"a": 1.0, "b": 0.0}, "b": {"a": 0.0, "b": 1.0}}
+    report = all_experts_grid(Proxy(), base, experts, {"a": 0.0, "b": 0.0}, gains, (0.5, 1.0))
+    assert list(report["merges"]) == [
+        "task arithmetic a 0.5 + b 0.5",
+        "task arithmetic a 0.5 + b 1",
+        "task arithmetic a 1 + b 0.5",
+        "task arithmetic a 1 + b 1",
+    ]
+    assert len(report["swaps"]) == 6
+    assert all(k.startswith("task arithmetic a 1 + b 0.5 with ") for k in report["swaps"])
+    assert report["verdict"]["undominated"] == [
+        "task arithmetic a 1 + b 0.5 with b's first quarter"
+    ]
