@@ -40,7 +40,9 @@ def test_weight_changes_locate_the_task_vector(tmp_path):
     changes = weight_changes(tmp_path / "base", tmp_path / "expert")
     assert changes["layer 0"] == changes["layer 2"] == changes["embeddings"] == 0.0
     assert changes["head"] == 0.0
-    expected = 0.5 * float(base.model.layers[1].mlp.down_proj.weight.norm()) / 1.5 / layer_norm
+    expected = (
+        0.5 * float(base.model.layers[1].mlp.down_proj.weight.detach().norm()) / 1.5 / layer_norm
+    )
     assert abs(changes["layer 1"] - expected) < 1e-5
 
 
