@@ -274,58 +274,59 @@ def merge_grid(proxy, base, experts: dict, base_scores: dict, own: dict, grid) -
     results = {}
     record = _recorder(proxy, names, base_scores, own, results)
     for a, b in itertools.combinations(names, 2):
-        for wa, wb in itertools.product(grid, repeat=2):
-            merged = task_arithmetic(base, [experts[a], experts[b]], (wa, wb))
-            record(grid_label(a, wa, b, wb), merged)
+        for weights in itertools.product(grid, repeat=2):
+            merged = task_arithmetic(base, [experts[a], experts[b]], weights)
+            record(weights_label((a, b), weights), merged)
     return results
 
 
-def grid_label(a: str, wa: float, b: str, wb: float) -> str:
-    return f"task arithmetic {a} {wa:g} + {b} {wb:g}"
-
-
-def swaps_on_the_best_merges(
-    proxy, base, experts: dict, base_scores: dict, own: dict, grid, grid_results: dict
-) -> dict:
-    """For every two experts, the grid's merge with the highest lower share (the
-    balanced M_λ the parameter level would pick), with each block from each expert."""
-    names = list(experts)
-    results = {}
-    record = _recorder(proxy, names, base_scores, own, results)
-    for a, b in itertools.combinations(names, 2):
-
-        def lower_share(weights, a=a, b=b):
-            shares = grid_results[grid_label(a, weights[0], b, weights[1])]
-            return min(shares[a], shares[b])
-
-        weights = max(itertools.product(grid, repeat=2), key=lower_share)
-        label = grid_label(a, weights[0], b, weights[1])
-        merged = task_arithmetic(base, [experts[a], experts[b]], weights)
-        _swap_blocks_into(record, label, merged, {a: experts[a], b: experts[b]})
-    return results
-
-
-def all_label(names, weights) -> str:
+def weights_label(names, weights) -> str:
     return "task arithmetic " + " + ".join(
         f"{n} {w:g}" for n, w in zip(names, weights, strict=True)
     )
 
 
+def most_balanced(names, grid, merges: dict) -> tuple:
+    """The weights in ``grid`` (one per expert of ``names``) whose merge keeps the
+    highest lowest share of the experts' gains: the balanced M_λ."""
+    return max(
+        itertools.product(grid, repeat=len(names)),
+        key=lambda weights: min(merges[weights_label(names, weights)][n] for n in names),
+    )
+
+
+def swaps_on_the_best_merges(
+    proxy, base, experts: dict, base_scores: dict, own: dict, grid, grid_results: dict
+) -> dict:
+    """For every two experts, the grid's most balanced merge with each block from each
+    expert."""
+    names = list(experts)
+    results = {}
+    record = _recorder(proxy, names, base_scores, own, results)
+    for a, b in itertools.combinations(names, 2):
+        weights = most_balanced((a, b), grid, grid_results)
+        merged = task_arithmetic(base, [experts[a], experts[b]], weights)
+        label = weights_label((a, b), weights)
+        _swap_blocks_into(record, label, merged, {a: experts[a], b: experts[b]})
+    return results
+
+
 def all_experts_grid(proxy, base, experts: dict, base_scores: dict, own: dict, grid) -> dict:
     """Task arithmetic of all experts at every combination of weights in ``grid``, and
-    the merge with the highest lowest share (the balanced M_λ) with each block from each
-    expert: the pairs' question, where M_λ holds every expert at once. Returns the
-    merges, the swaps and the verdict of `beyond_the_merges` in all experts' shares."""
+    the most balanced merge with each block from each expert: the pairs' question,
+    where M_λ holds every expert at once. Returns the merges, the swaps and the verdict
+    of `beyond_the_merges` in all experts' shares."""
     names = list(experts)
-    merges, swaps, weights_of = {}, {}, {}
+    merges, swaps = {}, {}
     record = _recorder(proxy, names, base_scores, own, merges)
     for weights in itertools.product(grid, repeat=len(names)):
-        label = all_label(names, weights)
-        weights_of[label] = weights
-        record(label, task_arithmetic(base, list(experts.values()), weights))
-    label = max(merges, key=lambda k: min(merges[k].values()))
-    merged = task_arithmetic(base, list(experts.values()), weights_of[label])
-    _swap_blocks_into(_recorder(proxy, names, base_scores, own, swaps), label, merged, experts)
+        record(
+            weights_label(names, weights), task_arithmetic(base, list(experts.values()), weights)
+        )
+    weights = most_balanced(names, grid, merges)
+    merged = task_arithmetic(base, list(experts.values()), weights)
+    swap_record = _recorder(proxy, names, base_scores, own, swaps)
+    _swap_blocks_into(swap_record, weights_label(names, weights), merged, experts)
 
     def shares(results):
         return {k: tuple(v[n] for n in names) for k, v in results.items()}

@@ -13,7 +13,6 @@ from skill_localization import (  # noqa: E402
     beyond_the_merges,
     blocks,
     concentration,
-    grid_label,
     merge_swaps,
     mixed_path,
     pair_shares,
@@ -22,6 +21,7 @@ from skill_localization import (  # noqa: E402
     stacked_first_layers,
     swaps_on_the_best_merges,
     task_arithmetic,
+    weights_label,
 )
 
 from hm3.lower.inference_path import Step
@@ -199,7 +199,7 @@ def test_the_best_merge_of_the_grid_is_the_one_with_the_highest_lower_share():
     shares = {(0.5, 0.5): (0.4, 0.4), (0.5, 1.0): (0.2, 0.9), (1.0, 0.5): (0.8, 0.5)}
     shares[(1.0, 1.0)] = (0.95, 0.1)
     grid_results = {
-        grid_label("a", wa, "b", wb): {"a": x, "b": y} for (wa, wb), (x, y) in shares.items()
+        weights_label(("a", "b"), (wa, wb)): {"a": x, "b": y} for (wa, wb), (x, y) in shares.items()
     }
     proxy = _RecordingProxy()
     gains = {"a": {"a": 1.0, "b": 0.0}, "b": {"a": 0.0, "b": 1.0}}
