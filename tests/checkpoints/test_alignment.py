@@ -3,8 +3,9 @@ load, fingerprinted for the cache."""
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from _models import small_llama
 from hm3.checkpoints.alignment import (
     ALIGNMENT_FILE,
     ALIGNMENT_META,
@@ -20,9 +21,8 @@ HIDDEN = 32
 
 
 def tiny_llama(layers: int, seed: int) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=64,
+    return small_llama(
+        seed,
         hidden_size=HIDDEN,
         intermediate_size=64,
         num_hidden_layers=layers,
@@ -31,7 +31,6 @@ def tiny_llama(layers: int, seed: int) -> LlamaForCausalLM:
         max_position_embeddings=64,
         tie_word_embeddings=False,
     )
-    return LlamaForCausalLM(config).eval()
 
 
 def alignment(seed: int = 0) -> dict:

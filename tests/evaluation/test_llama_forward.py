@@ -5,14 +5,13 @@ import copy
 import pytest
 import torch
 
+from _models import small_llama
 from hm3.checkpoints.layers import PathLayer
 from hm3.evaluation import llama_forward
 from hm3.evaluation.generation import _TransformersForward
 
 
 def _llama(**overrides):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     settings = dict(
         vocab_size=97,
         hidden_size=32,
@@ -23,9 +22,7 @@ def _llama(**overrides):
         max_position_embeddings=128,
         attn_implementation="sdpa",
     )
-    settings.update(overrides)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(**settings)).eval()
+    return small_llama(0, **{**settings, **overrides})
 
 
 def _batch(rows=6, width=9, padded=True):

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from _models import small_llama
 from hm3.evaluation.proxy import (
     FLOOR,
     ProxyItem,
@@ -30,7 +31,7 @@ TASKS = ("math", "code", "translation")
 def suite(tmp_path_factory):
     """Search splits of the three tiny tasks, their tokenizer and an untrained
     2-layer Llama (scores need no skill: only the arithmetic is under test)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from hm3.models.tiny.build import build_tokenizer
 
@@ -39,17 +40,13 @@ def suite(tmp_path_factory):
         data.write_splits(task, root / "data" / task, {"train": 200, "search": 7}, seed=3)
     build_tokenizer(root / "data", list(TASKS), 384, root / "tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=512,
-        )
-    ).eval()
+    model = small_llama(
+        0,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        max_position_embeddings=512,
+    )
     return root / "data", tokenizer, model
 
 

@@ -6,6 +6,7 @@ import yaml
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
+from _models import small_llama
 from hm3.core.errors import HM3Error
 from hm3.lower.inference_path import (
     LayerPool,
@@ -27,8 +28,8 @@ def tiny_llama(
     rope_theta: float = 1e4,
     tie: bool = False,
 ) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+    model = small_llama(
+        seed,
         rope_theta=rope_theta,
         vocab_size=VOCAB,
         hidden_size=hidden,
@@ -39,7 +40,6 @@ def tiny_llama(
         max_position_embeddings=64,
         tie_word_embeddings=tie,
     )
-    model = LlamaForCausalLM(config).eval()
     with torch.no_grad():  # break the default init's symmetry so layers differ visibly
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)

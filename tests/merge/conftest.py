@@ -8,15 +8,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from _models import llama_config as small_config
+
 
 def llama_config(vocab: int = 96, hidden: int = 16, layers: int = 3, tie: bool = False):
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
+    return small_config(
         hidden_size=hidden,
         intermediate_size=2 * hidden,
         num_hidden_layers=layers,
-        num_attention_heads=2,
         num_key_value_heads=1,
         vocab_size=vocab,
         tie_word_embeddings=tie,

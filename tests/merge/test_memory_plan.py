@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from _models import llama_config
 from _paths import REPO
 from hm3.core.errors import ConfigError
 from hm3.core.device import cgroup_room, evaluation_dtype, free_bytes, resolve_dtype
@@ -43,17 +44,11 @@ SECURITY = {"allow_pickle": False, "trust_remote_code": False}
 
 def _save_family(root: Path, dtype: torch.dtype) -> tuple[str, list[str]]:
     """A tiny random Llama base and three experts (base + noise), saved in ``dtype``."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        vocab_size=96,
-        max_position_embeddings=64,
+    config = llama_config(
+        num_hidden_layers=3, num_key_value_heads=1, vocab_size=96, max_position_embeddings=64
     )
     base = LlamaForCausalLM(config).float()
     dirs = []

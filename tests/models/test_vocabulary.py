@@ -12,6 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from _models import small_llama
 from hm3.core.errors import HM3Error
 from hm3.models.acquire import FamilyCheck, acquire
 from hm3.models.vocabulary import VocabularyPlan, adapt_rows, adapted_config, plan_vocabulary
@@ -30,7 +31,7 @@ def _checkpoint(folder, words, rows=None, extra_config=None, pickled=False, seed
     """A tiny Llama checkpoint whose tokenizer knows ``words`` (+ specials) and whose
     embedding and head have ``rows`` rows (default: one per token)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     vocab = {token: i for i, token in enumerate(["<unk>", "<s>", "</s>", *words])}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
@@ -38,19 +39,9 @@ def _checkpoint(folder, words, rows=None, extra_config=None, pickled=False, seed
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
     )
-    rows = rows or len(vocab)
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=rows,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=32,
-        tie_word_embeddings=False,
-        **(extra_config or {}),
+    model = small_llama(
+        seed, vocab_size=rows or len(vocab), tie_word_embeddings=False, **(extra_config or {})
     )
-    model = LlamaForCausalLM(config)
     folder.mkdir(parents=True)
     model.save_pretrained(folder)
     if pickled:  # as checkpoints of 2023 were published (transformers now writes safetensors)

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
+from _models import small_llama
 from _paths import REPO, SCHEMA
 from hm3.cli.main import main
 from hm3.core.errors import HM3Error
@@ -26,22 +26,12 @@ WORDS = [f"w{i}" for i in range(20)]
 def _build(folder: Path, seed: int) -> Path:
     """A tiny Llama checkpoint with a real tokenizer (tokenizer.json, its config, special tokens)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     vocab = {token: i for i, token in enumerate(["<unk>", "<s>", "</s>", *WORDS])}
     core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=32,
-        tie_word_embeddings=False,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
+    small_llama(seed, vocab_size=len(vocab), tie_word_embeddings=False).save_pretrained(folder)
     PreTrainedTokenizerFast(
         tokenizer_object=core, unk_token="<unk>", bos_token="<s>", eos_token="</s>"
     ).save_pretrained(folder)
@@ -522,20 +512,10 @@ def test_a_lying_safetensors_header_is_refused_before_any_allocation(
 
 
 def test_an_index_naming_a_shard_outside_the_folder_is_refused(tmp_path, reliability):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from hm3.checkpoints.sharded import CheckpointReader
 
     model = tmp_path / "sharded"
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=23,
-            hidden_size=16,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-        )
-    ).save_pretrained(model, max_shard_size="8KB")
+    small_llama(vocab_size=23).save_pretrained(model, max_shard_size="8KB")
     index_file = model / "model.safetensors.index.json"
     index = json.loads(index_file.read_text())
     index["weight_map"] = {name: "../elsewhere/model.safetensors" for name in index["weight_map"]}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from _models import small_llama
 from hm3.core.errors import HM3Error
 
 
@@ -19,20 +20,7 @@ def _tokenizer_json() -> str:
 
 
 def _save(folder: Path, shards: bool = True) -> Path:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=32,
-    )
-    import torch
-
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder, max_shard_size="20KB" if shards else "1GB")
+    small_llama(seed=0).save_pretrained(folder, max_shard_size="20KB" if shards else "1GB")
     (folder / "tokenizer.json").write_text(_tokenizer_json())
     return folder
 
@@ -170,20 +158,9 @@ def test_index_naming_a_missing_shard_is_named(family, tmp_path, reliability):
 
 
 def test_incompatible_expert_is_named_before_writing(tmp_path, reliability):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     base = _save(tmp_path / "base")
     other = tmp_path / "other"
-    LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=64,
-            hidden_size=32,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=32,
-        )
-    ).save_pretrained(other)
+    small_llama(hidden_size=32).save_pretrained(other)
     with pytest.raises(HM3Error, match="has shape") as err:
         _merge(base, other, tmp_path / "out")
     assert _nothing_written(tmp_path)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from _models import small_llama
 from hm3.cli.main import main
 
 RECIPE = (
@@ -19,21 +20,10 @@ RECIPE = (
 
 
 def _save_model(folder: Path, seed: int) -> None:
-    import torch
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=32,
-    )
-    LlamaForCausalLM(config).save_pretrained(folder)
+    small_llama(seed).save_pretrained(folder)
     vocabulary = {"<unk>": 0, **{f"w{i}": i for i in range(1, 64)}}
     Tokenizer(WordLevel(vocabulary, unk_token="<unk>")).save(str(folder / "tokenizer.json"))
 

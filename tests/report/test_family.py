@@ -1,8 +1,8 @@
 """The family table: weight changes per tensor group, and each property against its target."""
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
+from _models import small_llama
 from hm3.report.family import family_rows, tensor_group, weight_changes
 
 
@@ -19,16 +19,7 @@ def test_tensor_groups():
 
 
 def test_weight_changes_locate_the_task_vector(tmp_path):
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        tie_word_embeddings=False,
-    )
-    base = LlamaForCausalLM(config)
+    base = small_llama(0, num_hidden_layers=3, tie_word_embeddings=False)
     _save(base, tmp_path / "base")
     layer_norm = (
         sum(float(t.detach().pow(2).sum()) for t in base.model.layers[1].parameters()) ** 0.5
