@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from _models import small_llama
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from skill_localization import (  # noqa: E402
+    MetricShares,
     all_experts_grid,
     beyond_the_merges,
+    confirm_fronts,
     blocks,
     concentration,
     merge_swaps,
@@ -106,19 +110,15 @@ def test_task_arithmetic_adds_the_weighted_task_vectors_to_a_copy_of_the_base():
 
 
 def _llama(seed):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
+    return small_llama(
+        seed,
         vocab_size=16,
         hidden_size=8,
         intermediate_size=16,
         num_hidden_layers=4,
-        num_attention_heads=2,
         num_key_value_heads=2,
+        max_position_embeddings=2048,
     )
-    return LlamaForCausalLM(config).eval()
 
 
 def _layer_weights(model):  # an assembled path wraps each layer in a PathLayer
@@ -249,3 +249,126 @@ def test_the_all_experts_grid_swaps_blocks_into_its_most_balanced_merge():
     assert report["verdict"]["undominated"] == [
         "task arithmetic a 1 + b 0.5 with b's first quarter"
     ]
+
+
+def test_the_metrics_check_the_grid_and_may_disagree_with_the_proxy():
+    import torch
+
+    base, experts = _llama(0), {"a": _llama(1), "b": _llama(2)}
+    first_of_b = _layer_weights(experts["b"])[0]
+    balanced = _layer_weights(task_arithmetic(base, list(experts.values()), (1.0, 0.5)))[0]
+
+    def same(model, other):
+        return all(torch.equal(x, y) for x, y in zip(_layer_weights(model), _layer_weights(other)))
+
+    def leaning(model, swap, merge, other):  # the shares of the grid's three kinds of model
+        first = _layer_weights(model)[0]
+        if torch.equal(first, balanced):
+            return merge
+        return swap if torch.equal(first, first_of_b) else other
+
+    class Proxy:  # b's first quarter in the balanced merge lies past the grid
+        def score(self, model):
+            return leaning(model, {"a": 0.5, "b": 0.9}, {"a": 0.6, "b": 0.6}, {"a": 0.9, "b": 0.1})
+
+    class Scorer:  # ... where the metric finds it behind the balanced merge
+        def score(self, model, tokenizer):
+            if same(model, base):
+                return {"scores": {"a": 0.2, "b": 0.1}}
+            for name, expert in experts.items():
+                if same(model, expert):
+                    return {
+                        "scores": {
+                            "a": 0.7 if name == "a" else 0.2,
+                            "b": 0.6 if name == "b" else 0.1,
+                        }
+                    }
+            shares = leaning(
+                model, {"a": 0.4, "b": 0.5}, {"a": 0.6, "b": 0.6}, {"a": 1.0, "b": 0.0}
+            )
+            return {"scores": {"a": 0.2 + 0.5 * shares["a"], "b": 0.1 + 0.5 * shares["b"]}}
+
+    metrics = MetricShares(Scorer(), None, base, experts)
+    gains = {"a": {"a": 1.0, "b": 0.0}, "b": {"a": 0.0, "b": 1.0}}
+    report = all_experts_grid(
+        Proxy(), base, experts, {"a": 0.0, "b": 0.0}, gains, (0.5, 1.0), metrics
+    )
+    by_metrics = report["metrics"]
+    assert list(by_metrics["merges"]) == list(report["merges"])
+    assert list(by_metrics["swaps"]) == list(report["swaps"])
+    assert report["verdict"]["undominated"] == [
+        "task arithmetic a 1 + b 0.5 with b's first quarter"
+    ]
+    assert by_metrics["verdict"]["undominated"] == []
+    swap = "task arithmetic a 1 + b 0.5 with b's first quarter"
+    assert by_metrics["swaps"][swap] == pytest.approx({"a": 0.4, "b": 0.5})
+    assert by_metrics["scores"][swap] == pytest.approx({"a": 0.4, "b": 0.35})
+    assert by_metrics["most_balanced"]["label"] == "task arithmetic a 1 + b 0.5"
+    assert set(by_metrics["spearman_proxy_metric"]) == {"a", "b"}
+
+
+def test_the_blocks_also_go_into_the_metrics_own_most_balanced_merge():
+    import torch
+
+    base, experts = _llama(0), {"a": _llama(1), "b": _llama(2)}
+    halves = _layer_weights(task_arithmetic(base, list(experts.values()), (0.5, 0.5)))[0]
+
+    class Scorer:  # the metrics' balanced merge is (½, ½); the proxy's is the first seen
+        def score(self, model, tokenizer):
+            if torch.equal(_layer_weights(model)[0], halves):
+                return {"scores": {"a": 0.5, "b": 0.5}}
+            return {"scores": {"a": 0.0, "b": 0.0}}
+
+    ones = _layer_weights(task_arithmetic(base, list(experts.values()), (1.0, 1.0)))[0]
+
+    class Proxy:  # the proxy's balanced merge is (1, 1)
+        def score(self, model):
+            share = 0.6 if torch.equal(_layer_weights(model)[0], ones) else 0.5
+            return {"a": share, "b": share}
+
+    metrics = MetricShares(Scorer(), None, base, experts)
+    metrics.own = {"a": {"a": 1.0, "b": 0.0}, "b": {"a": 0.0, "b": 1.0}}
+    gains = {"a": {"a": 1.0, "b": 0.0}, "b": {"a": 0.0, "b": 1.0}}
+    report = all_experts_grid(
+        Proxy(), base, experts, {"a": 0.0, "b": 0.0}, gains, (0.5, 1.0), metrics
+    )
+    hosts = [label.split(" with ")[0] for label in report["swaps"]]
+    assert hosts == ["task arithmetic a 1 + b 1"] * 6 + ["task arithmetic a 0.5 + b 0.5"] * 6
+    assert report["metrics"]["most_balanced"]["label"] == "task arithmetic a 0.5 + b 0.5"
+    assert list(report["metrics"]["swaps"]) == list(report["swaps"])
+
+
+def test_the_fronts_chosen_on_search_are_scored_on_the_other_split():
+    from types import SimpleNamespace
+
+    search = SimpleNamespace(
+        names=["a", "b"],
+        merges={
+            "m1": {"a": 0.6, "b": 0.2},
+            "m2": {"a": 0.2, "b": 0.6},
+            "m3": {"a": 0.1, "b": 0.1},
+        },
+        swaps={"s1": {"a": 0.5, "b": 0.5}, "s2": {"a": 0.05, "b": 0.05}},
+    )
+    held_out = {  # test scores: the swap keeps less there than it did on search
+        "base": (0.0, 0.0),
+        "a": (1.0, 0.0),
+        "b": (0.0, 1.0),
+        "m1": (0.6, 0.2),
+        "m2": (0.2, 0.6),
+        "s1": (0.3, 0.3),
+    }
+
+    class Scorer:  # a "model" here is its label
+        def score(self, model, tokenizer):
+            return {"scores": dict(zip(("a", "b"), held_out[model], strict=True))}
+
+    confirm = MetricShares(Scorer(), None, "base", {"a": "a", "b": "b"})
+    built = []
+    report = confirm_fronts(search, confirm, lambda label: built.append(label) or label)
+    assert report["fronts"] == {"merges": ["m1", "m2"], "with_swaps": ["m1", "m2", "s1"]}
+    assert built == ["m1", "m2", "s1"]  # the dominated ones are never scored
+    assert list(confirm.merges) == ["m1", "m2"] and list(confirm.swaps) == ["s1"]
+    assert report["hv"]["merges"] == pytest.approx(0.2)
+    assert report["hv"]["with_swaps"] == pytest.approx(0.21)
+    assert report["hv_ratio"] == pytest.approx(1.05)
