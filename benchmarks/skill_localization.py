@@ -324,7 +324,7 @@ def swaps_on_the_best_merges(
 class MetricShares:
     """The tasks' own metrics (hm3's scorer: the completions and metrics lm-eval gives)
     on every item of a split, as shares of each expert's own-task metric gain: what a
-    search would see of the models the proxy ranks. About 20 s a model for SmolLM2-135M
+    search would see of the models the proxy ranks. About 25 s a model for SmolLM2-135M
     at 60 items per task on two threads, against 8 s for the proxy at 20."""
 
     def __init__(self, scorer, tokenizer, base, experts: dict):
@@ -448,8 +448,8 @@ def _rebuilt(base, experts: dict, weights, block, guest):
 
 
 def confirm_fronts(metrics: MetricShares, confirm: MetricShares, build) -> dict:
-    """Choose on one split, report on another: the fronts that the metrics draw on the
-    search split, from the merges alone and from the merges with the swaps, scored on
+    """Choose on one split, report on another: the fronts that ``metrics`` draw on their
+    split (search), from the merges alone and from the merges with the swaps, scored on
     ``confirm``'s split (its own base and experts set the shares). The ratio of their
     hypervolumes there is the path level's question in miniature (hm3-path against
     hm3-param, with the selection made where a search makes it)."""
@@ -580,6 +580,8 @@ def main() -> int:
         parser.error("--confirm needs --metrics and --grid-all")
     if args.metrics and not args.grid_all:
         parser.error("--metrics needs --grid-all")
+    if args.confirm and args.confirm == args.metrics:
+        parser.error("--confirm reports on another split than the one --metrics chooses on")
     started = time.perf_counter()
     factory = open_pool_factory(args.workdir, args.threads, args.configfile)
     proxy = search_proxy(factory, args.items, args.seed)
