@@ -271,10 +271,19 @@ def _swap_blocks_into(record, label: str, merged, guests: dict) -> None:
 
     pool = LayerPool({"merge": merged, **guests}, "merge")
     depth = pool.depths[0]
-    for block, taken in blocks(depth).items():
-        for guest in guests:
-            path = mixed_path(depth, taken, 0, pool.names.index(guest))
-            record(f"{label} with {guest}'s {block}", pool.assemble(path))
+    for swap, block, guest in block_swaps_of(label, depth, guests):
+        path = mixed_path(depth, blocks(depth)[block], 0, pool.names.index(guest))
+        record(swap, pool.assemble(path))
+
+
+def block_swaps_of(label: str, depth: int, guests) -> list[tuple[str, str, str]]:
+    """(the swap's label, the block, the guest) for each block of each guest swapped into
+    the model ``label``, in the order they are scored."""
+    return [
+        (f"{label} with {guest}'s {block}", block, guest)
+        for block in blocks(depth)
+        for guest in guests
+    ]
 
 
 def merge_grid(proxy, base, experts: dict, base_scores: dict, own: dict, grid) -> dict:
@@ -424,10 +433,8 @@ def all_experts_grid(
             for w in itertools.product(grid, repeat=len(names))
         }
         for weights in hosts:
-            for block in blocks(depth):
-                for guest in names:
-                    label = f"{weights_label(names, weights)} with {guest}'s {block}"
-                    recipes[label] = (weights, block, guest)
+            for swap, block, guest in block_swaps_of(weights_label(names, weights), depth, names):
+                recipes[swap] = (weights, block, guest)
         report["confirmed"] = confirm_fronts(
             metrics, confirm, lambda label: _rebuilt(base, experts, *recipes[label])
         )
