@@ -58,7 +58,9 @@ task's rank correlation of proxy and metric shares. The proxy is cheap enough to
 grid on a real model; whether what it favours is what a search would pick is what this
 checks. `--confirm SPLIT` then chooses on the metrics' split and reports on SPLIT: the
 fronts of the merges alone and of the merges with the swaps, scored there, and the ratio
-of their hypervolumes (hm3-path against hm3-param, in miniature).
+of their hypervolumes (hm3-path against hm3-param, in miniature), with a paired
+bootstrap interval over SPLIT's items (`--bootstrap` draws, seeded by `--seed`) for the
+two hypervolumes, their difference and ratio, and each front's most balanced lowest share.
 
 `--blocks-only` scores the three blocks and not every layer: on a deep real model (30
 layers of SmolLM2-135M) each proxy evaluation takes seconds, and the blocks are what
@@ -66,7 +68,7 @@ Bandarkar et al.'s split is stated in.
 
     python benchmarks/skill_localization.py --workdir RUN [--configfile FILE...] [--items 60]
         [--threads 2] [--stack-first] [--swaps] [--merge-swaps] [--weights 1 0.5]
-        [--grid 0.25 0.5 0.75 1] [--grid-all 0.5 0.75 1 [--metrics search [--confirm test]]]
+        [--grid 0.25 0.5 0.75 1] [--grid-all 0.5 0.75 1 [--metrics search [--confirm test [--bootstrap 1000]]]]
         [--blocks-only] [--out FILE.json]
 """
 
@@ -330,6 +332,9 @@ def swaps_on_the_best_merges(
     return results
 
 
+BASE, EXPERT = "base", "expert "  # MetricShares' item-value labels of the base and experts
+
+
 class MetricShares:
     """The tasks' own metrics (hm3's scorer: the completions and metrics lm-eval gives)
     on every item of a split, as shares of each expert's own-task metric gain: what a
@@ -338,17 +343,23 @@ class MetricShares:
 
     def __init__(self, scorer, tokenizer, base, experts: dict):
         self.scorer, self.tokenizer, self.names = scorer, tokenizer, list(experts)
-        self.base = self.scores(base)
-        self.own = {task: self.scores(model) for task, model in experts.items()}
+        # per model, per objective, {"metric,filter": per-item values}, where the scorer
+        # keeps them (the prepared engine): what `bootstrap_fronts` resamples
+        self.item_values: dict = {}
+        self.base = self.scores(base, BASE)
+        self.own = {task: self.scores(model, f"{EXPERT}{task}") for task, model in experts.items()}
         self.merges: dict = {}
         self.swaps: dict = {}
         self.raw: dict = {}
 
-    def scores(self, model) -> dict:
-        return self.scorer.score(model, self.tokenizer)["scores"]
+    def scores(self, model, label: str) -> dict:
+        result = self.scorer.score(model, self.tokenizer)
+        if result.get("item_values"):
+            self.item_values[label] = result["item_values"]
+        return result["scores"]
 
     def record(self, results: dict, label: str, model) -> None:
-        scores = self.scores(model)
+        scores = self.scores(model, label)
         self.raw[label] = {t: round(scores[t], 4) for t in self.names}
         results[label] = {
             t: round(recovered(scores[t], self.base[t], self.own[t][t]), 4) for t in self.names
@@ -394,7 +405,15 @@ def _as_points(results: dict, names: list) -> dict:
 
 
 def all_experts_grid(
-    proxy, base, experts: dict, base_scores: dict, own: dict, grid, metrics=None, confirm=None
+    proxy,
+    base,
+    experts: dict,
+    base_scores: dict,
+    own: dict,
+    grid,
+    metrics=None,
+    confirm=None,
+    bootstrap=(),
 ) -> dict:
     """Task arithmetic of all experts at every combination of weights in ``grid``, and
     the most balanced merge with each block from each expert: the pairs' question,
@@ -402,7 +421,8 @@ def all_experts_grid(
     of `beyond_the_merges` in all experts' shares. ``metrics`` (a `MetricShares`): score
     every one of those models by the tasks' metrics too, and swap the blocks into the
     metrics' most balanced merge as well where it is another. ``confirm`` (a
-    `MetricShares` on another split; needs ``metrics``): `confirm_fronts` there."""
+    `MetricShares` on another split; needs ``metrics``): `confirm_fronts` there, with
+    ``bootstrap`` (its rescorers, iterations and seed) as further arguments."""
     names = list(experts)
     merges, swaps = {}, {}
     record = _recorder(proxy, names, base_scores, own, merges)
@@ -436,7 +456,10 @@ def all_experts_grid(
             for swap, block, guest in block_swaps_of(weights_label(names, weights), depth, names):
                 recipes[swap] = (weights, block, guest)
         report["confirmed"] = confirm_fronts(
-            metrics, confirm, lambda label: _rebuilt(base, experts, *recipes[label])
+            metrics,
+            confirm,
+            lambda label: _rebuilt(base, experts, *recipes[label]),
+            *bootstrap,
         )
     return report
 
@@ -454,12 +477,16 @@ def _rebuilt(base, experts: dict, weights, block, guest):
     return pool.assemble(mixed_path(depth, blocks(depth)[block], 0, pool.names.index(guest)))
 
 
-def confirm_fronts(metrics: MetricShares, confirm: MetricShares, build) -> dict:
+def confirm_fronts(
+    metrics: MetricShares, confirm: MetricShares, build, rescorers=None, iterations=1000, seed=0
+) -> dict:
     """Choose on one split, report on another: the fronts that ``metrics`` draw on their
     split (search), from the merges alone and from the merges with the swaps, scored on
     ``confirm``'s split (its own base and experts set the shares). The ratio of their
     hypervolumes there is the path level's question in miniature (hm3-path against
-    hm3-param, with the selection made where a search makes it)."""
+    hm3-param, with the selection made where a search makes it). ``rescorers`` (per
+    objective, `hm3.report.intervals.rescorers_for`'s builders): also `bootstrap_fronts`,
+    where ``confirm`` kept every model's per-item values."""
     # lazy: hm3 after the arguments are checked
     from hm3.upper.moo import hypervolume, nondominated_mask
 
@@ -482,7 +509,7 @@ def confirm_fronts(metrics: MetricShares, confirm: MetricShares, build) -> dict:
         for kind, labels in fronts.items()
     }
     print(f"confirmed on the other split: fronts {fronts}, hypervolume {hv}", flush=True)
-    return {
+    report = {
         "base": confirm.base,
         "experts": confirm.own,
         "fronts": fronts,
@@ -491,6 +518,63 @@ def confirm_fronts(metrics: MetricShares, confirm: MetricShares, build) -> dict:
         "hv": hv,
         "hv_ratio": round(hv["with_swaps"] / hv["merges"], 4) if hv["merges"] else None,
     }
+    if rescorers is not None:
+        report["bootstrap"] = bootstrap_fronts(confirm, fronts, rescorers, iterations, seed)
+    return report
+
+
+def bootstrap_fronts(confirm: MetricShares, fronts: dict, rescorers, iterations, seed) -> dict:
+    """Paired bootstrap over ``confirm``'s items (hm3.report.bootstrap): each draw
+    rescores the base, the experts and every front member on the same items, turns the
+    scores into shares of that draw's expert gains, and recomputes each front's
+    hypervolume and its most balanced member's lowest share (g at the equal preference,
+    in shares). The fronts stay as the other split chose them: the interval is the
+    held-out items' noise, not the selection's."""
+    # lazy: hm3 after the arguments are checked
+    from hm3.report.bootstrap import paired_intervals
+    from hm3.upper.moo import hypervolume
+
+    names = confirm.names
+    members = list(dict.fromkeys(fronts["merges"] + fronts["with_swaps"]))
+    labels = [BASE, *(f"{EXPERT}{t}" for t in names), *members]
+    missing = [label for label in labels if label not in confirm.item_values]
+    if missing:  # e.g. evaluation.engine: lm-eval, which keeps no per-item values
+        print(f"no bootstrap: no per-item values for {missing}", flush=True)
+        return {"skipped": missing}
+    fast = {
+        label: {t: rescorers[t](confirm.item_values[label][t]) for t in names} for label in labels
+    }
+    sizes = {t: len(next(iter(confirm.item_values[BASE][t].values()))) for t in names}
+    origin = np.zeros(len(names))
+
+    def statistics(draw) -> dict:
+        base = {t: fast[BASE][t].score(draw[t]) for t in names}
+        own = {t: fast[f"{EXPERT}{t}"][t].score(draw[t]) for t in names}
+        shares = {
+            label: np.array(
+                [recovered(fast[label][t].score(draw[t]), base[t], own[t]) for t in names]
+            )
+            for label in members
+        }
+        out = {}
+        for kind, front in fronts.items():
+            points = np.array([shares[label] for label in front])
+            out[f"hv.{kind}"] = hypervolume(points, origin)
+            out[f"balanced.{kind}"] = float(points.min(axis=1).max())
+        out["delta_hv"] = out["hv.with_swaps"] - out["hv.merges"]
+        out["hv_ratio"] = out["hv.with_swaps"] / out["hv.merges"] if out["hv.merges"] else np.nan
+        out["delta_balanced"] = out["balanced.with_swaps"] - out["balanced.merges"]
+        return out
+
+    intervals = paired_intervals(statistics, sizes, iterations, seed)
+    report = {
+        key: {"estimate": round(i.estimate, 4), "low": round(i.low, 4), "high": round(i.high, 4)}
+        for key, i in intervals.items()
+    }
+    print(f"paired bootstrap over the held-out items ({iterations} draws, 95 %):", flush=True)
+    for key, i in intervals.items():
+        print(f"  {key:<22} {i.estimate:.4f} [{i.low:.4f}, {i.high:.4f}]", flush=True)
+    return {"items": sizes, "iterations": iterations, "seed": seed, "intervals": report}
 
 
 def _also_by_metrics(record, metrics: MetricShares, results: dict):
@@ -580,6 +664,12 @@ def main() -> int:
         help="with --metrics: score on this split the fronts the metrics draw on theirs, "
         "from the merges alone and with the swaps, and compare their hypervolumes",
     )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=1000,
+        help="with --confirm: draws of the paired bootstrap over its split's items",
+    )
     add_configfile_argument(parser)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -587,6 +677,8 @@ def main() -> int:
         parser.error("--confirm needs --metrics and --grid-all")
     if args.metrics and not args.grid_all:
         parser.error("--metrics needs --grid-all")
+    if args.bootstrap < 1:
+        parser.error("--bootstrap needs at least one draw")
     if args.confirm and args.confirm == args.metrics:
         parser.error("--confirm reports on another split than the one --metrics chooses on")
     started = time.perf_counter()
@@ -660,10 +752,16 @@ def main() -> int:
         metrics = confirm = None
         if args.metrics:
             metrics = MetricShares(factory.scorer(args.metrics), factory.tokenizer, base, experts)
+        bootstrap = ()
         if args.confirm:
-            confirm = MetricShares(factory.scorer(args.confirm), factory.tokenizer, base, experts)
+            # lazy: lm-eval's aggregations, only for the bootstrap
+            from hm3.report.intervals import rescorers_for
+
+            held_out = factory.scorer(args.confirm)
+            confirm = MetricShares(held_out, factory.tokenizer, base, experts)
+            bootstrap = (rescorers_for(held_out), args.bootstrap, args.seed)
         report["all_experts"] = all_experts_grid(
-            proxy, base, experts, base_scores, owns, args.grid_all, metrics, confirm
+            proxy, base, experts, base_scores, owns, args.grid_all, metrics, confirm, bootstrap
         )
     if args.grid:
         report["merge_grid"] = merge_grid(proxy, base, experts, base_scores, owns, args.grid)

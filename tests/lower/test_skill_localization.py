@@ -5,6 +5,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from _models import small_llama
@@ -372,3 +373,89 @@ def test_the_fronts_chosen_on_search_are_scored_on_the_other_split():
     assert report["hv"]["merges"] == pytest.approx(0.2)
     assert report["hv"]["with_swaps"] == pytest.approx(0.21)
     assert report["hv_ratio"] == pytest.approx(1.05)
+
+
+def _fronts_split(n: int = 40):
+    """Search shares whose fronts are two merges and, with the swaps, one swap more; and
+    held-out per-item values (exact match, in ``n`` items per task) in which the swap
+    gets right every item the merges' weaker side gets right, and more."""
+    from types import SimpleNamespace
+
+    search = SimpleNamespace(
+        names=["a", "b"],
+        merges={"m1": {"a": 0.6, "b": 0.2}, "m2": {"a": 0.2, "b": 0.6}},
+        swaps={"s1": {"a": 0.5, "b": 0.5}},
+    )
+
+    def right(share):  # the first share x n items right
+        return [1.0 if i < share * n else 0.0 for i in range(n)]
+
+    held_out = {
+        "base": (0.0, 0.0),
+        "a": (1.0, 0.0),
+        "b": (0.0, 1.0),
+        "m1": (0.6, 0.2),
+        "m2": (0.2, 0.6),
+        "s1": (0.5, 0.5),
+    }
+    values = {
+        model: {task: {"acc,none": right(share)} for task, share in zip("ab", shares)}
+        for model, shares in held_out.items()
+    }
+    return search, held_out, values
+
+
+class _ItemScorer:
+    """A "model" is its label; scores come with their per-item values (or without)."""
+
+    def __init__(self, held_out: dict, values: dict | None):
+        self.held_out, self.values = held_out, values
+
+    def score(self, model, tokenizer):
+        result = {"scores": dict(zip(("a", "b"), self.held_out[model], strict=True))}
+        if self.values is not None:
+            result["item_values"] = self.values[model]
+        return result
+
+
+def _mean_rescorers():
+    from hm3.report.intervals import MeanItems
+
+    return {t: (lambda v: MeanItems(np.asarray(v["acc,none"]))) for t in ("a", "b")}
+
+
+def test_the_held_out_fronts_get_a_paired_bootstrap_over_their_items():
+    search, held_out, values = _fronts_split()
+    confirm = MetricShares(_ItemScorer(held_out, values), None, "base", {"a": "a", "b": "b"})
+    report = confirm_fronts(search, confirm, lambda label: label, _mean_rescorers(), 200, 0)
+    boot = report["bootstrap"]
+    assert boot["items"] == {"a": 40, "b": 40} and boot["iterations"] == 200
+    intervals = boot["intervals"]
+    assert intervals["hv.merges"]["estimate"] == pytest.approx(report["hv"]["merges"])
+    assert intervals["hv.with_swaps"]["estimate"] == pytest.approx(report["hv"]["with_swaps"])
+    assert intervals["hv_ratio"]["estimate"] == pytest.approx(0.29 / 0.2, abs=1e-3)
+    assert intervals["balanced.merges"]["estimate"] == pytest.approx(0.2)
+    assert intervals["delta_balanced"]["estimate"] == pytest.approx(0.3)
+    for interval in intervals.values():
+        assert interval["low"] <= interval["estimate"] <= interval["high"]
+    # the swap is right wherever the merges' weaker sides are, on any draw: paired, the
+    # difference stays above 0 though each hypervolume moves with the draw
+    assert intervals["delta_hv"]["low"] > 0 and intervals["delta_balanced"]["low"] > 0
+    assert intervals["hv.merges"]["low"] < intervals["hv.merges"]["high"]
+    again = confirm_fronts(
+        search,
+        MetricShares(_ItemScorer(held_out, values), None, "base", {"a": "a", "b": "b"}),
+        lambda label: label,
+        _mean_rescorers(),
+        200,
+        0,
+    )
+    assert again["bootstrap"] == boot  # seeded
+
+
+def test_no_bootstrap_without_per_item_values():
+    search, held_out, _ = _fronts_split()
+    confirm = MetricShares(_ItemScorer(held_out, None), None, "base", {"a": "a", "b": "b"})
+    report = confirm_fronts(search, confirm, lambda label: label, _mean_rescorers(), 50, 0)
+    assert report["bootstrap"] == {"skipped": ["base", "expert a", "expert b", "m1", "m2", "s1"]}
+    assert report["hv_ratio"] == pytest.approx(1.45)
