@@ -60,7 +60,8 @@ checks. `--confirm SPLIT` then chooses on the metrics' split and reports on SPLI
 fronts of the merges alone and of the merges with the swaps, scored there, and the ratio
 of their hypervolumes (hm3-path against hm3-param, in miniature), with a paired
 bootstrap interval over SPLIT's items (`--bootstrap` draws, seeded by `--seed`) for the
-two hypervolumes, their difference and ratio, and each front's most balanced lowest share.
+two hypervolumes, their difference and ratio, each front's most balanced lowest share
+and its mean g over the default's ten preferences.
 
 `--blocks-only` scores the three blocks and not every layer: on a deep real model (30
 layers of SmolLM2-135M) each proxy evaluation takes seconds, and the blocks are what
@@ -527,12 +528,14 @@ def bootstrap_fronts(confirm: MetricShares, fronts: dict, rescorers, iterations,
     """Paired bootstrap over ``confirm``'s items (hm3.report.bootstrap): each draw
     rescores the base, the experts and every front member on the same items, turns the
     scores into shares of that draw's expert gains, and recomputes each front's
-    hypervolume and its most balanced member's lowest share (g at the equal preference,
-    in shares). The fronts stay as the other split chose them: the interval is the
-    held-out items' noise, not the selection's."""
+    hypervolume, its most balanced member's lowest share, and its mean g: over the
+    default config's ten reporting preferences λ, the best member's Tchebycheff gap
+    max_k λ_k (1 - share_k) (the ideal is every expert's own gain; lower is better).
+    The fronts stay as the other split chose them: the interval is the held-out items'
+    noise, not the selection's."""
     # lazy: hm3 after the arguments are checked
     from hm3.report.bootstrap import paired_intervals
-    from hm3.upper.moo import hypervolume
+    from hm3.upper.moo import hypervolume, reporting_weights
 
     names = confirm.names
     members = list(dict.fromkeys(fronts["merges"] + fronts["with_swaps"]))
@@ -546,6 +549,7 @@ def bootstrap_fronts(confirm: MetricShares, fronts: dict, rescorers, iterations,
     }
     sizes = {t: len(next(iter(confirm.item_values[BASE][t].values()))) for t in names}
     origin = np.zeros(len(names))
+    preferences = reporting_weights(len(names), partitions=3, shrink=0.25)
 
     def statistics(draw) -> dict:
         base = {t: fast[BASE][t].score(draw[t]) for t in names}
@@ -561,9 +565,12 @@ def bootstrap_fronts(confirm: MetricShares, fronts: dict, rescorers, iterations,
             points = np.array([shares[label] for label in front])
             out[f"hv.{kind}"] = hypervolume(points, origin)
             out[f"balanced.{kind}"] = float(points.min(axis=1).max())
+            gaps = preferences[:, None, :] * (1.0 - points[None, :, :])  # λ x member x task
+            out[f"mean_g.{kind}"] = float(gaps.max(axis=2).min(axis=1).mean())
         out["delta_hv"] = out["hv.with_swaps"] - out["hv.merges"]
         out["hv_ratio"] = out["hv.with_swaps"] / out["hv.merges"] if out["hv.merges"] else np.nan
         out["delta_balanced"] = out["balanced.with_swaps"] - out["balanced.merges"]
+        out["delta_mean_g"] = out["mean_g.with_swaps"] - out["mean_g.merges"]
         return out
 
     intervals = paired_intervals(statistics, sizes, iterations, seed)
