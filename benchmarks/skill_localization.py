@@ -61,7 +61,7 @@ fronts of the merges alone and of the merges with the swaps, scored there, and t
 of their hypervolumes (hm3-path against hm3-param, in miniature), with a paired
 bootstrap interval over SPLIT's items (`--bootstrap` draws, seeded by `--seed`) for the
 two hypervolumes, their difference and ratio, each front's most balanced lowest share
-and its mean g over the default's ten preferences.
+and its mean g over the default config's reporting preferences.
 
 `--blocks-only` scores the three blocks and not every layer: on a deep real model (30
 layers of SmolLM2-135M) each proxy evaluation takes seconds, and the blocks are what
@@ -529,7 +529,8 @@ def bootstrap_fronts(confirm: MetricShares, fronts: dict, rescorers, iterations,
     rescores the base, the experts and every front member on the same items, turns the
     scores into shares of that draw's expert gains, and recomputes each front's
     hypervolume, its most balanced member's lowest share, and its mean g: over the
-    default config's ten reporting preferences λ, the best member's Tchebycheff gap
+    default config's reporting preferences λ (Das-Dennis, 3 partitions, shrink 0.25: ten
+    for three tasks), the best member's Tchebycheff gap
     max_k λ_k (1 - share_k) (the ideal is every expert's own gain; lower is better).
     The fronts stay as the other split chose them: the interval is the held-out items'
     noise, not the selection's."""
