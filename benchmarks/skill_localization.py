@@ -536,7 +536,7 @@ def bootstrap_fronts(confirm: MetricShares, fronts: dict, rescorers, iterations,
     noise, not the selection's."""
     # lazy: hm3 after the arguments are checked
     from hm3.report.bootstrap import paired_intervals
-    from hm3.upper.moo import hypervolume, reporting_weights
+    from hm3.upper.moo import hypervolume, reporting_weights, tchebycheff
 
     names = confirm.names
     members = list(dict.fromkeys(fronts["merges"] + fronts["with_swaps"]))
@@ -551,6 +551,7 @@ def bootstrap_fronts(confirm: MetricShares, fronts: dict, rescorers, iterations,
     sizes = {t: len(next(iter(confirm.item_values[BASE][t].values()))) for t in names}
     origin = np.zeros(len(names))
     preferences = reporting_weights(len(names), partitions=3, shrink=0.25)
+    ideal = np.ones(len(names))  # every expert's own gain
 
     def statistics(draw) -> dict:
         base = {t: fast[BASE][t].score(draw[t]) for t in names}
@@ -566,8 +567,8 @@ def bootstrap_fronts(confirm: MetricShares, fronts: dict, rescorers, iterations,
             points = np.array([shares[label] for label in front])
             out[f"hv.{kind}"] = hypervolume(points, origin)
             out[f"balanced.{kind}"] = float(points.min(axis=1).max())
-            gaps = preferences[:, None, :] * (1.0 - points[None, :, :])  # λ x member x task
-            out[f"mean_g.{kind}"] = float(gaps.max(axis=2).min(axis=1).mean())
+            g = tchebycheff(points[None, :, :], preferences[:, None, :], ideal)  # λ x member
+            out[f"mean_g.{kind}"] = float(g.min(axis=1).mean())
         out["delta_hv"] = out["hv.with_swaps"] - out["hv.merges"]
         out["hv_ratio"] = out["hv.with_swaps"] / out["hv.merges"] if out["hv.merges"] else np.nan
         out["delta_balanced"] = out["balanced.with_swaps"] - out["balanced.merges"]

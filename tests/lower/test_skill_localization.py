@@ -418,6 +418,10 @@ class _ItemScorer:
         return result
 
 
+def _confirm(held_out: dict, values: dict | None) -> MetricShares:
+    return MetricShares(_ItemScorer(held_out, values), None, "base", {"a": "a", "b": "b"})
+
+
 def _mean_rescorers():
     from hm3.report.intervals import MeanItems
 
@@ -426,8 +430,9 @@ def _mean_rescorers():
 
 def test_the_held_out_fronts_get_a_paired_bootstrap_over_their_items():
     search, held_out, values = _fronts_split()
-    confirm = MetricShares(_ItemScorer(held_out, values), None, "base", {"a": "a", "b": "b"})
-    report = confirm_fronts(search, confirm, lambda label: label, _mean_rescorers(), 200, 0)
+    report = confirm_fronts(
+        search, _confirm(held_out, values), lambda label: label, _mean_rescorers(), 200, 0
+    )
     boot = report["bootstrap"]
     assert boot["items"] == {"a": 40, "b": 40} and boot["iterations"] == 200
     intervals = boot["intervals"]
@@ -445,19 +450,15 @@ def test_the_held_out_fronts_get_a_paired_bootstrap_over_their_items():
     assert intervals["delta_hv"]["low"] > 0 and intervals["delta_balanced"]["low"] > 0
     assert intervals["hv.merges"]["low"] < intervals["hv.merges"]["high"]
     again = confirm_fronts(
-        search,
-        MetricShares(_ItemScorer(held_out, values), None, "base", {"a": "a", "b": "b"}),
-        lambda label: label,
-        _mean_rescorers(),
-        200,
-        0,
+        search, _confirm(held_out, values), lambda label: label, _mean_rescorers(), 200, 0
     )
     assert again["bootstrap"] == boot  # seeded
 
 
 def test_no_bootstrap_without_per_item_values():
     search, held_out, _ = _fronts_split()
-    confirm = MetricShares(_ItemScorer(held_out, None), None, "base", {"a": "a", "b": "b"})
-    report = confirm_fronts(search, confirm, lambda label: label, _mean_rescorers(), 50, 0)
+    report = confirm_fronts(
+        search, _confirm(held_out, None), lambda label: label, _mean_rescorers(), 50, 0
+    )
     assert report["bootstrap"] == {"skipped": ["base", "expert a", "expert b", "m1", "m2", "s1"]}
     assert report["hv_ratio"] == pytest.approx(1.6125)
