@@ -62,7 +62,7 @@ def test_nearest_searched_preference_stands_in_for_m(tmp_path):
     assert "note" in nearest_searched(tmp_path / "elsewhere", TASKS, np.array([1.0, 0, 0]))
 
 
-def test_an_old_free_policy_still_loads_and_an_aligned_one_round_trips(tmp_path):
+def test_an_old_free_policy_still_loads_and_aligned_and_block_ones_round_trip(tmp_path):
     """Policies saved before `rl.agent.actions` existed are free-space policies."""
     free = PathAgent([3, 3], n_tasks=3, settings=RLSettings(actions="free", t_max=4, seed=1))
     save_policy(free, tmp_path / "old", names=["math", "M"], tasks=TASKS, meta={})
@@ -78,6 +78,11 @@ def test_an_old_free_policy_still_loads_and_an_aligned_one_round_trips(tmp_path)
     assert loaded.space.kind == "aligned"
     w = [0.2, 0.3, 0.5]
     assert loaded.rollout(w, greedy=True).actions == aligned.rollout(w, greedy=True).actions
+    blocks = PathAgent([3, 3], n_tasks=3, settings=RLSettings(actions="blocks", blocks=2, seed=1))
+    save_policy(blocks, tmp_path / "blocks", names=["math", "M"], tasks=TASKS, meta={})
+    loaded, _ = load_policy(tmp_path / "blocks")
+    assert loaded.space.kind == "blocks" and loaded.space.bounds == [(0, 2), (2, 3)]
+    assert loaded.rollout(w, greedy=True).actions == blocks.rollout(w, greedy=True).actions
 
 
 def test_greedy_diversity_counts_distinct_answers_over_unseen_preferences():

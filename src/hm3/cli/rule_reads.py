@@ -101,8 +101,8 @@ METHOD_READS = {
         "rl.agent.t_max",
     ),
     "hm3-no-param": PATH_SEARCH,
-    # rl.agent.actions and t_max: random paths of HM3's own action space
-    "random-paths": (*CANDIDATES, "rl.agent.actions", "rl.agent.t_max"),
+    # rl.agent.actions, t_max and blocks: random paths of HM3's own action space
+    "random-paths": (*CANDIDATES, "rl.agent.actions", "rl.agent.t_max", "rl.agent.blocks"),
 }
 RULE_READS.update({registry.BY_NAME[name].rule: reads for name, reads in METHOD_READS.items()})
 

@@ -16,7 +16,8 @@ from hm3.core.io import atomic_file, write_json
 from hm3.core.seeds import derive_seed
 from hm3.lower.inference_path import as_path, parse_path
 from hm3.lower.pool import CandidateLog, PoolFactory
-from hm3.lower.settings import path_actions, path_length_limit
+from hm3.lower.rl import block_bounds
+from hm3.lower.settings import path_actions, path_blocks, path_length_limit
 from hm3.upper.moo import check_weights
 from hm3.upper.preferences import scalarizer
 from hm3.upper.settings import augmentation
@@ -41,7 +42,11 @@ def rule_job(
     )
 
 
-def free_paths(depths: Sequence[int], t_max: int):
+# Each sampler takes (depths, t_max, blocks), reads what its space uses, and returns
+# (draw(rng) -> path, how many paths the space holds).
+
+
+def free_paths(depths: Sequence[int], t_max: int, blocks: int):
     """Uniform paths of the free space: a length 1..T_max, then any (model, layer) per
     position; and how many such paths exist."""
     steps = [(m, layer) for m, depth in enumerate(depths) for layer in range(depth)]
@@ -53,7 +58,7 @@ def free_paths(depths: Sequence[int], t_max: int):
     return draw, sum(len(steps) ** length for length in range(1, t_max + 1))
 
 
-def aligned_paths(depths: Sequence[int], t_max: int):
+def aligned_paths(depths: Sequence[int], t_max: int, blocks: int):
     """Uniform paths of the aligned space: per depth, one pool model's layer or a skip
     (never every depth skipped); and how many such paths exist."""
     models, depth = len(depths), min(depths)
@@ -68,7 +73,23 @@ def aligned_paths(depths: Sequence[int], t_max: int):
     return draw, (models + 1) ** depth - 1
 
 
-PATH_SAMPLERS = {"free": free_paths, "aligned": aligned_paths}
+def block_paths(depths: Sequence[int], t_max: int, blocks: int):
+    """Uniform paths of the block space: per block of depths, one pool model's block;
+    and how many such paths exist."""
+    models, bounds = len(depths), block_bounds(min(depths), blocks)
+
+    def draw(rng):
+        choices = rng.integers(models, size=len(bounds))
+        return [
+            (int(m), layer)
+            for m, (start, end) in zip(choices, bounds)
+            for layer in range(start, end)
+        ]
+
+    return draw, models ** len(bounds)
+
+
+PATH_SAMPLERS = {"free": free_paths, "aligned": aligned_paths, "blocks": block_paths}
 
 
 def random_paths(
@@ -100,7 +121,7 @@ def random_paths(
             scalarizer(ideal, augmentation(config)),
             plain,
         )
-        draw, possible = PATH_SAMPLERS[actions](pool.depths, t_max)
+        draw, possible = PATH_SAMPLERS[actions](pool.depths, t_max, path_blocks(config))
         seen = set()
         while len(seen) < min(budget, possible):
             path = as_path(draw(rng))

@@ -3,7 +3,8 @@
 The MDP (docs/method.md §5.2): the state is the path so far plus λ; an
 action appends a (model, layer) step of the pool or stops (`ActionSpace`, the paper's),
 or, position-aligned, picks which model's layer runs at the next depth or skips it
-(`AlignedActionSpace`, the default); an episode ends on stop or
+(`AlignedActionSpace`, the default), or which model's block of depths runs next
+(`BlockActionSpace`); an episode ends on stop or
 at T_max; its reward R = Σ_k λ_k f_k − β·T is spread evenly over its decisions.
 
 Policy discretisation (Wolpertinger). The actor emits a continuous proto-action µ(s)
@@ -72,6 +73,10 @@ class ActionSpace:
     def is_step(self, action: int) -> bool:
         """Whether an action adds a layer to the path (not STOP, not a skip)."""
         return action < len(self.steps)
+
+    def path(self, actions: Sequence[int]) -> list[tuple[int, int]]:
+        """The (model, layer) steps that ``actions`` build."""
+        return [self.steps[a] for a in actions if self.is_step(a)]
 
     def mask(self, prefix: Sequence[int]) -> torch.Tensor:
         """Valid actions after the actions ``prefix``: no STOP on an empty path; only
@@ -149,10 +154,97 @@ class AlignedActionSpace(ActionSpace):
         return [at_depth.get(depth, self.skip) for depth in range(self.t_max)] + [self.stop]
 
 
-ACTION_SPACES = {space.kind: space for space in (ActionSpace, AlignedActionSpace)}
+def block_bounds(depth: int, blocks: int) -> list[tuple[int, int]]:
+    """``blocks`` contiguous [start, end) ranges of near-equal size covering ``depth``
+    layers (the longer ones first): 30 layers in 4 blocks are 8, 8, 7, 7."""
+    if not 1 <= blocks <= depth:
+        raise HM3Error(
+            f"rl.agent.blocks must be between 1 and the models' depth {depth}, not {blocks}"
+        )
+    sizes = [depth // blocks + (b < depth % blocks) for b in range(blocks)]
+    starts = np.cumsum([0, *sizes])
+    return [(int(starts[b]), int(starts[b + 1])) for b in range(blocks)]
+
+
+class BlockActionSpace(ActionSpace):
+    """Block-aligned actions: decision b chooses which pool model's block b (a
+    contiguous range of depths, `block_bounds`) runs in place of that block; the
+    episode ends after the last block.
+
+    Why a coarser grain than the paper's layer: fine-tunes of a pretrained LLM keep
+    each skill in a contiguous range of layers (Bandarkar et al., layer swapping:
+    math in the middle, a language's output in the last layers), and on SmolLM2 the
+    room beyond the merge's weights is in whole quarters swapped into M_λ
+    (docs/results.md, "By the tasks' own metrics"). A layer-level search reaches such a
+    swap only after as many coordinated decisions as the block has layers; here it is
+    one. Every path keeps the depths' order (as `aligned`) and has every depth: a
+    skipped block would be a pruned model, not a recombination, so there is no skip.
+    """
+
+    kind = "blocks"
+
+    def __init__(self, depths: Sequence[int], t_max: int, blocks: int):
+        if len(set(depths)) != 1:
+            raise HM3Error(
+                f"rl.agent.actions: blocks needs models of one depth, not {list(depths)}"
+            )
+        self.depths = list(depths)
+        self.bounds = block_bounds(self.depths[0], blocks)
+        self.t_max = blocks  # one decision per block: t_max does not apply
+        # each action is named by its block's first (model, layer): the embedding's
+        # relative depth and the state encoder's layer ids then mean what they mean
+        # for single layers
+        self.steps = [(m, start) for m in range(len(self.depths)) for start, _ in self.bounds]
+        self.stop = len(self.steps)
+        self.size = self.stop + 1
+        self.embeddings = self._embedding_table(flags=1)
+        self.model_ids = torch.tensor([m for m, _ in self.steps] + [len(self.depths)])
+        self.layer_ids = torch.tensor([layer for _, layer in self.steps] + [0])
+        self.token_ids = len(self.depths) + 2
+        self._block_of_start = {start: b for b, (start, _) in enumerate(self.bounds)}
+
+    def mask(self, prefix: Sequence[int]) -> torch.Tensor:
+        """At the next block: that block of any model; STOP after the last block."""
+        valid = torch.zeros(self.size, dtype=torch.bool)
+        if len(prefix) >= self.t_max:
+            valid[self.stop] = True
+            return valid
+        start = self.bounds[len(prefix)][0]
+        for index, (_, first) in enumerate(self.steps):
+            valid[index] = first == start
+        return valid
+
+    def path(self, actions: Sequence[int]) -> list[tuple[int, int]]:
+        steps = []
+        for a in actions:
+            if self.is_step(a):
+                model, start = self.steps[a]
+                end = self.bounds[self._block_of_start[start]][1]
+                steps.extend((model, layer) for layer in range(start, end))
+        return steps
+
+    def encode(self, path: Sequence[tuple[int, int]]) -> list[int]:
+        """A path that runs every block whole, in order, each from one model, as one
+        action per block, STOP included; any other path is not in this space."""
+        path = [tuple(step) for step in path]
+        actions = []
+        for start, end in self.bounds:
+            block = path[start:end]
+            models = {model for model, _ in block}
+            if [layer for _, layer in block] != list(range(start, end)) or len(models) != 1:
+                raise HM3Error(f"path {path} is not in the block action space {self.bounds}")
+            actions.append(self.steps.index((models.pop(), start)))
+        if len(path) != self.bounds[-1][1]:
+            raise HM3Error(f"path {path} is not in the block action space {self.bounds}")
+        return actions + [self.stop]
+
+
+ACTION_SPACES = {space.kind: space for space in (ActionSpace, AlignedActionSpace, BlockActionSpace)}
 
 
 def action_space(depths: Sequence[int], settings: RLSettings) -> ActionSpace:
+    if settings.actions == BlockActionSpace.kind:
+        return BlockActionSpace(depths, settings.t_max, settings.blocks)
     return ACTION_SPACES[settings.actions](depths, settings.t_max)
 
 
@@ -305,7 +397,7 @@ class Episode:
     scores: dict = field(default_factory=dict)
 
     def path(self, space: ActionSpace) -> list[tuple[int, int]]:
-        return [space.steps[a] for a in self.actions if space.is_step(a)]
+        return space.path(self.actions)
 
 
 class PathAgent:

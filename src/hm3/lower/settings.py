@@ -18,7 +18,8 @@ from hm3.upper.settings import augmentation
 
 DEFAULT_T_MAX = 8
 DEFAULT_ACTIONS = "aligned"
-ACTION_KINDS = ("aligned", "free")
+ACTION_KINDS = ("aligned", "free", "blocks")
+DEFAULT_BLOCKS = 4
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,11 @@ class RLSettings:
     """Every hyper-parameter of the lower level (config section `rl`)."""
 
     # aligned: at depth t, layer t of any pool model or a skip (every path runs);
-    # free: the paper's any-layer-anywhere steps up to t_max (hm3.lower.rl)
+    # free: the paper's any-layer-anywhere steps up to t_max; blocks: per contiguous
+    # block of depths, which pool model's block runs (hm3.lower.rl)
     actions: str = DEFAULT_ACTIONS
     t_max: int = DEFAULT_T_MAX
+    blocks: int = DEFAULT_BLOCKS  # of the `blocks` actions
     length_penalty: float = 0.01  # β
     embed_dim: int = 32
     hidden_dim: int = 64
@@ -57,6 +60,8 @@ class RLSettings:
             )
         if self.t_max < 1:
             raise ConfigError(f"rl.t_max must be >= 1, got {self.t_max}")
+        if self.blocks < 1:
+            raise ConfigError(f"rl.agent.blocks must be >= 1, got {self.blocks}")
         if self.neighbours < 1:
             raise ConfigError(f"rl.neighbours must be >= 1, got {self.neighbours}")
         if not 0 <= self.epsilon < 1:
@@ -198,6 +203,12 @@ def path_actions(config: Mapping) -> str:
     samples paths samples the same space)."""
     agent = config.get("rl", {}).get("agent") or {}
     return str(agent.get("actions", DEFAULT_ACTIONS))
+
+
+def path_blocks(config: Mapping) -> int:
+    """`rl.agent.blocks` alone: the blocks of the `blocks` action space."""
+    agent = config.get("rl", {}).get("agent") or {}
+    return int(agent.get("blocks", DEFAULT_BLOCKS))
 
 
 def path_length_limit(config: Mapping) -> int:
