@@ -47,6 +47,20 @@ def test_family_configs_are_valid_over_the_default(default_config, family):
     assert config["rl"]["agent"]["t_max"] >= depth  # the identity path must fit
 
 
+def test_the_smollm2_overlays_are_valid_over_their_suite(default_config):
+    """The 240-step build and the levels' overlay of docs/results.md, in their order."""
+    from snakemake.utils import update_config
+
+    config = copy.deepcopy(default_config)
+    for name in ("smollm2-135m", "smollm2-135m-240-steps", "smollm2-135m-levels"):
+        update_config(
+            config, yaml.safe_load((REPO / "config" / "suites" / f"{name}.yaml").read_text())
+        )
+    validate_config(config, SCHEMA)
+    assert config["rl"]["agent"]["actions"] == "blocks"
+    assert config["tiny"]["expert_training"]["steps"] == 240
+
+
 @pytest.mark.parametrize(
     "path, value, named",
     [
