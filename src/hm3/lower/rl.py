@@ -174,8 +174,9 @@ class BlockActionSpace(ActionSpace):
     Why a coarser grain than the paper's layer: fine-tunes of a pretrained LLM keep
     each skill in a contiguous range of layers (Bandarkar et al., layer swapping:
     math in the middle, a language's output in the last layers), and on SmolLM2 the
-    room beyond the merge's weights is in whole quarters swapped into M_λ
-    (docs/results.md, "By the tasks' own metrics"). A layer-level search reaches such a
+    swaps that reached past a grid of the merge's weights were whole quarters of an
+    expert swapped into M_λ (docs/results.md, "By the tasks' own metrics"). A
+    layer-level search reaches such a
     swap only after as many coordinated decisions as the block has layers; here it is
     one. Every path keeps the depths' order (as `aligned`) and has every depth: a
     skipped block would be a pruned model, not a recombination, so there is no skip.
