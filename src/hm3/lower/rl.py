@@ -49,13 +49,17 @@ class ActionSpace:
 
     def __init__(self, depths: Sequence[int], t_max: int):
         self.depths, self.t_max = list(depths), t_max
-        self.steps = [(m, layer) for m, depth in enumerate(self.depths) for layer in range(depth)]
+        self.steps = self._steps()
         self.stop = len(self.steps)
         self.size = self.stop + 1
         self.embeddings = self._embedding_table(flags=1)
         self.model_ids = torch.tensor([m for m, _ in self.steps] + [len(self.depths)])  # STOP
         self.layer_ids = torch.tensor([layer for _, layer in self.steps] + [0])
         self.token_ids = len(self.depths) + 2  # models, STOP, the start token
+
+    def _steps(self) -> list[tuple[int, int]]:
+        """The (model, layer) each step action names, model after model."""
+        return [(m, layer) for m, depth in enumerate(self.depths) for layer in range(depth)]
 
     def _embedding_table(self, flags: int) -> torch.Tensor:
         """Rows for the steps, then one flag column per non-step action (STOP last)."""
@@ -118,7 +122,7 @@ class AlignedActionSpace(ActionSpace):
             )
         self.depths = list(depths)
         self.t_max = self.depths[0]  # one decision per depth: t_max does not apply
-        self.steps = [(m, layer) for m, depth in enumerate(self.depths) for layer in range(depth)]
+        self.steps = self._steps()
         self.skip, self.stop = len(self.steps), len(self.steps) + 1
         self.size = self.stop + 1
         table = self._embedding_table(flags=2)
@@ -189,20 +193,14 @@ class BlockActionSpace(ActionSpace):
             raise HM3Error(
                 f"rl.agent.actions: blocks needs models of one depth, not {list(depths)}"
             )
-        self.depths = list(depths)
-        self.bounds = block_bounds(self.depths[0], blocks)
-        self.t_max = blocks  # one decision per block: t_max does not apply
-        # each action is named by its block's first (model, layer): the embedding's
-        # relative depth and the state encoder's layer ids then mean what they mean
-        # for single layers
-        self.steps = [(m, start) for m in range(len(self.depths)) for start, _ in self.bounds]
-        self.stop = len(self.steps)
-        self.size = self.stop + 1
-        self.embeddings = self._embedding_table(flags=1)
-        self.model_ids = torch.tensor([m for m, _ in self.steps] + [len(self.depths)])
-        self.layer_ids = torch.tensor([layer for _, layer in self.steps] + [0])
-        self.token_ids = len(self.depths) + 2
-        self._block_of_start = {start: b for b, (start, _) in enumerate(self.bounds)}
+        self.bounds = block_bounds(depths[0], blocks)
+        super().__init__(depths, t_max=blocks)  # one decision per block: t_max does not apply
+
+    def _steps(self) -> list[tuple[int, int]]:
+        """Each action named by its block's first (model, layer): the embedding's
+        relative depth and the state encoder's layer ids then mean what they mean for
+        single layers."""
+        return [(m, start) for m in range(len(self.depths)) for start, _ in self.bounds]
 
     def mask(self, prefix: Sequence[int]) -> torch.Tensor:
         """At the next block: that block of any model; STOP after the last block."""
@@ -219,8 +217,8 @@ class BlockActionSpace(ActionSpace):
         steps = []
         for a in actions:
             if self.is_step(a):
-                model, start = self.steps[a]
-                end = self.bounds[self._block_of_start[start]][1]
+                model = self.steps[a][0]
+                start, end = self.bounds[a % len(self.bounds)]  # steps: model after model
                 steps.extend((model, layer) for layer in range(start, end))
         return steps
 
