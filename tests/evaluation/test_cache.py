@@ -51,6 +51,23 @@ def test_item_values_are_kept_and_fill_a_row_without_them(tmp_path):
         assert cache.get(*KEY)["item_values"] == values  # a row's values never change
 
 
+def test_a_raced_out_candidates_values_are_kept_apart_and_only_grow(tmp_path):
+    """Partial values (a stopped race's) live in their own table: no score is served
+    from them, positions come back as integers, and a longer row replaces a shorter one,
+    never the reverse (two jobs stopping the same candidate at different rungs)."""
+    short = {"exact_match,none": {3: 1.0, 0: 0.0}, "chrf,none": {3: ["r", "h"], 0: ["a", "b"]}}
+    longer = {key: {**values, 5: values[3]} for key, values in short.items()}
+    with EvaluationCache(tmp_path / "c.sqlite") as cache:
+        assert cache.get_partial(*KEY) is None
+        cache.put_partial(*KEY, item_values=short, seconds=2.0)
+        assert cache.get_partial(*KEY) == short and cache.get(*KEY) is None
+        cache.put_partial(*KEY, item_values=longer, seconds=3.0)
+        cache.put_partial(*KEY, item_values=short, seconds=1.0)
+        assert cache.get_partial(*KEY) == longer and len(cache) == 0
+    with EvaluationCache(tmp_path / "c.sqlite") as again:
+        assert again.get_partial(*KEY) == longer
+
+
 def test_a_cache_file_from_before_item_values_gains_the_column(tmp_path):
     path = tmp_path / "old.sqlite"
     old_schema = "CREATE TABLE evaluations (key TEXT PRIMARY KEY, candidate TEXT NOT NULL, task TEXT NOT NULL, split TEXT NOT NULL, lm_eval_version TEXT NOT NULL, seed INTEGER NOT NULL, context TEXT NOT NULL, score REAL NOT NULL, metrics TEXT NOT NULL, seconds REAL NOT NULL, created REAL NOT NULL)"

@@ -360,6 +360,53 @@ def test_a_cached_candidate_races_as_an_unscored_one(family, tmp_path):
     assert live["scores"] == replayed["scores"] and live["metrics"] == replayed["metrics"]
 
 
+def test_a_stopped_race_resumes_from_its_cached_items(family, tmp_path):
+    """A raced-out candidate keeps the values of the items it was scored on: met again
+    under the same rule it stops at the same rung with nothing generated and no model
+    built; under a rule that lets it through it generates only the items past them, and
+    its full scores are the unraced ones."""
+    import yaml
+    from _paths import REPO
+
+    from hm3.evaluation.cache import EvaluationCache
+    from hm3.evaluation.racing import RacingSettings, StopRule
+    from hm3.evaluation.scorer import CachedEvaluator
+
+    data_dir, model, tokenizer = family
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    scorer = Scorer(task_specs(config["tasks"]), "test", data_dir, batch_size=8)
+    settings = RacingSettings(enabled=True, rungs=(0.25, 0.5), seed=3, paired=False)
+    hopeless = StopRule(lambda scores: -sum(scores.values()), incumbent=-3.0)
+    builds = []
+
+    def build():
+        builds.append(1)
+        return model
+
+    with EvaluationCache(tmp_path / "cache.sqlite") as cache:
+
+        def evaluator():  # a new process: a rerun at a larger budget, a resumed job
+            return CachedEvaluator(scorer, tokenizer, cache, "ctx", seed=1, racing=settings)
+
+        first = evaluator()
+        stopped = first.evaluate("model", build, hopeless)
+        again = evaluator()
+        replayed = again.evaluate("model", build, hopeless)
+        assert (len(builds), again.evaluations, again.items) == (1, 0, 0)
+        assert replayed["cached"] and replayed["seconds"] == 0.0
+        assert replayed["fidelity"] == stopped["fidelity"] == pytest.approx(3 / 11)
+        assert replayed["scores"] == stopped["scores"]
+        assert replayed["metrics"] == stopped["metrics"]
+
+        through = evaluator()
+        full = through.evaluate("model", build, StopRule(lambda s: 0.0, incumbent=1.0))
+        assert (len(builds), through.evaluations, through.items) == (2, 1, 33 - 9)
+        assert full["fidelity"] == 1.0 and not full["cached"]
+        assert full["scores"] == scorer.score(model, tokenizer)["scores"]
+        # complete now: served from the full row from here on
+        assert evaluator().evaluate("model", build)["cached"]
+
+
 def test_paired_racing_estimates_from_a_fully_scored_reference(family, tmp_path):
     """With `paired`, the partial scores are a fully scored candidate's full scores plus
     the difference on the shared items: a candidate that writes the same completions as

@@ -160,3 +160,22 @@ def test_masks_computed_per_candidate_equal_cached_masks(family, merger, method)
     uncached.apply(recipe)
     assert torch.equal(merger.output, uncached.output)
     assert not uncached._ranks and not uncached._noise and not uncached._della
+
+
+def test_the_uniforms_of_one_seed_are_kept(family):
+    """DARE's seeded uniforms are cached for the seed in use only: a new seed replaces
+    them (a baseline merges each λ once with its own seed), and a seed met again gives
+    the same merge as before."""
+    base, experts = family
+    merger = InMemoryMerger.from_pretrained(base, experts, cache_masks=True)
+    recipes = [
+        merger.recipe("dare_ties", [{"weight": 0.5, "density": 0.4}] * 3, seed=s) for s in (1, 2)
+    ]
+    merger.apply(recipes[0])
+    first = merger.output.detach().clone()
+    one_seed = merger.memory_bytes()["caches"]
+    merger.apply(recipes[1])
+    assert {seed for seed, _ in merger._noise} == {2}
+    assert merger.memory_bytes()["caches"] == one_seed
+    merger.apply(recipes[0])
+    assert torch.equal(merger.output, first)

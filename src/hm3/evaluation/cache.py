@@ -11,6 +11,12 @@ A row may also hold the task's per-item metric values (``item_values``): a raced
 replays its rungs from them (hm3.evaluation.scorer.CachedEvaluator), so whether it
 stops a candidate early does not depend on which job scored that candidate first.
 
+A candidate that racing stopped early has no score, only the per-item values of the
+items it was scored on (a prefix of the seeded item order): those go to a second table,
+``partial_evaluations``, under the same key. A later race of the same candidate (a
+rerun at a larger budget, a resumed job, a search that meets it again) takes them
+instead of generating those items again, and scores only the items past them.
+
 SQLite's locking needs a file system with working POSIX locks: on a cluster, point
 `evaluation.cache` at node-local or a lock-capable shared file system (not NFSv3).
 """
@@ -42,6 +48,19 @@ CREATE TABLE IF NOT EXISTS evaluations (
 """
 # `item_values` came later: a cache file from before gets the column on open
 ADD_ITEMS = "ALTER TABLE evaluations ADD COLUMN item_values TEXT"
+# `items`: how many items the row holds, so a longer partial replaces a shorter one
+PARTIAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS partial_evaluations (
+    key TEXT PRIMARY KEY,
+    candidate TEXT NOT NULL,
+    task TEXT NOT NULL,
+    split TEXT NOT NULL,
+    items INTEGER NOT NULL,
+    item_values TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    created REAL NOT NULL
+)
+"""
 
 
 def entry_key(
@@ -61,6 +80,7 @@ class EvaluationCache:
         self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
         self._db.execute(SCHEMA)
+        self._db.execute(PARTIAL_SCHEMA)
         self._add_item_values_column()
         self.hits = self.misses = 0
 
@@ -115,27 +135,80 @@ class EvaluationCache:
         key = entry_key(candidate, task, split, lm_eval_version, seed, context)
         # on a conflict two jobs scored the same candidate at once: the first row stays
         # (both computed the same deterministic value), gaining item values if it had none
+        self._write(
+            "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET item_values = excluded.item_values "
+            "WHERE evaluations.item_values IS NULL",
+            (
+                key,
+                candidate,
+                task,
+                split,
+                lm_eval_version,
+                int(seed),
+                context,
+                float(score),
+                json.dumps(dict(metrics), sort_keys=True),
+                float(seconds),
+                time.time(),
+                None if item_values is None else json.dumps(item_values, sort_keys=True),
+            ),
+        )
+
+    def get_partial(
+        self, candidate: str, task: str, split: str, lm_eval_version: str, seed: int, context: str
+    ) -> dict | None:
+        """A raced-out candidate's per-item values on one task, {"metric,filter":
+        {position: value}} (JSON types), or None where none were kept."""
+        row = self._db.execute(
+            "SELECT item_values FROM partial_evaluations WHERE key = ?",
+            (entry_key(candidate, task, split, lm_eval_version, seed, context),),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            key: {int(p): v for p, v in by_position.items()}
+            for key, by_position in json.loads(row[0]).items()
+        }
+
+    def put_partial(
+        self,
+        candidate: str,
+        task: str,
+        split: str,
+        lm_eval_version: str,
+        seed: int,
+        context: str,
+        item_values: Mapping,
+        seconds: float,
+    ) -> None:
+        """Keep a raced-out candidate's per-item values on one task ({"metric,filter":
+        {position: value}}, JSON-able); a row already holding as many items stays."""
+        key = entry_key(candidate, task, split, lm_eval_version, seed, context)
+        items = max((len(v) for v in item_values.values()), default=0)
+        payload = {k: {str(p): v for p, v in by.items()} for k, by in item_values.items()}
+        self._write(
+            "INSERT INTO partial_evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET items = excluded.items, "
+            "item_values = excluded.item_values, seconds = excluded.seconds, "
+            "created = excluded.created WHERE excluded.items > partial_evaluations.items",
+            (
+                key,
+                candidate,
+                task,
+                split,
+                items,
+                json.dumps(payload, sort_keys=True),
+                float(seconds),
+                time.time(),
+            ),
+        )
+
+    def _write(self, statement: str, parameters: tuple) -> None:
+        """One statement as its own transaction: a killed job never leaves half a row."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute(
-                "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET item_values = excluded.item_values "
-                "WHERE evaluations.item_values IS NULL",
-                (
-                    key,
-                    candidate,
-                    task,
-                    split,
-                    lm_eval_version,
-                    int(seed),
-                    context,
-                    float(score),
-                    json.dumps(dict(metrics), sort_keys=True),
-                    float(seconds),
-                    time.time(),
-                    None if item_values is None else json.dumps(item_values, sort_keys=True),
-                ),
-            )
+            self._db.execute(statement, parameters)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")

@@ -193,18 +193,11 @@ class Scorer:
         """`score` on every task, in rungs of items (hm3.evaluation.racing): after each
         rung but the last, ``stop(partial scores)`` may end it. The result adds
         ``fidelity`` (fraction of the items behind the scores, 1.0 when complete) and
-        ``items`` (items scored); complete, also ``item_values`` (as `score`'s).
+        ``items`` (items scored); complete, also ``item_values`` (as `score`'s); stopped,
+        ``partial_values`` (the scored items' values, JSON-able, for `resume_raced`).
         ``references``: fully scored candidates as `paired_reference` gives them, for
         paired estimates (`racing.paired_estimate`)."""
-        prepared = self._raceable(tokenizer)
-        max_length = model_max_length(model)
-        return self._race(
-            prepared,
-            lambda wanted: prepared.score_items(model, max_length, wanted),
-            stop,
-            settings,
-            references,
-        )
+        return self.resume_raced(lambda: model, tokenizer, {}, stop, settings, references)
 
     def replay_raced(
         self,
@@ -218,22 +211,58 @@ class Scorer:
         objective's ``item_values``, as `score` returns them): the same rungs, partial
         scores and stop decisions, with nothing generated (``items`` 0; ``replayed_items``:
         the items a live evaluation would have scored)."""
+
+        def nothing_to_build():
+            raise AssertionError("a replay from complete item values generated an item")
+
+        return self.resume_raced(
+            nothing_to_build, tokenizer, item_values, stop, settings, references
+        )
+
+    def resume_raced(
+        self,
+        build,
+        tokenizer,
+        known: Mapping,
+        stop,
+        settings: RacingSettings,
+        references: Sequence = (),
+    ) -> dict:
+        """`score_raced` for a candidate some of whose items are known already
+        (``known``: per objective, the ``partial_values`` of an earlier, stopped race or
+        complete ``item_values``, as read back from JSON): those items are taken, not
+        generated, and ``build()`` makes the model only once an item past them is
+        wanted. ``items`` counts the items generated, ``replayed_items`` those taken."""
         prepared = self._raceable(tokenizer)
-        known = {
-            spec.task_for(self.split): _raw_values(item_values[spec.name]) for spec in self.specs
+        have = {
+            spec.task_for(self.split): _raw_values(known.get(spec.name) or {})
+            for spec in self.specs
         }
+        live = {"model": None, "items": 0}
 
-        def look_up(wanted: Mapping) -> dict:
-            return {
-                task: {
-                    key: {p: values[p] for p in positions} for key, values in known[task].items()
+        def values_for(wanted: Mapping) -> dict:
+            out, missing = {}, {}
+            for task, positions in wanted.items():
+                covered = _covered_positions(have[task])
+                out[task] = {
+                    key: {p: values[p] for p in positions if p in covered}
+                    for key, values in have[task].items()
                 }
-                for task, positions in wanted.items()
-            }
+                if any(p not in covered for p in positions):
+                    missing[task] = [p for p in positions if p not in covered]
+            if missing:
+                if live["model"] is None:
+                    live["model"] = build()
+                model = live["model"]
+                scored = prepared.score_items(model, model_max_length(model), missing)
+                for task, values in scored.items():
+                    for key, by_position in values.items():
+                        out[task].setdefault(key, {}).update(by_position)
+                live["items"] += sum(len(v) for v in missing.values())
+            return out
 
-        raced = self._race(prepared, look_up, stop, settings, references)
-        # "items" counts generation; what a live run would have scored is kept apart
-        return {**raced, "items": 0, "replayed_items": raced["items"]}
+        raced = self._race(prepared, values_for, stop, settings, references)
+        return {**raced, "items": live["items"], "replayed_items": raced["items"] - live["items"]}
 
     def replayable(self, item_values: Mapping | None) -> bool:
         """Whether some cached per-item values cover every objective's items on this split."""
@@ -290,6 +319,8 @@ class Scorer:
         result = self._collect(output, time.time() - started, self.specs)
         if fidelity >= 1.0:
             result["item_values"] = self._item_values(prepared, raw, output, self.specs)
+        else:
+            result["partial_values"] = self._partial_values(prepared, raw, output)
         return {**result, "fidelity": fidelity, "items": items}
 
     def sizes(self) -> dict[str, int]:
@@ -411,6 +442,19 @@ class Scorer:
             out[spec.name] = values
         return out
 
+    def _partial_values(self, prepared: PreparedTasks, raw: Mapping, output: Mapping) -> dict:
+        """Per objective, a stopped race's values {"metric,filter": {position: value}},
+        JSON-able; an objective whose values, read back from JSON, do not aggregate to
+        the same metrics is left out (scored again when the race resumes)."""
+        out = {}
+        for spec in self.specs:
+            task = spec.task_for(self.split)
+            values = {f"{m},{f}": dict(by_position) for (m, f), by_position in raw[task].items()}
+            again = prepared.results({task: _raw_values(json.loads(json.dumps(values)))})
+            if again["results"][task] == output["results"][task]:
+                out[spec.name] = values
+        return out
+
     def score_lm(self, lm, tasks: list[str] | None = None) -> dict:
         """Score any lm-eval `LM` (the HF wrapper above, or another backend)."""
         # lazy: lm-eval, only when scoring
@@ -461,16 +505,25 @@ class Scorer:
 
 
 def _raw_values(item_values: Mapping) -> dict:
-    """{"metric,filter": [values]} (JSON) back to {(metric, filter): {position: value}},
-    lists as the tuples lm-eval's corpus metrics (chrF, BLEU) pass per item."""
+    """{"metric,filter": [values] or {position: value}} (JSON) back to {(metric, filter):
+    {position: value}}, lists as the tuples lm-eval's corpus metrics (chrF, BLEU) pass
+    per item."""
 
     def restored(value):
         return tuple(restored(v) for v in value) if isinstance(value, list) else value
 
-    return {
-        tuple(key.split(",", 1)): {p: restored(v) for p, v in enumerate(values)}
-        for key, values in item_values.items()
-    }
+    def positioned(values):
+        pairs = enumerate(values) if isinstance(values, list) else values.items()
+        return {int(p): restored(v) for p, v in pairs}
+
+    return {tuple(key.split(",", 1)): positioned(values) for key, values in item_values.items()}
+
+
+def _covered_positions(raw_task: Mapping) -> set:
+    """Positions that every metric of a task's known values covers (none if no values)."""
+    if not raw_task:
+        return set()
+    return set.intersection(*(set(values) for values in raw_task.values()))
 
 
 def model_max_length(model) -> int:
@@ -587,7 +640,8 @@ class CachedEvaluator:
         the scorer gives them, else None; what a bootstrap over items resamples). With
         racing on and a ``stop`` rule (hm3.evaluation.racing.StopRule), a candidate not
         in the cache is scored in rungs and may stop early: its scores then cover a
-        ``fidelity`` < 1 share of the items and are not cached. A cached
+        ``fidelity`` < 1 share of the items and are not cached as scores (the values of the
+        items it was scored on are, for a later race of it to resume from). A cached
         candidate is raced too, from its cached per-item values: what a search records
         must not depend on whether another job happened to score the candidate first."""
         if stop is not None and self.racing.enabled:
@@ -596,11 +650,8 @@ class CachedEvaluator:
             if known is not None:
                 return self._replay_raced(candidate, known, stop, references)
             return self._evaluate_raced(candidate, build, stop, references)
-        split = self.scorer.split
         found = {
-            spec.name: self.cache.get(
-                candidate, spec.name, split, self.version, self.seed, self.context
-            )
+            spec.name: self.cache.get(*self._cache_key(candidate, spec.name))
             for spec in self.scorer.specs
         }
         # a row from before per-item values were kept is scored again, once, to get them
@@ -625,9 +676,7 @@ class CachedEvaluator:
                     "seconds": seconds / len(missing),
                     "item_values": result.get("item_values", {}).get(name),
                 }
-                self.cache.put(
-                    candidate, name, split, self.version, self.seed, self.context, **entry
-                )
+                self.cache.put(*self._cache_key(candidate, name), **entry)
                 found[name] = entry
             pause_point("evaluate.scored")  # reliability tests kill an evaluation batch here
         scores = {n: e["score"] for n, e in found.items()}
@@ -658,9 +707,7 @@ class CachedEvaluator:
         """Every objective's cached per-item values, or None where any is missing."""
         values = {}
         for spec in self.scorer.specs:
-            entry = self.cache.get(
-                candidate, spec.name, self.scorer.split, self.version, self.seed, self.context
-            )
+            entry = self.cache.get(*self._cache_key(candidate, spec.name))
             values[spec.name] = (entry or {}).get("item_values")
         return values if self.scorer.replayable(values) else None
 
@@ -683,44 +730,66 @@ class CachedEvaluator:
         }
 
     def _evaluate_raced(self, candidate: str, build, stop, references=()) -> dict:
+        """A race not served by complete cached values; the items an earlier, stopped
+        race of this candidate scored are taken from the cache, not generated again."""
         started = time.time()
-        result = self.scorer.score_raced(
-            build(),
+        result = self.scorer.resume_raced(
+            build,
             self.tokenizer,
+            self._cached_partials(candidate),
             lambda partial: stop.decide(partial, self.racing.z),
             self.racing,
             references,
         )
         seconds = time.time() - started
-        self.evaluations += 1
-        self.seconds += seconds
-        self.items += result["items"]
-        complete = result["fidelity"] >= 1.0
-        if complete:  # the same scores an unraced evaluation gives: cached as such
-            for spec in self.scorer.specs:
-                self.cache.put(
-                    candidate,
-                    spec.name,
-                    self.scorer.split,
-                    self.version,
-                    self.seed,
-                    self.context,
-                    score=result["scores"][spec.name],
-                    metrics=result["metrics"][spec.name],
-                    seconds=seconds / len(self.scorer.specs),
-                    item_values=result.get("item_values", {}).get(spec.name),
-                )
-            self._remember(candidate, result["scores"], result.get("item_values"))
-        else:
+        generated = result["items"] > 0
+        if generated:
+            self.evaluations += 1
+            self.seconds += seconds
+            self.items += result["items"]
+        if result["fidelity"] >= 1.0:  # the same scores an unraced evaluation gives
+            self._store_complete(candidate, result, seconds)
+        elif generated:
             self.raced_out += 1
+            self._store_partial(candidate, result, seconds)
         pause_point("evaluate.scored")  # stopped or complete: an evaluation batch was scored
         return {
             "scores": result["scores"],
             "metrics": result["metrics"],
-            "cached": False,
-            "seconds": round(seconds, 3),
+            "cached": not generated,
+            "seconds": round(seconds, 3) if generated else 0.0,
             "fidelity": result["fidelity"],
         }
+
+    def _cache_key(self, candidate: str, objective: str) -> tuple:
+        return (candidate, objective, self.scorer.split, self.version, self.seed, self.context)
+
+    def _cached_partials(self, candidate: str) -> dict:
+        """Per objective, the values a stopped race of the candidate kept, where any."""
+        found = {
+            spec.name: self.cache.get_partial(*self._cache_key(candidate, spec.name))
+            for spec in self.scorer.specs
+        }
+        return {name: values for name, values in found.items() if values}
+
+    def _store_complete(self, candidate: str, result: Mapping, seconds: float) -> None:
+        for spec in self.scorer.specs:
+            self.cache.put(
+                *self._cache_key(candidate, spec.name),
+                score=result["scores"][spec.name],
+                metrics=result["metrics"][spec.name],
+                seconds=seconds / len(self.scorer.specs),
+                item_values=result.get("item_values", {}).get(spec.name),
+            )
+        self._remember(candidate, result["scores"], result.get("item_values"))
+
+    def _store_partial(self, candidate: str, result: Mapping, seconds: float) -> None:
+        for name, values in result.get("partial_values", {}).items():
+            self.cache.put_partial(
+                *self._cache_key(candidate, name),
+                item_values=values,
+                seconds=seconds / len(self.scorer.specs),
+            )
 
 
 def evaluation_context(
