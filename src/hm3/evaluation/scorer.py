@@ -238,9 +238,10 @@ class Scorer:
             spec.task_for(self.split): _raw_values(known.get(spec.name) or {})
             for spec in self.specs
         }
-        live = {"model": None, "items": 0}
+        model, generated = None, 0
 
         def values_for(wanted: Mapping) -> dict:
+            nonlocal model, generated
             out, missing = {}, {}
             for task, positions in wanted.items():
                 covered = _covered_positions(have[task])
@@ -251,18 +252,16 @@ class Scorer:
                 if any(p not in covered for p in positions):
                     missing[task] = [p for p in positions if p not in covered]
             if missing:
-                if live["model"] is None:
-                    live["model"] = build()
-                model = live["model"]
+                model = build() if model is None else model
                 scored = prepared.score_items(model, model_max_length(model), missing)
                 for task, values in scored.items():
                     for key, by_position in values.items():
                         out[task].setdefault(key, {}).update(by_position)
-                live["items"] += sum(len(v) for v in missing.values())
+                generated += sum(len(v) for v in missing.values())
             return out
 
         raced = self._race(prepared, values_for, stop, settings, references)
-        return {**raced, "items": live["items"], "replayed_items": raced["items"] - live["items"]}
+        return {**raced, "items": generated, "replayed_items": raced["items"] - generated}
 
     def replayable(self, item_values: Mapping | None) -> bool:
         """Whether some cached per-item values cover every objective's items on this split."""
