@@ -40,18 +40,26 @@ def main() -> None:
     add_configfile_argument(parser)
     parser.add_argument("--iterations", type=int, default=None, help="bootstrap draws")
     parser.add_argument("--out", type=Path, default=None, help="JSON of the figures")
+    parser.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="only the λ both runs have finished (runs in progress; HV then over those λ)",
+    )
     args = parser.parse_args()
     reference = args.reference.resolve()
     out = args.out.resolve() if args.out else None
     config = bench_config(args.workdir, 1, args.configfile)  # cwd: the paths run
-    report = compare(config, Path("."), reference, args.iterations)
+    report = compare(config, Path("."), reference, args.iterations, args.finished_only)
     print(render(report))
     if out:
         out.write_text(json.dumps(report, indent=1, default=float) + "\n")
 
 
-def compare(config, paths_run: Path, reference: Path, iterations: int | None = None) -> dict:
-    """The figures: intervals per method, g per λ, the sign test and the budgets."""
+def compare(
+    config, paths_run: Path, reference: Path, iterations: int | None = None, finished_only=False
+) -> dict:
+    """The figures: intervals per method, g per λ, the sign test and the budgets;
+    ``finished_only``: over the λ whose files both runs have."""
     # lazy: hm3 after bench_config has set the environment
     from hm3.compare.registry import PATHS, SEARCHED
     from hm3.core import layout
@@ -64,6 +72,10 @@ def compare(config, paths_run: Path, reference: Path, iterations: int | None = N
     if _read(reference / layout.IDEAL) != ideal:
         sys.exit("the two runs' ideal points differ: not the same family or tasks")
     by_id = preferences(config)
+    if finished_only:
+        by_id = {p: w for p, w in by_id.items() if _finished(paths_run, reference, p)}
+        if not by_id:
+            sys.exit("no λ is finished in both runs yet")
     tasks = list(config["tasks"])
     own_label = f"{SEARCHED} (this run)"
     rows, values, per_lambda = [], [], []
@@ -97,12 +109,16 @@ def compare(config, paths_run: Path, reference: Path, iterations: int | None = N
         seed=int(config["seed"]),
         level=settings.level,
     )
+    # per λ of the whole reporting set, as hv.md counts them (a run in progress: its
+    # unfinished λ count 0, so the figures understate)
+    every = preferences(config)
     budgets = {
-        PATHS: _budget(method_budgets(paths_run / "results", by_id), PATHS),
-        own_label: _budget(method_budgets(paths_run / "results", by_id), SEARCHED),
-        SEARCHED: _budget(method_budgets(reference / "results", by_id), SEARCHED),
+        PATHS: _budget(method_budgets(paths_run / "results", every), PATHS),
+        own_label: _budget(method_budgets(paths_run / "results", every), SEARCHED),
+        SEARCHED: _budget(method_budgets(reference / "results", every), SEARCHED),
     }
     return {
+        "preferences": list(by_id),
         "paths_run": str(paths_run.resolve()),
         "reference_run": str(reference),
         "intervals": table.to_dict(orient="records"),
@@ -111,6 +127,18 @@ def compare(config, paths_run: Path, reference: Path, iterations: int | None = N
         "per_lambda": per_lambda,
         "sign_test": sign_test([r[PATHS] for r in per_lambda], [r[SEARCHED] for r in per_lambda]),
     }
+
+
+def _finished(paths_run: Path, reference: Path, pid: str) -> bool:
+    # lazy: hm3 after bench_config has set the environment
+    from hm3.core import layout
+
+    files = [
+        reference / layout.PARAM_TEST_SCORES.format(pref=pid),
+        paths_run / layout.PARAM_TEST_SCORES.format(pref=pid),
+        paths_run / layout.PATH_SUMMARY.format(report_pref=pid),
+    ]
+    return all(f.is_file() for f in files)
 
 
 def sign_test(ours, theirs) -> dict:
@@ -142,6 +170,8 @@ def render(report: dict) -> str:
     """The figures as Markdown."""
     level = f"{report['level']:.0%}"
     lines = [
+        f"Over {len(report['preferences'])} λ.",
+        "",
         f"| method | HV test | mean g test | ΔHV [{level}] | Δ mean g [{level}] | candidates/λ |",
         "|---|---|---|---|---|---|",
     ]

@@ -107,3 +107,16 @@ def test_sign_test_drops_ties():
         "ties": 1,
         "p": 1.0,
     }
+
+
+def test_runs_in_progress_are_compared_on_the_lambdas_both_finished(tmp_path, no_lm_eval):
+    model = _model([1, 0, 1], [0, 1, 1])
+    paths_run = _run(tmp_path / "paths", model, path=model)
+    reference = _run(tmp_path / "matched", model, budget=12)
+    (reference / f"results/param/{PREFS[1]}/test_scores.json").unlink()
+    report = compare(CONFIG, paths_run, reference, iterations=50, finished_only=True)
+    assert report["preferences"] == PREFS[:1]
+    assert [row["preference"] for row in report["per_lambda"]] == PREFS[:1]
+    assert render(report).startswith("Over 1 λ.")
+    with pytest.raises(SystemExit, match="missing"):
+        compare(CONFIG, paths_run, reference, iterations=50)
