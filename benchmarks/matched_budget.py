@@ -29,6 +29,7 @@ import pandas as pd
 from _search_session import add_configfile_argument, bench_config
 
 LOWER_IS_BETTER = "g: lower is better"
+OWN_PARAM = "hm3-param (this run)"  # the paths run's own M_λ, at its smaller budget
 
 
 def main() -> None:
@@ -64,9 +65,8 @@ def compare(
     from hm3.compare.registry import PATHS, SEARCHED
     from hm3.core import layout
     from hm3.evaluation.scorer import configured_scorer
-    from hm3.report.budget import method_budgets
     from hm3.report.intervals import bootstrap_settings, interval_table, rescorers_for
-    from hm3.upper.preferences import preferences, scalarizer
+    from hm3.upper.preferences import preferences
 
     ideal = _read(paths_run / layout.IDEAL)
     if _read(reference / layout.IDEAL) != ideal:
@@ -76,27 +76,7 @@ def compare(
         by_id = {p: w for p, w in by_id.items() if _finished(paths_run, reference, p)}
         if not by_id:
             sys.exit("no λ is finished in both runs yet")
-    tasks = list(config["tasks"])
-    own_label = f"{SEARCHED} (this run)"
-    rows, values, per_lambda = [], [], []
-    scalar = scalarizer(ideal)
-    for pid, weights in by_id.items():
-        matched = _read(reference / layout.PARAM_TEST_SCORES.format(pref=pid))
-        own = _read(paths_run / layout.PARAM_TEST_SCORES.format(pref=pid))
-        best = _read(paths_run / layout.PATH_SUMMARY.format(report_pref=pid))["best"]
-        models = {
-            SEARCHED: (matched["scores"], matched["item_values"]),
-            own_label: (own["scores"], own["item_values"]),
-            PATHS: (best["scores_test"], best["item_values_test"]),
-        }
-        for method, (_, items) in models.items():
-            rows.append({"method": method, "preference": pid})
-            values.append(items)
-        g = {
-            m: float(scalar(np.array([s[t] for t in tasks]), weights))
-            for m, (s, _) in models.items()
-        }
-        per_lambda.append({"preference": pid, "path": best["path"], "origin": best["origin"], **g})
+    rows, values, per_lambda = _points(paths_run, reference, by_id, list(config["tasks"]), ideal)
     settings = bootstrap_settings(config)
     scorer = configured_scorer(config["tasks"], config["evaluation"], "test", layout.DATA)
     table = interval_table(
@@ -109,14 +89,7 @@ def compare(
         seed=int(config["seed"]),
         level=settings.level,
     )
-    # per λ of the whole reporting set, as hv.md counts them (a run in progress: its
-    # unfinished λ count 0, so the figures understate)
-    every = preferences(config)
-    budgets = {
-        PATHS: _budget(method_budgets(paths_run / "results", every), PATHS),
-        own_label: _budget(method_budgets(paths_run / "results", every), SEARCHED),
-        SEARCHED: _budget(method_budgets(reference / "results", every), SEARCHED),
-    }
+    budgets = _budgets(paths_run, reference, preferences(config))
     return {
         "preferences": list(by_id),
         "paths_run": str(paths_run.resolve()),
@@ -126,6 +99,51 @@ def compare(
         "budgets": budgets,
         "per_lambda": per_lambda,
         "sign_test": sign_test([r[PATHS] for r in per_lambda], [r[SEARCHED] for r in per_lambda]),
+    }
+
+
+def _points(paths_run: Path, reference: Path, by_id, tasks, ideal) -> tuple:
+    """Per λ the three models (B's M_λ, A's M_λ, A's chosen path): the front's rows,
+    their per-item test values and each λ's g."""
+    # lazy: hm3 after bench_config has set the environment
+    from hm3.compare.registry import PATHS, SEARCHED
+    from hm3.core import layout
+    from hm3.upper.preferences import scalarizer
+
+    scalar = scalarizer(ideal)
+    rows, values, per_lambda = [], [], []
+    for pid, weights in by_id.items():
+        matched = _read(reference / layout.PARAM_TEST_SCORES.format(pref=pid))
+        own = _read(paths_run / layout.PARAM_TEST_SCORES.format(pref=pid))
+        best = _read(paths_run / layout.PATH_SUMMARY.format(report_pref=pid))["best"]
+        models = {
+            SEARCHED: (matched["scores"], matched["item_values"]),
+            OWN_PARAM: (own["scores"], own["item_values"]),
+            PATHS: (best["scores_test"], best["item_values_test"]),
+        }
+        for method, (_, items) in models.items():
+            rows.append({"method": method, "preference": pid})
+            values.append(items)
+        g = {
+            m: float(scalar(np.array([s[t] for t in tasks]), weights))
+            for m, (s, _) in models.items()
+        }
+        per_lambda.append({"preference": pid, "path": best["path"], "origin": best["origin"], **g})
+    return rows, values, per_lambda
+
+
+def _budgets(paths_run: Path, reference: Path, every) -> dict:
+    """Candidates per λ of the whole reporting set, as hv.md counts them (a run in
+    progress: its unfinished λ count 0, so the figures understate)."""
+    # lazy: hm3 after bench_config has set the environment
+    from hm3.compare.registry import PATHS, SEARCHED
+    from hm3.report.budget import method_budgets
+
+    own, other = (method_budgets(run / "results", every) for run in (paths_run, reference))
+    return {
+        PATHS: _budget(own, PATHS),
+        OWN_PARAM: _budget(own, SEARCHED),
+        SEARCHED: _budget(other, SEARCHED),
     }
 
 
