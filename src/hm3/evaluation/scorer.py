@@ -449,9 +449,12 @@ class Scorer:
         for spec in self.specs:
             task = spec.task_for(self.split)
             values = {f"{m},{f}": dict(by_position) for (m, f), by_position in raw[task].items()}
-            again = prepared.results({task: _raw_values(json.loads(json.dumps(values)))})
-            if again["results"][task] == output["results"][task]:
-                out[spec.name] = values
+            if task not in self._json_safe:  # once per task, as `_item_values` checks it
+                again = prepared.results({task: _raw_values(json.loads(json.dumps(values)))})
+                if again["results"][task] != output["results"][task]:
+                    continue
+                self._json_safe.add(task)
+            out[spec.name] = values
         return out
 
     def score_lm(self, lm, tasks: list[str] | None = None) -> dict:
