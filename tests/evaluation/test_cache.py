@@ -68,6 +68,21 @@ def test_a_raced_out_candidates_values_are_kept_apart_and_only_grow(tmp_path):
         assert again.get_partial(*KEY) == longer
 
 
+def test_a_complete_row_with_item_values_prunes_the_partial_row(tmp_path):
+    """Once a candidate's race completes (its values replay every rung) its partial row
+    is never read again; a complete row without values (lm-eval's engine) keeps it."""
+    other = (KEY[0], "code", *KEY[2:])
+    partial = {"exact_match,none": {0: 1.0}}
+    with EvaluationCache(tmp_path / "c.sqlite") as cache:
+        cache.put_partial(*KEY, item_values=partial, seconds=1.0)
+        cache.put_partial(*other, item_values=partial, seconds=1.0)
+        cache.put(*other, score=0.5, metrics={}, seconds=1)
+        assert cache.partial_rows == 2 and cache.get_partial(*other) == partial
+        cache.put(*KEY, score=0.5, metrics={}, seconds=1, item_values={"exact_match,none": [1.0]})
+        assert cache.partial_rows == 1 and cache.get_partial(*KEY) is None
+        assert cache.get_partial(*other) == partial
+
+
 def test_a_cache_file_from_before_item_values_gains_the_column(tmp_path):
     path = tmp_path / "old.sqlite"
     old_schema = "CREATE TABLE evaluations (key TEXT PRIMARY KEY, candidate TEXT NOT NULL, task TEXT NOT NULL, split TEXT NOT NULL, lm_eval_version TEXT NOT NULL, seed INTEGER NOT NULL, context TEXT NOT NULL, score REAL NOT NULL, metrics TEXT NOT NULL, seconds REAL NOT NULL, created REAL NOT NULL)"

@@ -135,7 +135,7 @@ class EvaluationCache:
         key = entry_key(candidate, task, split, lm_eval_version, seed, context)
         # on a conflict two jobs scored the same candidate at once: the first row stays
         # (both computed the same deterministic value), gaining item values if it had none
-        self._write(
+        insert = (
             "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(key) DO UPDATE SET item_values = excluded.item_values "
             "WHERE evaluations.item_values IS NULL",
@@ -154,6 +154,12 @@ class EvaluationCache:
                 None if item_values is None else json.dumps(item_values, sort_keys=True),
             ),
         )
+        if item_values is None:
+            self._write(insert)
+            return
+        # a complete row with item values replays every rung, so a stopped race's
+        # partial row of the same key is never read again: it goes in the same commit
+        self._write(insert, ("DELETE FROM partial_evaluations WHERE key = ?", (key,)))
 
     def get_partial(
         self, candidate: str, task: str, split: str, lm_eval_version: str, seed: int, context: str
@@ -188,27 +194,31 @@ class EvaluationCache:
         items = max((len(v) for v in item_values.values()), default=0)
         payload = {k: {str(p): v for p, v in by.items()} for k, by in item_values.items()}
         self._write(
-            "INSERT INTO partial_evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET items = excluded.items, "
-            "item_values = excluded.item_values, seconds = excluded.seconds, "
-            "created = excluded.created WHERE excluded.items > partial_evaluations.items",
             (
-                key,
-                candidate,
-                task,
-                split,
-                items,
-                json.dumps(payload, sort_keys=True),
-                float(seconds),
-                time.time(),
-            ),
+                "INSERT INTO partial_evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET items = excluded.items, "
+                "item_values = excluded.item_values, seconds = excluded.seconds, "
+                "created = excluded.created WHERE excluded.items > partial_evaluations.items",
+                (
+                    key,
+                    candidate,
+                    task,
+                    split,
+                    items,
+                    json.dumps(payload, sort_keys=True),
+                    float(seconds),
+                    time.time(),
+                ),
+            )
         )
 
-    def _write(self, statement: str, parameters: tuple) -> None:
-        """One statement as its own transaction: a killed job never leaves half a row."""
+    def _write(self, *statements: tuple[str, tuple]) -> None:
+        """(statement, parameters) pairs as one transaction: a killed job never leaves
+        half a row, nor a row without the deletion that goes with it."""
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.execute(statement, parameters)
+            for statement, parameters in statements:
+                self._db.execute(statement, parameters)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
@@ -216,6 +226,10 @@ class EvaluationCache:
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+
+    @property
+    def partial_rows(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM partial_evaluations").fetchone()[0]
 
     @property
     def hit_rate(self) -> float:
