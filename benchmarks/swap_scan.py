@@ -6,6 +6,12 @@ from it in one decoder layer: layer i of M_λ replaced by layer i of an expert. 
 that lowers g(.|λ) by more than the split's noise is a gain the lower level can find;
 if no swap does, a path search over the family has little to work with (issue 15).
 
+`--blocks N` swaps whole blocks instead of single layers: the N contiguous blocks of the
+lower level's block action space (`rl.agent.actions: blocks`, hm3.lower.rl.block_bounds),
+each taken from one expert, N times the experts' count edits in all. On a deep real
+model (SmolLM2-135M's 30 layers) a layer scan is 90 full evaluations per λ, and a
+quarter of the stack is the grain at which fine-tunes keep a skill (Bandarkar et al.).
+
 The noise is the 95% paired bootstrap interval of Δg over the search items (the
 same items drawn for M_λ and the swap); `one item` is how much g moves when one item
 of the most weighted task flips, the split's resolution.
@@ -22,8 +28,8 @@ free action space; on a family whose layers tolerate a repeat (LayerDrop trainin
 benchmarks/layer_robustness.py) such a path adds an expert's update to M_λ's instead
 of replacing one.
 
-    python benchmarks/swap_scan.py --workdir RUN [--preferences ID ...] [--bootstrap 500]
-        [--fresh 600] [--combine] [--insert]
+    python benchmarks/swap_scan.py --workdir RUN [--configfile FILE ...] [--preferences ID ...]
+        [--bootstrap 500] [--fresh 600] [--combine] [--insert] [--blocks 4]
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _search_session import load_config  # noqa: E402
+from _search_session import add_configfile_argument, bench_config  # noqa: E402
 
 
 def main() -> int:
@@ -62,22 +68,22 @@ def main() -> int:
     parser.add_argument(
         "--insert", action="store_true", help="also score every one-layer insertion"
     )
+    parser.add_argument(
+        "--blocks", type=int, default=0, help="swap N contiguous blocks, not single layers"
+    )
+    add_configfile_argument(parser)
     args = parser.parse_args()
-    os.chdir(args.workdir)
     os.environ.setdefault("TQDM_DISABLE", "1")
-    if not Path("results/param").is_dir():
+    if not (args.workdir / "results/param").is_dir():
         sys.exit(f"{args.workdir}: no results/param; run `snakemake --cores all` there first")
-
-    import torch
+    if args.blocks and (args.insert or args.combine):
+        sys.exit("--blocks swaps whole blocks: --insert and --combine are per layer")
+    config = bench_config(args.workdir, args.threads, args.configfile)
 
     from hm3.core import layout
-    from hm3.core.environment import offline_environment
     from hm3.lower.pool import PoolFactory
     from hm3.upper.preferences import preferences, scalarizer
 
-    offline_environment()
-    torch.set_num_threads(args.threads)
-    config = load_config()
     plain = scalarizer(json.loads(Path(layout.IDEAL).read_text()))
     table = preferences(config)
     chosen = args.preferences or sorted(table, key=lambda p: float(np.max(table[p])))[:3]
@@ -92,7 +98,7 @@ def main() -> int:
         started = time.time()
         anchor = scorer.item_values(pool.assemble(pool.identity_path()), factory.tokenizer)
         swaps = []
-        for edit, model_index, layer, path in _edits(pool, factory.names, args.insert):
+        for edit, model_index, layer, path in _edits(pool, factory.names, args.insert, args.blocks):
             items = scorer.item_values(pool.assemble(path), factory.tokenizer)
             swaps.append(
                 {
@@ -126,7 +132,7 @@ def main() -> int:
         )
         for s in swaps[:5]:
             print(
-                f"   {s['edit']:>6s} {s['expert']:>12s} layer {s['layer']:2d}: Δg {s['delta_g']:+.4f} "
+                f"   {s['edit']:>6s} {s['expert']:>12s} layer {s['layer']!s:>8s}: Δg {s['delta_g']:+.4f} "
                 f"[{s['low']:+.4f}, {s['high']:+.4f}]"
             )
         if combined:
@@ -143,14 +149,22 @@ def main() -> int:
     return 0
 
 
-def _edits(pool, names, insert: bool):
+def _edits(pool, names, insert: bool, blocks: int = 0):
     """(edit, model index, layer, path) for every path one edit from M_λ's (the last
     model of the pool): each expert's layer i in place of M_λ's, and with ``insert``
-    each pool model's layer i run after M_λ's layer i."""
+    each pool model's layer i run after M_λ's layer i. With ``blocks``, each expert's
+    block [start, end) in place of M_λ's (``layer`` is the pair) instead."""
     from hm3.lower.inference_path import Step
+    from hm3.lower.rl import block_bounds
 
     own = list(pool.identity_path())
     m_lambda = len(names) - 1
+    if blocks:
+        for model_index in range(m_lambda):
+            for start, end in block_bounds(pool.depths[-1], blocks):
+                swapped = [Step(model_index, layer) for layer in range(start, end)]
+                yield "block", model_index, (start, end), tuple(own[:start] + swapped + own[end:])
+        return
     for model_index in range(m_lambda):
         for layer in range(pool.depths[-1]):
             path = own[:layer] + [Step(model_index, layer)] + own[layer + 1 :]
