@@ -64,8 +64,6 @@ def compare(
     # lazy: hm3 after bench_config has set the environment
     from hm3.compare.registry import PATHS, SEARCHED
     from hm3.core import layout
-    from hm3.evaluation.scorer import configured_scorer
-    from hm3.report.intervals import bootstrap_settings, interval_table, rescorers_for
     from hm3.upper.preferences import preferences
 
     ideal = _read(paths_run / layout.IDEAL)
@@ -77,9 +75,31 @@ def compare(
         if not by_id:
             sys.exit("no λ is finished in both runs yet")
     rows, values, per_lambda = _points(paths_run, reference, by_id, list(config["tasks"]), ideal)
+    table = intervals_on_test(config, rows, values, ideal, iterations)
+    budgets = _budgets(paths_run, reference, preferences(config))
+    return {
+        "preferences": list(by_id),
+        "paths_run": str(paths_run.resolve()),
+        "reference_run": str(reference),
+        "intervals": table.to_dict(orient="records"),
+        "level": table.attrs["level"],
+        "budgets": budgets,
+        "per_lambda": per_lambda,
+        "sign_test": sign_test([r[PATHS] for r in per_lambda], [r[SEARCHED] for r in per_lambda]),
+    }
+
+
+def intervals_on_test(config, rows, values, ideal, iterations: int | None) -> pd.DataFrame:
+    """hm3.report.intervals' table of ``rows`` (method, preference) with their per-item
+    test ``values``: differences to hm3-param, the config's bootstrap settings."""
+    # lazy: hm3 after bench_config has set the environment
+    from hm3.core import layout
+    from hm3.evaluation.scorer import configured_scorer
+    from hm3.report.intervals import bootstrap_settings, interval_table, rescorers_for
+
     settings = bootstrap_settings(config)
     scorer = configured_scorer(config["tasks"], config["evaluation"], "test", layout.DATA)
-    table = interval_table(
+    return interval_table(
         pd.DataFrame(rows),
         values,
         rescorers_for(scorer),
@@ -89,17 +109,6 @@ def compare(
         seed=int(config["seed"]),
         level=settings.level,
     )
-    budgets = _budgets(paths_run, reference, preferences(config))
-    return {
-        "preferences": list(by_id),
-        "paths_run": str(paths_run.resolve()),
-        "reference_run": str(reference),
-        "intervals": table.to_dict(orient="records"),
-        "level": settings.level,
-        "budgets": budgets,
-        "per_lambda": per_lambda,
-        "sign_test": sign_test([r[PATHS] for r in per_lambda], [r[SEARCHED] for r in per_lambda]),
-    }
 
 
 def _points(paths_run: Path, reference: Path, by_id, tasks, ideal) -> tuple:
