@@ -7,7 +7,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from budget_curve import curve, render  # noqa: E402
-from test_matched_budget import CONFIG, IDEAL, PREFS, _model, _write  # noqa: E402
+
+# the fixture by import: a second conftest.py would shadow the `conftest` module other tests import
+from test_matched_budget import CONFIG, IDEAL, PREFS, _model, _write, no_lm_eval  # noqa: E402, F401
+
+pytestmark = pytest.mark.usefixtures("no_lm_eval")
 
 
 def _param_run(root: Path, model, budget: int, g_search: float = 0.2) -> Path:
@@ -26,7 +30,7 @@ def _param_run(root: Path, model, budget: int, g_search: float = 0.2) -> Path:
     return root
 
 
-def test_each_budget_is_compared_with_the_largest(tmp_path, no_lm_eval):
+def test_each_budget_is_compared_with_the_largest(tmp_path):
     weak, strong = [1, 0, 0, 1, 0, 0], [1, 1, 0, 1, 1, 0]
     small = _param_run(tmp_path / "b7", _model(weak, weak), 7, g_search=0.3)
     large = _param_run(tmp_path / "b19", _model(strong, strong), 19, g_search=0.1)
@@ -43,7 +47,7 @@ def test_each_budget_is_compared_with_the_largest(tmp_path, no_lm_eval):
     assert "| M_λ at 7 |" in text and "0 / 2 / 0 (0.50)" in text and "0.3000 → " in text
 
 
-def test_runs_at_one_budget_are_refused(tmp_path, no_lm_eval):
+def test_runs_at_one_budget_are_refused(tmp_path):
     model = _model([1, 0], [0, 1])
     runs = [_param_run(tmp_path / name, model, 7) for name in ("a", "b")]
     with pytest.raises(SystemExit, match="share a budget"):

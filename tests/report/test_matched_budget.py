@@ -6,10 +6,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from lm_eval.api import metrics
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from matched_budget import compare, render, sign_test  # noqa: E402
 
+from hm3.report.intervals import rescorer
 
 PREFS = ["w10000-0000", "w0000-10000"]
 CONFIG = {
@@ -59,6 +61,17 @@ def _run(root: Path, param, path=None, budget: int = 7) -> Path:
                 {"budget": 5, "best": {**best, "origin": "sample"}},
             )
     return root
+
+
+@pytest.fixture
+def no_lm_eval(monkeypatch):
+    """The tasks' aggregations without lm-eval's task objects: means of the items."""
+    import hm3.evaluation.scorer as scorer
+    import hm3.report.intervals as intervals
+
+    monkeypatch.setattr(scorer, "configured_scorer", lambda *a, **k: None)
+    rescore = {t: (lambda v: rescorer(v["acc,none"], metrics.mean)) for t in ("math", "code")}
+    monkeypatch.setattr(intervals, "rescorers_for", lambda _: rescore)
 
 
 def test_a_path_better_on_every_item_beats_the_matched_merge_at_every_lambda(tmp_path, no_lm_eval):
