@@ -56,10 +56,11 @@ def curve(config, runs: list[Path], iterations: int | None = None) -> dict:
     if any(_read(run / layout.IDEAL) != ideal for run in runs[1:]):
         raise SystemExit("the runs' ideal points differ: not the same family or tasks")
     by_id, tasks, scalar = preferences(config), list(config["tasks"]), scalarizer(ideal)
-    labels = {run: f"M_λ at {_budget(run, by_id)}" for run in runs}
+    budgets = {run: _budget(run, by_id) for run in runs}
+    labels = {run: f"M_λ at {budget}" for run, budget in budgets.items()}
     if len(set(labels.values())) < len(runs):
         raise SystemExit(f"two runs share a budget: {sorted(labels.values())}")
-    largest = max(runs, key=lambda run: _budget(run, by_id))
+    largest = max(runs, key=budgets.get)
     method = {run: REFERENCE if run == largest else labels[run] for run in runs}
     rows, values, per_lambda = [], [], []
     for pid, weights in by_id.items():

@@ -154,12 +154,10 @@ class EvaluationCache:
                 None if item_values is None else json.dumps(item_values, sort_keys=True),
             ),
         )
-        if item_values is None:
-            self._write(insert)
-            return
         # a complete row with item values replays every rung, so a stopped race's
         # partial row of the same key is never read again: it goes in the same commit
-        self._write(insert, ("DELETE FROM partial_evaluations WHERE key = ?", (key,)))
+        prune = ("DELETE FROM partial_evaluations WHERE key = ?", (key,))
+        self._write(insert, *([] if item_values is None else [prune]))
 
     def get_partial(
         self, candidate: str, task: str, split: str, lm_eval_version: str, seed: int, context: str
