@@ -3,10 +3,10 @@
 
 Loads the tiny family from a finished run (results/models, results/data of --workdir,
 default the repository), then merges random dare_ties candidates in memory and scores
-each on all tasks' search splits (--split test: the test splits) (code completions executed in the sandbox) with every
-engine of --engines in turn, alternating which goes first, so that their timings come
-from the same minutes of the same machine and their ratio holds where the absolute
-figures do not. No evaluation cache: every candidate is really scored. Also checks
+each on all tasks' search splits (--split test: their test splits; code completions
+executed in the sandbox) with every engine of --engines in turn, alternating which
+goes first, so that their timings come from the same minutes of the same machine and
+their ratio holds where the absolute figures do not. No evaluation cache: every candidate is really scored. Also checks
 that the engines agree on every score. Target (issue 16): 0.5 s median per candidate,
 merge included, on one thread with the `prepared` engine.
 
@@ -32,10 +32,11 @@ import numpy as np
 from _search_session import add_arguments, open_session, random_recipe
 
 TARGET_SECONDS = 0.5
-# an engine name ending so runs that engine with transformers' forward instead of hm3's
-# own Llama forward (hm3.evaluation.llama_forward): e.g. --engines prepared,prepared+hf
+# an engine name with this suffix (before any batch size) runs that engine with
+# transformers' forward instead of hm3's own Llama forward (hm3.evaluation.llama_forward):
+# e.g. --engines prepared,prepared+hf
 TRANSFORMERS_FORWARD = "+hf"
-BATCH_SIZE = "@"
+BATCH_SIZE = "@"  # then the batch size: prepared@192
 
 
 def engine_settings(name: str, evaluation: dict) -> dict:
