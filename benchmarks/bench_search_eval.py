@@ -6,9 +6,10 @@ default the repository), then merges random dare_ties candidates in memory and s
 each on all tasks' search splits (--split test: their test splits; code completions
 executed in the sandbox) with every engine of --engines in turn, alternating which
 goes first, so that their timings come from the same minutes of the same machine and
-their ratio holds where the absolute figures do not. No evaluation cache: every candidate is really scored. Also checks
-that the engines agree on every score. Target (issue 16): 0.5 s median per candidate,
-merge included, on one thread with the `prepared` engine.
+their ratio holds where the absolute figures do not. No evaluation cache: every
+candidate is really scored. Also checks that the engines agree on every score. Target
+(issue 16): 0.5 s median per candidate, merge included, on one thread with the
+`prepared` engine.
 
     python benchmarks/bench_search_eval.py [--workdir DIR] [--candidates 20] [--threads 1]
         [--engines prepared,lm-eval] [--split search|test]
