@@ -17,8 +17,8 @@ candidate is really scored. Also checks that the engines agree on every score. T
 An engine name ending in `+hf` (e.g. `prepared+hf`) is that engine with transformers'
 own forward instead of hm3's Llama forward (the fast path's forward passes before it);
 one ending in `@N` (e.g. `prepared@192`, or `prepared+hf@192`) scores with
-`evaluation.batch_size` N, so batch sizes compare in the same minutes
-(`--engines prepared@64,prepared@192`).
+`evaluation.batch_size` N, and `@N/M` also with `evaluation.decode_batch_size` M, so
+batch sizes compare in the same minutes (`--engines prepared@64,prepared@64/256`).
 """
 
 from __future__ import annotations
@@ -42,11 +42,14 @@ BATCH_SIZE = "@"  # then the batch size: prepared@192
 
 def engine_settings(name: str, evaluation: dict) -> dict:
     """The evaluation settings an --engines entry names: the engine itself, with
-    transformers' forward when it ends in `+hf`, at batch size N when it ends in `@N`."""
-    name, _, batch_size = name.partition(BATCH_SIZE)
+    transformers' forward when it ends in `+hf`, at batch size N when it ends in `@N`,
+    decoding M rows together when in `@N/M`."""
+    name, _, sizes = name.partition(BATCH_SIZE)
     settings = {**evaluation, "engine": name.removesuffix(TRANSFORMERS_FORWARD)}
-    if batch_size:
+    if sizes:
+        batch_size, _, decode_rows = sizes.partition("/")
         settings["batch_size"] = int(batch_size)
+        settings["decode_batch_size"] = int(decode_rows) if decode_rows else None
     return settings
 
 

@@ -102,13 +102,19 @@ def reference(family):
     return out["results"], completions
 
 
-@pytest.mark.parametrize("batch_size", [64, 5])
-def test_same_completions_and_metrics_as_simple_evaluate(family, reference, batch_size):
+@pytest.mark.parametrize(
+    ("batch_size", "decode_rows"),
+    # one batch; several; prompts read 5 at a time, then decoded 64 and 16 rows together
+    [(64, None), (5, None), (5, 64), (7, 16)],
+)
+def test_same_completions_and_metrics_as_simple_evaluate(
+    family, reference, batch_size, decode_rows
+):
     data_dir, model, tokenizer = family
     results, completions = reference
     assert llama_forward.supports(model)  # generated with hm3's own forward passes
     tasks = _task_manager(data_dir).load(NAMES)["tasks"]
-    prepared = PreparedTasks(tasks, tokenizer, batch_size)
+    prepared = PreparedTasks(tasks, tokenizer, batch_size, decode_rows=decode_rows)
     output = prepared.score(model, model_max_length(model))
     stopped_early = 0
     for name in NAMES:

@@ -134,3 +134,42 @@ def test_rms_norm_keeps_transformers_promotion_when_the_weight_is_wider():
     expected = norm.weight * (hidden.float() * torch.rsqrt(variance + 1e-5)).to(torch.bfloat16)
     out = llama_forward._rms_norm(norm, hidden)
     assert out.dtype == torch.float32 and torch.equal(out, expected)
+
+
+def test_prompts_read_in_parts_then_decoded_together():
+    """`place`: parts prefilled at their own widths, then decoded as one batch, give
+    each row the logits of a batch of all rows prefilled at the full width (the
+    padding differs, so to rounding), and the positions left of a part are zeros."""
+    model = _llama()
+    ids, mask = _batch(rows=6, width=9)
+    parts = [(0, 3), (3, 6)]
+    with torch.inference_mode():
+        whole = llama_forward.LlamaForward(model, 20)
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        expected = whole(ids, mask, positions, last_only=True)
+        joined, logits = llama_forward.LlamaForward(model, 20), []
+        for start, stop in parts:
+            part_mask = mask[start:stop]
+            cut = int((part_mask.sum(0) == 0).sum())  # the columns padding in every row
+            part_ids, part_mask = ids[start:stop, cut:], part_mask[:, cut:]
+            part = llama_forward.LlamaForward(model, part_ids.shape[1])
+            part_positions = (part_mask.cumsum(-1) - 1).clamp_min(0)
+            logits.append(part(part_ids, part_mask, part_positions, last_only=True))
+            joined.place(part, start, 6, 9)
+            if cut:
+                assert not joined.keys[0][start:stop, :, :cut].any()
+        assert joined.length == whole.length == 9
+        assert torch.allclose(torch.cat(logits), expected, atol=1e-5)
+        for keys_whole, keys_joined in zip(whole.keys, joined.keys):
+            real = mask.bool()[:, None, :, None].expand(-1, 4, -1, 8)
+            assert torch.allclose(
+                keys_whole[:, :, :9][real], keys_joined[:, :, :9][real], atol=1e-5
+            )
+        step_mask = torch.cat([mask, mask.new_ones(6, 1)], dim=1)
+        step_positions = positions[:, -1:] + 1
+        token = expected[:, -1].argmax(-1)[:, None]
+        assert torch.allclose(
+            joined(token, step_mask, step_positions),
+            whole(token, step_mask, step_positions),
+            atol=1e-5,
+        )

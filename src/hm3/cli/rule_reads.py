@@ -23,6 +23,7 @@ SCORING = (
     "evaluation.device",
     "evaluation.dtype",
     "evaluation.batch_size",
+    "evaluation.decode_batch_size",
     "evaluation.limit",
     "evaluation.include_path",
     "evaluation.engine",

@@ -108,18 +108,28 @@ def _record_step(tokens, ended, batch, live, generated, caps, watcher) -> None:
 
 
 class BatchedGenerator:
-    """Greedy completions of many requests, ``batch_size`` rows per forward pass."""
+    """Greedy completions of many requests, ``batch_size`` rows per forward pass.
 
-    def __init__(self, tokenizer, batch_size: int):
+    ``decode_rows`` (default ``batch_size``): with hm3's own Llama forward, the prompts
+    are read ``batch_size`` rows at a time and then up to ``decode_rows`` rows decode
+    together. Why: every batch decodes until its last row ends, so three batches of a
+    search split take three times the decoding steps of one, and a step's fixed cost is
+    most of it on a small model; one wide prefill instead would pad every prompt to the
+    longest (docs/performance.md, "Reading the prompts in batches, decoding them
+    together")."""
+
+    def __init__(self, tokenizer, batch_size: int, decode_rows: int | None = None):
         self.tokenizer, self.batch_size = tokenizer, int(batch_size)
+        self.decode_rows = max(self.batch_size, int(decode_rows or batch_size))
 
     def generate(self, model, requests: Sequence[GenerationRequest]) -> list[str]:
         """The completion of every request, in request order."""
         # longest prompts first, as HFLM sorts: rows of a batch need little padding
         order = sorted(range(len(requests)), key=lambda i: -len(requests[i].context_ids))
         texts: list[str] = [""] * len(requests)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        rows = self.decode_rows if _own_forward(model) else self.batch_size
+        for start in range(0, len(order), rows):
+            chunk = order[start : start + rows]
             for index, text in zip(
                 chunk, self._generate_batch(model, [requests[i] for i in chunk])
             ):
@@ -141,8 +151,7 @@ class BatchedGenerator:
         live = [True] * len(batch)  # rows whose generation goes on; the others ride along
         forward = _batch_forward(model, ids.shape[1] + max(caps))
         with torch.inference_mode():
-            # only the last position's logits, as `generate` asks for them on the prompt
-            logits = forward(ids, mask, positions, last_only=True)
+            logits = self._prefill(forward, model, requests, ids, mask, positions)
             while True:
                 chosen = logits[:, -1, :].float().argmax(-1)
                 ended = torch.isin(chosen, end_ids).tolist() if len(end_ids) else None
@@ -163,6 +172,28 @@ class BatchedGenerator:
             cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), r.until)
             for tokens, r in zip(generated, requests)
         ]
+
+    def _prefill(self, forward, model, requests, ids, mask, positions):
+        """The prompts' last logits (only the last position's, as `generate` asks for
+        them on the prompt), read ``batch_size`` rows at a time, each part at its own
+        width, when the batch is wider: the parts' keys and values then become the
+        batch's (`LlamaForward.place`)."""
+        # lazy: torch only when generating (llama_forward imports it)
+        import torch
+        from hm3.evaluation.llama_forward import LlamaForward
+
+        if len(requests) <= self.batch_size or not isinstance(forward, LlamaForward):
+            return forward(ids, mask, positions, last_only=True)
+        logits = []
+        for start in range(0, len(requests), self.batch_size):
+            part_ids, part_mask = self._left_padded(
+                requests[start : start + self.batch_size], ids.device
+            )
+            part = LlamaForward(model, part_ids.shape[1])
+            part_positions = (part_mask.cumsum(-1) - 1).clamp_min(0)
+            logits.append(part(part_ids, part_mask, part_positions, last_only=True))
+            forward.place(part, start, len(requests), ids.shape[1])
+        return torch.cat(logits)
 
     def _left_padded(self, requests: Sequence[GenerationRequest], device):
         # lazy: torch only when generating
@@ -193,13 +224,21 @@ OWN_LLAMA_FORWARD = True
 COMPACT_SHARE = 0.25
 
 
+def _own_forward(model) -> bool:
+    """Whether the model's batches run hm3's own Llama forward."""
+    # lazy: torch only when generating
+    from hm3.evaluation import llama_forward
+
+    return OWN_LLAMA_FORWARD and llama_forward.supports(model)
+
+
 def _batch_forward(model, capacity: int):
     """The forward passes of one batch: ``forward(ids, mask, positions, last_only)`` gives
     logits, ``forward.select(rows)`` drops the other rows from its key/value cache."""
     # lazy: torch only when generating
     from hm3.evaluation import llama_forward
 
-    if OWN_LLAMA_FORWARD and llama_forward.supports(model):
+    if _own_forward(model):
         return llama_forward.LlamaForward(model, capacity)
     return _TransformersForward(model, capacity)
 

@@ -181,6 +181,26 @@ class LlamaForward:
             hidden = hidden[:, -1:, :]
         return F.linear(hidden, self.head)
 
+    def place(self, part: LlamaForward, first_row: int, rows: int, width: int) -> None:
+        """Take a prefilled part's keys and values as rows ``first_row``.. of this batch
+        (``rows`` in all, prompts ``width`` wide), right-aligned as left padding aligns
+        its prompts: the part read its prompts at its own, smaller width. Positions left
+        of it hold zeros, which the batch's padding mask hides (never uninitialised
+        memory: a NaN there would survive the mask's zero weight)."""
+        span, left = slice(first_row, first_row + part.keys[0].shape[0]), width - part.length
+        for index, (keys, values) in enumerate(zip(part.keys, part.values)):
+            if self.keys[index] is None:
+                shape = [rows, *keys.shape[1:]]
+                shape[-2] = max(self.capacity, width)
+                self.keys[index], self.values[index] = (
+                    keys.new_empty(shape),
+                    values.new_empty(shape),
+                )
+            for mine, theirs in ((self.keys[index], keys), (self.values[index], values)):
+                mine[span, :, :left].zero_()
+                mine[span, :, left:width] = theirs[..., : part.length, :]
+        self.length = width
+
     def select(self, rows: torch.Tensor) -> None:
         """Keep only these rows (indices into the batch) in the key/value buffers."""
         self.keys = [None if t is None else t.index_select(0, rows) for t in self.keys]

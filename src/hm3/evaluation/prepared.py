@@ -34,7 +34,7 @@ def supports(task) -> bool:
 class PreparedTasks:
     """The requests of some lm-eval tasks, built and tokenised once; `score` runs one model."""
 
-    def __init__(self, tasks: Mapping, tokenizer, batch_size: int, limit=None):
+    def __init__(self, tasks: Mapping, tokenizer, batch_size: int, limit=None, decode_rows=None):
         # lazy: lm-eval only when scoring
         from lm_eval.evaluator_utils import get_sample_size
 
@@ -50,7 +50,7 @@ class PreparedTasks:
             self.docs[name] = list(task.doc_iterator(rank=0, limit=self.limits[name], world_size=1))
             self.by_doc[name] = _instances_by_doc(task.instances)
             _memoise_targets(task)
-        self.generator = BatchedGenerator(tokenizer, batch_size)
+        self.generator = BatchedGenerator(tokenizer, batch_size, decode_rows)
         self._prompt_ids: dict[str, list[int]] = {}
         self._requests: dict[tuple, dict] = {}  # by task and max_length: instance -> request
 

@@ -92,6 +92,7 @@ class Scorer:
         batch_size: int = 64,
         limit: int | None = None,
         include_defaults: bool = False,
+        decode_batch_size: int | None = None,
         engine: str = DEFAULT_ENGINE,
         dataset_revisions: Mapping[str, str | None] | None = None,
     ):
@@ -101,7 +102,7 @@ class Scorer:
         if engine not in ENGINES:
             raise ConfigError(f"evaluation.engine must be one of {ENGINES}, got {engine!r}")
         self.specs, self.split, self.batch_size, self.limit = specs, split, batch_size, limit
-        self.engine = engine
+        self.engine, self.decode_batch_size = engine, decode_batch_size
         self._prepared = None  # PreparedTasks, built on the first model scored
         self._json_safe: set[str] = set()  # tasks whose per-item values JSON carries exactly
         paths = include_path or include_paths({})
@@ -183,7 +184,11 @@ class Scorer:
     def _prepared_for(self, tokenizer) -> PreparedTasks:
         if self._prepared is None:
             self._prepared = PreparedTasks(
-                self.task_dict["tasks"], tokenizer, self.batch_size, self.limit
+                self.task_dict["tasks"],
+                tokenizer,
+                self.batch_size,
+                self.limit,
+                self.decode_batch_size,
             )
         return self._prepared
 
@@ -600,6 +605,7 @@ def scorer_options(evaluation: Mapping) -> dict:
     return {
         "include_path": include_paths(evaluation),
         "batch_size": evaluation["batch_size"],
+        "decode_batch_size": evaluation.get("decode_batch_size"),
         "limit": evaluation.get("limit"),
         "engine": evaluation.get("engine", DEFAULT_ENGINE),
         "dataset_revisions": evaluation.get("dataset_revisions"),
@@ -812,6 +818,8 @@ def evaluation_context(
         "settings": {
             **{k: evaluation.get(k) for k in ("batch_size", "limit", "device")},
             **_dtype_setting(evaluation),
+            # absent when unset, so scores cached before the key existed stay valid
+            **{k: evaluation[k] for k in ("decode_batch_size",) if evaluation.get(k)},
         },
     }
     if evaluation.get("dataset_revisions"):  # absent when empty: earlier caches stay valid

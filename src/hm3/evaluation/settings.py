@@ -13,6 +13,7 @@ from hm3.core.settings import DEFAULT_DTYPE, from_section
 class EvaluationSettings:
     batch_size: int
     device: str
+    decode_batch_size: int | None = None  # rows decoded together (hm3's own Llama forward)
     dtype: str = DEFAULT_DTYPE  # models are loaded, stored and scored in it
     limit: int | None = None  # items per task and split (None: all); smoke runs only
     include_path: Sequence[str] = ()  # extra lm-eval task folders beside hm3's own

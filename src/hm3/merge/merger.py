@@ -149,7 +149,7 @@ def open_merger(
         dtype,
         device,
         method=search.get("method"),
-        batch_size=evaluation.get("batch_size", 64),
+        batch_size=max(evaluation.get("batch_size", 64), evaluation.get("decode_batch_size") or 0),
         mode=search.get("memory", DEFAULT_MEMORY_MODE),
         free_device=free_device,
         free_host=free_host,
