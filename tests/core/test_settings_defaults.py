@@ -115,3 +115,17 @@ def test_an_unknown_key_is_named():
         dataflow_settings({"compare": {"dataflow": {"repeat": 2}}})
     with pytest.raises(ConfigError, match=r"rl\.agent: unknown key\(s\) tmax"):
         rl_settings({"seed": 1, "rl": {"agent": {"tmax": 3}}})
+
+
+def test_pinned_dataset_revisions_pass_through_to_the_scorer():
+    """The real-model suites pin their hub datasets (`evaluation.dataset_revisions`),
+    which the scorer reads from the section itself: the searches' settings must not
+    refuse it (they did, before any search of those suites could start)."""
+    from _paths import REPO
+
+    suite = yaml.safe_load((REPO / "config" / "suites" / "llama2-7b.yaml").read_text())
+    section = {"batch_size": 4, "device": "cpu", **suite["evaluation"]}
+    assert section["dataset_revisions"]
+    assert evaluation_settings(section).batch_size == section["batch_size"]
+    with pytest.raises(ConfigError, match=r"evaluation: unknown key\(s\) dataset_revision\b"):
+        evaluation_settings({"batch_size": 4, "device": "cpu", "dataset_revision": {}})

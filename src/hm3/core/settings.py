@@ -19,9 +19,18 @@ DEFAULT_DTYPE = "float32"  # `evaluation.dtype`, `search.dtype`
 DEFAULT_MEMORY_MODE = "auto"  # `search.memory`: the first of in-memory, host, streaming that fits
 
 
-def from_section(cls: type[T], section: Mapping[str, Any] | None, where: str, **extra: Any) -> T:
+def from_section(
+    cls: type[T],
+    section: Mapping[str, Any] | None,
+    where: str,
+    *,
+    read_elsewhere: tuple[str, ...] = (),
+    **extra: Any,
+) -> T:
     """``cls`` built from one config section; a key it does not know is a ConfigError
     naming ``where`` (for configs that bypass the schema: library calls, tests).
+    ``read_elsewhere``: keys of the section that other code reads straight from it,
+    passed over here.
 
     A job's view of the config (hm3.core.config_view) must allow every field: a field
     outside the job's params would otherwise take its default here, silently, whatever
@@ -30,7 +39,7 @@ def from_section(cls: type[T], section: Mapping[str, Any] | None, where: str, **
         for field in fields(cls):
             if field.name not in extra:
                 field.name in section  # noqa: B015 - refuses a key the job may not read
-    section = dict(section or {})
+    section = {k: v for k, v in dict(section or {}).items() if k not in read_elsewhere}
     known = {f.name for f in fields(cls)} - set(extra)
     unknown = sorted(set(section) - known)
     if unknown:

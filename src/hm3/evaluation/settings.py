@@ -22,6 +22,12 @@ class EvaluationSettings:
     racing: Mapping = field(default_factory=dict)  # hm3.evaluation.racing.racing_settings reads it
 
 
+# read by the scorer straight from the section (hm3.evaluation.scorer.scorer_options);
+# not a field here because it has no default: an absent key must leave the scoring
+# rules' params, and so finished runs, unchanged (the schema gives it none either)
+SCORER_ONLY = ("dataset_revisions",)
+
+
 def evaluation_settings(section: Mapping) -> EvaluationSettings:
     """From config section `evaluation`."""
-    return from_section(EvaluationSettings, section, "evaluation")
+    return from_section(EvaluationSettings, section, "evaluation", read_elsewhere=SCORER_ONLY)
