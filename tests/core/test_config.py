@@ -200,3 +200,56 @@ def test_ci_config_keeps_every_training_small(default_config):
             **tiny.get("expert_training_overrides", {}).get(task, {}),
         }["steps"]
         assert steps <= 50, task
+
+
+def _shipped_configs():
+    """Every config the repository ships, as Snakemake merges it over the default: the
+    CI overlay, the families, the suites, and the SmolLM2 overlays over their suite."""
+    suites = REPO / "config" / "suites"
+    stacks = [["ci.yaml"]]
+    stacks += [[f"families/{p.name}"] for p in sorted((REPO / "config" / "families").glob("*"))]
+    stacks += [
+        [f"suites/{p.name}"]
+        for p in sorted(suites.glob("*.yaml"))
+        if not p.stem.startswith("smollm2-135m-")
+    ]
+    stacks += [
+        ["suites/smollm2-135m.yaml", f"suites/{p.name}"]
+        for p in sorted(suites.glob("smollm2-135m-*.yaml"))
+    ]
+    return stacks
+
+
+@pytest.mark.parametrize("stack", _shipped_configs(), ids=lambda s: "+".join(s))
+def test_every_shipped_config_builds_every_settings_object(default_config, stack):
+    """The schema accepting a config is not enough: each level's typed settings must
+    accept it too (a suite pinning its hub datasets was refused by the searches'
+    settings until this test existed)."""
+    from snakemake.utils import update_config
+
+    from hm3.compare.settings import dataflow_settings
+    from hm3.evaluation.racing import racing_settings
+    from hm3.evaluation.settings import evaluation_settings
+    from hm3.lower import settings as lower
+    from hm3.report.intervals import bootstrap_settings
+    from hm3.upper import settings as upper
+
+    config = copy.deepcopy(default_config)
+    for name in stack:
+        update_config(config, yaml.safe_load((REPO / "config" / name).read_text()))
+    validate_config(config, SCHEMA)
+    evaluation_settings(config["evaluation"])
+    racing_settings(config["evaluation"], config["seed"])
+    for build in (
+        upper.merge_storage_settings,
+        upper.reporting_weights_settings,
+        upper.search_settings,
+        lower.proxy_settings,
+        lower.screen_proxy_settings,
+        lower.lower_settings,
+        lower.reward_settings,
+        lower.rl_settings,
+        dataflow_settings,
+        bootstrap_settings,
+    ):
+        build(config)
