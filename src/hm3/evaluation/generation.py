@@ -186,12 +186,13 @@ class BatchedGenerator:
             return forward(ids, mask, positions, last_only=True)
         logits = []
         for start in range(0, len(requests), self.batch_size):
-            part_ids, part_mask = self._left_padded(
-                requests[start : start + self.batch_size], ids.device
+            rows = slice(start, start + self.batch_size)
+            # the batch's rows without the columns that pad every one of them
+            cut = ids.shape[1] - max(len(r.context_ids) for r in requests[rows])
+            part = LlamaForward(model, ids.shape[1] - cut)
+            logits.append(
+                part(ids[rows, cut:], mask[rows, cut:], positions[rows, cut:], last_only=True)
             )
-            part = LlamaForward(model, part_ids.shape[1])
-            part_positions = (part_mask.cumsum(-1) - 1).clamp_min(0)
-            logits.append(part(part_ids, part_mask, part_positions, last_only=True))
             forward.place(part, start, len(requests), ids.shape[1])
         return torch.cat(logits)
 
