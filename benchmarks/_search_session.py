@@ -114,3 +114,17 @@ def random_recipe(session, rng, index: int):
         for _ in session.tasks
     ]
     return session.recipe("dare_ties", params, {"normalize": False}, seed=index)
+
+
+def load_base(workdir: Path, threads: int):
+    """A finished run's base model (SDPA attention) on ``threads`` torch threads; exits
+    naming the run to make when the run has none."""
+    folder = workdir / "results" / "models" / "base"
+    if not folder.is_dir():
+        sys.exit(f"{folder} is missing: run `snakemake --cores all` in {workdir}")
+    # lazy: torch and transformers once the run is known to be there
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(threads)
+    return AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa").eval()

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from _search_session import load_base
+
 
 def bmm_matches_linear(shapes, candidates: int = 8, seed: int = 0) -> bool:
     """Whether a batched product over stacked weights equals each candidate's own
@@ -75,16 +77,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=20, help="decoding steps timed")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    folder = args.workdir / "results" / "models" / "base"
-    if not folder.is_dir():
-        sys.exit(f"{folder} is missing: run `snakemake --cores all` in {args.workdir}")
-
-    # lazy: torch and transformers after the arguments are checked
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    torch.set_num_threads(args.threads)
-    model = AutoModelForCausalLM.from_pretrained(folder, attn_implementation="sdpa").eval()
+    model = load_base(args.workdir, args.threads)
     config = model.config
     hidden, inner = config.hidden_size, config.intermediate_size
     shapes = [(r, hidden, hidden) for r in (1, 15, 64)] + [(r, hidden, inner) for r in (1, 15, 64)]

@@ -19,14 +19,19 @@ own forward instead of hm3's Llama forward (the fast path's forward passes befor
 one ending in `@N` (e.g. `prepared@192`, or `prepared+hf@192`) scores with
 `evaluation.batch_size` N, and `@N/M` also with `evaluation.decode_batch_size` M, so
 batch sizes compare in the same minutes (`--engines prepared@64,prepared@64/256`).
+An engine name with `+explicit` (before any `@`) runs hm3's Llama forward with the
+attention written out as product, softmax, product instead of torch's
+`scaled_dot_product_attention` (not bitwise: what replacing the kernel would buy).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
+import types
 
 import numpy as np
 
@@ -37,6 +42,7 @@ TARGET_SECONDS = 0.5
 # transformers' forward instead of hm3's own Llama forward (hm3.evaluation.llama_forward):
 # e.g. --engines prepared,prepared+hf
 TRANSFORMERS_FORWARD = "+hf"
+EXPLICIT_ATTENTION = "+explicit"
 BATCH_SIZE = "@"  # then the batch size: prepared@192
 
 
@@ -45,12 +51,50 @@ def engine_settings(name: str, evaluation: dict) -> dict:
     transformers' forward when it ends in `+hf`, at batch size N when it ends in `@N`,
     decoding M rows together when in `@N/M`."""
     name, _, sizes = name.partition(BATCH_SIZE)
-    settings = {**evaluation, "engine": name.removesuffix(TRANSFORMERS_FORWARD)}
+    for suffix in (EXPLICIT_ATTENTION, TRANSFORMERS_FORWARD):
+        name = name.removesuffix(suffix)
+    settings = {**evaluation, "engine": name}
     if sizes:
         batch_size, _, decode_rows = sizes.partition("/")
         settings["batch_size"] = int(batch_size)
         settings["decode_batch_size"] = int(decode_rows) if decode_rows else None
     return settings
+
+
+def explicit_attention(
+    query, keys, values, attn_mask=None, dropout_p=0.0, scale=None, is_causal=False
+):
+    """`scaled_dot_product_attention`'s result as product, softmax, product (one
+    batched product per step instead of the kernel's set-up per row and head)."""
+    # lazy: torch after the arguments are checked
+    import torch
+
+    scale = query.shape[-1] ** -0.5 if scale is None else scale
+    weights = torch.matmul(query, keys.transpose(-1, -2)).mul_(scale)
+    if is_causal:
+        new, length = query.shape[-2], keys.shape[-2]
+        above = torch.ones(new, length, dtype=torch.bool).triu_(length - new + 1)
+        weights.masked_fill_(above, float("-inf"))
+    elif attn_mask is not None:
+        # a padding position's query sees no key: the kernel gives it zeros, a softmax
+        # over -inf alone gives NaN, which its keys would carry into every later row
+        weights.add_(attn_mask.clamp_min(torch.finfo(weights.dtype).min))
+    return torch.matmul(weights.softmax(-1), values)
+
+
+@contextlib.contextmanager
+def attention_of(engine: str):
+    """hm3's Llama forward with the explicit attention inside, for an `+explicit` entry."""
+    from hm3.evaluation import llama_forward
+
+    functional = llama_forward.F
+    if EXPLICIT_ATTENTION in engine:
+        llama_forward.F = types.SimpleNamespace(**vars(functional))
+        llama_forward.F.scaled_dot_product_attention = explicit_attention
+    try:
+        yield
+    finally:
+        llama_forward.F = functional
 
 
 def main() -> int:
@@ -95,9 +139,10 @@ def main() -> int:
         scores = {}
         for engine in order:
             generation.OWN_LLAMA_FORWARD = TRANSFORMERS_FORWARD not in engine
-            t0 = time.perf_counter()
-            scores[engine] = scorers[engine].score(model, tokenizer)["scores"]
-            seconds[engine].append(time.perf_counter() - t0)
+            with attention_of(engine):
+                t0 = time.perf_counter()
+                scores[engine] = scorers[engine].score(model, tokenizer)["scores"]
+                seconds[engine].append(time.perf_counter() - t0)
         disagreements += any(s != scores[engines[0]] for s in scores.values())
         print(
             f"candidate {i:2d}: merge {1e3 * merges[-1]:6.1f} ms, "

@@ -208,3 +208,51 @@ def test_the_smollm2_suite_plans_a_gguf_base_and_experts_built_from_it(tmp_path)
     block = re.search(r"rule train_expert:\n(.*?)\n\n", proc.stdout, re.S).group(1)
     assert "input: results/models/base," in block
     assert {"search_params", "train_policy", "search_path", "front", "explorer"} <= set(jobs)
+
+
+# one of the CI overlay's three reporting preferences (moo.reporting_weights partitions 1)
+SUITE_RUN_PREFERENCE = "w8333-0833-0833"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("suite", SUITES, ids=lambda p: p.stem)
+def test_the_suites_sections_run_through_real_jobs_on_the_tiny_family(suite, tmp_path):
+    """A suite's own sections (evaluation with its dtype, pinned dataset revisions and
+    batch sizes; search; resources) through real jobs of every level, with the tiny
+    family and tasks in place of the hub's and the CPU in place of the GPU: a key a
+    job's script reads and refuses fails here, not an hour into a GPU cluster's run
+    (every search job of both suites once stopped at start-up on `dataset_revisions`)."""
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    tiny = tmp_path / "tiny-family.yaml"
+    tiny.write_text(
+        yaml.safe_dump(
+            {
+                "tasks": default["tasks"],
+                "models": default["models"],
+                "evaluation": {"device": "cpu"},
+                "compare": {"methods": []},
+            }
+        )
+    )
+    work = tmp_path / "work"
+    proc = run_snakemake(
+        work,
+        f"results/param/{SUITE_RUN_PREFERENCE}/test_scores.json",
+        f"results/paths/{SUITE_RUN_PREFERENCE}/model",
+        "--cores",
+        "2",
+        "--configfile",  # last: it takes every argument after it as a config file
+        suite,
+        REPO / "config" / "ci.yaml",  # small budgets; the suite's other keys stay
+        tiny,
+        configfile=None,
+        timeout=1800,
+    )
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-4000:])
+    stored = yaml.safe_load(suite.read_text())["search"]["dtype"]
+    merged = work / "results" / "param" / SUITE_RUN_PREFERENCE / "model" / "config.json"
+    assert yaml.safe_load(merged.read_text())["dtype"] == stored  # the suite's export dtype
+    scores = yaml.safe_load(
+        (work / "results" / "param" / SUITE_RUN_PREFERENCE / "test_scores.json").read_text()
+    )
+    assert set(default["tasks"]) <= set(scores["scores"]), scores
