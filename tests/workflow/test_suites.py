@@ -217,8 +217,9 @@ SUITE_RUN_PREFERENCE = "w8333-0833-0833"
 @pytest.mark.slow
 @pytest.mark.parametrize("suite", SUITES, ids=lambda p: p.stem)
 def test_the_suites_sections_run_through_real_jobs_on_the_tiny_family(suite, tmp_path):
-    """A suite's own sections (evaluation with its dtype, pinned dataset revisions and
-    batch sizes; search; resources) through real jobs of every level, with the tiny
+    """A suite's own sections (its evaluation dtype, `decode_batch_size` and dataset
+    revisions; its export dtype; its resources; the CI overlay's batch size and budgets
+    in place of its own) through real jobs of every level, with the tiny
     family and tasks in place of the hub's and the CPU in place of the GPU: a key a
     job's script reads and refuses fails here, not an hour into a GPU cluster's run
     (every search job of both suites once stopped at start-up on `dataset_revisions`)."""
