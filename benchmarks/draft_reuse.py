@@ -68,6 +68,7 @@ def accepted_drafts(model, tokenizer, requests, drafts, end_ids, batch_size: int
     """The requests (context ids) whose draft the model's argmax reproduces to the end,
     ending where the model would: one forward pass per ``batch_size`` rows over prompt
     and draft, left-padded."""
+    # lazy: torch after the arguments are checked
     import torch
 
     from hm3.evaluation.llama_forward import LlamaForward
