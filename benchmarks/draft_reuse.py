@@ -64,13 +64,14 @@ class Recorder:
         self.generation._record_step = self._record
 
 
-def accepted_drafts(model, tokenizer, requests, drafts, end_ids, batch_size: int) -> set:
+def accepted_drafts(model, generator, requests, drafts, end_ids) -> set:
     """The requests (context ids) whose draft the model's argmax reproduces to the end,
-    ending where the model would: one forward pass per ``batch_size`` rows over prompt
-    and draft, left-padded."""
+    ending where the model would: one forward pass per ``generator.batch_size`` rows over
+    prompt and draft, left-padded as the generator pads its prompts."""
     # lazy: torch after the arguments are checked
     import torch
 
+    from hm3.evaluation.generation import GenerationRequest
     from hm3.evaluation.llama_forward import LlamaForward
 
     rows = [r for r in requests if r.context_ids in drafts]
@@ -78,15 +79,13 @@ def accepted_drafts(model, tokenizer, requests, drafts, end_ids, batch_size: int
     rows.sort(key=lambda r: -(len(r.context_ids) + len(drafts[r.context_ids])))
     accepted = set()
     with torch.inference_mode():
-        for start in range(0, len(rows), batch_size):
-            part = rows[start : start + batch_size]
+        for start in range(0, len(rows), generator.batch_size):
+            part = rows[start : start + generator.batch_size]
             sequences = [list(r.context_ids) + drafts[r.context_ids] for r in part]
             width = max(len(s) for s in sequences)
-            ids = torch.zeros(len(part), width, dtype=torch.long)
-            mask = torch.zeros(len(part), width, dtype=torch.long)
-            for i, sequence in enumerate(sequences):
-                ids[i, width - len(sequence) :] = torch.tensor(sequence)
-                mask[i, width - len(sequence) :] = 1
+            ids, mask = generator._left_padded(
+                [GenerationRequest(tuple(s), (), 0) for s in sequences], model.device
+            )
             positions = (mask.cumsum(-1) - 1).clamp_min(0)
             chosen = LlamaForward(model, width)(ids, mask, positions).argmax(-1)
             for i, request in enumerate(part):
@@ -98,7 +97,7 @@ def accepted_drafts(model, tokenizer, requests, drafts, end_ids, batch_size: int
                 # the draft stopped at its cap or a stop string (its tokens say so), or
                 # at an end token, which the model must then choose next
                 capped_or_stopped = len(draft) >= request.max_new_tokens or _stops(
-                    tokenizer, request, draft
+                    generator.tokenizer, request, draft
                 )
                 if capped_or_stopped or predicted[len(draft)] in end_ids:
                     accepted.add(request.context_ids)
@@ -162,9 +161,7 @@ def main() -> int:
                     generator.generate(model, requests)
                 current = recorder.ids
             elif previous is not None:
-                accepted = accepted_drafts(
-                    model, tokenizer, requests, previous, end_ids, evaluation["batch_size"]
-                )
+                accepted = accepted_drafts(model, generator, requests, previous, end_ids)
             timings[step] = time.perf_counter() - started
         if previous is not None:
             rejected = [r for r in requests if r.context_ids not in accepted]

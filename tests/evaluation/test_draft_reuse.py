@@ -7,13 +7,13 @@ from types import SimpleNamespace
 import torch
 
 from _models import small_llama
-from hm3.evaluation.generation import GenerationRequest
+from hm3.evaluation.generation import BatchedGenerator, GenerationRequest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from draft_reuse import accepted_drafts  # noqa: E402
 
 CAP = 5
-NO_TEXT = SimpleNamespace(decode=lambda ids, skip_special_tokens=True: "")
+NO_TEXT = SimpleNamespace(decode=lambda ids, skip_special_tokens=True: "", pad_token_id=None)
 
 
 def _greedy(model, prompt, steps):
@@ -35,10 +35,10 @@ def test_drafts_are_accepted_exactly_where_greedy_decoding_gives_them():
         prompts[2]: greedy[prompts[2]][:2],  # ends early: only if the next token ends it
         # prompts[3]: no draft, never accepted
     }
-    none_end = accepted_drafts(model, NO_TEXT, requests, drafts, set(), batch_size=2)
+    none_end = accepted_drafts(model, BatchedGenerator(NO_TEXT, 2), requests, drafts, set())
     assert none_end == {prompts[0]}
     ending = {greedy[prompts[2]][2]}  # the model's next token, taken as an end token
-    assert accepted_drafts(model, NO_TEXT, requests, drafts, ending, batch_size=3) == {
+    assert accepted_drafts(model, BatchedGenerator(NO_TEXT, 3), requests, drafts, ending) == {
         prompts[0],
         prompts[2],
     }
